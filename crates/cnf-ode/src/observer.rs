@@ -1,0 +1,34 @@
+//! Observers: called after every accepted step (progress, recording, events).
+use crate::solution::Stats;
+
+/// An accepted step from `t_prev` to `t`.
+#[derive(Debug)]
+pub struct Step<'a, T, S> {
+    /// Start of the step.
+    pub t_prev: T,
+    /// End of the step.
+    pub t: T,
+    /// State at `t_prev`.
+    pub y_prev: &'a S,
+    /// State at `t`.
+    pub y: &'a S,
+    /// Work done so far.
+    pub stats: Stats,
+}
+
+/// Receives every accepted step.
+pub trait Observer<T, S> {
+    /// Called after each accepted step.
+    fn on_step(&mut self, step: &Step<'_, T, S>);
+}
+
+/// No observer.
+impl<T, S> Observer<T, S> for () {
+    fn on_step(&mut self, _: &Step<'_, T, S>) {}
+}
+
+impl<T, S, F: FnMut(&Step<'_, T, S>)> Observer<T, S> for F {
+    fn on_step(&mut self, step: &Step<'_, T, S>) {
+        self(step)
+    }
+}

@@ -1,0 +1,132 @@
+//! Tolerances and solver settings.
+use num_traits::Float;
+
+use crate::error::OdeError;
+
+/// A tolerance: one value for every component, or one per component.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tolerance<T> {
+    /// The same tolerance for every component.
+    Scalar(T),
+    /// One tolerance per component.
+    PerComponent(Vec<T>),
+}
+
+impl<T> From<T> for Tolerance<T> {
+    fn from(x: T) -> Self {
+        Self::Scalar(x)
+    }
+}
+
+impl<T> From<Vec<T>> for Tolerance<T> {
+    fn from(v: Vec<T>) -> Self {
+        Self::PerComponent(v)
+    }
+}
+
+/// Validated tolerances for a state of known length: error scale atol_i + rtol_i * |y_i|.
+#[derive(Debug, Clone)]
+pub(crate) struct Tolerances<T> {
+    rtol: Vec<T>,
+    atol: Vec<T>,
+}
+
+impl<T: Float> Tolerances<T> {
+    pub(crate) fn new(
+        rtol: &Tolerance<T>,
+        atol: &Tolerance<T>,
+        n: usize,
+    ) -> Result<Self, OdeError<T>> {
+        fn expand<T: Float>(t: &Tolerance<T>, n: usize, name: &str) -> Result<Vec<T>, OdeError<T>> {
+            let v = match t {
+                Tolerance::Scalar(x) => vec![*x],
+                Tolerance::PerComponent(v) if v.len() == n => v.clone(),
+                Tolerance::PerComponent(v) => {
+                    return Err(OdeError::DimensionMismatch {
+                        expected: n,
+                        found: v.len(),
+                    })
+                }
+            };
+            if v.iter().any(|x| !x.is_finite() || *x < T::zero()) {
+                return Err(OdeError::InvalidTolerance(format!(
+                    "{name} must be finite and non-negative"
+                )));
+            }
+            Ok(v)
+        }
+        let rtol = expand(rtol, n, "rtol")?;
+        let atol = expand(atol, n, "atol")?;
+        let tol = Self { rtol, atol };
+        if (0..n).any(|i| tol.rtol(i) == T::zero() && tol.atol(i) == T::zero()) {
+            return Err(OdeError::InvalidTolerance(
+                "rtol and atol are both zero for some component".into(),
+            ));
+        }
+        Ok(tol)
+    }
+    fn rtol(&self, i: usize) -> T {
+        if self.rtol.len() == 1 {
+            self.rtol[0]
+        } else {
+            self.rtol[i]
+        }
+    }
+    fn atol(&self, i: usize) -> T {
+        if self.atol.len() == 1 {
+            self.atol[0]
+        } else {
+            self.atol[i]
+        }
+    }
+    /// Error scale of component `i` with magnitude `y_abs`.
+    #[inline]
+    pub(crate) fn scale(&self, i: usize, y_abs: T) -> T {
+        self.atol(i) + self.rtol(i) * y_abs
+    }
+}
+
+/// How steps are chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stepping {
+    /// Error-controlled steps (needs a method with an error estimate).
+    Adaptive,
+    /// Exactly N equal steps; the last one lands exactly on t_end.
+    Fixed(usize),
+}
+
+/// Solver settings. Build with [`crate::Solver`]'s methods.
+#[derive(Debug, Clone)]
+pub struct Options<T> {
+    /// Relative tolerance (default 1e-6).
+    pub rtol: Tolerance<T>,
+    /// Absolute tolerance (default 1e-9).
+    pub atol: Tolerance<T>,
+    /// Adaptive (default for methods with an error estimate) or N fixed steps.
+    pub stepping: Option<Stepping>,
+    /// First step size; default Hairer's automatic estimate.
+    pub h0: Option<T>,
+    /// Largest step size magnitude; default the whole span.
+    pub h_max: Option<T>,
+    /// Smallest step size magnitude before failing; default 0 (only round-off limits it).
+    pub h_min: T,
+    /// Maximum number of steps (accepted + rejected), default 100 000.
+    pub max_steps: usize,
+    /// Times at which to report the state (in integration order), from the continuous extension.
+    pub t_out: Vec<T>,
+}
+
+impl<T: Float> Default for Options<T> {
+    fn default() -> Self {
+        Self {
+            rtol: Tolerance::Scalar(crate::util::lit(1e-6)),
+            atol: Tolerance::Scalar(crate::util::lit(1e-9)),
+            stepping: None,
+            h0: None,
+            h_max: None,
+            h_min: T::zero(),
+            max_steps: 100_000,
+            t_out: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The driver loop: asks the engine for steps and the controller for step sizes; handles output
+//! times, observers, statistics and errors. Methods know nothing of this loop.
+use num_traits::Float;
+
+use crate::controller::{PiController, StepController};
+use crate::engine::Engine;
+use crate::error::OdeError;
+use crate::observer::{Observer, Step};
+use crate::options::{Options, Stepping, Tolerance, Tolerances};
+use crate::solution::{Solution, Stats};
+use crate::state::State;
+use crate::system::OdeSystem;
+use crate::tableau::{RkMethod, Tableau};
+use crate::util::lit;
+
+/// A configured solver: a method plus options. Reusable for many solves.
+///
+/// ```
+/// use cnf_ode::{Dopri5, Solver};
+/// // y' = -y, y(0) = 1 on [0, 1]
+/// let sol = Solver::new(Dopri5).rtol(1e-8).atol(1e-10)
+///     .solve(&mut |_t: f64, y: &[f64; 1], dy: &mut [f64; 1]| dy[0] = -y[0], 0.0, 1.0, &[1.0])
+///     .unwrap();
+/// assert!((sol.y[0] - (-1.0f64).exp()).abs() < 1e-8);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Solver<M, T> {
+    method: M,
+    options: Options<T>,
+    controller: Option<PiController<T>>,
+}
+
+impl<M: RkMethod, T: Float> Solver<M, T> {
+    /// A solver for `method` with default options (adaptive when the method has an error
+    /// estimate, rtol 1e-6, atol 1e-9).
+    pub fn new(method: M) -> Self {
+        Self {
+            method,
+            options: Options::default(),
+            controller: None,
+        }
+    }
+    /// Relative tolerance, scalar or per component.
+    pub fn rtol(mut self, rtol: impl Into<Tolerance<T>>) -> Self {
+        self.options.rtol = rtol.into();
+        self
+    }
+    /// Absolute tolerance, scalar or per component.
+    pub fn atol(mut self, atol: impl Into<Tolerance<T>>) -> Self {
+        self.options.atol = atol.into();
+        self
+    }
+    /// Exactly `n` equal steps (for any method).
+    pub fn fixed_steps(mut self, n: usize) -> Self {
+        self.options.stepping = Some(Stepping::Fixed(n));
+        self
+    }
+    /// First step size (magnitude); default: Hairer's automatic estimate.
+    pub fn initial_step(mut self, h: T) -> Self {
+        self.options.h0 = Some(h);
+        self
+    }
+    /// Largest step size magnitude.
+    pub fn max_step(mut self, h: T) -> Self {
+        self.options.h_max = Some(h);
+        self
+    }
+    /// Smallest step size magnitude before failing with `StepSizeTooSmall`.
+    pub fn min_step(mut self, h: T) -> Self {
+        self.options.h_min = h;
+        self
+    }
+    /// Maximum number of steps (accepted and rejected).
+    pub fn max_steps(mut self, n: usize) -> Self {
+        self.options.max_steps = n;
+        self
+    }
+    /// Report the state at these times (in integration order, inside the span).
+    pub fn output_times(mut self, t_out: Vec<T>) -> Self {
+        self.options.t_out = t_out;
+        self
+    }
+    /// Replace the step-size controller (default: [`PiController::hairer`]).
+    pub fn controller(mut self, c: PiController<T>) -> Self {
+        self.controller = Some(c);
+        self
+    }
+    /// The options in use.
+    pub fn options(&self) -> &Options<T> {
+        &self.options
+    }
+    /// The method's tableau.
+    pub fn tableau(&self) -> &'static Tableau {
+        self.method.tableau()
+    }
+
+    /// Integrate `sys` from (t0, y0) to t1 (t1 < t0 integrates backwards).
+    pub fn solve<S, F>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+    ) -> Result<Solution<T, S>, OdeError<T>>
+    where
+        S: State<T>,
+        F: OdeSystem<T, S>,
+    {
+        self.solve_observed(sys, t0, t1, y0, &mut ())
+    }
+
+    /// As [`Solver::solve`], calling `observer` after every accepted step.
+    pub fn solve_observed<S, F, O>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+        observer: &mut O,
+    ) -> Result<Solution<T, S>, OdeError<T>>
+    where
+        S: State<T>,
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+    {
+        let tab = self.method.tableau();
+        let n = y0.len();
+        let tol = Tolerances::new(&self.options.rtol, &self.options.atol, n)?;
+        self.check_span(t0, t1)?;
+        if y0.as_slice().iter().any(|x| !x.is_finite()) {
+            return Err(OdeError::NonFinite {
+                t: t0,
+                stats: Stats::default(),
+            });
+        }
+        let mut run = Run {
+            engine: Engine::new(tab, y0),
+            y: y0.clone(),
+            y_new: y0.clone(),
+            t: t0,
+            t1,
+            stats: Stats::default(),
+            t_out: &self.options.t_out,
+            next_out: 0,
+            y_out: Vec::with_capacity(self.options.t_out.len()),
+        };
+        // Output times at t0 are the initial state.
+        while run.next_out < run.t_out.len() && run.t_out[run.next_out] == t0 {
+            run.y_out.push(y0.clone());
+            run.next_out += 1;
+        }
+        if t0 != t1 {
+            match self.options.stepping {
+                Some(Stepping::Fixed(steps)) => run.fixed(sys, steps, observer)?,
+                None | Some(Stepping::Adaptive) => {
+                    if !tab.is_adaptive() {
+                        return Err(OdeError::InvalidOption(format!(
+                            "{} has no error estimate: use fixed_steps(n)",
+                            tab.name
+                        )));
+                    }
+                    let mut ctrl = self
+                        .controller
+                        .unwrap_or_else(|| PiController::hairer(tab.error_order));
+                    ctrl.reset();
+                    run.adaptive(sys, &self.options, &tol, &mut ctrl, observer)?;
+                }
+            }
+        }
+        Ok(Solution {
+            t: t1,
+            y: run.y,
+            t_out: self.options.t_out.clone(),
+            y_out: run.y_out,
+            stats: run.stats,
+        })
+    }
+
+    fn check_span(&self, t0: T, t1: T) -> Result<(), OdeError<T>> {
+        if !t0.is_finite() || !t1.is_finite() {
+            return Err(OdeError::InvalidSpan("t0 and t1 must be finite".into()));
+        }
+        let dir = if t1 >= t0 { T::one() } else { -T::one() };
+        let mut prev = t0;
+        for &t in &self.options.t_out {
+            if !t.is_finite() || (t - t0) * dir < T::zero() || (t - t1) * dir > T::zero() {
+                return Err(OdeError::InvalidSpan(format!(
+                    "output time {:?} outside [{:?}, {:?}]",
+                    t.to_f64(),
+                    t0.to_f64(),
+                    t1.to_f64()
+                )));
+            }
+            if (t - prev) * dir < T::zero() {
+                return Err(OdeError::InvalidSpan(
+                    "output times must be in integration order".into(),
+                ));
+            }
+            prev = t;
+        }
+        if let Some(Stepping::Fixed(0)) = self.options.stepping {
+            return Err(OdeError::InvalidOption("fixed_steps needs n >= 1".into()));
+        }
+        let bad = |h: Option<T>| h.is_some_and(|h| !(h.is_finite() && h > T::zero()));
+        if bad(self.options.h0) || bad(self.options.h_max) || !(self.options.h_min >= T::zero()) {
+            return Err(OdeError::InvalidOption(
+                "initial_step and max_step must be positive and finite, min_step non-negative"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// State of one solve.
+struct Run<'a, T, S> {
+    engine: Engine<T, S>,
+    y: S,
+    y_new: S,
+    t: T,
+    t1: T,
+    stats: Stats,
+    t_out: &'a [T],
+    next_out: usize,
+    y_out: Vec<S>,
+}
+
+impl<T: Float, S: State<T>> Run<'_, T, S> {
+    fn stats(&self) -> Stats {
+        Stats {
+            nfe: self.engine.nfe,
+            ..self.stats
+        }
+    }
+
+    fn non_finite(&self, t: T) -> OdeError<T> {
+        OdeError::NonFinite {
+            t,
+            stats: self.stats(),
+        }
+    }
+
+    /// Bookkeeping after an accepted step of size h from t to t_new (y_new holds the state):
+    /// output times in (t, t_new], the observer, then the new state becomes current.
+    fn accept<F, O>(
+        &mut self,
+        sys: &mut F,
+        h: T,
+        t_new: T,
+        observer: &mut O,
+    ) -> Result<(), OdeError<T>>
+    where
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+    {
+        if self.y_new.as_slice().iter().any(|x| !x.is_finite()) {
+            return Err(self.non_finite(self.t));
+        }
+        self.stats.accepted += 1;
+        let dir = h.signum();
+        while self.next_out < self.t_out.len()
+            && (self.t_out[self.next_out] - t_new) * dir <= T::zero()
+        {
+            let to = self.t_out[self.next_out];
+            let mut out = self.y_new.clone();
+            if to != t_new {
+                self.engine
+                    .prepare_dense(sys, self.t, h, &self.y, &self.y_new);
+                self.engine
+                    .interpolate((to - self.t) / h, h, &self.y, &mut out);
+            }
+            self.y_out.push(out);
+            self.next_out += 1;
+        }
+        observer.on_step(&Step {
+            t_prev: self.t,
+            t: t_new,
+            y_prev: &self.y,
+            y: &self.y_new,
+            stats: self.stats(),
+        });
+        self.engine.accept();
+        std::mem::swap(&mut self.y, &mut self.y_new);
+        self.t = t_new;
+        Ok(())
+    }
+
+    fn fixed<F, O>(
+        &mut self,
+        sys: &mut F,
+        steps: usize,
+        observer: &mut O,
+    ) -> Result<(), OdeError<T>>
+    where
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+    {
+        let (t0, span) = (self.t, self.t1 - self.t);
+        let nt: T = lit(steps as f64);
+        for i in 1..=steps {
+            // Times from t0 + span * i / N, not by accumulation: the last is exactly t1.
+            let t_new = if i == steps {
+                self.t1
+            } else {
+                t0 + span * (lit::<T>(i as f64) / nt)
+            };
+            let h = t_new - self.t;
+            self.engine.step(sys, self.t, h, &self.y, &mut self.y_new);
+            self.accept(sys, h, t_new, observer)?;
+        }
+        self.stats.nfe = self.engine.nfe;
+        Ok(())
+    }
+
+    fn adaptive<F, O, C>(
+        &mut self,
+        sys: &mut F,
+        opts: &Options<T>,
+        tol: &Tolerances<T>,
+        ctrl: &mut C,
+        observer: &mut O,
+    ) -> Result<(), OdeError<T>>
+    where
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+        C: StepController<T>,
+    {
+        let tab = self.engine.tab;
+        let dir = (self.t1 - self.t).signum();
+        let span = (self.t1 - self.t).abs();
+        let h_max = opts.h_max.unwrap_or(span).min(span);
+        let t0 = self.t;
+        let f0_finite = {
+            let y = &self.y;
+            let k0 = self.engine.ensure_k0(sys, t0, y);
+            k0.as_slice().iter().all(|x| x.is_finite())
+        };
+        if !f0_finite {
+            return Err(self.non_finite(t0));
+        }
+        let mut h = match opts.h0 {
+            Some(h0) => h0.min(h_max),
+            None => self.initial_step(sys, tol, h_max),
+        } * dir;
+        let eps = T::epsilon();
+        let mut last_nonfinite = false;
+        loop {
+            if self.stats.accepted + self.stats.rejected >= opts.max_steps {
+                return Err(OdeError::MaxStepsExceeded {
+                    t: self.t,
+                    max_steps: opts.max_steps,
+                    stats: self.stats(),
+                });
+            }
+            let h_floor = opts.h_min.max(lit::<T>(10.0) * eps * self.t.abs());
+            if h.abs() <= h_floor || h.abs() < T::min_positive_value() {
+                if last_nonfinite {
+                    return Err(self.non_finite(self.t));
+                }
+                return Err(OdeError::StepSizeTooSmall {
+                    t: self.t,
+                    h,
+                    stats: self.stats(),
+                });
+            }
+            // Stretch to t1 when within 1% of it, so no sliver of a step remains (Hairer).
+            let last = (self.t + lit::<T>(1.01) * h - self.t1) * dir >= T::zero();
+            if last {
+                h = self.t1 - self.t;
+            }
+            self.engine.step(sys, self.t, h, &self.y, &mut self.y_new);
+            let err = self.engine.error_norm(h, &self.y, &self.y_new, tol);
+            if !err.is_finite() {
+                // Too large a step can overflow; shrink hard and retry.
+                last_nonfinite = true;
+                self.stats.rejected += 1;
+                h = h * lit(0.1);
+                continue;
+            }
+            let (ok, h_new) = ctrl.decide(err, h, tab.error_order);
+            if ok {
+                last_nonfinite = false;
+                let t_new = if last { self.t1 } else { self.t + h };
+                self.accept(sys, h, t_new, observer)?;
+                if last {
+                    break;
+                }
+                h = h_new.abs().min(h_max) * dir;
+            } else {
+                self.stats.rejected += 1;
+                h = h_new;
+            }
+        }
+        self.stats.nfe = self.engine.nfe;
+        Ok(())
+    }
+
+    /// Hairer's automatic initial step (HINIT): one extra evaluation, f(t0, y0) is reused.
+    fn initial_step<F: OdeSystem<T, S>>(
+        &mut self,
+        sys: &mut F,
+        tol: &Tolerances<T>,
+        h_max: T,
+    ) -> T {
+        let tab = self.engine.tab;
+        let (t0, dir) = (self.t, (self.t1 - self.t).signum());
+        let y0 = self.y.as_slice();
+        let f0 = self.engine.k[0].as_slice();
+        let (mut dnf, mut dny) = (T::zero(), T::zero());
+        for i in 0..y0.len() {
+            let sk = tol.scale(i, y0[i].abs());
+            dnf = dnf + (f0[i] / sk).powi(2);
+            dny = dny + (y0[i] / sk).powi(2);
+        }
+        let tiny: T = lit(1e-10);
+        let mut h = if dnf <= tiny || dny <= tiny {
+            lit(1e-6)
+        } else {
+            (dny / dnf).sqrt() * lit(0.01)
+        };
+        h = h.min(h_max);
+        // Explicit Euler step, then the second derivative estimate.
+        {
+            let y1 = self.y_new.as_mut_slice();
+            for i in 0..y0.len() {
+                y1[i] = y0[i] + h * dir * f0[i];
+            }
+        }
+        // Use the last stage buffer as scratch for f(t0 + h, y1).
+        let scratch = tab.end_stage();
+        sys.rhs(t0 + h * dir, &self.y_new, &mut self.engine.k[scratch]);
+        self.engine.nfe += 1;
+        let (f0, f1) = (
+            self.engine.k[0].as_slice(),
+            self.engine.k[scratch].as_slice(),
+        );
+        let y0 = self.y.as_slice();
+        let mut der2 = T::zero();
+        for i in 0..y0.len() {
+            let sk = tol.scale(i, y0[i].abs());
+            der2 = der2 + ((f1[i] - f0[i]) / sk).powi(2);
+        }
+        let der2 = der2.sqrt() / h;
+        let der12 = der2.abs().max(dnf.sqrt());
+        let h1 = if der12 <= lit(1e-15) {
+            lit::<T>(1e-6).max(h * lit(1e-3))
+        } else {
+            (lit::<T>(0.01) / der12).powf(T::one() / lit(f64::from(tab.order)))
+        };
+        let h = (h * lit(100.0)).min(h1).min(h_max);
+        if h.is_finite() {
+            h
+        } else {
+            lit::<T>(1e-6).min(h_max)
+        }
+    }
+}
