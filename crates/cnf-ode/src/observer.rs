@@ -12,6 +12,10 @@ pub struct Step<'a, T, S> {
     pub y_prev: &'a S,
     /// State at `t`.
     pub y: &'a S,
+    /// The method's stage derivatives k_i of this step (main stages only): with `y_prev` and the
+    /// tableau they reproduce the step exactly, which reverse-mode differentiation through the
+    /// solver needs.
+    pub stages: &'a [S],
     /// Work done so far.
     pub stats: Stats,
 }

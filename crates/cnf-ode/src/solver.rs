@@ -277,6 +277,7 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
             t: t_new,
             y_prev: &self.y,
             y: &self.y_new,
+            stages: &self.engine.k[..self.engine.tab.stages()],
             stats: self.stats(),
         });
         self.engine.accept();
