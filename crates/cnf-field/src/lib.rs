@@ -1,1 +1,49 @@
-//! cnf-field
+//! Vector fields for continuous normalizing flows (FFJORD-style): `v(t, z)`, its divergence
+//! `tr(dv/dz)` and the vector-Jacobian products the adjoint method needs.
+//!
+//! # Design
+//!
+//! * [`VectorField`] is the batched interface the flow calls: `eval_batch` (`v`),
+//!   `eval_div_batch` (`v` and divergence in one forward pass) and `vjp_batch` (gradients of
+//!   `a_v.v + a_div.div` with respect to `z` and the parameters, accumulated). Work buffers
+//!   live in a per-field `Scratch`, so the hot path does not allocate in steady state.
+//!
+//! * **Primal + tangent carry** ([`Mlp`]). For a batch of `B` points the network runs as GEMMs:
+//!   per layer `a = h W^T + b`, `h' = s(a)`. Alongside, each point carries `nt` tangent
+//!   directions `U` (rows `(b, p)` of a `(B * nt, width)` matrix, so one GEMM moves all of them):
+//!   `A = U W^T`, `U' = s'(a) * A`. The time input has no tangent, so the first layer uses
+//!   only the `z` columns of `W0`. At the output the tangent rows are `J u_p`.
+//!
+//! * **Exact vs Hutchinson** ([`Trace`]). Exact: the `d` tangents are the unit vectors and the
+//!   divergence is the diagonal of `J`, `sum_j e_j.(J e_j)`. Hutchinson: the tangents are `k`
+//!   probes per point (see [`rademacher_probes`], [`gaussian_probes`]) and the estimate is
+//!   `mean_p e_p.(J e_p)`, unbiased for probes with identity covariance. Both are the same
+//!   contraction `norm * sum_p u_p.(J u_p)` with `norm = 1` or `1/k`.
+//!
+//! * **Reverse pass**. `vjp_batch` runs the forward pass (recording `s'` and `s''`), seeds the
+//!   cotangent of the output tangents with `a_div * norm * u_p` and of `v` with `a_v`, and
+//!   sweeps back through the layers: `gW += ga^T h + gA^T U`, `gh = ga W`, `gU = gA W`, then
+//!   through the activation `ga = s' gh + s'' sum_p gU_p A_p`, `gA = s' gU`. The `s''` term is
+//!   the derivative of the tangent path; it is why each activation provides `s, s', s''`.
+//!
+//! * **Reference path** ([`GenericField`], [`DualField`]). Fields written over a generic float
+//!   evaluate on forward dual numbers (`J u`, divergence) and nested duals (the second
+//!   derivatives in the gradient of the divergence). The MLP and [`Linear`] implement it, and
+//!   the fast paths are tested against it and against finite differences.
+//!
+//! * **Weights**: safetensors + JSON config ([`Mlp::save`], [`Mlp::load`],
+//!   [`Mlp::to_safetensors_bytes`]) and torch-layout `.npz` import ([`Mlp::from_npz`]).
+
+pub mod dual;
+pub mod error;
+pub mod field;
+pub mod linear;
+pub mod mlp;
+pub mod real;
+
+pub use dual::{DualField, DualScratch, GenericField};
+pub use error::FieldError;
+pub use field::{gaussian_probes, rademacher_probes, ShapeCheck, Trace, VectorField};
+pub use linear::Linear;
+pub use mlp::{Activation, LayerKind, Mlp, MlpConfig, MlpScratch};
+pub use real::Real;

@@ -1,0 +1,247 @@
+//! The `VectorField` trait, the `Trace` selector and the tangent bookkeeping shared by all fields.
+
+use crate::error::FieldError;
+use crate::real::{cast, Real};
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// How the divergence tr(dv/dz) is computed.
+#[derive(Clone, Copy, Debug)]
+pub enum Trace<'a, T> {
+    /// `d` unit tangents per point; the divergence is the exact Jacobian diagonal sum.
+    Exact,
+    /// Probes `e`, layout `(k, B, d)` flattened: `k` probes per point; the estimate is
+    /// `mean_k e.(J e)`.
+    Hutchinson(&'a [T]),
+}
+
+impl<T: Real> Trace<'_, T> {
+    /// Number of tangent directions carried per point (`d` for exact, `k` for Hutchinson).
+    pub fn tangents_per_point(&self, batch: usize, dim: usize) -> usize {
+        match self {
+            Trace::Exact => dim,
+            Trace::Hutchinson(probes) => {
+                if batch == 0 || dim == 0 {
+                    0
+                } else {
+                    probes.len() / (batch * dim)
+                }
+            }
+        }
+    }
+
+    /// Writes the initial tangents as a `(B * nt, d)` matrix whose row `b * nt + p` is tangent
+    /// `p` of point `b` (unit vector `e_p` for exact, probe `p` for Hutchinson).
+    pub fn fill_tangents(&self, batch: usize, dim: usize, u: &mut [T]) {
+        let nt = self.tangents_per_point(batch, dim);
+        debug_assert!(u.len() >= batch * nt * dim);
+        match self {
+            Trace::Exact => {
+                for (r, row) in u[..batch * nt * dim].chunks_exact_mut(dim).enumerate() {
+                    row.fill(T::zero());
+                    row[r % dim] = T::one();
+                }
+            }
+            Trace::Hutchinson(probes) => {
+                for b in 0..batch {
+                    for p in 0..nt {
+                        let src = &probes[(p * batch + b) * dim..][..dim];
+                        u[(b * nt + p) * dim..][..dim].copy_from_slice(src);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The factor in `div = norm * sum_p u_p.(J u_p)`: 1 for exact, `1/k` for Hutchinson.
+    pub fn norm(&self, batch: usize, dim: usize) -> T {
+        match self {
+            Trace::Exact => T::one(),
+            Trace::Hutchinson(_) => {
+                let k = self.tangents_per_point(batch, dim);
+                T::one() / cast::<T, usize>(k.max(1))
+            }
+        }
+    }
+
+    /// Checks that Hutchinson probes have the `(k, B, d)` layout with `k >= 1`.
+    pub fn check(&self, batch: usize, dim: usize) -> Result<(), FieldError> {
+        match self {
+            Trace::Exact => Ok(()),
+            Trace::Hutchinson(probes) => {
+                let per_probe = batch * dim;
+                if per_probe == 0 || probes.is_empty() || probes.len() % per_probe != 0 {
+                    Err(FieldError::Shape {
+                        what: "Hutchinson probes (k, B, d)".into(),
+                        expected: vec![1, batch, dim],
+                        found: vec![probes.len()],
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// `div[b] = norm * sum_p u[b,p,:] . jt[b,p,:]` for tangents `u` and their images `jt = J u`,
+/// both `(B * nt, d)`.
+pub fn contract_tangents<T: Real>(
+    batch: usize,
+    nt: usize,
+    dim: usize,
+    norm: T,
+    u: &[T],
+    jt: &[T],
+    div: &mut [T],
+) {
+    let row = nt * dim;
+    for (b, d) in div[..batch].iter_mut().enumerate() {
+        let (u, jt) = (&u[b * row..][..row], &jt[b * row..][..row]);
+        *d = norm
+            * u.iter()
+                .zip(jt)
+                .fold(T::zero(), |acc, (&x, &y)| acc + x * y);
+    }
+}
+
+/// Cotangent of `jt` for the objective `sum_b a_div[b] * div[b]`:
+/// `gjt[b,p,:] = a_div[b] * norm * u[b,p,:]`.
+pub fn seed_tangent_cotangents<T: Real>(
+    batch: usize,
+    nt: usize,
+    dim: usize,
+    norm: T,
+    a_div: &[T],
+    u: &[T],
+    gjt: &mut [T],
+) {
+    let row = nt * dim;
+    for b in 0..batch {
+        let scale = a_div[b] * norm;
+        for (g, &x) in gjt[b * row..][..row].iter_mut().zip(&u[b * row..][..row]) {
+            *g = scale * x;
+        }
+    }
+}
+
+/// A time-dependent vector field `v(t, z)` on `R^d` with batched value, divergence and
+/// vector-Jacobian products.
+pub trait VectorField<T: Real>: Send + Sync {
+    /// Reusable work buffers.
+    type Scratch: Send;
+    /// Dimension `d` of the state.
+    fn dim(&self) -> usize;
+    /// Number of trainable parameters (0 for parameter-free fields).
+    fn num_params(&self) -> usize;
+    /// Flat parameter buffer (empty if none).
+    fn params(&self) -> &[T];
+    /// Flat parameter buffer, mutable.
+    fn params_mut(&mut self) -> &mut [T];
+    /// Work buffers sized for `batch` points; methods grow them if given a larger batch and
+    /// otherwise do not allocate.
+    fn scratch(&self, batch: usize) -> Self::Scratch;
+    /// `v(t, z)` for a batch: `z` is `(B, d)` row-major, `out` is `(B, d)`.
+    fn eval_batch(&self, s: &mut Self::Scratch, t: T, z: &[T], out: &mut [T]);
+    /// `v` and the divergence together (one forward-tangent pass): `v (B, d)`, `div (B)`.
+    fn eval_div_batch(
+        &self,
+        s: &mut Self::Scratch,
+        t: T,
+        z: &[T],
+        trace: &Trace<T>,
+        v: &mut [T],
+        div: &mut [T],
+    );
+    /// Vector-Jacobian products of `(v, div)` at `(t, z)` with cotangents `a_v (B, d)` and
+    /// `a_div (B)`: ACCUMULATES (`+=`) `d/dz [a_v.v + a_div.div]` into `g_z (B, d)` and
+    /// `d/dtheta` of the same (summed over the batch) into `g_theta (num_params)`.
+    /// Also writes `v` and `div` computed on the way.
+    #[allow(clippy::too_many_arguments)]
+    fn vjp_batch(
+        &self,
+        s: &mut Self::Scratch,
+        t: T,
+        z: &[T],
+        trace: &Trace<T>,
+        a_v: &[T],
+        a_div: &[T],
+        v: &mut [T],
+        div: &mut [T],
+        g_z: &mut [T],
+        g_theta: &mut [T],
+    );
+}
+
+/// Checks the buffer shapes of a `vjp_batch` / `eval_div_batch` call for a batch of `batch`
+/// points (pass empty slices for buffers the call does not use). The hot-path methods only
+/// `debug_assert` these; callers handling user data should check once up front.
+pub struct ShapeCheck {
+    /// State dimension.
+    pub dim: usize,
+    /// Number of parameters.
+    pub num_params: usize,
+    /// Number of points.
+    pub batch: usize,
+}
+
+impl ShapeCheck {
+    /// Shape check for field `f` and `batch` points.
+    pub fn new<T: Real, F: VectorField<T> + ?Sized>(f: &F, batch: usize) -> Self {
+        Self {
+            dim: f.dim(),
+            num_params: f.num_params(),
+            batch,
+        }
+    }
+
+    /// `buf` must be a `(B, d)` matrix.
+    pub fn points<T>(&self, what: &str, buf: &[T]) -> Result<(), FieldError> {
+        crate::error::check_len(what, buf, &[self.batch, self.dim])
+    }
+
+    /// `buf` must hold one value per point.
+    pub fn per_point<T>(&self, what: &str, buf: &[T]) -> Result<(), FieldError> {
+        crate::error::check_len(what, buf, &[self.batch])
+    }
+
+    /// `buf` must hold one value per parameter.
+    pub fn per_param<T>(&self, what: &str, buf: &[T]) -> Result<(), FieldError> {
+        crate::error::check_len(what, buf, &[self.num_params])
+    }
+
+    /// Hutchinson probes must be `(k, B, d)` with `k >= 1`.
+    pub fn trace<T: Real>(&self, trace: &Trace<T>) -> Result<(), FieldError> {
+        trace.check(self.batch, self.dim)
+    }
+}
+
+/// `k` Rademacher probes (entries +-1) per point, layout `(k, B, d)`.
+pub fn rademacher_probes<T: Real, R: Rng + ?Sized>(
+    rng: &mut R,
+    k: usize,
+    batch: usize,
+    dim: usize,
+) -> Vec<T> {
+    (0..k * batch * dim)
+        .map(|_| {
+            if rng.random::<bool>() {
+                T::one()
+            } else {
+                -T::one()
+            }
+        })
+        .collect()
+}
+
+/// `k` standard Gaussian probes per point, layout `(k, B, d)`.
+pub fn gaussian_probes<T: Real, R: Rng + ?Sized>(
+    rng: &mut R,
+    k: usize,
+    batch: usize,
+    dim: usize,
+) -> Vec<T> {
+    (0..k * batch * dim)
+        .map(|_| cast::<T, f64>(StandardNormal.sample(rng)))
+        .collect()
+}

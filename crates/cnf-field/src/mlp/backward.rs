@@ -1,0 +1,161 @@
+//! The reverse pass: one sweep back through the per-layer primal + tangent computation,
+//! giving `d/dz` and `d/dtheta` of `a_v.v + a_div.div` without a general autodiff tape.
+//!
+//! Per layer `a = h W^T + b`, `A = U W^T`, with cotangents `ga (B, out)` and `gA (B*nt, out)`:
+//! `gW += ga^T h + gA^T U`, `gb += sum_b ga`, `gh = ga W`, `gU = gA W`. Through the
+//! activation `h = s(a)`, `U = s'(a) * A`:
+//! `ga_prev = s'(a) gh + s''(a) sum_p gU_p * A_p` and `gA_prev = s'(a) gU`.
+
+use super::{Mlp, MlpScratch};
+use crate::field::{seed_tangent_cotangents, Trace};
+use crate::real::Real;
+
+impl<T: Real> Mlp<T> {
+    /// Reverse pass after `forward(.., second = true, ..)`; accumulates into `g_z`, `g_theta`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn backward(
+        &self,
+        s: &mut MlpScratch<T>,
+        batch: usize,
+        trace: &Trace<T>,
+        a_v: &[T],
+        a_div: &[T],
+        g_z: &mut [T],
+        g_theta: &mut [T],
+    ) {
+        let d = self.config.dim;
+        let nt = s.nt;
+        debug_assert_eq!(a_v.len(), batch * d);
+        debug_assert_eq!(a_div.len(), batch);
+        debug_assert_eq!(g_z.len(), batch * d);
+        debug_assert_eq!(g_theta.len(), self.params.len());
+
+        let MlpScratch {
+            h,
+            u,
+            tan,
+            ds,
+            d2s,
+            g_primal,
+            g_tangent,
+            ..
+        } = s;
+        g_primal[0][..batch * d].copy_from_slice(a_v);
+        let norm = trace.norm(batch, d);
+        seed_tangent_cotangents(batch, nt, d, norm, a_div, &u[0], &mut g_tangent[0]);
+
+        let mut cur = 0;
+        for (l, slot) in self.slots.iter().enumerate().rev() {
+            let (out, inp) = (slot.out, slot.inp);
+            let in_tan = if l == 0 { d } else { inp };
+            let w = &self.params[slot.w..slot.b];
+            let (gp_cur, gp_next) = pick(g_primal, cur);
+            let (gt_cur, gt_next) = pick(g_tangent, cur);
+            let ga = &gp_cur[..batch * out];
+            let g_a_tan = &gt_cur[..batch * nt * out];
+
+            // Parameter gradients.
+            let (g_w, g_b) = g_theta[slot.w..slot.b + out].split_at_mut(out * inp);
+            T::gemm(
+                out,
+                batch,
+                inp,
+                T::one(),
+                (ga, 1, out),
+                (&h[l][..batch * inp], inp, 1),
+                T::one(),
+                (&mut *g_w, inp, 1),
+            );
+            if nt > 0 {
+                let u_in = &u[l][..batch * nt * in_tan];
+                T::gemm(
+                    out,
+                    batch * nt,
+                    in_tan,
+                    T::one(),
+                    (g_a_tan, 1, out),
+                    (u_in, in_tan, 1),
+                    T::one(),
+                    (g_w, inp, 1),
+                );
+            }
+            for row in ga.chunks_exact(out) {
+                for (g, &x) in g_b.iter_mut().zip(row) {
+                    *g = *g + x;
+                }
+            }
+
+            if l == 0 {
+                // The z columns of W0 (the time column has no state cotangent).
+                T::gemm(
+                    batch,
+                    out,
+                    d,
+                    T::one(),
+                    (ga, out, 1),
+                    (w, inp, 1),
+                    T::one(),
+                    (g_z, d, 1),
+                );
+                break;
+            }
+
+            let gh = &mut gp_next[..batch * inp];
+            T::gemm(
+                batch,
+                out,
+                inp,
+                T::one(),
+                (ga, out, 1),
+                (w, inp, 1),
+                T::zero(),
+                (&mut *gh, inp, 1),
+            );
+            let g_u = &mut gt_next[..batch * nt * inp];
+            if nt > 0 {
+                T::gemm(
+                    batch * nt,
+                    out,
+                    inp,
+                    T::one(),
+                    (g_a_tan, out, 1),
+                    (w, inp, 1),
+                    T::zero(),
+                    (&mut *g_u, inp, 1),
+                );
+            }
+
+            // Through the activation of hidden layer l - 1 (width inp).
+            let (ds, d2s) = (&ds[l - 1][..batch * inp], &d2s[l - 1][..batch * inp]);
+            let a_tan = &tan[l - 1][..batch * nt * inp];
+            for b in 0..batch {
+                let gh_pt = &mut gh[b * inp..][..inp];
+                let (ds_pt, d2s_pt) = (&ds[b * inp..][..inp], &d2s[b * inp..][..inp]);
+                let g_u_pt = &mut g_u[b * nt * inp..][..nt * inp];
+                let a_pt = &a_tan[b * nt * inp..][..nt * inp];
+                for (o, g) in gh_pt.iter_mut().enumerate() {
+                    let curvature = (0..nt).fold(T::zero(), |acc, p| {
+                        acc + g_u_pt[p * inp + o] * a_pt[p * inp + o]
+                    });
+                    *g = ds_pt[o] * *g + d2s_pt[o] * curvature;
+                }
+                for row in g_u_pt.chunks_exact_mut(inp) {
+                    for (g, &sd) in row.iter_mut().zip(ds_pt) {
+                        *g = *g * sd;
+                    }
+                }
+            }
+            cur = 1 - cur;
+        }
+    }
+}
+
+/// `(buffers[cur], buffers[1 - cur])` as (shared, mutable).
+fn pick<T>(buffers: &mut [Vec<T>; 2], cur: usize) -> (&[T], &mut [T]) {
+    let [a, b] = buffers;
+    if cur == 0 {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}

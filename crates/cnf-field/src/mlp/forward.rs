@@ -1,0 +1,177 @@
+//! Batched forward pass: primal activations and tangent matrices carried layer by layer.
+//!
+//! Layouts (all row-major): primal `h_l` is `(B, in_l)`; tangents `U_l` are `(B * nt, in_l)`
+//! with row `b * nt + p` holding tangent `p` of point `b`, so one GEMM `U_l W_l^T` pushes
+//! every tangent of every point through a layer at once.
+
+use super::{LayerSlot, Mlp};
+use crate::dual::grow;
+use crate::field::{contract_tangents, Trace};
+use crate::real::Real;
+
+/// Work buffers of the MLP fast path (grown on demand, never shrunk).
+#[derive(Clone, Debug, Default)]
+pub struct MlpScratch<T> {
+    /// `h[l]`: input of layer `l`, `(B, in_l)`; `h[0] = [z, t]`.
+    pub(super) h: Vec<Vec<T>>,
+    /// `u[l]`: tangent input of layer `l`, `(B * nt, in_l)` (`(B * nt, d)` for `l = 0`).
+    pub(super) u: Vec<Vec<T>>,
+    /// `tan[l] = U_l W_l^T`: tangent pre-activations `(B * nt, out_l)`; the last is `J U_0`.
+    pub(super) tan: Vec<Vec<T>>,
+    /// `s'(a_l)` and `s''(a_l)` of every hidden layer, `(B, out_l)`.
+    pub(super) ds: Vec<Vec<T>>,
+    pub(super) d2s: Vec<Vec<T>>,
+    /// Ping-pong cotangent buffers of the reverse pass: primal `(B, w)`, tangent `(B * nt, w)`.
+    pub(super) g_primal: [Vec<T>; 2],
+    pub(super) g_tangent: [Vec<T>; 2],
+    /// Tangents per point of the last forward pass.
+    pub(super) nt: usize,
+}
+
+impl<T: Real> MlpScratch<T> {
+    pub(super) fn ensure(&mut self, slots: &[LayerSlot], batch: usize, nt: usize, backward: bool) {
+        let layers = slots.len();
+        let zero = T::zero();
+        self.h.resize_with(layers, Vec::new);
+        self.u.resize_with(layers, Vec::new);
+        self.tan.resize_with(layers, Vec::new);
+        self.ds.resize_with(layers - 1, Vec::new);
+        self.d2s.resize_with(layers - 1, Vec::new);
+        let dim = slots[layers - 1].out;
+        for (l, s) in slots.iter().enumerate() {
+            grow(&mut self.h[l], batch * s.inp, zero);
+            let in_tan = if l == 0 { dim } else { s.inp };
+            grow(&mut self.u[l], batch * nt * in_tan, zero);
+            grow(&mut self.tan[l], batch * nt * s.out, zero);
+            if l + 1 < layers {
+                grow(&mut self.ds[l], batch * s.out, zero);
+                if backward {
+                    grow(&mut self.d2s[l], batch * s.out, zero);
+                }
+            }
+        }
+        if backward {
+            let widest = slots.iter().map(|s| s.inp.max(s.out)).max().unwrap_or(0);
+            for g in &mut self.g_primal {
+                grow(g, batch * widest, zero);
+            }
+            for g in &mut self.g_tangent {
+                grow(g, batch * nt * widest, zero);
+            }
+        }
+    }
+}
+
+impl<T: Real> Mlp<T> {
+    /// Primal pass writing `v`, plus (if `trace` is given) the tangent pass for the trace's
+    /// directions; `second` also records `s''` for the reverse pass.
+    pub(super) fn forward(
+        &self,
+        s: &mut MlpScratch<T>,
+        t: T,
+        z: &[T],
+        trace: Option<&Trace<T>>,
+        second: bool,
+        v: &mut [T],
+    ) {
+        let d = self.config.dim;
+        let batch = z.len() / d;
+        debug_assert_eq!(z.len(), batch * d);
+        debug_assert_eq!(v.len(), batch * d);
+        let nt = trace.map_or(0, |tr| tr.tangents_per_point(batch, d));
+        s.ensure(&self.slots, batch, nt, second);
+        s.nt = nt;
+
+        for (row, zb) in s.h[0].chunks_exact_mut(d + 1).zip(z.chunks_exact(d)) {
+            row[..d].copy_from_slice(zb);
+            row[d] = t;
+        }
+        if let Some(tr) = trace {
+            tr.fill_tangents(batch, d, &mut s.u[0]);
+        }
+
+        let last = self.slots.len() - 1;
+        for (l, slot) in self.slots.iter().enumerate() {
+            let (out, inp) = (slot.out, slot.inp);
+            let w = &self.params[slot.w..slot.b];
+            let bias = &self.params[slot.b..slot.b + out];
+            let (h_done, h_next) = s.h.split_at_mut(l + 1);
+            let h_in = &h_done[l][..batch * inp];
+            let primal: &mut [T] = if l == last {
+                v
+            } else {
+                &mut h_next[0][..batch * out]
+            };
+
+            // a = h W^T + b
+            for row in primal.chunks_exact_mut(out) {
+                row.copy_from_slice(bias);
+            }
+            T::gemm(
+                batch,
+                inp,
+                out,
+                T::one(),
+                (h_in, inp, 1),
+                (w, 1, inp),
+                T::one(),
+                (primal, out, 1),
+            );
+
+            // A = U W^T; the time column of W0 has no tangent, so layer 0 uses W0[:, :d].
+            let in_tan = if l == 0 { d } else { inp };
+            if nt > 0 {
+                let u_in = &s.u[l][..batch * nt * in_tan];
+                let tan = &mut s.tan[l][..batch * nt * out];
+                T::gemm(
+                    batch * nt,
+                    in_tan,
+                    out,
+                    T::one(),
+                    (u_in, in_tan, 1),
+                    (w, 1, inp),
+                    T::zero(),
+                    (tan, out, 1),
+                );
+            }
+
+            if l == last {
+                break;
+            }
+            // h' = s(a), U' = s'(a) * A (s'(a) broadcast over the nt tangent rows of a point).
+            let ds = &mut s.ds[l][..batch * out];
+            let d2s = second.then(|| &mut s.d2s[l][..batch * out]);
+            self.config.activation.apply(primal, ds, d2s);
+            if nt > 0 {
+                let tan = &s.tan[l][..batch * nt * out];
+                let u_next = &mut s.u[l + 1][..batch * nt * out];
+                for ((u_pt, tan_pt), ds_pt) in u_next
+                    .chunks_exact_mut(nt * out)
+                    .zip(tan.chunks_exact(nt * out))
+                    .zip(ds.chunks_exact(out))
+                {
+                    for (u_row, tan_row) in u_pt.chunks_exact_mut(out).zip(tan_pt.chunks_exact(out))
+                    {
+                        for ((u, &a), &g) in u_row.iter_mut().zip(tan_row).zip(ds_pt) {
+                            *u = g * a;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Divergence from the last forward pass's tangents.
+    pub(super) fn contract(
+        &self,
+        s: &MlpScratch<T>,
+        batch: usize,
+        trace: &Trace<T>,
+        div: &mut [T],
+    ) {
+        let d = self.config.dim;
+        let norm = trace.norm(batch, d);
+        let jt = &s.tan[self.slots.len() - 1];
+        contract_tangents(batch, s.nt, d, norm, &s.u[0], jt, div);
+    }
+}

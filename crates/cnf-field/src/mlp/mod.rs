@@ -1,0 +1,331 @@
+//! The MLP vector field `v(t, z) = MLP([z, t])` with a batched primal + tangent fast path.
+
+pub mod activation;
+mod backward;
+mod forward;
+mod io;
+
+pub use activation::Activation;
+pub use forward::MlpScratch;
+
+use crate::dual::{param, GenericField};
+use crate::error::{check_finite, check_len, FieldError};
+use crate::field::{Trace, VectorField};
+use crate::real::{cast, Real};
+use num_traits::Float;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// How time enters the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    /// Plain concatenation: the first layer sees `[z, t]`; later layers see only `h`.
+    #[default]
+    Concat,
+}
+
+/// Architecture of an [`Mlp`]: `[z, t] (d + 1) -> hidden[0] -> ... -> hidden[n-1] -> d`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MlpConfig {
+    /// State dimension `d`.
+    pub dim: usize,
+    /// Hidden widths, e.g. `[64, 64, 64]`.
+    pub hidden: Vec<usize>,
+    /// Nonlinearity after every hidden layer (the output layer is linear).
+    pub activation: Activation,
+    /// How time enters.
+    #[serde(default)]
+    pub layer_kind: LayerKind,
+}
+
+impl MlpConfig {
+    /// A plain-concat configuration.
+    pub fn new(dim: usize, hidden: &[usize], activation: Activation) -> Self {
+        Self {
+            dim,
+            hidden: hidden.to_vec(),
+            activation,
+            layer_kind: LayerKind::Concat,
+        }
+    }
+
+    /// Rejects zero dimensions and zero widths.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.dim == 0 {
+            return Err(FieldError::InvalidConfig("dim must be positive".into()));
+        }
+        if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
+            return Err(FieldError::InvalidConfig(format!(
+                "hidden width {i} is zero"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `(out, in)` of every linear layer.
+    pub fn layer_shapes(&self) -> Vec<(usize, usize)> {
+        let mut widths = Vec::with_capacity(self.hidden.len() + 2);
+        widths.push(self.dim + 1);
+        widths.extend_from_slice(&self.hidden);
+        widths.push(self.dim);
+        widths.windows(2).map(|w| (w[1], w[0])).collect()
+    }
+
+    /// Total number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.layer_shapes().iter().map(|(o, i)| o * i + o).sum()
+    }
+}
+
+/// Where a layer's weights live in the flat parameter buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LayerSlot {
+    pub out: usize,
+    pub inp: usize,
+    pub w: usize,
+    pub b: usize,
+}
+
+/// Multilayer perceptron field. Parameters live in one flat buffer, layer by layer:
+/// `W0 (out, in)` row-major, `b0`, `W1`, `b1`, ...
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mlp<T> {
+    config: MlpConfig,
+    slots: Vec<LayerSlot>,
+    params: Vec<T>,
+}
+
+fn slots_of(config: &MlpConfig) -> Vec<LayerSlot> {
+    let mut offset = 0;
+    config
+        .layer_shapes()
+        .into_iter()
+        .map(|(out, inp)| {
+            let slot = LayerSlot {
+                out,
+                inp,
+                w: offset,
+                b: offset + out * inp,
+            };
+            offset += out * inp + out;
+            slot
+        })
+        .collect()
+}
+
+impl<T: Real> Mlp<T> {
+    /// Random initialisation like PyTorch's `nn.Linear`: every `W` and `b` entry drawn from
+    /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, from a seeded `StdRng`.
+    pub fn new(config: MlpConfig, seed: u64) -> Result<Self, FieldError> {
+        config.validate()?;
+        let slots = slots_of(&config);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut params = Vec::with_capacity(config.num_params());
+        for slot in &slots {
+            let bound = 1.0 / (slot.inp as f64).sqrt();
+            params.extend(
+                (0..slot.out * slot.inp + slot.out)
+                    .map(|_| cast::<T, f64>(rng.random_range(-bound..bound))),
+            );
+        }
+        Ok(Self {
+            config,
+            slots,
+            params,
+        })
+    }
+
+    /// Builds the MLP around an existing flat parameter buffer (checked for length and
+    /// finiteness).
+    pub fn from_params(config: MlpConfig, params: Vec<T>) -> Result<Self, FieldError> {
+        config.validate()?;
+        check_len("parameters", &params, &[config.num_params()])?;
+        check_finite("parameters", &params)?;
+        let slots = slots_of(&config);
+        Ok(Self {
+            config,
+            slots,
+            params,
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &MlpConfig {
+        &self.config
+    }
+
+    /// Number of linear layers (hidden layers + 1).
+    pub fn num_layers(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// `(out, in)` of linear layer `i`.
+    pub fn layer_shape(&self, i: usize) -> Option<(usize, usize)> {
+        self.slots.get(i).map(|s| (s.out, s.inp))
+    }
+
+    /// `(W_i (out, in) row-major, b_i (out))` of linear layer `i`.
+    ///
+    /// # Panics
+    /// If `i >= num_layers()`.
+    pub fn layer(&self, i: usize) -> (&[T], &[T]) {
+        let s = self.slots[i];
+        (&self.params[s.w..s.b], &self.params[s.b..s.b + s.out])
+    }
+
+    /// Names of the parameter tensors in buffer order: `W0, b0, W1, b1, ...`.
+    pub fn param_names(&self) -> Vec<String> {
+        (0..self.num_layers())
+            .flat_map(|i| [format!("W{i}"), format!("b{i}")])
+            .collect()
+    }
+
+    /// `(name, shape, values)` of every parameter tensor in buffer order.
+    pub fn named_params(&self) -> Vec<(String, Vec<usize>, &[T])> {
+        self.slots
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                [
+                    (format!("W{i}"), vec![s.out, s.inp], &self.params[s.w..s.b]),
+                    (format!("b{i}"), vec![s.out], &self.params[s.b..s.b + s.out]),
+                ]
+            })
+            .collect()
+    }
+
+    /// The same network in another precision (f64 <-> f32).
+    pub fn cast<U: Real>(&self) -> Mlp<U> {
+        Mlp {
+            config: self.config.clone(),
+            slots: self.slots.clone(),
+            params: self.params.iter().map(|&x| cast::<U, T>(x)).collect(),
+        }
+    }
+
+    fn check_point(&self, z: &[T]) -> Result<(), FieldError> {
+        check_len("z", z, &[self.config.dim])
+    }
+
+    /// `v(t, z)` for a single point.
+    pub fn eval(&self, t: T, z: &[T]) -> Result<Vec<T>, FieldError> {
+        self.check_point(z)?;
+        let mut out = vec![T::zero(); self.config.dim];
+        let mut s = self.scratch(1);
+        self.eval_batch(&mut s, t, z, &mut out);
+        Ok(out)
+    }
+
+    /// Exact divergence `tr(dv/dz)` at a single point.
+    pub fn divergence(&self, t: T, z: &[T]) -> Result<T, FieldError> {
+        self.check_point(z)?;
+        let mut v = vec![T::zero(); self.config.dim];
+        let mut div = [T::zero()];
+        let mut s = self.scratch(1);
+        self.eval_div_batch(&mut s, t, z, &Trace::Exact, &mut v, &mut div);
+        Ok(div[0])
+    }
+}
+
+impl<T: Real> GenericField for Mlp<T> {
+    fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    /// Straightforward per-point evaluation (allocates; it is the reference path).
+    fn eval<S: Float>(&self, t: S, z: &[S], out: &mut [S]) {
+        let mut h: Vec<S> = z.iter().copied().chain([t]).collect();
+        let last = self.slots.len() - 1;
+        for (l, s) in self.slots.iter().enumerate() {
+            let (w, b) = (&self.params[s.w..s.b], &self.params[s.b..s.b + s.out]);
+            let next: Vec<S> = (0..s.out)
+                .map(|o| {
+                    let a = w[o * s.inp..][..s.inp]
+                        .iter()
+                        .zip(&h)
+                        .fold(param::<S, T>(b[o]), |acc, (&w, &x)| {
+                            acc + param::<S, T>(w) * x
+                        });
+                    if l == last {
+                        a
+                    } else {
+                        self.config.activation.eval(a)
+                    }
+                })
+                .collect();
+            h = next;
+        }
+        out[..self.config.dim].copy_from_slice(&h);
+    }
+}
+
+impl<T: Real> VectorField<T> for Mlp<T> {
+    type Scratch = MlpScratch<T>;
+
+    fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    fn num_params(&self) -> usize {
+        self.params.len()
+    }
+
+    fn params(&self) -> &[T] {
+        &self.params
+    }
+
+    fn params_mut(&mut self) -> &mut [T] {
+        &mut self.params
+    }
+
+    fn scratch(&self, batch: usize) -> MlpScratch<T> {
+        let mut s = MlpScratch::default();
+        s.ensure(&self.slots, batch, self.config.dim, true);
+        s
+    }
+
+    fn eval_batch(&self, s: &mut MlpScratch<T>, t: T, z: &[T], out: &mut [T]) {
+        self.forward(s, t, z, None, false, out);
+    }
+
+    fn eval_div_batch(
+        &self,
+        s: &mut MlpScratch<T>,
+        t: T,
+        z: &[T],
+        trace: &Trace<T>,
+        v: &mut [T],
+        div: &mut [T],
+    ) {
+        self.forward(s, t, z, Some(trace), false, v);
+        self.contract(s, z.len() / self.config.dim, trace, div);
+    }
+
+    fn vjp_batch(
+        &self,
+        s: &mut MlpScratch<T>,
+        t: T,
+        z: &[T],
+        trace: &Trace<T>,
+        a_v: &[T],
+        a_div: &[T],
+        v: &mut [T],
+        div: &mut [T],
+        g_z: &mut [T],
+        g_theta: &mut [T],
+    ) {
+        self.forward(s, t, z, Some(trace), true, v);
+        self.contract(s, z.len() / self.config.dim, trace, div);
+        self.backward(
+            s,
+            z.len() / self.config.dim,
+            trace,
+            a_v,
+            a_div,
+            g_z,
+            g_theta,
+        );
+    }
+}
