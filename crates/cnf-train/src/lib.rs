@@ -1,1 +1,10 @@
-//! cnf-train
+//! cnf-train: data loading, standardisation, the Adam optimiser, a Gaussian
+//! baseline and plotting for training continuous normalizing flows.
+
+pub mod data;
+pub mod error;
+pub mod gaussian;
+pub mod optim;
+pub mod plot;
+
+pub use error::{DataError, OptimError, PlotError};

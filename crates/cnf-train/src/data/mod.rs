@@ -1,0 +1,14 @@
+//! Data: the in-memory [`Table`], CSV and `.npy` input/output, toy sets and
+//! standardisation.
+
+mod csv;
+mod npy;
+pub mod standardize;
+pub mod table;
+pub mod toy;
+
+pub use csv::{read_csv, write_csv, write_csv_to, ColumnSelection};
+pub use npy::read_npy;
+pub use standardize::Standardizer;
+pub use table::Table;
+pub use toy::ToySet;

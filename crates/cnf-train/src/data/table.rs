@@ -1,0 +1,228 @@
+//! A dense row-major table of finite `f64` values with column names.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::error::DataError;
+
+/// `n_rows` x `n_cols` finite values, row-major, with one name per column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    n_rows: usize,
+    n_cols: usize,
+    data: Vec<f64>,
+    names: Vec<String>,
+}
+
+impl Table {
+    /// Builds a table, checking that the sizes agree and every value is finite.
+    pub fn new(
+        n_rows: usize,
+        n_cols: usize,
+        data: Vec<f64>,
+        names: Vec<String>,
+    ) -> Result<Self, DataError> {
+        let expected = n_rows * n_cols;
+        if data.len() != expected {
+            return Err(DataError::Shape {
+                n_rows,
+                n_cols,
+                expected,
+                found: data.len(),
+            });
+        }
+        if names.len() != n_cols {
+            return Err(DataError::ColumnCount {
+                expected: n_cols,
+                found: names.len(),
+            });
+        }
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::NonFiniteValue {
+                row: i / n_cols,
+                column: i % n_cols,
+                value: data[i],
+            });
+        }
+        Ok(Self {
+            n_rows,
+            n_cols,
+            data,
+            names,
+        })
+    }
+
+    /// Builds a table with default column names `x0`, `x1`, ...
+    pub fn with_default_names(
+        n_rows: usize,
+        n_cols: usize,
+        data: Vec<f64>,
+    ) -> Result<Self, DataError> {
+        Self::new(n_rows, n_cols, data, default_names(n_cols))
+    }
+
+    /// Builds an `n x 2` table from points.
+    pub fn from_points(points: &[[f64; 2]]) -> Result<Self, DataError> {
+        let data = points.iter().flatten().copied().collect();
+        Self::with_default_names(points.len(), 2, data)
+    }
+
+    /// Builds an `n x 2` table from points that are finite by construction
+    /// (generated, not read), so there is nothing to check.
+    pub(crate) fn from_generated_points(points: Vec<[f64; 2]>) -> Self {
+        Table {
+            n_rows: points.len(),
+            n_cols: 2,
+            data: points.into_iter().flatten().collect(),
+            names: default_names(2),
+        }
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    /// All values, row-major.
+    pub fn data(&self) -> &[f64] {
+        &self.data
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Row `i`, or `None` past the end.
+    pub fn row(&self, i: usize) -> Option<&[f64]> {
+        (i < self.n_rows).then(|| &self.data[i * self.n_cols..(i + 1) * self.n_cols])
+    }
+
+    /// Iterates over the rows.
+    pub fn rows(&self) -> impl Iterator<Item = &[f64]> {
+        // `max(1)` keeps `chunks_exact` valid for a table with no columns.
+        self.data.chunks_exact(self.n_cols.max(1)).take(self.n_rows)
+    }
+
+    /// Column `j` copied out, or `None` past the end.
+    pub fn column(&self, j: usize) -> Option<Vec<f64>> {
+        (j < self.n_cols).then(|| self.rows().map(|r| r[j]).collect())
+    }
+
+    /// The rows as 2-D points, or `None` unless the table has exactly 2 columns.
+    pub fn to_points(&self) -> Option<Vec<[f64; 2]>> {
+        (self.n_cols == 2).then(|| self.rows().map(|r| [r[0], r[1]]).collect())
+    }
+
+    /// A new table of the given rows (indices past the end are skipped).
+    pub fn select_rows(&self, indices: &[usize]) -> Table {
+        let mut data = Vec::with_capacity(indices.len() * self.n_cols);
+        let mut n_rows = 0;
+        for row in indices.iter().filter_map(|&i| self.row(i)) {
+            data.extend_from_slice(row);
+            n_rows += 1;
+        }
+        Table {
+            n_rows,
+            n_cols: self.n_cols,
+            data,
+            names: self.names.clone(),
+        }
+    }
+
+    /// Splits the rows into (train, validation, test) by a random permutation
+    /// drawn from `seed`. Sizes are `floor(f * n)` for train and validation;
+    /// test gets the remainder so that no row is lost.
+    pub fn split(
+        &self,
+        fractions: [f64; 3],
+        seed: u64,
+    ) -> Result<(Table, Table, Table), DataError> {
+        let valid = fractions.iter().all(|f| f.is_finite() && *f >= 0.0)
+            && (fractions.iter().sum::<f64>() - 1.0).abs() < 1e-9;
+        if !valid {
+            return Err(DataError::BadSplit(fractions));
+        }
+        let mut order: Vec<usize> = (0..self.n_rows).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+        let n = self.n_rows as f64;
+        let n_train = ((fractions[0] * n).floor() as usize).min(self.n_rows);
+        let n_val = ((fractions[1] * n).floor() as usize).min(self.n_rows - n_train);
+        let (train, rest) = order.split_at(n_train);
+        let (val, test) = rest.split_at(n_val);
+        Ok((
+            self.select_rows(train),
+            self.select_rows(val),
+            self.select_rows(test),
+        ))
+    }
+}
+
+/// Names `x0`, `x1`, ... for tables read without a header.
+pub fn default_names(n_cols: usize) -> Vec<String> {
+    (0..n_cols).map(|j| format!("x{j}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counting_table(n: usize) -> Table {
+        let data = (0..n).flat_map(|i| [i as f64, -(i as f64)]).collect();
+        Table::with_default_names(n, 2, data).unwrap()
+    }
+
+    #[test]
+    fn new_rejects_wrong_length_and_non_finite() {
+        assert!(matches!(
+            Table::with_default_names(2, 2, vec![1.0; 3]),
+            Err(DataError::Shape { found: 3, .. })
+        ));
+        assert!(matches!(
+            Table::with_default_names(2, 2, vec![1.0, 2.0, f64::NAN, 4.0]),
+            Err(DataError::NonFiniteValue {
+                row: 1,
+                column: 0,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn accessors_follow_row_major_layout() {
+        let t = counting_table(3);
+        assert_eq!(t.row(2), Some(&[2.0, -2.0][..]));
+        assert_eq!(t.row(3), None);
+        assert_eq!(t.column(1), Some(vec![0.0, -1.0, -2.0]));
+        assert_eq!(t.rows().count(), 3);
+        assert_eq!(t.to_points().unwrap()[1], [1.0, -1.0]);
+    }
+
+    #[test]
+    fn split_is_a_seeded_partition_of_the_rows() {
+        let t = counting_table(101);
+        let (a, b, c) = t.split([0.8, 0.1, 0.1], 7).unwrap();
+        assert_eq!((a.n_rows(), b.n_rows(), c.n_rows()), (80, 10, 11));
+        let mut seen: Vec<f64> = [&a, &b, &c]
+            .iter()
+            .flat_map(|t| t.column(0).unwrap())
+            .collect();
+        seen.sort_by(f64::total_cmp);
+        assert_eq!(seen, t.column(0).unwrap());
+        // Rows stay whole: the second column is still minus the first.
+        assert!(a.rows().all(|r| r[1] == -r[0]));
+        assert_eq!(t.split([0.8, 0.1, 0.1], 7).unwrap().0, a);
+        assert_ne!(t.split([0.8, 0.1, 0.1], 8).unwrap().0, a);
+    }
+
+    #[test]
+    fn split_rejects_bad_fractions() {
+        let t = counting_table(4);
+        assert!(t.split([0.5, 0.5, 0.5], 0).is_err());
+        assert!(t.split([-0.5, 1.0, 0.5], 0).is_err());
+        assert!(t.split([f64::NAN, 0.5, 0.5], 0).is_err());
+    }
+}

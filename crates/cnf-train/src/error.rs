@@ -1,0 +1,101 @@
+//! Error types of this crate: one enum per concern, each variant a one-line
+//! message that names the file, line and column where that applies.
+
+use std::path::PathBuf;
+
+/// Errors from reading, writing, splitting, standardising or fitting data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: line {line} has {found} fields, expected {expected}", path.display())]
+    RaggedRow {
+        path: PathBuf,
+        line: usize,
+        found: usize,
+        expected: usize,
+    },
+    #[error("{}: line {line}, column {column}: {text:?} is not a number", path.display())]
+    NotNumeric {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        text: String,
+    },
+    #[error("{}: line {line}, column {column}: value {text:?} is not finite", path.display())]
+    NonFinite {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        text: String,
+    },
+    #[error("{}: no data rows", path.display())]
+    NoRows { path: PathBuf },
+    #[error("{}: unknown column {name:?} (available: {})", path.display(), available.join(", "))]
+    UnknownColumn {
+        path: PathBuf,
+        name: String,
+        available: Vec<String>,
+    },
+    #[error("{}: the column selection leaves no columns", path.display())]
+    NoColumns { path: PathBuf },
+    #[error("{}: {message}", path.display())]
+    Npy { path: PathBuf, message: String },
+    #[error("table shape {n_rows}x{n_cols} needs {expected} values, got {found}")]
+    Shape {
+        n_rows: usize,
+        n_cols: usize,
+        expected: usize,
+        found: usize,
+    },
+    #[error("row {row}, column {column}: value {value} is not finite")]
+    NonFiniteValue {
+        row: usize,
+        column: usize,
+        value: f64,
+    },
+    #[error("split fractions {0:?} must be non-negative, finite and sum to 1")]
+    BadSplit([f64; 3]),
+    #[error("need at least {needed} rows, got {found}")]
+    TooFewRows { needed: usize, found: usize },
+    #[error("expected {expected} columns, got {found}")]
+    ColumnCount { expected: usize, found: usize },
+    #[error("column {name:?} is constant, so it cannot be standardised (drop it)")]
+    ConstantColumn { name: String },
+    #[error("the covariance matrix is singular or not positive definite")]
+    SingularCovariance,
+}
+
+/// Errors from the optimiser.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum OptimError {
+    #[error("invalid Adam setting {name} = {value}: {why}")]
+    BadSetting {
+        name: &'static str,
+        value: f64,
+        why: &'static str,
+    },
+    #[error(
+        "optimiser holds {expected} parameters, got {params} parameters and {grads} gradients"
+    )]
+    Length {
+        expected: usize,
+        params: usize,
+        grads: usize,
+    },
+}
+
+/// Errors from drawing a plot.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("{}: drawing failed: {message}", path.display())]
+    Draw { path: PathBuf, message: String },
+    #[error("bounds {0:?} must be finite with x_min < x_max and y_min < y_max")]
+    BadBounds([f64; 4]),
+    #[error("bad plot input: {0}")]
+    BadInput(String),
+}

@@ -1,0 +1,5 @@
+//! Optimisers over flat parameter buffers.
+
+pub mod adam;
+
+pub use adam::{Adam, AdamConfig};
