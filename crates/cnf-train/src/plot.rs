@@ -255,6 +255,8 @@ pub fn loglog_lines(
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
+        .x_label_formatter(&|v| format_tick(*v))
+        .y_label_formatter(&|v| format_tick(*v))
         .draw()
         .map_err(&err)?;
     for (i, (name, pts)) in kept.into_iter().enumerate() {
@@ -279,6 +281,16 @@ pub fn loglog_lines(
     root.present().map_err(&err)
 }
 
+/// Log-axis tick text: plain for moderate magnitudes, `1e-9` style otherwise
+/// (the default prints float noise such as `0.0010000000000000002`).
+fn format_tick(v: f64) -> String {
+    if (1e-2..1e4).contains(&v.abs()) {
+        format!("{}", (v * 1e6).round() / 1e6)
+    } else {
+        format!("{v:.0e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +313,14 @@ mod tests {
         assert_eq!(viridis(f64::NAN), viridis(0.0));
         // Half way between the anchors at 0 and 1/8.
         assert_eq!(viridis(1.0 / 16.0), RGBColor(70, 23, 103));
+    }
+
+    #[test]
+    fn log_ticks_are_short() {
+        assert_eq!(format_tick(0.0010000000000000002), "1e-3");
+        assert_eq!(format_tick(100.00000000000001), "100");
+        assert_eq!(format_tick(0.5), "0.5");
+        assert_eq!(format_tick(1e6), "1e6");
     }
 
     #[test]
