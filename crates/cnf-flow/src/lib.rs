@@ -1,1 +1,36 @@
-//! cnf-flow
+//! # cnf-flow: continuous normalizing flows
+//!
+//! A discrete normalizing flow x -> f_K(... f_1(x)) has
+//! log p(x) = log p_base(z) + sum_k log |det df_k/dz|. Let the number of layers grow and each
+//! layer become an infinitesimal step z -> z + v(z, t) dt: log |det(I + J dt)| = tr(J) dt + O(dt^2),
+//! so the sum of log-determinants becomes an integral of a trace (the instantaneous change of
+//! variables), and no determinant is ever computed.
+//!
+//! ## Convention (FFJORD's, and the peers')
+//! Data x at t = 0 is integrated forward to the base at t = 1:
+//!
+//! dz/dt = v(z, t),  dD/dt = +tr(dv/dz),  z(0) = x,  D(0) = 0,
+//!
+//! log p(x) = log N(z(1); 0, I) + D(1).
+//!
+//! Sampling runs the other way: z ~ N(0, I) at t = 1 moved to t = 0 with dz/dt = v only.
+//!
+//! ## Pieces
+//! - [`Cnf`]: a [`cnf_field::VectorField`] plus an [`Integrator`] (any `cnf-ode` method, N fixed
+//!   steps or adaptive tolerances): [`Cnf::log_density`], [`Cnf::sample`], [`Cnf::transform`];
+//!   [`Batching`] chooses one solve for the whole batch (shared steps) or parallel solves of
+//!   chunks (down to one point each).
+//! - [`Cnf::loss_and_grad`]: the mean NLL and its gradient by the continuous adjoint method or
+//!   by reverse mode through the solver's steps ([`GradMethod`]).
+//! - The ODE systems of [`dynamics`] are ordinary `cnf-ode` systems: the flow adds equations, not
+//!   a new solver.
+pub mod dynamics;
+mod error;
+mod flow;
+mod grad;
+mod integrator;
+
+pub use error::FlowError;
+pub use flow::{log_normal, Batching, Cnf, Density, Transported};
+pub use grad::{GradMethod, LossGrad};
+pub use integrator::Integrator;

@@ -1,0 +1,29 @@
+//! Flow errors: each names what failed and where.
+use cnf_ode::Stats;
+use thiserror::Error;
+
+/// Why a flow computation failed.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum FlowError {
+    /// The input is not a whole number of points of the field's dimension.
+    #[error("input has {len} values, not a multiple of the dimension {dim}")]
+    Shape { len: usize, dim: usize },
+    /// An input value is NaN or infinite.
+    #[error("sample {sample} has a non-finite coordinate")]
+    NonFiniteInput { sample: usize },
+    /// The ODE solve failed (non-finite values, too many steps, step-size underflow).
+    #[error("solve failed{} at t = {t}: {message}", sample.map(|s| format!(" for sample {s}")).unwrap_or_default())]
+    Solve {
+        /// The first sample that fails on its own, when it could be found.
+        sample: Option<usize>,
+        /// Time at which the solve failed.
+        t: f64,
+        /// The solver's error.
+        message: String,
+        /// Work done before the failure.
+        stats: Stats,
+    },
+    /// Invalid settings (tolerances, steps, probes).
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}

@@ -1,0 +1,262 @@
+//! The density model: log-densities, sampling and transport of points.
+use cnf_field::{Real, Trace, VectorField};
+use cnf_ode::Stats;
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+use crate::dynamics::{Augmented, Transport};
+use crate::error::FlowError;
+use crate::integrator::{add_stats, solve_error, Integrator};
+
+/// How a set of points is split into ODE solves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// One solve for all points with shared steps (the peers' way).
+    Whole,
+    /// Solves of `n` points each, in parallel over cores (rayon); `Chunks(1)` gives every point
+    /// its own steps.
+    Chunks(usize),
+}
+
+/// Log-densities of a batch and what produced them.
+#[derive(Debug, Clone)]
+pub struct Density<T> {
+    /// log p(x) per point.
+    pub logp: Vec<T>,
+    /// z(1) per point, `(B, d)`.
+    pub z1: Vec<T>,
+    /// D(1) = integral of tr(dv/dz) per point.
+    pub delta_logp: Vec<T>,
+    /// Work summed over all solves.
+    pub stats: Stats,
+}
+
+/// Points moved by the flow, and the work done.
+#[derive(Debug, Clone)]
+pub struct Transported<T> {
+    /// The points, `(B, d)`.
+    pub points: Vec<T>,
+    /// Work summed over all solves.
+    pub stats: Stats,
+}
+
+/// log N(z; 0, I) of one point.
+pub fn log_normal<T: Real>(z: &[T]) -> T {
+    let half = T::from_f64(0.5).unwrap_or_else(T::nan);
+    let log2pi = T::from_f64((2.0 * std::f64::consts::PI).ln()).unwrap_or_else(T::nan);
+    let sq = z.iter().fold(T::zero(), |acc, &x| acc + x * x);
+    -half * sq - half * log2pi * T::from_usize(z.len()).unwrap_or_else(T::nan)
+}
+
+/// A continuous normalizing flow: data x at t = 0, base N(0, I) at t = 1.
+#[derive(Debug, Clone)]
+pub struct Cnf<T, F> {
+    /// The vector field v(z, t).
+    pub field: F,
+    /// The solver for every solve.
+    pub integrator: Integrator<T>,
+    /// How points are split into solves.
+    pub batching: Batching,
+}
+
+impl<T: Real, F: VectorField<T>> Cnf<T, F> {
+    /// A flow with whole-batch solves.
+    pub fn new(field: F, integrator: Integrator<T>) -> Self {
+        Self {
+            field,
+            integrator,
+            batching: Batching::Whole,
+        }
+    }
+    /// The same flow with another batching.
+    pub fn with_batching(mut self, batching: Batching) -> Self {
+        self.batching = batching;
+        self
+    }
+    /// Dimension of the data.
+    pub fn dim(&self) -> usize {
+        self.field.dim()
+    }
+
+    /// Checks a `(B, d)` buffer and returns B.
+    pub(crate) fn check_points(&self, x: &[T]) -> Result<usize, FlowError> {
+        let d = self.dim();
+        if d == 0 || x.len() % d != 0 {
+            return Err(FlowError::Shape {
+                len: x.len(),
+                dim: d,
+            });
+        }
+        if let Some(i) = x.chunks(d).position(|p| p.iter().any(|v| !v.is_finite())) {
+            return Err(FlowError::NonFiniteInput { sample: i });
+        }
+        Ok(x.len() / d)
+    }
+
+    fn chunk_len(&self, b: usize) -> usize {
+        match self.batching {
+            Batching::Whole => b.max(1),
+            Batching::Chunks(n) => n.max(1),
+        }
+    }
+
+    /// Exact log-densities log p(x) = log N(z(1)) + D(1) of the points `x (B, d)`.
+    pub fn log_density(&self, x: &[T]) -> Result<Density<T>, FlowError> {
+        self.log_density_with(x, &Trace::Exact)
+    }
+
+    /// Log-densities with the divergence computed as `trace` says (Hutchinson probes must be
+    /// laid out for the whole input, `(k, B, d)`; they are only supported with whole batches).
+    pub fn log_density_with(&self, x: &[T], trace: &Trace<T>) -> Result<Density<T>, FlowError> {
+        let b = self.check_points(x)?;
+        let d = self.dim();
+        if let Trace::Hutchinson(_) = trace {
+            trace
+                .check(b, d)
+                .map_err(|e| FlowError::Invalid(e.to_string()))?;
+            if self.chunk_len(b) < b {
+                return Err(FlowError::Invalid(
+                    "Hutchinson probes need whole-batch solves".into(),
+                ));
+            }
+        }
+        let n = self.chunk_len(b);
+        let parts: Vec<Result<(Vec<T>, Stats), FlowError>> = x
+            .par_chunks(n * d)
+            .enumerate()
+            .map(|(ci, xc)| {
+                self.solve_augmented(xc, trace).map_err(|e| {
+                    self.locate(e, xc, ci * n, |p| {
+                        self.solve_augmented(p, &Trace::Exact).map(|_| ())
+                    })
+                })
+            })
+            .collect();
+        let mut out = Density {
+            logp: Vec::with_capacity(b),
+            z1: Vec::with_capacity(b * d),
+            delta_logp: Vec::with_capacity(b),
+            stats: Stats::default(),
+        };
+        for part in parts {
+            let (y, stats) = part?;
+            let bc = y.len() / (d + 1);
+            let (z1, dl) = y.split_at(bc * d);
+            for (z, &dlp) in z1.chunks(d).zip(dl) {
+                out.logp.push(log_normal(z) + dlp);
+            }
+            out.z1.extend_from_slice(z1);
+            out.delta_logp.extend_from_slice(dl);
+            out.stats = add_stats(out.stats, stats);
+        }
+        Ok(out)
+    }
+
+    /// Solves (z, D) from t = 0 to 1 for one chunk; returns [z(1), D(1)].
+    fn solve_augmented(&self, x: &[T], trace: &Trace<T>) -> Result<(Vec<T>, Stats), FlowError> {
+        let b = x.len() / self.dim();
+        let mut y0 = Vec::with_capacity(x.len() + b);
+        y0.extend_from_slice(x);
+        y0.resize(x.len() + b, T::zero());
+        let mut sys = Augmented {
+            field: &self.field,
+            scratch: self.field.scratch(b),
+            trace: *trace,
+            split: x.len(),
+        };
+        let sol = self
+            .integrator
+            .solver()?
+            .solve(&mut sys, T::zero(), T::one(), &y0)
+            .map_err(solve_error)?;
+        Ok((sol.y, sol.stats))
+    }
+
+    /// For a failed multi-point solve, finds the first point that fails on its own, so the
+    /// error can name it. Runs only after a failure.
+    fn locate(
+        &self,
+        e: FlowError,
+        x: &[T],
+        offset: usize,
+        solve_one: impl Fn(&[T]) -> Result<(), FlowError>,
+    ) -> FlowError {
+        let FlowError::Solve {
+            sample: None,
+            t,
+            message,
+            stats,
+        } = e
+        else {
+            return e;
+        };
+        let d = self.dim();
+        let sample = if x.len() > d {
+            x.chunks(d)
+                .position(|p| solve_one(p).is_err())
+                .map(|i| i + offset)
+        } else {
+            Some(offset)
+        };
+        FlowError::Solve {
+            sample,
+            t,
+            message,
+            stats,
+        }
+    }
+
+    /// Moves points `x (B, d)` along the flow from time `t0` to `t1` (either direction).
+    pub fn transform(&self, x: &[T], t0: T, t1: T) -> Result<Transported<T>, FlowError> {
+        let b = self.check_points(x)?;
+        let d = self.dim();
+        let n = self.chunk_len(b);
+        let parts: Vec<Result<(Vec<T>, Stats), FlowError>> = x
+            .par_chunks(n * d)
+            .enumerate()
+            .map(|(ci, xc)| {
+                self.solve_transport(xc, t0, t1).map_err(|e| {
+                    self.locate(e, xc, ci * n, |p| {
+                        self.solve_transport(p, t0, t1).map(|_| ())
+                    })
+                })
+            })
+            .collect();
+        let mut out = Transported {
+            points: Vec::with_capacity(b * d),
+            stats: Stats::default(),
+        };
+        for part in parts {
+            let (y, stats) = part?;
+            out.points.extend_from_slice(&y);
+            out.stats = add_stats(out.stats, stats);
+        }
+        Ok(out)
+    }
+
+    fn solve_transport(&self, x: &[T], t0: T, t1: T) -> Result<(Vec<T>, Stats), FlowError> {
+        let mut sys = Transport {
+            field: &self.field,
+            scratch: self.field.scratch(x.len() / self.dim()),
+        };
+        let sol = self
+            .integrator
+            .solver()?
+            .solve(&mut sys, t0, t1, &x.to_vec())
+            .map_err(solve_error)?;
+        Ok((sol.y, sol.stats))
+    }
+
+    /// Draws `n` samples: base points z ~ N(0, I) moved from t = 1 back to t = 0.
+    pub fn sample<R: Rng + ?Sized>(
+        &self,
+        n: usize,
+        rng: &mut R,
+    ) -> Result<Transported<T>, FlowError> {
+        let z: Vec<T> = (0..n * self.dim())
+            .map(|_| T::from_f64(StandardNormal.sample(rng)).unwrap_or_else(T::nan))
+            .collect();
+        self.transform(&z, T::one(), T::zero())
+    }
+}
