@@ -72,20 +72,14 @@ fn linear_matches_dual_and_fd() {
         let dual = DualField::new(lin.clone());
         let probes = probes_for(&p, 5);
         for trace in [Trace::Exact, Trace::Hutchinson(&probes)] {
-            let run = |f: &dyn Fn(&mut [f64], &mut [f64], &mut [f64], &mut [f64])| {
-                let (mut v, mut div) = (vec![0.0; p.z.len()], vec![0.0; p.batch]);
-                let (mut g_z, mut g_theta) = (vec![0.0; p.z.len()], vec![0.0; d * d + d]);
-                f(&mut v, &mut div, &mut g_z, &mut g_theta);
-                (v, div, g_z, g_theta)
-            };
-            let (v1, div1, gz1, gth1) = run(&|v, div, gz, gth| {
-                let mut s = lin.scratch(p.batch);
-                lin.vjp_batch(&mut s, p.t, &p.z, &trace, &p.a_v, &p.a_div, v, div, gz, gth)
-            });
-            let (v2, div2, gz2, _) = run(&|v, div, gz, _| {
-                let mut s = dual.scratch(p.batch);
-                dual.vjp_batch(&mut s, p.t, &p.z, &trace, &p.a_v, &p.a_div, v, div, gz, &mut [])
-            });
+            let (v1, div1, gz1, gth1) = vjp(
+                &lin,
+                &p,
+                &trace,
+                &vec![0.0; p.z.len()],
+                &vec![0.0; d * d + d],
+            );
+            let (v2, div2, gz2, _) = vjp(&dual, &p, &trace, &vec![0.0; p.z.len()], &[]);
             assert!(max_rel_err(&v1, &v2) < 1e-14);
             assert!(max_rel_err(&div1, &div2) < 1e-13);
             assert!(max_rel_err(&gz1, &gz2) < 1e-13);
@@ -98,17 +92,26 @@ fn linear_matches_dual_and_fd() {
                 })
                 .collect();
             let obj = objective(&lin, &p, &p.z, &trace);
-            assert!(fd_rel_err(&gth1, &fd_theta, obj) < 1e-6, "{gth1:?} vs {fd_theta:?}");
+            assert!(
+                fd_rel_err(&gth1, &fd_theta, obj) < 1e-6,
+                "{gth1:?} vs {fd_theta:?}"
+            );
         }
     }
 }
 
 #[test]
 fn linear_rejects_bad_input() {
-    assert!(matches!(Linear::<f64>::new(2, &[1.0; 3], &[0.0; 2]), Err(cnf_field::FieldError::Shape { .. })));
+    assert!(matches!(
+        Linear::<f64>::new(2, &[1.0; 3], &[0.0; 2]),
+        Err(cnf_field::FieldError::Shape { .. })
+    ));
     assert!(matches!(
         Linear::<f64>::new(2, &[1.0, f64::NAN, 0.0, 1.0], &[0.0; 2]),
         Err(cnf_field::FieldError::NonFinite { index: 1, .. })
     ));
-    assert!(matches!(Linear::<f64>::new(0, &[], &[]), Err(cnf_field::FieldError::InvalidConfig(_))));
+    assert!(matches!(
+        Linear::<f64>::new(0, &[], &[]),
+        Err(cnf_field::FieldError::InvalidConfig(_))
+    ));
 }

@@ -13,29 +13,6 @@ fn probes(p: &Problem, k: usize) -> Vec<f64> {
     rademacher_probes(&mut rng, k, p.batch, p.mlp.config().dim)
 }
 
-/// `(v, div)` of a field.
-fn eval_div<F: VectorField<f64>>(f: &F, p: &Problem, trace: &Trace<f64>) -> (Vec<f64>, Vec<f64>) {
-    let mut s = f.scratch(p.batch);
-    let (mut v, mut div) = (vec![0.0; p.z.len()], vec![0.0; p.batch]);
-    f.eval_div_batch(&mut s, p.t, &p.z, trace, &mut v, &mut div);
-    (v, div)
-}
-
-/// `(v, div, g_z, g_theta)` of a field's VJP, accumulated onto the given starting gradients.
-fn vjp<F: VectorField<f64>>(
-    f: &F,
-    p: &Problem,
-    trace: &Trace<f64>,
-    g_z0: &[f64],
-    g_theta0: &[f64],
-) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
-    let mut s = f.scratch(p.batch);
-    let (mut v, mut div) = (vec![0.0; p.z.len()], vec![0.0; p.batch]);
-    let (mut g_z, mut g_theta) = (g_z0.to_vec(), g_theta0.to_vec());
-    f.vjp_batch(&mut s, p.t, &p.z, trace, &p.a_v, &p.a_div, &mut v, &mut div, &mut g_z, &mut g_theta);
-    (v, div, g_z, g_theta)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -162,7 +139,10 @@ fn hutchinson_converges_to_exact_trace() {
                 "gaussian={gaussian} point {b}: {mean} vs exact {} (s.e. {std_err})",
                 exact[b]
             );
-            assert!(std_err < 0.05 * exact[b].abs().max(0.1), "s.e. {std_err} too large");
+            assert!(
+                std_err < 0.05 * exact[b].abs().max(0.1),
+                "s.e. {std_err} too large"
+            );
         }
     }
 }
@@ -176,11 +156,24 @@ fn scratch_grows_and_is_reusable() {
     let mlp = &big.mlp;
     let mut s = mlp.scratch(1);
     let e = probes(&big, 5);
-    for (p, trace) in [(&small, Trace::Exact), (&big, Trace::Hutchinson(&e)), (&big, Trace::Exact), (&small, Trace::Exact)] {
+    for (p, trace) in [
+        (&small, Trace::Exact),
+        (&big, Trace::Hutchinson(&e)),
+        (&big, Trace::Exact),
+        (&small, Trace::Exact),
+    ] {
         let (mut v, mut div) = (vec![0.0; p.z.len()], vec![0.0; p.batch]);
         let (mut g_z, mut g_th) = (vec![0.0; p.z.len()], vec![0.0; mlp.num_params()]);
-        mlp.vjp_batch(&mut s, p.t, &p.z, &trace, &p.a_v, &p.a_div, &mut v, &mut div, &mut g_z, &mut g_th);
-        let fresh = vjp(mlp, p, &trace, &vec![0.0; p.z.len()], &vec![0.0; mlp.num_params()]);
+        mlp.vjp_batch(
+            &mut s, p.t, &p.z, &trace, &p.a_v, &p.a_div, &mut v, &mut div, &mut g_z, &mut g_th,
+        );
+        let fresh = vjp(
+            mlp,
+            p,
+            &trace,
+            &vec![0.0; p.z.len()],
+            &vec![0.0; mlp.num_params()],
+        );
         assert_eq!((v, div, g_z, g_th), fresh);
     }
 }
@@ -196,8 +189,17 @@ fn wide_network_matches_dual() {
         let (_, div_dual) = eval_div(&dual, &p, &Trace::Exact);
         assert!(max_rel_err(&div_fast, &div_dual) < 1e-12);
         let zeros = vec![0.0; p.z.len()];
-        let (_, _, g_fast, _) = vjp(&p.mlp, &p, &Trace::Exact, &zeros, &vec![0.0; p.mlp.num_params()]);
+        let (_, _, g_fast, _) = vjp(
+            &p.mlp,
+            &p,
+            &Trace::Exact,
+            &zeros,
+            &vec![0.0; p.mlp.num_params()],
+        );
         let (_, _, g_dual, _) = vjp(&dual, &p, &Trace::Exact, &zeros, &[]);
-        assert!(max_rel_err(&g_fast, &g_dual) < 1e-11, "{g_fast:?} vs {g_dual:?}");
+        assert!(
+            max_rel_err(&g_fast, &g_dual) < 1e-11,
+            "{g_fast:?} vs {g_dual:?}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use cnf_field::{Activation, Mlp, MlpConfig, Trace, VectorField};
+
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -117,4 +118,42 @@ pub fn fd_jacobian(f: &impl Fn(&[f64]) -> Vec<f64>, z: &[f64], h: f64) -> Vec<f6
         }
     }
     jac
+}
+
+/// `(v, div)` of a field.
+pub fn eval_div<F: VectorField<f64>>(
+    f: &F,
+    p: &Problem,
+    trace: &Trace<f64>,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut s = f.scratch(p.batch);
+    let (mut v, mut div) = (vec![0.0; p.z.len()], vec![0.0; p.batch]);
+    f.eval_div_batch(&mut s, p.t, &p.z, trace, &mut v, &mut div);
+    (v, div)
+}
+
+/// `(v, div, g_z, g_theta)` of a field's VJP, accumulated onto the given starting gradients.
+pub fn vjp<F: VectorField<f64>>(
+    f: &F,
+    p: &Problem,
+    trace: &Trace<f64>,
+    g_z0: &[f64],
+    g_theta0: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut s = f.scratch(p.batch);
+    let (mut v, mut div) = (vec![0.0; p.z.len()], vec![0.0; p.batch]);
+    let (mut g_z, mut g_theta) = (g_z0.to_vec(), g_theta0.to_vec());
+    f.vjp_batch(
+        &mut s,
+        p.t,
+        &p.z,
+        trace,
+        &p.a_v,
+        &p.a_div,
+        &mut v,
+        &mut div,
+        &mut g_z,
+        &mut g_theta,
+    );
+    (v, div, g_z, g_theta)
 }

@@ -1,0 +1,182 @@
+//! MLP field throughput: v + exact trace, and + parameter VJP, for a batch of 512 points
+//! (d = 2, 3 x 64 tanh, the FFJORD 8-gaussians architecture), against the raw GEMM peak.
+//!
+//! Throughput is reported in "elements" = floating-point operations of the GEMMs only
+//! (elementwise work is not counted), so `Gelem/s` reads as GEMM GFLOP/s.
+
+use cnf_field::{Activation, Mlp, MlpConfig, Real, Trace, VectorField};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::time::Instant;
+
+const BATCH: usize = 512;
+const DIM: usize = 2;
+const HIDDEN: [usize; 3] = [64, 64, 64];
+/// The raw GEMM shape: the tangent product of a hidden layer, (B * d, 64) x (64, 64).
+const GEMM_SHAPE: (usize, usize, usize) = (BATCH * DIM, 64, 64);
+
+/// GEMM flops of one `eval_div_batch` (exact trace) and of one `vjp_batch`.
+fn pass_flops(config: &MlpConfig) -> (f64, f64) {
+    let (b, d, nt) = (BATCH as f64, config.dim as f64, config.dim as f64);
+    let (mut fwd, mut bwd) = (0.0, 0.0);
+    for (l, (out, inp)) in config.layer_shapes().into_iter().enumerate() {
+        let (out, inp) = (out as f64, inp as f64);
+        let in_tan = if l == 0 { d } else { inp };
+        fwd += 2.0 * b * inp * out + 2.0 * b * nt * in_tan * out;
+        bwd += 2.0 * out * b * inp + 2.0 * out * b * nt * in_tan;
+        bwd += if l == 0 {
+            2.0 * b * out * d
+        } else {
+            2.0 * b * out * inp + 2.0 * b * nt * out * inp
+        };
+    }
+    (fwd, fwd + bwd)
+}
+
+struct Problem<T: Real> {
+    mlp: Mlp<T>,
+    z: Vec<T>,
+    a_v: Vec<T>,
+    a_div: Vec<T>,
+}
+
+fn problem<T: Real>() -> Problem<T> {
+    let mlp = Mlp::new(MlpConfig::new(DIM, &HIDDEN, Activation::Tanh), 7).expect("valid config");
+    let wave = |n: usize, f: f64| {
+        (0..n)
+            .map(|i| T::from_f64((i as f64 * f).sin() * 2.0).unwrap_or_else(T::zero))
+            .collect()
+    };
+    Problem {
+        mlp,
+        z: wave(BATCH * DIM, 0.37),
+        a_v: wave(BATCH * DIM, 0.11),
+        a_div: wave(BATCH, 0.53),
+    }
+}
+
+fn gemm_once<T: Real>(a: &[T], b: &[T], c: &mut [T]) {
+    let (m, k, n) = GEMM_SHAPE;
+    T::gemm(
+        m,
+        k,
+        n,
+        T::one(),
+        (a, k, 1),
+        (b, n, 1),
+        T::zero(),
+        (c, n, 1),
+    );
+}
+
+/// Three closures sharing one scratch: GEMM, eval + div, eval + div + VJP.
+fn run_all<T: Real>(p: &Problem<T>) -> impl FnMut(usize) + '_ {
+    let (m, k, n) = GEMM_SHAPE;
+    let a = vec![T::from_f64(0.5).unwrap_or_else(T::one); m * k];
+    let bm = vec![T::from_f64(0.25).unwrap_or_else(T::one); k * n];
+    let mut c = vec![T::zero(); m * n];
+    let mut s = p.mlp.scratch(BATCH);
+    let (mut v, mut div) = (vec![T::zero(); BATCH * DIM], vec![T::zero(); BATCH]);
+    let (mut g_z, mut g_th) = (
+        vec![T::zero(); BATCH * DIM],
+        vec![T::zero(); p.mlp.num_params()],
+    );
+    move |which| match which {
+        0 => gemm_once(&a, &bm, &mut c),
+        1 => p.mlp.eval_div_batch(
+            &mut s,
+            T::one(),
+            black_box(&p.z),
+            &Trace::Exact,
+            &mut v,
+            &mut div,
+        ),
+        _ => p.mlp.vjp_batch(
+            &mut s,
+            T::one(),
+            black_box(&p.z),
+            &Trace::Exact,
+            &p.a_v,
+            &p.a_div,
+            &mut v,
+            &mut div,
+            &mut g_z,
+            &mut g_th,
+        ),
+    }
+}
+
+fn bench_precision<T: Real>(c: &mut Criterion) {
+    let p = problem::<T>();
+    let (fwd_flops, vjp_flops) = pass_flops(p.mlp.config());
+    let (m, k, n) = GEMM_SHAPE;
+    let mut run = run_all(&p);
+    let mut group = c.benchmark_group(format!("mlp_{}", T::NAME));
+    let cases = [
+        ("gemm_1024x64x64", 2.0 * (m * k * n) as f64),
+        ("eval_div_exact_b512", fwd_flops),
+        ("eval_div_vjp_exact_b512", vjp_flops),
+    ];
+    for (which, (name, flops)) in cases.into_iter().enumerate() {
+        group.throughput(Throughput::Elements(flops as u64));
+        group.bench_function(BenchmarkId::from_parameter(name), |bch| {
+            bch.iter(|| run(which))
+        });
+    }
+    group.finish();
+}
+
+/// Median seconds of `reps` timed runs of `f` after a warm-up.
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..reps / 4 + 1 {
+        f();
+    }
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[reps / 2]
+}
+
+/// Plain-text summary: GFLOP/s of each pass, per-point cost and the fraction of GEMM peak.
+fn summary<T: Real>() {
+    let p = problem::<T>();
+    let (fwd_flops, vjp_flops) = pass_flops(p.mlp.config());
+    let (m, k, n) = GEMM_SHAPE;
+    let mut run = run_all(&p);
+    let gemm = median_secs(400, || run(0));
+    let peak = 2.0 * (m * k * n) as f64 / gemm / 1e9;
+    println!(
+        "[{}] raw GEMM {m}x{k}x{n}: {:.1} us, {peak:.2} GFLOP/s (peak reference)",
+        T::NAME,
+        gemm * 1e6
+    );
+    for (which, name, flops) in [
+        (1, "v + exact trace", fwd_flops),
+        (2, "v + trace + VJP (z, theta)", vjp_flops),
+    ] {
+        let secs = median_secs(200, || run(which));
+        let gflops = flops / secs / 1e9;
+        println!(
+            "[{}] {name}, B = {BATCH}: {:.1} us/batch, {:.1} ns/point, {gflops:.2} GFLOP/s = {:.0}% of GEMM peak",
+            T::NAME,
+            secs * 1e6,
+            secs * 1e9 / BATCH as f64,
+            100.0 * gflops / peak
+        );
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    bench_precision::<f32>(c);
+    bench_precision::<f64>(c);
+    summary::<f32>();
+    summary::<f64>();
+}
+
+criterion_group!(mlp, benches);
+criterion_main!(mlp);

@@ -1,0 +1,451 @@
+//! Weights in and out: safetensors round trips, the reference npz model, malformed files.
+
+mod common;
+
+use cnf_field::{Activation, FieldError, Mlp, MlpConfig, Trace, VectorField};
+use npyz::npz::{NpzArchive, NpzWriter};
+use npyz::WriterBuilder;
+use std::path::Path;
+
+const REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/data/cnf_8g_diffrax_1000it.npz"
+);
+
+fn sample_mlp<T: cnf_field::Real>(seed: u64) -> Mlp<T> {
+    Mlp::new(MlpConfig::new(2, &[5, 7, 3], Activation::Swish), seed).unwrap()
+}
+
+#[test]
+fn safetensors_round_trip_is_bit_exact() {
+    let m64 = sample_mlp::<f64>(1);
+    let back = Mlp::<f64>::from_safetensors_bytes(
+        &m64.to_safetensors_bytes().unwrap(),
+        m64.config().clone(),
+    )
+    .unwrap();
+    assert_eq!(back, m64);
+    let m32 = sample_mlp::<f32>(2);
+    let back = Mlp::<f32>::from_safetensors_bytes(
+        &m32.to_safetensors_bytes().unwrap(),
+        m32.config().clone(),
+    )
+    .unwrap();
+    assert_eq!(back, m32);
+    // f32 weights read into f64 are the exactly widened values.
+    let widened = Mlp::<f64>::from_safetensors_bytes(
+        &m32.to_safetensors_bytes().unwrap(),
+        m32.config().clone(),
+    )
+    .unwrap();
+    assert_eq!(widened, m32.cast::<f64>());
+}
+
+#[test]
+fn save_load_directory_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = sample_mlp::<f64>(3);
+    m.save(dir.path().join("model")).unwrap();
+    let back = Mlp::<f64>::load(dir.path().join("model")).unwrap();
+    assert_eq!(back, m);
+    assert!(matches!(
+        Mlp::<f64>::load(dir.path().join("absent")),
+        Err(FieldError::Io(_))
+    ));
+}
+
+#[test]
+fn safetensors_errors() {
+    let m = sample_mlp::<f64>(4);
+    let bytes = m.to_safetensors_bytes().unwrap();
+    let wrong = MlpConfig::new(2, &[5, 8, 3], Activation::Swish);
+    match Mlp::<f64>::from_safetensors_bytes(&bytes, wrong) {
+        Err(FieldError::Shape {
+            what,
+            expected,
+            found,
+        }) => {
+            assert_eq!(
+                (what.as_str(), expected, found),
+                ("W1", vec![8, 5], vec![7, 5])
+            );
+        }
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+    let deeper = MlpConfig::new(2, &[5, 7, 3, 3], Activation::Swish);
+    assert!(matches!(
+        Mlp::<f64>::from_safetensors_bytes(&bytes, deeper),
+        Err(FieldError::Shape { .. })
+    ));
+    assert!(matches!(
+        Mlp::<f64>::from_safetensors_bytes(b"not a safetensors file", m.config().clone()),
+        Err(FieldError::Malformed(_))
+    ));
+}
+
+#[test]
+fn constructor_errors() {
+    let bad_dim = MlpConfig::new(0, &[4], Activation::Tanh);
+    assert!(matches!(
+        Mlp::<f64>::new(bad_dim, 0),
+        Err(FieldError::InvalidConfig(_))
+    ));
+    let zero_width = MlpConfig::new(2, &[4, 0], Activation::Tanh);
+    assert!(matches!(
+        Mlp::<f64>::new(zero_width, 0),
+        Err(FieldError::InvalidConfig(_))
+    ));
+    let config = MlpConfig::new(2, &[4], Activation::Tanh);
+    assert!(matches!(
+        Mlp::<f64>::from_params(config.clone(), vec![0.0; 3]),
+        Err(FieldError::Shape { .. })
+    ));
+    let mut params = vec![0.1; config.num_params()];
+    params[7] = f64::INFINITY;
+    assert!(matches!(
+        Mlp::<f64>::from_params(config.clone(), params),
+        Err(FieldError::NonFinite { index: 7, .. })
+    ));
+    assert!(
+        matches!("relu".parse::<Activation>(), Err(FieldError::UnknownActivation(name)) if name == "relu")
+    );
+    assert_eq!("SiLU".parse::<Activation>().unwrap(), Activation::Swish);
+    let m = Mlp::<f64>::new(config, 0).unwrap();
+    assert!(matches!(
+        m.eval(0.0, &[1.0, 2.0, 3.0]),
+        Err(FieldError::Shape { .. })
+    ));
+    assert!(matches!(
+        m.divergence(0.0, &[1.0]),
+        Err(FieldError::Shape { .. })
+    ));
+}
+
+#[test]
+fn config_json_round_trip() {
+    let m = sample_mlp::<f32>(5);
+    let back: MlpConfig = serde_json::from_str(&m.config_json().unwrap()).unwrap();
+    assert_eq!(&back, m.config());
+    assert!(
+        serde_json::from_str::<MlpConfig>(r#"{"dim":2,"hidden":[4],"activation":"relu"}"#).is_err()
+    );
+}
+
+/// Shape and row-major values.
+type Tensor = (Vec<usize>, Vec<f64>);
+
+/// Reads `name` from the npz as row-major f64 with its shape (independently of the crate).
+fn raw(
+    archive: &mut NpzArchive<std::io::BufReader<std::fs::File>>,
+    name: &str,
+) -> Tensor {
+    let npy = archive.by_name(name).unwrap().unwrap();
+    let shape = npy.shape().iter().map(|&n| n as usize).collect();
+    let values = npy
+        .into_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    (shape, values)
+}
+
+fn matvec(w: &[f64], rows: usize, x: &[f64]) -> Vec<f64> {
+    let cols = x.len();
+    (0..rows)
+        .map(|i| (0..cols).map(|j| w[i * cols + j] * x[j]).sum())
+        .collect()
+}
+
+fn matmul(a: &[f64], b: &[f64], n: usize, k: usize, m: usize) -> Vec<f64> {
+    let mut c = vec![0.0; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            c[i * m + j] = (0..k).map(|l| a[i * k + l] * b[l * m + j]).sum();
+        }
+    }
+    c
+}
+
+/// The diffrax-trained model: loaded v and exact trace equal a direct evaluation of
+/// `W3 tanh(W2 tanh(W1 tanh(W0 [z,t] + b0) + b1) + b2) + b3` and of
+/// `tr(W3 diag(s2') W2 diag(s1') W1 diag(s0') W0[:, :2])`.
+#[test]
+fn reference_npz_model_matches_direct_formula() {
+    let m64 = Mlp::<f64>::from_npz(REFERENCE, &[64, 64, 64], Activation::Tanh).unwrap();
+    let m32 = Mlp::<f32>::from_npz(REFERENCE, &[64, 64, 64], Activation::Tanh).unwrap();
+    assert_eq!(m64.config().dim, 2);
+    let mut archive = NpzArchive::open(REFERENCE).unwrap();
+    let layers: Vec<(Tensor, Tensor)> = (0..4)
+        .map(|i| {
+            (
+                raw(&mut archive, &format!("W{i}")),
+                raw(&mut archive, &format!("b{i}")),
+            )
+        })
+        .collect();
+    assert_eq!(layers[0].0 .0, vec![64, 3]);
+    assert_eq!(layers[3].0 .0, vec![2, 64]);
+
+    let points = [
+        ([0.3, -1.2], 0.0),
+        ([2.5, 0.7], 0.4),
+        ([-1.9, -2.2], 1.0),
+        ([0.0, 0.0], 0.75),
+    ];
+    let (mut zs, mut v_direct, mut tr_direct) = (Vec::new(), Vec::new(), Vec::new());
+    for (z, t) in points {
+        let mut h = vec![z[0], z[1], t];
+        // Product M = diag(s') W ... W0[:, :2], built up layer by layer.
+        let w0 = &layers[0].0 .1;
+        let mut m: Vec<f64> = (0..64).flat_map(|i| [w0[i * 3], w0[i * 3 + 1]]).collect();
+        for (l, ((wshape, w), (_, b))) in layers.iter().enumerate() {
+            let rows = wshape[0];
+            if l > 0 {
+                m = matmul(w, &m, rows, wshape[1], 2);
+            }
+            let a: Vec<f64> = matvec(w, rows, &h)
+                .iter()
+                .zip(b)
+                .map(|(x, y)| x + y)
+                .collect();
+            if l == 3 {
+                h = a;
+            } else {
+                h = a.iter().map(|x| x.tanh()).collect();
+                for (i, hi) in h.iter().enumerate() {
+                    let ds = 1.0 - hi * hi;
+                    m[i * 2] *= ds;
+                    m[i * 2 + 1] *= ds;
+                }
+            }
+        }
+        zs.extend(z);
+        v_direct.extend(h);
+        tr_direct.push(m[0] + m[3]);
+    }
+    let n = points.len();
+    for (i, (z, t)) in points.iter().enumerate() {
+        let v = m64.eval(*t, z).unwrap();
+        assert!(
+            common::max_rel_err(&v, &v_direct[i * 2..][..2]) < 1e-12,
+            "{v:?} vs {:?}",
+            &v_direct[i * 2..][..2]
+        );
+        let tr = m64.divergence(*t, z).unwrap();
+        assert!(
+            common::max_rel_err(&[tr], &[tr_direct[i]]) < 1e-12,
+            "{tr} vs {}",
+            tr_direct[i]
+        );
+        // The f32 model agrees to f32 accuracy.
+        let z32 = [z[0] as f32, z[1] as f32];
+        let v32: Vec<f64> = m32
+            .eval(*t as f32, &z32)
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        assert!(common::max_rel_err(&v32, &v_direct[i * 2..][..2]) < 1e-4);
+        let tr32 = m32.divergence(*t as f32, &z32).unwrap() as f64;
+        assert!(common::max_rel_err(&[tr32], &[tr_direct[i]]) < 1e-4);
+    }
+    // Batched: all points at one time share the batch path.
+    let mut s = m64.scratch(n);
+    let (mut v, mut div) = (vec![0.0; 2 * n], vec![0.0; n]);
+    m64.eval_div_batch(&mut s, 0.75, &zs, &Trace::Exact, &mut v, &mut div);
+    assert!(common::max_rel_err(&v[6..8], &v_direct[6..8]) < 1e-12);
+    assert!(common::max_rel_err(&div[3..4], &tr_direct[3..4]) < 1e-12);
+}
+
+/// One array to write into a test npz.
+enum Arr {
+    F32(Vec<u64>, Vec<f32>),
+    F64(Vec<u64>, Vec<f64>),
+    I32(Vec<u64>, Vec<i32>),
+}
+
+/// Named arrays of a test npz.
+type Arrays = Vec<(&'static str, Arr)>;
+
+fn write_npz(path: &Path, arrays: &[(&str, Arr)]) {
+    let mut npz = NpzWriter::create(path).unwrap();
+    for (name, arr) in arrays {
+        match arr {
+            Arr::F32(shape, v) => {
+                let mut w = npz
+                    .array::<f32>(name, Default::default())
+                    .unwrap()
+                    .default_dtype()
+                    .shape(shape)
+                    .begin_nd()
+                    .unwrap();
+                w.extend(v.iter().copied()).unwrap();
+                w.finish().unwrap();
+            }
+            Arr::F64(shape, v) => {
+                let mut w = npz
+                    .array::<f64>(name, Default::default())
+                    .unwrap()
+                    .default_dtype()
+                    .shape(shape)
+                    .begin_nd()
+                    .unwrap();
+                w.extend(v.iter().copied()).unwrap();
+                w.finish().unwrap();
+            }
+            Arr::I32(shape, v) => {
+                let mut w = npz
+                    .array::<i32>(name, Default::default())
+                    .unwrap()
+                    .default_dtype()
+                    .shape(shape)
+                    .begin_nd()
+                    .unwrap();
+                w.extend(v.iter().copied()).unwrap();
+                w.finish().unwrap();
+            }
+        }
+    }
+}
+
+/// A valid small torch-layout model: d = 2, hidden [4, 3].
+fn good_arrays() -> Arrays {
+    let f = |shape: Vec<u64>| {
+        let n = shape.iter().product::<u64>() as usize;
+        Arr::F32(shape, (0..n).map(|i| (i as f32 * 0.37).sin()).collect())
+    };
+    vec![
+        ("W0", f(vec![4, 3])),
+        ("b0", f(vec![4])),
+        ("W1", f(vec![3, 4])),
+        ("b1", f(vec![3])),
+        ("W2", f(vec![2, 3])),
+        ("b2", f(vec![2])),
+    ]
+}
+
+fn load(path: &Path) -> Result<Mlp<f64>, FieldError> {
+    Mlp::from_npz(path, &[4, 3], Activation::Elu)
+}
+
+#[test]
+fn npz_good_file_loads_in_both_precisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("good.npz");
+    let arrays = good_arrays();
+    write_npz(&path, &arrays);
+    let m = load(&path).unwrap();
+    assert_eq!(m.config(), &MlpConfig::new(2, &[4, 3], Activation::Elu));
+    let Arr::F32(_, w1) = &arrays[2].1 else {
+        unreachable!()
+    };
+    assert_eq!(
+        m.layer(1).0,
+        w1.iter().map(|&x| x as f64).collect::<Vec<_>>().as_slice()
+    );
+    // f64 arrays are accepted too, and load into f32.
+    let as_f64: Vec<(&str, Arr)> = arrays
+        .iter()
+        .map(|(n, a)| match a {
+            Arr::F32(s, v) => (
+                *n,
+                Arr::F64(s.clone(), v.iter().map(|&x| x as f64).collect()),
+            ),
+            _ => unreachable!(),
+        })
+        .collect();
+    let path64 = dir.path().join("good64.npz");
+    write_npz(&path64, &as_f64);
+    let m32 = Mlp::<f32>::from_npz(&path64, &[4, 3], Activation::Elu).unwrap();
+    assert_eq!(m32, m.cast::<f32>());
+}
+
+#[test]
+fn npz_bad_files_give_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = |name: &str, edit: &dyn Fn(&mut Arrays)| {
+        let mut arrays = good_arrays();
+        edit(&mut arrays);
+        let path = dir.path().join(format!("{name}.npz"));
+        write_npz(&path, &arrays);
+        load(&path)
+    };
+
+    let r = case("wrong_shape", &|a| {
+        a[2].1 = Arr::F32(vec![4, 3], vec![0.0; 12])
+    });
+    assert!(
+        matches!(&r, Err(FieldError::Shape { what, expected, found }) if what == "W1" && expected == &[3, 4] && found == &[4, 3]),
+        "{r:?}"
+    );
+
+    let r = case("wrong_bias", &|a| {
+        a[1].1 = Arr::F32(vec![1, 4], vec![0.0; 4])
+    });
+    assert!(
+        matches!(&r, Err(FieldError::Shape { what, .. }) if what == "b0"),
+        "{r:?}"
+    );
+
+    let r = case("nan", &|a| {
+        a[3].1 = Arr::F32(vec![3], vec![0.0, f32::NAN, 1.0])
+    });
+    assert!(
+        matches!(&r, Err(FieldError::NonFinite { what, index: 1 }) if what == "b1"),
+        "{r:?}"
+    );
+
+    let r = case("inf", &|a| {
+        a[4].1 = Arr::F32(vec![2, 3], vec![0.0, 0.0, 0.0, 0.0, 0.0, f32::INFINITY])
+    });
+    assert!(
+        matches!(&r, Err(FieldError::NonFinite { what, index: 5 }) if what == "W2"),
+        "{r:?}"
+    );
+
+    let r = case("missing", &|a| {
+        a.remove(5);
+    });
+    assert!(
+        matches!(&r, Err(FieldError::MissingTensor(name)) if name == "b2"),
+        "{r:?}"
+    );
+
+    let r = case("missing_w0", &|a| {
+        a.remove(0);
+    });
+    assert!(
+        matches!(&r, Err(FieldError::MissingTensor(name)) if name == "W0"),
+        "{r:?}"
+    );
+
+    let r = case("w0_1d", &|a| a[0].1 = Arr::F32(vec![12], vec![0.0; 12]));
+    assert!(
+        matches!(&r, Err(FieldError::Shape { what, .. }) if what.starts_with("W0")),
+        "{r:?}"
+    );
+
+    let r = case("int", &|a| a[1].1 = Arr::I32(vec![4], vec![1; 4]));
+    assert!(
+        matches!(&r, Err(FieldError::UnsupportedDtype { tensor, .. }) if tensor == "b0"),
+        "{r:?}"
+    );
+
+    // Hidden widths that disagree with the file.
+    let path = dir.path().join("good.npz");
+    write_npz(&path, &good_arrays());
+    let r = Mlp::<f64>::from_npz(&path, &[4, 5], Activation::Tanh);
+    assert!(
+        matches!(&r, Err(FieldError::Shape { what, .. }) if what == "W1"),
+        "{r:?}"
+    );
+
+    let garbage = dir.path().join("garbage.npz");
+    std::fs::write(&garbage, b"this is not a zip archive").unwrap();
+    assert!(matches!(load(&garbage), Err(FieldError::Malformed(_))));
+    assert!(matches!(
+        load(&dir.path().join("absent.npz")),
+        Err(FieldError::Io(_))
+    ));
+}
