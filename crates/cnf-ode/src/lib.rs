@@ -2,7 +2,7 @@
 //!
 //! The pieces are independent, in the way of diffrax:
 //! - a **method** is a [`Tableau`] of constants ([`tableau`]): [`Euler`], [`Midpoint`], [`Heun`],
-//!   [`Rk4`] (fixed step), [`Bs3`], [`Dopri5`], Tsit5, DOP853 (adaptive);
+//!   [`Rk4`] (fixed step), [`Bs3`], [`Dopri5`], [`Tsit5`], [`Dop853`] (adaptive);
 //! - one **engine** performs a step of any tableau, its error estimate and its continuous
 //!   extension (`engine.rs`);
 //! - a **step-size controller** ([`PiController`], Hairer's PI defaults) decides acceptance;
@@ -19,6 +19,7 @@ mod engine;
 mod error;
 mod observer;
 mod options;
+pub mod problems;
 mod solution;
 mod solver;
 mod state;
@@ -35,4 +36,4 @@ pub use solution::{Solution, Stats};
 pub use solver::Solver;
 pub use state::State;
 pub use system::OdeSystem;
-pub use tableau::{Bs3, Dopri5, Euler, Heun, Midpoint, Rk4, RkMethod, Tableau};
+pub use tableau::{Bs3, Dop853, Dopri5, Euler, Heun, Midpoint, Rk4, RkMethod, Tableau, Tsit5};

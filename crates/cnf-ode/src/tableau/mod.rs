@@ -1,16 +1,16 @@
 //! Butcher tableaux: each method is plain data fed to the one explicit Runge-Kutta engine
 //! ([`crate::engine`]). Adding a method means adding a file of constants here.
 mod bs3;
-// mod dop853;
+mod dop853;
 mod dopri5;
 mod fixed;
-// mod tsit5;
+mod tsit5;
 
 pub use bs3::Bs3;
-// pub use dop853::Dop853;
+pub use dop853::Dop853;
 pub use dopri5::Dopri5;
 pub use fixed::{Euler, Heun, Midpoint, Rk4};
-// pub use tsit5::Tsit5;
+pub use tsit5::Tsit5;
 
 /// How a method estimates its local error.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +133,8 @@ mod tests {
             Rk4.tableau(),
             Bs3.tableau(),
             Dopri5.tableau(),
+            Tsit5.tableau(),
+            Dop853.tableau(),
         ]
     }
 
