@@ -38,10 +38,14 @@ pub trait Real: Float + FromPrimitive + Send + Sync + Debug + Display + Default 
 
     /// Appends the little-endian bytes of `self`.
     fn extend_le_bytes(self, out: &mut Vec<u8>);
+
+    /// `tanh` as used by the batched fast path: libm for f64, a branch-free (vectorisable)
+    /// rational approximation for f32, accurate to a few ulp.
+    fn tanh_fast(self) -> Self;
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal, $kernel:path) => {
+    ($t:ty, $name:literal, $kernel:path, $tanh:path) => {
         impl Real for $t {
             const NAME: &'static str = $name;
 
@@ -86,16 +90,79 @@ macro_rules! impl_real {
             fn extend_le_bytes(self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
             }
+
+            #[inline]
+            fn tanh_fast(self) -> Self {
+                $tanh(self)
+            }
         }
     };
 }
 
-impl_real!(f32, "f32", matrixmultiply::sgemm);
-impl_real!(f64, "f64", matrixmultiply::dgemm);
+impl_real!(f32, "f32", matrixmultiply::sgemm, tanh_f32);
+impl_real!(f64, "f64", matrixmultiply::dgemm, f64::tanh);
+
+/// Rational minimax approximation of tanh on [-7.9, 7.9] (the one used by Eigen and XLA);
+/// beyond that range tanh rounds to +-1 in f32. Branch-free so loops over it vectorise.
+#[inline]
+fn tanh_f32(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    const A: [f32; 7] = [
+        4.893_524_6e-3,
+        6.372_619_3e-4,
+        1.485_722_4e-5,
+        5.122_297e-8,
+        -8.604_672e-11,
+        2.000_188e-13,
+        -2.760_768_5e-16,
+    ];
+    const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    let x = x.clamp(-CLAMP, CLAMP);
+    let x2 = x * x;
+    let p = x2.mul_add(A[6], A[5]);
+    let p = x2.mul_add(p, A[4]);
+    let p = x2.mul_add(p, A[3]);
+    let p = x2.mul_add(p, A[2]);
+    let p = x2.mul_add(p, A[1]);
+    let p = x * x2.mul_add(p, A[0]);
+    let q = x2.mul_add(B[3], B[2]);
+    let q = x2.mul_add(q, B[1]);
+    let q = x2.mul_add(q, B[0]);
+    p / q
+}
 
 /// Converts between float types without panicking (NaN if the value is not representable,
 /// which cannot happen between f32, f64 and the dual numbers built on them).
 #[inline]
 pub fn cast<S: Float, U: num_traits::ToPrimitive>(x: U) -> S {
     S::from(x).unwrap_or_else(S::nan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The f32 approximation against f64 tanh on a dense grid and in the tails.
+    #[test]
+    fn tanh_f32_is_accurate() {
+        let mut worst = 0.0f64;
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 1e-4;
+            let exact = (x as f64).tanh();
+            let err = (tanh_f32(x) as f64 - exact).abs() / exact.abs().max(1e-30);
+            worst = worst.max(if x == 0.0 {
+                (tanh_f32(x) as f64).abs()
+            } else {
+                err
+            });
+        }
+        assert!(
+            worst < 4.0 * f32::EPSILON as f64,
+            "worst relative error {worst}"
+        );
+        for x in [1e-30f32, -3e-8, 9.0, -50.0, f32::MAX] {
+            let exact = (x as f64).tanh();
+            assert!((tanh_f32(x) as f64 - exact).abs() <= 4.0 * f32::EPSILON as f64 * exact.abs());
+        }
+    }
 }

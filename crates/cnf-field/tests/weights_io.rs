@@ -135,10 +135,7 @@ fn config_json_round_trip() {
 type Tensor = (Vec<usize>, Vec<f64>);
 
 /// Reads `name` from the npz as row-major f64 with its shape (independently of the crate).
-fn raw(
-    archive: &mut NpzArchive<std::io::BufReader<std::fs::File>>,
-    name: &str,
-) -> Tensor {
+fn raw(archive: &mut NpzArchive<std::io::BufReader<std::fs::File>>, name: &str) -> Tensor {
     let npy = archive.by_name(name).unwrap().unwrap();
     let shape = npy.shape().iter().map(|&n| n as usize).collect();
     let values = npy
