@@ -99,3 +99,29 @@ pub enum PlotError {
     #[error("bad plot input: {0}")]
     BadInput(String),
 }
+
+/// Errors of training and of the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    #[error("model: {0}")]
+    Field(#[from] cnf_field::FieldError),
+    #[error(transparent)]
+    Flow(#[from] cnf_flow::FlowError),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// Training diverged; the last good checkpoint is kept.
+    #[error("training stopped at iteration {iter}: {reason} (last good checkpoint kept in {dir})")]
+    Diverged {
+        iter: usize,
+        reason: String,
+        dir: String,
+    },
+}

@@ -7,4 +7,11 @@ pub mod gaussian;
 pub mod optim;
 pub mod plot;
 
-pub use error::{DataError, OptimError, PlotError};
+pub mod cli;
+pub mod commands;
+pub mod model;
+pub mod observers;
+pub mod report;
+pub mod trainer;
+
+pub use error::{DataError, OptimError, PlotError, TrainError};

@@ -1,1 +1,13 @@
-fn main() {}
+//! The `cnf` command: see `cnf --help`.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cnf_train::cli::Cli::parse();
+    match cnf_train::commands::run(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

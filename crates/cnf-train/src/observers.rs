@@ -1,0 +1,175 @@
+//! Observers of training: progress bar, metrics file, checkpoints, early stopping.
+use std::io::Write;
+use std::path::PathBuf;
+
+use cnf_field::{Mlp, Real, VectorField};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+use crate::model::{write_atomic, ModelDir, CHECKPOINT_FILE};
+use crate::optim::Adam;
+use crate::trainer::{Control, IterEvent, Observer, ValEvent};
+
+/// An indicatif bar: iteration, loss, NFE, it/s, ETA.
+pub struct Progress {
+    bar: ProgressBar,
+    best: f64,
+}
+
+impl Progress {
+    /// A bar from `start` to `total` iterations (hidden when output is not a terminal).
+    pub fn new(start: usize, total: usize) -> Self {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_position(start as u64);
+        Self {
+            bar,
+            best: f64::INFINITY,
+        }
+    }
+}
+
+impl<T: Real> Observer<T> for Progress {
+    fn on_iter(&mut self, ev: &IterEvent) {
+        self.bar.set_position(ev.iter as u64 + 1);
+        self.bar.set_message(format!(
+            "loss {:.4} nfe {}/{} best val {:.4}",
+            ev.loss, ev.nfe_fwd, ev.nfe_bwd, self.best
+        ));
+    }
+    fn on_validation(
+        &mut self,
+        ev: &ValEvent,
+        _: &Mlp<T>,
+        _: &Adam<T>,
+    ) -> Result<Control, TrainError> {
+        self.best = self.best.min(ev.val_nll);
+        let line = format!(
+            "iter {:>5}  train NLL {:.4}  val NLL {:.4}  nfe fwd/bwd {}/{}  {:.1} s",
+            ev.iter, ev.train_nll, ev.val_nll, ev.nfe_fwd, ev.nfe_bwd, ev.seconds
+        );
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+        Ok(Control::Continue)
+    }
+    fn on_finish(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Appends one JSON line per validation to `metrics.jsonl`.
+pub struct Metrics {
+    path: PathBuf,
+}
+
+impl Metrics {
+    /// Metrics written to `path` (appended, so a resumed run continues the file).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+}
+
+impl<T: Real> Observer<T> for Metrics {
+    fn on_validation(
+        &mut self,
+        ev: &ValEvent,
+        _: &Mlp<T>,
+        _: &Adam<T>,
+    ) -> Result<Control, TrainError> {
+        let line = serde_json::to_string(ev).map_err(|e| TrainError::Io(e.to_string()))?;
+        let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", self.path.display()));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
+        writeln!(f, "{line}").map_err(io)?;
+        Ok(Control::Continue)
+    }
+}
+
+/// What `checkpoint.json` holds: enough to resume exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint<T> {
+    /// Iterations done.
+    pub iter: usize,
+    /// Current parameters.
+    pub params: Vec<T>,
+    /// Optimiser state.
+    pub adam: Adam<T>,
+    /// Best validation NLL so far (its weights are in model.safetensors).
+    pub best_val: f64,
+    /// Validations since the best one.
+    pub since_best: usize,
+}
+
+impl<T: Real + DeserializeOwned> Checkpoint<T> {
+    /// Reads `checkpoint.json` of a model folder.
+    pub fn load(dir: &ModelDir) -> Result<Self, TrainError> {
+        let p = dir.path(CHECKPOINT_FILE);
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
+        serde_json::from_str(&text).map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))
+    }
+}
+
+/// Keeps the best model (`model.safetensors`) and a resume checkpoint, both written atomically;
+/// stops training after `patience` validations without improvement (early stopping).
+pub struct Checkpointer {
+    dir: ModelDir,
+    best_val: f64,
+    since_best: usize,
+    patience: Option<usize>,
+}
+
+impl Checkpointer {
+    /// Starts with the best validation NLL known so far (resume) or infinity.
+    pub fn new(dir: ModelDir, best_val: f64, since_best: usize, patience: Option<usize>) -> Self {
+        Self {
+            dir,
+            best_val,
+            since_best,
+            patience,
+        }
+    }
+}
+
+impl<T: Real + Serialize> Observer<T> for Checkpointer {
+    fn on_validation(
+        &mut self,
+        ev: &ValEvent,
+        model: &Mlp<T>,
+        adam: &Adam<T>,
+    ) -> Result<Control, TrainError> {
+        if ev.val_nll < self.best_val {
+            self.best_val = ev.val_nll;
+            self.since_best = 0;
+            self.dir.save_weights(model)?;
+        } else {
+            self.since_best += 1;
+        }
+        let ckpt = Checkpoint {
+            iter: ev.iter,
+            params: model.params().to_vec(),
+            adam: adam.clone(),
+            best_val: self.best_val,
+            since_best: self.since_best,
+        };
+        let text = serde_json::to_string(&ckpt).map_err(|e| TrainError::Io(e.to_string()))?;
+        write_atomic(&self.dir.path(CHECKPOINT_FILE), text.as_bytes())?;
+        Ok(match self.patience {
+            Some(p) if self.since_best >= p => Control::Stop,
+            _ => Control::Continue,
+        })
+    }
+}

@@ -1,0 +1,284 @@
+//! The training loop, in the way of argmin's executor: one loop, and observers for everything
+//! else (progress bar, metrics file, checkpoints, early stopping). Adding a concern adds an
+//! observer, not a flag.
+use std::time::Instant;
+
+use cnf_field::{gaussian_probes, rademacher_probes, Mlp, Real, Trace, VectorField};
+use cnf_flow::{Cnf, GradMethod};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Table, ToySet};
+use crate::error::TrainError;
+use crate::optim::Adam;
+
+/// Which trace the training loss uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceKind {
+    /// Exact Jacobian diagonal (d tangent passes).
+    Exact,
+    /// Hutchinson with one Rademacher probe per point, fresh every iteration.
+    Rademacher,
+    /// Hutchinson with one Gaussian probe per point, fresh every iteration.
+    Gaussian,
+}
+
+impl TraceKind {
+    /// FFJORD's choice: exact up to 8 dimensions, Hutchinson above.
+    pub fn auto(dim: usize) -> Self {
+        if dim <= 8 {
+            Self::Exact
+        } else {
+            Self::Rademacher
+        }
+    }
+}
+
+/// Where minibatches come from.
+pub enum Batches {
+    /// Fresh samples of a toy set every iteration (infinite data, FFJORD's protocol).
+    Toy(ToySet),
+    /// Random rows (with replacement) of a training table, already standardised.
+    Table(Table),
+}
+
+impl Batches {
+    /// Minibatch `iter` (a function of the seed and the iteration only, so a resumed run sees
+    /// the same batches).
+    pub fn batch(&self, seed: u64, iter: usize, size: usize) -> Vec<f64> {
+        let mut rng = iter_rng(seed, iter, 0);
+        match self {
+            Self::Toy(set) => set.sample(size, &mut rng).data().to_vec(),
+            Self::Table(t) => {
+                let idx: Vec<usize> = (0..size).map(|_| rng.random_range(0..t.n_rows())).collect();
+                t.select_rows(&idx).data().to_vec()
+            }
+        }
+    }
+}
+
+/// A reproducible RNG for one iteration and purpose.
+pub fn iter_rng(seed: u64, iter: usize, stream: u64) -> StdRng {
+    StdRng::seed_from_u64(
+        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (iter as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+            ^ stream.wrapping_mul(0x94D0_49BB_1331_11EB),
+    )
+}
+
+/// Settings of a training run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// Last iteration (exclusive).
+    pub iters: usize,
+    /// Minibatch size.
+    pub batch: usize,
+    /// Gradient by reverse mode through the solver (true) or the adjoint method.
+    pub backprop: bool,
+    /// Trace estimator.
+    pub trace: TraceKind,
+    /// Validate every this many iterations.
+    pub val_every: usize,
+    /// Seed of batches and probes.
+    pub seed: u64,
+}
+
+/// What an iteration did.
+#[derive(Debug, Clone)]
+pub struct IterEvent {
+    /// Iteration number (0-based).
+    pub iter: usize,
+    /// Mean NLL of the minibatch (model space).
+    pub loss: f64,
+    /// Forward NFE.
+    pub nfe_fwd: usize,
+    /// Backward NFE (adjoint solve, or VJPs of backprop).
+    pub nfe_bwd: usize,
+    /// Seconds this iteration took.
+    pub seconds: f64,
+}
+
+/// A validation result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValEvent {
+    /// Iteration after which validation ran.
+    pub iter: usize,
+    /// Mean training loss since the previous validation.
+    pub train_nll: f64,
+    /// Mean validation NLL (model space).
+    pub val_nll: f64,
+    /// Median forward NFE of the iterations since the previous validation.
+    pub nfe_fwd: usize,
+    /// Median backward NFE of the same iterations.
+    pub nfe_bwd: usize,
+    /// Seconds since the start of training (this process).
+    pub seconds: f64,
+}
+
+/// Whether training goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Keep going.
+    Continue,
+    /// Stop now (e.g. early stopping).
+    Stop,
+}
+
+/// Watches training.
+pub trait Observer<T: Real> {
+    /// After every iteration.
+    fn on_iter(&mut self, _ev: &IterEvent) {}
+    /// After every validation, with the model and optimiser as they are now.
+    fn on_validation(
+        &mut self,
+        _ev: &ValEvent,
+        _model: &Mlp<T>,
+        _adam: &Adam<T>,
+    ) -> Result<Control, TrainError> {
+        Ok(Control::Continue)
+    }
+    /// Once at the end (also after a stop).
+    fn on_finish(&mut self) {}
+}
+
+/// The loop: minibatch, loss and gradient, Adam step; validation at intervals.
+pub struct Trainer<'a, T: Real> {
+    /// The flow being trained.
+    pub cnf: Cnf<T, Mlp<T>>,
+    /// Its optimiser.
+    pub adam: Adam<T>,
+    /// Minibatches.
+    pub batches: Batches,
+    /// Validation points (model space), `(N, d)`.
+    pub val: Vec<T>,
+    /// Settings.
+    pub settings: TrainSettings,
+    /// Observers, called in order.
+    pub observers: Vec<Box<dyn Observer<T> + 'a>>,
+}
+
+fn cast_vec<T: Real>(x: &[f64]) -> Vec<T> {
+    x.iter()
+        .map(|&v| T::from_f64(v).unwrap_or_else(T::nan))
+        .collect()
+}
+
+/// Mean NLL of `x` under the flow (exact trace).
+pub fn mean_nll<T: Real>(cnf: &Cnf<T, Mlp<T>>, x: &[T]) -> Result<(f64, usize), TrainError> {
+    let dens = cnf.log_density(x)?;
+    let n = dens.logp.len().max(1) as f64;
+    let nll = -dens
+        .logp
+        .iter()
+        .map(|v| v.to_f64().unwrap_or(f64::NAN))
+        .sum::<f64>()
+        / n;
+    Ok((nll, dens.stats.nfe))
+}
+
+impl<T: Real> Trainer<'_, T> {
+    /// Trains from iteration `start` to `settings.iters`. Returns the last iteration done.
+    /// A non-finite loss or gradient, or a failed solve, stops training with
+    /// [`TrainError::Diverged`]; the parameters are not updated with bad values.
+    pub fn run(&mut self, start: usize, out_dir: &str) -> Result<usize, TrainError> {
+        let d = self.cnf.dim();
+        let t0 = Instant::now();
+        let s = self.settings.clone();
+        let (mut losses, mut fwd, mut bwd) = (Vec::new(), Vec::new(), Vec::new());
+        let diverged = |iter: usize, reason: String| TrainError::Diverged {
+            iter,
+            reason,
+            dir: out_dir.to_string(),
+        };
+        let mut iter = start;
+        while iter < s.iters {
+            let it_start = Instant::now();
+            let x: Vec<T> = cast_vec(&self.batches.batch(s.seed, iter, s.batch));
+            let mut rng = iter_rng(s.seed, iter, 1);
+            let probes: Vec<T> = match s.trace {
+                TraceKind::Exact => Vec::new(),
+                TraceKind::Rademacher => rademacher_probes(&mut rng, 1, s.batch, d),
+                TraceKind::Gaussian => gaussian_probes(&mut rng, 1, s.batch, d),
+            };
+            let trace = if probes.is_empty() {
+                Trace::Exact
+            } else {
+                Trace::Hutchinson(&probes)
+            };
+            let method = if s.backprop {
+                GradMethod::Backprop
+            } else {
+                let i = self.cnf.integrator;
+                GradMethod::Adjoint {
+                    rtol: i.rtol,
+                    atol: i.atol,
+                }
+            };
+            let lg = self
+                .cnf
+                .loss_and_grad(&x, &trace, method)
+                .map_err(|e| diverged(iter, e.to_string()))?;
+            let loss = lg.loss.to_f64().unwrap_or(f64::NAN);
+            if !loss.is_finite() || lg.grad.iter().any(|g| !g.is_finite()) {
+                return Err(diverged(
+                    iter,
+                    format!("non-finite loss or gradient (loss {loss})"),
+                ));
+            }
+            self.adam.step(self.cnf.field.params_mut(), &lg.grad)?;
+            let ev = IterEvent {
+                iter,
+                loss,
+                nfe_fwd: lg.forward.nfe,
+                nfe_bwd: lg.backward.nfe,
+                seconds: it_start.elapsed().as_secs_f64(),
+            };
+            for o in &mut self.observers {
+                o.on_iter(&ev);
+            }
+            losses.push(loss);
+            fwd.push(ev.nfe_fwd);
+            bwd.push(ev.nfe_bwd);
+            iter += 1;
+            if iter % s.val_every.max(1) == 0 || iter == s.iters {
+                let (val_nll, _) =
+                    mean_nll(&self.cnf, &self.val).map_err(|e| diverged(iter, e.to_string()))?;
+                if !val_nll.is_finite() {
+                    return Err(diverged(iter, "non-finite validation NLL".into()));
+                }
+                let ev = ValEvent {
+                    iter,
+                    train_nll: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+                    val_nll,
+                    nfe_fwd: median(&mut fwd),
+                    nfe_bwd: median(&mut bwd),
+                    seconds: t0.elapsed().as_secs_f64(),
+                };
+                losses.clear();
+                fwd.clear();
+                bwd.clear();
+                let mut stop = false;
+                for o in &mut self.observers {
+                    stop |= o.on_validation(&ev, &self.cnf.field, &self.adam)? == Control::Stop;
+                }
+                if stop {
+                    break;
+                }
+            }
+        }
+        for o in &mut self.observers {
+            o.on_finish();
+        }
+        Ok(iter)
+    }
+}
+
+fn median(v: &mut [usize]) -> usize {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[v.len() / 2]
+}
