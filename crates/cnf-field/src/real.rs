@@ -103,7 +103,8 @@ impl_real!(f32, "f32", matrixmultiply::sgemm, tanh_f32);
 impl_real!(f64, "f64", matrixmultiply::dgemm, f64::tanh);
 
 /// Rational minimax approximation of tanh on [-7.9, 7.9] (the one used by Eigen and XLA);
-/// beyond that range tanh rounds to +-1 in f32. Branch-free so loops over it vectorise.
+/// beyond that range tanh rounds to +-1 in f32. Branch-free so loops over it vectorise (plain
+/// multiply-adds: `mul_add` is a libm call unless the target enables FMA).
 #[inline]
 fn tanh_f32(x: f32) -> f32 {
     const CLAMP: f32 = 7.905_311;
@@ -119,15 +120,15 @@ fn tanh_f32(x: f32) -> f32 {
     const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
     let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
-    let p = x2.mul_add(A[6], A[5]);
-    let p = x2.mul_add(p, A[4]);
-    let p = x2.mul_add(p, A[3]);
-    let p = x2.mul_add(p, A[2]);
-    let p = x2.mul_add(p, A[1]);
-    let p = x * x2.mul_add(p, A[0]);
-    let q = x2.mul_add(B[3], B[2]);
-    let q = x2.mul_add(q, B[1]);
-    let q = x2.mul_add(q, B[0]);
+    let p = x2 * A[6] + A[5];
+    let p = x2 * p + A[4];
+    let p = x2 * p + A[3];
+    let p = x2 * p + A[2];
+    let p = x2 * p + A[1];
+    let p = x * (x2 * p + A[0]);
+    let q = x2 * B[3] + B[2];
+    let q = x2 * q + B[1];
+    let q = x2 * q + B[0];
     p / q
 }
 
