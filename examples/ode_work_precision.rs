@@ -1,0 +1,226 @@
+//! Work-precision of cnf-ode's adaptive methods and of the `ode_solvers` crate on the project's
+//! benchmark problems (arenstorf, kepler_e0.5_10periods, lorenz_t5), in one run.
+//!
+//! `cargo run --release --example ode_work_precision`
+//!
+//! Prints one JSON line per (problem, solver, tolerance), then a summary line: our error / scipy's
+//! error at equal NFE (geometric mean over rtol = atol = 1e-6..1e-10; scipy numbers from
+//! /work/shared/reference/peers.md, embedded in `cnf::ode::problems`), the median of
+//! ode_solvers time / our time per method, and ns per right-hand-side evaluation of our fixed-step
+//! RK4 against a hand-written RK4 loop on Lorenz.
+use std::hint::black_box;
+use std::time::Instant;
+
+use cnf::ode::problems::{
+    error_at_nfe, lorenz_rhs, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
+};
+use cnf::ode::{Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};
+use ode_solvers::{OutputType, SVector, System};
+use serde_json::json;
+
+const REPEATS: usize = 15;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Median wall time (ms) of `REPEATS` runs of `f`, with the last run's result.
+fn timed<R>(mut f: impl FnMut() -> R) -> (R, f64) {
+    let mut times = Vec::with_capacity(REPEATS);
+    let mut out = None;
+    for _ in 0..REPEATS {
+        let t = Instant::now();
+        out = Some(black_box(f()));
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    (out.expect("REPEATS > 0"), median(times))
+}
+
+/// One cell of the table.
+struct Cell {
+    problem: &'static str,
+    solver: String,
+    tol: f64,
+    err: f64,
+    nfe: usize,
+    accepted: usize,
+    rejected: usize,
+    ms: f64,
+}
+
+impl Cell {
+    fn print(&self) {
+        println!(
+            "{}",
+            json!({
+                "problem": self.problem, "solver": self.solver, "rtol": self.tol, "atol": self.tol,
+                "err_max_abs": self.err, "nfe": self.nfe, "accepted": self.accepted,
+                "rejected": self.rejected, "time_ms_median": self.ms,
+            })
+        );
+    }
+}
+
+fn ours<const N: usize>(p: &Problem<N>, m: &dyn RkMethod, tol: f64) -> Cell {
+    let solver = Solver::new(m.tableau()).rtol(tol).atol(tol);
+    let (sol, ms) = timed(|| solver.solve(&mut { p.rhs }, 0.0, p.t_end, &p.y0));
+    let sol = sol.expect("benchmark problems solve");
+    Cell {
+        problem: p.name,
+        solver: format!("cnf-ode {}", m.tableau().name),
+        tol,
+        err: p.error(&sol.y),
+        nfe: sol.stats.nfe,
+        accepted: sol.stats.accepted,
+        rejected: sol.stats.rejected,
+        ms,
+    }
+}
+
+/// A benchmark problem as an `ode_solvers` system.
+struct Peer<const N: usize>(fn(f64, &[f64; N], &mut [f64; N]));
+
+impl<const N: usize> System<f64, SVector<f64, N>> for Peer<N> {
+    fn system(&self, t: f64, y: &SVector<f64, N>, dy: &mut SVector<f64, N>) {
+        let y: &[f64; N] = y.as_slice().try_into().expect("length N");
+        (self.0)(t, y, dy.as_mut_slice().try_into().expect("length N"));
+    }
+}
+
+fn peer<const N: usize>(p: &Problem<N>, dop853: bool, tol: f64) -> Cell {
+    let y0 = SVector::<f64, N>::from(p.y0);
+    let run = || {
+        let (stats, y) = if dop853 {
+            let mut s = ode_solvers::Dop853::new(Peer(p.rhs), 0.0, p.t_end, p.t_end, y0, tol, tol);
+            s.set_output(OutputType::Sparse);
+            (s.integrate(), s.y_out().last().copied())
+        } else {
+            let mut s = ode_solvers::Dopri5::new(Peer(p.rhs), 0.0, p.t_end, p.t_end, y0, tol, tol);
+            s.set_output(OutputType::Sparse);
+            (s.integrate(), s.y_out().last().copied())
+        };
+        (
+            stats.expect("ode_solvers integrates"),
+            y.expect("final state"),
+        )
+    };
+    let ((stats, y), ms) = timed(run);
+    Cell {
+        problem: p.name,
+        solver: format!("ode_solvers {}", if dop853 { "Dop853" } else { "Dopri5" }),
+        tol,
+        err: p.error(y.as_slice()),
+        nfe: stats.num_eval as usize,
+        accepted: stats.accepted_steps as usize,
+        rejected: stats.rejected_steps as usize,
+        ms,
+    }
+}
+
+/// All cells of one problem; summary entries appended to `summary`.
+fn problem<const N: usize>(p: &Problem<N>, summary: &mut Vec<serde_json::Value>) {
+    let methods: [&dyn RkMethod; 4] = [&Dopri5, &Tsit5, &Dop853, &Bs3];
+    let mut cells: Vec<Cell> = Vec::new();
+    for tol in TOLERANCES {
+        for m in methods {
+            cells.push(ours(p, m, tol));
+        }
+        cells.push(peer(p, false, tol));
+        cells.push(peer(p, true, tol));
+    }
+    for c in &cells {
+        c.print();
+    }
+    let find = |solver: &str, tol: f64| {
+        cells
+            .iter()
+            .find(|c| c.solver == solver && c.tol == tol)
+            .expect("cell exists")
+    };
+    // (our method, scipy curve it is compared with, ode_solvers counterpart)
+    let pairs: [(&str, &[(f64, f64); 8], &str, Option<&str>); 3] = [
+        (
+            "cnf-ode Dopri5",
+            &p.scipy_rk45,
+            "scipy RK45",
+            Some("ode_solvers Dopri5"),
+        ),
+        ("cnf-ode Tsit5", &p.scipy_rk45, "scipy RK45", None),
+        (
+            "cnf-ode DOP853",
+            &p.scipy_dop853,
+            "scipy DOP853",
+            Some("ode_solvers Dop853"),
+        ),
+    ];
+    for (ours, curve, scipy, peer) in pairs {
+        let tight = &TOLERANCES[3..];
+        let log_mean: f64 = tight
+            .iter()
+            .map(|&tol| {
+                let c = find(ours, tol);
+                (c.err / error_at_nfe(curve, c.nfe as f64)).ln()
+            })
+            .sum::<f64>()
+            / tight.len() as f64;
+        let time_ratio = peer.map(|peer| {
+            median(
+                TOLERANCES
+                    .iter()
+                    .map(|&tol| find(peer, tol).ms / find(ours, tol).ms)
+                    .collect(),
+            )
+        });
+        summary.push(json!({
+            "problem": p.name, "solver": ours, "vs": scipy,
+            "err_ratio_at_equal_nfe_geomean_1e-6_1e-10": log_mean.exp(),
+            "ode_solvers": peer, "ode_solvers_time_over_ours_median": time_ratio,
+        }));
+    }
+}
+
+/// Classic RK4, written out by hand over [f64; 3]: the floor for a fixed-step loop.
+fn hand_rk4(y: [f64; 3], t1: f64, n: usize) -> [f64; 3] {
+    let h = t1 / n as f64;
+    let axpy =
+        |y: &[f64; 3], a: f64, k: &[f64; 3]| [y[0] + a * k[0], y[1] + a * k[1], y[2] + a * k[2]];
+    let mut y = y;
+    let (mut k1, mut k2, mut k3, mut k4) = ([0.0; 3], [0.0; 3], [0.0; 3], [0.0; 3]);
+    for i in 0..n {
+        let t = i as f64 * h;
+        lorenz_rhs(t, &y, &mut k1);
+        lorenz_rhs(t + 0.5 * h, &axpy(&y, 0.5 * h, &k1), &mut k2);
+        lorenz_rhs(t + 0.5 * h, &axpy(&y, 0.5 * h, &k2), &mut k3);
+        lorenz_rhs(t + h, &axpy(&y, h, &k3), &mut k4);
+        for j in 0..3 {
+            y[j] += h / 6.0 * (k1[j] + 2.0 * k2[j] + 2.0 * k3[j] + k4[j]);
+        }
+    }
+    y
+}
+
+fn main() {
+    let mut summary = Vec::new();
+    problem(&ARENSTORF, &mut summary);
+    problem(&KEPLER, &mut summary);
+    problem(&LORENZ, &mut summary);
+
+    let n = 100_000;
+    let (y_hand, ms_hand) = timed(|| hand_rk4(black_box(LORENZ.y0), 1.0, n));
+    let solver = Solver::new(Rk4).fixed_steps(n);
+    let (sol, ms_ours) = timed(|| solver.solve(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0)));
+    let sol = sol.expect("fixed steps");
+    let ns = |ms: f64| ms * 1e6 / (4 * n) as f64;
+    println!(
+        "{}",
+        json!({
+            "summary": summary,
+            "rk4_lorenz_fixed": {
+                "steps": n, "ns_per_rhs_hand_loop": ns(ms_hand), "ns_per_rhs_cnf_ode": ns(ms_ours),
+                "ratio": ms_ours / ms_hand,
+                "max_abs_diff_hand_vs_ours": (0..3).map(|i| (y_hand[i] - sol.y[i]).abs()).fold(0.0, f64::max),
+            }
+        })
+    );
+}
