@@ -1,0 +1,341 @@
+//! Drives the real `cnf` binary.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data");
+
+fn cnf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnf"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = cnf(args);
+    assert!(
+        out.status.success(),
+        "cnf {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let out = cnf(args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "cnf {args:?} should fail with exit code 1"
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "one-line reason expected: {err}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<f64>>) {
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let rows = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').map(|v| v.trim().parse().unwrap()).collect())
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn help_on_every_subcommand() {
+    for sub in ["train", "density", "sample", "plot", "import", "eval"] {
+        let out = ok(&[sub, "--help"]);
+        assert!(out.contains("Usage"), "{sub}: {out}");
+    }
+}
+
+#[test]
+fn train_density_sample_plot_eval_on_a_toy_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    ok(&[
+        "train",
+        "--iters",
+        "4",
+        "--val-every",
+        "2",
+        "--batch",
+        "64",
+        "--hidden",
+        "16,16",
+        "--out",
+        s(&model),
+    ]);
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "metrics.jsonl",
+        "checkpoint.json",
+        "density.png",
+        "samples.png",
+        "trajectories.png",
+    ] {
+        assert!(model.join(f).exists(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(model.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2);
+    let m: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert!(m["val_nll"].as_f64().unwrap().is_finite());
+
+    let samples = dir.path().join("s.csv");
+    ok(&[
+        "sample",
+        "--model",
+        s(&model),
+        "-n",
+        "50",
+        "--output",
+        s(&samples),
+    ]);
+    let text = std::fs::read_to_string(&samples).unwrap();
+    let (header, rows) = parse_csv(&text);
+    assert_eq!(header.len(), 2);
+    assert_eq!(rows.len(), 50);
+
+    let dens = ok(&["density", "--model", s(&model), "--input", s(&samples)]);
+    let (header, rows) = parse_csv(&dens);
+    assert_eq!(header.last().unwrap(), "logp");
+    assert_eq!(rows.len(), 50);
+    assert!(rows.iter().all(|r| r.len() == 3 && r[2].is_finite()));
+
+    let png = dir.path().join("p.png");
+    ok(&[
+        "plot",
+        "--model",
+        s(&model),
+        "--out",
+        s(&png),
+        "--resolution",
+        "40",
+    ]);
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        "8gaussians",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(json["n"].as_u64(), Some(10_000));
+    assert!(json["test_nll"].as_f64().unwrap().is_finite());
+    assert!(json["stderr"].as_f64().unwrap() > 0.0);
+    assert!(json.get("gaussian_nll").is_none());
+}
+
+/// `cnf import` of the diffrax model reproduces scipy's log-densities (tests/data/README.md).
+#[test]
+fn import_reproduces_reference_logp() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("imported");
+    ok(&[
+        "import",
+        "--npz",
+        &format!("{DATA}/cnf_8g_diffrax_1000it.npz"),
+        "--hidden",
+        "64,64,64",
+        "--activation",
+        "tanh",
+        "--out",
+        s(&model),
+    ]);
+    let reference = std::fs::read_to_string(format!("{DATA}/logp_reference.csv")).unwrap();
+    let (_, rows) = parse_csv(&reference);
+    let input = dir.path().join("x.csv");
+    let xs: String = rows
+        .iter()
+        .map(|r| format!("{},{}\n", r[0], r[1]))
+        .collect();
+    std::fs::write(&input, format!("x0,x1\n{xs}")).unwrap();
+    let out = ok(&[
+        "density",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--f64",
+        "--rtol",
+        "1e-10",
+        "--atol",
+        "1e-10",
+    ]);
+    let (_, got) = parse_csv(&out);
+    assert_eq!(got.len(), 69);
+    for (g, r) in got.iter().zip(&rows) {
+        assert!((g[2] - r[2]).abs() < 1e-7, "{} vs {}", g[2], r[2]);
+    }
+}
+
+#[test]
+fn tabular_training_reports_the_gaussian_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("t.csv");
+    // A deterministic correlated cloud with a third column to drop.
+    let mut text = String::from("a,b,id\n");
+    for i in 0..400 {
+        let u = ((i * 7919) % 400) as f64 / 400.0 - 0.5;
+        let v = ((i * 104_729) % 401) as f64 / 401.0 - 0.5;
+        text += &format!("{},{},{}\n", 10.0 + 3.0 * u, -2.0 + u + 0.5 * v, i);
+    }
+    std::fs::write(&csv, text).unwrap();
+    let model = dir.path().join("m");
+    ok(&[
+        "train",
+        "--data",
+        s(&csv),
+        "--drop",
+        "id",
+        "--iters",
+        "3",
+        "--val-every",
+        "3",
+        "--batch",
+        "32",
+        "--hidden",
+        "8",
+        "--no-plots",
+        "--out",
+        s(&model),
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&csv),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(json["n"].as_u64(), Some(40));
+    assert!(json["gaussian_nll"].as_f64().unwrap().is_finite());
+    // Density of the training file: the dropped column is dropped again, logp appended.
+    let out = ok(&["density", "--model", s(&model), "--input", s(&csv)]);
+    let (header, rows) = parse_csv(&out);
+    assert_eq!(header, ["a", "b", "logp"]);
+    assert_eq!(rows.len(), 400);
+}
+
+#[test]
+fn bad_csvs_give_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &str); 5] = [
+        ("ragged", "a,b\n1,2\n3\n", "line 3"),
+        ("text", "a,b\n1,2\n3,x\n", "not a number"),
+        ("nan", "a,b\n1,2\nNaN,1\n", "not finite"),
+        ("empty", "", "no"),
+        ("three_columns", "a,b,c\n1,2,3\n4,5,6\n", "columns"),
+    ];
+    let model = dir.path().join("m");
+    ok(&[
+        "import",
+        "--npz",
+        &format!("{DATA}/cnf_8g_diffrax_1000it.npz"),
+        "--out",
+        s(&model),
+    ]);
+    for (name, content, needle) in cases {
+        let p: PathBuf = dir.path().join(format!("{name}.csv"));
+        std::fs::write(&p, content).unwrap();
+        let err = fails(&["density", "--model", s(&model), "--input", s(&p)]);
+        assert!(err.to_lowercase().contains(needle), "{name}: {err}");
+        let err = fails(&[
+            "train",
+            "--data",
+            s(&p),
+            "--iters",
+            "1",
+            "--out",
+            s(&dir.path().join("t")),
+        ]);
+        assert!(!err.is_empty());
+    }
+    fails(&[
+        "density",
+        "--model",
+        s(&dir.path().join("nope")),
+        "--input",
+        "x.csv",
+    ]);
+    fails(&["train", "--data", "not-a-set", "--iters", "1"]);
+    fails(&[
+        "train",
+        "--method",
+        "rk4",
+        "--iters",
+        "1",
+        "--out",
+        s(&dir.path().join("r")),
+    ]);
+}
+
+/// Kill training at arbitrary moments (it saves after every iteration here): the folder always
+/// holds a loadable model and checkpoint, and `--resume` continues.
+#[test]
+fn killed_training_leaves_a_loadable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    let input = dir.path().join("x.csv");
+    std::fs::write(&input, "x0,x1\n0.5,0.5\n-1,2\n").unwrap();
+    for (round, wait_ms) in [700u64, 1100, 1500].into_iter().enumerate() {
+        let mut args = vec![
+            "train",
+            "--iters",
+            "100000",
+            "--val-every",
+            "1",
+            "--batch",
+            "32",
+            "--hidden",
+            "16,16",
+            "--no-plots",
+            "--out",
+            s(&model),
+        ];
+        if round > 0 {
+            args.push("--resume");
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cnf"))
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until a checkpoint exists, then a little more, then kill mid-run.
+        let t0 = std::time::Instant::now();
+        while !model.join("checkpoint.json").exists() && t0.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let out = ok(&["density", "--model", s(&model), "--input", s(&input)]);
+        assert_eq!(parse_csv(&out).1.len(), 2);
+        let ck: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(model.join("checkpoint.json")).unwrap())
+                .unwrap();
+        assert!(ck["iter"].as_u64().unwrap() >= 1);
+    }
+}
