@@ -82,7 +82,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// Checks a `(B, d)` buffer and returns B.
     pub(crate) fn check_points(&self, x: &[T]) -> Result<usize, FlowError> {
         let d = self.dim();
-        if d == 0 || x.len() % d != 0 {
+        if d == 0 || !x.len().is_multiple_of(d) {
             return Err(FlowError::Shape {
                 len: x.len(),
                 dim: d,

@@ -35,8 +35,8 @@ proptest! {
                 for (i, p) in x.chunks(d).enumerate() {
                     let (z, lp) = exact(a, d, p);
                     prop_assert!((dens.logp[i] - lp).abs() < tol, "logp {} vs {}", dens.logp[i], lp);
-                    for j in 0..d {
-                        prop_assert!((dens.z1[i * d + j] - z[j]).abs() < tol);
+                    for (a, b) in dens.z1[i * d..(i + 1) * d].iter().zip(&z) {
+                        prop_assert!((a - b).abs() < tol);
                     }
                 }
             }

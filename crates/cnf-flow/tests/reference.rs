@@ -17,8 +17,8 @@ fn logp_reference_f64_at_1e10() {
     let mut worst = (0.0f64, 0.0f64);
     for (i, (_, logp, z1)) in rows.iter().enumerate() {
         worst.0 = worst.0.max((dens.logp[i] - logp).abs());
-        for j in 0..2 {
-            worst.1 = worst.1.max((dens.z1[2 * i + j] - z1[j]).abs());
+        for (a, b) in dens.z1[2 * i..2 * i + 2].iter().zip(z1) {
+            worst.1 = worst.1.max((a - b).abs());
         }
     }
     println!(
