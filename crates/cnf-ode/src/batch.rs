@@ -14,7 +14,7 @@ pub struct Batch<T> {
 impl<T: Clone> Batch<T> {
     /// A batch over `data` (row-major, `data.len()` a multiple of `dim`).
     pub fn new(data: Vec<T>, dim: usize) -> Result<Self, OdeError<T>> {
-        if dim == 0 || data.len() % dim != 0 {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(OdeError::DimensionMismatch {
                 expected: dim,
                 found: data.len(),

@@ -1,6 +1,8 @@
 //! The benchmark problems of the project (definitions and peer measurements from
 //! `/work/shared/reference/peers.md`): Arenstorf's orbit, Kepler's problem with eccentricity 0.5
 //! over 10 periods, and Lorenz to t = 5. Used by the tests and the work-precision example.
+// Constants keep the digits of their published sources.
+#![allow(clippy::excessive_precision)]
 
 /// A benchmark initial-value problem on [0, t_end] with a reference final state and scipy's
 /// measured work-precision (max abs error of the final state, NFE) at rtol = atol = 1e-3..1e-10.

@@ -202,7 +202,11 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
             return Err(OdeError::InvalidOption("fixed_steps needs n >= 1".into()));
         }
         let bad = |h: Option<T>| h.is_some_and(|h| !(h.is_finite() && h > T::zero()));
-        if bad(self.options.h0) || bad(self.options.h_max) || !(self.options.h_min >= T::zero()) {
+        if bad(self.options.h0)
+            || bad(self.options.h_max)
+            || self.options.h_min.is_nan()
+            || self.options.h_min < T::zero()
+        {
             return Err(OdeError::InvalidOption(
                 "initial_step and max_step must be positive and finite, min_step non-negative"
                     .into(),

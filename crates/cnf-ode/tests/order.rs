@@ -69,6 +69,11 @@ fn slack(order: f64) -> f64 {
     }
 }
 
+/// Observed order of a method as a function of (steps, span).
+type OrderOf<'a> = dyn Fn(usize, f64) -> Option<f64> + 'a;
+/// States at output times of a fixed-step solve as a function of (steps, times).
+type SolveAt<'a> = dyn Fn(usize, Vec<f64>) -> Vec<[f64; 3]> + 'a;
+
 fn system() -> impl Strategy<Value = (Linear, [f64; 3])> {
     (
         prop::array::uniform9(-1.0f64..1.0),
@@ -89,7 +94,7 @@ proptest! {
         let t1 = lin.span();
         // (method, theoretical order, n, span multiple): n such that h * rho(A) is small enough
         // for the asymptotic regime and the error is still far above round-off.
-        let cases: [(&dyn Fn(usize, f64) -> Option<f64>, f64, usize, f64, &str); 7] = [
+        let cases: [(&OrderOf, f64, usize, f64, &str); 7] = [
             (&|n, t| observed_order(Euler, &lin, &y0, t, n), 1.0, 64, 1.0, "Euler"),
             (&|n, t| observed_order(Midpoint, &lin, &y0, t, n), 2.0, 32, 1.0, "Midpoint"),
             (&|n, t| observed_order(Heun, &lin, &y0, t, n), 2.0, 32, 1.0, "Heun"),
@@ -130,7 +135,7 @@ proptest! {
     #[test]
     fn dense_output_global_orders((lin, y0) in system()) {
         let t1 = lin.span();
-        let mid_err = |m: &dyn Fn(usize, Vec<f64>) -> Vec<[f64; 3]>, n: usize| {
+        let mid_err = |m: &SolveAt, n: usize| {
             let ts: Vec<f64> = (0..8).map(|j| t1 * ((f64::from(j) + 0.5) / 8.0)).collect();
             let ys = m(n, ts.clone());
             ts.iter().zip(&ys).map(|(&t, y)| max_abs_diff(y, &lin.exact(t, &y0))).fold(0.0, f64::max)
@@ -143,7 +148,7 @@ proptest! {
                 }
             };
         }
-        let cases: [(&dyn Fn(usize, Vec<f64>) -> Vec<[f64; 3]>, f64, usize, &str); 5] = [
+        let cases: [(&SolveAt, f64, usize, &str); 5] = [
             (&solve_at!(Rk4), 3.0, 16, "RK4"),
             (&solve_at!(Bs3), 3.0, 16, "BS3"),
             (&solve_at!(Dopri5), 4.0, 8, "Dopri5"),

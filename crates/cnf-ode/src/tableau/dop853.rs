@@ -4,6 +4,8 @@
 //!
 //! Constants as in Hairer's `dop853.f` and scipy's `scipy/integrate/_ivp/dop853_coefficients.py`
 //! (C, A, B, E3, E5, A_EXTRA, C_EXTRA and the interpolation matrix D).
+// Constants keep the digits of their published sources.
+#![allow(clippy::excessive_precision)]
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
 
 /// Number of main stages.

@@ -3,6 +3,8 @@
 //! Constants: Ch. Tsitouras, "Runge-Kutta pairs of order 5(4) satisfying only the first column
 //! simplifying assumption", Comput. Math. Appl. 62 (2011) 770-775, as tabulated (in f64) by
 //! OrdinaryDiffEq.jl (`Tsit5ConstantCache`, `Tsit5Interp`) and used by diffrax's `Tsit5`.
+// Constants keep the digits of their published sources.
+#![allow(clippy::excessive_precision)]
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
 
 const B: [f64; 7] = [
