@@ -2,7 +2,9 @@
 
 mod common;
 
-use cnf_field::{gaussian_probes, rademacher_probes, DualField, Mlp, Trace, VectorField};
+use cnf_field::{
+    gaussian_probes, rademacher_probes, DualField, LayerKind, Mlp, Trace, VectorField,
+};
 use common::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -178,12 +180,12 @@ fn scratch_grows_and_is_reusable() {
     }
 }
 
-/// The reference architecture (3x64, d = 2) in all four activations: fast VJP against the
+/// The reference architecture (3x64, d = 2) in all four activations and both layer kinds: fast VJP against the
 /// nested-dual VJP and the fast divergence against the dual divergence.
 #[test]
 fn wide_network_matches_dual() {
-    for act in 0..4 {
-        let p = problem(2, vec![64, 64, 64], act, 5, 100 + act as u64);
+    for (act, kind) in (0..4).flat_map(|a| [(a, LayerKind::Concat), (a, LayerKind::ConcatSquash)]) {
+        let p = problem_of_kind(2, vec![64, 64, 64], act, kind, 5, 100 + act as u64);
         let dual = DualField::new(p.mlp.clone());
         let (_, div_fast) = eval_div(&p.mlp, &p, &Trace::Exact);
         let (_, div_dual) = eval_div(&dual, &p, &Trace::Exact);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use cnf_field::{Activation, FieldError, Mlp, MlpConfig, Trace, VectorField};
+use cnf_field::{Activation, FieldError, LayerKind, Mlp, MlpConfig, Trace, VectorField};
 use npyz::npz::{NpzArchive, NpzWriter};
 use npyz::WriterBuilder;
 use std::path::Path;
@@ -39,6 +39,36 @@ fn safetensors_round_trip_is_bit_exact() {
     )
     .unwrap();
     assert_eq!(widened, m32.cast::<f64>());
+}
+
+#[test]
+fn concat_squash_round_trip_and_names() {
+    let config = MlpConfig {
+        layer_kind: LayerKind::ConcatSquash,
+        ..MlpConfig::new(3, &[4], Activation::Softplus)
+    };
+    let m = Mlp::<f32>::new(config.clone(), 9).unwrap();
+    assert_eq!(
+        m.param_names(),
+        ["W0", "b0", "Wg0", "bg0", "Wb0", "W1", "b1", "Wg1", "bg1", "Wb1"]
+    );
+    let shapes: Vec<Vec<usize>> = m
+        .named_params()
+        .into_iter()
+        .map(|(_, shape, _)| shape)
+        .collect();
+    assert_eq!(shapes[0], [4, 3]);
+    assert_eq!(shapes[2], [4, 1]);
+    assert_eq!(m.num_params(), 4 * 3 + 4 + 3 * 4 + 3 * 4 + 3 + 3 * 3);
+    let dir = tempfile::tempdir().unwrap();
+    m.save(dir.path()).unwrap();
+    assert_eq!(Mlp::<f32>::load(dir.path()).unwrap(), m);
+    // The same weights read as plain concat do not fit (W0 has no time column).
+    let concat = MlpConfig::new(3, &[4], Activation::Softplus);
+    assert!(matches!(
+        Mlp::<f32>::from_safetensors_bytes(&m.to_safetensors_bytes().unwrap(), concat),
+        Err(FieldError::Shape { .. })
+    ));
 }
 
 #[test]

@@ -16,6 +16,7 @@ impl<T: Real> Mlp<T> {
     pub(super) fn backward(
         &self,
         s: &mut MlpScratch<T>,
+        t: T,
         batch: usize,
         trace: &Trace<T>,
         a_v: &[T],
@@ -38,6 +39,11 @@ impl<T: Real> Mlp<T> {
             d2s,
             g_primal,
             g_tangent,
+            w_eff,
+            b_eff,
+            gate,
+            g_w_eff,
+            g_b_eff,
             ..
         } = s;
         g_primal[0][..batch * d].copy_from_slice(a_v);
@@ -48,14 +54,20 @@ impl<T: Real> Mlp<T> {
         for (l, slot) in self.slots.iter().enumerate().rev() {
             let (out, inp) = (slot.out, slot.inp);
             let in_tan = if l == 0 { d } else { inp };
-            let w = &self.params[slot.w..slot.b];
+            let (w, _) = self.weights_at(w_eff, b_eff, l);
             let (gp_cur, gp_next) = pick(g_primal, cur);
             let (gt_cur, gt_next) = pick(g_tangent, cur);
             let ga = &gp_cur[..batch * out];
             let g_a_tan = &gt_cur[..batch * nt * out];
 
-            // Parameter gradients.
-            let (g_w, g_b) = g_theta[slot.w..slot.b + out].split_at_mut(out * inp);
+            // Parameter gradients (of the effective weights first for concat-squash layers).
+            let (g_w, g_b) = if slot.gate.is_some() {
+                g_w_eff[..out * inp].fill(T::zero());
+                g_b_eff[..out].fill(T::zero());
+                (&mut g_w_eff[..out * inp], &mut g_b_eff[..out])
+            } else {
+                g_theta[slot.w..slot.b + out].split_at_mut(out * inp)
+            };
             T::gemm(
                 out,
                 batch,
@@ -83,6 +95,9 @@ impl<T: Real> Mlp<T> {
                 for (g, &x) in g_b.iter_mut().zip(row) {
                     *g = *g + x;
                 }
+            }
+            if let Some(g) = slot.gate {
+                self.chain_gates(l, g, t, &gate[l], g_w_eff, g_b_eff, g_theta);
             }
 
             if l == 0 {
@@ -146,6 +161,46 @@ impl<T: Real> Mlp<T> {
                 }
             }
             cur = 1 - cur;
+        }
+    }
+}
+
+impl<T: Real> Mlp<T> {
+    /// Chain rule from the effective weights `W_eff = diag(g) W`, `b_eff = g * b + Wb t`,
+    /// `g = sigmoid(Wg t + bg)` of concat-squash layer `l` to its stored parameters.
+    #[allow(clippy::too_many_arguments)]
+    fn chain_gates(
+        &self,
+        l: usize,
+        gate_offset: usize,
+        t: T,
+        gate: &[T],
+        g_w_eff: &[T],
+        g_b_eff: &[T],
+        g_theta: &mut [T],
+    ) {
+        let slot = self.slots[l];
+        let (out, inp) = (slot.out, slot.inp);
+        let (w, b) = self.layer(l);
+        for o in 0..out {
+            let g = gate[o];
+            let (w_row, gw_row) = (&w[o * inp..][..inp], &g_w_eff[o * inp..][..inp]);
+            let mut g_gate = g_b_eff[o] * b[o];
+            for (i, (&wv, &gw)) in w_row.iter().zip(gw_row).enumerate() {
+                let k = slot.w + o * inp + i;
+                g_theta[k] = g_theta[k] + g * gw;
+                g_gate = g_gate + gw * wv;
+            }
+            g_theta[slot.b + o] = g_theta[slot.b + o] + g * g_b_eff[o];
+            let g_pre = g_gate * g * (T::one() - g);
+            let (wg, bg, wb) = (
+                gate_offset + o,
+                gate_offset + out + o,
+                gate_offset + 2 * out + o,
+            );
+            g_theta[wg] = g_theta[wg] + g_pre * t;
+            g_theta[bg] = g_theta[bg] + g_pre;
+            g_theta[wb] = g_theta[wb] + g_b_eff[o] * t;
         }
     }
 }

@@ -24,6 +24,14 @@ pub struct MlpScratch<T> {
     /// Ping-pong cotangent buffers of the reverse pass: primal `(B, w)`, tangent `(B * nt, w)`.
     pub(super) g_primal: [Vec<T>; 2],
     pub(super) g_tangent: [Vec<T>; 2],
+    /// Concat-squash layers fold their time gates into effective weights once per call:
+    /// `W_eff = diag(g) W`, `b_eff = g * b + Wb t` with `g = sigmoid(Wg t + bg)`.
+    pub(super) w_eff: Vec<Vec<T>>,
+    pub(super) b_eff: Vec<Vec<T>>,
+    pub(super) gate: Vec<Vec<T>>,
+    /// Gradients w.r.t. one layer's effective weights, before the chain rule to `W, b, gates`.
+    pub(super) g_w_eff: Vec<T>,
+    pub(super) g_b_eff: Vec<T>,
     /// Tangents per point of the last forward pass.
     pub(super) nt: usize,
 }
@@ -36,6 +44,9 @@ impl<T: Real> MlpScratch<T> {
         self.u.resize_with(layers, Vec::new);
         self.tan.resize_with(layers, Vec::new);
         self.ds.resize_with(layers - 1, Vec::new);
+        self.w_eff.resize_with(layers, Vec::new);
+        self.b_eff.resize_with(layers, Vec::new);
+        self.gate.resize_with(layers, Vec::new);
         self.d2s.resize_with(layers - 1, Vec::new);
         let dim = slots[layers - 1].out;
         for (l, s) in slots.iter().enumerate() {
@@ -43,6 +54,15 @@ impl<T: Real> MlpScratch<T> {
             let in_tan = if l == 0 { dim } else { s.inp };
             grow(&mut self.u[l], batch * nt * in_tan, zero);
             grow(&mut self.tan[l], batch * nt * s.out, zero);
+            if s.gate.is_some() {
+                grow(&mut self.w_eff[l], s.out * s.inp, zero);
+                grow(&mut self.b_eff[l], s.out, zero);
+                grow(&mut self.gate[l], s.out, zero);
+                if backward {
+                    grow(&mut self.g_w_eff, s.out * s.inp, zero);
+                    grow(&mut self.g_b_eff, s.out, zero);
+                }
+            }
             if l + 1 < layers {
                 grow(&mut self.ds[l], batch * s.out, zero);
                 if backward {
@@ -63,6 +83,45 @@ impl<T: Real> MlpScratch<T> {
 }
 
 impl<T: Real> Mlp<T> {
+    /// Weights of layer `l` as used at this time: the stored ones, or the effective
+    /// (time-gated) ones of a concat-squash layer computed by `forward`.
+    pub(super) fn weights_at<'a>(
+        &'a self,
+        w_eff: &'a [Vec<T>],
+        b_eff: &'a [Vec<T>],
+        l: usize,
+    ) -> (&'a [T], &'a [T]) {
+        let slot = self.slots[l];
+        if slot.gate.is_some() {
+            (&w_eff[l][..slot.out * slot.inp], &b_eff[l][..slot.out])
+        } else {
+            self.layer(l)
+        }
+    }
+
+    /// Fills the effective weights of every concat-squash layer for time `t`.
+    fn fold_gates(&self, s: &mut MlpScratch<T>, t: T) {
+        for (l, slot) in self.slots.iter().enumerate() {
+            let Some(g) = slot.gate else { continue };
+            let (out, inp) = (slot.out, slot.inp);
+            let (w, b) = self.layer(l);
+            let (wg, rest) = self.params[g..g + 3 * out].split_at(out);
+            let (bg, wb) = rest.split_at(out);
+            for o in 0..out {
+                let r = wg[o] * t + bg[o];
+                let gate = T::one() / (T::one() + (-r).exp());
+                s.gate[l][o] = gate;
+                s.b_eff[l][o] = gate * b[o] + wb[o] * t;
+                for (we, &wv) in s.w_eff[l][o * inp..][..inp]
+                    .iter_mut()
+                    .zip(&w[o * inp..][..inp])
+                {
+                    *we = gate * wv;
+                }
+            }
+        }
+    }
+
     /// Primal pass writing `v`, plus (if `trace` is given) the tangent pass for the trace's
     /// directions; `second` also records `s''` for the reverse pass.
     pub(super) fn forward(
@@ -82,9 +141,14 @@ impl<T: Real> Mlp<T> {
         s.ensure(&self.slots, batch, nt, second);
         s.nt = nt;
 
-        for (row, zb) in s.h[0].chunks_exact_mut(d + 1).zip(z.chunks_exact(d)) {
+        self.fold_gates(s, t);
+        // h0 = [z, t] for concat, z for concat-squash (time enters through the gates).
+        let width0 = self.slots[0].inp;
+        for (row, zb) in s.h[0].chunks_exact_mut(width0).zip(z.chunks_exact(d)) {
             row[..d].copy_from_slice(zb);
-            row[d] = t;
+            if width0 > d {
+                row[d] = t;
+            }
         }
         if let Some(tr) = trace {
             tr.fill_tangents(batch, d, &mut s.u[0]);
@@ -93,8 +157,7 @@ impl<T: Real> Mlp<T> {
         let last = self.slots.len() - 1;
         for (l, slot) in self.slots.iter().enumerate() {
             let (out, inp) = (slot.out, slot.inp);
-            let w = &self.params[slot.w..slot.b];
-            let bias = &self.params[slot.b..slot.b + out];
+            let (w, bias) = self.weights_at(&s.w_eff, &s.b_eff, l);
             let (h_done, h_next) = s.h.split_at_mut(l + 1);
             let h_in = &h_done[l][..batch * inp];
             let primal: &mut [T] = if l == last {

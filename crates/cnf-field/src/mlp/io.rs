@@ -40,31 +40,26 @@ impl View for &Blob {
 /// A tensor read from a file: shape and values widened to f64 (exact for f32 and f64).
 type Loaded = (Vec<usize>, Vec<f64>);
 
-/// Builds an MLP for `config`, asking `fetch` for every tensor `W_i (out, in)`, `b_i (out)`
-/// and checking presence, shape and finiteness.
+/// Builds an MLP for `config`, asking `fetch` for every tensor of
+/// [`MlpConfig::tensor_specs`] and checking presence, shape and finiteness.
 fn assemble<T: Real>(
     config: MlpConfig,
     mut fetch: impl FnMut(&str) -> Result<Option<Loaded>, FieldError>,
 ) -> Result<Mlp<T>, FieldError> {
     config.validate()?;
     let mut params = Vec::with_capacity(config.num_params());
-    for (i, (out, inp)) in config.layer_shapes().into_iter().enumerate() {
-        for (name, shape) in [
-            (format!("W{i}"), vec![out, inp]),
-            (format!("b{i}"), vec![out]),
-        ] {
-            let (found, values) =
-                fetch(&name)?.ok_or_else(|| FieldError::MissingTensor(name.clone()))?;
-            if found != shape {
-                return Err(FieldError::Shape {
-                    what: name,
-                    expected: shape,
-                    found,
-                });
-            }
-            check_finite(&name, &values)?;
-            params.extend(values.iter().map(|&x| cast::<T, f64>(x)));
+    for (name, shape) in config.tensor_specs() {
+        let (found, values) =
+            fetch(&name)?.ok_or_else(|| FieldError::MissingTensor(name.clone()))?;
+        if found != shape {
+            return Err(FieldError::Shape {
+                what: name,
+                expected: shape,
+                found,
+            });
         }
+        check_finite(&name, &values)?;
+        params.extend(values.iter().map(|&x| cast::<T, f64>(x)));
     }
     // from_params re-checks finiteness, which catches f64 values overflowing f32.
     Mlp::from_params(config, params)
@@ -112,7 +107,7 @@ impl<T: Real> Mlp<T> {
     }
 
     /// Reads weights written by [`Mlp::to_safetensors_bytes`] (or any safetensors file with
-    /// f32 / f64 tensors `W_i (out, in)`, `b_i (out)`) for the architecture `config`.
+    /// the f32 / f64 tensors of [`MlpConfig::tensor_specs`]) for the architecture `config`.
     pub fn from_safetensors_bytes(bytes: &[u8], config: MlpConfig) -> Result<Self, FieldError> {
         let st = SafeTensors::deserialize(bytes).map_err(malformed)?;
         assemble(config, |name| {

@@ -24,9 +24,13 @@ pub enum LayerKind {
     /// Plain concatenation: the first layer sees `[z, t]`; later layers see only `h`.
     #[default]
     Concat,
+    /// FFJORD's concat-squash layers, every layer gated by time:
+    /// `h' = (W h + b) * sigmoid(Wg t + bg) + Wb t`; the first layer sees `z` only.
+    ConcatSquash,
 }
 
-/// Architecture of an [`Mlp`]: `[z, t] (d + 1) -> hidden[0] -> ... -> hidden[n-1] -> d`.
+/// Architecture of an [`Mlp`]: `[z, t] (d + 1) -> hidden[0] -> ... -> hidden[n-1] -> d`
+/// (input `z (d)` for concat-squash layers, which take `t` through their gates).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MlpConfig {
     /// State dimension `d`.
@@ -67,15 +71,43 @@ impl MlpConfig {
     /// `(out, in)` of every linear layer.
     pub fn layer_shapes(&self) -> Vec<(usize, usize)> {
         let mut widths = Vec::with_capacity(self.hidden.len() + 2);
-        widths.push(self.dim + 1);
+        widths.push(self.input_width());
         widths.extend_from_slice(&self.hidden);
         widths.push(self.dim);
         widths.windows(2).map(|w| (w[1], w[0])).collect()
     }
 
+    /// Width of the network input: `d + 1` for `[z, t]`, `d` for concat-squash.
+    pub fn input_width(&self) -> usize {
+        match self.layer_kind {
+            LayerKind::Concat => self.dim + 1,
+            LayerKind::ConcatSquash => self.dim,
+        }
+    }
+
+    /// `(name, shape)` of every parameter tensor, in flat-buffer order: per layer `W_i (out, in)`,
+    /// `b_i (out)` and for concat-squash also `Wg_i (out, 1)`, `bg_i (out)`, `Wb_i (out, 1)`.
+    pub fn tensor_specs(&self) -> Vec<(String, Vec<usize>)> {
+        let squash = self.layer_kind == LayerKind::ConcatSquash;
+        let mut specs = Vec::new();
+        for (i, (out, inp)) in self.layer_shapes().into_iter().enumerate() {
+            specs.push((format!("W{i}"), vec![out, inp]));
+            specs.push((format!("b{i}"), vec![out]));
+            if squash {
+                specs.push((format!("Wg{i}"), vec![out, 1]));
+                specs.push((format!("bg{i}"), vec![out]));
+                specs.push((format!("Wb{i}"), vec![out, 1]));
+            }
+        }
+        specs
+    }
+
     /// Total number of parameters.
     pub fn num_params(&self) -> usize {
-        self.layer_shapes().iter().map(|(o, i)| o * i + o).sum()
+        self.tensor_specs()
+            .iter()
+            .map(|(_, shape)| shape.iter().product::<usize>())
+            .sum()
     }
 }
 
@@ -86,6 +118,8 @@ pub(crate) struct LayerSlot {
     pub inp: usize,
     pub w: usize,
     pub b: usize,
+    /// Offset of `Wg` for concat-squash layers (then `bg` and `Wb` follow, `out` each).
+    pub gate: Option<usize>,
 }
 
 /// Multilayer perceptron field. Parameters live in one flat buffer, layer by layer:
@@ -98,6 +132,7 @@ pub struct Mlp<T> {
 }
 
 fn slots_of(config: &MlpConfig) -> Vec<LayerSlot> {
+    let squash = config.layer_kind == LayerKind::ConcatSquash;
     let mut offset = 0;
     config
         .layer_shapes()
@@ -108,8 +143,9 @@ fn slots_of(config: &MlpConfig) -> Vec<LayerSlot> {
                 inp,
                 w: offset,
                 b: offset + out * inp,
+                gate: squash.then_some(offset + out * inp + out),
             };
-            offset += out * inp + out;
+            offset += out * inp + out + if squash { 3 * out } else { 0 };
             slot
         })
         .collect()
@@ -117,7 +153,8 @@ fn slots_of(config: &MlpConfig) -> Vec<LayerSlot> {
 
 impl<T: Real> Mlp<T> {
     /// Random initialisation like PyTorch's `nn.Linear`: every `W` and `b` entry drawn from
-    /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, from a seeded `StdRng`.
+    /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, from a seeded `StdRng` (the concat-squash gates
+    /// are `nn.Linear(1, out)`, so fan_in = 1).
     pub fn new(config: MlpConfig, seed: u64) -> Result<Self, FieldError> {
         config.validate()?;
         let slots = slots_of(&config);
@@ -129,6 +166,10 @@ impl<T: Real> Mlp<T> {
                 (0..slot.out * slot.inp + slot.out)
                     .map(|_| cast::<T, f64>(rng.random_range(-bound..bound))),
             );
+            if slot.gate.is_some() {
+                params
+                    .extend((0..3 * slot.out).map(|_| cast::<T, f64>(rng.random_range(-1.0..1.0))));
+            }
         }
         Ok(Self {
             config,
@@ -175,25 +216,37 @@ impl<T: Real> Mlp<T> {
         (&self.params[s.w..s.b], &self.params[s.b..s.b + s.out])
     }
 
-    /// Names of the parameter tensors in buffer order: `W0, b0, W1, b1, ...`.
+    /// Names of the parameter tensors in buffer order: `W0, b0, W1, b1, ...` (with
+    /// `Wg_i, bg_i, Wb_i` after `b_i` for concat-squash layers).
     pub fn param_names(&self) -> Vec<String> {
-        (0..self.num_layers())
-            .flat_map(|i| [format!("W{i}"), format!("b{i}")])
+        self.config
+            .tensor_specs()
+            .into_iter()
+            .map(|(name, _)| name)
             .collect()
     }
 
     /// `(name, shape, values)` of every parameter tensor in buffer order.
     pub fn named_params(&self) -> Vec<(String, Vec<usize>, &[T])> {
-        self.slots
-            .iter()
-            .enumerate()
-            .flat_map(|(i, s)| {
-                [
-                    (format!("W{i}"), vec![s.out, s.inp], &self.params[s.w..s.b]),
-                    (format!("b{i}"), vec![s.out], &self.params[s.b..s.b + s.out]),
-                ]
+        let mut offset = 0;
+        self.config
+            .tensor_specs()
+            .into_iter()
+            .map(|(name, shape)| {
+                let len: usize = shape.iter().product();
+                offset += len;
+                (name, shape, &self.params[offset - len..offset])
             })
             .collect()
+    }
+
+    /// `(Wg_i (out), bg_i (out), Wb_i (out))` of concat-squash layer `i`, `None` for plain
+    /// concat layers or `i >= num_layers()`.
+    pub fn gate(&self, i: usize) -> Option<(&[T], &[T], &[T])> {
+        let s = self.slots.get(i)?;
+        let g = s.gate?;
+        let p = &self.params[g..g + 3 * s.out];
+        Some((&p[..s.out], &p[s.out..2 * s.out], &p[2 * s.out..]))
     }
 
     /// The same network in another precision (f64 <-> f32).
@@ -236,18 +289,29 @@ impl<T: Real> GenericField for Mlp<T> {
 
     /// Straightforward per-point evaluation (allocates; it is the reference path).
     fn eval<S: Float>(&self, t: S, z: &[S], out: &mut [S]) {
-        let mut h: Vec<S> = z.iter().copied().chain([t]).collect();
+        let mut h: Vec<S> = z.to_vec();
+        if self.config.layer_kind == LayerKind::Concat {
+            h.push(t);
+        }
         let last = self.slots.len() - 1;
         for (l, s) in self.slots.iter().enumerate() {
-            let (w, b) = (&self.params[s.w..s.b], &self.params[s.b..s.b + s.out]);
+            let (w, b) = self.layer(l);
+            let gate = self.gate(l);
             let next: Vec<S> = (0..s.out)
                 .map(|o| {
-                    let a = w[o * s.inp..][..s.inp]
+                    let linear = w[o * s.inp..][..s.inp]
                         .iter()
                         .zip(&h)
                         .fold(param::<S, T>(b[o]), |acc, (&w, &x)| {
                             acc + param::<S, T>(w) * x
                         });
+                    let a = match gate {
+                        Some((wg, bg, wb)) => {
+                            let r = param::<S, T>(wg[o]) * t + param(bg[o]);
+                            linear / (S::one() + (-r).exp()) + param::<S, T>(wb[o]) * t
+                        }
+                        None => linear,
+                    };
                     if l == last {
                         a
                     } else {
@@ -320,6 +384,7 @@ impl<T: Real> VectorField<T> for Mlp<T> {
         self.contract(s, z.len() / self.config.dim, trace, div);
         self.backward(
             s,
+            t,
             z.len() / self.config.dim,
             trace,
             a_v,

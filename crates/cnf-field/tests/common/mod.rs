@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: random problems and finite-difference references.
 #![allow(dead_code)]
 
-use cnf_field::{Activation, Mlp, MlpConfig, Trace, VectorField};
+use cnf_field::{Activation, LayerKind, Mlp, MlpConfig, Trace, VectorField};
 
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -31,7 +31,21 @@ pub fn uniform(rng: &mut StdRng, n: usize, r: f64) -> Vec<f64> {
 }
 
 pub fn problem(dim: usize, hidden: Vec<usize>, act: usize, batch: usize, seed: u64) -> Problem {
-    let config = MlpConfig::new(dim, &hidden, ACTIVATIONS[act]);
+    problem_of_kind(dim, hidden, act, LayerKind::Concat, batch, seed)
+}
+
+pub fn problem_of_kind(
+    dim: usize,
+    hidden: Vec<usize>,
+    act: usize,
+    layer_kind: LayerKind,
+    batch: usize,
+    seed: u64,
+) -> Problem {
+    let config = MlpConfig {
+        layer_kind,
+        ..MlpConfig::new(dim, &hidden, ACTIVATIONS[act])
+    };
     let mlp = Mlp::<f64>::new(config, seed).expect("valid config");
     let mut rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9);
     Problem {
@@ -51,10 +65,13 @@ pub fn problems() -> impl Strategy<Value = Problem> {
         1usize..=3,
         prop::collection::vec(1usize..=7, 1..=3),
         0usize..4,
+        prop_oneof![Just(LayerKind::Concat), Just(LayerKind::ConcatSquash)],
         1usize..=3,
         any::<u64>(),
     )
-        .prop_map(|(dim, hidden, act, batch, seed)| problem(dim, hidden, act, batch, seed))
+        .prop_map(|(dim, hidden, act, kind, batch, seed)| {
+            problem_of_kind(dim, hidden, act, kind, batch, seed)
+        })
 }
 
 /// `sum_b a_v[b].v[b] + a_div[b] div[b]` evaluated by the field's own forward pass.
