@@ -6,13 +6,20 @@
 //! * [`VectorField`] is the batched interface the flow calls: `eval_batch` (`v`),
 //!   `eval_div_batch` (`v` and divergence in one forward pass) and `vjp_batch` (gradients of
 //!   `a_v.v + a_div.div` with respect to `z` and the parameters, accumulated). Work buffers
-//!   live in a per-field `Scratch`, so the hot path does not allocate in steady state.
+//!   live in a per-field `Scratch`, so the hot path does not allocate in steady state (apart
+//!   from the packing buffer matrixmultiply allocates inside each GEMM call). Shapes in these
+//!   methods are only `debug_assert`ed; [`ShapeCheck`] validates user buffers up front.
 //!
 //! * **Primal + tangent carry** ([`Mlp`]). For a batch of `B` points the network runs as GEMMs:
 //!   per layer `a = h W^T + b`, `h' = s(a)`. Alongside, each point carries `nt` tangent
 //!   directions `U` (rows `(b, p)` of a `(B * nt, width)` matrix, so one GEMM moves all of them):
 //!   `A = U W^T`, `U' = s'(a) * A`. The time input has no tangent, so the first layer uses
 //!   only the `z` columns of `W0`. At the output the tangent rows are `J u_p`.
+//!
+//!   Concat-squash layers ([`LayerKind::ConcatSquash`], `h' = (W h + b) * sigmoid(Wg t + bg) +
+//!   Wb t`) are folded once per call into effective weights `diag(g) W`, `g * b + Wb t` (time
+//!   is shared by the batch), so the same GEMM pipeline runs them; the reverse pass chains the
+//!   effective-weight gradients back to `W, b, Wg, bg, Wb`.
 //!
 //! * **Exact vs Hutchinson** ([`Trace`]). Exact: the `d` tangents are the unit vectors and the
 //!   divergence is the diagonal of `J`, `sum_j e_j.(J e_j)`. Hutchinson: the tangents are `k`
@@ -30,6 +37,9 @@
 //!   evaluate on forward dual numbers (`J u`, divergence) and nested duals (the second
 //!   derivatives in the gradient of the divergence). The MLP and [`Linear`] implement it, and
 //!   the fast paths are tested against it and against finite differences.
+//!
+//! * **Precision**: everything is generic over [`Real`] (f32, f64). The f32 fast path uses a
+//!   branch-free rational `tanh` (a few ulp) so the activation loop vectorises.
 //!
 //! * **Weights**: safetensors + JSON config ([`Mlp::save`], [`Mlp::load`],
 //!   [`Mlp::to_safetensors_bytes`]) and torch-layout `.npz` import ([`Mlp::from_npz`]).
