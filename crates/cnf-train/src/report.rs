@@ -99,7 +99,7 @@ pub fn plot_model<T: Real>(
         }
         DataSource::Imported { .. } => Vec::new(),
     };
-    samples_vs_data(&dir.join("samples.png"), &pairs(&samples), &pairs(&data), b)?;
+    samples_vs_data(dir.join("samples.png"), &pairs(&samples), &pairs(&data), b)?;
     // Trajectories of a few points from t = 0 to 1, in model space.
     let starts: Vec<T> = if data.len() >= 24 {
         crate::commands::to_model_space(
@@ -126,6 +126,6 @@ pub fn plot_model<T: Real>(
             cur = cnf.transform(&cur, t0, t1)?.points;
         }
     }
-    trajectories(&dir.join("trajectories.png"), &paths, b)?;
+    trajectories(dir.join("trajectories.png"), &paths, b)?;
     Ok(())
 }

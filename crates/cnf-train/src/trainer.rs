@@ -242,7 +242,7 @@ impl<T: Real> Trainer<'_, T> {
             fwd.push(ev.nfe_fwd);
             bwd.push(ev.nfe_bwd);
             iter += 1;
-            if iter % s.val_every.max(1) == 0 || iter == s.iters {
+            if iter.is_multiple_of(s.val_every.max(1)) || iter == s.iters {
                 let (val_nll, _) =
                     mean_nll(&self.cnf, &self.val).map_err(|e| diverged(iter, e.to_string()))?;
                 if !val_nll.is_finite() {
