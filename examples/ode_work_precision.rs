@@ -139,7 +139,8 @@ fn problem<const N: usize>(p: &Problem<N>, summary: &mut Vec<serde_json::Value>)
             .expect("cell exists")
     };
     // (our method, scipy curve it is compared with, ode_solvers counterpart)
-    let pairs: [(&str, &[(f64, f64); 8], &str, Option<&str>); 3] = [
+    type Pairing<'a> = (&'a str, &'a [(f64, f64); 8], &'a str, Option<&'a str>);
+    let pairs: [Pairing; 3] = [
         (
             "cnf-ode Dopri5",
             &p.scipy_rk45,
