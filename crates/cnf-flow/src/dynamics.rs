@@ -7,26 +7,25 @@
 //! - [`Augmented`]: `[z (B*d), D (B)]`, dz/dt = v, dD/dt = +tr(dv/dz);
 //! - [`Adjoint`]: `[z (B*d), a_z (B*d), a_theta (P)]`, integrated from t = 1 back to 0:
 //!   dz/dt = v, da_z/dt = -(a_z.dv/dz + a_D dtr/dz), da_theta/dt = -(a_z.dv/dtheta + a_D dtr/dtheta).
-use cnf_field::{Real, Trace, VectorField};
+use cnf_field::{Real, VectorField};
 use cnf_ode::OdeSystem;
+
+use crate::rows::RowParallel;
 
 /// dz/dt = v(z, t) for a batch.
 pub struct Transport<'a, T: Real, F: VectorField<T>> {
-    pub(crate) field: &'a F,
-    pub(crate) scratch: F::Scratch,
+    pub(crate) rows: RowParallel<'a, T, F>,
 }
 
 impl<T: Real, F: VectorField<T>> OdeSystem<T, Vec<T>> for Transport<'_, T, F> {
     fn rhs(&mut self, t: T, y: &Vec<T>, dy: &mut Vec<T>) {
-        self.field.eval_batch(&mut self.scratch, t, y, dy);
+        self.rows.eval(t, y, dy);
     }
 }
 
 /// (z, D) with dD/dt = +tr(dv/dz).
 pub struct Augmented<'a, T: Real, F: VectorField<T>> {
-    pub(crate) field: &'a F,
-    pub(crate) scratch: F::Scratch,
-    pub(crate) trace: Trace<'a, T>,
+    pub(crate) rows: RowParallel<'a, T, F>,
     /// B * d: where D starts.
     pub(crate) split: usize,
 }
@@ -34,16 +33,13 @@ pub struct Augmented<'a, T: Real, F: VectorField<T>> {
 impl<T: Real, F: VectorField<T>> OdeSystem<T, Vec<T>> for Augmented<'_, T, F> {
     fn rhs(&mut self, t: T, y: &Vec<T>, dy: &mut Vec<T>) {
         let (v, div) = dy.split_at_mut(self.split);
-        self.field
-            .eval_div_batch(&mut self.scratch, t, &y[..self.split], &self.trace, v, div);
+        self.rows.eval_div(t, &y[..self.split], v, div);
     }
 }
 
 /// The continuous adjoint system (backwards in time).
 pub struct Adjoint<'a, T: Real, F: VectorField<T>> {
-    pub(crate) field: &'a F,
-    pub(crate) scratch: F::Scratch,
-    pub(crate) trace: Trace<'a, T>,
+    pub(crate) rows: RowParallel<'a, T, F>,
     /// B * d.
     pub(crate) split: usize,
     /// dL/dD(1) per sample (constant in time: nothing depends on D).
@@ -61,18 +57,8 @@ impl<T: Real, F: VectorField<T>> OdeSystem<T, Vec<T>> for Adjoint<'_, T, F> {
         let (g_z, g_theta) = rest.split_at_mut(n);
         g_z.fill(T::zero());
         g_theta.fill(T::zero());
-        self.field.vjp_batch(
-            &mut self.scratch,
-            t,
-            z,
-            &self.trace,
-            a_z,
-            &self.a_div,
-            v,
-            &mut self.div,
-            g_z,
-            g_theta,
-        );
+        self.rows
+            .vjp(t, z, a_z, &self.a_div, v, &mut self.div, g_z, g_theta);
         for g in g_z.iter_mut().chain(g_theta.iter_mut()) {
             *g = -*g;
         }

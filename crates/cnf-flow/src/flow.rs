@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use crate::dynamics::{Augmented, Transport};
 use crate::error::FlowError;
 use crate::integrator::{add_stats, solve_error, Integrator};
+use crate::rows::RowParallel;
 
 /// How a set of points is split into ODE solves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,9 +161,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         y0.extend_from_slice(x);
         y0.resize(x.len() + b, T::zero());
         let mut sys = Augmented {
-            field: &self.field,
-            scratch: self.field.scratch(b),
-            trace: *trace,
+            rows: RowParallel::new(&self.field, b, trace),
             split: x.len(),
         };
         let sol = self
@@ -237,8 +236,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
 
     fn solve_transport(&self, x: &[T], t0: T, t1: T) -> Result<(Vec<T>, Stats), FlowError> {
         let mut sys = Transport {
-            field: &self.field,
-            scratch: self.field.scratch(x.len() / self.dim()),
+            rows: RowParallel::new(&self.field, x.len() / self.dim(), &Trace::Exact),
         };
         let sol = self
             .integrator

@@ -29,6 +29,7 @@ mod error;
 mod flow;
 mod grad;
 mod integrator;
+mod rows;
 
 pub use error::FlowError;
 pub use flow::{log_normal, Batching, Cnf, Density, Transported};

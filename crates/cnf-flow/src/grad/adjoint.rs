@@ -6,6 +6,7 @@ use crate::error::FlowError;
 use crate::flow::Cnf;
 use crate::grad::{terminal, LossGrad};
 use crate::integrator::solve_error;
+use crate::rows::RowParallel;
 
 impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     pub(super) fn grad_adjoint(
@@ -21,9 +22,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         let mut y0 = x.to_vec();
         y0.resize(x.len() + b, T::zero());
         let mut fwd = Augmented {
-            field: &self.field,
-            scratch: self.field.scratch(b),
-            trace: *trace,
+            rows: RowParallel::new(&self.field, b, trace),
             split: x.len(),
         };
         let sol = solver
@@ -38,9 +37,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         y1.extend_from_slice(&a_z);
         y1.resize(2 * b * d + p, T::zero());
         let mut adj = Adjoint {
-            field: &self.field,
-            scratch: fwd.scratch,
-            trace: *trace,
+            rows: fwd.rows,
             split: b * d,
             a_div,
             div: vec![T::zero(); b],

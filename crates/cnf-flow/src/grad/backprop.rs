@@ -14,6 +14,7 @@ use crate::error::FlowError;
 use crate::flow::Cnf;
 use crate::grad::{terminal, LossGrad};
 use crate::integrator::solve_error;
+use crate::rows::RowParallel;
 
 /// One accepted step as the forward pass left it.
 struct Recorded<T> {
@@ -36,9 +37,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         let mut y0 = x.to_vec();
         y0.resize(n + b, T::zero());
         let mut sys = Augmented {
-            field: &self.field,
-            scratch: self.field.scratch(b),
-            trace: *trace,
+            rows: RowParallel::new(&self.field, b, trace),
             split: n,
         };
         let mut tape: Vec<Recorded<T>> = Vec::new();
@@ -98,11 +97,9 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
                 }
                 g_z.fill(T::zero());
                 let ti = step.t + h * lit(tab.c[i]);
-                self.field.vjp_batch(
-                    &mut sys.scratch,
+                sys.rows.vjp(
                     ti,
                     &stage_y,
-                    trace,
                     &kbar[i],
                     &kbar_div[i],
                     &mut v,

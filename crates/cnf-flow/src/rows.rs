@@ -1,0 +1,163 @@
+//! The field evaluated over blocks of rows in parallel, so one whole-batch solve (shared steps)
+//! uses every core. Each block has its own scratch (and its slice of the Hutchinson probes);
+//! parameter gradients are summed over the blocks.
+use cnf_field::{Real, Trace, VectorField};
+use rayon::prelude::*;
+
+/// Rows below which a block is not worth a thread.
+const MIN_ROWS_PER_BLOCK: usize = 128;
+
+struct Block<T, S> {
+    scratch: S,
+    /// This block's probes, `(k, rows, d)`, for Hutchinson traces.
+    probes: Option<Vec<T>>,
+    /// This block's parameter gradient (only with several blocks).
+    g_theta: Vec<T>,
+}
+
+/// The trace of a block (a function of the probes alone, so the scratch stays borrowable).
+fn trace_of<T>(probes: &Option<Vec<T>>) -> Trace<'_, T> {
+    match probes {
+        None => Trace::Exact,
+        Some(p) => Trace::Hutchinson(p),
+    }
+}
+
+/// A field bound to a batch of `rows` points, split into blocks evaluated in parallel.
+pub struct RowParallel<'a, T: Real, F: VectorField<T>> {
+    field: &'a F,
+    dim: usize,
+    /// Rows per block (the last block may be shorter).
+    block: usize,
+    blocks: Vec<Block<T, F::Scratch>>,
+}
+
+impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
+    /// Blocks for `rows` points with `trace` (Hutchinson probes laid out `(k, rows, d)`).
+    pub fn new(field: &'a F, rows: usize, trace: &Trace<T>) -> Self {
+        let threads = rayon::current_num_threads().max(1);
+        let n_blocks = (rows / MIN_ROWS_PER_BLOCK).clamp(1, threads);
+        let block = rows.div_ceil(n_blocks).max(1);
+        let dim = field.dim();
+        let several = n_blocks > 1;
+        let blocks = (0..n_blocks)
+            .map(|i| {
+                let r0 = (i * block).min(rows);
+                let r1 = ((i + 1) * block).min(rows);
+                let probes = match trace {
+                    Trace::Exact => None,
+                    Trace::Hutchinson(p) => {
+                        let k = trace.tangents_per_point(rows, dim);
+                        let mut mine = Vec::with_capacity(k * (r1 - r0) * dim);
+                        for probe in 0..k {
+                            mine.extend_from_slice(
+                                &p[(probe * rows + r0) * dim..(probe * rows + r1) * dim],
+                            );
+                        }
+                        Some(mine)
+                    }
+                };
+                Block {
+                    scratch: field.scratch(r1 - r0),
+                    probes,
+                    g_theta: if several {
+                        vec![T::zero(); field.num_params()]
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect();
+        Self {
+            field,
+            dim,
+            block,
+            blocks,
+        }
+    }
+
+    /// v (rows, d).
+    pub fn eval(&mut self, t: T, z: &[T], v: &mut [T]) {
+        let (field, bd) = (self.field, self.block * self.dim);
+        self.blocks
+            .par_iter_mut()
+            .zip(z.par_chunks(bd))
+            .zip(v.par_chunks_mut(bd))
+            .for_each(|((b, z), v)| field.eval_batch(&mut b.scratch, t, z, v));
+    }
+
+    /// v (rows, d) and the divergence (rows).
+    pub fn eval_div(&mut self, t: T, z: &[T], v: &mut [T], div: &mut [T]) {
+        let (field, bd, br) = (self.field, self.block * self.dim, self.block);
+        self.blocks
+            .par_iter_mut()
+            .zip(z.par_chunks(bd))
+            .zip(v.par_chunks_mut(bd))
+            .zip(div.par_chunks_mut(br))
+            .for_each(|(((b, z), v), div)| {
+                let trace = trace_of(&b.probes);
+                field.eval_div_batch(&mut b.scratch, t, z, &trace, v, div);
+            });
+    }
+
+    /// The field's `vjp_batch` over all rows: accumulates into `g_z` and `g_theta`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn vjp(
+        &mut self,
+        t: T,
+        z: &[T],
+        a_v: &[T],
+        a_div: &[T],
+        v: &mut [T],
+        div: &mut [T],
+        g_z: &mut [T],
+        g_theta: &mut [T],
+    ) {
+        let (field, bd, br) = (self.field, self.block * self.dim, self.block);
+        if let [b] = self.blocks.as_mut_slice() {
+            let trace = trace_of(&b.probes);
+            field.vjp_batch(
+                &mut b.scratch,
+                t,
+                z,
+                &trace,
+                a_v,
+                a_div,
+                v,
+                div,
+                g_z,
+                g_theta,
+            );
+            return;
+        }
+        self.blocks
+            .par_iter_mut()
+            .zip(z.par_chunks(bd))
+            .zip(a_v.par_chunks(bd))
+            .zip(a_div.par_chunks(br))
+            .zip(v.par_chunks_mut(bd))
+            .zip(div.par_chunks_mut(br))
+            .zip(g_z.par_chunks_mut(bd))
+            .for_each(|((((((b, z), a_v), a_div), v), div), g_z)| {
+                b.g_theta.fill(T::zero());
+                let trace = trace_of(&b.probes);
+                field.vjp_batch(
+                    &mut b.scratch,
+                    t,
+                    z,
+                    &trace,
+                    a_v,
+                    a_div,
+                    v,
+                    div,
+                    g_z,
+                    &mut b.g_theta,
+                );
+            });
+        for b in &self.blocks {
+            for (g, &x) in g_theta.iter_mut().zip(&b.g_theta) {
+                *g = *g + x;
+            }
+        }
+    }
+}
