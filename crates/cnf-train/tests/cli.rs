@@ -339,3 +339,56 @@ fn killed_training_leaves_a_loadable_checkpoint() {
         assert!(ck["iter"].as_u64().unwrap() >= 1);
     }
 }
+
+/// The same seed gives the same model; stopping and resuming gives the same model as one run.
+#[test]
+fn training_is_reproducible_and_resume_continues_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "--val-every",
+        "2",
+        "--batch",
+        "64",
+        "--hidden",
+        "16,16",
+        "--no-plots",
+    ];
+    let train = |out: &Path, iters: &str, resume: bool| {
+        let mut args = vec!["train", "--iters", iters, "--out", s(out)];
+        args.extend(common);
+        if resume {
+            args.push("--resume");
+        }
+        ok(&args);
+    };
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    train(&a, "6", false);
+    train(&b, "6", false);
+    train(&c, "2", false);
+    train(&c, "6", true);
+    let params = |p: &Path| -> Vec<f64> {
+        let ck: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p.join("checkpoint.json")).unwrap())
+                .unwrap();
+        assert_eq!(ck["iter"].as_u64(), Some(6));
+        ck["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (pa, pb, pc) = (params(&a), params(&b), params(&c));
+    assert_eq!(pa, pb, "same seed, same parameters");
+    assert_eq!(pa, pc, "resumed run differs from the uninterrupted one");
+    let metrics = std::fs::read_to_string(c.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        metrics.lines().count(),
+        3,
+        "metrics continue across the resume"
+    );
+}
