@@ -9,7 +9,8 @@ use std::time::Instant;
 use cnf::field::{Activation, Mlp, Trace, VectorField};
 use cnf::flow::{Batching, Cnf, GradMethod, Integrator};
 use cnf::ode::Stats;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use cnf::train::data::ToySet;
+use rand::{rngs::StdRng, SeedableRng};
 use serde_json::json;
 
 const MODEL: &str = concat!(
@@ -27,34 +28,14 @@ const SAMPLE_TARGET: f64 = 0.025;
 const STEP_PEER: f64 = 0.0676;
 const STEP_TARGET: f64 = 0.034;
 
-/// `n` points of the FFJORD 8gaussians toy set: (randn(2) * 0.5 + 4 c_k) / 1.414.
-fn eight_gaussians(rng: &mut impl Rng, n: usize) -> Vec<f32> {
-    let s = std::f64::consts::FRAC_1_SQRT_2;
-    let centers = [
-        (1.0, 0.0),
-        (-1.0, 0.0),
-        (0.0, 1.0),
-        (0.0, -1.0),
-        (s, s),
-        (s, -s),
-        (-s, s),
-        (-s, -s),
-    ];
-    let mut out = Vec::with_capacity(2 * n);
-    for _ in 0..n {
-        let (cx, cy) = centers[rng.random_range(0..8)];
-        let (gx, gy) = (randn(rng), randn(rng));
-        out.push(((gx * 0.5 + 4.0 * cx) / 1.414) as f32);
-        out.push(((gy * 0.5 + 4.0 * cy) / 1.414) as f32);
-    }
-    out
-}
-
-/// A standard normal draw by Box-Muller (keeps the example free of rand_distr).
-fn randn(rng: &mut impl Rng) -> f64 {
-    let u = 1.0 - rng.random::<f64>(); // (0, 1]
-    let v: f64 = rng.random();
-    (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+/// `n` points of the FFJORD 8gaussians toy set (cnf-train's generator), in f32.
+fn eight_gaussians(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    ToySet::EightGaussians
+        .sample(n, rng)
+        .data()
+        .iter()
+        .map(|&v| v as f32)
+        .collect()
 }
 
 /// Median wall time of `REPEATS` calls (after one warm-up) and the stats of the last call.
