@@ -27,6 +27,26 @@ pub enum Command {
     Eval(EvalArgs),
 }
 
+/// Architecture of the MLP (train, import).
+#[derive(Debug, Clone, Args)]
+pub struct ArchArgs {
+    /// Hidden widths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,64,64")]
+    pub hidden: Vec<usize>,
+    /// tanh, softplus, swish or elu.
+    #[arg(long, default_value = "tanh")]
+    pub activation: String,
+}
+
+impl ArchArgs {
+    /// The activation, parsed.
+    pub fn activation(&self) -> Result<cnf_field::Activation, crate::error::TrainError> {
+        self.activation
+            .parse()
+            .map_err(|e: cnf_field::FieldError| crate::error::TrainError::Invalid(e.to_string()))
+    }
+}
+
 /// Solver options shared by several commands.
 #[derive(Debug, Clone, Args)]
 pub struct SolverArgs {
@@ -68,12 +88,8 @@ pub struct TrainArgs {
     /// Decoupled weight decay (AdamW).
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
-    /// Hidden widths, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "64,64,64")]
-    pub hidden: Vec<usize>,
-    /// tanh, softplus, swish or elu.
-    #[arg(long, default_value = "tanh")]
-    pub activation: String,
+    #[command(flatten)]
+    pub arch: ArchArgs,
     #[command(flatten)]
     pub solver: SolverArgs,
     /// Gradient method: backprop (through the solver's steps) or adjoint.
@@ -157,12 +173,8 @@ pub struct ImportArgs {
     /// .npz with W0..Wk (out, in) and b0..bk.
     #[arg(long)]
     pub npz: PathBuf,
-    /// Hidden widths, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "64,64,64")]
-    pub hidden: Vec<usize>,
-    /// tanh, softplus, swish or elu.
-    #[arg(long, default_value = "tanh")]
-    pub activation: String,
+    #[command(flatten)]
+    pub arch: ArchArgs,
     #[command(flatten)]
     pub solver: SolverArgs,
     /// Output model folder.

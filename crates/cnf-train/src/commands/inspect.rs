@@ -1,12 +1,12 @@
 //! `cnf density`, `eval`, `sample`, `plot`, `import`: using a model folder.
 use std::path::Path;
 
-use cnf_field::{Activation, Mlp, Real, VectorField};
+use cnf_field::{Mlp, Real, VectorField};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use super::{emit_table, log_density_table, read_table_for, solver_config, toy_holdout, SPLIT};
+use super::{emit_table, log_density_table, read_table_for, solver_config, toy_holdout};
 use crate::cli::{DensityArgs, EvalArgs, ImportArgs, PlotArgs, SampleArgs, SolverArgs};
 use crate::data::{Table, ToySet};
 use crate::error::TrainError;
@@ -108,11 +108,8 @@ pub fn plot(args: &PlotArgs) -> Result<(), TrainError> {
 
 /// `cnf import`.
 pub fn import(args: &ImportArgs) -> Result<(), TrainError> {
-    let activation: Activation = args
-        .activation
-        .parse()
-        .map_err(|e: cnf_field::FieldError| TrainError::Invalid(e.to_string()))?;
-    let mlp = Mlp::<f32>::from_npz(&args.npz, &args.hidden, activation)?;
+    let activation = args.arch.activation()?;
+    let mlp = Mlp::<f32>::from_npz(&args.npz, &args.arch.hidden, activation)?;
     let solver = solver_config(&SolverConfig::default(), &args.solver);
     solver.integrator::<f32>()?;
     let d = mlp.dim();
@@ -214,6 +211,5 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
             );
         }
     }
-    let _ = SPLIT;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `cnf train`.
 use std::path::PathBuf;
 
-use cnf_field::{Activation, Mlp, MlpConfig, Real, VectorField};
+use cnf_field::{Mlp, MlpConfig, Real, VectorField};
 use cnf_flow::Cnf;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -84,16 +84,13 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&prep.name));
     let dir = ModelDir::new(out);
-    let activation: Activation = args
-        .activation
-        .parse()
-        .map_err(|e: cnf_field::FieldError| TrainError::Invalid(e.to_string()))?;
+    let activation = args.arch.activation()?;
     let dim = prep.val.n_cols();
     let config = if args.resume {
         dir.config()?
     } else {
         ModelConfig {
-            mlp: MlpConfig::new(dim, &args.hidden, activation),
+            mlp: MlpConfig::new(dim, &args.arch.hidden, activation),
             solver: solver_config(&SolverConfig::default(), &args.solver),
             standardizer: prep.standardizer.clone(),
             data: prep.source.clone(),
