@@ -58,9 +58,13 @@ impl<T: Float> StepController<T> for PiController<T> {
         let up = T::one() / self.fac_max;
         let down = T::one() / self.fac_min;
         if err <= T::one() {
-            let fac = (fac11 / self.err_prev.powf(self.beta) / self.safety)
-                .min(down)
-                .max(up);
+            // x^0 = 1 exactly: skip the power for the pure I controller (DOP853).
+            let prev = if self.beta == T::zero() {
+                T::one()
+            } else {
+                self.err_prev.powf(self.beta)
+            };
+            let fac = (fac11 / prev / self.safety).min(down).max(up);
             let mut h_new = h / fac;
             if self.rejected_last {
                 h_new = h_new.abs().min(h.abs()) * h.signum();

@@ -84,6 +84,23 @@ impl<T: Float> Tolerances<T> {
     pub(crate) fn scale(&self, i: usize, y_abs: T) -> T {
         self.atol(i) + self.rtol(i) * y_abs
     }
+    /// sum_i (e_i / scale_i)^2 with scale_i = atol_i + rtol_i * max(|y_i|, |y_new_i|).
+    #[inline]
+    pub(crate) fn sum_sq_scaled(&self, y: &[T], y_new: &[T], e: &[T]) -> T {
+        let mut acc = T::zero();
+        if let (&[rtol], &[atol]) = (&self.rtol[..], &self.atol[..]) {
+            for ((&a, &b), &ei) in y.iter().zip(y_new).zip(e) {
+                let r = ei / (atol + rtol * a.abs().max(b.abs()));
+                acc = acc + r * r;
+            }
+        } else {
+            for (i, ((&a, &b), &ei)) in y.iter().zip(y_new).zip(e).enumerate() {
+                let r = ei / self.scale(i, a.abs().max(b.abs()));
+                acc = acc + r * r;
+            }
+        }
+        acc
+    }
 }
 
 /// How steps are chosen.

@@ -1,0 +1,94 @@
+//! Engine overhead on small states, without the peers (fast to build; deterministic under
+//! `valgrind --tool=callgrind`): `cargo run --release -p cnf-ode --example small_state_overhead
+//! [rk4|adaptive|all] [repeats] [problem or method]`.
+//!
+//! `rk4`: fixed-step RK4 on Lorenz ([f64; 3]) against a hand-written loop, ns per evaluation.
+//! `adaptive`: Dopri5, Tsit5, DOP853 on the benchmark problems at rtol = atol = 1e-3..1e-10 with
+//! the tableau passed at run time (as the work-precision example does), ns per evaluation.
+use std::hint::black_box;
+use std::time::Instant;
+
+use cnf_ode::problems::{lorenz_rhs, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES};
+use cnf_ode::{Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};
+
+fn hand_rk4(y: [f64; 3], t1: f64, n: usize) -> [f64; 3] {
+    let h = t1 / n as f64;
+    let axpy =
+        |y: &[f64; 3], a: f64, k: &[f64; 3]| [y[0] + a * k[0], y[1] + a * k[1], y[2] + a * k[2]];
+    let mut y = y;
+    let (mut k1, mut k2, mut k3, mut k4) = ([0.0; 3], [0.0; 3], [0.0; 3], [0.0; 3]);
+    for i in 0..n {
+        let t = i as f64 * h;
+        lorenz_rhs(t, &y, &mut k1);
+        lorenz_rhs(t + 0.5 * h, &axpy(&y, 0.5 * h, &k1), &mut k2);
+        lorenz_rhs(t + 0.5 * h, &axpy(&y, 0.5 * h, &k2), &mut k3);
+        lorenz_rhs(t + h, &axpy(&y, h, &k3), &mut k4);
+        for j in 0..3 {
+            y[j] += h / 6.0 * (k1[j] + 2.0 * k2[j] + 2.0 * k3[j] + k4[j]);
+        }
+    }
+    y
+}
+
+fn min_time<R>(repeats: usize, mut f: impl FnMut() -> R) -> f64 {
+    (0..repeats)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(f());
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn adaptive<const N: usize>(p: &Problem<N>, m: &dyn RkMethod, repeats: usize) {
+    let filter = std::env::args().nth(3).unwrap_or_default();
+    if !p.name.contains(&filter) && !m.tableau().name.contains(&filter) {
+        return;
+    }
+    let (mut secs, mut nfe) = (0.0, 0);
+    for tol in TOLERANCES {
+        let s = Solver::new(m.tableau()).rtol(tol).atol(tol);
+        secs += min_time(repeats, || s.solve(&mut { p.rhs }, 0.0, p.t_end, &p.y0));
+        nfe += s
+            .solve(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
+            .unwrap()
+            .stats
+            .nfe;
+    }
+    println!(
+        "{:22} {:7} nfe {:7} ns/rhs {:6.2}",
+        p.name,
+        m.tableau().name,
+        nfe,
+        secs * 1e9 / nfe as f64
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map_or("all", String::as_str);
+    let repeats: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(15);
+    if mode == "rk4" || mode == "all" {
+        let n = 100_000;
+        let hand = min_time(repeats, || hand_rk4(black_box(LORENZ.y0), 1.0, n));
+        let s = Solver::new(Rk4).fixed_steps(n);
+        let ours = min_time(repeats, || {
+            s.solve(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0))
+        });
+        let ns = |secs: f64| secs * 1e9 / (4 * n) as f64;
+        println!(
+            "rk4 lorenz: hand {:.2} ns/rhs, ours {:.2} ns/rhs, ratio {:.2}",
+            ns(hand),
+            ns(ours),
+            ours / hand
+        );
+    }
+    if mode == "adaptive" || mode == "all" {
+        let methods: [&dyn RkMethod; 3] = [&Dopri5, &Tsit5, &Dop853];
+        for m in methods {
+            adaptive(&ARENSTORF, m, repeats);
+            adaptive(&KEPLER, m, repeats);
+            adaptive(&LORENZ, m, repeats);
+        }
+    }
+}
