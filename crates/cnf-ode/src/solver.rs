@@ -135,8 +135,8 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
         }
         let mut run = Run {
             engine: Engine::new(tab, y0),
-            y: y0.clone(),
-            y_new: y0.clone(),
+            ys: [y0.clone(), y0.clone()],
+            cur: 0,
             t: t0,
             t1,
             stats: Stats::default(),
@@ -169,7 +169,14 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
         }
         Ok(Solution {
             t: t1,
-            y: run.y,
+            y: {
+                let [a, b] = run.ys;
+                if run.cur == 0 {
+                    a
+                } else {
+                    b
+                }
+            },
             t_out: self.options.t_out.clone(),
             y_out: run.y_out,
             stats: run.stats,
@@ -219,8 +226,10 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
 /// State of one solve.
 struct Run<'a, T, S> {
     engine: Engine<T, S>,
-    y: S,
-    y_new: S,
+    /// The current state and the candidate of the next step: `ys[cur]` and `ys[1 - cur]`.
+    /// Accepting a step flips `cur` rather than copying states.
+    ys: [S; 2],
+    cur: usize,
     t: T,
     t1: T,
     stats: Stats,
@@ -257,7 +266,8 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         F: OdeSystem<T, S>,
         O: Observer<T, S> + ?Sized,
     {
-        if self.y_new.as_slice().iter().any(|x| !x.is_finite()) {
+        let (y, y_new) = split(&mut self.ys, self.cur);
+        if y_new.as_slice().iter().any(|x| !x.is_finite()) {
             return Err(self.non_finite(self.t));
         }
         self.stats.accepted += 1;
@@ -266,12 +276,10 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
             && (self.t_out[self.next_out] - t_new) * dir <= T::zero()
         {
             let to = self.t_out[self.next_out];
-            let mut out = self.y_new.clone();
+            let mut out = y_new.clone();
             if to != t_new {
-                self.engine
-                    .prepare_dense(sys, self.t, h, &self.y, &self.y_new);
-                self.engine
-                    .interpolate((to - self.t) / h, h, &self.y, &mut out);
+                self.engine.prepare_dense(sys, self.t, h, y, y_new);
+                self.engine.interpolate((to - self.t) / h, h, y, &mut out);
             }
             self.y_out.push(out);
             self.next_out += 1;
@@ -279,13 +287,16 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         observer.on_step(&Step {
             t_prev: self.t,
             t: t_new,
-            y_prev: &self.y,
-            y: &self.y_new,
+            y_prev: y,
+            y: y_new,
             stages: &self.engine.k[..self.engine.tab.stages()],
-            stats: self.stats(),
+            stats: Stats {
+                nfe: self.engine.nfe,
+                ..self.stats
+            },
         });
         self.engine.accept();
-        std::mem::swap(&mut self.y, &mut self.y_new);
+        self.cur = 1 - self.cur;
         self.t = t_new;
         Ok(())
     }
@@ -310,7 +321,8 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
                 t0 + span * (lit::<T>(i as f64) / nt)
             };
             let h = t_new - self.t;
-            self.engine.step(sys, self.t, h, &self.y, &mut self.y_new);
+            let (y, y_new) = split(&mut self.ys, self.cur);
+            self.engine.step(sys, self.t, h, y, y_new);
             self.accept(sys, h, t_new, observer)?;
         }
         self.stats.nfe = self.engine.nfe;
@@ -336,7 +348,7 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         let h_max = opts.h_max.unwrap_or(span).min(span);
         let t0 = self.t;
         let f0_finite = {
-            let y = &self.y;
+            let y = &self.ys[self.cur];
             let k0 = self.engine.ensure_k0(sys, t0, y);
             k0.as_slice().iter().all(|x| x.is_finite())
         };
@@ -373,8 +385,9 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
             if last {
                 h = self.t1 - self.t;
             }
-            self.engine.step(sys, self.t, h, &self.y, &mut self.y_new);
-            let err = self.engine.error_norm(h, &self.y, &self.y_new, tol);
+            let (y, y_new) = split(&mut self.ys, self.cur);
+            self.engine.step(sys, self.t, h, y, y_new);
+            let err = self.engine.error_norm(h, y, y_new, tol);
             if !err.is_finite() {
                 // Too large a step can overflow; shrink hard and retry.
                 last_nonfinite = true;
@@ -409,7 +422,8 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
     ) -> T {
         let tab = self.engine.tab;
         let (t0, dir) = (self.t, (self.t1 - self.t).signum());
-        let y0 = self.y.as_slice();
+        let (y0, y1) = split(&mut self.ys, self.cur);
+        let y0 = y0.as_slice();
         let f0 = self.engine.k[0].as_slice();
         let (mut dnf, mut dny) = (T::zero(), T::zero());
         for i in 0..y0.len() {
@@ -425,21 +439,18 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         };
         h = h.min(h_max);
         // Explicit Euler step, then the second derivative estimate.
-        {
-            let y1 = self.y_new.as_mut_slice();
-            for i in 0..y0.len() {
-                y1[i] = y0[i] + h * dir * f0[i];
-            }
+        for (y1i, (&y0i, &f0i)) in y1.as_mut_slice().iter_mut().zip(y0.iter().zip(f0)) {
+            *y1i = y0i + h * dir * f0i;
         }
         // Use the last stage buffer as scratch for f(t0 + h, y1).
         let scratch = tab.end_stage();
-        sys.rhs(t0 + h * dir, &self.y_new, &mut self.engine.k[scratch]);
+        sys.rhs(t0 + h * dir, y1, &mut self.engine.k[scratch]);
         self.engine.nfe += 1;
         let (f0, f1) = (
             self.engine.k[0].as_slice(),
             self.engine.k[scratch].as_slice(),
         );
-        let y0 = self.y.as_slice();
+        let y0 = self.ys[self.cur].as_slice();
         let mut der2 = T::zero();
         for i in 0..y0.len() {
             let sk = tol.scale(i, y0[i].abs());
@@ -458,5 +469,16 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         } else {
             lit::<T>(1e-6).min(h_max)
         }
+    }
+}
+
+/// (current state, candidate state) of a run's state pair.
+#[inline]
+fn split<S>(ys: &mut [S; 2], cur: usize) -> (&S, &mut S) {
+    let [a, b] = ys;
+    if cur == 0 {
+        (a, b)
+    } else {
+        (b, a)
     }
 }
