@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use cnf::field::{Activation, Mlp, MlpConfig, VectorField};
 use cnf::flow::{Cnf, Integrator};
-use cnf::train::commands::toy_holdout;
+use cnf::train::commands::{toy_test, toy_validation};
 use cnf::train::data::ToySet;
 use cnf::train::optim::{Adam, AdamConfig};
 use cnf::train::trainer::{
@@ -44,16 +44,12 @@ fn main() {
         _ => vec![true],
     };
     let set = ToySet::EightGaussians;
-    let val: Vec<f32> = toy_holdout(set, 0, false)
+    let val: Vec<f32> = toy_validation(set, 0)
         .data()
         .iter()
         .map(|&v| v as f32)
         .collect();
-    let test: Vec<f32> = toy_holdout(set, 0, true)
-        .data()
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
+    let test: Vec<f32> = toy_test(set).data().iter().map(|&v| v as f32).collect();
     for backprop in grads {
         let mlp = Mlp::<f32>::new(MlpConfig::new(2, &[64, 64, 64], Activation::Tanh), 0).unwrap();
         let adam = Adam::new(mlp.num_params(), AdamConfig::default()).unwrap();

@@ -6,7 +6,7 @@ use cnf_flow::Cnf;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::commands::{log_density_table, toy_holdout};
+use crate::commands::{log_density_table, toy_test};
 use crate::data::{Table, ToySet};
 use crate::error::TrainError;
 use crate::model::{DataSource, ModelConfig};
@@ -91,7 +91,7 @@ pub fn plot_model<T: Real>(
             let set: ToySet = name
                 .parse()
                 .map_err(|e: crate::data::toy::UnknownToySet| TrainError::Invalid(e.to_string()))?;
-            toy_holdout(set, config.seed, true).data()[..4000].to_vec()
+            toy_test(set).data()[..4000].to_vec()
         }
         DataSource::Table { path, .. } => {
             let t = crate::commands::read_table_for(config, path)?;

@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use super::{emit_table, log_density_table, read_table_for, solver_config, toy_holdout};
+use super::{emit_table, log_density_table, read_table_for, solver_config, toy_test};
 use crate::cli::{DensityArgs, EvalArgs, ImportArgs, PlotArgs, SampleArgs, SolverArgs};
 use crate::data::{Table, ToySet};
 use crate::error::TrainError;
@@ -159,7 +159,7 @@ fn mean_stderr(nll: &[f64]) -> (f64, f64) {
 pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
     let (dir, config) = open(&args.model)?;
     let (test, train) = match args.data.parse::<ToySet>() {
-        Ok(set) => (toy_holdout(set, config.seed, true), None),
+        Ok(set) => (toy_test(set), None),
         Err(_) => {
             let path = Path::new(&args.data);
             let table = read_table_for(&config, path)?;

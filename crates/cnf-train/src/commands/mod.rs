@@ -31,18 +31,22 @@ pub fn run(command: Command) -> Result<(), TrainError> {
 
 /// Split of table data into train / validation / test.
 pub const SPLIT: [f64; 3] = [0.8, 0.1, 0.1];
-/// Offsets of the toy validation and test seeds from the training seed.
+/// Offset of the toy validation seed from the training seed.
 const TOY_VAL_STREAM: u64 = 1_000_003;
-const TOY_TEST_STREAM: u64 = 2_000_003;
+/// Seed of the toy test sets: one fixed set for every model, so test NLLs compare.
+pub const TOY_TEST_SEED: u64 = 2_000_003;
 
-/// Toy validation (2000 points) or test (10 000 points) sample, from fixed seeds.
-pub fn toy_holdout(set: ToySet, seed: u64, test: bool) -> Table {
-    let (stream, n) = if test {
-        (TOY_TEST_STREAM, 10_000)
-    } else {
-        (TOY_VAL_STREAM, 2_000)
-    };
-    set.sample(n, &mut StdRng::seed_from_u64(seed.wrapping_add(stream)))
+/// Toy validation sample (2000 points) of a training run with `seed`.
+pub fn toy_validation(set: ToySet, seed: u64) -> Table {
+    set.sample(
+        2_000,
+        &mut StdRng::seed_from_u64(seed.wrapping_add(TOY_VAL_STREAM)),
+    )
+}
+
+/// The toy test set: 10 000 points from [`TOY_TEST_SEED`], whatever the training seed.
+pub fn toy_test(set: ToySet) -> Table {
+    set.sample(10_000, &mut StdRng::seed_from_u64(TOY_TEST_SEED))
 }
 
 /// Reads a CSV or .npy table.

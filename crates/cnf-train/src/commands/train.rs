@@ -6,7 +6,7 @@ use cnf_flow::Cnf;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{read_table, solver_config, to_model_space, toy_holdout, SPLIT};
+use super::{read_table, solver_config, to_model_space, toy_validation, SPLIT};
 use crate::cli::TrainArgs;
 use crate::data::{Standardizer, Table, ToySet};
 use crate::error::TrainError;
@@ -31,7 +31,7 @@ fn prepare(args: &TrainArgs) -> Result<Prepared, TrainError> {
         // FFJORD's protocol: fresh samples every iteration, raw coordinates.
         return Ok(Prepared {
             batches: Batches::Toy(set),
-            val: toy_holdout(set, args.seed, false),
+            val: toy_validation(set, args.seed),
             source: DataSource::Toy {
                 name: set.name().to_string(),
             },
