@@ -7,7 +7,7 @@
 //!   `eval_div_batch` (`v` and divergence in one forward pass) and `vjp_batch` (gradients of
 //!   `a_v.v + a_div.div` with respect to `z` and the parameters, accumulated). Work buffers
 //!   live in a per-field `Scratch`, so the hot path does not allocate in steady state (apart
-//!   from the packing buffer matrixmultiply allocates inside each GEMM call). Shapes in these
+//!   from the packing workspace the `gemm` crate allocates inside a GEMM call). Shapes in these
 //!   methods are only `debug_assert`ed; [`ShapeCheck`] validates user buffers up front.
 //!
 //! * **Primal + tangent carry** ([`Mlp`]). For a batch of `B` points the network runs as GEMMs:

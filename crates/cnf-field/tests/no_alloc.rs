@@ -1,5 +1,6 @@
 //! The hot-path methods do not allocate once their scratch is large enough, apart from the
-//! packing buffer matrixmultiply allocates inside each GEMM call (it has no API to pass one in).
+//! packing workspace the `gemm` crate allocates inside a GEMM call (it has no API to pass one
+//! in; one or two buffers a call, sized by the matrices).
 
 mod common;
 
@@ -68,12 +69,13 @@ fn hot_paths_do_not_allocate_in_steady_state() {
             let probes = rademacher_probes(&mut rng, 3, p.batch, 2);
             counts.push(steady_state_allocations(&p.mlp, &p, &probes));
         }
-        // At most matrixmultiply's one packing buffer per GEMM, and nothing per point.
-        assert!(
-            counts[0] <= gemm_calls,
-            "{kind:?}: {counts:?} for {gemm_calls} GEMMs"
-        );
-        assert_eq!(counts[0], counts[1], "{kind:?}");
+        // At most gemm's two packing buffers per GEMM call, whatever the number of points.
+        for c in &counts {
+            assert!(
+                *c <= 2 * gemm_calls,
+                "{kind:?}: {counts:?} for {gemm_calls} GEMMs"
+            );
+        }
     }
     let p = problem(2, vec![1], 0, 32, 5);
     let probes = rademacher_probes(&mut rng, 3, p.batch, 2);
