@@ -101,6 +101,15 @@ impl Activation {
         }
     }
 
+    /// In place `x <- s(x)` only (the primal pass of sampling needs no derivatives).
+    pub fn apply_value<T: Real>(self, x: &mut [T]) {
+        match self {
+            Self::Tanh => x.iter_mut().for_each(|v| *v = v.tanh_fast()),
+            // The same expressions as `apply`, so v is bit-identical with and without the trace.
+            _ => x.iter_mut().for_each(|v| *v = self.derivatives(*v).0),
+        }
+    }
+
     /// In place `x <- s(x)`, with `ds <- s'(x)` and, if given, `d2s <- s''(x)`.
     pub fn apply<T: Real>(self, x: &mut [T], ds: &mut [T], d2s: Option<&mut [T]>) {
         // One monomorphic loop per activation (no per-element dispatch).

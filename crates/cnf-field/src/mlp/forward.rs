@@ -202,6 +202,10 @@ impl<T: Real> Mlp<T> {
                 break;
             }
             // h' = s(a), U' = s'(a) * A (s'(a) broadcast over the nt tangent rows of a point).
+            if nt == 0 && !second {
+                self.config.activation.apply_value(primal);
+                continue;
+            }
             let ds = &mut s.ds[l][..batch * out];
             let d2s = second.then(|| &mut s.d2s[l][..batch * out]);
             self.config.activation.apply(primal, ds, d2s);
