@@ -392,3 +392,76 @@ fn training_is_reproducible_and_resume_continues_exactly() {
         "metrics continue across the resume"
     );
 }
+
+/// Ten columns: the default trace switches to Hutchinson; also the adjoint gradient and f64.
+#[test]
+fn high_dimensional_table_trains_with_hutchinson_adjoint_f64() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("t.csv");
+    let mut text = (0..10)
+        .map(|j| format!("c{j}"))
+        .collect::<Vec<_>>()
+        .join(",")
+        + "\n";
+    for i in 0..200 {
+        let row: Vec<String> = (0..10)
+            .map(|j| {
+                format!(
+                    "{}",
+                    (((i * 31 + j * 17) % 97) as f64 / 97.0 - 0.5) * (j + 1) as f64
+                )
+            })
+            .collect();
+        text += &(row.join(",") + "\n");
+    }
+    std::fs::write(&npy, text).unwrap();
+    let model = dir.path().join("m");
+    ok(&[
+        "train",
+        "--data",
+        s(&npy),
+        "--iters",
+        "2",
+        "--val-every",
+        "2",
+        "--batch",
+        "16",
+        "--hidden",
+        "8",
+        "--grad",
+        "adjoint",
+        "--f64",
+        "--out",
+        s(&model),
+    ]);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["precision"], "f64");
+    assert_eq!(config["mlp"]["dim"], 10);
+    let metrics = std::fs::read_to_string(model.join("metrics.jsonl")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert!(m["val_nll"].as_f64().unwrap().is_finite());
+    assert!(m["nfe_bwd"].as_u64().unwrap() > 0);
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&npy),
+        "--json",
+        "--f64",
+    ]))
+    .unwrap();
+    assert_eq!(json["n"].as_u64(), Some(20));
+    assert!(json["test_nll"].as_f64().unwrap().is_finite());
+    // No 2-D plots for 10-D data, and `plot` says why.
+    assert!(!model.join("density.png").exists());
+    let err = fails(&[
+        "plot",
+        "--model",
+        s(&model),
+        "--out",
+        s(&dir.path().join("p.png")),
+    ]);
+    assert!(err.contains("2-D"), "{err}");
+}
