@@ -71,7 +71,7 @@ fn main() {
                 },
                 observers: vec![Box::new(Record(events.clone()))],
             };
-            trainer.run(0, "(bench)").unwrap();
+            trainer.run(0).unwrap();
             let wall = start.elapsed().as_secs_f64();
             let (test_nll, nfe) = mean_nll(&trainer.cnf, &test).unwrap();
             let events = events.borrow();

@@ -82,9 +82,9 @@ pub struct TrainArgs {
     /// Minibatch size.
     #[arg(long, default_value_t = 512)]
     pub batch: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    /// Adam learning rate [default: 1e-3]; with --resume it replaces the checkpoint's.
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Decoupled weight decay (AdamW).
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,

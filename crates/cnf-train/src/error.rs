@@ -117,11 +117,12 @@ pub enum TrainError {
     Io(String),
     #[error("{0}")]
     Invalid(String),
-    /// Training diverged; the last good checkpoint is kept.
-    #[error("training stopped at iteration {iter}: {reason} (last good checkpoint kept in {dir})")]
+    /// Training diverged; whatever checkpoint was written before stays. `kept` says which (the
+    /// command line fills it in; the trainer does not know the folder layout).
+    #[error("training stopped at iteration {iter}: {reason}{kept}")]
     Diverged {
         iter: usize,
         reason: String,
-        dir: String,
+        kept: String,
     },
 }

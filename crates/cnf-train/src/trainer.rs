@@ -182,7 +182,7 @@ impl<T: Real> Trainer<'_, T> {
     /// Trains from iteration `start` to `settings.iters`. Returns the last iteration done.
     /// A non-finite loss or gradient, or a failed solve, stops training with
     /// [`TrainError::Diverged`]; the parameters are not updated with bad values.
-    pub fn run(&mut self, start: usize, out_dir: &str) -> Result<usize, TrainError> {
+    pub fn run(&mut self, start: usize) -> Result<usize, TrainError> {
         let d = self.cnf.dim();
         let t0 = Instant::now();
         let s = self.settings.clone();
@@ -190,7 +190,7 @@ impl<T: Real> Trainer<'_, T> {
         let diverged = |iter: usize, reason: String| TrainError::Diverged {
             iter,
             reason,
-            dir: out_dir.to_string(),
+            kept: String::new(),
         };
         let mut iter = start;
         while iter < s.iters {

@@ -30,13 +30,15 @@ fn fails(args: &[&str]) -> String {
         "cnf {args:?} should fail with exit code 1"
     );
     let err = String::from_utf8(out.stderr).unwrap();
+    // Status lines (e.g. "resuming ...") may come first; the reason is one line, the last.
+    let last = err.trim().lines().last().unwrap_or("").to_string();
+    assert!(last.starts_with("error: "), "{err}");
     assert_eq!(
-        err.trim().lines().count(),
+        err.matches("error: ").count(),
         1,
         "one-line reason expected: {err}"
     );
-    assert!(err.starts_with("error: "), "{err}");
-    err
+    last
 }
 
 fn s(p: &Path) -> &str {
@@ -464,4 +466,43 @@ fn high_dimensional_table_trains_with_hutchinson_adjoint_f64() {
         s(&dir.path().join("p.png")),
     ]);
     assert!(err.contains("2-D"), "{err}");
+}
+
+/// A run that blows up (resumed with an absurd learning rate) stops with exit code 1 and a
+/// one-line reason, and the folder keeps a loadable model and checkpoint.
+#[test]
+fn divergence_stops_training_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    let common = [
+        "--val-every",
+        "1",
+        "--batch",
+        "64",
+        "--hidden",
+        "16,16",
+        "--no-plots",
+        "--out",
+        s(&model),
+    ];
+    let mut first = vec!["train", "--iters", "2"];
+    first.extend(common);
+    ok(&first);
+    let mut blow_up = vec!["train", "--resume", "--lr", "1e30", "--iters", "300"];
+    blow_up.extend(common);
+    let err = fails(&blow_up);
+    assert!(err.contains("training stopped at iteration"), "{err}");
+    assert!(err.contains("last good checkpoint is kept"), "{err}");
+    let input = dir.path().join("x.csv");
+    std::fs::write(&input, "x0,x1\n0.5,0.5\n").unwrap();
+    let out = ok(&["density", "--model", s(&model), "--input", s(&input)]);
+    assert!(parse_csv(&out).1[0][2].is_finite());
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("checkpoint.json")).unwrap())
+            .unwrap();
+    assert!(ck["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v.as_f64().is_some_and(f64::is_finite)));
 }

@@ -10,11 +10,14 @@ use super::{read_table, solver_config, to_model_space, toy_validation, SPLIT};
 use crate::cli::TrainArgs;
 use crate::data::{Standardizer, Table, ToySet};
 use crate::error::TrainError;
-use crate::model::{DataSource, ModelConfig, ModelDir, SolverConfig};
+use crate::model::{DataSource, ModelConfig, ModelDir, SolverConfig, CHECKPOINT_FILE};
 use crate::observers::{Checkpoint, Checkpointer, Metrics, Progress};
 use crate::optim::{Adam, AdamConfig};
 use crate::report::plot_model;
 use crate::trainer::{mean_nll, Batches, TraceKind, TrainSettings, Trainer};
+
+/// Adam's learning rate unless `--lr` is given (the peers' protocol).
+const DEFAULT_LR: f64 = 1e-3;
 
 /// Training data and the model-space validation points.
 struct Prepared {
@@ -142,7 +145,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         }
     };
     let adam_cfg = AdamConfig {
-        lr: args.lr,
+        lr: args.lr.unwrap_or(DEFAULT_LR),
         weight_decay: args.weight_decay,
         ..AdamConfig::default()
     };
@@ -158,6 +161,9 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         }
         mlp.params_mut().copy_from_slice(&ck.params);
         adam = ck.adam;
+        if let Some(lr) = args.lr {
+            adam.set_lr(lr)?;
+        }
         (start, best, since) = (ck.iter, ck.best_val, ck.since_best);
         eprintln!("resuming {} at iteration {start}", dir.dir.display());
     } else {
@@ -185,7 +191,21 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         ],
     };
     let t0 = std::time::Instant::now();
-    let done = trainer.run(start, &dir.dir.display().to_string())?;
+    let done = trainer.run(start).map_err(|e| match e {
+        TrainError::Diverged { iter, reason, .. } => TrainError::Diverged {
+            iter,
+            reason,
+            kept: if dir.path(CHECKPOINT_FILE).exists() {
+                format!(
+                    " (the last good checkpoint is kept in {})",
+                    dir.dir.display()
+                )
+            } else {
+                " (no checkpoint had been written yet)".into()
+            },
+        },
+        other => other,
+    })?;
     let secs = t0.elapsed().as_secs_f64();
     let best_cnf = dir.load_cnf::<T>(config, None)?;
     let (val_nll, nfe) = mean_nll(&best_cnf, &trainer.val)?;
