@@ -173,3 +173,51 @@ impl<T: Real + Serialize> Observer<T> for Checkpointer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cnf_field::{Activation, MlpConfig};
+
+    fn event(iter: usize, val_nll: f64) -> ValEvent {
+        ValEvent {
+            iter,
+            train_nll: val_nll,
+            val_nll,
+            nfe_fwd: 0,
+            nfe_bwd: 0,
+            seconds: 0.0,
+        }
+    }
+
+    /// Saves weights only on improvement, always writes the resume checkpoint, and stops after
+    /// `patience` validations without improvement.
+    #[test]
+    fn checkpointer_keeps_the_best_and_stops_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let model_dir = ModelDir::new(dir.path());
+        let mlp = Mlp::<f64>::new(MlpConfig::new(2, &[4], Activation::Tanh), 1).unwrap();
+        let adam = Adam::new(mlp.num_params(), Default::default()).unwrap();
+        let mut ck = Checkpointer::new(model_dir.clone(), f64::INFINITY, 0, Some(2));
+        let weights = model_dir.path(crate::model::WEIGHTS_FILE);
+        let mut decisions = Vec::new();
+        for (i, v) in [3.0, 2.9, 2.95, 2.96].into_iter().enumerate() {
+            // Remove the weights: the call writes them again exactly when the NLL improves.
+            let _ = std::fs::remove_file(&weights);
+            decisions.push(ck.on_validation(&event(i + 1, v), &mlp, &adam).unwrap());
+            assert_eq!(weights.exists(), i < 2, "validation {i}");
+            let saved: Checkpoint<f64> = Checkpoint::load(&model_dir).unwrap();
+            assert_eq!(saved.iter, i + 1);
+            assert_eq!(saved.best_val, if i == 0 { 3.0 } else { 2.9 });
+        }
+        assert_eq!(
+            decisions,
+            [
+                Control::Continue,
+                Control::Continue,
+                Control::Continue,
+                Control::Stop
+            ]
+        );
+    }
+}
