@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use cnf::ode::problems::{
-    error_at_nfe, lorenz_rhs, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
+    error_at_nfe, lorenz_rhs, lorenz_rk4_by_hand, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
 };
 use cnf::ode::{Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};
 use ode_solvers::{OutputType, SVector, System};
@@ -181,26 +181,6 @@ fn problem<const N: usize>(p: &Problem<N>, summary: &mut Vec<serde_json::Value>)
     }
 }
 
-/// Classic RK4, written out by hand over [f64; 3]: the floor for a fixed-step loop.
-fn hand_rk4(y: [f64; 3], t1: f64, n: usize) -> [f64; 3] {
-    let h = t1 / n as f64;
-    let axpy =
-        |y: &[f64; 3], a: f64, k: &[f64; 3]| [y[0] + a * k[0], y[1] + a * k[1], y[2] + a * k[2]];
-    let mut y = y;
-    let (mut k1, mut k2, mut k3, mut k4) = ([0.0; 3], [0.0; 3], [0.0; 3], [0.0; 3]);
-    for i in 0..n {
-        let t = i as f64 * h;
-        lorenz_rhs(t, &y, &mut k1);
-        lorenz_rhs(t + 0.5 * h, &axpy(&y, 0.5 * h, &k1), &mut k2);
-        lorenz_rhs(t + 0.5 * h, &axpy(&y, 0.5 * h, &k2), &mut k3);
-        lorenz_rhs(t + h, &axpy(&y, h, &k3), &mut k4);
-        for j in 0..3 {
-            y[j] += h / 6.0 * (k1[j] + 2.0 * k2[j] + 2.0 * k3[j] + k4[j]);
-        }
-    }
-    y
-}
-
 fn main() {
     let mut summary = Vec::new();
     problem(&ARENSTORF, &mut summary);
@@ -208,7 +188,7 @@ fn main() {
     problem(&LORENZ, &mut summary);
 
     let n = 100_000;
-    let (y_hand, ms_hand) = timed(|| hand_rk4(black_box(LORENZ.y0), 1.0, n));
+    let (y_hand, ms_hand) = timed(|| lorenz_rk4_by_hand(black_box(LORENZ.y0), 1.0, n));
     let solver = Solver::new(Rk4).fixed_steps(n);
     let (sol, ms_ours) = timed(|| solver.solve(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0)));
     let sol = sol.expect("fixed steps");

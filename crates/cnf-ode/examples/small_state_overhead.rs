@@ -8,27 +8,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use cnf_ode::problems::{lorenz_rhs, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES};
+use cnf_ode::problems::{
+    lorenz_rhs, lorenz_rk4_by_hand, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
+};
 use cnf_ode::{Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};
-
-fn hand_rk4(y: [f64; 3], t1: f64, n: usize) -> [f64; 3] {
-    let h = t1 / n as f64;
-    let axpy =
-        |y: &[f64; 3], a: f64, k: &[f64; 3]| [y[0] + a * k[0], y[1] + a * k[1], y[2] + a * k[2]];
-    let mut y = y;
-    let (mut k1, mut k2, mut k3, mut k4) = ([0.0; 3], [0.0; 3], [0.0; 3], [0.0; 3]);
-    for i in 0..n {
-        let t = i as f64 * h;
-        lorenz_rhs(t, &y, &mut k1);
-        lorenz_rhs(t + 0.5 * h, &axpy(&y, 0.5 * h, &k1), &mut k2);
-        lorenz_rhs(t + 0.5 * h, &axpy(&y, 0.5 * h, &k2), &mut k3);
-        lorenz_rhs(t + h, &axpy(&y, h, &k3), &mut k4);
-        for j in 0..3 {
-            y[j] += h / 6.0 * (k1[j] + 2.0 * k2[j] + 2.0 * k3[j] + k4[j]);
-        }
-    }
-    y
-}
 
 fn min_time<R>(repeats: usize, mut f: impl FnMut() -> R) -> f64 {
     (0..repeats)
@@ -70,7 +53,7 @@ fn main() {
     let repeats: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(15);
     if mode == "rk4" || mode == "all" {
         let n = 100_000;
-        let hand = min_time(repeats, || hand_rk4(black_box(LORENZ.y0), 1.0, n));
+        let hand = min_time(repeats, || lorenz_rk4_by_hand(black_box(LORENZ.y0), 1.0, n));
         let s = Solver::new(Rk4).fixed_steps(n);
         let ours = min_time(repeats, || {
             s.solve(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0))
