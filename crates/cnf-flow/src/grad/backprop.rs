@@ -68,6 +68,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         let (mut v, mut div, mut g_z) =
             (vec![T::zero(); n], vec![T::zero(); b], vec![T::zero(); n]);
         let mut backward = Stats::default();
+        let mut live = vec![false; s];
         for step in tape.iter().rev() {
             let h = step.h;
             for i in 0..s {
@@ -75,9 +76,11 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
                 for (kb, &yb) in kbar[i].iter_mut().zip(&ybar) {
                     *kb = hb * yb;
                 }
-                kbar_div[i].fill(hb * a_div[0]);
+                for (kd, &ad) in kbar_div[i].iter_mut().zip(&a_div) {
+                    *kd = hb * ad;
+                }
             }
-            let mut live = vec![false; s];
+            // A stage needs a VJP when the step's result or a later live stage depends on it.
             for (i, l) in live.iter_mut().enumerate() {
                 *l = tab.b[i] != 0.0;
             }
