@@ -13,6 +13,8 @@
 //! loop does not allocate. The last step lands exactly on `t_end`; `t_end < t0` integrates
 //! backwards. Every [`Solution`] and every integration error carries [`Stats`] (NFE, accepted,
 //! rejected).
+#[doc(hidden)]
+pub mod alloc_count;
 mod batch;
 mod controller;
 mod engine;

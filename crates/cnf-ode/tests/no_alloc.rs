@@ -1,28 +1,10 @@
 //! The stepping loop does not allocate: a solve allocates the same number of times whatever
 //! its number of steps (buffers are made once, before the loop).
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
+use cnf_ode::alloc_count::{allocations_during, CountingAllocator};
 use cnf_ode::{Dop853, Dopri5, Rk4, RkMethod, Solver, Tableau};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Allocations and accepted steps of one solve of the oscillator on [0, t1].
 fn count(solver: &Solver<&'static Tableau, f64>, t1: f64) -> (usize, usize) {
@@ -31,9 +13,11 @@ fn count(solver: &Solver<&'static Tableau, f64>, t1: f64) -> (usize, usize) {
         dy[0] = y[1];
         dy[1] = -y[0];
     };
-    let before = ALLOCATIONS.with(Cell::get);
-    let sol = solver.solve(&mut rhs, 0.0, t1, &y0).unwrap();
-    (ALLOCATIONS.with(Cell::get) - before, sol.stats.accepted)
+    let mut accepted = 0;
+    let n = allocations_during(|| {
+        accepted = solver.solve(&mut rhs, 0.0, t1, &y0).unwrap().stats.accepted
+    });
+    (n, accepted)
 }
 
 #[test]
