@@ -295,43 +295,31 @@ enum Arr {
 /// Named arrays of a test npz.
 type Arrays = Vec<(&'static str, Arr)>;
 
+/// Appends one array of element type `E` to the archive.
+fn write_array<E: npyz::AutoSerialize + Copy, W: std::io::Write + std::io::Seek>(
+    npz: &mut NpzWriter<W>,
+    name: &str,
+    shape: &[u64],
+    values: &[E],
+) {
+    let mut w = npz
+        .array::<E>(name, Default::default())
+        .unwrap()
+        .default_dtype()
+        .shape(shape)
+        .begin_nd()
+        .unwrap();
+    w.extend(values.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
 fn write_npz(path: &Path, arrays: &[(&str, Arr)]) {
     let mut npz = NpzWriter::create(path).unwrap();
     for (name, arr) in arrays {
         match arr {
-            Arr::F32(shape, v) => {
-                let mut w = npz
-                    .array::<f32>(name, Default::default())
-                    .unwrap()
-                    .default_dtype()
-                    .shape(shape)
-                    .begin_nd()
-                    .unwrap();
-                w.extend(v.iter().copied()).unwrap();
-                w.finish().unwrap();
-            }
-            Arr::F64(shape, v) => {
-                let mut w = npz
-                    .array::<f64>(name, Default::default())
-                    .unwrap()
-                    .default_dtype()
-                    .shape(shape)
-                    .begin_nd()
-                    .unwrap();
-                w.extend(v.iter().copied()).unwrap();
-                w.finish().unwrap();
-            }
-            Arr::I32(shape, v) => {
-                let mut w = npz
-                    .array::<i32>(name, Default::default())
-                    .unwrap()
-                    .default_dtype()
-                    .shape(shape)
-                    .begin_nd()
-                    .unwrap();
-                w.extend(v.iter().copied()).unwrap();
-                w.finish().unwrap();
-            }
+            Arr::F32(shape, v) => write_array(&mut npz, name, shape, v),
+            Arr::F64(shape, v) => write_array(&mut npz, name, shape, v),
+            Arr::I32(shape, v) => write_array(&mut npz, name, shape, v),
         }
     }
 }
