@@ -33,6 +33,18 @@ pub enum DataError {
         column: usize,
         text: String,
     },
+    #[error("{}: line {line}, column {column}: the header is not valid UTF-8", path.display())]
+    NotUtf8 {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
+    #[error("{}: line {line}: {message}", path.display())]
+    Csv {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{}: no data rows", path.display())]
     NoRows { path: PathBuf },
     #[error("{}: unknown column {name:?} (available: {})", path.display(), available.join(", "))]

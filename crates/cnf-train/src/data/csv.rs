@@ -1,9 +1,11 @@
-//! A small CSV reader and writer for numeric tables: comma-separated,
-//! spaces trimmed, double-quoted fields allowed (with `""` for a quote).
-//! The first non-blank row is a header when any of its fields is not a number.
+//! CSV reading (with the `csv` crate) and writing for numeric tables: comma-separated,
+//! spaces trimmed, double-quoted fields allowed (with `""` for a quote, and commas and newlines
+//! inside when the quote opens right after the comma: `a,"b, c"`; after spaces, `a, "b"`, the
+//! quotes are dropped but cannot protect a comma). The first non-blank row is a header when
+//! any of its fields is not a number.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::data::table::{default_names, Table};
@@ -49,104 +51,180 @@ impl ColumnSelection {
 /// Reads a numeric CSV file into a [`Table`], keeping the selected columns.
 pub fn read_csv(path: impl AsRef<Path>, selection: &ColumnSelection) -> Result<Table, DataError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+    let file = File::open(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_csv(&text, path, selection)
+    parse_reader(file, path, selection)
 }
 
 /// Parses CSV text; `path` is only used in error messages.
+#[cfg(test)]
 pub(crate) fn parse_csv(
     text: &str,
     path: &Path,
     selection: &ColumnSelection,
 ) -> Result<Table, DataError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, line)| (i + 1, line))
-        .filter(|(_, line)| !line.trim().is_empty());
+    parse_reader(text.as_bytes(), path, selection)
+}
+
+/// Reads CSV from any reader with the `csv` crate: one reused [`csv::ByteRecord`], values parsed
+/// straight from its bytes (no allocation per cell). Blank lines are skipped; a UTF-8 byte
+/// order mark at the start is dropped; quoted fields may hold commas, `""` and newlines.
+/// `path` is only used in error messages.
+pub(crate) fn parse_reader(
+    reader: impl Read,
+    path: &Path,
+    selection: &ColumnSelection,
+) -> Result<Table, DataError> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .buffer_capacity(1 << 16)
+        .from_reader(reader);
+    let mut record = csv::ByteRecord::new();
+    let mut next = |record: &mut csv::ByteRecord| -> Result<Option<usize>, DataError> {
+        loop {
+            let more = csv
+                .read_byte_record(record)
+                .map_err(|e| csv_error(e, path))?;
+            if !more {
+                return Ok(None);
+            }
+            let line = record.position().map_or(0, |p| p.line() as usize);
+            let blank = record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace);
+            if !blank {
+                return Ok(Some(line));
+            }
+        }
+    };
     let no_rows = || DataError::NoRows {
         path: path.to_path_buf(),
     };
-    let (first_line_no, first_line) = lines.next().ok_or_else(no_rows)?;
-    let first_fields = split_fields(first_line);
-    let is_header = first_fields.iter().any(|f| f.parse::<f64>().is_err());
+    let first_line = next(&mut record)?.ok_or_else(no_rows)?;
+    let is_header = record.iter().any(|f| parse_f64(f).is_none());
     let names = if is_header {
-        first_fields.clone()
+        record
+            .iter()
+            .enumerate()
+            .map(|(j, f)| {
+                field_name(strip_bom(f, first_line, j)).map_err(|_| DataError::NotUtf8 {
+                    path: path.to_path_buf(),
+                    line: first_line,
+                    column: j + 1,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
     } else {
-        default_names(first_fields.len())
+        default_names(record.len())
     };
     let kept = selection.resolve(&names, path)?;
 
-    let data_lines = (!is_header)
-        .then_some((first_line_no, first_line))
-        .into_iter()
-        .chain(lines);
     let mut data = Vec::new();
     let mut n_rows = 0;
-    for (line_no, line) in data_lines {
-        let fields = split_fields(line);
-        if fields.len() != names.len() {
+    let mut line = if is_header {
+        next(&mut record)?
+    } else {
+        Some(first_line)
+    };
+    while let Some(line_no) = line {
+        if record.len() != names.len() {
             return Err(DataError::RaggedRow {
                 path: path.to_path_buf(),
                 line: line_no,
-                found: fields.len(),
+                found: record.len(),
                 expected: names.len(),
             });
         }
         for &j in &kept {
-            data.push(parse_value(&fields[j], path, line_no, j + 1)?);
+            data.push(parse_value(&record[j], path, line_no, j + 1)?);
         }
         n_rows += 1;
+        line = next(&mut record)?;
     }
     if n_rows == 0 {
         return Err(no_rows());
     }
+    data.shrink_to_fit();
     let names = kept.iter().map(|&j| names[j].clone()).collect();
     Table::new(n_rows, kept.len(), data, names)
 }
 
-fn parse_value(text: &str, path: &Path, line: usize, column: usize) -> Result<f64, DataError> {
-    let (path, text_owned) = (path.to_path_buf(), text.to_string());
-    match text.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err(DataError::NonFinite {
-            path,
-            line,
-            column,
-            text: text_owned,
-        }),
-        Err(_) => Err(DataError::NotNumeric {
-            path,
-            line,
-            column,
-            text: text_owned,
-        }),
+/// The csv crate drops a byte order mark before the first record; this also drops one that
+/// reaches the first field (e.g. after trimming), so it never becomes part of a name.
+fn strip_bom(field: &[u8], line: usize, column: usize) -> &[u8] {
+    if line <= 1 && column == 0 {
+        field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field)
+    } else {
+        field
     }
 }
 
-/// Splits one line on commas outside double quotes, trimming each field and
-/// removing its quotes.
-fn split_fields(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut current = String::new();
-    let mut in_quotes = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if in_quotes && chars.peek() == Some(&'"') => {
-                current.push('"');
-                chars.next();
-            }
-            '"' => in_quotes = !in_quotes,
-            ',' if !in_quotes => fields.push(std::mem::take(&mut current).trim().to_string()),
-            _ => current.push(c),
+fn csv_error(e: csv::Error, path: &Path) -> DataError {
+    let line = e.position().map(|p| p.line() as usize);
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => DataError::Csv {
+            path: path.to_path_buf(),
+            line: line.unwrap_or(0),
+            message: format!("{other:?}"),
+        },
+    }
+}
+
+/// A field as a number, or `None` if it is not one (or not UTF-8).
+fn parse_f64(field: &[u8]) -> Option<f64> {
+    std::str::from_utf8(late_quoted(field).unwrap_or(field))
+        .ok()?
+        .parse::<f64>()
+        .ok()
+}
+
+/// The inside of a field the csv crate left quoted because spaces came before its opening
+/// quote (`1, "2"`): RFC 4180 keeps such quotes, this reader drops them as it always did.
+fn late_quoted(field: &[u8]) -> Option<&[u8]> {
+    match field {
+        [b'"', inner @ .., b'"'] => Some(inner),
+        _ => None,
+    }
+}
+
+/// A header field as a name (quotes left by [`late_quoted`] removed, `""` read as `"`).
+fn field_name(field: &[u8]) -> Result<String, std::str::Utf8Error> {
+    let name = std::str::from_utf8(field)?;
+    Ok(match late_quoted(field) {
+        Some(_) => name[1..name.len() - 1].trim().replace("\"\"", "\""),
+        None => name.to_string(),
+    })
+}
+
+fn parse_value(field: &[u8], path: &Path, line: usize, column: usize) -> Result<f64, DataError> {
+    match parse_f64(field) {
+        Some(v) if v.is_finite() => Ok(v),
+        parsed => {
+            let text = String::from_utf8_lossy(field).into_owned();
+            let path = path.to_path_buf();
+            Err(if parsed.is_some() {
+                DataError::NonFinite {
+                    path,
+                    line,
+                    column,
+                    text,
+                }
+            } else {
+                DataError::NotNumeric {
+                    path,
+                    line,
+                    column,
+                    text,
+                }
+            })
         }
     }
-    fields.push(current.trim().to_string());
-    fields
 }
 
 /// Writes `table` as CSV with a header row to `path`.
@@ -167,14 +245,17 @@ pub fn write_csv_to(writer: &mut impl Write, table: &Table) -> std::io::Result<(
     let header: Vec<String> = table.names().iter().map(|n| quote_if_needed(n)).collect();
     writeln!(writer, "{}", header.join(","))?;
     for row in table.rows() {
-        let fields: Vec<String> = row.iter().map(|v| v.to_string()).collect();
-        writeln!(writer, "{}", fields.join(","))?;
+        for (j, v) in row.iter().enumerate() {
+            let sep = if j == 0 { "" } else { "," };
+            write!(writer, "{sep}{v}")?;
+        }
+        writeln!(writer)?;
     }
     Ok(())
 }
 
 fn quote_if_needed(name: &str) -> String {
-    if name.contains([',', '"']) || name.trim() != name {
+    if name.contains([',', '"', '\n', '\r']) || name.trim() != name {
         format!("\"{}\"", name.replace('"', "\"\""))
     } else {
         name.to_string()
@@ -198,8 +279,8 @@ mod tests {
 
     #[test]
     fn header_is_detected_and_values_read() {
-        let t = parse(" a , \"b, quoted\" ,c\n1, 2.5,-3e2\n\n4,5,6\n").unwrap();
-        assert_eq!(t.names(), ["a", "b, quoted", "c"]);
+        let t = parse(" a ,\"b, quoted\" , \" c\"\"\" \n1, 2.5,-3e2\n\n4,5, \"6\" \n").unwrap();
+        assert_eq!(t.names(), ["a", "b, quoted", "c\""]);
         assert_eq!(t.data(), [1.0, 2.5, -300.0, 4.0, 5.0, 6.0]);
     }
 
@@ -267,6 +348,74 @@ mod tests {
         ));
         assert!(matches!(parse(""), Err(DataError::NoRows { .. })));
         assert!(matches!(parse("a,b\n  \n"), Err(DataError::NoRows { .. })));
+    }
+
+    #[test]
+    fn quoted_fields_may_hold_newlines_and_lines_stay_counted() {
+        let t = parse("\"multi\nline\",b\n1,2\n").unwrap();
+        assert_eq!(t.names(), ["multi\nline", "b"]);
+        assert_eq!(t.data(), [1.0, 2.0]);
+        // The value on line 4 is reported as line 4, after a header spanning lines 1-2.
+        let err = parse("\"a\n\",b\n1,2\n3,x\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.csv: line 4, column 2: \"x\" is not a number"
+        );
+    }
+
+    #[test]
+    fn byte_order_mark_is_not_part_of_the_first_name() {
+        let t = parse("\u{feff}a,b\n1,2\n").unwrap();
+        assert_eq!(t.names(), ["a", "b"]);
+        let t = parse("\u{feff}1,2\n3,4\n").unwrap();
+        assert_eq!((t.n_rows(), t.data()[0]), (2, 1.0));
+        let selected = parse_csv(
+            "\u{feff}a,b\n1,2\n",
+            Path::new("t.csv"),
+            &select(Some(&["a"]), &[]),
+        )
+        .unwrap();
+        assert_eq!(selected.data(), [1.0]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_typed_error() {
+        let path = Path::new("t.csv");
+        let all = ColumnSelection::default();
+        let err = parse_reader(&b"a,\xff\n1,2\n"[..], path, &all).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::NotUtf8 {
+                    line: 1,
+                    column: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = parse_reader(&b"a,b\n1,\xff\n"[..], path, &all).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::NotNumeric {
+                    line: 2,
+                    column: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn names_with_newlines_are_quoted_when_written() {
+        let t = Table::new(1, 1, vec![1.5], vec!["two\nlines".to_string()]).unwrap();
+        let mut out = Vec::new();
+        write_csv_to(&mut out, &t).unwrap();
+        assert_eq!(out, b"\"two\nlines\"\n1.5\n");
+        let back = parse(std::str::from_utf8(&out).unwrap()).unwrap();
+        assert_eq!(back, t);
     }
 
     #[test]
