@@ -2,19 +2,17 @@
 use std::path::Path;
 
 use cnf_field::{Mlp, Real, VectorField};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::Serialize;
 
 use super::{emit_table, log_density_table, read_table_for, solver_config, toy_test};
-use crate::cli::{DensityArgs, EvalArgs, ImportArgs, PlotArgs, SampleArgs, SolverArgs};
+use crate::cli::{DensityArgs, EvalArgs, ImportArgs, SolverArgs};
 use crate::data::{Table, ToySet};
 use crate::error::TrainError;
 use crate::gaussian::Gaussian;
 use crate::model::{DataSource, ModelConfig, ModelDir, SolverConfig};
-use crate::report::plot_density;
 
-fn open(model: &Path) -> Result<(ModelDir, ModelConfig), TrainError> {
+
+pub(super) fn open(model: &Path) -> Result<(ModelDir, ModelConfig), TrainError> {
     let dir = ModelDir::new(model);
     let config = dir.config()?;
     Ok((dir, config))
@@ -67,42 +65,6 @@ pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
         solver_config(&config.solver, &args.solver).method,
         if args.f64 { "f64" } else { "f32" }
     );
-    Ok(())
-}
-
-/// `cnf sample`.
-pub fn sample(args: &SampleArgs) -> Result<(), TrainError> {
-    let (dir, config) = open(&args.model)?;
-    let cnf = dir.load_cnf::<f64>(&config, None)?;
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let out = cnf.sample(args.n, &mut rng)?;
-    let d = config.mlp.dim;
-    let names = if config.columns.len() == d {
-        config.columns.clone()
-    } else {
-        (0..d).map(|i| format!("x{i}")).collect()
-    };
-    let mut table = Table::new(args.n, d, out.points, names)?;
-    if let Some(s) = &config.standardizer {
-        table = s.inverse(&table)?;
-    }
-    emit_table(&table, args.output.as_deref())?;
-    eprintln!("{} samples ({})", args.n, out.stats);
-    Ok(())
-}
-
-/// `cnf plot`.
-pub fn plot(args: &PlotArgs) -> Result<(), TrainError> {
-    let (dir, config) = open(&args.model)?;
-    if config.mlp.dim != 2 {
-        return Err(TrainError::Invalid(format!(
-            "plot needs a 2-D model, this one has {} dimensions",
-            config.mlp.dim
-        )));
-    }
-    let cnf = dir.load_cnf::<f32>(&config, None)?;
-    plot_density(&cnf, &config, &args.out, args.resolution)?;
-    eprintln!("wrote {}", args.out.display());
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The subcommands of `cnf`, over the library.
 mod inspect;
+mod sample;
 mod train;
 
 use std::path::Path;
@@ -14,7 +15,8 @@ use crate::data::{read_csv, read_npy, ColumnSelection, Standardizer, Table, ToyS
 use crate::error::TrainError;
 use crate::model::{ModelConfig, SolverConfig};
 
-pub use inspect::{density, eval, import, plot, sample};
+pub use inspect::{density, eval, import};
+pub use sample::{plot, sample};
 pub use train::train;
 
 /// Runs one subcommand.
