@@ -25,12 +25,15 @@ fn logp_reference_f64_at_1e10() {
         "f64 Dopri5 1e-10: max |logp err| {:.2e}, max |z1 err| {:.2e}, {}",
         worst.0, worst.1, dens.stats
     );
-    assert!(worst.0 < 1e-7 && worst.1 < 1e-7, "{worst:?}");
+    // README: "max error 1.3e-9"; fails at 1e-8 (log p) and 1e-9 (z1, measured 1.1e-10).
+    assert!(worst.0 < 1e-8 && worst.1 < 1e-9, "{worst:?}");
 }
 
 /// Per-point solves hold every point to the tolerance. A whole-batch solve shares its steps and
 /// controls the RMS error over the batch, which at 1e-5 leaves ~3.5e-3 in the worst log-density
 /// here (f64 gives the same: it is the tolerance, not the precision), so it is checked at 1e-6.
+/// Measured worst errors: 2.1e-4 (per point, 1e-5) and 1.9e-4 (whole batch, 1e-6); asserted
+/// at 5e-4.
 #[test]
 fn logp_reference_f32() {
     let rows = reference_rows();
@@ -51,6 +54,6 @@ fn logp_reference_f32() {
             "f32 Dopri5 {tol:e} {batching:?}: max |logp err| {worst:.2e}, {}",
             dens.stats
         );
-        assert!(worst < 1e-3, "{batching:?}: {worst}");
+        assert!(worst < 5e-4, "{batching:?}: {worst}");
     }
 }
