@@ -11,6 +11,20 @@ pub enum FlowError {
     /// An input value is NaN or infinite.
     #[error("sample {sample} has a non-finite coordinate")]
     NonFiniteInput { sample: usize },
+    /// A finite input gave a non-finite result in the flow's precision (e.g. a point so far
+    /// out that log N(z) underflows to -inf in f32).
+    #[error(
+        "the {quantity} of sample {sample} is not finite in {precision} (the point is too far \
+         out for this precision; try f64)"
+    )]
+    NonFiniteOutput {
+        /// The first such sample.
+        sample: usize,
+        /// What overflowed ("log-density", "transported point").
+        quantity: &'static str,
+        /// The flow's floating-point type.
+        precision: &'static str,
+    },
     /// The ODE solve failed (non-finite values, too many steps, step-size underflow).
     #[error("solve failed{} at t = {t}: {message}", sample.map(|s| format!(" for sample {s}")).unwrap_or_default())]
     Solve {

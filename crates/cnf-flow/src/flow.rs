@@ -123,8 +123,9 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             }
         }
         let n = self.chunk_len(b);
+        // `max(1)`: zero points make no chunks (an empty result), not a zero-sized chunk.
         let parts: Vec<Result<(Vec<T>, Stats), FlowError>> = x
-            .par_chunks(n * d)
+            .par_chunks((n * d).max(1))
             .enumerate()
             .map(|(ci, xc)| {
                 self.solve_augmented(xc, trace).map_err(|e| {
@@ -150,6 +151,13 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             out.z1.extend_from_slice(z1);
             out.delta_logp.extend_from_slice(dl);
             out.stats = add_stats(out.stats, stats);
+        }
+        if let Some(sample) = out.logp.iter().position(|v| !v.is_finite()) {
+            return Err(FlowError::NonFiniteOutput {
+                sample,
+                quantity: "log-density",
+                precision: T::NAME,
+            });
         }
         Ok(out)
     }
@@ -212,7 +220,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         let d = self.dim();
         let n = self.chunk_len(b);
         let parts: Vec<Result<(Vec<T>, Stats), FlowError>> = x
-            .par_chunks(n * d)
+            .par_chunks((n * d).max(1))
             .enumerate()
             .map(|(ci, xc)| {
                 self.solve_transport(xc, t0, t1).map_err(|e| {

@@ -59,18 +59,28 @@ impl<T: Real> Integrator<T> {
                 "{} has no error estimate: give a number of steps",
                 self.tableau.name
             ))),
-            None => Ok(solver.rtol(self.rtol).atol(self.atol)),
+            None => {
+                for (name, v) in [("rtol", self.rtol), ("atol", self.atol)] {
+                    if !(v.is_finite() && v > T::zero()) {
+                        return Err(FlowError::Invalid(format!(
+                            "{name} must be positive and finite, got {v}"
+                        )));
+                    }
+                }
+                Ok(solver.rtol(self.rtol).atol(self.atol))
+            }
         }
     }
 }
 
 /// Turns a solver error into a flow error (the sample is filled in by the caller if known).
+/// Errors of the settings (tolerances, span, options) are not failures of a solve.
 pub(crate) fn solve_error<T: Real>(e: OdeError<T>) -> FlowError {
     let t = match &e {
         OdeError::NonFinite { t, .. }
         | OdeError::StepSizeTooSmall { t, .. }
         | OdeError::MaxStepsExceeded { t, .. } => t.to_f64().unwrap_or(f64::NAN),
-        _ => f64::NAN,
+        _ => return FlowError::Invalid(e.to_string()),
     };
     FlowError::Solve {
         sample: None,

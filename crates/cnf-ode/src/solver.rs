@@ -125,6 +125,11 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
     {
         let tab = self.method.tableau();
         let n = y0.len();
+        if n == 0 {
+            return Err(OdeError::InvalidOption(
+                "the initial state has no components".into(),
+            ));
+        }
         let tol = Tolerances::new(&self.options.rtol, &self.options.atol, n)?;
         self.check_span(t0, t1)?;
         if y0.as_slice().iter().any(|x| !x.is_finite()) {
@@ -191,11 +196,12 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
         let mut prev = t0;
         for &t in &self.options.t_out {
             if !t.is_finite() || (t - t0) * dir < T::zero() || (t - t1) * dir > T::zero() {
+                let num = |x: T| x.to_f64().unwrap_or(f64::NAN);
                 return Err(OdeError::InvalidSpan(format!(
-                    "output time {:?} outside [{:?}, {:?}]",
-                    t.to_f64(),
-                    t0.to_f64(),
-                    t1.to_f64()
+                    "output time {} outside [{}, {}]",
+                    num(t),
+                    num(t0),
+                    num(t1)
                 )));
             }
             if (t - prev) * dir < T::zero() {

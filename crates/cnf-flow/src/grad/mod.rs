@@ -69,6 +69,11 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         method: GradMethod<T>,
     ) -> Result<LossGrad<T>, FlowError> {
         let b = self.check_points(x)?;
+        if b == 0 {
+            return Err(FlowError::Invalid(
+                "the batch is empty: the mean NLL needs at least one point".into(),
+            ));
+        }
         trace
             .check(b, self.dim())
             .map_err(|e| FlowError::Invalid(e.to_string()))?;
