@@ -76,8 +76,30 @@ pub enum DataError {
     TooFewRows { needed: usize, found: usize },
     #[error("expected {expected} columns, got {found}")]
     ColumnCount { expected: usize, found: usize },
-    #[error("column {name:?} is constant, so it cannot be standardised (drop it)")]
-    ConstantColumn { name: String },
+    #[error(
+        "column {name:?} is constant ({value}) in the {rows} rows the standardisation was \
+         fitted on, so it cannot be standardised (drop it)"
+    )]
+    ConstantColumn {
+        name: String,
+        value: f64,
+        rows: usize,
+    },
+    #[error("column {name:?}: values up to {max_abs:e} are too large to standardise")]
+    TooLargeToStandardise { name: String, max_abs: f64 },
+    #[error(
+        "{}: {rows} data rows leave {train} for training and {val} for validation; \
+         need at least 2 to train and 1 to validate{}",
+        path.display(),
+        needed.map_or(String::new(), |n| format!(" ({n} rows in all)"))
+    )]
+    SplitTooSmall {
+        path: PathBuf,
+        rows: usize,
+        train: usize,
+        val: usize,
+        needed: Option<usize>,
+    },
     #[error("the covariance matrix is singular or not positive definite")]
     SingularCovariance,
 }

@@ -1,7 +1,7 @@
 //! Reading `.npy` arrays (f32 or f64; 2-D, or 1-D as a single column).
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use npyz::{DType, NpyFile, Order, TypeChar};
@@ -10,46 +10,81 @@ use crate::data::table::{default_names, Table};
 use crate::error::DataError;
 
 /// Reads a 2-D (or 1-D, as one column) float32/float64 `.npy` file.
+///
+/// The header is checked before anything is allocated from it: its length and the data size
+/// its shape and dtype claim must fit in the file, and the shape's product must not overflow.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Table, DataError> {
     let path = path.as_ref();
     let npy_error = |message: String| DataError::Npy {
         path: path.to_path_buf(),
         message,
     };
-    let file = File::open(path).map_err(|source| DataError::Io {
+    let io_error = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let npy = NpyFile::new(BufReader::new(file)).map_err(|e| npy_error(e.to_string()))?;
+    };
+    let file = File::open(path).map_err(io_error)?;
+    let file_len = file.metadata().map_err(io_error)?.len();
+    let mut reader = BufReader::new(file);
+    let header = read_checked_header(&mut reader, file_len).map_err(npy_error)?;
+    let npy =
+        NpyFile::new(header.as_slice().chain(reader)).map_err(|e| npy_error(e.to_string()))?;
     let (n_rows, n_cols) = match *npy.shape() {
-        [n] => (n as usize, 1),
-        [n, m] => (n as usize, m as usize),
+        [n] => (n, 1),
+        [n, m] => (n, m),
         ref other => {
             return Err(npy_error(format!(
                 "expected a 1-D or 2-D array, got shape {other:?}"
             )))
         }
     };
-    let fortran = npy.order() == Order::Fortran;
-    let values: Vec<f64> = match npy.dtype() {
-        DType::Plain(t) if t.type_char() == TypeChar::Float && t.size_field() == 8 => {
-            npy.into_vec::<f64>()
+    let item_size = match npy.dtype() {
+        DType::Plain(t) if t.type_char() == TypeChar::Float && matches!(t.size_field(), 4 | 8) => {
+            t.size_field() as u64
         }
-        DType::Plain(t) if t.type_char() == TypeChar::Float && t.size_field() == 4 => npy
-            .into_vec::<f32>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
         other => {
             return Err(npy_error(format!(
                 "unsupported dtype {}, expected float32 or float64",
                 other.descr()
             )))
         }
+    };
+    // The header check guarantees the product fits in u64; the data must also fit in the file.
+    let data_len = file_len - header.len() as u64;
+    let needed = n_rows
+        .checked_mul(n_cols)
+        .and_then(|n| n.checked_mul(item_size));
+    match needed {
+        Some(bytes) if bytes <= data_len => {}
+        _ => {
+            return Err(npy_error(format!(
+                "the header's shape {:?} needs {} bytes of data, but the file holds {data_len}",
+                npy.shape(),
+                needed.map_or_else(|| "more than 2^64".to_string(), |b| b.to_string()),
+            )))
+        }
     }
-    .map_err(|e| npy_error(e.to_string()))?;
+    // Both fit in usize now: their product is at most the file length.
+    let (n_rows, n_cols) = (n_rows as usize, n_cols as usize);
     if n_rows == 0 || n_cols == 0 {
         return Err(DataError::NoRows {
             path: path.to_path_buf(),
         });
+    }
+    let fortran = npy.order() == Order::Fortran;
+    let values: Vec<f64> = if item_size == 8 {
+        npy.into_vec::<f64>()
+    } else {
+        npy.into_vec::<f32>()
+            .map(|v| v.into_iter().map(f64::from).collect())
+    }
+    .map_err(|e| npy_error(e.to_string()))?;
+    if values.len() != n_rows * n_cols {
+        return Err(npy_error(format!(
+            "{} values for shape {:?}",
+            values.len(),
+            [n_rows, n_cols]
+        )));
     }
     // Fortran order stores column by column; the table is row-major.
     let data = if fortran {
@@ -68,6 +103,101 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Table, DataError> {
         )));
     }
     Table::new(n_rows, n_cols, data, default_names(n_cols))
+}
+
+/// Longest header accepted (numpy writes headers of a few hundred bytes and refuses to read
+/// ones over 10 000 by default).
+const MAX_HEADER_LEN: u64 = 1 << 20;
+
+/// Reads the magic string, version, header length and header text of an `.npy` stream of
+/// `total_len` bytes, checking what the `npyz` parser would otherwise trust: the header length
+/// against the stream, the nesting depth (its parser recurses) and that the product of the
+/// shape's non-zero dimensions fits in `u64` (so that no size derived from it overflows).
+/// Returns the bytes read, to be chained in front of the rest of the stream.
+pub(crate) fn read_checked_header(r: &mut impl Read, total_len: u64) -> Result<Vec<u8>, String> {
+    let mut prefix = vec![0u8; 8];
+    r.read_exact(&mut prefix)
+        .map_err(|_| "too short for an .npy file".to_string())?;
+    if &prefix[..6] != b"\x93NUMPY" {
+        return Err("not an .npy file (the magic string is missing)".into());
+    }
+    let len_bytes = match prefix[6] {
+        1 => 2,
+        2 | 3 => 4,
+        v => return Err(format!("unsupported .npy version {v}")),
+    };
+    let mut len_buf = [0u8; 4];
+    r.read_exact(&mut len_buf[..len_bytes])
+        .map_err(|_| "the header is cut short".to_string())?;
+    prefix.extend_from_slice(&len_buf[..len_bytes]);
+    let header_len = u64::from(u32::from_le_bytes(len_buf));
+    let available = total_len.saturating_sub(prefix.len() as u64);
+    if header_len > available || header_len > MAX_HEADER_LEN {
+        return Err(format!(
+            "the header claims {header_len} bytes, but {} are available (at most {MAX_HEADER_LEN})",
+            available.min(MAX_HEADER_LEN)
+        ));
+    }
+    let start = prefix.len();
+    prefix.resize(start + header_len as usize, 0);
+    r.read_exact(&mut prefix[start..])
+        .map_err(|_| "the header is cut short".to_string())?;
+    let text = std::str::from_utf8(&prefix[start..])
+        .map_err(|_| "the header is not valid text".to_string())?;
+    check_header_text(text)?;
+    Ok(prefix)
+}
+
+/// Nesting depth and shape checks on the header's dictionary text.
+fn check_header_text(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > 16 {
+                    return Err("the header is nested too deeply".into());
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let shape_at = ["'shape'", "\"shape\""]
+        .iter()
+        .find_map(|key| text.find(key).map(|i| i + key.len()))
+        .ok_or("the header has no shape")?;
+    let rest = text[shape_at..].trim_start();
+    let rest = rest
+        .strip_prefix(':')
+        .ok_or("the header's shape is unreadable")?
+        .trim_start();
+    let close = match rest.chars().next() {
+        Some('(') => ')',
+        Some('[') => ']',
+        _ => return Err("the header's shape is not a tuple".into()),
+    };
+    let end = rest.find(close).ok_or("the header's shape is not closed")?;
+    let mut elements: u64 = 1;
+    for dim in rest[1..end]
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        let dim = dim.strip_suffix('L').unwrap_or(dim);
+        let n: u64 = dim
+            .parse()
+            .map_err(|_| format!("the header's shape holds {dim:?}, not a size"))?;
+        if n != 0 {
+            elements = elements.checked_mul(n).ok_or_else(|| {
+                format!(
+                    "the header's shape {} has more elements than fit in 64 bits",
+                    &rest[..=end]
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -106,6 +236,87 @@ mod tests {
         write_npy(&p, &[4], &[1.0f64, 2.0, 3.0, 4.0]);
         let t = read_npy(&p).unwrap();
         assert_eq!((t.n_rows(), t.n_cols()), (4, 1));
+    }
+
+    /// A version-1 `.npy` file written by hand, so that its header can say anything.
+    fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    fn read_bytes(bytes: &[u8]) -> Result<Table, DataError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.npy");
+        std::fs::write(&p, bytes).unwrap();
+        read_npy(&p)
+    }
+
+    fn npy_message(result: Result<Table, DataError>) -> String {
+        match result {
+            Err(DataError::Npy { message, .. }) => message,
+            other => panic!("expected an Npy error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hand_written_header_reads_like_numpy_output() {
+        let data: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let t = read_bytes(&npy_bytes("<f8", "(2, 2)", &data)).unwrap();
+        assert_eq!((t.n_rows(), t.n_cols()), (2, 2));
+        assert_eq!(t.data(), [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn headers_that_lie_about_sizes_are_typed_errors() {
+        let data = [0u8; 32];
+        // 2^62 x 4: the element count overflows 64 bits (it used to panic "capacity overflow").
+        let m = npy_message(read_bytes(&npy_bytes(
+            "<f8",
+            "(4611686018427387904, 4)",
+            &data,
+        )));
+        assert!(m.contains("more elements than fit in 64 bits"), "{m}");
+        // (2^62 + 1) x 4 wraps to 4 elements: it used to read as a 2^62-row table.
+        let m = npy_message(read_bytes(&npy_bytes(
+            "<f8",
+            "(4611686018427387905, 4)",
+            &data,
+        )));
+        assert!(m.contains("more elements"), "{m}");
+        // 2^61 x 2 elements fit, their bytes do not.
+        let m = npy_message(read_bytes(&npy_bytes(
+            "<f8",
+            "(2305843009213693952, 2)",
+            &data,
+        )));
+        assert!(m.contains("needs more than 2^64 bytes"), "{m}");
+        // A plausible shape with more data than the file holds is refused before reading.
+        let m = npy_message(read_bytes(&npy_bytes("<f4", "(1000000, 3)", &data)));
+        assert!(
+            m.contains("needs 12000000 bytes of data, but the file holds 32"),
+            "{m}"
+        );
+        // A header length past the end of the file.
+        let mut bytes = npy_bytes("<f8", "(2, 2)", &data);
+        bytes[8..10].copy_from_slice(&u16::MAX.to_le_bytes());
+        let m = npy_message(read_bytes(&bytes));
+        assert!(m.contains("the header claims 65535 bytes"), "{m}");
+        // Deep nesting (the header parser recurses).
+        let deep = format!("({}2{}", "(".repeat(5000), ")".repeat(5000));
+        let m = npy_message(read_bytes(&npy_bytes("<f8", &deep, &data)));
+        assert!(m.contains("nested too deeply"), "{m}");
     }
 
     #[test]

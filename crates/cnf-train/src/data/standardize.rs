@@ -20,9 +20,11 @@ pub struct Standardizer {
 impl Standardizer {
     /// Fits means and standard deviations to `table` (at least 2 rows).
     ///
-    /// A constant column is an error rather than silently given `std = 1`:
-    /// its density would be degenerate, so it should be dropped by the caller.
-    /// "Constant" means `std <= 1e-12 * max(1, |mean|)`.
+    /// A column constant in `table` is an error ([`DataError::ConstantColumn`], naming it)
+    /// rather than silently given `std = 1`: its density would be degenerate, so the caller
+    /// should drop it (or fit on more rows, if `table` is a split of a larger file).
+    /// "Constant" means `std <= 1e-12 * max(1, |mean|)`. Values up to `f64::MAX` are handled:
+    /// when the plain sums overflow, each column is scaled by its largest magnitude first.
     pub fn fit(table: &Table) -> Result<Self, DataError> {
         let n = table.n_rows();
         if n < 2 {
@@ -31,31 +33,52 @@ impl Standardizer {
                 found: n,
             });
         }
-        let mut mean = vec![0.0; table.n_cols()];
-        for row in table.rows() {
-            mean.iter_mut().zip(row).for_each(|(m, x)| *m += x);
-        }
-        mean.iter_mut().for_each(|m| *m /= n as f64);
-        let mut var = vec![0.0; table.n_cols()];
-        for row in table.rows() {
-            for ((v, x), m) in var.iter_mut().zip(row).zip(&mean) {
-                *v += (x - m) * (x - m);
+        let (mut mean, mut std) = moments(table, &vec![1.0; table.n_cols()]);
+        if mean.iter().chain(&std).any(|v| !v.is_finite()) {
+            let mut max_abs = vec![0.0f64; table.n_cols()];
+            for row in table.rows() {
+                for (m, x) in max_abs.iter_mut().zip(row) {
+                    *m = m.max(x.abs());
+                }
+            }
+            let scale: Vec<f64> = max_abs
+                .iter()
+                .map(|&m| if m > 0.0 { m } else { 1.0 })
+                .collect();
+            (mean, std) = moments(table, &scale);
+            for (j, ((m, s), c)) in mean.iter_mut().zip(&mut std).zip(&scale).enumerate() {
+                (*m, *s) = (*m * c, *s * c);
+                if !m.is_finite() || !s.is_finite() {
+                    return Err(DataError::TooLargeToStandardise {
+                        name: table.names()[j].clone(),
+                        max_abs: max_abs[j],
+                    });
+                }
             }
         }
-        let std: Vec<f64> = var.iter().map(|v| (v / n as f64).sqrt()).collect();
         for (j, (s, m)) in std.iter().zip(&mean).enumerate() {
             if *s <= 1e-12 * m.abs().max(1.0) {
                 return Err(DataError::ConstantColumn {
                     name: table.names()[j].clone(),
+                    value: table.row(0).map_or(*m, |r| r[j]),
+                    rows: n,
                 });
             }
         }
         Ok(Self { mean, std })
     }
 
-    /// `(x - mean) / std`, column by column.
+    /// `(x - mean) / std`, column by column (as `x / std - mean / std` where `x - mean`
+    /// would overflow).
     pub fn transform(&self, table: &Table) -> Result<Table, DataError> {
-        self.map(table, |x, m, s| (x - m) / s)
+        self.map(table, |x, m, s| {
+            let d = x - m;
+            if d.is_finite() {
+                d / s
+            } else {
+                x / s - m / s
+            }
+        })
     }
 
     /// `z * std + mean`, the inverse of [`Self::transform`].
@@ -87,6 +110,26 @@ impl Standardizer {
             .collect();
         Table::new(table.n_rows(), table.n_cols(), data, table.names().to_vec())
     }
+}
+
+/// Column means and population standard deviations of `x / scale`, in units of `scale`.
+fn moments(table: &Table, scale: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let n = table.n_rows() as f64;
+    let mut mean = vec![0.0; table.n_cols()];
+    for row in table.rows() {
+        for ((m, x), c) in mean.iter_mut().zip(row).zip(scale) {
+            *m += x / c;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut var = vec![0.0; table.n_cols()];
+    for row in table.rows() {
+        for (((v, x), m), c) in var.iter_mut().zip(row).zip(&mean).zip(scale) {
+            let d = x / c - m;
+            *v += d * d;
+        }
+    }
+    (mean, var.iter().map(|v| (v / n).sqrt()).collect())
 }
 
 #[cfg(test)]
@@ -137,8 +180,13 @@ mod tests {
         let t = table(2, vec![1.0, 5.0, 2.0, 5.0, 3.0, 5.0]);
         assert!(matches!(
             Standardizer::fit(&t),
-            Err(DataError::ConstantColumn { name }) if name == "x1"
+            Err(DataError::ConstantColumn { name, value, rows: 3 }) if name == "x1" && value == 5.0
         ));
+        let message = Standardizer::fit(&t).unwrap_err().to_string();
+        assert!(
+            message.contains("\"x1\"") && message.contains("in the 3 rows"),
+            "{message}"
+        );
         assert!(matches!(
             Standardizer::fit(&table(2, vec![1.0, 2.0])),
             Err(DataError::TooFewRows { .. })
@@ -151,6 +199,28 @@ mod tests {
                 found: 2
             })
         ));
+    }
+
+    #[test]
+    fn huge_finite_columns_are_standardised_not_called_constant() {
+        // Plain sums overflow here: the mean of 1.5e308 and 1e308 is +inf, and the old code
+        // then called the column constant.
+        let t = table(1, vec![1.5e308, 1e308, -1e308, 5e307]);
+        let s = Standardizer::fit(&t).unwrap();
+        let (mean, std) = (s.mean[0], s.std[0]);
+        assert!((mean / 1e308 - 0.5).abs() < 1e-12, "{mean}");
+        // Deviations 1, 0.5, -1.5 and 0 (times 1e308): variance 0.875e616.
+        assert!((std / 1e308 - 0.875f64.sqrt()).abs() < 1e-12, "{std}");
+        let z = s.transform(&t).unwrap();
+        let back = s.inverse(&z).unwrap();
+        for (a, b) in back.data().iter().zip(t.data()) {
+            assert!(((a - b) / b).abs() < 1e-12, "{a} vs {b}");
+        }
+        assert!(s.log_det().is_finite());
+        // Ordinary data still goes through the plain sums, bit for bit as before.
+        let small = table(1, vec![1.0, 2.0, 4.0]);
+        let s = Standardizer::fit(&small).unwrap();
+        assert_eq!(s.mean[0], 7.0 / 3.0);
     }
 
     #[test]

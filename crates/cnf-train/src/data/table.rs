@@ -23,8 +23,9 @@ impl Table {
         data: Vec<f64>,
         names: Vec<String>,
     ) -> Result<Self, DataError> {
-        let expected = n_rows * n_cols;
-        if data.len() != expected {
+        let expected = n_rows.checked_mul(n_cols);
+        if expected != Some(data.len()) {
+            let expected = expected.unwrap_or(usize::MAX);
             return Err(DataError::Shape {
                 n_rows,
                 n_cols,
@@ -159,6 +160,37 @@ impl Table {
             self.select_rows(test),
         ))
     }
+
+    /// [`Self::split`] for training: the training part must hold at least 2 rows (to fit a
+    /// standardisation) and the validation part at least 1. Otherwise the error names `path`
+    /// (the file the table came from), its real number of rows and how many would do.
+    pub fn split_for_training(
+        &self,
+        fractions: [f64; 3],
+        seed: u64,
+        path: &std::path::Path,
+    ) -> Result<(Table, Table, Table), DataError> {
+        let (train, val, test) = self.split(fractions, seed)?;
+        if train.n_rows() >= 2 && val.n_rows() >= 1 {
+            return Ok((train, val, test));
+        }
+        let sizes = |n: usize| {
+            let n_train = (fractions[0] * n as f64).floor() as usize;
+            let n_val = ((fractions[1] * n as f64).floor() as usize).min(n - n_train.min(n));
+            (n_train, n_val)
+        };
+        let needed = (self.n_rows..=self.n_rows.saturating_add(1_000_000)).find(|&n| {
+            let (t, v) = sizes(n);
+            t >= 2 && v >= 1
+        });
+        Err(DataError::SplitTooSmall {
+            path: path.to_path_buf(),
+            rows: self.n_rows,
+            train: train.n_rows(),
+            val: val.n_rows(),
+            needed,
+        })
+    }
 }
 
 /// Names `x0`, `x1`, ... for tables read without a header.
@@ -216,6 +248,45 @@ mod tests {
         assert!(a.rows().all(|r| r[1] == -r[0]));
         assert_eq!(t.split([0.8, 0.1, 0.1], 7).unwrap().0, a);
         assert_ne!(t.split([0.8, 0.1, 0.1], 8).unwrap().0, a);
+    }
+
+    #[test]
+    fn split_for_training_names_the_file_and_its_real_row_count() {
+        let path = std::path::Path::new("one.csv");
+        let err = counting_table(1)
+            .split_for_training([0.8, 0.1, 0.1], 0, path)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "one.csv: 1 data rows leave 0 for training and 0 for validation; need at least 2 \
+             to train and 1 to validate (10 rows in all)"
+        );
+        let (a, b, c) = counting_table(10)
+            .split_for_training([0.8, 0.1, 0.1], 0, path)
+            .unwrap();
+        assert_eq!((a.n_rows(), b.n_rows(), c.n_rows()), (8, 1, 1));
+        let err = counting_table(10)
+            .split_for_training([1.0, 0.0, 0.0], 0, path)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::SplitTooSmall {
+                    needed: None,
+                    val: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn new_rejects_a_shape_whose_size_overflows() {
+        assert!(matches!(
+            Table::with_default_names(1 << 62, 4, vec![]),
+            Err(DataError::Shape { found: 0, .. })
+        ));
     }
 
     #[test]
