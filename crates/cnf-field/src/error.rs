@@ -40,6 +40,19 @@ pub enum FieldError {
     /// An architecture that cannot be built (zero dimension, zero width, ...).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// A weights file holds arrays that the architecture does not use (e.g. `W4`, `b4` for a
+    /// network with three hidden layers): importing it would silently drop them.
+    #[error(
+        "the file holds arrays the architecture does not use: {} (it uses {expected}; \
+         do the hidden widths match the file?)",
+        unused.join(", ")
+    )]
+    UnusedTensors {
+        /// The arrays not used, sorted.
+        unused: Vec<String>,
+        /// How many arrays the architecture uses.
+        expected: usize,
+    },
     /// A file that is not a valid safetensors / npz / JSON document.
     #[error("malformed file: {0}")]
     Malformed(String),

@@ -464,3 +464,112 @@ fn npz_bad_files_give_typed_errors() {
         Err(FieldError::Io(_))
     ));
 }
+
+#[test]
+fn npz_with_arrays_the_architecture_does_not_use_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four linear layers (hidden [4, 3, 3]) imported as hidden [4, 3]: W3 and b3 would be
+    // dropped; they used to be, silently.
+    let mut arrays = good_arrays();
+    arrays[4].1 = Arr::F32(vec![3, 3], vec![0.5; 9]);
+    arrays[5].1 = Arr::F32(vec![3], vec![0.5; 3]);
+    arrays.push(("W3", Arr::F32(vec![2, 3], vec![0.25; 6])));
+    arrays.push(("b3", Arr::F32(vec![2], vec![0.25; 2])));
+    let path = dir.path().join("extra_layer.npz");
+    write_npz(&path, &arrays);
+    let r = load(&path);
+    assert!(
+        matches!(&r, Err(FieldError::UnusedTensors { unused, expected: 6 }) if unused == &["W3", "b3"]),
+        "{r:?}"
+    );
+    let message = r.unwrap_err().to_string();
+    assert!(message.contains("W3, b3"), "{message}");
+    // With the right widths every array is used and the file loads.
+    let m = Mlp::<f64>::from_npz(&path, &[4, 3, 3], Activation::Elu).unwrap();
+    assert_eq!(m.config().hidden, [4, 3, 3]);
+
+    // Any stray array counts, not only extra layers.
+    let mut arrays = good_arrays();
+    arrays.push(("notes", Arr::I32(vec![1], vec![7])));
+    write_npz(&path, &arrays);
+    let r = load(&path);
+    assert!(
+        matches!(&r, Err(FieldError::UnusedTensors { unused, .. }) if unused == &["notes"]),
+        "{r:?}"
+    );
+}
+
+/// Writes `W0.npy` with a hand-made header (so that it can lie) and the rest of a good model.
+fn write_npz_with_raw_w0(path: &Path, raw_w0: &[u8]) {
+    use std::io::Write;
+    let mut npz = NpzWriter::create(path).unwrap();
+    npz.zip_writer()
+        .start_file("W0.npy", Default::default())
+        .unwrap();
+    npz.zip_writer().write_all(raw_w0).unwrap();
+    for (name, arr) in good_arrays().iter().skip(1) {
+        let Arr::F32(shape, v) = arr else {
+            unreachable!()
+        };
+        write_array(&mut npz, name, shape, v);
+    }
+}
+
+fn raw_npy(shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+#[test]
+fn npz_headers_that_lie_about_sizes_are_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lying.npz");
+    let data: Vec<u8> = (0..12)
+        .flat_map(|i| (i as f32 * 0.1).to_le_bytes())
+        .collect();
+    // The honest version loads (so the helper writes a valid file).
+    write_npz_with_raw_w0(&path, &raw_npy("(4, 3)", &data));
+    assert!(load(&path).is_ok());
+
+    let malformed = |shape: &str| {
+        write_npz_with_raw_w0(&path, &raw_npy(shape, &data));
+        match load(&path) {
+            Err(FieldError::Malformed(m)) => m,
+            other => panic!("{shape}: expected Malformed, got {other:?}"),
+        }
+    };
+    // The element count overflows 64 bits (npyz multiplies unchecked).
+    let m = malformed("(4611686018427387904, 4)");
+    assert!(m.contains("more elements than fit in 64 bits"), "{m}");
+    // Deep nesting (npyz's header parser recurses).
+    let m = malformed(&format!("({}4{}", "(".repeat(5000), ")".repeat(5000)));
+    assert!(m.contains("nested too deeply"), "{m}");
+
+    // A header length past the end of the entry.
+    let mut raw = raw_npy("(4, 3)", &data);
+    raw[8..10].copy_from_slice(&u16::MAX.to_le_bytes());
+    write_npz_with_raw_w0(&path, &raw);
+    let r = load(&path);
+    assert!(
+        matches!(&r, Err(FieldError::Malformed(m)) if m.contains("header claims 65535 bytes")),
+        "{r:?}"
+    );
+
+    // W0 with the right rows but a wider claimed width: refused because the data is not
+    // there (checked against the entry's size before reading).
+    let wide = raw_npy("(4, 1001)", &data);
+    write_npz_with_raw_w0(&path, &wide);
+    let r = Mlp::<f64>::from_npz(&path, &[4, 3], Activation::Elu);
+    assert!(
+        matches!(&r, Err(FieldError::Malformed(m)) if m.contains("needs more data than the archive holds")),
+        "{r:?}"
+    );
+}

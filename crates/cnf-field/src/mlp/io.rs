@@ -42,15 +42,19 @@ type Loaded = (Vec<usize>, Vec<f64>);
 
 /// Builds an MLP for `config`, asking `fetch` for every tensor of
 /// [`MlpConfig::tensor_specs`] and checking presence, shape and finiteness.
+///
+/// `fetch` gets the expected shape too, so that it can refuse a tensor before reading its
+/// data. Nothing is allocated from the configuration's sizes (which may be absurd): the
+/// parameters grow as tensors of the expected shapes arrive.
 fn assemble<T: Real>(
     config: MlpConfig,
-    mut fetch: impl FnMut(&str) -> Result<Option<Loaded>, FieldError>,
+    mut fetch: impl FnMut(&str, &[usize]) -> Result<Option<Loaded>, FieldError>,
 ) -> Result<Mlp<T>, FieldError> {
     config.validate()?;
-    let mut params = Vec::with_capacity(config.num_params());
+    let mut params = Vec::new();
     for (name, shape) in config.tensor_specs() {
         let (found, values) =
-            fetch(&name)?.ok_or_else(|| FieldError::MissingTensor(name.clone()))?;
+            fetch(&name, &shape)?.ok_or_else(|| FieldError::MissingTensor(name.clone()))?;
         if found != shape {
             return Err(FieldError::Shape {
                 what: name,
@@ -110,7 +114,7 @@ impl<T: Real> Mlp<T> {
     /// the f32 / f64 tensors of [`MlpConfig::tensor_specs`]) for the architecture `config`.
     pub fn from_safetensors_bytes(bytes: &[u8], config: MlpConfig) -> Result<Self, FieldError> {
         let st = SafeTensors::deserialize(bytes).map_err(malformed)?;
-        assemble(config, |name| {
+        assemble(config, |name, _| {
             let Ok(view) = st.tensor(name) else {
                 return Ok(None);
             };
@@ -156,7 +160,10 @@ impl<T: Real> Mlp<T> {
     /// Imports PyTorch / JAX weights from an `.npz` in torch layout: `W_i (out, in)`, `b_i (out)`
     /// for `i = 0..=hidden.len()`, f32 or f64. The state dimension is inferred from `W0`,
     /// which must be `(hidden[0], d + 1)` (input `[z, t]`); every shape is checked and
-    /// non-finite weights are rejected.
+    /// non-finite weights are rejected. Every array of the file must be one of those:
+    /// extra arrays (say `W4` when `hidden` has three widths) are a
+    /// [`FieldError::UnusedTensors`] error, not silently dropped. Each array's header is
+    /// checked against the archive before anything is allocated from it.
     pub fn from_npz(
         path: impl AsRef<Path>,
         hidden: &[usize],
@@ -169,8 +176,10 @@ impl<T: Real> Mlp<T> {
                 malformed(format!("{}: {e}", path.as_ref().display()))
             }
         })?;
-        let (w0_shape, _) = read_npz_tensor(&mut archive, "W0")?
-            .ok_or_else(|| FieldError::MissingTensor("W0".into()))?;
+        let w0_shape = match open_npz_array(&mut archive, "W0")? {
+            Some((npy, _)) => npy_shape(&npy, "W0")?,
+            None => return Err(FieldError::MissingTensor("W0".into())),
+        };
         let dim = match w0_shape.as_slice() {
             [_, cols] if *cols >= 2 => cols - 1,
             _ => {
@@ -182,23 +191,99 @@ impl<T: Real> Mlp<T> {
             }
         };
         let config = MlpConfig::new(dim, hidden, activation);
-        assemble(config, |name| read_npz_tensor(&mut archive, name))
+        config.validate()?;
+        let specs = config.tensor_specs();
+        let mut unused: Vec<String> = archive
+            .array_names()
+            .filter(|n| !specs.iter().any(|(name, _)| name == n))
+            .map(str::to_string)
+            .collect();
+        if !unused.is_empty() {
+            unused.sort();
+            return Err(FieldError::UnusedTensors {
+                unused,
+                expected: specs.len(),
+            });
+        }
+        assemble(config, |name, expected| {
+            read_npz_tensor(&mut archive, name, expected)
+        })
     }
 }
 
-/// Reads one array of an npz archive (f32 or f64, C or Fortran order) into row-major f64.
+/// Longest `.npy` header accepted (numpy writes a few hundred bytes and refuses to read
+/// headers over 10 000 by default).
+const MAX_NPY_HEADER: u64 = 1 << 20;
+
+/// Opens array `name` of the archive, checking its `.npy` header before the `npyz` parser sees
+/// it (see [`read_checked_npy_header`]). Returns the reader and the number of data bytes the
+/// archive says follow the header.
+fn open_npz_array<'a, R: Read + Seek>(
+    archive: &'a mut NpzArchive<R>,
+    name: &str,
+) -> Result<Option<(NpyFile<impl Read + 'a>, u64)>, FieldError> {
+    if !archive.array_names().any(|n| n == name) {
+        return Ok(None);
+    }
+    let bad = |e: &dyn std::fmt::Display| malformed(format!("array {name}: {e}"));
+    let mut entry = archive
+        .zip_archive()
+        .by_name(&npyz::npz::file_name_from_array_name(name))
+        .map_err(|e| bad(&e))?;
+    let size = entry.size();
+    let header = read_checked_npy_header(&mut entry, size).map_err(|e| bad(&e))?;
+    let data_len = size - header.len() as u64;
+    let npy = NpyFile::new(std::io::Cursor::new(header).chain(entry)).map_err(|e| bad(&e))?;
+    Ok(Some((npy, data_len)))
+}
+
+/// The shape of an array as `usize`s.
+fn npy_shape<R: Read>(npy: &NpyFile<R>, name: &str) -> Result<Vec<usize>, FieldError> {
+    npy.shape()
+        .iter()
+        .map(|&n| usize::try_from(n))
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            malformed(format!(
+                "array {name}: shape {:?} is too large",
+                npy.shape()
+            ))
+        })
+}
+
+/// Reads one array of an npz archive (f32 or f64, C or Fortran order) into row-major f64,
+/// refusing it before reading its data if its shape is not `expected` or its data cannot
+/// fit in the archive entry.
 fn read_npz_tensor<R: Read + Seek>(
     archive: &mut NpzArchive<R>,
     name: &str,
+    expected: &[usize],
 ) -> Result<Option<Loaded>, FieldError> {
-    let Some(npy) = archive.by_name(name).map_err(malformed)? else {
+    let Some((npy, data_len)) = open_npz_array(archive, name)? else {
         return Ok(None);
     };
-    let shape: Vec<usize> = npy.shape().iter().map(|&n| n as usize).collect();
+    let shape = npy_shape(&npy, name)?;
+    if shape != expected {
+        return Err(FieldError::Shape {
+            what: name.to_string(),
+            expected: expected.to_vec(),
+            found: shape,
+        });
+    }
     let fortran = npy.order() == Order::Fortran;
+    // The header check makes the element count fit in u64; the bytes must fit in the entry.
+    let count: u64 = npy.shape().iter().product();
+    let item_size = match npy.dtype() {
+        DType::Plain(ts) => ts.num_bytes().unwrap_or(usize::MAX) as u64,
+        _ => 1,
+    };
+    if count.checked_mul(item_size).map_or(true, |b| b > data_len) {
+        return Err(malformed(format!(
+            "array {name}: shape {shape:?} needs more data than the archive holds ({data_len} bytes)"
+        )));
+    }
     let values = read_npy_floats(npy, name)?;
-    let expected: usize = shape.iter().product();
-    if values.len() != expected {
+    if values.len() as u64 != count {
         return Err(malformed(format!(
             "{name}: {} values for shape {shape:?}",
             values.len()
@@ -234,4 +319,89 @@ fn read_npy_floats<R: Read>(npy: NpyFile<R>, name: &str) -> Result<Vec<f64>, Fie
         (TypeChar::Float, 8) => npy.into_vec::<f64>().map_err(malformed),
         _ => Err(unsupported()),
     }
+}
+
+/// Reads the magic string, version, header length and header text of an `.npy` stream of
+/// `total_len` bytes, checking what the `npyz` parser would otherwise trust: the header length
+/// against the stream, the nesting depth (its parser recurses) and that the product of the
+/// shape's non-zero dimensions fits in `u64` (npyz multiplies them unchecked). Returns the
+/// bytes read, to be chained in front of the rest of the stream.
+fn read_checked_npy_header(r: &mut impl Read, total_len: u64) -> Result<Vec<u8>, String> {
+    let mut prefix = vec![0u8; 8];
+    r.read_exact(&mut prefix)
+        .map_err(|_| "too short for an .npy array".to_string())?;
+    if &prefix[..6] != b"\x93NUMPY" {
+        return Err("not an .npy array (the magic string is missing)".into());
+    }
+    let len_bytes = match prefix[6] {
+        1 => 2,
+        2 | 3 => 4,
+        v => return Err(format!("unsupported .npy version {v}")),
+    };
+    let mut len_buf = [0u8; 4];
+    r.read_exact(&mut len_buf[..len_bytes])
+        .map_err(|_| "the header is cut short".to_string())?;
+    prefix.extend_from_slice(&len_buf[..len_bytes]);
+    let header_len = u64::from(u32::from_le_bytes(len_buf));
+    let available = total_len.saturating_sub(prefix.len() as u64);
+    if header_len > available || header_len > MAX_NPY_HEADER {
+        return Err(format!(
+            "the header claims {header_len} bytes, but {} are available (at most {MAX_NPY_HEADER})",
+            available.min(MAX_NPY_HEADER)
+        ));
+    }
+    let start = prefix.len();
+    prefix.resize(start + header_len as usize, 0);
+    r.read_exact(&mut prefix[start..])
+        .map_err(|_| "the header is cut short".to_string())?;
+    let text = std::str::from_utf8(&prefix[start..])
+        .map_err(|_| "the header is not valid text".to_string())?;
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > 16 {
+                    return Err("the header is nested too deeply".into());
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let shape_at = ["'shape'", "\"shape\""]
+        .iter()
+        .find_map(|key| text.find(key).map(|i| i + key.len()))
+        .ok_or("the header has no shape")?;
+    let rest = text[shape_at..].trim_start();
+    let rest = rest
+        .strip_prefix(':')
+        .ok_or("the header's shape is unreadable")?
+        .trim_start();
+    let close = match rest.chars().next() {
+        Some('(') => ')',
+        Some('[') => ']',
+        _ => return Err("the header's shape is not a tuple".into()),
+    };
+    let end = rest.find(close).ok_or("the header's shape is not closed")?;
+    let mut elements: u64 = 1;
+    for dim in rest[1..end]
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        let dim = dim.strip_suffix('L').unwrap_or(dim);
+        let n: u64 = dim
+            .parse()
+            .map_err(|_| format!("the header's shape holds {dim:?}, not a size"))?;
+        if n != 0 {
+            elements = elements.checked_mul(n).ok_or_else(|| {
+                format!(
+                    "the header's shape {} has more elements than fit in 64 bits",
+                    &rest[..=end]
+                )
+            })?;
+        }
+    }
+    Ok(prefix)
 }
