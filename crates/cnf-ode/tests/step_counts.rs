@@ -1,0 +1,105 @@
+//! Pinned step sequences: engine optimisations must not change which steps a solve takes.
+//!
+//! The counts were recorded with the engine of commit 47d3729 (the last change to
+//! `crates/cnf-ode/src` when they were pinned). They are not only our own output:
+//! - Dopri5 and DOP853: the accepted and rejected counts are those of the independent
+//!   implementation in the `ode_solvers` 0.6 crate ("same steps as ode_solvers 0.6"), compared
+//!   directly by the root test `tests/ode_vs_ode_solvers.rs` (`cargo test --test
+//!   ode_vs_ode_solvers`) and printed side by side by `cargo run --release --example
+//!   ode_work_precision`;
+//! - every NFE is the one published in docs/ode.md's work-precision tables;
+//! - every NFE satisfies the evaluation accounting of its method (checked below).
+//!
+//! Tsit5 and BS3 have no independent peer here: for them the pin is a regression guard.
+use cnf_ode::problems::{Problem, ARENSTORF, KEPLER, LORENZ};
+use cnf_ode::{Bs3, Dop853, Dopri5, RkMethod, Solver, Stats, Tsit5};
+
+/// (method, rtol = atol, NFE, accepted, rejected)
+type Pin = (&'static dyn RkMethod, f64, usize, usize, usize);
+
+const ARENSTORF_PINS: [Pin; 8] = [
+    (&Dopri5, 1e-6, 986, 139, 25),
+    (&Dopri5, 1e-9, 3212, 530, 5),
+    (&Tsit5, 1e-6, 1076, 144, 35),
+    (&Tsit5, 1e-9, 3284, 544, 3),
+    (&Dop853, 1e-6, 1034, 65, 23),
+    (&Dop853, 1e-9, 2183, 136, 50),
+    (&Bs3, 1e-6, 2540, 844, 2),
+    (&Bs3, 1e-9, 25406, 8468, 0),
+];
+
+const KEPLER_PINS: [Pin; 8] = [
+    (&Dopri5, 1e-6, 2192, 297, 68),
+    (&Dopri5, 1e-9, 6770, 1128, 0),
+    (&Tsit5, 1e-6, 2504, 319, 98),
+    (&Tsit5, 1e-9, 7178, 1196, 0),
+    (&Dop853, 1e-6, 2165, 129, 56),
+    (&Dop853, 1e-9, 4372, 268, 105),
+    (&Bs3, 1e-6, 5966, 1988, 0),
+    (&Bs3, 1e-9, 59762, 19920, 0),
+];
+
+const LORENZ_PINS: [Pin; 8] = [
+    (&Dopri5, 1e-6, 1034, 171, 1),
+    (&Dopri5, 1e-9, 4022, 670, 0),
+    (&Tsit5, 1e-6, 932, 154, 1),
+    (&Tsit5, 1e-9, 3632, 605, 0),
+    (&Dop853, 1e-6, 816, 56, 13),
+    (&Dop853, 1e-9, 1857, 129, 28),
+    (&Bs3, 1e-6, 2921, 973, 0),
+    (&Bs3, 1e-9, 29162, 9720, 0),
+];
+
+/// Evaluations a solve must have made for its steps: f(y0) once (reused by the initial-step
+/// estimate), one evaluation at the estimate's trial point, then per step the stages after the
+/// first (FSAL methods: the last stage is the next step's first). DOP853's twelfth stage,
+/// f(y_new), is evaluated only after an accepted step (Hairer's accounting).
+fn expected_nfe(m: &dyn RkMethod, s: &Stats) -> usize {
+    let steps = s.accepted + s.rejected;
+    match m.tableau().name {
+        "Dopri5" | "Tsit5" => 2 + 6 * steps,
+        "BS3" => 2 + 3 * steps,
+        "DOP853" => 1 + 11 * steps + s.accepted,
+        other => panic!("no accounting for {other}"),
+    }
+}
+
+fn check<const N: usize>(p: &Problem<N>, pins: &[Pin]) {
+    for &(m, tol, nfe, accepted, rejected) in pins {
+        let sol = Solver::new(m.tableau())
+            .rtol(tol)
+            .atol(tol)
+            .solve(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
+            .unwrap();
+        let name = format!("{} {} {tol:e}", p.name, m.tableau().name);
+        assert_eq!(
+            sol.stats,
+            Stats {
+                nfe,
+                accepted,
+                rejected
+            },
+            "{name}"
+        );
+        assert_eq!(
+            sol.stats.nfe,
+            expected_nfe(m, &sol.stats),
+            "{name}: accounting"
+        );
+    }
+}
+
+#[test]
+fn arenstorf_step_counts_are_pinned() {
+    check(&ARENSTORF, &ARENSTORF_PINS);
+}
+
+#[test]
+fn kepler_step_counts_are_pinned() {
+    check(&KEPLER, &KEPLER_PINS);
+}
+
+#[test]
+fn lorenz_step_counts_are_pinned() {
+    check(&LORENZ, &LORENZ_PINS);
+}
