@@ -25,3 +25,133 @@ pub fn reference_rows() -> Vec<([f64; 2], f64, [f64; 2])> {
         })
         .collect()
 }
+
+use cnf_field::{Trace, VectorField};
+use cnf_flow::Cnf;
+
+/// Mean negative log-likelihood of `x` under the flow (the loss `loss_and_grad` differentiates).
+pub fn loss<F: VectorField<f64>>(cnf: &Cnf<f64, F>, x: &[f64], trace: &Trace<f64>) -> f64 {
+    let d = cnf.log_density_with(x, trace).unwrap();
+    -d.logp.iter().sum::<f64>() / d.logp.len() as f64
+}
+
+/// A central finite-difference formula and its step.
+#[derive(Clone, Copy, Debug)]
+pub enum Stencil {
+    /// (f(h) - f(-h)) / (2h), truncation h^2 f'''/6: for losses that are not C5 (ELU).
+    Second(f64),
+    /// (8 (f(h) - f(-h)) - (f(2h) - f(-2h))) / (12 h), truncation h^4 f^(5) / 30.
+    Fourth(f64),
+}
+
+/// For smooth losses: fourth order with h = 1e-3 (truncation ~1e-13, rounding ~1e-12).
+pub const SMOOTH: Stencil = Stencil::Fourth(1e-3);
+
+/// The derivative of `f` at 0 by `stencil`.
+pub fn fd(mut f: impl FnMut(f64) -> f64, stencil: Stencil) -> f64 {
+    match stencil {
+        Stencil::Second(h) => (f(h) - f(-h)) / (2.0 * h),
+        Stencil::Fourth(h) => {
+            let (p1, m1, p2, m2) = (f(h), f(-h), f(2.0 * h), f(-2.0 * h));
+            (8.0 * (p1 - m1) - (p2 - m2)) / (12.0 * h)
+        }
+    }
+}
+
+/// Finite differences of the loss in the parameters `idx` (all if `None`).
+pub fn fd_params<F: VectorField<f64> + Clone>(
+    cnf: &Cnf<f64, F>,
+    x: &[f64],
+    trace: &Trace<f64>,
+    idx: Option<&[usize]>,
+    stencil: Stencil,
+) -> Vec<f64> {
+    let all: Vec<usize> = (0..cnf.field.num_params()).collect();
+    let mut c = cnf.clone();
+    idx.unwrap_or(&all)
+        .iter()
+        .map(|&i| {
+            let p0 = cnf.field.params()[i];
+            let g = fd(
+                |e| {
+                    c.field.params_mut()[i] = p0 + e;
+                    loss(&c, x, trace)
+                },
+                stencil,
+            );
+            c.field.params_mut()[i] = p0;
+            g
+        })
+        .collect()
+}
+
+/// Finite differences of the loss along a direction `u` in parameter space.
+pub fn fd_param_direction<F: VectorField<f64> + Clone>(
+    cnf: &Cnf<f64, F>,
+    x: &[f64],
+    trace: &Trace<f64>,
+    u: &[f64],
+    stencil: Stencil,
+) -> f64 {
+    let mut c = cnf.clone();
+    fd(
+        |e| {
+            for ((p, &p0), &ui) in c
+                .field
+                .params_mut()
+                .iter_mut()
+                .zip(cnf.field.params())
+                .zip(u)
+            {
+                *p = p0 + e * ui;
+            }
+            loss(&c, x, trace)
+        },
+        stencil,
+    )
+}
+
+/// Finite differences of the loss in the input coordinates `idx` of `x` (all if `None`).
+pub fn fd_x<F: VectorField<f64>>(
+    cnf: &Cnf<f64, F>,
+    x: &[f64],
+    trace: &Trace<f64>,
+    idx: Option<&[usize]>,
+    stencil: Stencil,
+) -> Vec<f64> {
+    let all: Vec<usize> = (0..x.len()).collect();
+    let mut xp = x.to_vec();
+    idx.unwrap_or(&all)
+        .iter()
+        .map(|&i| {
+            let g = fd(
+                |e| {
+                    xp[i] = x[i] + e;
+                    loss(cnf, &xp, trace)
+                },
+                stencil,
+            );
+            xp[i] = x[i];
+            g
+        })
+        .collect()
+}
+
+/// Worst per-component error `|g - r| / (|r| + floor)`: relative where the reference is larger
+/// than `floor`, absolute (divided by `floor`) where it is smaller.
+pub fn worst_rel(g: &[f64], r: &[f64], floor: f64) -> f64 {
+    assert_eq!(g.len(), r.len());
+    g.iter()
+        .zip(r)
+        .map(|(a, b)| (a - b).abs() / (b.abs() + floor))
+        .fold(0.0, f64::max)
+}
+
+/// Runs `f` in a rayon pool of `threads` threads.
+pub fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
