@@ -1,7 +1,11 @@
 //! The `cnf` command line (clap): a thin layer over the library.
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cnf_field::{Activation, MlpConfig};
+use serde::{Deserialize, Serialize};
+
+pub use crate::model::Method;
 
 /// Continuous normalizing flows: train density models, evaluate log-densities, sample, plot.
 #[derive(Debug, Parser)]
@@ -27,96 +31,170 @@ pub enum Command {
     Eval(EvalArgs),
 }
 
+/// Nonlinearity of the hidden layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActivationArg {
+    /// tanh(x).
+    Tanh,
+    /// ln(1 + e^x).
+    Softplus,
+    /// x * sigmoid(x) (SiLU).
+    #[value(alias = "silu")]
+    Swish,
+    /// x for x > 0, e^x - 1 otherwise.
+    Elu,
+}
+
+impl From<ActivationArg> for Activation {
+    fn from(a: ActivationArg) -> Self {
+        match a {
+            ActivationArg::Tanh => Activation::Tanh,
+            ActivationArg::Softplus => Activation::Softplus,
+            ActivationArg::Swish => Activation::Swish,
+            ActivationArg::Elu => Activation::Elu,
+        }
+    }
+}
+
+/// How the training gradient is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GradArg {
+    /// Reverse mode through the solver's accepted steps.
+    Backprop,
+    /// The continuous adjoint, solved backwards.
+    Adjoint,
+}
+
+/// The trace estimator of the training loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceArg {
+    /// Exact up to 8 dimensions, Rademacher above.
+    Auto,
+    /// Exact Jacobian diagonal.
+    Exact,
+    /// Hutchinson with a Rademacher probe.
+    #[value(alias = "hutchinson")]
+    Rademacher,
+    /// Hutchinson with a Gaussian probe.
+    Gaussian,
+}
+
+/// Largest minibatch `--batch` accepts (the solver holds several copies of the batch).
+pub const MAX_BATCH: usize = 1 << 20;
+/// Largest `--steps` (fixed steps per solve).
+pub const MAX_STEPS: usize = 1_000_000;
+
+/// A parser of integers in `lo..=hi` (clap's usage error, exit code 2, names the range).
+fn usize_in(lo: usize, hi: usize) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(lo as u64..=hi as u64)
+}
+
+/// Parses a positive, finite tolerance.
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a positive finite number")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Architecture of the MLP (train, import).
 #[derive(Debug, Clone, Args)]
 pub struct ArchArgs {
-    /// Hidden widths, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "64,64,64")]
-    pub hidden: Vec<usize>,
-    /// tanh, softplus, swish or elu.
-    #[arg(long, default_value = "tanh")]
-    pub activation: String,
+    /// Hidden widths, comma-separated [default: 64,64,64].
+    #[arg(long, value_delimiter = ',', value_parser = usize_in(1, MlpConfig::MAX_WIDTH))]
+    pub hidden: Option<Vec<usize>>,
+    /// Nonlinearity of the hidden layers [default: tanh].
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
 }
 
 impl ArchArgs {
-    /// The activation, parsed.
-    pub fn activation(&self) -> Result<cnf_field::Activation, crate::error::TrainError> {
-        self.activation
-            .parse()
-            .map_err(|e: cnf_field::FieldError| crate::error::TrainError::Invalid(e.to_string()))
+    /// The hidden widths (default 64,64,64).
+    pub fn hidden(&self) -> Vec<usize> {
+        self.hidden.clone().unwrap_or_else(|| vec![64, 64, 64])
+    }
+    /// The activation (default tanh).
+    pub fn activation(&self) -> Activation {
+        self.activation.map_or(Activation::Tanh, Activation::from)
     }
 }
 
 /// Solver options shared by several commands.
 #[derive(Debug, Clone, Args)]
 pub struct SolverArgs {
-    /// euler, midpoint, heun, rk4, bs3, dopri5, tsit5 or dop853.
-    #[arg(long)]
-    pub method: Option<String>,
+    /// The Runge-Kutta method (adaptive: bs3, dopri5, tsit5, dop853; fixed: euler, midpoint,
+    /// heun, rk4, which need --steps).
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
     /// Fixed number of steps (required for euler/midpoint/heun/rk4).
-    #[arg(long)]
+    #[arg(long, value_parser = usize_in(1, MAX_STEPS))]
     pub steps: Option<usize>,
     /// Relative tolerance of adaptive methods.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_f64)]
     pub rtol: Option<f64>,
     /// Absolute tolerance of adaptive methods.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_f64)]
     pub atol: Option<f64>,
 }
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// A toy set (8gaussians, 2spirals, checkerboard, circles, moons, pinwheel, rings, swissroll)
-    /// or a CSV / .npy file.
-    #[arg(long, default_value = "8gaussians")]
-    pub data: String,
+    /// or a CSV / .npy file [default: 8gaussians; with --resume: the run's].
+    #[arg(long)]
+    pub data: Option<String>,
     /// Columns to use (names or 0-based indices), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
     /// Columns to drop (names or 0-based indices), comma-separated.
     #[arg(long, value_delimiter = ',')]
-    pub drop: Vec<String>,
-    /// Number of iterations.
-    #[arg(long, default_value_t = 1000)]
+    pub drop: Option<Vec<String>>,
+    /// Number of iterations (with --resume: the total to reach).
+    #[arg(long, default_value_t = 1000, value_parser = usize_in(1, usize::MAX))]
     pub iters: usize,
-    /// Minibatch size.
-    #[arg(long, default_value_t = 512)]
-    pub batch: usize,
+    /// Minibatch size [default: 512].
+    #[arg(long, value_parser = usize_in(1, MAX_BATCH))]
+    pub batch: Option<usize>,
     /// Adam learning rate [default: 1e-3]; with --resume it replaces the checkpoint's.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_f64)]
     pub lr: Option<f64>,
-    /// Decoupled weight decay (AdamW).
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
+    /// Decoupled weight decay (AdamW) [default: 0].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     #[command(flatten)]
     pub arch: ArchArgs,
     #[command(flatten)]
     pub solver: SolverArgs,
-    /// Gradient method: backprop (through the solver's steps) or adjoint.
-    #[arg(long, default_value = "backprop")]
-    pub grad: String,
-    /// Trace: auto (exact up to 8 dimensions), exact, rademacher or gaussian (Hutchinson).
-    #[arg(long, default_value = "auto")]
-    pub trace: String,
+    /// Gradient method [default: backprop].
+    #[arg(long, value_enum)]
+    pub grad: Option<GradArg>,
+    /// Trace of the training loss [default: auto = exact up to 8 dimensions, rademacher above].
+    #[arg(long, value_enum)]
+    pub trace: Option<TraceArg>,
     /// Train in f64 (default f32).
     #[arg(long)]
     pub f64: bool,
-    /// Seed of initialisation, data and probes.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Validate every N iterations.
-    #[arg(long, default_value_t = 100)]
-    pub val_every: usize,
+    /// Seed of initialisation, data split, batches and probes [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Validate every N iterations [default: 100].
+    #[arg(long, value_parser = usize_in(1, usize::MAX))]
+    pub val_every: Option<usize>,
     /// Stop after this many validations without improvement.
     #[arg(long)]
     pub patience: Option<usize>,
-    /// Continue from the checkpoint in --out.
+    /// Continue the run in --out from its checkpoint (settings come from its config.json).
     #[arg(long)]
     pub resume: bool,
-    /// Skip the PNG plots of 2-D models.
+    /// Replace a run already in --out (its files are removed first).
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+    /// Skip the PNG plots.
     #[arg(long)]
     pub no_plots: bool,
-    /// Output folder (default runs/<data name>).
+    /// Output folder [default: runs/<data name>, or runs/<data name>-2, -3, ... if taken].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -163,8 +241,8 @@ pub struct PlotArgs {
     /// PNG to write.
     #[arg(long)]
     pub out: PathBuf,
-    /// Grid points per axis.
-    #[arg(long, default_value_t = 200)]
+    /// Grid points per axis (at most 2000).
+    #[arg(long, default_value_t = 200, value_parser = usize_in(2, 2000))]
     pub resolution: usize,
 }
 
@@ -180,6 +258,9 @@ pub struct ImportArgs {
     /// Output model folder.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace a model already in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

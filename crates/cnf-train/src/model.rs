@@ -20,12 +20,113 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// Everything needed to resume training.
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+/// One JSON line per validation.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// The lock file held while a process writes into the folder.
+pub const LOCK_FILE: &str = ".lock";
+/// Every file a run writes: a new run into an old folder (`--force`) removes them first, so no
+/// stale plot or metric survives.
+pub const RUN_FILES: [&str; 8] = [
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    "density.png",
+    "samples.png",
+    "trajectories.png",
+    "training_curve.png",
+];
+
+/// An exclusive lock on a model folder (released when dropped, or when the process dies).
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: std::fs::File,
+}
+
+/// The Runge-Kutta methods of `cnf-ode`, by name (config.json, `--method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Euler (order 1, fixed steps).
+    Euler,
+    /// Explicit midpoint (order 2, fixed steps).
+    Midpoint,
+    /// Heun (order 2, fixed steps).
+    Heun,
+    /// Classical Runge-Kutta (order 4, fixed steps).
+    Rk4,
+    /// Bogacki-Shampine 3(2).
+    Bs3,
+    /// Dormand-Prince 5(4) (scipy's RK45).
+    #[serde(alias = "rk45")]
+    #[value(alias = "rk45")]
+    Dopri5,
+    /// Tsitouras 5(4).
+    Tsit5,
+    /// Dormand-Prince 8(5,3).
+    Dop853,
+}
+
+impl Method {
+    /// The method's tableau.
+    pub fn tableau(self) -> &'static cnf_ode::Tableau {
+        match self {
+            Self::Euler => Euler.tableau(),
+            Self::Midpoint => Midpoint.tableau(),
+            Self::Heun => Heun.tableau(),
+            Self::Rk4 => Rk4.tableau(),
+            Self::Bs3 => Bs3.tableau(),
+            Self::Dopri5 => Dopri5.tableau(),
+            Self::Tsit5 => Tsit5.tableau(),
+            Self::Dop853 => Dop853.tableau(),
+        }
+    }
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Euler => "euler",
+            Self::Midpoint => "midpoint",
+            Self::Heun => "heun",
+            Self::Rk4 => "rk4",
+            Self::Bs3 => "bs3",
+            Self::Dopri5 => "dopri5",
+            Self::Tsit5 => "tsit5",
+            Self::Dop853 => "dop853",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The floating-point type a model is trained and evaluated in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Single precision (the default: the MLP runs about twice as fast).
+    F32,
+    /// Double precision.
+    F64,
+}
+
+impl Precision {
+    /// "f32" or "f64".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F64 => "f64",
+        }
+    }
+}
 
 /// The ODE solver of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SolverConfig {
-    /// euler, midpoint, heun, rk4, bs3, dopri5, tsit5 or dop853.
-    pub method: String,
+    /// The Runge-Kutta method.
+    pub method: Method,
     /// Fixed number of steps (None: adaptive).
     pub steps: Option<usize>,
     /// Relative tolerance (adaptive).
@@ -37,7 +138,7 @@ pub struct SolverConfig {
 impl Default for SolverConfig {
     fn default() -> Self {
         Self {
-            method: "dopri5".into(),
+            method: Method::Dopri5,
             steps: None,
             rtol: 1e-5,
             atol: 1e-5,
@@ -45,49 +146,72 @@ impl Default for SolverConfig {
     }
 }
 
-/// The tableau of a method name.
-pub fn method_by_name(name: &str) -> Result<&'static cnf_ode::Tableau, TrainError> {
-    Ok(match name.to_ascii_lowercase().as_str() {
-        "euler" => Euler.tableau(),
-        "midpoint" => Midpoint.tableau(),
-        "heun" => Heun.tableau(),
-        "rk4" => Rk4.tableau(),
-        "bs3" => Bs3.tableau(),
-        "dopri5" | "rk45" => Dopri5.tableau(),
-        "tsit5" => Tsit5.tableau(),
-        "dop853" => Dop853.tableau(),
-        other => {
-            return Err(TrainError::Invalid(format!(
-                "unknown solver {other:?} (euler, midpoint, heun, rk4, bs3, dopri5, tsit5, dop853)"
-            )))
-        }
-    })
-}
-
 impl SolverConfig {
-    /// Checks the settings and builds the flow's integrator.
-    pub fn integrator<T: Real>(&self) -> Result<Integrator<T>, TrainError> {
-        let tab = method_by_name(&self.method)?;
-        let lit = |x: f64| T::from_f64(x).unwrap_or_else(T::nan);
+    /// Checks the settings; `source` names where they came from in the message
+    /// (e.g. "config.json: solver." or "--").
+    pub fn check(&self, source: &str) -> Result<(), TrainError> {
+        let tab = self.method.tableau();
         match self.steps {
-            Some(0) => Err(TrainError::Invalid("--steps must be at least 1".into())),
-            Some(n) => Ok(Integrator::fixed(tab, n)),
+            Some(n) if !(1..=crate::cli::MAX_STEPS).contains(&n) => Err(TrainError::Invalid(
+                format!(
+                    "{source}steps must be in 1..={}, got {n}",
+                    crate::cli::MAX_STEPS
+                ),
+            )),
+            Some(_) => Ok(()),
             None if !tab.is_adaptive() => Err(TrainError::Invalid(format!(
-                "{} is a fixed-step method: give --steps N",
-                tab.name
+                "{} is a fixed-step method: give {source}steps",
+                self.method
             ))),
             None => {
                 for (name, v) in [("rtol", self.rtol), ("atol", self.atol)] {
                     if !(v.is_finite() && v > 0.0) {
                         return Err(TrainError::Invalid(format!(
-                            "--{name} must be positive, got {v}"
+                            "{source}{name} must be positive and finite, got {v}"
                         )));
                     }
                 }
-                Ok(Integrator::adaptive(tab, lit(self.rtol), lit(self.atol)))
+                Ok(())
             }
         }
     }
+
+    /// The flow's integrator (call [`SolverConfig::check`] first for a message that names the
+    /// source of a bad value).
+    pub fn integrator<T: Real>(&self) -> Result<Integrator<T>, TrainError> {
+        self.check("")?;
+        let tab = self.method.tableau();
+        let lit = |x: f64| T::from_f64(x).unwrap_or_else(T::nan);
+        Ok(match self.steps {
+            Some(n) => Integrator::fixed(tab, n),
+            None => Integrator::adaptive(tab, lit(self.rtol), lit(self.atol)),
+        })
+    }
+
+    /// "dopri5 rtol 1e-5 atol 1e-5" or "rk4 with 10 steps".
+    pub fn describe(&self) -> String {
+        match self.steps {
+            Some(n) => format!("{} with {n} steps", self.method),
+            None => format!("{} rtol {:e} atol {:e}", self.method, self.rtol, self.atol),
+        }
+    }
+}
+
+/// How a run was trained (config.json records it; a resume continues with it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingConfig {
+    /// Minibatch size.
+    pub batch: usize,
+    /// Gradient method.
+    pub grad: crate::cli::GradArg,
+    /// Trace estimator of the loss.
+    pub trace: crate::trainer::TraceKind,
+    /// Adam's learning rate at the start.
+    pub lr: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Validation interval.
+    pub val_every: usize,
 }
 
 /// Where the training data came from.
@@ -99,6 +223,9 @@ pub enum DataSource {
     /// A table file (CSV or .npy) split into train/validation/test from a seed.
     Table {
         path: PathBuf,
+        /// SHA-256 of the file's bytes: `eval` recognises the training file by content.
+        #[serde(default)]
+        sha256: Option<String>,
         columns: Option<Vec<String>>,
         drop: Vec<String>,
         split: [f64; 3],
@@ -108,6 +235,14 @@ pub enum DataSource {
 }
 
 impl DataSource {
+    /// "toy set 8gaussians" or "table data.csv".
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Toy { name } => format!("toy set {name}"),
+            Self::Table { path, .. } => format!("table {}", path.display()),
+            Self::Imported { path } => format!("weights imported from {}", path.display()),
+        }
+    }
     /// The column selection of a table source.
     pub fn selection(&self) -> ColumnSelection {
         match self {
@@ -135,22 +270,94 @@ pub struct ModelConfig {
     pub seed: u64,
     /// Names of the data columns.
     pub columns: Vec<String>,
-    /// Precision the model was trained in (f32 or f64).
-    pub precision: String,
+    /// Precision the model was trained in.
+    pub precision: Precision,
+    /// How it was trained (None for imported models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingConfig>,
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, renamed.
+impl ModelConfig {
+    /// Checks everything that the weights and the data do not check themselves: the network's
+    /// sizes, the solver, the standardisation (one positive finite scale per dimension) and the
+    /// column names. Messages name the field of config.json.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| TrainError::Invalid(format!("{CONFIG_FILE}: {m}"));
+        self.mlp.validate().map_err(|e| bad(format!("mlp: {e}")))?;
+        self.solver.check(&format!("{CONFIG_FILE}: solver."))?;
+        let d = self.mlp.dim;
+        if let Some(s) = &self.standardizer {
+            if s.mean.len() != d || s.std.len() != d {
+                return Err(bad(format!(
+                    "standardizer has {} means and {} scales for {d} dimensions",
+                    s.mean.len(),
+                    s.std.len()
+                )));
+            }
+            if let Some(j) = s.std.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(bad(format!(
+                    "standardizer.std[{j}] = {} must be positive and finite",
+                    s.std[j]
+                )));
+            }
+            if let Some(j) = s.mean.iter().position(|v| !v.is_finite()) {
+                return Err(bad(format!("standardizer.mean[{j}] is not finite")));
+            }
+        }
+        if self.columns.len() != d {
+            return Err(bad(format!(
+                "{} column names for {d} dimensions",
+                self.columns.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// SHA-256 of a file, in hex.
+pub fn file_sha256(path: &Path) -> Result<String, TrainError> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
+    Ok(h.finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder (named by process
+/// and a counter, so concurrent writers never share one), synced, renamed. On failure (e.g. a
+/// full disk) the temporary file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
+    let k = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{k}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// "dimension 2, hidden [64, 64], tanh, concat".
+fn describe_mlp(c: &MlpConfig) -> String {
+    format!(
+        "dimension {}, hidden {:?}, {:?}, {:?} layers",
+        c.dim, c.hidden, c.activation, c.layer_kind
+    )
+    .to_lowercase()
 }
 
 /// A model folder on disk.
@@ -169,13 +376,64 @@ impl ModelDir {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+    /// Takes the folder's exclusive lock (creating the folder): a second process writing into
+    /// the same folder gets a clear error instead of mixing its files with the first's.
+    pub fn lock(&self) -> Result<FolderLock, TrainError> {
+        let p = self.path(LOCK_FILE);
+        let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", p.display()));
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(FolderLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Invalid(format!(
+                "another cnf process is writing into {}; wait for it or choose another folder",
+                self.dir.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+    /// Whether the folder holds a model or run (any of [`RUN_FILES`]).
+    pub fn holds_run(&self) -> bool {
+        RUN_FILES.iter().any(|f| self.path(f).exists())
+    }
+    /// Readies the folder for a new model: refuses when it holds one unless `force`, and then
+    /// removes the old run's files.
+    pub fn clear_for_new(&self, force: bool) -> Result<(), TrainError> {
+        if !self.holds_run() {
+            return Ok(());
+        }
+        if !force {
+            return Err(TrainError::Invalid(format!(
+                "{} already holds a model; use --resume to continue its training or --force to \
+                 replace it",
+                self.dir.display()
+            )));
+        }
+        for f in RUN_FILES {
+            match std::fs::remove_file(self.path(f)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(TrainError::Io(format!("{}: {e}", self.path(f).display())))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
     /// Reads `config.json`.
     pub fn config(&self) -> Result<ModelConfig, TrainError> {
         let p = self.path(CONFIG_FILE);
         let text = std::fs::read_to_string(&p).map_err(|e| {
             TrainError::Io(format!("{}: {e} (is this a model folder?)", p.display()))
         })?;
-        serde_json::from_str(&text).map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))
+        let config: ModelConfig = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
+        config.validate()?;
+        Ok(config)
     }
     /// Writes `config.json`.
     pub fn save_config(&self, config: &ModelConfig) -> Result<(), TrainError> {
@@ -192,6 +450,21 @@ impl ModelDir {
         let p = self.path(WEIGHTS_FILE);
         let bytes =
             std::fs::read(&p).map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
+        // The weights carry the architecture they were saved with: it must be config.json's.
+        if let Ok((_, meta)) = safetensors::SafeTensors::read_metadata(&bytes) {
+            if let Some(stored) = meta.metadata().as_ref().and_then(|m| m.get("config")) {
+                let stored: MlpConfig = serde_json::from_str(stored).map_err(|e| {
+                    TrainError::Io(format!("{}: metadata config: {e}", p.display()))
+                })?;
+                if stored != config.mlp {
+                    return Err(TrainError::Invalid(format!(
+                        "{CONFIG_FILE} describes {} but {WEIGHTS_FILE} was saved for {}",
+                        describe_mlp(&config.mlp),
+                        describe_mlp(&stored)
+                    )));
+                }
+            }
+        }
         Ok(Mlp::<f64>::from_safetensors_bytes(&bytes, config.mlp.clone())?.cast::<T>())
     }
     /// The flow of this folder in precision `T`, with the solver of its config (or `solver`).

@@ -67,16 +67,29 @@ impl<T: Real> Observer<T> for Progress {
     }
 }
 
-/// Appends one JSON line per validation to `metrics.jsonl`.
+/// Appends one JSON line per validation to `metrics.jsonl`: the [`ValEvent`] (NLLs in model
+/// space, as the optimiser sees them) plus the NLLs in data space (`*_data`, what `cnf eval`
+/// reports).
 pub struct Metrics {
     path: PathBuf,
+    log_det: f64,
 }
 
 impl Metrics {
-    /// Metrics written to `path` (appended, so a resumed run continues the file).
-    pub fn new(path: PathBuf) -> Self {
-        Self { path }
+    /// Metrics written to `path` (appended, so a resumed run continues the file); `log_det` is
+    /// the standardisation's log-determinant (data-space NLL = model-space NLL - log_det).
+    pub fn new(path: PathBuf, log_det: f64) -> Self {
+        Self { path, log_det }
     }
+}
+
+/// One line of metrics.jsonl.
+#[derive(Serialize)]
+struct MetricsLine<'a> {
+    #[serde(flatten)]
+    event: &'a ValEvent,
+    train_nll_data: f64,
+    val_nll_data: f64,
 }
 
 impl<T: Real> Observer<T> for Metrics {
@@ -86,7 +99,12 @@ impl<T: Real> Observer<T> for Metrics {
         _: &Mlp<T>,
         _: &Adam<T>,
     ) -> Result<Control, TrainError> {
-        let line = serde_json::to_string(ev).map_err(|e| TrainError::Io(e.to_string()))?;
+        let line = serde_json::to_string(&MetricsLine {
+            event: ev,
+            train_nll_data: ev.train_nll - self.log_det,
+            val_nll_data: ev.val_nll - self.log_det,
+        })
+        .map_err(|e| TrainError::Io(e.to_string()))?;
         let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", self.path.display()));
         let mut f = std::fs::OpenOptions::new()
             .create(true)

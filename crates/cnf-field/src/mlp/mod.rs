@@ -65,8 +65,39 @@ impl MlpConfig {
                 "hidden width {i} is zero"
             )));
         }
-        Ok(())
+        // Sizes are checked before anything is allocated: a huge width is a clear error, not an
+        // allocation abort. Every layer's (out, in) product is formed with checked arithmetic.
+        let widest = self
+            .hidden
+            .iter()
+            .chain([&self.dim])
+            .copied()
+            .max()
+            .unwrap_or(0);
+        let params = self
+            .layer_shapes()
+            .iter()
+            .try_fold(0usize, |acc, &(out, inp)| {
+                out.checked_mul(inp + 5).and_then(|p| acc.checked_add(p))
+            });
+        match params {
+            Some(p) if p <= Self::MAX_PARAMS && widest <= Self::MAX_WIDTH => Ok(()),
+            _ => Err(FieldError::InvalidConfig(format!(
+                "the network is too large: at most {} units per layer and {} parameters \
+                 (widths {:?}, dimension {})",
+                Self::MAX_WIDTH,
+                Self::MAX_PARAMS,
+                self.hidden,
+                self.dim
+            ))),
+        }
     }
+
+    /// Largest layer width [`MlpConfig::validate`] accepts.
+    pub const MAX_WIDTH: usize = 1 << 16;
+    /// Largest number of parameters [`MlpConfig::validate`] accepts (an upper bound that counts
+    /// concat-squash's extra vectors for every layer).
+    pub const MAX_PARAMS: usize = 100_000_000;
 
     /// `(out, in)` of every linear layer.
     pub fn layer_shapes(&self) -> Vec<(usize, usize)> {

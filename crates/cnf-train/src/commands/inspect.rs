@@ -1,16 +1,19 @@
-//! `cnf density`, `eval`, `sample`, `plot`, `import`: using a model folder.
+//! `cnf density`, `eval`, `import`: using a model folder.
+use std::io::Write;
 use std::path::Path;
 
 use cnf_field::{Mlp, Real, VectorField};
 use serde::Serialize;
 
-use super::{emit_table, log_density_table, read_table_for, solver_config, toy_test};
-use crate::cli::{DensityArgs, EvalArgs, ImportArgs, SolverArgs};
-use crate::data::{Table, ToySet};
+use super::{log_density_table, read_table, solver_config, toy_test};
+use crate::cli::{DensityArgs, EvalArgs, ImportArgs};
+use crate::data::{ColumnSelection, Table, ToySet};
 use crate::error::TrainError;
 use crate::gaussian::Gaussian;
-use crate::model::{DataSource, ModelConfig, ModelDir, SolverConfig};
+use crate::model::{file_sha256, DataSource, ModelConfig, ModelDir, Precision, SolverConfig};
 
+/// Points per log-density solve when streaming a file through `density`.
+const DENSITY_CHUNK: usize = 16_384;
 
 pub(super) fn open(model: &Path) -> Result<(ModelDir, ModelConfig), TrainError> {
     let dir = ModelDir::new(model);
@@ -18,62 +21,159 @@ pub(super) fn open(model: &Path) -> Result<(ModelDir, ModelConfig), TrainError> 
     Ok((dir, config))
 }
 
-/// Log-densities (data space) of a table, in f32 or f64.
+/// The precision of an evaluation: f64 when asked, else the model's own.
+fn precision(config: &ModelConfig, f64: bool) -> Precision {
+    if f64 {
+        Precision::F64
+    } else {
+        config.precision
+    }
+}
+
+/// Log-densities (data space) of a table, in chunks, each handed to `sink` as it is done.
 fn densities(
     dir: &ModelDir,
     config: &ModelConfig,
-    solver: &SolverArgs,
-    f64: bool,
+    solver: &SolverConfig,
+    precision: Precision,
     table: &Table,
-) -> Result<(Vec<f64>, cnf_ode::Stats), TrainError> {
+    sink: &mut dyn FnMut(&Table, &[f64]) -> Result<(), TrainError>,
+) -> Result<cnf_ode::Stats, TrainError> {
     fn go<T: Real>(
         dir: &ModelDir,
         c: &ModelConfig,
         s: &SolverConfig,
-        t: &Table,
-    ) -> Result<(Vec<f64>, cnf_ode::Stats), TrainError> {
-        log_density_table(&dir.load_cnf::<T>(c, Some(s))?, c, t)
+        table: &Table,
+        sink: &mut dyn FnMut(&Table, &[f64]) -> Result<(), TrainError>,
+    ) -> Result<cnf_ode::Stats, TrainError> {
+        let cnf = dir
+            .load_cnf::<T>(c, Some(s))?
+            .with_batching(cnf_flow::Batching::Chunks(1024));
+        let mut stats = cnf_ode::Stats::default();
+        let rows: Vec<usize> = (0..table.n_rows()).collect();
+        for (k, idx) in rows.chunks(DENSITY_CHUNK).enumerate() {
+            let part = table.select_rows(idx);
+            let (lp, st) = log_density_table(&cnf, c, &part).map_err(|e| {
+                // Name rows of the whole file, not of the chunk.
+                match e {
+                    TrainError::Flow(cnf_flow::FlowError::NonFiniteOutput {
+                        sample,
+                        quantity,
+                        precision,
+                    }) => TrainError::Flow(cnf_flow::FlowError::NonFiniteOutput {
+                        sample: sample + k * DENSITY_CHUNK,
+                        quantity,
+                        precision,
+                    }),
+                    other => other,
+                }
+            })?;
+            stats.nfe += st.nfe;
+            stats.accepted += st.accepted;
+            stats.rejected += st.rejected;
+            sink(&part, &lp)?;
+        }
+        Ok(stats)
     }
-    let s = solver_config(&config.solver, solver);
-    if f64 {
-        go::<f64>(dir, config, &s, table)
-    } else {
-        go::<f32>(dir, config, &s, table)
+    match precision {
+        Precision::F64 => go::<f64>(dir, config, solver, table, sink),
+        Precision::F32 => go::<f32>(dir, config, solver, table, sink),
     }
 }
 
-/// `cnf density`: the input CSV with a `logp` column appended.
+/// Reads the points of `path` in the model's columns. With a header that names every column the
+/// model was trained on, columns are matched by name (in any order; other columns are ignored);
+/// otherwise the file must have exactly the model's number of columns, taken in order.
+fn read_points(config: &ModelConfig, path: &Path) -> Result<Table, TrainError> {
+    let all = read_table(path, &ColumnSelection::default())?;
+    let names = all.names();
+    if config.columns.iter().all(|c| names.contains(c)) {
+        let idx: Vec<usize> = config
+            .columns
+            .iter()
+            .filter_map(|c| names.iter().position(|n| n == c))
+            .collect();
+        let data = all
+            .rows()
+            .flat_map(|r| idx.iter().map(move |&j| r[j]))
+            .collect();
+        return Ok(Table::new(
+            all.n_rows(),
+            idx.len(),
+            data,
+            config.columns.clone(),
+        )?);
+    }
+    let headerless = names == crate::data::table::default_names(names.len()).as_slice();
+    if headerless && all.n_cols() == config.mlp.dim {
+        return Ok(all);
+    }
+    let missing: Vec<&str> = config
+        .columns
+        .iter()
+        .filter(|c| !names.contains(c))
+        .map(String::as_str)
+        .collect();
+    Err(TrainError::Invalid(if headerless {
+        format!(
+            "{}: {} columns without a header, the model expects {} ({})",
+            path.display(),
+            all.n_cols(),
+            config.mlp.dim,
+            config.columns.join(", ")
+        )
+    } else {
+        format!(
+            "{}: the header lacks the model's column(s) {} (the model was trained on {})",
+            path.display(),
+            missing.join(", "),
+            config.columns.join(", ")
+        )
+    }))
+}
+
+/// `cnf density`: the model's columns of the input with a `logp` column appended.
 pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
     let (dir, config) = open(&args.model)?;
-    let table = read_table_for(&config, &args.input)?;
-    let (logp, stats) = densities(&dir, &config, &args.solver, args.f64, &table)?;
-    let d = table.n_cols();
-    let mut data = Vec::with_capacity(table.n_rows() * (d + 1));
-    for (row, lp) in table.rows().zip(&logp) {
-        data.extend_from_slice(row);
-        data.push(*lp);
-    }
-    let mut names = table.names().to_vec();
-    names.push("logp".into());
-    emit_table(
-        &Table::new(table.n_rows(), d + 1, data, names)?,
-        args.output.as_deref(),
-    )?;
+    let table = read_points(&config, &args.input)?;
+    let solver = solver_config(&config.solver, &args.solver);
+    let prec = precision(&config, args.f64);
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| TrainError::Io(format!("{}: {e}", p.display())),
+        )?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let target = args
+        .output
+        .as_ref()
+        .map_or("standard output".to_string(), |p| p.display().to_string());
+    let io = |e: std::io::Error| TrainError::Io(format!("{target}: {e}"));
+    writeln!(out, "{},logp", table.names().join(",")).map_err(io)?;
+    let stats = densities(&dir, &config, &solver, prec, &table, &mut |part, lp| {
+        for (row, v) in part.rows().zip(lp) {
+            for x in row {
+                write!(out, "{x},").map_err(io)?;
+            }
+            writeln!(out, "{v}").map_err(io)?;
+        }
+        Ok(())
+    })?;
+    out.flush().map_err(io)?;
     eprintln!(
-        "log-densities of {} points (exact trace, {} in {}, {stats})",
+        "log-densities of {} points (data space, exact trace, {} in {}, {stats})",
         table.n_rows(),
-        solver_config(&config.solver, &args.solver).method,
-        if args.f64 { "f64" } else { "f32" }
+        solver.describe(),
+        prec.as_str()
     );
     Ok(())
 }
 
 /// `cnf import`.
 pub fn import(args: &ImportArgs) -> Result<(), TrainError> {
-    let activation = args.arch.activation()?;
-    let mlp = Mlp::<f32>::from_npz(&args.npz, &args.arch.hidden, activation)?;
+    let mlp = Mlp::<f32>::from_npz(&args.npz, &args.arch.hidden(), args.arch.activation())?;
     let solver = solver_config(&SolverConfig::default(), &args.solver);
-    solver.integrator::<f32>()?;
+    solver.check("--")?;
     let d = mlp.dim();
     let config = ModelConfig {
         mlp: mlp.config().clone(),
@@ -84,11 +184,14 @@ pub fn import(args: &ImportArgs) -> Result<(), TrainError> {
         },
         seed: 0,
         columns: (0..d).map(|i| format!("x{i}")).collect(),
-        precision: "f32".into(),
+        precision: Precision::F32,
+        training: None,
     };
     let dir = ModelDir::new(&args.out);
-    dir.save_config(&config)?;
+    let _lock = dir.lock()?;
+    dir.clear_for_new(args.force)?;
     dir.save_weights(&mlp)?;
+    dir.save_config(&config)?;
     eprintln!(
         "imported {} parameters into {}",
         mlp.num_params(),
@@ -100,14 +203,22 @@ pub fn import(args: &ImportArgs) -> Result<(), TrainError> {
 #[derive(Serialize)]
 struct EvalReport {
     test_nll: f64,
+    /// Test NLL divided by the number of dimensions.
+    test_nll_per_dim: f64,
     n: usize,
     stderr: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     gaussian_nll: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gaussian_stderr: Option<f64>,
+    /// Why the Gaussian baseline is missing, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gaussian_missing: Option<String>,
     nfe: usize,
     solver: String,
+    precision: &'static str,
+    /// What the points are: the toy test set, the run's test split, or a whole file.
+    points: String,
 }
 
 fn mean_stderr(nll: &[f64]) -> (f64, f64) {
@@ -120,42 +231,64 @@ fn mean_stderr(nll: &[f64]) -> (f64, f64) {
 /// `cnf eval`.
 pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
     let (dir, config) = open(&args.model)?;
-    let (test, train) = match args.data.parse::<ToySet>() {
-        Ok(set) => (toy_test(set), None),
+    let (test, train, points) = match args.data.parse::<ToySet>() {
+        Ok(set) => (
+            toy_test(set),
+            None,
+            format!("the fixed 10k test set of {}", set.name()),
+        ),
         Err(_) => {
             let path = Path::new(&args.data);
-            let table = read_table_for(&config, path)?;
             match &config.data {
-                DataSource::Table { path: p, split, .. } if p == path => {
+                // The training file is recognised by its content, wherever it is now.
+                DataSource::Table {
+                    sha256: Some(h),
+                    split,
+                    ..
+                } if *h == file_sha256(path)? => {
+                    let table = read_table(path, &config.data.selection())?;
                     let (train, _, test) = table.split(*split, config.seed)?;
-                    (test, Some(train))
+                    (test, Some(train), format!("the test split of {}", path.display()))
                 }
-                _ => (table, None),
+                _ => (
+                    read_points(&config, path)?,
+                    None,
+                    format!("all rows of {}", path.display()),
+                ),
             }
         }
     };
-    let (logp, stats) = densities(&dir, &config, &args.solver, args.f64, &test)?;
+    if test.n_rows() == 0 {
+        return Err(TrainError::Invalid(format!("{points} has no rows")));
+    }
+    let solver = solver_config(&config.solver, &args.solver);
+    let prec = precision(&config, args.f64);
+    let mut logp = Vec::with_capacity(test.n_rows());
+    let stats = densities(&dir, &config, &solver, prec, &test, &mut |_, lp| {
+        logp.extend_from_slice(lp);
+        Ok(())
+    })?;
     let nll: Vec<f64> = logp.iter().map(|v| -v).collect();
     let (test_nll, stderr) = mean_stderr(&nll);
-    let gaussian = match &train {
-        Some(train) => {
-            let g = Gaussian::fit(train)?;
-            Some(g.mean_nll(&test)?)
-        }
-        None => None,
+    let (gaussian, gaussian_missing) = match &train {
+        Some(train) => match Gaussian::fit(train).and_then(|g| g.mean_nll(&test)) {
+            Ok(g) => (Some(g), None),
+            Err(e) => (None, Some(format!("no Gaussian baseline: {e}"))),
+        },
+        None => (None, None),
     };
-    let solver = solver_config(&config.solver, &args.solver);
     let report = EvalReport {
         test_nll,
+        test_nll_per_dim: test_nll / config.mlp.dim as f64,
         n: nll.len(),
         stderr,
         gaussian_nll: gaussian.map(|g| g.0),
         gaussian_stderr: gaussian.map(|g| g.1),
+        gaussian_missing,
         nfe: stats.nfe,
-        solver: format!(
-            "{} rtol {:e} atol {:e}",
-            solver.method, solver.rtol, solver.atol
-        ),
+        solver: solver.describe(),
+        precision: prec.as_str(),
+        points,
     };
     if args.json {
         println!(
@@ -164,13 +297,22 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
         );
     } else {
         println!(
-            "test NLL {test_nll:.4} +- {stderr:.4} nats on {} points (data space, exact trace, {}, NFE {})",
-            report.n, report.solver, report.nfe
+            "test NLL {test_nll:.4} +- {stderr:.4} nats ({:.4} per dimension) on {} points of {} \
+             (data space, exact trace, {}, {}, NFE {})",
+            report.test_nll_per_dim,
+            report.n,
+            report.points,
+            report.solver,
+            report.precision,
+            report.nfe
         );
         if let Some((g, s)) = gaussian {
             println!(
                 "full-covariance Gaussian fitted to the training split: {g:.4} +- {s:.4} nats"
             );
+        }
+        if let Some(why) = &report.gaussian_missing {
+            println!("{why}");
         }
     }
     Ok(())

@@ -66,8 +66,8 @@ pub fn read_table(path: &Path, selection: &ColumnSelection) -> Result<Table, Tra
 /// The config's solver with command-line overrides.
 pub fn solver_config(base: &SolverConfig, args: &SolverArgs) -> SolverConfig {
     let mut s = base.clone();
-    if let Some(m) = &args.method {
-        s.method = m.clone();
+    if let Some(m) = args.method {
+        s.method = m;
         s.steps = None;
     }
     if args.steps.is_some() {
@@ -83,6 +83,7 @@ pub fn solver_config(base: &SolverConfig, args: &SolverArgs) -> SolverConfig {
 }
 
 /// Points of a table in model space (standardised when the model was), in precision T.
+/// A finite value that overflows T (1e39 in f32) is an error naming its row and column.
 pub fn to_model_space<T: Real>(config: &ModelConfig, table: &Table) -> Result<Vec<T>, TrainError> {
     if table.n_cols() != config.mlp.dim {
         return Err(TrainError::Invalid(format!(
@@ -95,10 +96,22 @@ pub fn to_model_space<T: Real>(config: &ModelConfig, table: &Table) -> Result<Ve
         Some(s) => s.transform(table)?,
         None => table.clone(),
     };
-    Ok(t.data()
+    let d = t.n_cols();
+    t.data()
         .iter()
-        .map(|&v| T::from_f64(v).unwrap_or_else(T::nan))
-        .collect())
+        .enumerate()
+        .map(|(i, &v)| match T::from_f64(v).filter(|x| x.is_finite()) {
+            Some(x) => Ok(x),
+            None => Err(TrainError::Invalid(format!(
+                "row {}, column {:?}: {} overflows the model's precision ({}){}",
+                i / d,
+                table.names()[i % d],
+                table.data()[i],
+                T::NAME,
+                if T::NAME == "f32" { "; use --f64" } else { "" }
+            ))),
+        })
+        .collect()
 }
 
 /// log|det| of the standardisation (0 without one): log p_data = log p_model + this.

@@ -1,5 +1,5 @@
 //! `cnf train`.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cnf_field::{Mlp, MlpConfig, Real, VectorField};
 use cnf_flow::Cnf;
@@ -7,10 +7,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{read_table, solver_config, to_model_space, toy_validation, SPLIT};
-use crate::cli::TrainArgs;
+use crate::cli::{GradArg, TraceArg, TrainArgs};
 use crate::data::{Standardizer, Table, ToySet};
 use crate::error::TrainError;
-use crate::model::{DataSource, ModelConfig, ModelDir, SolverConfig, CHECKPOINT_FILE};
+use crate::model::{
+    file_sha256, DataSource, ModelConfig, ModelDir, Precision, SolverConfig, TrainingConfig,
+    CHECKPOINT_FILE, METRICS_FILE,
+};
 use crate::observers::{Checkpoint, Checkpointer, Metrics, Progress};
 use crate::optim::{Adam, AdamConfig};
 use crate::report::plot_model;
@@ -18,8 +21,14 @@ use crate::trainer::{mean_nll, Batches, TraceKind, TrainSettings, Trainer};
 
 /// Adam's learning rate unless `--lr` is given (the peers' protocol).
 const DEFAULT_LR: f64 = 1e-3;
+/// Minibatch size unless `--batch` is given.
+const DEFAULT_BATCH: usize = 512;
+/// Validation interval unless `--val-every` is given.
+const DEFAULT_VAL_EVERY: usize = 100;
+/// Fewest table rows that leave at least one row in each of train / validation / test.
+const MIN_TABLE_ROWS: usize = 10;
 
-/// Training data and the model-space validation points.
+/// Training data and the validation points (data space).
 struct Prepared {
     batches: Batches,
     val: Table,
@@ -29,92 +38,255 @@ struct Prepared {
     name: String,
 }
 
-fn prepare(args: &TrainArgs) -> Result<Prepared, TrainError> {
-    if let Ok(set) = args.data.parse::<ToySet>() {
-        // FFJORD's protocol: fresh samples every iteration, raw coordinates.
-        return Ok(Prepared {
-            batches: Batches::Toy(set),
-            val: toy_validation(set, args.seed),
-            source: DataSource::Toy {
+/// Loads the training data that `source` names, split with `seed`.
+fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
+    match source {
+        DataSource::Toy { name } => {
+            let set: ToySet = name
+                .parse()
+                .map_err(|e: crate::data::toy::UnknownToySet| TrainError::Invalid(e.to_string()))?;
+            // FFJORD's protocol: fresh samples every iteration, raw coordinates.
+            Ok(Prepared {
+                batches: Batches::Toy(set),
+                val: toy_validation(set, seed),
+                source: source.clone(),
+                standardizer: None,
+                columns: vec!["x0".into(), "x1".into()],
                 name: set.name().to_string(),
-            },
-            standardizer: None,
-            columns: vec!["x0".into(), "x1".into()],
+            })
+        }
+        DataSource::Table {
+            path,
+            sha256,
+            split,
+            ..
+        } => {
+            let table = read_table(path, &source.selection())?;
+            if table.n_rows() < MIN_TABLE_ROWS {
+                return Err(TrainError::Invalid(format!(
+                    "{}: {} data row(s); training needs at least {MIN_TABLE_ROWS} (80% train, \
+                     10% validation, 10% test)",
+                    path.display(),
+                    table.n_rows()
+                )));
+            }
+            let hash = file_sha256(path)?;
+            if sha256.as_ref().is_some_and(|h| *h != hash) {
+                return Err(TrainError::Invalid(format!(
+                    "{} has changed since this run started (its SHA-256 differs from config.json's)",
+                    path.display()
+                )));
+            }
+            let (train, val, _test) = table.split(*split, seed)?;
+            let standardizer = Standardizer::fit(&train)?;
+            let mut source = source.clone();
+            if let DataSource::Table { sha256, .. } = &mut source {
+                *sha256 = Some(hash);
+            }
+            Ok(Prepared {
+                batches: Batches::Table(standardizer.transform(&train)?),
+                // Validation stays in data space: `to_model_space` standardises it once.
+                val,
+                columns: table.names().to_vec(),
+                source,
+                standardizer: Some(standardizer),
+                name: path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("data")
+                    .to_string(),
+            })
+        }
+        DataSource::Imported { .. } => Err(TrainError::Invalid(
+            "this model was imported, not trained here: it has no training data to resume with"
+                .into(),
+        )),
+    }
+}
+
+/// The data source that `--data` names (a toy set or an existing file).
+fn source_of(args: &TrainArgs) -> Result<DataSource, TrainError> {
+    let data = args.data.as_deref().unwrap_or("8gaussians");
+    if let Ok(set) = data.parse::<ToySet>() {
+        if args.columns.is_some() || args.drop.is_some() {
+            return Err(TrainError::Invalid(
+                "--columns and --drop apply to tables, not to toy sets".into(),
+            ));
+        }
+        return Ok(DataSource::Toy {
             name: set.name().to_string(),
         });
     }
-    let path = PathBuf::from(&args.data);
-    if !path.exists() {
+    let path = PathBuf::from(data);
+    if !path.is_file() {
         return Err(TrainError::Invalid(format!(
-            "--data {:?} is neither a toy set ({}) nor an existing file",
-            args.data,
+            "--data {data:?} is neither a toy set ({}) nor an existing file",
             ToySet::NAMES.join(", ")
         )));
     }
-    let source = DataSource::Table {
-        path: path.clone(),
+    Ok(DataSource::Table {
+        path,
+        sha256: None,
         columns: args.columns.clone(),
-        drop: args.drop.clone(),
+        drop: args.drop.clone().unwrap_or_default(),
         split: SPLIT,
-    };
-    let table = read_table(&path, &source.selection())?;
-    let (train, val, _test) = table.split(SPLIT, args.seed)?;
-    let standardizer = Standardizer::fit(&train)?;
-    Ok(Prepared {
-        batches: Batches::Table(standardizer.transform(&train)?),
-        val: standardizer.transform(&val)?,
-        columns: table.names().to_vec(),
-        source,
-        standardizer: Some(standardizer),
-        name: path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("data")
-            .to_string(),
     })
+}
+
+/// The first folder of `runs/<name>`, `runs/<name>-2`, ... that holds no run.
+fn default_out(name: &str) -> PathBuf {
+    let base = Path::new("runs");
+    (1..)
+        .map(|k| match k {
+            1 => base.join(name),
+            _ => base.join(format!("{name}-{k}")),
+        })
+        .find(|p| !ModelDir::new(p).holds_run())
+        .unwrap_or_else(|| base.join(name))
+}
+
+/// On resume, an option given on the command line must agree with the run's config.json:
+/// a different value is an error, never silently ignored.
+fn check_same<V: PartialEq + std::fmt::Debug>(
+    flag: &str,
+    given: Option<V>,
+    saved: V,
+) -> Result<(), TrainError> {
+    match given {
+        Some(g) if g != saved => Err(TrainError::Invalid(format!(
+            "{flag} {g:?} conflicts with the run being resumed ({saved:?} in config.json); \
+             resume continues with the run's settings (only --iters, --lr, --patience and \
+             --no-plots may change)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The config of a resumed run, after checking the command line against it.
+fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, TrainError> {
+    let config = dir.config()?;
+    let Some(tr) = &config.training else {
+        return Err(TrainError::Invalid(format!(
+            "{} holds no training settings (an imported model?): nothing to resume",
+            dir.dir.display()
+        )));
+    };
+    if let Some(data) = &args.data {
+        // The same data: the same toy set, or a file with the same content.
+        let same = match (source_of(args)?, &config.data) {
+            (DataSource::Toy { name: a }, DataSource::Toy { name: b }) => a == *b,
+            (DataSource::Table { path, .. }, DataSource::Table { sha256, .. }) => {
+                sha256.as_deref() == Some(file_sha256(&path)?.as_str())
+            }
+            _ => false,
+        };
+        if !same {
+            return Err(TrainError::Invalid(format!(
+                "--data {data:?} is not the data of the run being resumed ({}); resume \
+                 continues with the run's own data, so --data may be left out",
+                config.data.describe()
+            )));
+        }
+    }
+    if let DataSource::Table { columns, drop, .. } = &config.data {
+        check_same("--columns", args.columns.clone().map(Some), columns.clone())?;
+        check_same("--drop", args.drop.clone(), drop.clone())?;
+    }
+    check_same("--hidden", args.arch.hidden.clone(), config.mlp.hidden.clone())?;
+    check_same(
+        "--activation",
+        args.arch.activation.map(Into::into),
+        config.mlp.activation,
+    )?;
+    let solver = solver_config(&config.solver, &args.solver);
+    check_same("--method/--steps/--rtol/--atol", Some(solver), config.solver.clone())?;
+    check_same("--batch", args.batch, tr.batch)?;
+    check_same("--grad", args.grad, tr.grad)?;
+    let trace = args.trace.map(|t| trace_kind(t, config.mlp.dim));
+    check_same("--trace", trace, tr.trace)?;
+    check_same("--weight-decay", args.weight_decay, tr.weight_decay)?;
+    check_same("--val-every", args.val_every, tr.val_every)?;
+    check_same("--seed", args.seed, config.seed)?;
+    check_same("--f64", args.f64.then_some(Precision::F64), config.precision)?;
+    Ok(config)
+}
+
+fn trace_kind(t: TraceArg, dim: usize) -> TraceKind {
+    match t {
+        TraceArg::Auto => TraceKind::auto(dim),
+        TraceArg::Exact => TraceKind::Exact,
+        TraceArg::Rademacher => TraceKind::Rademacher,
+        TraceArg::Gaussian => TraceKind::Gaussian,
+    }
 }
 
 /// Trains a model and writes its folder; plots for 2-D data.
 pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
-    if args.batch == 0 || args.iters == 0 || args.val_every == 0 {
-        return Err(TrainError::Invalid(
-            "--batch, --iters and --val-every must be positive".into(),
-        ));
-    }
-    let prep = prepare(args)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&prep.name));
-    let dir = ModelDir::new(out);
-    let activation = args.arch.activation()?;
-    let dim = prep.val.n_cols();
-    let config = if args.resume {
-        dir.config()?
+    let (config, prep, dir) = if args.resume {
+        let out = args.out.clone().ok_or_else(|| {
+            TrainError::Invalid("--resume needs --out, the folder of the run to continue".into())
+        })?;
+        let dir = ModelDir::new(out);
+        let config = resumed_config(args, &dir)?;
+        let prep = prepare(&config.data, config.seed)?;
+        (config, prep, dir)
     } else {
-        ModelConfig {
-            mlp: MlpConfig::new(dim, &args.arch.hidden, activation),
+        let seed = args.seed.unwrap_or(0);
+        let prep = prepare(&source_of(args)?, seed)?;
+        let dir = ModelDir::new(args.out.clone().unwrap_or_else(|| default_out(&prep.name)));
+        let dim = prep.val.n_cols();
+        let config = ModelConfig {
+            mlp: MlpConfig::new(dim, &args.arch.hidden(), args.arch.activation()),
             solver: solver_config(&SolverConfig::default(), &args.solver),
             standardizer: prep.standardizer.clone(),
             data: prep.source.clone(),
-            seed: args.seed,
+            seed,
             columns: prep.columns.clone(),
-            precision: if args.f64 { "f64" } else { "f32" }.into(),
-        }
+            precision: if args.f64 {
+                Precision::F64
+            } else {
+                Precision::F32
+            },
+            training: Some(TrainingConfig {
+                batch: args.batch.unwrap_or(DEFAULT_BATCH),
+                grad: args.grad.unwrap_or(GradArg::Backprop),
+                trace: trace_kind(args.trace.unwrap_or(TraceArg::Auto), dim),
+                lr: args.lr.unwrap_or(DEFAULT_LR),
+                weight_decay: args.weight_decay.unwrap_or(0.0),
+                val_every: args.val_every.unwrap_or(DEFAULT_VAL_EVERY),
+            }),
+        };
+        config.validate()?;
+        (config, prep, dir)
     };
-    config.mlp.validate()?;
-    if config.mlp.dim != dim {
-        return Err(TrainError::Invalid(format!(
-            "the data has {dim} columns, the model in {} has {}",
-            dir.dir.display(),
-            config.mlp.dim
-        )));
+    let _lock = dir.lock()?;
+    if !args.resume {
+        dir.clear_for_new(args.force)?;
     }
-    if config.precision == "f64" {
-        run::<f64>(args, prep, &dir, &config)
-    } else {
-        run::<f32>(args, prep, &dir, &config)
+    match config.precision {
+        Precision::F64 => run::<f64>(args, prep, &dir, &config),
+        Precision::F32 => run::<f32>(args, prep, &dir, &config),
     }
+}
+
+/// Keeps the lines of metrics.jsonl up to iteration `iter` (a resumed run appends after them,
+/// so no iteration appears twice).
+fn truncate_metrics(dir: &ModelDir, iter: usize) -> Result<(), TrainError> {
+    let p = dir.path(METRICS_FILE);
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["iter"].as_u64())
+                .is_some_and(|i| i as usize <= iter)
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    crate::model::write_atomic(&p, kept.as_bytes())
 }
 
 fn run<T: Real + Serialize + DeserializeOwned>(
@@ -123,33 +295,17 @@ fn run<T: Real + Serialize + DeserializeOwned>(
     dir: &ModelDir,
     config: &ModelConfig,
 ) -> Result<(), TrainError> {
+    let tr = config
+        .training
+        .as_ref()
+        .ok_or_else(|| TrainError::Invalid("config.json has no training settings".into()))?;
     let integ = config.solver.integrator::<T>()?;
-    let trace = match args.trace.as_str() {
-        "auto" => TraceKind::auto(config.mlp.dim),
-        "exact" => TraceKind::Exact,
-        "rademacher" | "hutchinson" => TraceKind::Rademacher,
-        "gaussian" => TraceKind::Gaussian,
-        other => {
-            return Err(TrainError::Invalid(format!(
-                "unknown --trace {other:?} (auto, exact, rademacher, gaussian)"
-            )))
-        }
-    };
-    let backprop = match args.grad.as_str() {
-        "backprop" => true,
-        "adjoint" => false,
-        other => {
-            return Err(TrainError::Invalid(format!(
-                "unknown --grad {other:?} (backprop, adjoint)"
-            )))
-        }
-    };
     let adam_cfg = AdamConfig {
-        lr: args.lr.unwrap_or(DEFAULT_LR),
-        weight_decay: args.weight_decay,
+        lr: tr.lr,
+        weight_decay: tr.weight_decay,
         ..AdamConfig::default()
     };
-    let mut mlp = Mlp::<T>::new(config.mlp.clone(), args.seed)?;
+    let mut mlp = Mlp::<T>::new(config.mlp.clone(), config.seed)?;
     let mut adam = Adam::new(mlp.num_params(), adam_cfg)?;
     let (mut start, mut best, mut since) = (0, f64::INFINITY, 0);
     if args.resume {
@@ -165,12 +321,13 @@ fn run<T: Real + Serialize + DeserializeOwned>(
             adam.set_lr(lr)?;
         }
         (start, best, since) = (ck.iter, ck.best_val, ck.since_best);
+        truncate_metrics(dir, start)?;
         eprintln!("resuming {} at iteration {start}", dir.dir.display());
     } else {
         dir.save_config(config)?;
-        let _ = std::fs::remove_file(dir.path("metrics.jsonl"));
     }
     let val: Vec<T> = to_model_space(config, &prep.val)?;
+    let log_det = super::log_det(config);
     let mut trainer = Trainer {
         cnf: Cnf::new(mlp, integ),
         adam,
@@ -178,15 +335,15 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         val,
         settings: TrainSettings {
             iters: args.iters,
-            batch: args.batch,
-            backprop,
-            trace,
-            val_every: args.val_every,
-            seed: args.seed,
+            batch: tr.batch,
+            backprop: tr.grad == GradArg::Backprop,
+            trace: tr.trace,
+            val_every: tr.val_every,
+            seed: config.seed,
         },
         observers: vec![
             Box::new(Progress::new(start, args.iters)),
-            Box::new(Metrics::new(dir.path("metrics.jsonl"))),
+            Box::new(Metrics::new(dir.path(METRICS_FILE), log_det)),
             Box::new(Checkpointer::new(dir.clone(), best, since, args.patience)),
         ],
     };
@@ -210,17 +367,19 @@ fn run<T: Real + Serialize + DeserializeOwned>(
     let best_cnf = dir.load_cnf::<T>(config, None)?;
     let (val_nll, nfe) = mean_nll(&best_cnf, &trainer.val)?;
     println!(
-        "trained {} iterations in {secs:.1} s ({:.4} s/iter); best model: validation NLL {val_nll:.4} nats \
-         on {} points (model space, exact trace, {} at rtol {:e}, NFE {nfe}); saved in {}",
+        "trained {} iterations in {secs:.1} s ({:.4} s/iter); best model: validation NLL {:.4} nats \
+         on {} points (data space, exact trace, {}, NFE {nfe}); saved in {}",
         done - start,
         secs / (done - start).max(1) as f64,
+        val_nll - log_det,
         trainer.val.len() / config.mlp.dim,
-        config.solver.method,
-        config.solver.rtol,
+        config.solver.describe(),
         dir.dir.display()
     );
-    if config.mlp.dim == 2 && !args.no_plots {
-        plot_model(&best_cnf, config, &dir.dir)?;
+    if !args.no_plots {
+        if config.mlp.dim == 2 {
+            plot_model(&best_cnf, config, &dir.dir)?;
+        }
     }
     Ok(())
 }
