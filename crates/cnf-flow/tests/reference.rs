@@ -38,7 +38,11 @@ fn logp_reference_f64_at_1e10() {
 fn logp_reference_f32() {
     let rows = reference_rows();
     let x: Vec<f32> = rows.iter().flat_map(|r| r.0.map(|v| v as f32)).collect();
-    for (batching, tol) in [(Batching::Chunks(1), 1e-5), (Batching::Whole, 1e-6)] {
+    for (batching, tol) in [
+        (Batching::Chunks(1), 1e-5),
+        (Batching::Whole, 1e-6),
+        (Batching::Whole, 1e-5),
+    ] {
         let cnf = Cnf::new(
             diffrax_model::<f32>(),
             Integrator::adaptive(Dopri5, tol, tol),
@@ -54,6 +58,11 @@ fn logp_reference_f32() {
             "f32 Dopri5 {tol:e} {batching:?}: max |logp err| {worst:.2e}, {}",
             dens.stats
         );
-        assert!(worst < 5e-4, "{batching:?}: {worst}");
+        if (batching, tol) == (Batching::Whole, 1e-5) {
+            // docs/flow.md: the worst point is off by more than the tolerance (3.5e-3).
+            assert!(worst > 1e-3 && worst < 5e-3, "{worst}");
+        } else {
+            assert!(worst < 5e-4, "{batching:?}: {worst}");
+        }
     }
 }
