@@ -170,6 +170,7 @@ fn check_against_fd(
 /// - Backprop through 6 fixed steps of the case's tableau = FD of that discrete loss, to 1e-8;
 /// - Backprop and Adjoint (1e-10) with adaptive steps of the tableau (RK4: 64 fixed steps) =
 ///   FD of the converged loss (24 fixed DOP853 steps), to 1e-6.
+///
 /// ELU is C1 but not C2 (s'' jumps at 0) and the loss contains s' through the trace, so its
 /// gradient has kinks wherever a stage's pre-activation crosses 0: neither a fourth-order
 /// stencil nor a fixed-step "converged" reference is valid. ELU cases check the fixed-step
@@ -191,7 +192,7 @@ fn gradients_of_random_models_match_finite_differences() {
             // four (two cases each in turn), and every other smooth case has 300 points.
             let i = started.fetch_add(1, Ordering::Relaxed);
             c.act = ACTIVATIONS[(i / 2) % 4];
-            c.batch = if i % 2 == 0 && c.act != Activation::Elu {
+            c.batch = if i.is_multiple_of(2) && c.act != Activation::Elu {
                 300
             } else {
                 4
