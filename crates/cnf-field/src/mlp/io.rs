@@ -277,7 +277,8 @@ fn read_npz_tensor<R: Read + Seek>(
         DType::Plain(ts) => ts.num_bytes().unwrap_or(usize::MAX) as u64,
         _ => 1,
     };
-    if count.checked_mul(item_size).map_or(true, |b| b > data_len) {
+    let fits = matches!(count.checked_mul(item_size), Some(b) if b <= data_len);
+    if !fits {
         return Err(malformed(format!(
             "array {name}: shape {shape:?} needs more data than the archive holds ({data_len} bytes)"
         )));

@@ -40,7 +40,7 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Table, DataError> {
     };
     let item_size = match npy.dtype() {
         DType::Plain(t) if t.type_char() == TypeChar::Float && matches!(t.size_field(), 4 | 8) => {
-            t.size_field() as u64
+            t.size_field()
         }
         other => {
             return Err(npy_error(format!(
