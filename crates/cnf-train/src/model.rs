@@ -152,12 +152,12 @@ impl SolverConfig {
     pub fn check(&self, source: &str) -> Result<(), TrainError> {
         let tab = self.method.tableau();
         match self.steps {
-            Some(n) if !(1..=crate::cli::MAX_STEPS).contains(&n) => Err(TrainError::Invalid(
-                format!(
+            Some(n) if !(1..=crate::cli::MAX_STEPS).contains(&n) => {
+                Err(TrainError::Invalid(format!(
                     "{source}steps must be in 1..={}, got {n}",
                     crate::cli::MAX_STEPS
-                ),
-            )),
+                )))
+            }
             Some(_) => Ok(()),
             None if !tab.is_adaptive() => Err(TrainError::Invalid(format!(
                 "{} is a fixed-step method: give {source}steps",
@@ -320,11 +320,9 @@ pub fn file_sha256(path: &Path) -> Result<String, TrainError> {
     let mut f = std::fs::File::open(path)
         .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
     let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
-    Ok(h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    std::io::copy(&mut f, &mut h)
+        .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder (named by process

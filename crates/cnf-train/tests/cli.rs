@@ -1,64 +1,10 @@
 //! Drives the real `cnf` binary.
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data");
-
-fn cnf(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnf"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = cnf(args);
-    assert!(
-        out.status.success(),
-        "cnf {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail; returns its stderr.
-fn fails(args: &[&str]) -> String {
-    let out = cnf(args);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "cnf {args:?} should fail with exit code 1"
-    );
-    let err = String::from_utf8(out.stderr).unwrap();
-    // Status lines (e.g. "resuming ...") may come first; the reason is one line, the last.
-    let last = err.trim().lines().last().unwrap_or("").to_string();
-    assert!(last.starts_with("error: "), "{err}");
-    assert_eq!(
-        err.matches("error: ").count(),
-        1,
-        "one-line reason expected: {err}"
-    );
-    last
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<f64>>) {
-    let mut lines = text.lines();
-    let header = lines
-        .next()
-        .unwrap()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
-    let rows = lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split(',').map(|v| v.trim().parse().unwrap()).collect())
-        .collect();
-    (header, rows)
-}
+use common::{fails, ok, parse_csv, s, DATA};
 
 #[test]
 fn help_on_every_subcommand() {

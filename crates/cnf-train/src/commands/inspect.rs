@@ -139,9 +139,10 @@ pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
     let solver = solver_config(&config.solver, &args.solver);
     let prec = precision(&config, args.f64);
     let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| TrainError::Io(format!("{}: {e}", p.display())),
-        )?)),
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?,
+        )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let target = args
@@ -248,7 +249,11 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
                 } if *h == file_sha256(path)? => {
                     let table = read_table(path, &config.data.selection())?;
                     let (train, _, test) = table.split(*split, config.seed)?;
-                    (test, Some(train), format!("the test split of {}", path.display()))
+                    (
+                        test,
+                        Some(train),
+                        format!("the test split of {}", path.display()),
+                    )
                 }
                 _ => (
                     read_points(&config, path)?,

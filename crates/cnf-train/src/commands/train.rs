@@ -25,8 +25,6 @@ const DEFAULT_LR: f64 = 1e-3;
 const DEFAULT_BATCH: usize = 512;
 /// Validation interval unless `--val-every` is given.
 const DEFAULT_VAL_EVERY: usize = 100;
-/// Fewest table rows that leave at least one row in each of train / validation / test.
-const MIN_TABLE_ROWS: usize = 10;
 
 /// Training data and the validation points (data space).
 struct Prepared {
@@ -62,14 +60,6 @@ fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
             ..
         } => {
             let table = read_table(path, &source.selection())?;
-            if table.n_rows() < MIN_TABLE_ROWS {
-                return Err(TrainError::Invalid(format!(
-                    "{}: {} data row(s); training needs at least {MIN_TABLE_ROWS} (80% train, \
-                     10% validation, 10% test)",
-                    path.display(),
-                    table.n_rows()
-                )));
-            }
             let hash = file_sha256(path)?;
             if sha256.as_ref().is_some_and(|h| *h != hash) {
                 return Err(TrainError::Invalid(format!(
@@ -77,7 +67,7 @@ fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
                     path.display()
                 )));
             }
-            let (train, val, _test) = table.split(*split, seed)?;
+            let (train, val, _test) = table.split_for_training(*split, seed, path)?;
             let standardizer = Standardizer::fit(&train)?;
             let mut source = source.clone();
             if let DataSource::Table { sha256, .. } = &mut source {
@@ -192,14 +182,22 @@ fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, Train
         check_same("--columns", args.columns.clone().map(Some), columns.clone())?;
         check_same("--drop", args.drop.clone(), drop.clone())?;
     }
-    check_same("--hidden", args.arch.hidden.clone(), config.mlp.hidden.clone())?;
+    check_same(
+        "--hidden",
+        args.arch.hidden.clone(),
+        config.mlp.hidden.clone(),
+    )?;
     check_same(
         "--activation",
         args.arch.activation.map(Into::into),
         config.mlp.activation,
     )?;
     let solver = solver_config(&config.solver, &args.solver);
-    check_same("--method/--steps/--rtol/--atol", Some(solver), config.solver.clone())?;
+    check_same(
+        "--method/--steps/--rtol/--atol",
+        Some(solver),
+        config.solver.clone(),
+    )?;
     check_same("--batch", args.batch, tr.batch)?;
     check_same("--grad", args.grad, tr.grad)?;
     let trace = args.trace.map(|t| trace_kind(t, config.mlp.dim));
@@ -207,7 +205,11 @@ fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, Train
     check_same("--weight-decay", args.weight_decay, tr.weight_decay)?;
     check_same("--val-every", args.val_every, tr.val_every)?;
     check_same("--seed", args.seed, config.seed)?;
-    check_same("--f64", args.f64.then_some(Precision::F64), config.precision)?;
+    check_same(
+        "--f64",
+        args.f64.then_some(Precision::F64),
+        config.precision,
+    )?;
     Ok(config)
 }
 
