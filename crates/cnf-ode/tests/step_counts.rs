@@ -94,6 +94,8 @@ fn check<const N: usize>(p: &Problem<N>, pins: &[Pin]) {
             expected_nfe(m, &sol.stats),
             "{name}: accounting"
         );
+        let ours = format!("{:.1e}", p.error(&sol.y));
+        assert_eq!(ours, err, "{name}: error of the final state");
     }
 }
 
