@@ -134,7 +134,7 @@ fn import_reproduces_reference_logp() {
     let (_, got) = parse_csv(&out);
     assert_eq!(got.len(), 69);
     for (g, r) in got.iter().zip(&rows) {
-        assert!((g[2] - r[2]).abs() < 1e-7, "{} vs {}", g[2], r[2]);
+        assert!((g[2] - r[2]).abs() < 1e-8, "{} vs {}", g[2], r[2]);
     }
 }
 
