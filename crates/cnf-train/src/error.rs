@@ -88,10 +88,12 @@ pub enum DataError {
     #[error("column {name:?}: values up to {max_abs:e} are too large to standardise")]
     TooLargeToStandardise { name: String, max_abs: f64 },
     #[error(
-        "{}: {rows} data rows leave {train} for training and {val} for validation; \
+        "{}: {rows} data row{} leave{} {train} for training and {val} for validation; \
          need at least 2 to train and 1 to validate{}",
         path.display(),
-        needed.map_or(String::new(), |n| format!(" ({n} rows in all)"))
+        if *rows == 1 { "" } else { "s" },
+        if *rows == 1 { "s" } else { "" },
+        needed.map_or(String::new(), |n| format!(": at least {n} rows in all"))
     )]
     SplitTooSmall {
         path: PathBuf,

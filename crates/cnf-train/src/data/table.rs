@@ -258,8 +258,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "one.csv: 1 data rows leave 0 for training and 0 for validation; need at least 2 \
-             to train and 1 to validate (10 rows in all)"
+            "one.csv: 1 data row leaves 0 for training and 0 for validation; need at least 2 \
+             to train and 1 to validate: at least 10 rows in all"
         );
         let (a, b, c) = counting_table(10)
             .split_for_training([0.8, 0.1, 0.1], 0, path)
