@@ -1,4 +1,4 @@
-//! The peers' CNF protocol end to end (shared/reference/peers.md, "CNF protocol"): 8gaussians,
+//! The peers' CNF protocol end to end (docs/peers/peers.md, "CNF protocol"): 8gaussians,
 //! MLP [z, t] -> 64 -> 64 -> 64 -> 2 tanh, exact trace, Dopri5 rtol = atol = 1e-5 on the whole
 //! batch, batch 512, Adam lr 1e-3, 1000 iterations, f32; test NLL on 10k fresh samples.
 //! Prints one JSON line per gradient method:

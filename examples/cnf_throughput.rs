@@ -1,5 +1,5 @@
 //! CNF throughput on the diffrax-trained 8gaussians model (f32, Dopri5 at rtol = atol = 1e-5),
-//! against the peers' figures (/work/shared/reference/peers.md).
+//! against the peers' figures (docs/peers/peers.md).
 //!
 //! `cargo run --release --example cnf_throughput` prints one JSON line per measurement:
 //! what, batching, median seconds over the repeats, the solver work of one call, the peer's

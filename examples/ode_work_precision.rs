@@ -5,7 +5,7 @@
 //!
 //! Prints one JSON line per (problem, solver, tolerance), then a summary line: our error / scipy's
 //! error at equal NFE (geometric mean over rtol = atol = 1e-6..1e-10; scipy numbers from
-//! /work/shared/reference/peers.md, embedded in `cnf::ode::problems`), the median of
+//! docs/peers/peers.md, embedded in `cnf::ode::problems`), the median of
 //! ode_solvers time / our time per method, and ns per right-hand-side evaluation of our fixed-step
 //! RK4 against a hand-written RK4 loop on Lorenz.
 use std::hint::black_box;

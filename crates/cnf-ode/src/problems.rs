@@ -1,5 +1,5 @@
 //! The benchmark problems of the project (definitions and peer measurements from
-//! `/work/shared/reference/peers.md`): Arenstorf's orbit, Kepler's problem with eccentricity 0.5
+//! `docs/peers/peers.md`): Arenstorf's orbit, Kepler's problem with eccentricity 0.5
 //! over 10 periods, and Lorenz to t = 5. Used by the tests and the work-precision example.
 // Constants keep the digits of their published sources.
 #![allow(clippy::excessive_precision)]
