@@ -30,6 +30,9 @@ fn precision(config: &ModelConfig, f64: bool) -> Precision {
     }
 }
 
+/// Receives a chunk of points and their data-space log-densities.
+type DensitySink<'a> = dyn FnMut(&Table, &[f64]) -> Result<(), TrainError> + 'a;
+
 /// Log-densities (data space) of a table, in chunks, each handed to `sink` as it is done.
 fn densities(
     dir: &ModelDir,
@@ -37,14 +40,14 @@ fn densities(
     solver: &SolverConfig,
     precision: Precision,
     table: &Table,
-    sink: &mut dyn FnMut(&Table, &[f64]) -> Result<(), TrainError>,
+    sink: &mut DensitySink<'_>,
 ) -> Result<cnf_ode::Stats, TrainError> {
     fn go<T: Real>(
         dir: &ModelDir,
         c: &ModelConfig,
         s: &SolverConfig,
         table: &Table,
-        sink: &mut dyn FnMut(&Table, &[f64]) -> Result<(), TrainError>,
+        sink: &mut DensitySink<'_>,
     ) -> Result<cnf_ode::Stats, TrainError> {
         let cnf = dir
             .load_cnf::<T>(c, Some(s))?

@@ -378,10 +378,8 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         config.solver.describe(),
         dir.dir.display()
     );
-    if !args.no_plots {
-        if config.mlp.dim == 2 {
-            plot_model(&best_cnf, config, &dir.dir)?;
-        }
+    if !args.no_plots && config.mlp.dim == 2 {
+        plot_model(&best_cnf, config, &dir.dir)?;
     }
     Ok(())
 }
