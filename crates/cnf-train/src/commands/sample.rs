@@ -1,31 +1,263 @@
 //! `cnf sample` and `cnf plot`: drawing from a model folder.
+//!
+//! Both run in the model's precision (`precision` in config.json) with parallel solves of
+//! [`SOLVE_CHUNK`] points. `cnf sample` streams: it draws, solves and writes
+//! [`STREAM_CHUNK`] points at a time, so memory does not grow with `-n`.
+use std::fs::File;
+use std::io::{BufWriter, ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use cnf_field::{Mlp, Real};
+use cnf_flow::{Cnf, FlowError};
+use cnf_ode::Stats;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
 
-use super::{emit_table, inspect::open};
+use super::inspect::open;
 use crate::cli::{PlotArgs, SampleArgs};
-use crate::data::Table;
 use crate::error::TrainError;
-use crate::report::plot_density;
+use crate::model::{ModelConfig, ModelDir, Precision};
+use crate::report::{fast, plot_density};
+use crate::report::STREAM_CHUNK;
 
-/// `cnf sample`.
-pub fn sample(args: &SampleArgs) -> Result<(), TrainError> {
-    let (dir, config) = open(&args.model)?;
-    let cnf = dir.load_cnf::<f64>(&config, None)?;
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let out = cnf.sample(args.n, &mut rng)?;
+/// Column names of the samples: the model's, or x0, x1, ... when it recorded none.
+fn column_names(config: &ModelConfig) -> Vec<String> {
     let d = config.mlp.dim;
-    let names = if config.columns.len() == d {
+    if config.columns.len() == d {
         config.columns.clone()
     } else {
         (0..d).map(|i| format!("x{i}")).collect()
-    };
-    let mut table = Table::new(args.n, d, out.points, names)?;
-    if let Some(s) = &config.standardizer {
-        table = s.inverse(&table)?;
     }
-    emit_table(&table, args.output.as_deref())?;
-    eprintln!("{} samples ({})", args.n, out.stats);
+}
+
+fn csv_field(name: &str) -> String {
+    if name.contains([',', '"', '\n', '\r']) || name.trim() != name {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    } else {
+        name.to_string()
+    }
+}
+
+/// What [`write_samples`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampleReport {
+    /// Rows written.
+    pub written: usize,
+    /// Work of all solves.
+    pub stats: Stats,
+    /// The reader went away (a closed pipe, e.g. `| head`) before all rows were written.
+    pub closed_early: bool,
+}
+
+/// Draws `n` samples of `cnf` from `seed` and writes them as CSV (a header with the model's
+/// column names, then one row per sample, in data space) to `out`, [`STREAM_CHUNK`] points at a
+/// time. Base points come from one `StdRng::seed_from_u64(seed)` drawn in order, so the rows are
+/// exactly those of `cnf.sample(n, &mut StdRng::seed_from_u64(seed))` with
+/// `Batching::Chunks(SOLVE_CHUNK)`, whatever `n`. Values are written in the model's precision
+/// (the shortest text that reads back to the same number), or as f64 when the model was
+/// trained on standardised data (then `z * std + mean` is computed in f64).
+pub fn write_samples<T: Real, W: Write>(
+    cnf: &Cnf<T, Mlp<T>>,
+    config: &ModelConfig,
+    n: usize,
+    seed: u64,
+    out: &mut W,
+) -> Result<SampleReport, TrainError> {
+    let d = config.mlp.dim;
+    if cnf.dim() != d || d == 0 {
+        return Err(TrainError::Invalid(format!(
+            "the model's field has {} dimensions, its config {d}",
+            cnf.dim()
+        )));
+    }
+    if let Some(s) = &config.standardizer {
+        if s.mean.len() != d || s.std.len() != d {
+            return Err(TrainError::Invalid(format!(
+                "the standardisation has {} means and {} scales for {d} dimensions",
+                s.mean.len(),
+                s.std.len()
+            )));
+        }
+    }
+    let cnf = fast(cnf);
+    let mut report = SampleReport::default();
+    // A closed pipe ends the output quietly; any other write error is reported.
+    let io = |r: std::io::Result<()>| -> Result<bool, TrainError> {
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(TrainError::Io(format!("writing the samples: {e}"))),
+        }
+    };
+    let header: Vec<String> = column_names(config).iter().map(|c| csv_field(c)).collect();
+    if !io(writeln!(out, "{}", header.join(",")))? {
+        report.closed_early = true;
+        return Ok(report);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut line = String::with_capacity(32 * d);
+    while report.written < n {
+        let m = (n - report.written).min(STREAM_CHUNK);
+        let z: Vec<T> = (0..m * d)
+            .map(|_| T::from_f64(StandardNormal.sample(&mut rng)).unwrap_or_else(T::nan))
+            .collect();
+        let offset = report.written;
+        let moved = cnf
+            .transform(&z, T::one(), T::zero())
+            .map_err(|e| match e {
+                // Name the sample by its index in the whole draw, not in this chunk.
+                FlowError::Solve {
+                    sample: Some(i),
+                    t,
+                    message,
+                    stats,
+                } => FlowError::Solve {
+                    sample: Some(i + offset),
+                    t,
+                    message,
+                    stats,
+                },
+                other => other,
+            })?;
+        report.stats = Stats {
+            nfe: report.stats.nfe + moved.stats.nfe,
+            accepted: report.stats.accepted + moved.stats.accepted,
+            rejected: report.stats.rejected + moved.stats.rejected,
+        };
+        for (i, row) in moved.points.chunks_exact(d).enumerate() {
+            line.clear();
+            for (j, &v) in row.iter().enumerate() {
+                use std::fmt::Write as _;
+                let sep = if j == 0 { "" } else { "," };
+                let ok = match &config.standardizer {
+                    Some(s) => {
+                        let x = v.to_f64().unwrap_or(f64::NAN) * s.std[j] + s.mean[j];
+                        x.is_finite() && write!(line, "{sep}{x}").is_ok()
+                    }
+                    None => v.is_finite() && write!(line, "{sep}{v}").is_ok(),
+                };
+                if !ok {
+                    return Err(FlowError::NonFiniteOutput {
+                        sample: offset + i,
+                        quantity: "sample",
+                        precision: T::NAME,
+                    }
+                    .into());
+                }
+            }
+            line.push('\n');
+            if !io(out.write_all(line.as_bytes()))? {
+                report.closed_early = true;
+                return Ok(report);
+            }
+            report.written += 1;
+        }
+    }
+    if !io(out.flush())? {
+        report.closed_early = true;
+    }
+    Ok(report)
+}
+
+/// An output file written beside its final name and renamed when complete, so a failure
+/// leaves no half-written file (and an existing file intact).
+struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl Staged {
+    fn new(path: &Path) -> Self {
+        let name = path
+            .file_name()
+            .map_or("samples".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        Self {
+            tmp,
+            path: path.to_path_buf(),
+        }
+    }
+    fn commit(self) -> Result<(), TrainError> {
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| TrainError::Io(format!("{}: {e}", self.path.display())))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // After a commit the temporary name no longer exists; nothing to report either way.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+fn sample_as<T: Real>(
+    dir: &ModelDir,
+    config: &ModelConfig,
+    args: &SampleArgs,
+) -> Result<SampleReport, TrainError> {
+    let cnf = dir.load_cnf::<T>(config, None)?;
+    const BUF: usize = 1 << 20;
+    match args.output.as_deref() {
+        // Special files (/dev/stdout, a FIFO) are written in place; regular files are staged.
+        Some(p) if p.exists() && !p.is_file() => {
+            let file =
+                File::create(p).map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
+            write_samples(
+                &cnf,
+                config,
+                args.n,
+                args.seed,
+                &mut BufWriter::with_capacity(BUF, file),
+            )
+        }
+        Some(p) => {
+            let staged = Staged::new(p);
+            let file = File::create(&staged.tmp)
+                .map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
+            let mut w = BufWriter::with_capacity(BUF, file);
+            let report = write_samples(&cnf, config, args.n, args.seed, &mut w)?;
+            w.into_inner()
+                .map_err(|e| TrainError::Io(format!("{}: {}", p.display(), e.error())))?;
+            staged.commit()?;
+            Ok(report)
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = BufWriter::with_capacity(BUF, stdout.lock());
+            write_samples(&cnf, config, args.n, args.seed, &mut w)
+        }
+    }
+}
+
+/// `cnf sample`: `-n` rows of samples (data space) as CSV. `-n 0` is an error (this project's
+/// readers refuse a CSV without rows, so an empty sample would be a file nothing here can read).
+pub fn sample(args: &SampleArgs) -> Result<(), TrainError> {
+    if args.n == 0 {
+        return Err(TrainError::Invalid(
+            "-n 0: nothing to sample; give -n 1 or more".into(),
+        ));
+    }
+    let (dir, config) = open(&args.model)?;
+    if args.n.checked_mul(config.mlp.dim).is_none() {
+        return Err(TrainError::Invalid(format!(
+            "-n {} times {} dimensions does not fit in memory addresses",
+            args.n, config.mlp.dim
+        )));
+    }
+    let report = match config.precision {
+        Precision::F32 => sample_as::<f32>(&dir, &config, args)?,
+        Precision::F64 => sample_as::<f64>(&dir, &config, args)?,
+    };
+    let name = config.precision.as_str();
+    if report.closed_early {
+        eprintln!(
+            "{} of {} samples written before the output was closed ({name}, {})",
+            report.written, args.n, report.stats
+        );
+    } else {
+        eprintln!("{} samples ({name}, {})", report.written, report.stats);
+    }
     Ok(())
 }
 
@@ -38,8 +270,20 @@ pub fn plot(args: &PlotArgs) -> Result<(), TrainError> {
             config.mlp.dim
         )));
     }
-    let cnf = dir.load_cnf::<f32>(&config, None)?;
-    plot_density(&cnf, &config, &args.out, args.resolution)?;
+    match config.precision {
+        Precision::F32 => plot_density(
+            &dir.load_cnf::<f32>(&config, None)?,
+            &config,
+            &args.out,
+            args.resolution,
+        )?,
+        Precision::F64 => plot_density(
+            &dir.load_cnf::<f64>(&config, None)?,
+            &config,
+            &args.out,
+            args.resolution,
+        )?,
+    }
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
