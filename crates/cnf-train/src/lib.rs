@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod error;
+pub mod fm;
 pub mod gaussian;
 pub mod optim;
 pub mod plot;
