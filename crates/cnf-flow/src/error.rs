@@ -1,5 +1,5 @@
 //! Flow errors: each names what failed and where.
-use cnf_ode::Stats;
+use cnf_ode::{OdeError, Stats};
 use thiserror::Error;
 
 /// Why a flow computation failed.
@@ -25,15 +25,18 @@ pub enum FlowError {
         /// The flow's floating-point type.
         precision: &'static str,
     },
-    /// The ODE solve failed (non-finite values, too many steps, step-size underflow).
+    /// The ODE solve failed (non-finite values, too many steps, step-size underflow). The
+    /// solver's error is kept as the [`std::error::Error::source`] (`message`), in f64.
     #[error("solve failed{} at t = {t}: {message}", sample.map(|s| format!(" for sample {s}")).unwrap_or_default())]
     Solve {
         /// The first sample that fails on its own, when it could be found.
         sample: Option<usize>,
         /// Time at which the solve failed.
         t: f64,
-        /// The solver's error.
-        message: String,
+        /// The solver's error: the cause (named `message` for compatibility with the callers
+        /// that move it from one `Solve` into another).
+        #[source]
+        message: OdeError<f64>,
         /// Work done before the failure.
         stats: Stats,
     },

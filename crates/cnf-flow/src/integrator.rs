@@ -1,10 +1,16 @@
 //! Which `cnf-ode` solver integrates the flow, and with what settings.
 use cnf_field::Real;
-use cnf_ode::{Dopri5, OdeError, RkMethod, Solver, Stats, Tableau};
+use cnf_ode::{
+    Dopri5, Method, OdeError, RkMethod, Solver, SolverSpec, Stats, Steps, Tableau, Tolerance,
+};
 
 use crate::error::FlowError;
 
 /// A solver choice: any tableau of `cnf-ode`, with N fixed steps or adaptive tolerances.
+///
+/// A plain, `Copy` description that is checked by turning it into a
+/// [`cnf_ode::SolverSpec`] ([`Integrator::spec`]) when a solve starts;
+/// [`Integrator::from_spec`] goes the other way.
 #[derive(Debug, Clone, Copy)]
 pub struct Integrator<T> {
     /// The Runge-Kutta method.
@@ -49,27 +55,55 @@ impl<T: Real> Integrator<T> {
     pub fn with_tolerances(self, rtol: T, atol: T) -> Self {
         Self { rtol, atol, ..self }
     }
-    /// The `cnf-ode` solver this describes.
-    pub fn solver(&self) -> Result<Solver<&'static Tableau, T>, FlowError> {
-        let solver = Solver::new(self.tableau).max_steps(self.max_steps);
-        match self.steps {
-            Some(0) => Err(FlowError::Invalid("fixed steps must be at least 1".into())),
-            Some(n) => Ok(solver.fixed_steps(n)),
-            None if !self.tableau.is_adaptive() => Err(FlowError::Invalid(format!(
-                "{} has no error estimate: give a number of steps",
+    /// The validated [`SolverSpec`] this describes: every check (steps at least 1, an error
+    /// estimate for adaptive steps, positive finite tolerances) is the spec's. `Invalid` names
+    /// the field ("rtol must be positive and finite, got -1").
+    pub fn spec(&self) -> Result<SolverSpec<T>, FlowError> {
+        let method = Method::from_tableau(self.tableau).ok_or_else(|| {
+            FlowError::Invalid(format!(
+                "{} is not one of cnf-ode's methods",
                 self.tableau.name
-            ))),
-            None => {
-                for (name, v) in [("rtol", self.rtol), ("atol", self.atol)] {
-                    if !(v.is_finite() && v > T::zero()) {
-                        return Err(FlowError::Invalid(format!(
-                            "{name} must be positive and finite, got {v}"
-                        )));
-                    }
-                }
-                Ok(solver.rtol(self.rtol).atol(self.atol))
+            ))
+        })?;
+        let b = SolverSpec::builder(method).max_steps(self.max_steps.max(1));
+        let b = match self.steps {
+            Some(n) => b.fixed_steps(n),
+            None => b.rtol(self.rtol).atol(self.atol),
+        };
+        b.build().map_err(|e| FlowError::Invalid(e.to_string()))
+    }
+    /// The integrator of a spec with scalar tolerances (or fixed steps); the spec's controller
+    /// settings are not kept (the flow uses the tableau's).
+    pub fn from_spec(spec: &SolverSpec<T>) -> Result<Self, FlowError> {
+        let tableau = spec.method().tableau();
+        Ok(match spec.steps() {
+            Steps::Fixed(n) => Self {
+                tableau,
+                steps: Some(*n),
+                rtol: T::zero(),
+                atol: T::zero(),
+                max_steps: spec.max_steps(),
+            },
+            Steps::Adaptive {
+                rtol: Tolerance::Scalar(rtol),
+                atol: Tolerance::Scalar(atol),
+            } => Self {
+                tableau,
+                steps: None,
+                rtol: *rtol,
+                atol: *atol,
+                max_steps: spec.max_steps(),
+            },
+            Steps::Adaptive { .. } => {
+                return Err(FlowError::Invalid(
+                    "the flow takes scalar tolerances, not one per component".into(),
+                ))
             }
-        }
+        })
+    }
+    /// The `cnf-ode` solver this describes (built from [`Integrator::spec`]).
+    pub fn solver(&self) -> Result<Solver<Method, T>, FlowError> {
+        Ok(self.spec()?.solver())
     }
 }
 
@@ -86,7 +120,7 @@ pub(crate) fn solve_error<T: Real>(e: OdeError<T>) -> FlowError {
         sample: None,
         t,
         stats: e.stats().copied().unwrap_or_default(),
-        message: e.to_string(),
+        message: e.map_time(|x| x.to_f64().unwrap_or(f64::NAN)),
     }
 }
 

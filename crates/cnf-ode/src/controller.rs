@@ -1,7 +1,92 @@
 //! Step-size control for adaptive methods.
 use num_traits::Float;
 
+use crate::tableau::Tableau;
 use crate::util::lit;
+
+/// The parameters of a [`PiController`], in f64: what a [`Tableau`] carries as its default
+/// (`Tableau::controller`) and what a [`crate::SolverSpec`] stores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct PiParams {
+    /// Safety factor applied to the optimal step (0.9 in Hairer's codes).
+    pub safety: f64,
+    /// Weight of the previous error (0.04 for DOPRI5; 0 makes it an I controller, as DOP853).
+    pub beta: f64,
+    /// Smallest step-size factor per step (0.2 for DOPRI5, 1/3 for DOP853).
+    pub fac_min: f64,
+    /// Largest step-size factor per step: the step-growth cap (10 for DOPRI5, 6 for DOP853).
+    pub fac_max: f64,
+}
+
+impl PiParams {
+    /// Hairer's DOPRI5 settings (also used for BS3 and Tsit5): safety 0.9, beta 0.04, factors
+    /// in [0.2, 10].
+    pub const DOPRI5: Self = Self {
+        safety: 0.9,
+        beta: 0.04,
+        fac_min: 0.2,
+        fac_max: 10.0,
+    };
+    /// Hairer's DOP853 settings: safety 0.9, beta 0 (no PI memory), factors in [1/3, 6].
+    ///
+    /// The step-growth cap of 6 is Hairer's `FAC2`; scipy's DOP853 grows steps by up to 10
+    /// (`MAX_FACTOR`). On smooth problems the cap of 6 costs a few more steps early in a solve;
+    /// set [`PiParams::fac_max`] (e.g. via [`crate::Solver::step_growth_cap`]) to 10 to take
+    /// scipy's steps.
+    pub const DOP853: Self = Self {
+        safety: 0.9,
+        beta: 0.0,
+        fac_min: 1.0 / 3.0,
+        fac_max: 6.0,
+    };
+
+    /// The same parameters with another step-growth cap.
+    pub fn with_fac_max(self, fac_max: f64) -> Self {
+        Self { fac_max, ..self }
+    }
+
+    /// Checks the ranges: safety in (0, 1], beta in [0, 1), fac_min in (0, 1],
+    /// fac_max >= 1, all finite. The error names the field (`controller.fac_max`).
+    pub fn validate<T>(&self) -> Result<(), crate::OdeError<T>> {
+        let checks: [(&str, f64, bool, &'static str); 4] = [
+            (
+                "controller.safety",
+                self.safety,
+                self.safety > 0.0 && self.safety <= 1.0,
+                "in (0, 1]",
+            ),
+            (
+                "controller.beta",
+                self.beta,
+                (0.0..1.0).contains(&self.beta),
+                "in [0, 1)",
+            ),
+            (
+                "controller.fac_min",
+                self.fac_min,
+                self.fac_min > 0.0 && self.fac_min <= 1.0,
+                "in (0, 1]",
+            ),
+            (
+                "controller.fac_max",
+                self.fac_max,
+                self.fac_max >= 1.0 && self.fac_max.is_finite(),
+                "at least 1 and finite",
+            ),
+        ];
+        for (field, value, ok, requirement) in checks {
+            if !ok {
+                return Err(crate::OdeError::InvalidSetting {
+                    field: field.into(),
+                    requirement,
+                    value,
+                });
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Decides whether a step with a given error norm is accepted and what the next step size is.
 pub trait StepController<T> {
@@ -41,13 +126,14 @@ impl<T: Float> PiController<T> {
             rejected_last: false,
         }
     }
-    /// Hairer's defaults for a method of this error order (DOP853's for order 8 and above).
-    pub fn hairer(error_order: u32) -> Self {
-        if error_order >= 8 {
-            Self::new(lit(0.9), T::zero(), lit(1.0 / 3.0), lit(6.0))
-        } else {
-            Self::new(lit(0.9), lit(0.04), lit(0.2), lit(10.0))
-        }
+    /// A controller with these parameters.
+    pub fn from_params(p: PiParams) -> Self {
+        Self::new(lit(p.safety), lit(p.beta), lit(p.fac_min), lit(p.fac_max))
+    }
+    /// The tableau's default controller ([`Tableau::controller`]): Hairer's DOPRI5 settings for
+    /// the 5(4) and 3(2) pairs, Hairer's DOP853 settings for DOP853.
+    pub fn for_tableau(tab: &Tableau) -> Self {
+        Self::from_params(tab.controller)
     }
 }
 
@@ -81,4 +167,41 @@ impl<T: Float> StepController<T> for PiController<T> {
         self.err_prev = lit(1e-4);
         self.rejected_last = false;
     }
+}
+
+/// The elementary (integral) controller: h_new = h * clamp(safety * err^(-1/q), fac_min,
+/// fac_max), with no memory of earlier errors and no special case after a rejection. Simpler
+/// than [`PiController`] (it is what many textbook codes use); shown here as a second
+/// [`StepController`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IController<T> {
+    /// Safety factor (0.9).
+    pub safety: T,
+    /// Smallest step-size factor (0.2).
+    pub fac_min: T,
+    /// Largest step-size factor (5).
+    pub fac_max: T,
+}
+
+impl<T: Float> Default for IController<T> {
+    fn default() -> Self {
+        Self {
+            safety: lit(0.9),
+            fac_min: lit(0.2),
+            fac_max: lit(5.0),
+        }
+    }
+}
+
+impl<T: Float> StepController<T> for IController<T> {
+    fn decide(&mut self, err: T, h: T, error_order: u32) -> (bool, T) {
+        let opt = if err == T::zero() {
+            self.fac_max
+        } else {
+            self.safety * err.powf(-T::one() / lit(f64::from(error_order)))
+        };
+        let fac = opt.max(self.fac_min).min(self.fac_max);
+        (err <= T::one(), h * fac)
+    }
+    fn reset(&mut self) {}
 }

@@ -31,9 +31,63 @@ pub enum OdeError<T> {
     /// Invalid solver settings (zero steps, non-positive step bounds...).
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// A setting of a [`crate::SolverSpec`] (or of a controller) is out of its range. The
+    /// message names the field: "rtol must be positive and finite, got -1".
+    #[error("{field} must be {requirement}, got {value}")]
+    InvalidSetting {
+        /// The field (`"rtol"`, `"atol[2]"`, `"steps"`, `"controller.fac_max"`).
+        field: String,
+        /// What it must be (`"positive and finite"`).
+        requirement: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// Adaptive steps were asked of a method without an error estimate (Euler, RK4...).
+    #[error("{method} has no error estimate, so it needs a fixed number of steps")]
+    NotAdaptive {
+        /// The method's name.
+        method: &'static str,
+    },
 }
 
 impl<T> OdeError<T> {
+    /// The same error with its times and step sizes converted by `f` (e.g. to f64, so that an
+    /// error of an f32 solve can be the `source` of a non-generic error type).
+    pub fn map_time<U>(self, f: impl Fn(T) -> U) -> OdeError<U> {
+        match self {
+            Self::NonFinite { t, stats } => OdeError::NonFinite { t: f(t), stats },
+            Self::StepSizeTooSmall { t, h, stats } => OdeError::StepSizeTooSmall {
+                t: f(t),
+                h: f(h),
+                stats,
+            },
+            Self::MaxStepsExceeded {
+                t,
+                max_steps,
+                stats,
+            } => OdeError::MaxStepsExceeded {
+                t: f(t),
+                max_steps,
+                stats,
+            },
+            Self::InvalidTolerance(m) => OdeError::InvalidTolerance(m),
+            Self::InvalidSpan(m) => OdeError::InvalidSpan(m),
+            Self::DimensionMismatch { expected, found } => {
+                OdeError::DimensionMismatch { expected, found }
+            }
+            Self::InvalidOption(m) => OdeError::InvalidOption(m),
+            Self::InvalidSetting {
+                field,
+                requirement,
+                value,
+            } => OdeError::InvalidSetting {
+                field,
+                requirement,
+                value,
+            },
+            Self::NotAdaptive { method } => OdeError::NotAdaptive { method },
+        }
+    }
     /// Statistics of the failed integration, where it had started.
     pub fn stats(&self) -> Option<&Stats> {
         match self {

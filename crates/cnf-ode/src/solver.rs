@@ -9,7 +9,7 @@ use crate::observer::{Observer, Step};
 use crate::options::{Options, Stepping, Tolerance, Tolerances};
 use crate::solution::{Solution, Stats};
 use crate::state::State;
-use crate::system::OdeSystem;
+use crate::system::{OdeSystem, SliceFn};
 use crate::tableau::{RkMethod, Tableau};
 use crate::util::lit;
 
@@ -19,27 +19,42 @@ use crate::util::lit;
 /// use cnf_ode::{Dopri5, Solver};
 /// // y' = -y, y(0) = 1 on [0, 1]
 /// let sol = Solver::new(Dopri5).rtol(1e-8).atol(1e-10)
-///     .solve(&mut |_t: f64, y: &[f64; 1], dy: &mut [f64; 1]| dy[0] = -y[0], 0.0, 1.0, &[1.0])
+///     .solve_fn(|_t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0])
 ///     .unwrap();
 /// assert!((sol.y[0] - (-1.0f64).exp()).abs() < 1e-8);
 /// ```
+///
+/// The step-size controller is a type parameter: [`PiController`] by default, with the
+/// tableau's parameters ([`Tableau::controller`]); any [`StepController`] can replace it
+/// ([`Solver::controller`]).
 #[derive(Debug, Clone)]
-pub struct Solver<M, T> {
+pub struct Solver<M, T, C = PiController<T>> {
     method: M,
     options: Options<T>,
-    controller: Option<PiController<T>>,
+    controller: C,
 }
 
 impl<M: RkMethod, T: Float> Solver<M, T> {
     /// A solver for `method` with default options (adaptive when the method has an error
-    /// estimate, rtol 1e-6, atol 1e-9).
+    /// estimate, rtol 1e-6, atol 1e-9) and the method's default PI controller.
     pub fn new(method: M) -> Self {
+        let controller = PiController::for_tableau(method.tableau());
         Self {
             method,
             options: Options::default(),
-            controller: None,
+            controller,
         }
     }
+    /// The largest factor by which one step may grow over the previous one (the PI
+    /// controller's `fac_max`): 10 for the 5(4) pairs, 6 for DOP853 as in Hairer's code, where
+    /// scipy's DOP853 uses 10.
+    pub fn step_growth_cap(mut self, fac_max: T) -> Self {
+        self.controller.fac_max = fac_max;
+        self
+    }
+}
+
+impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     /// Relative tolerance, scalar or per component.
     pub fn rtol(mut self, rtol: impl Into<Tolerance<T>>) -> Self {
         self.options.rtol = rtol.into();
@@ -80,10 +95,18 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
         self.options.t_out = t_out;
         self
     }
-    /// Replace the step-size controller (default: [`PiController::hairer`]).
-    pub fn controller(mut self, c: PiController<T>) -> Self {
-        self.controller = Some(c);
-        self
+    /// Replace the step-size controller (default: [`PiController::for_tableau`]) by any
+    /// [`StepController`], e.g. an [`crate::IController`].
+    pub fn controller<C2: StepController<T>>(self, c: C2) -> Solver<M, T, C2> {
+        Solver {
+            method: self.method,
+            options: self.options,
+            controller: c,
+        }
+    }
+    /// The step-size controller in use.
+    pub fn step_controller(&self) -> &C {
+        &self.controller
     }
     /// The options in use.
     pub fn options(&self) -> &Options<T> {
@@ -94,7 +117,45 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
         self.method.tableau()
     }
 
-    /// Integrate `sys` from (t0, y0) to t1 (t1 < t0 integrates backwards).
+    /// Integrates dy/dt = f(t, y) from (t0, y0) to t1 (t1 < t0 integrates backwards). `f`
+    /// writes f(t, y) into its third argument; it sees every state as a slice, so a closure
+    /// needs no type annotations: `solver.solve_fn(|t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0])`.
+    /// For a system with state of its own (scratch buffers, counters) see
+    /// [`Solver::solve_system`].
+    pub fn solve_fn<S, F>(
+        &self,
+        f: F,
+        t0: T,
+        t1: T,
+        y0: &S,
+    ) -> Result<Solution<T, S>, OdeError<T>>
+    where
+        S: State<T>,
+        F: FnMut(T, &[T], &mut [T]),
+        C: StepController<T> + Clone,
+    {
+        self.solve_system_observed(&mut SliceFn(f), t0, t1, y0, &mut ())
+    }
+
+    /// As [`Solver::solve_fn`], calling `observer` after every accepted step.
+    pub fn solve_fn_observed<S, F, O>(
+        &self,
+        f: F,
+        t0: T,
+        t1: T,
+        y0: &S,
+        observer: &mut O,
+    ) -> Result<Solution<T, S>, OdeError<T>>
+    where
+        S: State<T>,
+        F: FnMut(T, &[T], &mut [T]),
+        O: Observer<T, S> + ?Sized,
+        C: StepController<T> + Clone,
+    {
+        self.solve_system_observed(&mut SliceFn(f), t0, t1, y0, observer)
+    }
+
+    /// Integrates an [`OdeSystem`] from (t0, y0) to t1: the same as [`Solver::solve_system`].
     pub fn solve<S, F>(
         &self,
         sys: &mut F,
@@ -105,11 +166,13 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
     where
         S: State<T>,
         F: OdeSystem<T, S>,
+        C: StepController<T> + Clone,
     {
-        self.solve_observed(sys, t0, t1, y0, &mut ())
+        self.solve_system_observed(sys, t0, t1, y0, &mut ())
     }
 
-    /// As [`Solver::solve`], calling `observer` after every accepted step.
+    /// As [`Solver::solve`], calling `observer` after every accepted step: the same as
+    /// [`Solver::solve_system_observed`].
     pub fn solve_observed<S, F, O>(
         &self,
         sys: &mut F,
@@ -122,6 +185,42 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
         S: State<T>,
         F: OdeSystem<T, S>,
         O: Observer<T, S> + ?Sized,
+        C: StepController<T> + Clone,
+    {
+        self.solve_system_observed(sys, t0, t1, y0, observer)
+    }
+
+    /// Integrates an [`OdeSystem`] (borrowed mutably for the solve: it may keep scratch
+    /// buffers or count calls, and is given back afterwards).
+    pub fn solve_system<S, F>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+    ) -> Result<Solution<T, S>, OdeError<T>>
+    where
+        S: State<T>,
+        F: OdeSystem<T, S>,
+        C: StepController<T> + Clone,
+    {
+        self.solve_system_observed(sys, t0, t1, y0, &mut ())
+    }
+
+    /// As [`Solver::solve_system`], calling `observer` after every accepted step.
+    pub fn solve_system_observed<S, F, O>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+        observer: &mut O,
+    ) -> Result<Solution<T, S>, OdeError<T>>
+    where
+        S: State<T>,
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+        C: StepController<T> + Clone,
     {
         let tab = self.method.tableau();
         let n = y0.len();
@@ -159,14 +258,9 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
                 Some(Stepping::Fixed(steps)) => run.fixed(sys, steps, observer)?,
                 None | Some(Stepping::Adaptive) => {
                     if !tab.is_adaptive() {
-                        return Err(OdeError::InvalidOption(format!(
-                            "{} has no error estimate: use fixed_steps(n)",
-                            tab.name
-                        )));
+                        return Err(OdeError::NotAdaptive { method: tab.name });
                     }
-                    let mut ctrl = self
-                        .controller
-                        .unwrap_or_else(|| PiController::hairer(tab.error_order));
+                    let mut ctrl = self.controller.clone();
                     ctrl.reset();
                     run.adaptive(sys, &self.options, &tol, &mut ctrl, observer)?;
                 }
@@ -211,19 +305,23 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
             }
             prev = t;
         }
+        let setting = |field: &str, requirement, value: f64| OdeError::InvalidSetting {
+            field: field.into(),
+            requirement,
+            value,
+        };
         if let Some(Stepping::Fixed(0)) = self.options.stepping {
-            return Err(OdeError::InvalidOption("fixed_steps needs n >= 1".into()));
+            return Err(setting("steps", "at least 1", 0.0));
         }
-        let bad = |h: Option<T>| h.is_some_and(|h| !(h.is_finite() && h > T::zero()));
-        if bad(self.options.h0)
-            || bad(self.options.h_max)
-            || self.options.h_min.is_nan()
-            || self.options.h_min < T::zero()
-        {
-            return Err(OdeError::InvalidOption(
-                "initial_step and max_step must be positive and finite, min_step non-negative"
-                    .into(),
-            ));
+        let num = |x: T| x.to_f64().unwrap_or(f64::NAN);
+        for (field, h) in [("initial_step", self.options.h0), ("max_step", self.options.h_max)] {
+            if let Some(h) = h.filter(|h| !(h.is_finite() && *h > T::zero())) {
+                return Err(setting(field, "positive and finite", num(h)));
+            }
+        }
+        let h_min = self.options.h_min;
+        if h_min.is_nan() || h_min < T::zero() {
+            return Err(setting("min_step", "non-negative", num(h_min)));
         }
         Ok(())
     }

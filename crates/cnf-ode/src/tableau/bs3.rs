@@ -1,4 +1,5 @@
 //! Bogacki-Shampine 3(2), FSAL, with the cubic Hermite interpolant (free: it uses k1 and k4).
+use crate::controller::PiParams;
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
 
 const B: [f64; 4] = [2.0 / 9.0, 1.0 / 3.0, 4.0 / 9.0, 0.0];
@@ -37,6 +38,7 @@ method!(
             extra: &[],
             weights,
         },
+        controller: PiParams::DOPRI5,
     },
     "Bogacki-Shampine 3(2) (scipy's RK23, diffrax's Bosh3)."
 );

@@ -6,6 +6,7 @@
 //! (C, A, B, E3, E5, A_EXTRA, C_EXTRA and the interpolation matrix D).
 // Constants keep the digits of their published sources.
 #![allow(clippy::excessive_precision)]
+use crate::controller::PiParams;
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
 
 /// Number of main stages.
@@ -334,6 +335,7 @@ method!(
             ],
             weights,
         },
+        controller: PiParams::DOP853,
     },
     "Hairer's DOP853, Dormand-Prince 8(5,3) (scipy's DOP853, diffrax's Dopri8 family): \
      12 stages, error estimate from a 5th- and a 3rd-order difference, dense output of order 7."

@@ -1,4 +1,5 @@
 //! Dormand-Prince 5(4) ("RK45"), FSAL, with Hairer's fourth-order continuous extension.
+use crate::controller::PiParams;
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
 
 const B: [f64; 7] = [
@@ -84,6 +85,7 @@ method!(
             extra: &[],
             weights,
         },
+        controller: PiParams::DOPRI5,
     },
     "Dormand-Prince 5(4), the method of scipy's RK45 and diffrax's Dopri5 (FSAL, free dense output)."
 );

@@ -1,5 +1,6 @@
 //! Fixed-step methods: Euler, explicit midpoint, Heun, classic RK4, each with its natural
 //! continuous extension (weights polynomial in theta that reduce to b at theta = 1).
+use crate::controller::PiParams;
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
 
 method!(
@@ -18,6 +19,7 @@ method!(
             extra: &[],
             weights: |th, w| w[0] = th,
         },
+        controller: PiParams::DOPRI5,
     },
     "Forward Euler, order 1."
 );
@@ -41,6 +43,7 @@ method!(
                 w[1] = th * th;
             },
         },
+        controller: PiParams::DOPRI5,
     },
     "Explicit midpoint rule, order 2."
 );
@@ -64,6 +67,7 @@ method!(
                 w[1] = 0.5 * th * th;
             },
         },
+        controller: PiParams::DOPRI5,
     },
     "Heun's method (explicit trapezoid), order 2."
 );
@@ -91,6 +95,7 @@ method!(
                 w[3] = -0.5 * t2 + 2.0 / 3.0 * t3;
             },
         },
+        controller: PiParams::DOPRI5,
     },
     "The classic fourth-order Runge-Kutta method."
 );

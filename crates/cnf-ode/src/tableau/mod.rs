@@ -12,6 +12,8 @@ pub use dopri5::Dopri5;
 pub use fixed::{Euler, Heun, Midpoint, Rk4};
 pub use tsit5::Tsit5;
 
+use crate::controller::PiParams;
+
 /// How a method estimates its local error.
 #[derive(Debug, Clone, Copy)]
 pub enum ErrorEstimate {
@@ -63,6 +65,9 @@ pub struct Tableau {
     pub fsal: bool,
     /// Continuous extension for output times.
     pub dense: DenseOutput,
+    /// The step-size controller the method's authors use with it: [`PiParams::DOPRI5`] for the
+    /// 5(4) and 3(2) pairs, [`PiParams::DOP853`] for DOP853 (ignored by fixed steps).
+    pub controller: PiParams,
 }
 
 impl Tableau {

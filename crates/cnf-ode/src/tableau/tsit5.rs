@@ -5,6 +5,7 @@
 //! OrdinaryDiffEq.jl (`Tsit5ConstantCache`, `Tsit5Interp`) and used by diffrax's `Tsit5`.
 // Constants keep the digits of their published sources.
 #![allow(clippy::excessive_precision)]
+use crate::controller::PiParams;
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
 
 const B: [f64; 7] = [
@@ -105,6 +106,7 @@ method!(
             extra: &[],
             weights,
         },
+        controller: PiParams::DOPRI5,
     },
     "Tsitouras 5(4) (diffrax's and DifferentialEquations.jl's Tsit5): FSAL, free dense output \
      of order 4, usually a little more efficient than Dopri5."

@@ -1,0 +1,451 @@
+//! One typed, validated description of a solver: what a flow, a trainer, a config file and a
+//! command line all pass around instead of strings.
+use num_traits::Float;
+
+use crate::controller::{PiController, PiParams};
+use crate::error::OdeError;
+use crate::method::Method;
+use crate::options::Tolerance;
+use crate::solver::Solver;
+
+/// How a [`SolverSpec`] chooses its steps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Steps<T> {
+    /// Exactly this many equal steps (any method).
+    Fixed(usize),
+    /// Error-controlled steps (methods with an error estimate).
+    Adaptive {
+        /// Relative tolerance, scalar or per component.
+        rtol: Tolerance<T>,
+        /// Absolute tolerance, scalar or per component.
+        atol: Tolerance<T>,
+    },
+}
+
+/// A solver choice, validated once at construction: a [`Method`], fixed steps or adaptive
+/// tolerances, a step budget and the step-size controller's parameters. Every value a
+/// `SolverSpec` holds is valid; [`SolverSpec::solver`] builds the [`Solver`] it describes.
+///
+/// ```
+/// use cnf_ode::{Method, SolverSpec};
+/// let spec = SolverSpec::adaptive(Method::Dop853, 1e-8, 1e-10).unwrap();
+/// let sol = spec.solver().solve_fn(|_t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0]).unwrap();
+/// assert!((sol.y[0] - (-1.0f64).exp()).abs() < 1e-8);
+///
+/// let err = SolverSpec::adaptive(Method::Dopri5, -1.0, 1e-9).unwrap_err();
+/// assert_eq!(err.to_string(), "rtol must be positive and finite, got -1");
+/// assert!(SolverSpec::<f64>::adaptive(Method::Rk4, 1e-6, 1e-6).is_err()); // no error estimate
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(
+        try_from = "serde_impl::RawSpec<T>",
+        into = "serde_impl::RawSpec<T>",
+        bound(
+            serialize = "T: Float + std::fmt::Debug + serde::Serialize",
+            deserialize = "T: Float + std::fmt::Debug + serde::Deserialize<'de>"
+        )
+    )
+)]
+pub struct SolverSpec<T> {
+    method: Method,
+    steps: Steps<T>,
+    max_steps: usize,
+    controller: PiParams,
+}
+
+/// Default step budget of a [`SolverSpec`] (accepted plus rejected steps).
+pub const DEFAULT_MAX_STEPS: usize = 100_000;
+
+impl<T: Float> SolverSpec<T> {
+    /// Adaptive steps of `method` with these tolerances; the tableau's default controller and
+    /// [`DEFAULT_MAX_STEPS`].
+    pub fn adaptive(
+        method: Method,
+        rtol: impl Into<Tolerance<T>>,
+        atol: impl Into<Tolerance<T>>,
+    ) -> Result<Self, OdeError<T>> {
+        Self::builder(method).rtol(rtol).atol(atol).build()
+    }
+
+    /// Exactly `steps` equal steps of `method`.
+    pub fn fixed(method: Method, steps: usize) -> Result<Self, OdeError<T>> {
+        Self::builder(method).fixed_steps(steps).build()
+    }
+
+    /// A builder starting from `method`, adaptive at rtol 1e-6, atol 1e-9 when the method has an
+    /// error estimate (else give [`SolverSpecBuilder::fixed_steps`]).
+    pub fn builder(method: Method) -> SolverSpecBuilder<T> {
+        SolverSpecBuilder {
+            method,
+            fixed: None,
+            rtol: Tolerance::Scalar(crate::util::lit(1e-6)),
+            atol: Tolerance::Scalar(crate::util::lit(1e-9)),
+            max_steps: DEFAULT_MAX_STEPS,
+            controller: None,
+        }
+    }
+
+    /// A builder holding this specification's values (to change some and validate again).
+    pub fn to_builder(&self) -> SolverSpecBuilder<T> {
+        let mut b = Self::builder(self.method)
+            .max_steps(self.max_steps)
+            .controller(self.controller);
+        match &self.steps {
+            Steps::Fixed(n) => b = b.fixed_steps(*n),
+            Steps::Adaptive { rtol, atol } => b = b.rtol(rtol.clone()).atol(atol.clone()),
+        }
+        b
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+    /// Fixed steps or adaptive tolerances.
+    pub fn steps(&self) -> &Steps<T> {
+        &self.steps
+    }
+    /// `Some(n)` for n fixed steps.
+    pub fn fixed_steps(&self) -> Option<usize> {
+        match self.steps {
+            Steps::Fixed(n) => Some(n),
+            Steps::Adaptive { .. } => None,
+        }
+    }
+    /// Step budget (accepted plus rejected steps) of an adaptive solve.
+    pub fn max_steps(&self) -> usize {
+        self.max_steps
+    }
+    /// The step-size controller's parameters.
+    pub fn controller(&self) -> PiParams {
+        self.controller
+    }
+
+    /// The same specification with other tolerances (adaptive from now on).
+    pub fn with_tolerances(
+        &self,
+        rtol: impl Into<Tolerance<T>>,
+        atol: impl Into<Tolerance<T>>,
+    ) -> Result<Self, OdeError<T>> {
+        let mut b = self.to_builder().rtol(rtol).atol(atol);
+        b.fixed = None;
+        b.build()
+    }
+
+    /// The solver this describes.
+    pub fn solver(&self) -> Solver<Method, T> {
+        let s = Solver::new(self.method)
+            .max_steps(self.max_steps)
+            .controller(PiController::from_params(self.controller));
+        match &self.steps {
+            Steps::Fixed(n) => s.fixed_steps(*n),
+            Steps::Adaptive { rtol, atol } => s.rtol(rtol.clone()).atol(atol.clone()),
+        }
+    }
+}
+
+/// Builds a [`SolverSpec`]; [`SolverSpecBuilder::build`] validates every field.
+#[derive(Debug, Clone)]
+pub struct SolverSpecBuilder<T> {
+    method: Method,
+    fixed: Option<usize>,
+    rtol: Tolerance<T>,
+    atol: Tolerance<T>,
+    max_steps: usize,
+    controller: Option<PiParams>,
+}
+
+impl<T: Float> SolverSpecBuilder<T> {
+    /// Exactly `n` equal steps (`n >= 1`).
+    pub fn fixed_steps(mut self, n: usize) -> Self {
+        self.fixed = Some(n);
+        self
+    }
+    /// Relative tolerance, scalar or per component (positive and finite).
+    pub fn rtol(mut self, rtol: impl Into<Tolerance<T>>) -> Self {
+        self.rtol = rtol.into();
+        self
+    }
+    /// Absolute tolerance, scalar or per component (positive and finite).
+    pub fn atol(mut self, atol: impl Into<Tolerance<T>>) -> Self {
+        self.atol = atol.into();
+        self
+    }
+    /// Step budget of adaptive solves (`>= 1`).
+    pub fn max_steps(mut self, n: usize) -> Self {
+        self.max_steps = n;
+        self
+    }
+    /// The controller's parameters (default: the tableau's, [`crate::Tableau::controller`]).
+    pub fn controller(mut self, p: PiParams) -> Self {
+        self.controller = Some(p);
+        self
+    }
+    /// The largest factor by which a step may grow (the controller's `fac_max`; 6 for DOP853
+    /// by default, where scipy uses 10).
+    pub fn step_growth_cap(mut self, fac_max: f64) -> Self {
+        let p = self
+            .controller
+            .unwrap_or(self.method.tableau().controller);
+        self.controller = Some(p.with_fac_max(fac_max));
+        self
+    }
+
+    /// Validates and returns the specification. Errors name the field:
+    /// [`OdeError::InvalidSetting`] ("rtol must be positive and finite, got -1"),
+    /// [`OdeError::NotAdaptive`] for tolerances without fixed steps on a fixed-step method.
+    pub fn build(self) -> Result<SolverSpec<T>, OdeError<T>> {
+        let steps = match self.fixed {
+            Some(0) => {
+                return Err(OdeError::InvalidSetting {
+                    field: "steps".into(),
+                    requirement: "at least 1",
+                    value: 0.0,
+                })
+            }
+            Some(n) => Steps::Fixed(n),
+            None => {
+                if !self.method.is_adaptive() {
+                    return Err(OdeError::NotAdaptive {
+                        method: self.method.tableau().name,
+                    });
+                }
+                check_tolerance("rtol", &self.rtol)?;
+                check_tolerance("atol", &self.atol)?;
+                Steps::Adaptive {
+                    rtol: self.rtol,
+                    atol: self.atol,
+                }
+            }
+        };
+        if self.max_steps == 0 {
+            return Err(OdeError::InvalidSetting {
+                field: "max_steps".into(),
+                requirement: "at least 1",
+                value: 0.0,
+            });
+        }
+        let controller = self
+            .controller
+            .unwrap_or(self.method.tableau().controller);
+        controller.validate()?;
+        Ok(SolverSpec {
+            method: self.method,
+            steps,
+            max_steps: self.max_steps,
+            controller,
+        })
+    }
+}
+
+fn check_tolerance<T: Float>(name: &str, tol: &Tolerance<T>) -> Result<(), OdeError<T>> {
+    let bad = |field: String, v: T| OdeError::InvalidSetting {
+        field,
+        requirement: "positive and finite",
+        value: v.to_f64().unwrap_or(f64::NAN),
+    };
+    let ok = |v: T| v.is_finite() && v > T::zero();
+    match tol {
+        Tolerance::Scalar(v) if !ok(*v) => Err(bad(name.into(), *v)),
+        Tolerance::Scalar(_) => Ok(()),
+        Tolerance::PerComponent(vs) if vs.is_empty() => Err(OdeError::InvalidSetting {
+            field: name.into(),
+            requirement: "a scalar or one value per component",
+            value: 0.0,
+        }),
+        Tolerance::PerComponent(vs) => match vs.iter().position(|&v| !ok(v)) {
+            Some(i) => Err(bad(format!("{name}[{i}]"), vs[i])),
+            None => Ok(()),
+        },
+    }
+}
+
+#[cfg(feature = "serde")]
+mod serde_impl {
+    use num_traits::Float;
+    use serde::{Deserialize, Serialize};
+
+    use super::{SolverSpec, Steps};
+    use crate::controller::PiParams;
+    use crate::method::Method;
+    use crate::options::Tolerance;
+    use crate::OdeError;
+
+    /// A tolerance as JSON: a number or an array of numbers.
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    pub(super) enum RawTol<T> {
+        Scalar(T),
+        PerComponent(Vec<T>),
+    }
+
+    /// The serialised form: `{"method": "dopri5", "rtol": 1e-5, "atol": 1e-5}` or
+    /// `{"method": "rk4", "steps": 10}`; `max_steps` and `controller` optional.
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct RawSpec<T> {
+        method: Method,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        steps: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtol: Option<RawTol<T>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        atol: Option<RawTol<T>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_steps: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        controller: Option<PiParams>,
+    }
+
+    fn tol<T>(t: RawTol<T>) -> Tolerance<T> {
+        match t {
+            RawTol::Scalar(x) => Tolerance::Scalar(x),
+            RawTol::PerComponent(v) => Tolerance::PerComponent(v),
+        }
+    }
+    fn raw<T>(t: Tolerance<T>) -> RawTol<T> {
+        match t {
+            Tolerance::Scalar(x) => RawTol::Scalar(x),
+            Tolerance::PerComponent(v) => RawTol::PerComponent(v),
+        }
+    }
+
+    impl<T: Float> TryFrom<RawSpec<T>> for SolverSpec<T> {
+        type Error = OdeError<T>;
+        fn try_from(r: RawSpec<T>) -> Result<Self, Self::Error> {
+            let mut b = SolverSpec::builder(r.method);
+            if let Some(n) = r.steps {
+                b = b.fixed_steps(n);
+            }
+            if let Some(t) = r.rtol {
+                b = b.rtol(tol(t));
+            }
+            if let Some(t) = r.atol {
+                b = b.atol(tol(t));
+            }
+            if let Some(n) = r.max_steps {
+                b = b.max_steps(n);
+            }
+            if let Some(c) = r.controller {
+                b = b.controller(c);
+            }
+            b.build()
+        }
+    }
+
+    impl<T> From<SolverSpec<T>> for RawSpec<T> {
+        fn from(s: SolverSpec<T>) -> Self {
+            let (steps, rtol, atol) = match s.steps {
+                Steps::Fixed(n) => (Some(n), None, None),
+                Steps::Adaptive { rtol, atol } => (None, Some(raw(rtol)), Some(raw(atol))),
+            };
+            let default = s.method.tableau().controller;
+            RawSpec {
+                method: s.method,
+                steps,
+                rtol,
+                atol,
+                max_steps: Some(s.max_steps),
+                controller: (s.controller != default).then_some(s.controller),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_field() {
+        let msg = |e: OdeError<f64>| e.to_string();
+        assert_eq!(
+            msg(SolverSpec::adaptive(Method::Dopri5, -1.0, 1e-9).unwrap_err()),
+            "rtol must be positive and finite, got -1"
+        );
+        assert_eq!(
+            msg(SolverSpec::adaptive(Method::Dopri5, 1e-6, f64::NAN).unwrap_err()),
+            "atol must be positive and finite, got NaN"
+        );
+        assert_eq!(
+            msg(SolverSpec::adaptive(Method::Tsit5, 1e-6, vec![1e-9, 0.0]).unwrap_err()),
+            "atol[1] must be positive and finite, got 0"
+        );
+        assert_eq!(
+            msg(SolverSpec::fixed(Method::Rk4, 0).unwrap_err()),
+            "steps must be at least 1, got 0"
+        );
+        assert_eq!(
+            msg(SolverSpec::adaptive(Method::Euler, 1e-6, 1e-6).unwrap_err()),
+            "Euler has no error estimate, so it needs a fixed number of steps"
+        );
+        assert_eq!(
+            msg(SolverSpec::builder(Method::Dop853)
+                .step_growth_cap(0.5)
+                .build()
+                .unwrap_err()),
+            "controller.fac_max must be at least 1 and finite, got 0.5"
+        );
+        assert_eq!(
+            msg(SolverSpec::builder(Method::Bs3)
+                .max_steps(0)
+                .build()
+                .unwrap_err()),
+            "max_steps must be at least 1, got 0"
+        );
+    }
+
+    #[test]
+    fn defaults_come_from_the_tableau() {
+        let s = SolverSpec::<f64>::builder(Method::Dop853).build().unwrap();
+        assert_eq!(s.controller(), PiParams::DOP853);
+        assert_eq!(s.max_steps(), DEFAULT_MAX_STEPS);
+        let s = SolverSpec::<f64>::adaptive(Method::Tsit5, 1e-5, 1e-7).unwrap();
+        assert_eq!(s.controller(), PiParams::DOPRI5);
+        assert_eq!(
+            s.steps(),
+            &Steps::Adaptive {
+                rtol: Tolerance::Scalar(1e-5),
+                atol: Tolerance::Scalar(1e-7)
+            }
+        );
+        let capped = SolverSpec::<f64>::builder(Method::Dop853)
+            .step_growth_cap(10.0)
+            .build()
+            .unwrap();
+        assert_eq!(capped.controller(), PiParams::DOP853.with_fac_max(10.0));
+        // Fixed steps: tolerances are not looked at, any method goes.
+        let f = SolverSpec::<f64>::fixed(Method::Euler, 3).unwrap();
+        assert_eq!(f.fixed_steps(), Some(3));
+        let g = f.with_tolerances(1e-3, 1e-3);
+        assert!(matches!(g, Err(OdeError::NotAdaptive { .. })), "{g:?}");
+    }
+
+    #[test]
+    fn the_solver_takes_the_spec_settings() {
+        // Fixed: exactly n steps and n * stages evaluations for RK4 (no FSAL).
+        let sol = SolverSpec::fixed(Method::Rk4, 7)
+            .unwrap()
+            .solver()
+            .solve_fn(|_t, y, dy| dy[0] = y[0], 0.0, 1.0, &[1.0])
+            .unwrap();
+        assert_eq!((sol.stats.accepted, sol.stats.nfe), (7, 28));
+        // max_steps is the budget of an adaptive solve.
+        let err = SolverSpec::builder(Method::Dopri5)
+            .rtol(1e-12)
+            .atol(1e-12)
+            .max_steps(3)
+            .build()
+            .unwrap()
+            .solver()
+            .solve_fn(|t, _y, dy| dy[0] = (50.0 * t).cos(), 0.0, 10.0, &[0.0])
+            .unwrap_err();
+        assert!(
+            matches!(err, OdeError::MaxStepsExceeded { max_steps: 3, .. }),
+            "{err}"
+        );
+    }
+}
