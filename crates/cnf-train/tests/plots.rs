@@ -119,7 +119,8 @@ fn a_malformed_metrics_file_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("curve.png");
     let metrics = dir.path().join("metrics.jsonl");
-    let cases: [(&str, fn(&MetricsError) -> bool); 5] = [
+    type Check = fn(&MetricsError) -> bool;
+    let cases: [(&str, Check); 5] = [
         // Not JSON on line 2.
         ("{\"iter\":1,\"val_nll\":1.0}\nnot json\n", |e| {
             matches!(e, MetricsError::Parse { line: 2, .. })
