@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use cnf::ode::problems::{
+use cnf_testkit::problems::{
     error_at_nfe, lorenz_rhs, lorenz_rk4_by_hand, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
 };
 use cnf::ode::{Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};

@@ -4,7 +4,7 @@
 //! accepted counts, equal numbers of attempted steps) and end at the same state. This pins the step sequences of the two methods:
 //! an engine change that alters one (reordered arithmetic that flips an accept/reject decision,
 //! a different controller constant) fails here.
-use cnf::ode::problems::{Problem, ARENSTORF, KEPLER, LORENZ};
+use cnf_testkit::problems::{Problem, ARENSTORF, KEPLER, LORENZ};
 use cnf::ode::{Dop853, Dopri5, RkMethod, Solver, Stats};
 use ode_solvers::{OutputType, SVector, System};
 

@@ -2,7 +2,7 @@
 //! decay (Vec<f64>): `cargo bench -p cnf-ode --bench step`.
 use std::hint::black_box;
 
-use cnf_ode::problems::{lorenz_rhs, LORENZ};
+use cnf_testkit::problems::{lorenz_rhs, LORENZ};
 use cnf_ode::{Bs3, Dop853, Dopri5, Euler, Heun, Midpoint, Rk4, RkMethod, Solver, Tsit5};
 use criterion::{criterion_group, criterion_main, Criterion};
 

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use cnf_ode::problems::{
+use cnf_testkit::problems::{
     lorenz_rhs, lorenz_rk4_by_hand, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
 };
 use cnf_ode::{Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};

@@ -13,8 +13,6 @@
 //! loop does not allocate. The last step lands exactly on `t_end`; `t_end < t0` integrates
 //! backwards. Every [`Solution`] and every integration error carries [`Stats`] (NFE, accepted,
 //! rejected).
-#[doc(hidden)]
-pub mod alloc_count;
 mod batch;
 mod controller;
 mod engine;
@@ -22,7 +20,6 @@ mod error;
 mod method;
 mod observer;
 mod options;
-pub mod problems;
 mod solution;
 mod solver;
 mod spec;

@@ -4,11 +4,10 @@
 //! components, so a state only has to lend its components as a slice. This keeps the engine free
 //! of per-type arithmetic and lets it run without allocating: buffers are cloned from the initial
 //! state once, before the stepping loop.
-use nalgebra::{DVector, SVector, Scalar};
-
 use crate::batch::Batch;
 
-/// A state vector the solvers can integrate: `Vec<T>`, `[T; N]`, nalgebra `SVector`/`DVector`,
+/// A state vector the solvers can integrate: `Vec<T>`, `[T; N]`, nalgebra `SVector`/`DVector`
+/// (with the `nalgebra` feature),
 /// a [`Batch`] of many samples, or any user type that lends its components contiguously.
 pub trait State<T>: Clone {
     /// The components, in a fixed order.
@@ -43,7 +42,9 @@ impl<T: Copy, const N: usize> State<T> for [T; N] {
     }
 }
 
-impl<T: Scalar, const N: usize> State<T> for SVector<T, N> {
+/// With the `nalgebra` feature.
+#[cfg(feature = "nalgebra")]
+impl<T: nalgebra::Scalar, const N: usize> State<T> for nalgebra::SVector<T, N> {
     fn as_slice(&self) -> &[T] {
         nalgebra::Matrix::as_slice(self)
     }
@@ -52,7 +53,9 @@ impl<T: Scalar, const N: usize> State<T> for SVector<T, N> {
     }
 }
 
-impl<T: Scalar> State<T> for DVector<T> {
+/// With the `nalgebra` feature.
+#[cfg(feature = "nalgebra")]
+impl<T: nalgebra::Scalar> State<T> for nalgebra::DVector<T> {
     fn as_slice(&self) -> &[T] {
         nalgebra::Matrix::as_slice(self)
     }

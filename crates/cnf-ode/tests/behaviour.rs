@@ -1,7 +1,7 @@
 //! Adaptive stepping, output times, states, directions and precisions.
 mod common;
 
-use cnf_ode::problems::{lorenz_rhs, KEPLER, LORENZ};
+use cnf_testkit::problems::{lorenz_rhs, KEPLER, LORENZ};
 use cnf_ode::{Batch, Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Stats, Step, Tsit5};
 use common::{max_abs_diff, Linear};
 use nalgebra::{DVector, SVector};
@@ -250,7 +250,7 @@ fn fixed_steps_take_exactly_n_steps() {
 #[test]
 fn fixed_rk4_matches_a_hand_written_loop() {
     let n = 100_000;
-    let hand = cnf_ode::problems::lorenz_rk4_by_hand(LORENZ.y0, 1.0, n);
+    let hand = cnf_testkit::problems::lorenz_rk4_by_hand(LORENZ.y0, 1.0, n);
     let ours = Solver::new(Rk4)
         .fixed_steps(n)
         .solve(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0)

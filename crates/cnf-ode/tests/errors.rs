@@ -1,5 +1,5 @@
 //! Every failure is a typed error, never a panic; integration errors keep their statistics.
-use cnf_ode::problems::{lorenz_rhs, LORENZ};
+use cnf_testkit::problems::{lorenz_rhs, LORENZ};
 use cnf_ode::{Dop853, Dopri5, OdeError, Rk4, Solver};
 
 #[test]

@@ -1,6 +1,6 @@
 //! The stepping loop does not allocate: a solve allocates the same number of times whatever
 //! its number of steps (buffers are made once, before the loop).
-use cnf_ode::alloc_count::{allocations_during, CountingAllocator};
+use cnf_testkit::alloc_count::{allocations_during, CountingAllocator};
 use cnf_ode::{Dop853, Dopri5, Rk4, RkMethod, Solver, Tableau};
 
 #[global_allocator]

@@ -1,5 +1,5 @@
 //! Conservation laws and the benchmark problems against the peers' measurements.
-use cnf_ode::problems::{error_at_nfe, Problem, ARENSTORF, KEPLER, LORENZ};
+use cnf_testkit::problems::{error_at_nfe, Problem, ARENSTORF, KEPLER, LORENZ};
 use cnf_ode::{Dop853, Dopri5, RkMethod, Solver};
 
 /// Energy and angular momentum of the Kepler problem.

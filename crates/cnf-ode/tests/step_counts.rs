@@ -11,7 +11,7 @@
 //! - every NFE satisfies the evaluation accounting of its method (checked below).
 //!
 //! Tsit5 and BS3 have no independent peer here: for them the pin is a regression guard.
-use cnf_ode::problems::{Problem, ARENSTORF, KEPLER, LORENZ};
+use cnf_testkit::problems::{Problem, ARENSTORF, KEPLER, LORENZ};
 use cnf_ode::{Bs3, Dop853, Dopri5, RkMethod, Solver, Stats, Tsit5};
 
 /// (method, rtol = atol, NFE, accepted, rejected, error of the final state as published in

@@ -3,8 +3,8 @@
 //!
 //! ```ignore
 //! #[global_allocator]
-//! static GLOBAL: cnf_ode::alloc_count::CountingAllocator = cnf_ode::alloc_count::CountingAllocator;
-//! let n = cnf_ode::alloc_count::allocations_during(|| { /* hot path */ });
+//! static GLOBAL: cnf_testkit::alloc_count::CountingAllocator = cnf_testkit::alloc_count::CountingAllocator;
+//! let n = cnf_testkit::alloc_count::allocations_during(|| { /* hot path */ });
 //! ```
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

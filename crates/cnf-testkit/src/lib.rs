@@ -1,0 +1,9 @@
+//! # cnf-testkit: fixtures for the workspace's tests, benches and examples
+//!
+//! Not part of any public API (`publish = false`); crates use it as a dev-dependency.
+//! - [`problems`]: the benchmark problems (Arenstorf, Kepler, Lorenz) with reference solutions
+//!   and scipy's measured work-precision tables;
+//! - [`alloc_count`]: a counting global allocator, for "this loop does not allocate" tests.
+#![warn(missing_docs)]
+pub mod alloc_count;
+pub mod problems;
