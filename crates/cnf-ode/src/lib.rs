@@ -33,7 +33,7 @@ pub use controller::{IController, PiController, PiParams, StepController};
 pub use error::OdeError;
 pub use observer::{Observer, Step};
 pub use options::{Options, Stepping, Tolerance};
-pub use solution::{Solution, Stats};
+pub use solution::{DenseSolution, Solution, Stats};
 pub use method::{Method, UnknownMethod};
 pub use solver::Solver;
 pub use spec::{SolverSpec, SolverSpecBuilder, Steps, DEFAULT_MAX_STEPS};

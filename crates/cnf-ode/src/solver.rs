@@ -7,7 +7,7 @@ use crate::engine::Engine;
 use crate::error::OdeError;
 use crate::observer::{Observer, Step};
 use crate::options::{Options, Stepping, Tolerance, Tolerances};
-use crate::solution::{Solution, Stats};
+use crate::solution::{DenseSolution, Solution, Stats};
 use crate::state::State;
 use crate::system::{OdeSystem, SliceFn};
 use crate::tableau::{RkMethod, Tableau};
@@ -32,6 +32,7 @@ pub struct Solver<M, T, C = PiController<T>> {
     method: M,
     options: Options<T>,
     controller: C,
+    dense: bool,
 }
 
 impl<M: RkMethod, T: Float> Solver<M, T> {
@@ -43,6 +44,7 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
             method,
             options: Options::default(),
             controller,
+            dense: false,
         }
     }
     /// The largest factor by which one step may grow over the previous one (the PI
@@ -102,7 +104,16 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             method: self.method,
             options: self.options,
             controller: c,
+            dense: self.dense,
         }
+    }
+    /// Record every accepted step's continuous extension, so that
+    /// [`Solution::interpolate`] can evaluate the solution anywhere in the span after the solve
+    /// (default off). Memory grows with the number of steps: per step the state at its start and
+    /// the method's dense stages (see [`crate::DenseSolution`]); the solution itself is unchanged.
+    pub fn dense(mut self, on: bool) -> Self {
+        self.dense = on;
+        self
     }
     /// The step-size controller in use.
     pub fn step_controller(&self) -> &C {
@@ -247,6 +258,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             t_out: &self.options.t_out,
             next_out: 0,
             y_out: Vec::with_capacity(self.options.t_out.len()),
+            dense: self.dense.then(|| DenseSolution::new(tab, t0, y0)),
         };
         // Output times at t0 are the initial state.
         while run.next_out < run.t_out.len() && run.t_out[run.next_out] == t0 {
@@ -279,6 +291,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             t_out: self.options.t_out.clone(),
             y_out: run.y_out,
             stats: run.stats,
+            dense: run.dense,
         })
     }
 
@@ -340,6 +353,8 @@ struct Run<'a, T, S> {
     t_out: &'a [T],
     next_out: usize,
     y_out: Vec<S>,
+    /// The recorded continuous extension ([`Solver::dense`]).
+    dense: Option<DenseSolution<T, S>>,
 }
 
 impl<T: Float, S: State<T>> Run<'_, T, S> {
@@ -387,6 +402,10 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
             }
             self.y_out.push(out);
             self.next_out += 1;
+        }
+        if let Some(dense) = &mut self.dense {
+            self.engine.prepare_dense(sys, self.t, h, y, y_new);
+            dense.push(h, t_new, &self.engine.k, y_new);
         }
         observer.on_step(&Step {
             t_prev: self.t,
