@@ -3,12 +3,17 @@
 //! batch, batch 512, Adam lr 1e-3, 1000 iterations, f32; test NLL on 10k fresh samples.
 //! Prints one JSON line per gradient method:
 //! `cargo bench --bench cnf_protocol [-- --iters N] [-- --grad backprop|adjoint|both]`.
+//! `-- --compare-norms` instead trains with backprop and, at iterations 0, 20, 60, 200 and
+//! `--iters`, computes the gradient of the same 5 batches with the adjoint with and without the
+//! seminorm (and backprop), printing one JSON line per checkpoint: backward NFE (median) and
+//! the adjoint gradients' relative distance to backprop's.
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
+use cnf::field::Trace;
 use cnf::field::{Activation, Mlp, MlpConfig, VectorField};
-use cnf::flow::{Cnf, Integrator};
+use cnf::flow::{Cnf, GradMethod, Integrator};
 use cnf::train::commands::{toy_test, toy_validation};
 use cnf::train::data::ToySet;
 use cnf::train::optim::{Adam, AdamConfig};
@@ -44,6 +49,10 @@ fn main() {
         _ => vec![true],
     };
     let set = ToySet::EightGaussians;
+    if args.iter().any(|a| a == "--compare-norms") {
+        compare_norms(set, iters);
+        return;
+    }
     let val: Vec<f32> = toy_validation(set, 0)
         .data()
         .iter()
@@ -98,5 +107,111 @@ fn main() {
                 })
             );
         }
+    }
+}
+
+/// |a - b| / |b| over the whole vector.
+fn rel_dist(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+/// Backward NFE of the adjoint with and without the seminorm on the same batches, along a
+/// backprop training run of the protocol.
+fn compare_norms(set: ToySet, iters: usize) {
+    let mlp = Mlp::<f32>::new(MlpConfig::new(2, &[64, 64, 64], Activation::Tanh), 0).unwrap();
+    let adam = Adam::new(mlp.num_params(), AdamConfig::default()).unwrap();
+    let val: Vec<f32> = toy_validation(set, 0)
+        .data()
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let mut trainer = Trainer {
+        cnf: Cnf::new(mlp, Integrator::default_dopri5()),
+        adam,
+        batches: Batches::Toy(set),
+        val,
+        settings: TrainSettings {
+            iters: 0,
+            batch: 512,
+            backprop: true,
+            trace: TraceKind::Exact,
+            val_every: usize::MAX,
+            seed: 0,
+        },
+        observers: vec![],
+    };
+    let mut checkpoints = vec![0, 20, 60, 200, iters];
+    checkpoints.retain(|&c| c <= iters);
+    checkpoints.sort_unstable();
+    checkpoints.dedup();
+    let mut done = 0;
+    for checkpoint in checkpoints {
+        if checkpoint > done {
+            trainer.settings.iters = checkpoint;
+            trainer.settings.val_every = checkpoint;
+            trainer.run(done).unwrap();
+            done = checkpoint;
+        }
+        let (tol_r, tol_a) = (trainer.cnf.integrator.rtol, trainer.cnf.integrator.atol);
+        let methods = [
+            ("backprop", GradMethod::Backprop),
+            (
+                "adjoint_seminorm",
+                GradMethod::Adjoint {
+                    rtol: tol_r,
+                    atol: tol_a,
+                },
+            ),
+            (
+                "adjoint_full_norm",
+                GradMethod::AdjointFullNorm {
+                    rtol: tol_r,
+                    atol: tol_a,
+                },
+            ),
+        ];
+        let mut bwd: Vec<Vec<f64>> = vec![Vec::new(); 3];
+        let mut secs: Vec<Vec<f64>> = vec![Vec::new(); 3];
+        let mut dist: Vec<Vec<f64>> = vec![Vec::new(); 2];
+        for b in 0..5 {
+            let x: Vec<f32> = Batches::Toy(set)
+                .batch(99, b, 512)
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            let mut grads = Vec::new();
+            for (i, (_, m)) in methods.iter().enumerate() {
+                let start = Instant::now();
+                let g = trainer.cnf.loss_and_grad(&x, &Trace::Exact, *m).unwrap();
+                secs[i].push(start.elapsed().as_secs_f64());
+                bwd[i].push(g.backward.nfe as f64);
+                grads.push(g.grad);
+            }
+            dist[0].push(rel_dist(&grads[1], &grads[0]));
+            dist[1].push(rel_dist(&grads[2], &grads[0]));
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "run": "cnf_rust_adjoint_norms_f32",
+                "iter": checkpoint,
+                "bwd_nfe_median": {
+                    "backprop_vjps": median(bwd[0].clone()),
+                    "adjoint_seminorm": median(bwd[1].clone()),
+                    "adjoint_full_norm": median(bwd[2].clone()),
+                },
+                "s_per_grad_median": {
+                    "backprop": median(secs[0].clone()),
+                    "adjoint_seminorm": median(secs[1].clone()),
+                    "adjoint_full_norm": median(secs[2].clone()),
+                },
+                "grad_rel_dist_to_backprop_median": {
+                    "adjoint_seminorm": median(dist[0].clone()),
+                    "adjoint_full_norm": median(dist[1].clone()),
+                },
+            })
+        );
     }
 }

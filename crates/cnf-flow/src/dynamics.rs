@@ -4,11 +4,12 @@
 //! State layouts (one contiguous `Vec<T>` per solve, batch-major so the field sees a `(B, d)`
 //! matrix without copies):
 //! - [`Transport`]: `[z (B*d)]`, dz/dt = v;
-//! - [`Augmented`]: `[z (B*d), D (B)]`, dz/dt = v, dD/dt = +tr(dv/dz);
-//! - [`Adjoint`]: `[z (B*d), a_z (B*d), a_theta (P)]`, integrated from t = 1 back to 0:
-//!   dz/dt = v, da_z/dt = -(a_z.dv/dz + a_D dtr/dz), da_theta/dt = -(a_z.dv/dtheta + a_D dtr/dtheta).
+//! - [`Augmented`]: `[z (B*d), D (B)]`, dz/dt = v, dD/dt = +tr(dv/dz). It is also a
+//!   [`VjpSystem`] (the field's VJPs in z and theta; nothing depends on D), so `cnf-ode`
+//!   differentiates its solves ([`cnf_ode::Solver::solve_with_gradient`]): the continuous
+//!   adjoint `[z, D, a_z, a_D, a_theta]` and the reverse pass through the steps are `cnf-ode`'s.
 use cnf_field::{Real, VectorField};
-use cnf_ode::OdeSystem;
+use cnf_ode::{OdeSystem, VjpOut, VjpSystem};
 
 use crate::rows::RowParallel;
 
@@ -37,30 +38,21 @@ impl<T: Real, F: VectorField<T>> OdeSystem<T, Vec<T>> for Augmented<'_, T, F> {
     }
 }
 
-/// The continuous adjoint system (backwards in time).
-pub struct Adjoint<'a, T: Real, F: VectorField<T>> {
-    pub(crate) rows: RowParallel<'a, T, F>,
-    /// B * d.
-    pub(crate) split: usize,
-    /// dL/dD(1) per sample (constant in time: nothing depends on D).
-    pub(crate) a_div: Vec<T>,
-    /// Divergence output (unused by the adjoint).
-    pub(crate) div: Vec<T>,
-}
-
-impl<T: Real, F: VectorField<T>> OdeSystem<T, Vec<T>> for Adjoint<'_, T, F> {
-    fn rhs(&mut self, t: T, y: &Vec<T>, dy: &mut Vec<T>) {
+impl<T: Real, F: VectorField<T>> VjpSystem<T> for Augmented<'_, T, F> {
+    fn num_params(&self) -> usize {
+        self.rows.num_params()
+    }
+    fn rhs(&mut self, t: T, y: &[T], dy: &mut [T]) {
+        let (v, div) = dy.split_at_mut(self.split);
+        self.rows.eval_div(t, &y[..self.split], v, div);
+    }
+    /// The cotangent `a = [a_z, a_D]`: the field's VJP of (v, div) in z and theta; f does not
+    /// depend on D, so nothing is added to the D part of `a_y`.
+    fn vjp(&mut self, t: T, y: &[T], a: &[T], out: VjpOut<'_, T>) {
         let n = self.split;
-        let (z, rest) = y.split_at(n);
-        let a_z = &rest[..n];
-        let (v, rest) = dy.split_at_mut(n);
-        let (g_z, g_theta) = rest.split_at_mut(n);
-        g_z.fill(T::zero());
-        g_theta.fill(T::zero());
+        let (v, div) = out.f.split_at_mut(n);
+        let (a_v, a_div) = a.split_at(n);
         self.rows
-            .vjp(t, z, a_z, &self.a_div, v, &mut self.div, g_z, g_theta);
-        for g in g_z.iter_mut().chain(g_theta.iter_mut()) {
-            *g = -*g;
-        }
+            .vjp(t, &y[..n], a_v, a_div, v, div, &mut out.a_y[..n], out.a_p);
     }
 }

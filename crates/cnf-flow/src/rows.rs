@@ -76,6 +76,11 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
         }
     }
 
+    /// Number of parameters of the field.
+    pub fn num_params(&self) -> usize {
+        self.field.num_params()
+    }
+
     /// v (rows, d).
     pub fn eval(&mut self, t: T, z: &[T], v: &mut [T]) {
         let (field, bd) = (self.field, self.block * self.dim);

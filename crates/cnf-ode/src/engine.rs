@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use num_traits::Float;
 
+use crate::grad::{VjpOut, VjpSystem};
 use crate::options::Tolerances;
 use crate::state::State;
 use crate::system::OdeSystem;
@@ -40,12 +41,56 @@ const E5: usize = 1;
 const E3: usize = 2;
 const EXTRA: usize = 3;
 
+/// Stage derivatives as the stage arithmetic reads them: the engine's own buffers, a window of
+/// them (the components of a seminorm), or the flat tape of the reverse pass.
+pub(crate) trait Stages<T> {
+    /// The components of stage `j`.
+    fn stage(&self, j: usize) -> &[T];
+}
+
+impl<T, S: State<T>> Stages<T> for [S] {
+    #[inline(always)]
+    fn stage(&self, j: usize) -> &[T] {
+        self[j].as_slice()
+    }
+}
+
+/// Components `range` of each of the engine's stage buffers.
+struct Window<'a, S> {
+    k: &'a [S],
+    range: Range<usize>,
+}
+
+impl<T, S: State<T>> Stages<T> for Window<'_, S> {
+    #[inline(always)]
+    fn stage(&self, j: usize) -> &[T] {
+        &self.k[j].as_slice()[self.range.clone()]
+    }
+}
+
+/// Stages of `n` components stored one after another in one buffer.
+pub(crate) struct Flat<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) n: usize,
+}
+
+impl<T> Stages<T> for Flat<'_, T> {
+    #[inline(always)]
+    fn stage(&self, j: usize) -> &[T] {
+        &self.data[j * self.n..(j + 1) * self.n]
+    }
+}
+
 /// out = y + h * sum_j coef_j k_j over the non-zero terms (stage j, coef_j): one pass per term
 /// over a register-sized state, no branch on coefficients.
 #[inline]
-fn combine<T: Float, S: State<T>>(out: &mut S, y: &S, h: T, terms: &[(usize, T)], k: &[S]) {
-    let out = out.as_mut_slice();
-    let y = y.as_slice();
+pub(crate) fn combine<T: Float, K: Stages<T> + ?Sized>(
+    out: &mut [T],
+    y: &[T],
+    h: T,
+    terms: &[(usize, T)],
+    k: &K,
+) {
     if !sum_terms(out, terms, k) {
         out.copy_from_slice(y);
         return;
@@ -58,18 +103,22 @@ fn combine<T: Float, S: State<T>>(out: &mut S, y: &S, h: T, terms: &[(usize, T)]
 /// out = sum_j coef_j k_j over the terms, two stages per pass; false (out untouched) when there
 /// are none.
 #[inline(always)]
-fn sum_terms<T: Float, S: State<T>>(out: &mut [T], terms: &[(usize, T)], k: &[S]) -> bool {
+pub(crate) fn sum_terms<T: Float, K: Stages<T> + ?Sized>(
+    out: &mut [T],
+    terms: &[(usize, T)],
+    k: &K,
+) -> bool {
     let mut pairs = terms.chunks_exact(2);
     let rest = pairs.remainder();
     match (pairs.next(), rest) {
         (Some(&[(j0, c0), (j1, c1)]), _) => {
-            let (k0, k1) = (k[j0].as_slice(), k[j1].as_slice());
+            let (k0, k1) = (k.stage(j0), k.stage(j1));
             for ((o, &a), &b) in out.iter_mut().zip(k0).zip(k1) {
                 *o = c0 * a + c1 * b;
             }
         }
         (_, &[(j0, c0)]) => {
-            for (o, &a) in out.iter_mut().zip(k[j0].as_slice()) {
+            for (o, &a) in out.iter_mut().zip(k.stage(j0)) {
                 *o = c0 * a;
             }
             return true;
@@ -78,13 +127,13 @@ fn sum_terms<T: Float, S: State<T>>(out: &mut [T], terms: &[(usize, T)], k: &[S]
     }
     for pair in pairs.by_ref() {
         let (&(j0, c0), &(j1, c1)) = (&pair[0], &pair[1]);
-        let (k0, k1) = (k[j0].as_slice(), k[j1].as_slice());
+        let (k0, k1) = (k.stage(j0), k.stage(j1));
         for ((o, &a), &b) in out.iter_mut().zip(k0).zip(k1) {
             *o = *o + c0 * a + c1 * b;
         }
     }
     if let &[(j0, c0)] = rest {
-        for (o, &a) in out.iter_mut().zip(k[j0].as_slice()) {
+        for (o, &a) in out.iter_mut().zip(k.stage(j0)) {
             *o = *o + c0 * a;
         }
     }
@@ -166,29 +215,35 @@ impl<T: Float, S: State<T>> Engine<T, S> {
             let terms = &self.terms[self.rows[i].clone()];
             if i == last_in_y_new {
                 // The last FSAL stage is evaluated at y_new itself.
-                combine(y_new, y, h, terms, done);
+                combine(y_new.as_mut_slice(), y.as_slice(), h, terms, &*done);
                 sys.rhs(ti, y_new, &mut rest[0]);
             } else {
-                combine(&mut self.ytmp, y, h, terms, done);
+                combine(self.ytmp.as_mut_slice(), y.as_slice(), h, terms, &*done);
                 sys.rhs(ti, &self.ytmp, &mut rest[0]);
             }
         }
         self.nfe += s - 1;
         if !self.tab.fsal {
             let terms = &self.terms[self.rows[s + B].clone()];
-            combine(y_new, y, h, terms, &self.k[..s]);
+            combine(y_new.as_mut_slice(), y.as_slice(), h, terms, &self.k[..s]);
         }
     }
 
-    /// Scaled RMS norm of the local error estimate of the last step (Hairer's). Uses the scratch
-    /// buffers, so call it right after `step`.
+    /// Scaled RMS norm of the local error estimate of the last step (Hairer's), over the
+    /// components the tolerances select (all, or a seminorm's window: the others cost nothing).
+    /// Uses the scratch buffers, so call it right after `step`.
     #[inline]
     pub(crate) fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &Tolerances<T>) -> T {
         let s = self.tab.stages();
         let (y, y_new) = (y.as_slice(), y_new.as_slice());
-        let n = y.len();
+        let range = tol.norm_range();
+        let n = range.len();
+        let k = Window {
+            k: &self.k,
+            range: range.clone(),
+        };
         let e5 = self.ytmp.as_mut_slice();
-        sum_terms(e5, &self.terms[self.rows[s + E5].clone()], &self.k);
+        sum_terms(&mut e5[range.clone()], &self.terms[self.rows[s + E5].clone()], &k);
         let e3_terms = &self.terms[self.rows[s + E3].clone()];
         let nt: T = lit(n as f64);
         if e3_terms.is_empty() {
@@ -196,7 +251,7 @@ impl<T: Float, S: State<T>> Engine<T, S> {
             h.abs() * (acc5 / nt).sqrt()
         } else {
             let e3 = self.ytmp2.as_mut_slice();
-            sum_terms(e3, e3_terms, &self.k);
+            sum_terms(&mut e3[range], e3_terms, &k);
             let acc5 = tol.sum_sq_scaled(y, y_new, e5);
             let acc3 = tol.sum_sq_scaled(y, y_new, e3);
             let mut deno = acc5 + lit::<T>(0.01) * acc3;
@@ -230,7 +285,7 @@ impl<T: Float, S: State<T>> Engine<T, S> {
         for (j, &c) in self.extra_c.iter().enumerate() {
             let (done, rest) = self.k.split_at_mut(first + j);
             let terms = &self.terms[self.rows[s + EXTRA + j].clone()];
-            combine(&mut self.ytmp, y, h, terms, done);
+            combine(self.ytmp.as_mut_slice(), y.as_slice(), h, terms, &*done);
             sys.rhs(t + c * h, &self.ytmp, &mut rest[0]);
             self.nfe += 1;
         }
@@ -264,5 +319,154 @@ impl<T: Float, S: State<T>> Engine<T, S> {
             self.k0_valid = false;
         }
         self.dense_ready = false;
+    }
+}
+
+/// The transposed Runge-Kutta step, for reverse-mode differentiation through accepted steps
+/// ([`crate::Differentiation::Discretise`]). It reads the same flattened coefficients as the
+/// forward step and runs them through the same stage arithmetic ([`combine`], [`sum_terms`]).
+///
+/// A step is y' = y + h sum_i b_i k_i with k_i = f(t + c_i h, Y_i), Y_i = y + h sum_j a_ij k_j.
+/// Given the cotangent of y', the cotangent of stage i is
+/// kbar_i = h (b_i y'bar + sum_{m > i} a_mi Ybar_m), with Ybar_m = (df/dy at stage m)^T kbar_m
+/// from the system's VJP (which also adds the parameter cotangent), swept from the last stage
+/// to the first; then ybar = y'bar + sum_i Ybar_i. Stages nothing depends on (b_i = 0 and no
+/// live later stage uses them: FSAL's last) take no VJP.
+pub(crate) struct Reverse<T> {
+    n: usize,
+    c: Vec<T>,
+    terms: Vec<(usize, T)>,
+    /// Ranges of `terms`: rows of A (to rebuild Y_i from the kept stages), then the columns of
+    /// [A; b] over live stages: (m, a_mi) for live m > i, and (s, b_i).
+    rows: Vec<Range<usize>>,
+    live: Vec<bool>,
+    /// s + 1 slots of n: Ybar_i of each stage, then the cotangent of the step's end state (which
+    /// becomes the cotangent of its start state after `step`).
+    g: Vec<T>,
+    stage_y: Vec<T>,
+    kbar: Vec<T>,
+    f: Vec<T>,
+}
+
+impl<T: Float> Reverse<T> {
+    /// The transposed step of `tab` for states of `n` components; allocates its buffers once.
+    pub(crate) fn new(tab: &'static Tableau, n: usize) -> Self {
+        let s = tab.stages();
+        let mut live = vec![false; s];
+        for i in (0..s).rev() {
+            live[i] = tab.b[i] != 0.0 || (i + 1..s).any(|m| live[m] && tab.a[m][i] != 0.0);
+        }
+        let mut terms = Vec::new();
+        let mut rows = Vec::with_capacity(2 * s);
+        for row in tab.a {
+            let start = terms.len();
+            terms.extend(
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, &c)| c != 0.0)
+                    .map(|(j, &c)| (j, lit::<T>(c))),
+            );
+            rows.push(start..terms.len());
+        }
+        for i in 0..s {
+            let start = terms.len();
+            terms.extend(
+                (i + 1..s)
+                    .filter(|&m| live[m] && tab.a[m][i] != 0.0)
+                    .map(|m| (m, lit::<T>(tab.a[m][i]))),
+            );
+            if tab.b[i] != 0.0 {
+                terms.push((s, lit(tab.b[i])));
+            }
+            rows.push(start..terms.len());
+        }
+        Self {
+            n,
+            c: tab.c.iter().map(|&c| lit(c)).collect(),
+            terms,
+            rows,
+            live,
+            g: vec![T::zero(); (s + 1) * n],
+            stage_y: vec![T::zero(); n],
+            kbar: vec![T::zero(); n],
+            f: vec![T::zero(); n],
+        }
+    }
+
+    /// The running state cotangent: set it to dL/dy(t_end) before the first `step`; after each
+    /// `step` it is the cotangent of that step's start state.
+    pub(crate) fn cotangent_mut(&mut self) -> &mut [T] {
+        let s = self.c.len();
+        &mut self.g[s * self.n..]
+    }
+
+    /// Carries the cotangent back through the step of size `h` from (t, y) whose stages are
+    /// `stages` (s of n components, one after another); adds the parameter cotangent to `a_p`.
+    /// Returns the number of VJPs evaluated.
+    pub(crate) fn step<V: VjpSystem<T> + ?Sized>(
+        &mut self,
+        sys: &mut V,
+        t: T,
+        h: T,
+        y: &[T],
+        stages: &[T],
+        a_p: &mut [T],
+    ) -> usize {
+        let (n, s) = (self.n, self.c.len());
+        let k = Flat { data: stages, n };
+        let mut vjps = 0;
+        for i in (0..s).rev() {
+            if !self.live[i] {
+                continue;
+            }
+            let (done, later) = self.g.split_at_mut((i + 1) * n);
+            let col = &self.terms[self.rows[s + i].clone()];
+            // Only slots i+1..=s are read: shift the indices by i + 1.
+            let later = Shifted {
+                inner: Flat { data: later, n },
+                by: i + 1,
+            };
+            sum_terms(&mut self.kbar, col, &later);
+            for kb in &mut self.kbar {
+                *kb = *kb * h;
+            }
+            let row = &self.terms[self.rows[i].clone()];
+            combine(&mut self.stage_y, y, h, row, &k);
+            let gi = &mut done[i * n..];
+            gi.fill(T::zero());
+            sys.vjp(
+                t + self.c[i] * h,
+                &self.stage_y,
+                &self.kbar,
+                VjpOut {
+                    f: &mut self.f,
+                    a_y: gi,
+                    a_p: &mut *a_p,
+                },
+            );
+            vjps += 1;
+        }
+        let (stage_bars, ybar) = self.g.split_at_mut(s * n);
+        for (i, gi) in stage_bars.chunks_exact(n).enumerate() {
+            if self.live[i] {
+                for (yb, &g) in ybar.iter_mut().zip(gi) {
+                    *yb = *yb + g;
+                }
+            }
+        }
+        vjps
+    }
+}
+
+/// Stages numbered from `by`: stage j of `inner` is stage j + by.
+struct Shifted<K> {
+    inner: K,
+    by: usize,
+}
+
+impl<T, K: Stages<T>> Stages<T> for Shifted<K> {
+    #[inline(always)]
+    fn stage(&self, j: usize) -> &[T] {
+        self.inner.stage(j - self.by)
     }
 }

@@ -1,4 +1,6 @@
 //! Tolerances and solver settings.
+use std::ops::Range;
+
 use num_traits::Float;
 
 use crate::error::OdeError;
@@ -29,6 +31,8 @@ impl<T> From<Vec<T>> for Tolerance<T> {
 pub(crate) struct Tolerances<T> {
     rtol: Vec<T>,
     atol: Vec<T>,
+    /// The components that enter the error norm (all unless a seminorm is asked for).
+    norm: Range<usize>,
 }
 
 impl<T: Float> Tolerances<T> {
@@ -57,13 +61,38 @@ impl<T: Float> Tolerances<T> {
         }
         let rtol = expand(rtol, n, "rtol")?;
         let atol = expand(atol, n, "atol")?;
-        let tol = Self { rtol, atol };
+        let tol = Self {
+            rtol,
+            atol,
+            norm: 0..n,
+        };
         if (0..n).any(|i| tol.rtol(i) == T::zero() && tol.atol(i) == T::zero()) {
             return Err(OdeError::InvalidTolerance(
                 "rtol and atol are both zero for some component".into(),
             ));
         }
         Ok(tol)
+    }
+    /// Only the components `range` enter the error norm (a seminorm); `None` keeps them all.
+    pub(crate) fn with_norm_components(
+        mut self,
+        range: Option<Range<usize>>,
+    ) -> Result<Self, OdeError<T>> {
+        if let Some(r) = range {
+            if r.start >= r.end || r.end > self.norm.end {
+                return Err(OdeError::InvalidOption(format!(
+                    "error_components {}..{} must be a non-empty range inside 0..{}",
+                    r.start, r.end, self.norm.end
+                )));
+            }
+            self.norm = r;
+        }
+        Ok(self)
+    }
+    /// The components that enter the error norm.
+    #[inline]
+    pub(crate) fn norm_range(&self) -> Range<usize> {
+        self.norm.clone()
     }
     fn rtol(&self, i: usize) -> T {
         if self.rtol.len() == 1 {
@@ -84,9 +113,13 @@ impl<T: Float> Tolerances<T> {
     pub(crate) fn scale(&self, i: usize, y_abs: T) -> T {
         self.atol(i) + self.rtol(i) * y_abs
     }
-    /// sum_i (e_i / scale_i)^2 with scale_i = atol_i + rtol_i * max(|y_i|, |y_new_i|).
+    /// sum_i (e_i / scale_i)^2 with scale_i = atol_i + rtol_i * max(|y_i|, |y_new_i|), over the
+    /// components of the norm (the arguments are whole states).
     #[inline]
     pub(crate) fn sum_sq_scaled(&self, y: &[T], y_new: &[T], e: &[T]) -> T {
+        let r = self.norm.clone();
+        let start = r.start;
+        let (y, y_new, e) = (&y[r.clone()], &y_new[r.clone()], &e[r]);
         let mut acc = T::zero();
         if let (&[rtol], &[atol]) = (&self.rtol[..], &self.atol[..]) {
             for ((&a, &b), &ei) in y.iter().zip(y_new).zip(e) {
@@ -95,7 +128,7 @@ impl<T: Float> Tolerances<T> {
             }
         } else {
             for (i, ((&a, &b), &ei)) in y.iter().zip(y_new).zip(e).enumerate() {
-                let r = ei / self.scale(i, a.abs().max(b.abs()));
+                let r = ei / self.scale(start + i, a.abs().max(b.abs()));
                 acc = acc + r * r;
             }
         }
@@ -131,6 +164,10 @@ pub struct Options<T> {
     pub max_steps: usize,
     /// Times at which to report the state (in integration order), from the continuous extension.
     pub t_out: Vec<T>,
+    /// Only these components enter the error norm (a seminorm; default all). The others are
+    /// integrated with the same steps but never limit them: the parameter cotangents of the
+    /// backsolve adjoint ([`crate::Differentiation::Backsolve`]) are left out this way.
+    pub error_components: Option<Range<usize>>,
 }
 
 impl<T: Float> Default for Options<T> {
@@ -144,6 +181,7 @@ impl<T: Float> Default for Options<T> {
             h_min: T::zero(),
             max_steps: 100_000,
             t_out: Vec::new(),
+            error_components: None,
         }
     }
 }

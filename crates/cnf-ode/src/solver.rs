@@ -97,6 +97,11 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         self.options.t_out = t_out;
         self
     }
+    /// Only the components `range` enter the error norm (a seminorm; default all of them).
+    pub fn error_components(mut self, range: std::ops::Range<usize>) -> Self {
+        self.options.error_components = Some(range);
+        self
+    }
     /// Replace the step-size controller (default: [`PiController::for_tableau`]) by any
     /// [`StepController`], e.g. an [`crate::IController`].
     pub fn controller<C2: StepController<T>>(self, c: C2) -> Solver<M, T, C2> {
@@ -240,7 +245,8 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
                 "the initial state has no components".into(),
             ));
         }
-        let tol = Tolerances::new(&self.options.rtol, &self.options.atol, n)?;
+        let tol = Tolerances::new(&self.options.rtol, &self.options.atol, n)?
+            .with_norm_components(self.options.error_components.clone())?;
         self.check_span(t0, t1)?;
         if y0.as_slice().iter().any(|x| !x.is_finite()) {
             return Err(OdeError::NonFinite {
@@ -549,7 +555,7 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         let y0 = y0.as_slice();
         let f0 = self.engine.k[0].as_slice();
         let (mut dnf, mut dny) = (T::zero(), T::zero());
-        for i in 0..y0.len() {
+        for i in tol.norm_range() {
             let sk = tol.scale(i, y0[i].abs());
             dnf = dnf + (f0[i] / sk).powi(2);
             dny = dny + (y0[i] / sk).powi(2);
@@ -575,7 +581,7 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         );
         let y0 = self.ys[self.cur].as_slice();
         let mut der2 = T::zero();
-        for i in 0..y0.len() {
+        for i in tol.norm_range() {
             let sk = tol.scale(i, y0[i].abs());
             der2 = der2 + ((f1[i] - f0[i]) / sk).powi(2);
         }
