@@ -22,6 +22,8 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 /// One JSON line per validation.
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// NLL and NFE against iteration, drawn from metrics.jsonl.
+pub const TRAINING_CURVE_FILE: &str = "training_curve.png";
 /// The lock file held while a process writes into the folder.
 pub const LOCK_FILE: &str = ".lock";
 /// Every file a run writes: a new run into an old folder (`--force`) removes them first, so no
@@ -34,7 +36,7 @@ pub const RUN_FILES: [&str; 8] = [
     "density.png",
     "samples.png",
     "trajectories.png",
-    "training_curve.png",
+    TRAINING_CURVE_FILE,
 ];
 
 /// An exclusive lock on a model folder (released when dropped, or when the process dies).

@@ -39,6 +39,7 @@ fn train_density_sample_plot_eval_on_a_toy_set() {
         "density.png",
         "samples.png",
         "trajectories.png",
+        "training_curve.png",
     ] {
         assert!(model.join(f).exists(), "{f} missing");
     }

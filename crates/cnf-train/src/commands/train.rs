@@ -12,7 +12,7 @@ use crate::data::{Standardizer, Table, ToySet};
 use crate::error::TrainError;
 use crate::model::{
     file_sha256, DataSource, ModelConfig, ModelDir, Precision, SolverConfig, TrainingConfig,
-    CHECKPOINT_FILE, METRICS_FILE,
+    CHECKPOINT_FILE, METRICS_FILE, TRAINING_CURVE_FILE,
 };
 use crate::observers::{Checkpoint, Checkpointer, Metrics, Progress};
 use crate::optim::{Adam, AdamConfig};
@@ -378,8 +378,14 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         config.solver.describe(),
         dir.dir.display()
     );
-    if !args.no_plots && config.mlp.dim == 2 {
-        plot_model(&best_cnf, config, &dir.dir)?;
+    if !args.no_plots {
+        crate::report::plot_training_curve(
+            &dir.path(METRICS_FILE),
+            &dir.path(TRAINING_CURVE_FILE),
+        )?;
+        if config.mlp.dim == 2 {
+            plot_model(&best_cnf, config, &dir.dir)?;
+        }
     }
     Ok(())
 }
