@@ -175,7 +175,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         let sol = self
             .integrator
             .solver()?
-            .solve(&mut sys, T::zero(), T::one(), &y0)
+            .solve_system(&mut sys, T::zero(), T::one(), &y0)
             .map_err(solve_error)?;
         Ok((sol.y, sol.stats))
     }
@@ -249,7 +249,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         let sol = self
             .integrator
             .solver()?
-            .solve(&mut sys, t0, t1, &x.to_vec())
+            .solve_system(&mut sys, t0, t1, &x.to_vec())
             .map_err(solve_error)?;
         Ok((sol.y, sol.stats))
     }

@@ -8,15 +8,30 @@ use crate::solution::Stats;
 pub enum OdeError<T> {
     /// The state or its derivative became NaN or infinite.
     #[error("non-finite state or derivative at t = {t:?} ({stats})")]
-    NonFinite { t: T, stats: Stats },
+    NonFinite {
+        /// Start of the step where it happened.
+        t: T,
+        /// Work done until then.
+        stats: Stats,
+    },
     /// The controller asked for a step smaller than the minimum step.
     #[error("step size {h:?} below the minimum at t = {t:?} ({stats})")]
-    StepSizeTooSmall { t: T, h: T, stats: Stats },
+    StepSizeTooSmall {
+        /// Time reached.
+        t: T,
+        /// The step size asked for (signed).
+        h: T,
+        /// Work done until then.
+        stats: Stats,
+    },
     /// More than `max_steps` steps were needed.
     #[error("maximum number of steps ({max_steps}) exceeded at t = {t:?} ({stats})")]
     MaxStepsExceeded {
+        /// Time reached.
         t: T,
+        /// The budget.
         max_steps: usize,
+        /// Work done until then.
         stats: Stats,
     },
     /// A tolerance is negative, non-finite, or both tolerances are zero somewhere.
@@ -27,7 +42,12 @@ pub enum OdeError<T> {
     InvalidSpan(String),
     /// A state, tolerance vector or output has the wrong number of components.
     #[error("dimension mismatch: expected {expected}, found {found}")]
-    DimensionMismatch { expected: usize, found: usize },
+    DimensionMismatch {
+        /// Components expected.
+        expected: usize,
+        /// Components given.
+        found: usize,
+    },
     /// Invalid solver settings (zero steps, non-positive step bounds...).
     #[error("invalid option: {0}")]
     InvalidOption(String),

@@ -1,23 +1,45 @@
 //! # cnf-ode: explicit Runge-Kutta solvers over any `num_traits::Float` state
 //!
+//! ```
+//! use cnf_ode::{Method, Solver};
+//! let method: Method = "dopri5".parse()?;
+//! let sol = Solver::new(method).rtol(1e-8).atol(1e-10).output_times(vec![0.5, 1.0]).dense(true)
+//!     .solve_fn(|_t, y, dy| { dy[0] = y[1]; dy[1] = -y[0]; }, 0.0, 1.0, &[1.0, 0.0])?;
+//! println!("y(1) = {:?} ({})", sol.y, sol.stats); // stats: NFE, accepted, rejected
+//! println!("y(0.25) = {:?}", sol.interpolate(0.25)); // dense output, after the solve
+//! # assert!((sol.y[0] - 1f64.cos()).abs() < 1e-8);
+//! # assert!((sol.interpolate(0.25).unwrap()[0] - 0.25f64.cos()).abs() < 1e-7);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//! (the example of the README's "Using the solvers on your own ODE").
+//!
 //! The pieces are independent, in the way of diffrax:
 //! - a **method** is a [`Tableau`] of constants ([`tableau`]): [`Euler`], [`Midpoint`], [`Heun`],
-//!   [`Rk4`] (fixed step), [`Bs3`], [`Dopri5`], [`Tsit5`], [`Dop853`] (adaptive);
+//!   [`Rk4`] (fixed step), [`Bs3`], [`Dopri5`], [`Tsit5`], [`Dop853`] (adaptive); [`Method`]
+//!   names them all as one run-time value;
 //! - one **engine** performs a step of any tableau, its error estimate and its continuous
 //!   extension (`engine.rs`);
-//! - a **step-size controller** ([`PiController`], Hairer's PI defaults) decides acceptance;
-//! - the **driver** ([`Solver`]) runs the loop: output times, observers, statistics, errors.
+//! - a **step-size controller** ([`StepController`]) decides acceptance: by default a
+//!   [`PiController`] with the tableau's parameters ([`Tableau::controller`]), or an
+//!   [`IController`], or your own;
+//! - the **driver** ([`Solver`]) runs the loop: output times, dense output, observers,
+//!   statistics, errors; [`SolverSpec`] is a validated description that builds one.
 //!
-//! States are anything that lends its components as a slice ([`State`]): `Vec<T>`, `[T; N]`,
-//! nalgebra vectors, or a [`Batch`] of samples. Buffers are allocated once per solve; the stepping
-//! loop does not allocate. The last step lands exactly on `t_end`; `t_end < t0` integrates
+//! Right-hand sides are closures over slices ([`Solver::solve_fn`]) or [`OdeSystem`]s that keep
+//! state ([`Solver::solve_system`]). States are anything that lends its components as a slice
+//! ([`State`]): `Vec<T>`, `[T; N]`, nalgebra vectors (feature `nalgebra`), or a [`Batch`] of
+//! samples. Buffers are allocated once per solve; the stepping loop does not allocate (unless
+//! dense output is recorded). The last step lands exactly on `t_end`; `t_end < t0` integrates
 //! backwards. Every [`Solution`] and every integration error carries [`Stats`] (NFE, accepted,
 //! rejected).
+//!
+//! Features: `serde` ([`Method`], [`PiParams`], [`SolverSpec`] as lower-case names and plain
+//! fields), `nalgebra` ([`State`] for `SVector` and `DVector`).
+#![warn(missing_docs)]
 mod batch;
 mod controller;
 mod engine;
 mod error;
-mod grad;
 mod method;
 mod observer;
 mod options;
@@ -32,7 +54,6 @@ mod util;
 pub use batch::Batch;
 pub use controller::{IController, PiController, PiParams, StepController};
 pub use error::OdeError;
-pub use grad::{Differentiation, GradSolution, VjpOut, VjpSystem};
 pub use observer::{Observer, Step};
 pub use options::{Options, Stepping, Tolerance};
 pub use solution::{DenseSolution, Solution, Stats};

@@ -100,8 +100,9 @@ impl RkMethod for Method {
 }
 
 impl fmt::Display for Method {
+    /// The lower-case name; width and alignment flags apply (`{:<9}`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 

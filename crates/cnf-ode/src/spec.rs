@@ -187,9 +187,7 @@ impl<T: Float> SolverSpecBuilder<T> {
     /// The largest factor by which a step may grow (the controller's `fac_max`; 6 for DOP853
     /// by default, where scipy uses 10).
     pub fn step_growth_cap(mut self, fac_max: f64) -> Self {
-        let p = self
-            .controller
-            .unwrap_or(self.method.tableau().controller);
+        let p = self.controller.unwrap_or(self.method.tableau().controller);
         self.controller = Some(p.with_fac_max(fac_max));
         self
     }
@@ -228,9 +226,7 @@ impl<T: Float> SolverSpecBuilder<T> {
                 value: 0.0,
             });
         }
-        let controller = self
-            .controller
-            .unwrap_or(self.method.tableau().controller);
+        let controller = self.controller.unwrap_or(self.method.tableau().controller);
         controller.validate()?;
         Ok(SolverSpec {
             method: self.method,
@@ -288,15 +284,15 @@ mod serde_impl {
     #[serde(deny_unknown_fields)]
     pub(super) struct RawSpec<T> {
         method: Method,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         steps: Option<usize>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         rtol: Option<RawTol<T>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         atol: Option<RawTol<T>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         max_steps: Option<usize>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         controller: Option<PiParams>,
     }
 
@@ -447,5 +443,33 @@ mod tests {
             matches!(err, OdeError::MaxStepsExceeded { max_steps: 3, .. }),
             "{err}"
         );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_round_trip_and_validation() {
+        let spec = SolverSpec::<f64>::adaptive(Method::Dop853, 1e-6, vec![1e-9, 1e-8]).unwrap();
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(
+            json,
+            r#"{"method":"dop853","rtol":1e-6,"atol":[1e-9,1e-8],"max_steps":100000}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<SolverSpec<f64>>(&json).unwrap(),
+            spec
+        );
+        let rk45: SolverSpec<f64> =
+            serde_json::from_str(r#"{"method":"rk45","rtol":1e-5,"atol":1e-5}"#).unwrap();
+        assert_eq!(rk45.method(), Method::Dopri5);
+        let fixed: SolverSpec<f64> = serde_json::from_str(r#"{"method":"rk4","steps":8}"#).unwrap();
+        assert_eq!(fixed.fixed_steps(), Some(8));
+        let bad = serde_json::from_str::<SolverSpec<f64>>(r#"{"method":"tsit5","rtol":-1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("rtol must be positive and finite, got -1"),
+            "{bad}"
+        );
+        assert!(serde_json::from_str::<Method>(r#""Dopri5""#).is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! Butcher tableaux: each method is plain data fed to the one explicit Runge-Kutta engine
-//! ([`crate::engine`]). Adding a method means adding a file of constants here.
+//! (`engine.rs`). Adding a method means adding a file of constants here.
 mod bs3;
 mod dop853;
 mod dopri5;
@@ -25,7 +25,9 @@ pub enum ErrorEstimate {
     /// err = |h| * E5^2 / sqrt(n (E5^2 + 0.01 E3^2)) with E5, E3 the scaled norms of
     /// sum_i e5_i k_i and sum_i e3_i k_i. It is sharper than either alone at loose tolerances.
     Dop853 {
+        /// Weights of the 5th-order difference.
         e5: &'static [f64],
+        /// Weights of the 3rd-order difference.
         e3: &'static [f64],
     },
 }
