@@ -14,8 +14,8 @@ use std::time::Instant;
 use cnf::field::Trace;
 use cnf::field::{Activation, Mlp, MlpConfig, VectorField};
 use cnf::flow::{Cnf, GradMethod, Integrator};
-use cnf::train::commands::{toy_test, toy_validation};
 use cnf::train::data::ToySet;
+use cnf::train::data::{toy_test, toy_validation};
 use cnf::train::optim::{Adam, AdamConfig};
 use cnf::train::trainer::{
     mean_nll, Batches, IterEvent, Observer, TraceKind, TrainSettings, Trainer,

@@ -77,7 +77,7 @@ fn main() {
         pts.push((nfe as f64, err.max(1e-16)));
     }
     series.push(("RK45 (Dopri5)".to_string(), pts));
-    match cnf::train::plot::loglog_lines(&out, "error vs work", "NFE", "max abs error", &series) {
+    match cnf_cli::plot::loglog_lines(&out, "error vs work", "NFE", "max abs error", &series) {
         Ok(()) => println!("wrote {out}"),
         Err(e) => {
             eprintln!("error: could not write {out}: {e}");

@@ -11,7 +11,7 @@ use cnf_flow::{Cnf, Integrator};
 use cnf_ode::{Bs3, Dop853, Dopri5, Euler, Heun, Midpoint, Rk4, RkMethod, Tsit5};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{ColumnSelection, Standardizer};
+use crate::data::{ColumnSelection, Standardizer, Table};
 use crate::error::TrainError;
 
 /// File names inside a model folder.
@@ -46,7 +46,8 @@ pub struct FolderLock {
 }
 
 /// The Runge-Kutta methods of `cnf-ode`, by name (config.json, `--method`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// Euler (order 1, fixed steps).
@@ -61,7 +62,7 @@ pub enum Method {
     Bs3,
     /// Dormand-Prince 5(4) (scipy's RK45).
     #[serde(alias = "rk45")]
-    #[value(alias = "rk45")]
+    #[cfg_attr(feature = "clap", value(alias = "rk45"))]
     Dopri5,
     /// Tsitouras 5(4).
     Tsit5,
@@ -124,6 +125,9 @@ impl Precision {
     }
 }
 
+/// Largest number of fixed steps per solve a config may ask for.
+pub const MAX_STEPS: usize = 1_000_000;
+
 /// The ODE solver of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SolverConfig {
@@ -154,12 +158,10 @@ impl SolverConfig {
     pub fn check(&self, source: &str) -> Result<(), TrainError> {
         let tab = self.method.tableau();
         match self.steps {
-            Some(n) if !(1..=crate::cli::MAX_STEPS).contains(&n) => {
-                Err(TrainError::Invalid(format!(
-                    "{source}steps must be in 1..={}, got {n}",
-                    crate::cli::MAX_STEPS
-                )))
-            }
+            Some(n) if !(1..=MAX_STEPS).contains(&n) => Err(TrainError::Invalid(format!(
+                "{source}steps must be in 1..={}, got {n}",
+                MAX_STEPS
+            ))),
             Some(_) => Ok(()),
             None if !tab.is_adaptive() => Err(TrainError::Invalid(format!(
                 "{} is a fixed-step method: give {source}steps",
@@ -205,7 +207,7 @@ pub struct TrainingConfig {
     /// Minibatch size.
     pub batch: usize,
     /// Gradient method.
-    pub grad: crate::cli::GradArg,
+    pub grad: crate::trainer::GradKind,
     /// Trace estimator of the loss.
     pub trace: crate::trainer::TraceKind,
     /// Adam's learning rate at the start.
@@ -476,4 +478,67 @@ impl ModelDir {
         let integ = solver.unwrap_or(&config.solver).integrator::<T>()?;
         Ok(Cnf::new(self.load_mlp(config)?, integ))
     }
+}
+
+/// Points of a table in model space (standardised when the model was), in precision T.
+/// A finite value that overflows T (1e39 in f32) is an error naming its row and column.
+pub fn to_model_space<T: Real>(config: &ModelConfig, table: &Table) -> Result<Vec<T>, TrainError> {
+    if table.n_cols() != config.mlp.dim {
+        return Err(TrainError::Invalid(format!(
+            "the data has {} columns, the model expects {}",
+            table.n_cols(),
+            config.mlp.dim
+        )));
+    }
+    let t = match &config.standardizer {
+        Some(s) => s.transform(table)?,
+        None => table.clone(),
+    };
+    let d = t.n_cols();
+    t.data()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match T::from_f64(v).filter(|x| x.is_finite()) {
+            Some(x) => Ok(x),
+            None => Err(TrainError::Invalid(format!(
+                "row {}, column {:?}: {} overflows the model's precision ({}){}",
+                i / d,
+                table.names()[i % d],
+                table.data()[i],
+                T::NAME,
+                if T::NAME == "f32" { "; use --f64" } else { "" }
+            ))),
+        })
+        .collect()
+}
+
+/// log|det| of the standardisation (0 without one): log p_data = log p_model + this.
+pub fn log_det(config: &ModelConfig) -> f64 {
+    config
+        .standardizer
+        .as_ref()
+        .map_or(0.0, Standardizer::log_det)
+}
+
+/// Data-space log-densities of a table.
+pub fn log_density_table<T: Real>(
+    cnf: &Cnf<T, Mlp<T>>,
+    config: &ModelConfig,
+    table: &Table,
+) -> Result<(Vec<f64>, cnf_ode::Stats), TrainError> {
+    let x: Vec<T> = to_model_space(config, table)?;
+    let dens = cnf.log_density(&x)?;
+    let ld = log_det(config);
+    Ok((
+        dens.logp
+            .iter()
+            .map(|v| v.to_f64().unwrap_or(f64::NAN) + ld)
+            .collect(),
+        dens.stats,
+    ))
+}
+
+/// Reads a table with the column selection the model was trained with.
+pub fn read_table_for(config: &ModelConfig, path: &Path) -> Result<Table, TrainError> {
+    crate::data::read_table(path, &config.data.selection())
 }

@@ -1,71 +1,16 @@
-//! Observers of training: progress bar, metrics file, checkpoints, early stopping.
+//! Observers of training: metrics file, checkpoints, early stopping (the progress bar is the
+//! command line's, in cnf-cli).
 use std::io::Write;
 use std::path::PathBuf;
 
 use cnf_field::{Mlp, Real, VectorField};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 use crate::model::{write_atomic, ModelDir, CHECKPOINT_FILE};
 use crate::optim::Adam;
-use crate::trainer::{Control, IterEvent, Observer, ValEvent};
-
-/// An indicatif bar: iteration, loss, NFE, it/s, ETA.
-pub struct Progress {
-    bar: ProgressBar,
-    best: f64,
-}
-
-impl Progress {
-    /// A bar from `start` to `total` iterations (hidden when output is not a terminal).
-    pub fn new(start: usize, total: usize) -> Self {
-        let bar = ProgressBar::new(total as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_position(start as u64);
-        Self {
-            bar,
-            best: f64::INFINITY,
-        }
-    }
-}
-
-impl<T: Real> Observer<T> for Progress {
-    fn on_iter(&mut self, ev: &IterEvent) {
-        self.bar.set_position(ev.iter as u64 + 1);
-        self.bar.set_message(format!(
-            "loss {:.4} nfe {}/{} best val {:.4}",
-            ev.loss, ev.nfe_fwd, ev.nfe_bwd, self.best
-        ));
-    }
-    fn on_validation(
-        &mut self,
-        ev: &ValEvent,
-        _: &Mlp<T>,
-        _: &Adam<T>,
-    ) -> Result<Control, TrainError> {
-        self.best = self.best.min(ev.val_nll);
-        let line = format!(
-            "iter {:>5}  train NLL {:.4}  val NLL {:.4}  nfe fwd/bwd {}/{}  {:.1} s",
-            ev.iter, ev.train_nll, ev.val_nll, ev.nfe_fwd, ev.nfe_bwd, ev.seconds
-        );
-        if self.bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            self.bar.println(line);
-        }
-        Ok(Control::Continue)
-    }
-    fn on_finish(&mut self) {
-        self.bar.finish_and_clear();
-    }
-}
+use crate::trainer::{Control, Observer, ValEvent};
 
 /// Appends one JSON line per validation to `metrics.jsonl`: the [`ValEvent`] (NLLs in model
 /// space, as the optimiser sees them) plus the NLLs in data space (`*_data`, what `cnf eval`

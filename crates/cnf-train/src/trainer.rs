@@ -13,6 +13,17 @@ use crate::data::{Table, ToySet};
 use crate::error::TrainError;
 use crate::optim::Adam;
 
+/// How the training gradient is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum GradKind {
+    /// Reverse mode through the solver's accepted steps.
+    Backprop,
+    /// The continuous adjoint, solved backwards.
+    Adjoint,
+}
+
 /// Which trace the training loss uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

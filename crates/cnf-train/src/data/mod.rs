@@ -3,12 +3,14 @@
 
 mod csv;
 mod npy;
+mod protocol;
 pub mod standardize;
 pub mod table;
 pub mod toy;
 
 pub use csv::{read_csv, write_csv, write_csv_to, ColumnSelection};
 pub use npy::read_npy;
+pub use protocol::{read_table, toy_test, toy_validation, SPLIT, TOY_TEST_SEED};
 pub use standardize::Standardizer;
 pub use table::Table;
 pub use toy::ToySet;

@@ -10,17 +10,24 @@
 //!
 //! # Algorithm
 //!
-//! Shortest augmenting paths with dual potentials (Jonker & Volgenant 1987; the variant of
-//! Crouse 2016 that SciPy's `linear_sum_assignment` uses), `O(n^3)` in the worst case:
+//! Jonker & Volgenant's LAPJV (1987), `O(n^3)` in the worst case, with column prices `v`:
 //!
-//! * start from the column reduction `v_j = min_i C_ij`, `u_i = 0` (dual feasible:
-//!   `C_ij - u_i - v_j >= 0`) and assign every column to its cheapest row where that row is
-//!   still free (these edges are tight);
-//! * for every free row, run Dijkstra on the reduced costs `C_ij - u_i - v_j` over the
-//!   alternating tree until it reaches a free column, update the potentials so the tree stays
-//!   tight and the costs stay non-negative, and flip the path.
+//! 1. *Column reduction*: `v_j = min_i C_ij`; each column is offered to its cheapest row.
+//! 2. *Reduction transfer*: a row holding exactly one column passes its slack to that column's
+//!    price, so the row's assigned column stays its cheapest (`C_ij - v_j` minimal over `j`).
+//! 3. *Augmenting row reduction* (two passes): each free row takes its cheapest column at the
+//!    current prices, lowering that column's price to the second-cheapest level and bumping
+//!    the previous owner; this settles most rows cheaply. (Bounded here: after `8 n` moves a
+//!    pass ends, which guards against slow progress on near-ties; correctness does not
+//!    depend on it.)
+//! 4. *Augmentation*: for every row still free, Dijkstra on the reduced costs finds a shortest
+//!    alternating path to a free column (all columns at the current minimum distance are
+//!    taken up together), the prices of the scanned columns are raised by their distance
+//!    slack, and the path is flipped.
 //!
-//! The matching is optimal when every row is assigned, by complementary slackness.
+//! Invariant throughout: every assigned row's column is a cheapest column of that row at
+//! prices `v`, i.e. with `u_i = min_j (C_ij - v_j)` the pair `(u, v)` is dual feasible and the
+//! assigned edges are tight; a complete assignment with this property is optimal.
 
 use super::FmError;
 
@@ -45,9 +52,7 @@ pub fn linear_assignment(cost: &[f64], n: usize) -> Result<Vec<usize>, FmError> 
             index: i,
         });
     }
-    let mut solver = Lsap::new(n);
-    solver.solve(cost);
-    Ok(solver.col4row)
+    Ok(lapjv(cost, n))
 }
 
 /// Sum of `cost[i, perm[i]]`.
@@ -57,120 +62,209 @@ pub fn assignment_cost(cost: &[f64], n: usize, perm: &[usize]) -> f64 {
 
 const NONE: usize = usize::MAX;
 
-/// Work buffers of the solver.
-struct Lsap {
-    n: usize,
-    u: Vec<f64>,
-    v: Vec<f64>,
-    shortest: Vec<f64>,
-    path: Vec<usize>,
-    col4row: Vec<usize>,
-    row4col: Vec<usize>,
-    in_rows: Vec<bool>,
-    in_cols: Vec<bool>,
-    remaining: Vec<usize>,
-}
+fn lapjv(cost: &[f64], n: usize) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let c = |i: usize, j: usize| cost[i * n + j];
+    let mut v = vec![0.0f64; n];
+    let mut rowsol = vec![NONE; n];
+    let mut colsol = vec![NONE; n];
+    let mut matches = vec![0usize; n];
 
-impl Lsap {
-    fn new(n: usize) -> Self {
-        Self {
-            n,
-            u: vec![0.0; n],
-            v: vec![0.0; n],
-            shortest: vec![f64::INFINITY; n],
-            path: vec![NONE; n],
-            col4row: vec![NONE; n],
-            row4col: vec![NONE; n],
-            in_rows: vec![false; n],
-            in_cols: vec![false; n],
-            remaining: Vec::with_capacity(n),
+    // 1. Column reduction (last column first, as in the original).
+    for j in (0..n).rev() {
+        let (mut min, mut imin) = (c(0, j), 0);
+        for i in 1..n {
+            if c(i, j) < min {
+                min = c(i, j);
+                imin = i;
+            }
+        }
+        v[j] = min;
+        matches[imin] += 1;
+        if matches[imin] == 1 {
+            rowsol[imin] = j;
+            colsol[j] = imin;
+        } else if v[j] < v[rowsol[imin]] {
+            let j1 = rowsol[imin];
+            rowsol[imin] = j;
+            colsol[j] = imin;
+            colsol[j1] = NONE;
+        } else {
+            colsol[j] = NONE;
         }
     }
 
-    fn solve(&mut self, cost: &[f64]) {
-        let n = self.n;
-        // Column reduction and the tight initial matching.
-        for j in 0..n {
-            let (mut best, mut arg) = (f64::INFINITY, 0);
-            for i in 0..n {
-                let c = cost[i * n + j];
-                if c < best {
-                    best = c;
-                    arg = i;
+    // 2. Reduction transfer.
+    let mut free: Vec<usize> = Vec::with_capacity(n);
+    for i in 0..n {
+        match matches[i] {
+            0 => free.push(i),
+            1 => {
+                let j1 = rowsol[i];
+                let mut min = f64::INFINITY;
+                for j in 0..n {
+                    if j != j1 {
+                        min = min.min(c(i, j) - v[j]);
+                    }
+                }
+                if min.is_finite() {
+                    v[j1] -= min;
                 }
             }
-            self.v[j] = best;
-            if self.col4row[arg] == NONE {
-                self.col4row[arg] = j;
-                self.row4col[j] = arg;
-            }
-        }
-        for row in 0..n {
-            if self.col4row[row] == NONE {
-                self.augment(cost, row);
-            }
+            _ => {}
         }
     }
 
-    /// One Dijkstra search from the free row `start` and the augmentation along its path.
-    fn augment(&mut self, cost: &[f64], start: usize) {
-        let n = self.n;
-        self.remaining.clear();
-        self.remaining.extend((0..n).rev());
-        self.in_rows.fill(false);
-        self.in_cols.fill(false);
-        self.shortest.fill(f64::INFINITY);
-        let mut min_val = 0.0;
-        let mut i = start;
-        let sink = loop {
-            self.in_rows[i] = true;
-            let row = &cost[i * n..][..n];
-            let ui = self.u[i];
-            let (mut lowest, mut index) = (f64::INFINITY, NONE);
-            for (it, &j) in self.remaining.iter().enumerate() {
-                let r = min_val + row[j] - ui - self.v[j];
-                if r < self.shortest[j] {
-                    self.path[j] = i;
-                    self.shortest[j] = r;
+    // 3. Augmenting row reduction, two passes.
+    for _ in 0..2 {
+        let todo = std::mem::take(&mut free);
+        let mut stack: Vec<usize> = Vec::new();
+        let mut moves = 0usize;
+        let mut k = 0;
+        while k < todo.len() || !stack.is_empty() {
+            let i = match stack.pop() {
+                Some(i) => i,
+                None => {
+                    k += 1;
+                    todo[k - 1]
                 }
-                let s = self.shortest[j];
-                if s < lowest || (s == lowest && self.row4col[j] == NONE) {
-                    lowest = s;
-                    index = it;
-                }
-            }
-            // Finite costs keep every reduced cost finite, so a column is always found.
-            min_val = lowest;
-            let j = self.remaining.swap_remove(index);
-            self.in_cols[j] = true;
-            if self.row4col[j] == NONE {
-                break j;
-            }
-            i = self.row4col[j];
-        };
-        // Potentials: keep the tree tight and the reduced costs non-negative.
-        self.u[start] += min_val;
-        for r in 0..n {
-            if self.in_rows[r] && r != start {
-                self.u[r] += min_val - self.shortest[self.col4row[r]];
-            }
-        }
-        for j in 0..n {
-            if self.in_cols[j] {
-                self.v[j] -= min_val - self.shortest[j];
-            }
-        }
-        // Flip the augmenting path.
-        let mut j = sink;
-        loop {
-            let r = self.path[j];
-            self.row4col[j] = r;
-            std::mem::swap(&mut self.col4row[r], &mut j);
-            if r == start {
+            };
+            moves += 1;
+            if moves > 8 * n {
+                // Leave the rest to the augmentation phase.
+                free.push(i);
+                free.extend(stack.drain(..));
+                free.extend_from_slice(&todo[k..]);
                 break;
             }
+            // Cheapest and second-cheapest columns of row i.
+            let (mut umin, mut j1) = (c(i, 0) - v[0], 0);
+            let (mut usubmin, mut j2) = (f64::INFINITY, NONE);
+            for j in 1..n {
+                let h = c(i, j) - v[j];
+                if h < usubmin {
+                    if h >= umin {
+                        usubmin = h;
+                        j2 = j;
+                    } else {
+                        usubmin = umin;
+                        j2 = j1;
+                        umin = h;
+                        j1 = j;
+                    }
+                }
+            }
+            let mut i0 = colsol[j1];
+            let strict = umin < usubmin;
+            if strict {
+                // Lower j1's price so row i is indifferent between j1 and j2 (n = 1: j2 is
+                // NONE and usubmin infinite; strict holds and nothing else competes).
+                if usubmin.is_finite() {
+                    v[j1] -= usubmin - umin;
+                }
+            } else if i0 != NONE {
+                // Tie: take the second column instead if the first is held.
+                j1 = j2;
+                i0 = colsol[j2];
+            }
+            rowsol[i] = j1;
+            colsol[j1] = i;
+            if i0 != NONE {
+                rowsol[i0] = NONE;
+                if strict {
+                    stack.push(i0);
+                } else {
+                    free.push(i0);
+                }
+            }
         }
     }
+    free.clear();
+    free.extend((0..n).filter(|&i| rowsol[i] == NONE));
+
+    // 4. Augmentation by shortest alternating paths.
+    let mut d = vec![0.0f64; n];
+    let mut pred = vec![0usize; n];
+    let mut collist: Vec<usize> = (0..n).collect();
+    for &freerow in &free {
+        let row = &cost[freerow * n..][..n];
+        for j in 0..n {
+            d[j] = row[j] - v[j];
+            pred[j] = freerow;
+            collist[j] = j;
+        }
+        // collist[..low]: scanned; [low..up]: at the current minimum, to scan; [up..]: rest.
+        let (mut low, mut up) = (0usize, 0usize);
+        let mut last = 0usize;
+        let mut min = 0.0f64;
+        let endofpath = 'search: loop {
+            if up == low {
+                last = low;
+                min = d[collist[up]];
+                up += 1;
+                for k in up..n {
+                    let j = collist[k];
+                    let h = d[j];
+                    if h <= min {
+                        if h < min {
+                            up = low;
+                            min = h;
+                        }
+                        collist[k] = collist[up];
+                        collist[up] = j;
+                        up += 1;
+                    }
+                }
+                for &j in &collist[low..up] {
+                    if colsol[j] == NONE {
+                        break 'search j;
+                    }
+                }
+            }
+            let j1 = collist[low];
+            low += 1;
+            let i = colsol[j1];
+            let irow = &cost[i * n..][..n];
+            let h = irow[j1] - v[j1] - min;
+            let mut k = up;
+            while k < n {
+                let j = collist[k];
+                let v2 = irow[j] - v[j] - h;
+                if v2 < d[j] {
+                    pred[j] = i;
+                    if v2 == min {
+                        if colsol[j] == NONE {
+                            break 'search j;
+                        }
+                        collist[k] = collist[up];
+                        collist[up] = j;
+                        up += 1;
+                    }
+                    d[j] = v2;
+                }
+                k += 1;
+            }
+        };
+        // Raise the prices of the scanned columns (those before `last`).
+        for &j in &collist[..last] {
+            v[j] += d[j] - min;
+        }
+        // Flip the path.
+        let mut j = endofpath;
+        loop {
+            let i = pred[j];
+            colsol[j] = i;
+            let next = rowsol[i];
+            rowsol[i] = j;
+            if i == freerow {
+                break;
+            }
+            j = next;
+        }
+    }
+    rowsol
 }
 
 #[cfg(test)]

@@ -15,9 +15,12 @@
 //!   sorted by time). With continuous per-sample times that is one call per point: correct but
 //!   slow; prefer a plain-concat MLP for flow matching.
 //!
-//! The VJP is that of `v` only: the divergence cotangent is zero. `vjp_batch` always carries
-//! tangent directions for the divergence; one Hutchinson probe of zeros keeps that to one
-//! tangent per point (instead of `d` with [`Trace::Exact`]) and contributes nothing.
+//! The VJP is that of `v` only: the divergence cotangent is zero, and the trace is a Hutchinson
+//! estimator with *no* probes (`Trace::Hutchinson(&[])`), for which `tangents_per_point` is 0:
+//! the MLP then carries no tangent rows at all (its `nt == 0` path, the one `eval_batch` takes)
+//! instead of `d` rows per point with [`Trace::Exact`]. The divergence it reports is 0 and
+//! unused. (The gradient tests below check this against finite differences for the MLP of
+//! both layer kinds and a hand-written field.)
 
 use cnf_field::{LayerKind, Mlp, MlpConfig, MlpScratch, Real, Trace, VectorField};
 
@@ -50,16 +53,15 @@ pub trait PointTimeField<T: Real> {
 /// Buffers of the single `vjp_batch` call site.
 #[derive(Debug, Clone, Default)]
 pub struct VjpBuffers<T> {
-    zero_probe: Vec<T>,
     a_div: Vec<T>,
     div: Vec<T>,
     g_z: Vec<T>,
 }
 
 /// The only call of [`VectorField::vjp_batch`] in this module tree: `v(t, z)` for a batch at a
-/// shared time and `g_theta += d/dtheta sum_b a_v[b] . v[b]` (zero divergence cotangent, one
-/// zero Hutchinson probe so no trace work beyond one tangent). Adapt here if `vjp_batch`'s
-/// argument list changes.
+/// shared time and `g_theta += d/dtheta sum_b a_v[b] . v[b]` (zero divergence cotangent, an
+/// empty Hutchinson probe set so no tangent work). Adapt here if `vjp_batch`'s argument list
+/// changes.
 fn vjp_v_only<T: Real, F: VectorField<T> + ?Sized>(
     field: &F,
     scratch: &mut F::Scratch,
@@ -72,12 +74,11 @@ fn vjp_v_only<T: Real, F: VectorField<T> + ?Sized>(
 ) {
     let n = z.len();
     let b = n / field.dim().max(1);
-    resize(&mut bufs.zero_probe, n);
     resize(&mut bufs.g_z, n);
     resize(&mut bufs.a_div, b);
     resize(&mut bufs.div, b);
     bufs.g_z[..n].fill(T::zero());
-    let probe = Trace::Hutchinson(&bufs.zero_probe[..n]);
+    let probe = Trace::Hutchinson(&[]);
     field.vjp_batch(
         scratch,
         t,
@@ -118,7 +119,6 @@ impl<T, S> Default for GroupWork<T, S> {
             a: Vec::new(),
             v: Vec::new(),
             bufs: VjpBuffers {
-                zero_probe: Vec::new(),
                 a_div: Vec::new(),
                 div: Vec::new(),
                 g_z: Vec::new(),

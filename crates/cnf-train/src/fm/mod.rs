@@ -87,3 +87,6 @@ pub enum FmError {
     #[error("{n} points is more than the {max} that exact optimal transport accepts")]
     TooManyPoints { n: usize, max: usize },
 }
+
+#[cfg(test)]
+mod tests;

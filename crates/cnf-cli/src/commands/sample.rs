@@ -16,10 +16,10 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::inspect::open;
 use crate::cli::{PlotArgs, SampleArgs};
-use crate::error::TrainError;
-use crate::model::{ModelConfig, ModelDir, Precision};
-use crate::report::{fast, plot_density};
 use crate::report::STREAM_CHUNK;
+use crate::report::{fast, plot_density};
+use cnf_train::error::TrainError;
+use cnf_train::model::{ModelConfig, ModelDir, Precision};
 
 /// Column names of the samples: the model's, or x0, x1, ... when it recorded none.
 fn column_names(config: &ModelConfig) -> Vec<String> {

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cnf_cli::report::{SOLVE_CHUNK, STREAM_CHUNK};
 use cnf_flow::Batching;
 use cnf_train::model::ModelDir;
-use cnf_train::report::{SOLVE_CHUNK, STREAM_CHUNK};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 

@@ -2,8 +2,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = cnf_train::cli::Cli::parse();
-    match cnf_train::commands::run(cli.command) {
+    let cli = cnf_cli::cli::Cli::parse();
+    match cnf_cli::commands::run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -11,7 +11,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::error::PlotError;
+use cnf_train::error::PlotError;
 
 /// Pixel sizes of each kind of plot.
 pub const HEATMAP_SIZE: (u32, u32) = (720, 600);

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cnf_cli::plot::{HEATMAP_SIZE, SAMPLES_VS_DATA_SIZE, TRAINING_CURVE_SIZE, TRAJECTORIES_SIZE};
+use cnf_cli::report::{plot_model, plot_training_curve, MetricsError};
 use cnf_train::model::ModelDir;
-use cnf_train::plot::{HEATMAP_SIZE, SAMPLES_VS_DATA_SIZE, TRAINING_CURVE_SIZE, TRAJECTORIES_SIZE};
-use cnf_train::report::{plot_model, plot_training_curve, MetricsError};
 
 const NPZ: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

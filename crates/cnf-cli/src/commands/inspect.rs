@@ -5,12 +5,14 @@ use std::path::Path;
 use cnf_field::{Mlp, Real, VectorField};
 use serde::Serialize;
 
-use super::{log_density_table, read_table, solver_config, toy_test};
+use super::solver_config;
 use crate::cli::{DensityArgs, EvalArgs, ImportArgs};
-use crate::data::{ColumnSelection, Table, ToySet};
-use crate::error::TrainError;
-use crate::gaussian::Gaussian;
-use crate::model::{file_sha256, DataSource, ModelConfig, ModelDir, Precision, SolverConfig};
+use cnf_train::data::{read_table, toy_test};
+use cnf_train::data::{ColumnSelection, Table, ToySet};
+use cnf_train::error::TrainError;
+use cnf_train::gaussian::Gaussian;
+use cnf_train::model::log_density_table;
+use cnf_train::model::{file_sha256, DataSource, ModelConfig, ModelDir, Precision, SolverConfig};
 
 /// Points per log-density solve when streaming a file through `density`.
 const DENSITY_CHUNK: usize = 16_384;
@@ -107,7 +109,7 @@ fn read_points(config: &ModelConfig, path: &Path) -> Result<Table, TrainError> {
             config.columns.clone(),
         )?);
     }
-    let headerless = names == crate::data::table::default_names(names.len()).as_slice();
+    let headerless = names == cnf_train::data::table::default_names(names.len()).as_slice();
     if headerless && all.n_cols() == config.mlp.dim {
         return Ok(all);
     }

@@ -3,9 +3,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cnf_field::{Activation, MlpConfig};
-use serde::{Deserialize, Serialize};
 
-pub use crate::model::Method;
+pub use cnf_train::model::{Method, MAX_STEPS};
+use cnf_train::trainer::GradKind;
 
 /// Continuous normalizing flows: train density models, evaluate log-densities, sample, plot.
 #[derive(Debug, Parser)]
@@ -56,16 +56,6 @@ impl From<ActivationArg> for Activation {
     }
 }
 
-/// How the training gradient is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GradArg {
-    /// Reverse mode through the solver's accepted steps.
-    Backprop,
-    /// The continuous adjoint, solved backwards.
-    Adjoint,
-}
-
 /// The trace estimator of the training loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TraceArg {
@@ -82,8 +72,6 @@ pub enum TraceArg {
 
 /// Largest minibatch `--batch` accepts (the solver holds several copies of the batch).
 pub const MAX_BATCH: usize = 1 << 20;
-/// Largest `--steps` (fixed steps per solve).
-pub const MAX_STEPS: usize = 1_000_000;
 
 /// A parser of integers in `lo..=hi` (clap's usage error, exit code 2, names the range).
 fn usize_in(lo: usize, hi: usize) -> clap::builder::RangedU64ValueParser<usize> {
@@ -169,7 +157,7 @@ pub struct TrainArgs {
     pub solver: SolverArgs,
     /// Gradient method [default: backprop].
     #[arg(long, value_enum)]
-    pub grad: Option<GradArg>,
+    pub grad: Option<GradKind>,
     /// Trace of the training loss [default: auto = exact up to 8 dimensions, rademacher above].
     #[arg(long, value_enum)]
     pub trace: Option<TraceArg>,

@@ -6,18 +6,22 @@ use cnf_flow::Cnf;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{read_table, solver_config, to_model_space, toy_validation, SPLIT};
-use crate::cli::{GradArg, TraceArg, TrainArgs};
-use crate::data::{Standardizer, Table, ToySet};
-use crate::error::TrainError;
-use crate::model::{
+use super::solver_config;
+use crate::cli::{TraceArg, TrainArgs};
+use crate::progress::Progress;
+use crate::report::plot_model;
+use cnf_train::data::{read_table, toy_validation, SPLIT};
+use cnf_train::data::{Standardizer, Table, ToySet};
+use cnf_train::error::TrainError;
+use cnf_train::model::to_model_space;
+use cnf_train::model::{
     file_sha256, DataSource, ModelConfig, ModelDir, Precision, SolverConfig, TrainingConfig,
     CHECKPOINT_FILE, METRICS_FILE, TRAINING_CURVE_FILE,
 };
-use crate::observers::{Checkpoint, Checkpointer, Metrics, Progress};
-use crate::optim::{Adam, AdamConfig};
-use crate::report::plot_model;
-use crate::trainer::{mean_nll, Batches, TraceKind, TrainSettings, Trainer};
+use cnf_train::observers::{Checkpoint, Checkpointer, Metrics};
+use cnf_train::optim::{Adam, AdamConfig};
+use cnf_train::trainer::GradKind;
+use cnf_train::trainer::{mean_nll, Batches, TraceKind, TrainSettings, Trainer};
 
 /// Adam's learning rate unless `--lr` is given (the peers' protocol).
 const DEFAULT_LR: f64 = 1e-3;
@@ -42,7 +46,9 @@ fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
         DataSource::Toy { name } => {
             let set: ToySet = name
                 .parse()
-                .map_err(|e: crate::data::toy::UnknownToySet| TrainError::Invalid(e.to_string()))?;
+                .map_err(|e: cnf_train::data::toy::UnknownToySet| {
+                    TrainError::Invalid(e.to_string())
+                })?;
             // FFJORD's protocol: fresh samples every iteration, raw coordinates.
             Ok(Prepared {
                 batches: Batches::Toy(set),
@@ -251,7 +257,7 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
             },
             training: Some(TrainingConfig {
                 batch: args.batch.unwrap_or(DEFAULT_BATCH),
-                grad: args.grad.unwrap_or(GradArg::Backprop),
+                grad: args.grad.unwrap_or(GradKind::Backprop),
                 trace: trace_kind(args.trace.unwrap_or(TraceArg::Auto), dim),
                 lr: args.lr.unwrap_or(DEFAULT_LR),
                 weight_decay: args.weight_decay.unwrap_or(0.0),
@@ -288,7 +294,7 @@ fn truncate_metrics(dir: &ModelDir, iter: usize) -> Result<(), TrainError> {
         })
         .flat_map(|l| [l, "\n"])
         .collect();
-    crate::model::write_atomic(&p, kept.as_bytes())
+    cnf_train::model::write_atomic(&p, kept.as_bytes())
 }
 
 fn run<T: Real + Serialize + DeserializeOwned>(
@@ -329,7 +335,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         dir.save_config(config)?;
     }
     let val: Vec<T> = to_model_space(config, &prep.val)?;
-    let log_det = super::log_det(config);
+    let log_det = cnf_train::model::log_det(config);
     let mut trainer = Trainer {
         cnf: Cnf::new(mlp, integ),
         adam,
@@ -338,7 +344,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         settings: TrainSettings {
             iters: args.iters,
             batch: tr.batch,
-            backprop: tr.grad == GradArg::Backprop,
+            backprop: tr.grad == GradKind::Backprop,
             trace: tr.trace,
             val_every: tr.val_every,
             seed: config.seed,

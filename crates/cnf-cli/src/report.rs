@@ -9,11 +9,12 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Deserialize;
 
-use crate::commands::{log_density_table, toy_test};
-use crate::data::{Table, ToySet};
-use crate::error::{PlotError, TrainError};
-use crate::model::{DataSource, ModelConfig};
 use crate::plot::{density_heatmap, samples_vs_data, training_curve, trajectories};
+use cnf_train::data::toy_test;
+use cnf_train::data::{Table, ToySet};
+use cnf_train::error::{PlotError, TrainError};
+use cnf_train::model::log_density_table;
+use cnf_train::model::{DataSource, ModelConfig};
 
 /// Points per ODE solve when plotting and sampling: parallel solves of this many points (each
 /// with its own adaptive steps) are ~10x faster than one solve of a whole large batch.
@@ -121,11 +122,13 @@ pub fn plot_model<T: Real>(
         DataSource::Toy { name } => {
             let set: ToySet = name
                 .parse()
-                .map_err(|e: crate::data::toy::UnknownToySet| TrainError::Invalid(e.to_string()))?;
+                .map_err(|e: cnf_train::data::toy::UnknownToySet| {
+                    TrainError::Invalid(e.to_string())
+                })?;
             toy_test(set).data()[..4000].to_vec()
         }
         DataSource::Table { path, .. } => {
-            let t = crate::commands::read_table_for(config, path)?;
+            let t = cnf_train::model::read_table_for(config, path)?;
             t.data()[..t.data().len().min(4000)].to_vec()
         }
         DataSource::Imported { .. } => Vec::new(),
@@ -140,7 +143,7 @@ pub fn plot_model<T: Real>(
     // Trajectories of a few points from t = 0 to 1, in model space. cnf-flow has no dense
     // output (a solve with output times), so the path is 20 solves between successive times.
     let starts: Vec<T> = if data.len() >= 24 {
-        crate::commands::to_model_space(
+        cnf_train::model::to_model_space(
             config,
             &Table::with_default_names(12, 2, data[..24].to_vec())?,
         )?
