@@ -140,6 +140,33 @@ pub(crate) fn sum_terms<T: Float, K: Stages<T> + ?Sized>(
     true
 }
 
+/// Hairer's scaled error norm of a step from the error weights `(e5, e3)` (e3 empty unless
+/// DOP853) over the components of `y` (the tolerances' norm window).
+#[inline(always)]
+fn scaled_error<T: Float, K: Stages<T> + ?Sized>(
+    h: T,
+    (y, y_new): (&[T], &[T]),
+    tol: &Tolerances<T>,
+    (e5_terms, e3_terms): (&[(usize, T)], &[(usize, T)]),
+    k: &K,
+    (e5, e3): (&mut [T], &mut [T]),
+) -> T {
+    sum_terms(e5, e5_terms, k);
+    let nt: T = lit(y.len() as f64);
+    let acc5 = tol.sum_sq_scaled(y, y_new, e5);
+    if e3_terms.is_empty() {
+        h.abs() * (acc5 / nt).sqrt()
+    } else {
+        sum_terms(e3, e3_terms, k);
+        let acc3 = tol.sum_sq_scaled(y, y_new, e3);
+        let mut deno = acc5 + lit::<T>(0.01) * acc3;
+        if deno <= T::zero() {
+            deno = T::one();
+        }
+        h.abs() * acc5 / (nt * deno).sqrt()
+    }
+}
+
 impl<T: Float, S: State<T>> Engine<T, S> {
     pub(crate) fn new(tab: &'static Tableau, y0: &S) -> Self {
         let mut terms = Vec::new();
@@ -235,30 +262,22 @@ impl<T: Float, S: State<T>> Engine<T, S> {
     #[inline]
     pub(crate) fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &Tolerances<T>) -> T {
         let s = self.tab.stages();
+        let e5 = &self.terms[self.rows[s + E5].clone()];
+        let e3 = &self.terms[self.rows[s + E3].clone()];
         let (y, y_new) = (y.as_slice(), y_new.as_slice());
         let range = tol.norm_range();
-        let n = range.len();
-        let k = Window {
-            k: &self.k,
-            range: range.clone(),
-        };
-        let e5 = self.ytmp.as_mut_slice();
-        sum_terms(&mut e5[range.clone()], &self.terms[self.rows[s + E5].clone()], &k);
-        let e3_terms = &self.terms[self.rows[s + E3].clone()];
-        let nt: T = lit(n as f64);
-        if e3_terms.is_empty() {
-            let acc5 = tol.sum_sq_scaled(y, y_new, e5);
-            h.abs() * (acc5 / nt).sqrt()
+        let scratch = (self.ytmp.as_mut_slice(), self.ytmp2.as_mut_slice());
+        if range.len() == y.len() {
+            // Every component: the stage buffers as they are (no slicing on small states).
+            scaled_error(h, (y, y_new), tol, (e5, e3), &self.k[..], scratch)
         } else {
-            let e3 = self.ytmp2.as_mut_slice();
-            sum_terms(&mut e3[range], e3_terms, &k);
-            let acc5 = tol.sum_sq_scaled(y, y_new, e5);
-            let acc3 = tol.sum_sq_scaled(y, y_new, e3);
-            let mut deno = acc5 + lit::<T>(0.01) * acc3;
-            if deno <= T::zero() {
-                deno = T::one();
-            }
-            h.abs() * acc5 / (nt * deno).sqrt()
+            let k = Window {
+                k: &self.k,
+                range: range.clone(),
+            };
+            let (y, y_new) = (&y[range.clone()], &y_new[range.clone()]);
+            let scratch = (&mut scratch.0[range.clone()], &mut scratch.1[range]);
+            scaled_error(h, (y, y_new), tol, (e5, e3), &k, scratch)
         }
     }
 

@@ -114,12 +114,10 @@ impl<T: Float> Tolerances<T> {
         self.atol(i) + self.rtol(i) * y_abs
     }
     /// sum_i (e_i / scale_i)^2 with scale_i = atol_i + rtol_i * max(|y_i|, |y_new_i|), over the
-    /// components of the norm (the arguments are whole states).
+    /// components of the norm: the arguments are those components (`y[norm_range()]`...).
     #[inline]
     pub(crate) fn sum_sq_scaled(&self, y: &[T], y_new: &[T], e: &[T]) -> T {
-        let r = self.norm.clone();
-        let start = r.start;
-        let (y, y_new, e) = (&y[r.clone()], &y_new[r.clone()], &e[r]);
+        let start = self.norm.start;
         let mut acc = T::zero();
         if let (&[rtol], &[atol]) = (&self.rtol[..], &self.atol[..]) {
             for ((&a, &b), &ei) in y.iter().zip(y_new).zip(e) {
