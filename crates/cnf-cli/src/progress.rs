@@ -1,5 +1,5 @@
 //! The progress bar of `cnf train`: an observer of the library's training loop.
-use cnf_field::{Mlp, Real};
+use cnf_field::{Real, VectorField};
 use cnf_train::error::TrainError;
 use cnf_train::optim::Adam;
 use cnf_train::trainer::{Control, IterEvent, Observer, ValEvent};
@@ -29,7 +29,7 @@ impl Progress {
     }
 }
 
-impl<T: Real> Observer<T> for Progress {
+impl<T: Real, F: VectorField<T>> Observer<T, F> for Progress {
     fn on_iter(&mut self, ev: &IterEvent) {
         self.bar.set_position(ev.iter as u64 + 1);
         self.bar.set_message(format!(
@@ -37,12 +37,7 @@ impl<T: Real> Observer<T> for Progress {
             ev.loss, ev.nfe_fwd, ev.nfe_bwd, self.best
         ));
     }
-    fn on_validation(
-        &mut self,
-        ev: &ValEvent,
-        _: &Mlp<T>,
-        _: &Adam<T>,
-    ) -> Result<Control, TrainError> {
+    fn on_validation(&mut self, ev: &ValEvent, _: &F, _: &Adam<T>) -> Result<Control, TrainError> {
         self.best = self.best.min(ev.val_nll);
         let line = format!(
             "iter {:>5}  train NLL {:.4}  val NLL {:.4}  nfe fwd/bwd {}/{}  {:.1} s",

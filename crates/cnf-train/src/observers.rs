@@ -37,13 +37,8 @@ struct MetricsLine<'a> {
     val_nll_data: f64,
 }
 
-impl<T: Real> Observer<T> for Metrics {
-    fn on_validation(
-        &mut self,
-        ev: &ValEvent,
-        _: &Mlp<T>,
-        _: &Adam<T>,
-    ) -> Result<Control, TrainError> {
+impl<T: Real, F: VectorField<T>> Observer<T, F> for Metrics {
+    fn on_validation(&mut self, ev: &ValEvent, _: &F, _: &Adam<T>) -> Result<Control, TrainError> {
         let line = serde_json::to_string(&MetricsLine {
             event: ev,
             train_nll_data: ev.train_nll - self.log_det,
