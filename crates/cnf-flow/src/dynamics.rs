@@ -49,10 +49,6 @@ impl<T: Real, F: VectorField<T>> VjpSystem<T> for Augmented<'_, T, F> {
     /// The cotangent `a = [a_z, a_D]`: the field's VJP of (v, div) in z and theta; f does not
     /// depend on D, so nothing is added to the D part of `a_y`.
     fn vjp(&mut self, t: T, y: &[T], a: &[T], out: VjpOut<'_, T>) {
-        let n = self.split;
-        let (v, div) = out.f.split_at_mut(n);
-        let (a_v, a_div) = a.split_at(n);
-        self.rows
-            .vjp(t, &y[..n], a_v, a_div, v, div, &mut out.a_y[..n], out.a_p);
+        self.rows.vjp(t, &y[..self.split], a, out);
     }
 }

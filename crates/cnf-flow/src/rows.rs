@@ -2,6 +2,7 @@
 //! uses every core. Each block has its own scratch (and its slice of the Hutchinson probes);
 //! parameter gradients are summed over the blocks.
 use cnf_field::{Real, Trace, VectorField};
+use cnf_ode::VjpOut;
 use rayon::prelude::*;
 
 /// Rows below which a block is not worth a thread.
@@ -105,19 +106,16 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             });
     }
 
-    /// The field's `vjp_batch` over all rows: accumulates into `g_z` and `g_theta`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn vjp(
-        &mut self,
-        t: T,
-        z: &[T],
-        a_v: &[T],
-        a_div: &[T],
-        v: &mut [T],
-        div: &mut [T],
-        g_z: &mut [T],
-        g_theta: &mut [T],
-    ) {
+    /// The field's `vjp_batch` over all rows, for the augmented state `[z (rows, d), D (rows)]`
+    /// (only `z` is read): with the cotangent `a = [a_v (rows, d), a_div (rows)]`, writes
+    /// `[v, div]` into `out.f` and accumulates d/dz into `out.a_y[..rows * d]` (nothing depends
+    /// on D) and d/dtheta into `out.a_p`.
+    pub fn vjp(&mut self, t: T, z: &[T], a: &[T], out: VjpOut<'_, T>) {
+        let n = z.len();
+        let (a_v, a_div) = a.split_at(n);
+        let (v, div) = out.f.split_at_mut(n);
+        let g_z = &mut out.a_y[..n];
+        let g_theta = out.a_p;
         let (field, bd, br) = (self.field, self.block * self.dim, self.block);
         if let [b] = self.blocks.as_mut_slice() {
             let trace = trace_of(&b.probes);
