@@ -140,6 +140,9 @@ pub(crate) fn sum_terms<T: Float, K: Stages<T> + ?Sized>(
     true
 }
 
+/// Flattened non-zero coefficients of one stage combination: (stage, coefficient).
+type Terms<T> = [(usize, T)];
+
 /// Hairer's scaled error norm of a step from the error weights `(e5, e3)` (e3 empty unless
 /// DOP853) over the components of `y` (the tolerances' norm window).
 #[inline(always)]
@@ -147,7 +150,7 @@ fn scaled_error<T: Float, K: Stages<T> + ?Sized>(
     h: T,
     (y, y_new): (&[T], &[T]),
     tol: &Tolerances<T>,
-    (e5_terms, e3_terms): (&[(usize, T)], &[(usize, T)]),
+    (e5_terms, e3_terms): (&Terms<T>, &Terms<T>),
     k: &K,
     (e5, e3): (&mut [T], &mut [T]),
 ) -> T {
