@@ -103,12 +103,13 @@ fn lapjv(cost: &[f64], n: usize) -> Vec<usize> {
             0 => free.push(i),
             1 => {
                 let j1 = rowsol[i];
-                let mut min = f64::INFINITY;
-                for j in 0..n {
-                    if j != j1 {
-                        min = min.min(c(i, j) - v[j]);
-                    }
-                }
+                let row = &cost[i * n..][..n];
+                let min = row
+                    .iter()
+                    .zip(&v)
+                    .enumerate()
+                    .filter(|&(j, _)| j != j1)
+                    .fold(f64::INFINITY, |m, (_, (c, vj))| m.min(c - vj));
                 if min.is_finite() {
                     v[j1] -= min;
                 }
@@ -135,15 +136,16 @@ fn lapjv(cost: &[f64], n: usize) -> Vec<usize> {
             if moves > 8 * n {
                 // Leave the rest to the augmentation phase.
                 free.push(i);
-                free.extend(stack.drain(..));
+                free.append(&mut stack);
                 free.extend_from_slice(&todo[k..]);
                 break;
             }
             // Cheapest and second-cheapest columns of row i.
-            let (mut umin, mut j1) = (c(i, 0) - v[0], 0);
+            let row = &cost[i * n..][..n];
+            let (mut umin, mut j1) = (row[0] - v[0], 0);
             let (mut usubmin, mut j2) = (f64::INFINITY, NONE);
-            for j in 1..n {
-                let h = c(i, j) - v[j];
+            for (j, (c, vj)) in row.iter().zip(&v).enumerate().skip(1) {
+                let h = c - vj;
                 if h < usubmin {
                     if h >= umin {
                         usubmin = h;
@@ -204,7 +206,9 @@ fn lapjv(cost: &[f64], n: usize) -> Vec<usize> {
                 last = low;
                 min = d[collist[up]];
                 up += 1;
-                for k in up..n {
+                // (`up` moves inside the scan; `k` runs on to the end regardless.)
+                let mut k = up;
+                while k < n {
                     let j = collist[k];
                     let h = d[j];
                     if h <= min {
@@ -216,6 +220,7 @@ fn lapjv(cost: &[f64], n: usize) -> Vec<usize> {
                         collist[up] = j;
                         up += 1;
                     }
+                    k += 1;
                 }
                 for &j in &collist[low..up] {
                     if colsol[j] == NONE {

@@ -119,7 +119,7 @@ impl Coupling {
 
 /// Checks two `(B, dim)` batches of equal size and finite entries; returns `B`.
 pub(crate) fn check_pair<T: Real>(x: &[T], e: &[T], dim: usize) -> Result<usize, FmError> {
-    if dim == 0 || x.len() % dim != 0 {
+    if dim == 0 || !x.len().is_multiple_of(dim) {
         return Err(FmError::Shape {
             what: "data batch (B, d)",
             expected: dim,

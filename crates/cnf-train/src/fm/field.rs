@@ -62,6 +62,7 @@ pub struct VjpBuffers<T> {
 /// shared time and `g_theta += d/dtheta sum_b a_v[b] . v[b]` (zero divergence cotangent, an
 /// empty Hutchinson probe set so no tangent work). Adapt here if `vjp_batch`'s argument list
 /// changes.
+#[allow(clippy::too_many_arguments)]
 fn vjp_v_only<T: Real, F: VectorField<T> + ?Sized>(
     field: &F,
     scratch: &mut F::Scratch,

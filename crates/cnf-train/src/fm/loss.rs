@@ -292,7 +292,7 @@ impl FlowMatching {
     ) -> Result<FmStep<T>, FmError> {
         self.validate()?;
         let d = field.fm_dim();
-        if d == 0 || x.len() % d != 0 || x.is_empty() {
+        if d == 0 || !x.len().is_multiple_of(d) || x.is_empty() {
             return Err(FmError::Shape {
                 what: "data batch x (B, d)",
                 expected: d,
