@@ -182,7 +182,7 @@ pub struct TrainArgs {
     /// Skip the PNG plots.
     #[arg(long)]
     pub no_plots: bool,
-    /// Output folder [default: runs/<data name>, or runs/<data name>-2, -3, ... if taken].
+    /// Output folder [default: `runs/NAME`, or `runs/NAME-2`, `-3`, ... if taken; NAME is the data's].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
