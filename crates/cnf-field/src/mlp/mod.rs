@@ -223,6 +223,19 @@ impl<T: Real> Mlp<T> {
         })
     }
 
+    /// Sets the output layer's weights and bias to zero (and, for concat-squash, its time
+    /// term `Wb`): the field is then exactly zero, so a flow starts as the identity map and
+    /// its density is the base density. The hidden layers keep their random weights, so
+    /// gradients reach them from the first step on.
+    pub fn zero_output(&mut self) {
+        if let Some(s) = self.slots.last().copied() {
+            self.params[s.w..s.b + s.out].fill(T::zero());
+            if let Some(g) = s.gate {
+                self.params[g + 2 * s.out..g + 3 * s.out].fill(T::zero());
+            }
+        }
+    }
+
     /// The architecture.
     pub fn config(&self) -> &MlpConfig {
         &self.config

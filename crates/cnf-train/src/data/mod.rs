@@ -11,6 +11,6 @@ pub mod toy;
 pub use csv::{read_csv, write_csv, write_csv_to, ColumnSelection};
 pub use npy::read_npy;
 pub use protocol::{read_table, toy_test, toy_validation, SPLIT, TOY_TEST_SEED};
-pub use standardize::Standardizer;
+pub use standardize::{dequantize, integer_columns, Standardizer};
 pub use table::Table;
 pub use toy::ToySet;
