@@ -1,6 +1,7 @@
 //! The `cnf` command line (clap): a thin layer over the library.
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cnf_field::{Activation, MlpConfig};
 
@@ -78,6 +79,12 @@ fn usize_in(lo: usize, hi: usize) -> clap::builder::RangedU64ValueParser<usize> 
     clap::builder::RangedU64ValueParser::<usize>::new().range(lo as u64..=hi as u64)
 }
 
+/// Parses a method name; the usage error lists every method (and accepts rk45 for dopri5).
+fn method_parser() -> impl TypedValueParser<Value = Method> {
+    let names = Method::ALL.iter().map(|m| m.name()).chain(["rk45"]);
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<Method>())
+}
+
 /// Parses a positive, finite tolerance.
 fn positive_f64(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -114,7 +121,7 @@ impl ArchArgs {
 pub struct SolverArgs {
     /// The Runge-Kutta method (adaptive: bs3, dopri5, tsit5, dop853; fixed: euler, midpoint,
     /// heun, rk4, which need --steps).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = method_parser())]
     pub method: Option<Method>,
     /// Fixed number of steps (required for euler/midpoint/heun/rk4).
     #[arg(long, value_parser = usize_in(1, MAX_STEPS))]

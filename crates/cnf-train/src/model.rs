@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use cnf_field::{Mlp, MlpConfig, Real};
 use cnf_flow::{Cnf, Integrator};
-use cnf_ode::{Bs3, Dop853, Dopri5, Euler, Heun, Midpoint, Rk4, RkMethod, Tsit5};
+pub use cnf_ode::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{ColumnSelection, Standardizer, Table};
@@ -43,66 +43,6 @@ pub const RUN_FILES: [&str; 8] = [
 #[derive(Debug)]
 pub struct FolderLock {
     _file: std::fs::File,
-}
-
-/// The Runge-Kutta methods of `cnf-ode`, by name (config.json, `--method`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// Euler (order 1, fixed steps).
-    Euler,
-    /// Explicit midpoint (order 2, fixed steps).
-    Midpoint,
-    /// Heun (order 2, fixed steps).
-    Heun,
-    /// Classical Runge-Kutta (order 4, fixed steps).
-    Rk4,
-    /// Bogacki-Shampine 3(2).
-    Bs3,
-    /// Dormand-Prince 5(4) (scipy's RK45).
-    #[serde(alias = "rk45")]
-    #[cfg_attr(feature = "clap", value(alias = "rk45"))]
-    Dopri5,
-    /// Tsitouras 5(4).
-    Tsit5,
-    /// Dormand-Prince 8(5,3).
-    Dop853,
-}
-
-impl Method {
-    /// The method's tableau.
-    pub fn tableau(self) -> &'static cnf_ode::Tableau {
-        match self {
-            Self::Euler => Euler.tableau(),
-            Self::Midpoint => Midpoint.tableau(),
-            Self::Heun => Heun.tableau(),
-            Self::Rk4 => Rk4.tableau(),
-            Self::Bs3 => Bs3.tableau(),
-            Self::Dopri5 => Dopri5.tableau(),
-            Self::Tsit5 => Tsit5.tableau(),
-            Self::Dop853 => Dop853.tableau(),
-        }
-    }
-    /// The lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Euler => "euler",
-            Self::Midpoint => "midpoint",
-            Self::Heun => "heun",
-            Self::Rk4 => "rk4",
-            Self::Bs3 => "bs3",
-            Self::Dopri5 => "dopri5",
-            Self::Tsit5 => "tsit5",
-            Self::Dop853 => "dop853",
-        }
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// The floating-point type a model is trained and evaluated in.
