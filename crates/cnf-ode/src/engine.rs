@@ -215,6 +215,13 @@ impl<T: Float, S: State<T>> Engine<T, S> {
         }
     }
 
+    /// Forget the carried-over first stage: the next step starts from a state of its own (a
+    /// checkpoint replayed by the reverse pass).
+    pub(crate) fn restart(&mut self) {
+        self.k0_valid = false;
+        self.dense_ready = false;
+    }
+
     /// f(t, y) into k[0] unless already there (FSAL or reused end derivative).
     pub(crate) fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> &S {
         if !self.k0_valid {
@@ -413,6 +420,11 @@ impl<T: Float> Reverse<T> {
             kbar: vec![T::zero(); n],
             f: vec![T::zero(); n],
         }
+    }
+
+    /// Number of stages of the method.
+    pub(crate) fn stages(&self) -> usize {
+        self.c.len()
     }
 
     /// The running state cotangent: set it to dL/dy(t_end) before the first `step`; after each

@@ -306,6 +306,87 @@ fn discretise_takes_one_vjp_per_live_stage() {
     }
 }
 
+/// Checkpointed gives Discretise's gradient (to rounding) for any segment length, on fixed and
+/// adaptive steps, forwards and backwards in time; its backward work is Discretise's VJPs plus
+/// one replay of the steps: s evaluations for the first step of a segment, then s - 1 per step
+/// for FSAL methods (the last stage carries over) and s for the others.
+#[test]
+fn checkpointed_equals_discretise() {
+    let methods: [(&'static Tableau, bool); 4] = [
+        (Dopri5.tableau(), true),
+        (Bs3.tableau(), true),
+        (Dop853.tableau(), true),
+        (Rk4.tableau(), false),
+    ];
+    for (tab, adaptive) in methods {
+        let s = tab.stages();
+        let mut solvers = vec![("fixed 13", Solver::new(tab).fixed_steps(13))];
+        if adaptive {
+            solvers.push(("adaptive 1e-9", Solver::new(tab).rtol(1e-9).atol(1e-9)));
+        }
+        for (name, solver) in solvers {
+            for (t0, t1) in [(0.0, 2.0), (1.5, -0.5)] {
+                let run = |method| {
+                    solver
+                        .solve_with_gradient(
+                            &mut Nonlinear {
+                                p: [0.8, 1.3, -0.6],
+                            },
+                            t0,
+                            t1,
+                            &[0.4, 1.1],
+                            loss_cotangent,
+                            method,
+                        )
+                        .unwrap()
+                };
+                let reference = run(Differentiation::Discretise);
+                let steps = reference.forward.accepted;
+                assert!(steps >= 6, "{} {name}: {steps} steps", tab.name);
+                for every in [1, 2, 5, steps, steps + 10] {
+                    let g = run(Differentiation::Checkpointed { every });
+                    let (ep, ey) = (
+                        worst_rel(&g.grad_p, &reference.grad_p, 1e-8),
+                        worst_rel(&g.grad_y0, &reference.grad_y0, 1e-8),
+                    );
+                    assert!(
+                        ep < 1e-12 && ey < 1e-12,
+                        "{} {name} every {every}: {ep:e} {ey:e}",
+                        tab.name
+                    );
+                    assert_eq!(g.y1, reference.y1);
+                    assert_eq!(g.forward, reference.forward);
+                    assert_eq!(g.backward.accepted, steps);
+                    let segments = steps.div_ceil(every);
+                    let replay = if tab.fsal {
+                        segments * s + (steps - segments) * (s - 1)
+                    } else {
+                        steps * s
+                    };
+                    assert_eq!(
+                        g.backward.nfe,
+                        reference.backward.nfe + replay,
+                        "{} {name} every {every}",
+                        tab.name
+                    );
+                }
+            }
+        }
+    }
+    let e = Solver::new(Rk4)
+        .fixed_steps(3)
+        .solve_with_gradient(
+            &mut Linear::new(&P),
+            0.0,
+            1.0,
+            &Y0,
+            loss_cotangent,
+            Differentiation::Checkpointed { every: 0 },
+        )
+        .unwrap_err();
+    assert!(matches!(e, OdeError::InvalidOption(_)), "{e}");
+}
+
 /// Both methods converge to the closed form with adaptive steps (Dopri5 and DOP853 at tight
 /// tolerances), and Backsolve's fixed steps converge at the method's order.
 #[test]

@@ -8,6 +8,9 @@
 //!   constants of the reverse pass). Memory: one contiguous tape of `(s + 1) n` values per
 //!   accepted step (the state and the s stages; n components, s stages of the method) plus
 //!   `(s + 4) n` of working buffers; backward work: one VJP per live stage of each step.
+//! - [`Differentiation::Checkpointed`]: the same gradient keeping only every k-th state; the
+//!   stages of one segment at a time are recomputed (one more forward pass; memory `n` per
+//!   checkpoint plus one segment's tape).
 //! - [`Differentiation::Backsolve`] (optimise-then-discretise): the continuous adjoint
 //!   `[y, a, a_p]`, `dy/dt = f`, `da/dt = -a^T df/dy`, `da_p/dt = -a^T df/dp`, solved from t1
 //!   back to t0 from `[y(t1), dL/dy(t1), 0]`. O(1) memory in the number of steps; accurate to
@@ -35,6 +38,15 @@ pub enum Differentiation<T> {
     /// Reverse mode through the accepted steps: exact for the discrete solve; memory grows with
     /// the number of steps (`(s + 1) n` values each).
     Discretise,
+    /// `Discretise` with checkpoints: only the state at the start of every `every`-th step is
+    /// kept, and the stages of one segment of `every` steps at a time are recomputed from it
+    /// during the reverse pass. Memory: `n` per checkpoint plus `(s + 1) n every` for one
+    /// segment (about `2 n sqrt(s N)` at `every = sqrt(N / s)` for N steps); work: one more
+    /// forward pass over the steps. The same gradient as `Discretise` (to rounding).
+    Checkpointed {
+        /// Steps per segment (at least 1).
+        every: usize,
+    },
     /// The continuous adjoint solved backwards with the solver's method: O(1) memory.
     /// `rtol`/`atol` are the backward solve's tolerances (unused with fixed steps, where the
     /// backward solve takes the same number of steps as the forward one).
@@ -71,7 +83,8 @@ pub struct GradSolution<T> {
     /// Work of the forward solve.
     pub forward: Stats,
     /// Work of the backward pass: for `Discretise`, `nfe` counts VJPs and `accepted` the steps
-    /// reversed; for `Backsolve`, the backward solve's statistics (one VJP per evaluation).
+    /// reversed; `Checkpointed` adds the evaluations that recompute the stages; for
+    /// `Backsolve`, the backward solve's statistics (one VJP per evaluation).
     pub backward: Stats,
 }
 
@@ -131,7 +144,15 @@ where
             ));
         }
         match method {
-            Differentiation::Discretise => discretise::solve(self, sys, t0, t1, y0, cotangent),
+            Differentiation::Discretise => {
+                discretise::solve(self, sys, (t0, t1), y0, cotangent, None)
+            }
+            Differentiation::Checkpointed { every: 0 } => Err(OdeError::InvalidOption(
+                "Checkpointed needs every >= 1".into(),
+            )),
+            Differentiation::Checkpointed { every } => {
+                discretise::solve(self, sys, (t0, t1), y0, cotangent, Some(every))
+            }
             Differentiation::Backsolve {
                 rtol,
                 atol,
