@@ -140,8 +140,8 @@ pub fn plot_model<T: Real>(
         b,
         labels,
     )?;
-    // Trajectories of a few points from t = 0 to 1, in model space. cnf-flow has no dense
-    // output (a solve with output times), so the path is 20 solves between successive times.
+    // Trajectories of a few points from t = 0 to 1, in model space: one solve with 21 output
+    // times (each method's continuous extension between its steps).
     let starts: Vec<T> = if data.len() >= 24 {
         cnf_train::model::to_model_space(
             config,
@@ -150,21 +150,15 @@ pub fn plot_model<T: Real>(
     } else {
         cnf.sample(12, &mut rng)?.points
     };
-    let mut paths: Vec<Vec<[f64; 2]>> = vec![Vec::new(); starts.len() / 2];
-    let mut cur = starts;
     let steps = 20;
-    for k in 0..=steps {
-        let shown = to_data_space(config, to_f64(&cur))?;
+    let times: Vec<T> = (0..=steps)
+        .map(|k| T::from_f64(k as f64 / steps as f64).unwrap_or_else(T::nan))
+        .collect();
+    let mut paths: Vec<Vec<[f64; 2]>> = vec![Vec::new(); starts.len() / 2];
+    for at in cnf.trajectory(&starts, &times)?.points {
+        let shown = to_data_space(config, to_f64(&at))?;
         for (p, xy) in paths.iter_mut().zip(pairs(&shown)) {
             p.push(xy);
-        }
-        if k < steps {
-            let lit = |v: f64| T::from_f64(v).unwrap_or_else(T::nan);
-            let (t0, t1) = (
-                lit(k as f64 / steps as f64),
-                lit((k + 1) as f64 / steps as f64),
-            );
-            cur = cnf.transform(&cur, t0, t1)?.points;
         }
     }
     trajectories(dir.join("trajectories.png"), &paths, b, labels)?;

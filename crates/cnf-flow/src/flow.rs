@@ -42,6 +42,15 @@ pub struct Transported<T> {
     pub stats: Stats,
 }
 
+/// Points along the flow at several times, and the work of the solves.
+#[derive(Debug, Clone)]
+pub struct Trajectory<T> {
+    /// One `(B, d)` buffer per requested time.
+    pub points: Vec<Vec<T>>,
+    /// Work done.
+    pub stats: Stats,
+}
+
 /// log N(z; 0, I) of one point.
 pub fn log_normal<T: Real>(z: &[T]) -> T {
     let half = T::from_f64(0.5).unwrap_or_else(T::nan);
@@ -252,6 +261,47 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             .solve_system(&mut sys, t0, t1, &x.to_vec())
             .map_err(solve_error)?;
         Ok((sol.y, sol.stats))
+    }
+
+    /// The points `x (B, d)` at each of `times` along the flow, in one solve from `times[0]`
+    /// (each method's continuous extension gives the in-between times; the steps are those of a
+    /// solve to the last time). Returns one `(B, d)` buffer per time.
+    pub fn trajectory(&self, x: &[T], times: &[T]) -> Result<Trajectory<T>, FlowError> {
+        let b = self.check_points(x)?;
+        let (Some(&t0), Some(&t1)) = (times.first(), times.last()) else {
+            return Err(FlowError::Invalid(
+                "trajectory needs at least one time".into(),
+            ));
+        };
+        let d = self.dim();
+        let n = self.chunk_len(b);
+        let parts: Vec<Result<(Vec<Vec<T>>, Stats), FlowError>> = x
+            .par_chunks((n * d).max(1))
+            .map(|xc| {
+                let mut sys = Transport {
+                    rows: RowParallel::new(&self.field, xc.len() / d, &Trace::Exact),
+                };
+                let sol = self
+                    .integrator
+                    .solver()?
+                    .output_times(times.to_vec())
+                    .solve_system(&mut sys, t0, t1, &xc.to_vec())
+                    .map_err(solve_error)?;
+                Ok((sol.y_out, sol.stats))
+            })
+            .collect();
+        let mut out = Trajectory {
+            points: vec![Vec::with_capacity(b * d); times.len()],
+            stats: Stats::default(),
+        };
+        for part in parts {
+            let (ys, stats) = part?;
+            for (all, y) in out.points.iter_mut().zip(ys) {
+                all.extend_from_slice(&y);
+            }
+            out.stats = add_stats(out.stats, stats);
+        }
+        Ok(out)
     }
 
     /// Draws `n` samples: base points z ~ N(0, I) moved from t = 1 back to t = 0.

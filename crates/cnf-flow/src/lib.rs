@@ -32,6 +32,6 @@ mod integrator;
 mod rows;
 
 pub use error::FlowError;
-pub use flow::{log_normal, Batching, Cnf, Density, Transported};
+pub use flow::{log_normal, Batching, Cnf, Density, Trajectory, Transported};
 pub use grad::{GradMethod, LossGrad};
 pub use integrator::Integrator;
