@@ -17,7 +17,7 @@
 //!    price, so the row's assigned column stays its cheapest (`C_ij - v_j` minimal over `j`).
 //! 3. *Augmenting row reduction* (two passes): each free row takes its cheapest column at the
 //!    current prices, lowering that column's price to the second-cheapest level and bumping
-//!    the previous owner; this settles most rows cheaply. (Bounded here: after `8 n` moves a
+//!    the previous owner; this settles most rows cheaply. (Bounded here: after `2 n` moves a
 //!    pass ends, which guards against slow progress on near-ties; correctness does not
 //!    depend on it.)
 //! 4. *Augmentation*: for every row still free, Dijkstra on the reduced costs finds a shortest
@@ -133,7 +133,7 @@ fn lapjv(cost: &[f64], n: usize) -> Vec<usize> {
                 }
             };
             moves += 1;
-            if moves > 8 * n {
+            if moves > 2 * n {
                 // Leave the rest to the augmentation phase.
                 free.push(i);
                 free.append(&mut stack);
