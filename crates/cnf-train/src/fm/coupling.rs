@@ -12,6 +12,9 @@ use super::assign::linear_assignment;
 use super::FmError;
 use cnf_field::Real;
 
+/// Largest batch the OT couplings accept: their `(B, B)` cost matrix is 128 MiB at this size.
+pub const MAX_OT_POINTS: usize = 4096;
+
 /// How the batch is paired with its base draws.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -101,6 +104,12 @@ impl Coupling {
     ) -> Result<Vec<usize>, FmError> {
         self.validate()?;
         let b = check_pair(x, e, dim)?;
+        if b > MAX_OT_POINTS && *self != Self::Independent {
+            return Err(FmError::TooManyPoints {
+                n: b,
+                max: MAX_OT_POINTS,
+            });
+        }
         match *self {
             Self::Independent => Ok((0..b).collect()),
             Self::ExactOt => linear_assignment(&squared_distances(x, e, dim), b),
@@ -390,6 +399,12 @@ mod tests {
             Err(FmError::NonFinite { index: 1, .. })
         ));
         assert!(Coupling::sinkhorn(0.0).pair(&ok, &ok, 2, &mut rng).is_err());
+        let big = vec![0.0f64; MAX_OT_POINTS + 1];
+        assert!(matches!(
+            Coupling::ExactOt.pair(&big, &big, 1, &mut rng),
+            Err(FmError::TooManyPoints { .. })
+        ));
+        assert!(Coupling::Independent.pair(&big, &big, 1, &mut rng).is_ok());
         assert!(Coupling::sinkhorn(f64::NAN).validate().is_err());
     }
 

@@ -57,7 +57,7 @@ pub mod path;
 pub mod w2;
 
 pub use assign::{assignment_cost, linear_assignment};
-pub use coupling::{sinkhorn, squared_distances, Coupling, SinkhornPlan};
+pub use coupling::{sinkhorn, squared_distances, Coupling, SinkhornPlan, MAX_OT_POINTS};
 pub use field::{ByTime, MlpWork, PointTimeField};
 pub use loss::{fm_loss, fm_loss_and_grad, FlowMatching, FmBatch, FmStep, FmWork, TimeDist};
 pub use path::{CosinePath, LipmanPath, PathSpec, ProbabilityPath, StraightPath};
