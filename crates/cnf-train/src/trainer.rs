@@ -62,10 +62,16 @@ impl Batches {
     pub fn batch(&self, seed: u64, iter: usize, size: usize) -> Vec<f64> {
         let mut rng = iter_rng(seed, iter, 0);
         match self {
-            Self::Toy(set) => set.sample(size, &mut rng).data().to_vec(),
+            Self::Toy(set) => set.sample(size, &mut rng).into_data(),
             Self::Table(t) => {
-                let idx: Vec<usize> = (0..size).map(|_| rng.random_range(0..t.n_rows())).collect();
-                t.select_rows(&idx).data().to_vec()
+                // Rows gathered straight into the batch (one copy).
+                let mut out = Vec::with_capacity(size * t.n_cols());
+                for _ in 0..size {
+                    if let Some(row) = t.row(rng.random_range(0..t.n_rows())) {
+                        out.extend_from_slice(row);
+                    }
+                }
+                out
             }
         }
     }

@@ -93,6 +93,11 @@ impl Table {
         &self.data
     }
 
+    /// All values, row-major, without a copy.
+    pub fn into_data(self) -> Vec<f64> {
+        self.data
+    }
+
     pub fn names(&self) -> &[String] {
         &self.names
     }
