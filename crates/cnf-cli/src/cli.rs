@@ -97,7 +97,7 @@ fn positive_f64(s: &str) -> Result<f64, String> {
 /// Architecture of the MLP (train, import).
 #[derive(Debug, Clone, Args)]
 pub struct ArchArgs {
-    /// Hidden widths, comma-separated [default: 64,64,64].
+    /// Hidden widths, comma-separated [default: 64,64,64; tables: from the dimension and rows].
     #[arg(long, value_delimiter = ',', value_parser = usize_in(1, MlpConfig::MAX_WIDTH))]
     pub hidden: Option<Vec<usize>>,
     /// Nonlinearity of the hidden layers [default: tanh].
@@ -146,16 +146,18 @@ pub struct TrainArgs {
     /// Columns to drop (names or 0-based indices), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub drop: Option<Vec<String>>,
-    /// Number of iterations (with --resume: the total to reach).
-    #[arg(long, default_value_t = 1000, value_parser = usize_in(1, usize::MAX))]
-    pub iters: usize,
-    /// Minibatch size [default: 512].
+    /// Number of iterations (with --resume: the total to reach) [default: toy sets 1000; tables
+    /// chosen from their size, with early stopping].
+    #[arg(long, value_parser = usize_in(1, usize::MAX))]
+    pub iters: Option<usize>,
+    /// Minibatch size [default: 512; tables min(512, training rows)].
     #[arg(long, value_parser = usize_in(1, MAX_BATCH))]
     pub batch: Option<usize>,
     /// Adam learning rate [default: 1e-3]; with --resume it replaces the checkpoint's.
     #[arg(long, value_parser = positive_f64)]
     pub lr: Option<f64>,
-    /// Decoupled weight decay (AdamW) [default: 0].
+    /// Decoupled weight decay (AdamW) [default: toy sets 0; tables 1e-4 up to 5k training rows,
+    /// 1e-5 above].
     #[arg(long)]
     pub weight_decay: Option<f64>,
     #[command(flatten)]
@@ -165,7 +167,8 @@ pub struct TrainArgs {
     /// Gradient method [default: backprop].
     #[arg(long, value_enum)]
     pub grad: Option<GradKind>,
-    /// Trace of the training loss [default: auto = exact up to 8 dimensions, rademacher above].
+    /// Trace of the training loss [default: toy sets auto = exact up to 8 dimensions, rademacher
+    /// above; tables exact up to 16 columns, rademacher above].
     #[arg(long, value_enum)]
     pub trace: Option<TraceArg>,
     /// Train in f64 (default f32).
@@ -174,10 +177,11 @@ pub struct TrainArgs {
     /// Seed of initialisation, data split, batches and probes [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Validate every N iterations [default: 100].
+    /// Validate every N iterations [default: 100; tables 20 up to 5k training rows].
     #[arg(long, value_parser = usize_in(1, usize::MAX))]
     pub val_every: Option<usize>,
-    /// Stop after this many validations without improvement.
+    /// Stop after this many validations without improvement [default: toy sets never; tables
+    /// 10].
     #[arg(long)]
     pub patience: Option<usize>,
     /// Continue the run in --out from its checkpoint (settings come from its config.json).

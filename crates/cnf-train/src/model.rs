@@ -156,6 +156,12 @@ pub struct TrainingConfig {
     pub weight_decay: f64,
     /// Validation interval.
     pub val_every: usize,
+    /// Iterations to train (absent in configs written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iters: Option<usize>,
+    /// Early stopping: validations without improvement before stopping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
 }
 
 /// Where the training data came from.

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::solver_config;
 use crate::cli::{DensityArgs, EvalArgs, ImportArgs};
-use cnf_train::data::{read_table, toy_test};
+use cnf_train::data::{dequantize, read_table, toy_test};
 use cnf_train::data::{ColumnSelection, Table, ToySet};
 use cnf_train::error::TrainError;
 use cnf_train::gaussian::Gaussian;
@@ -271,6 +271,31 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
     if test.n_rows() == 0 {
         return Err(TrainError::Invalid(format!("{points} has no rows")));
     }
+    // A model trained on dequantised integer columns is a density of x + u: evaluate it (and
+    // the Gaussian baseline, fitted to the training split as dequantised for training) at
+    // dequantised points, with seeded noise (docs/train.md).
+    let deq = config
+        .standardizer
+        .as_ref()
+        .map_or(&[][..], |s| s.dequantized.as_slice());
+    let (test, train, points) = if deq.is_empty() {
+        (test, train, points)
+    } else {
+        let names: Vec<&str> = deq
+            .iter()
+            .filter_map(|&j| test.names().get(j).map(String::as_str))
+            .collect();
+        (
+            dequantize(&test, deq, config.seed.wrapping_add(3))?,
+            train
+                .map(|t| dequantize(&t, deq, config.seed))
+                .transpose()?,
+            format!(
+                "{points}, with {} dequantised (x + U(0, 1))",
+                names.join(", ")
+            ),
+        )
+    };
     let solver = solver_config(&config.solver, &args.solver);
     let prec = precision(&config, args.f64);
     let mut logp = Vec::with_capacity(test.n_rows());

@@ -127,12 +127,17 @@ pub fn write_samples<T: Real, W: Write>(
         };
         for (i, row) in moved.points.chunks_exact(d).enumerate() {
             line.clear();
+            // Back to data space (whitening included) when the model was standardised.
+            let data: Option<Vec<f64>> = config.standardizer.as_ref().map(|s| {
+                let z: Vec<f64> = row.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).collect();
+                s.inverse_row(&z)
+            });
             for (j, &v) in row.iter().enumerate() {
                 use std::fmt::Write as _;
                 let sep = if j == 0 { "" } else { "," };
-                let ok = match &config.standardizer {
-                    Some(s) => {
-                        let x = v.to_f64().unwrap_or(f64::NAN) * s.std[j] + s.mean[j];
+                let ok = match &data {
+                    Some(x) => {
+                        let x = x[j];
                         x.is_finite() && write!(line, "{sep}{x}").is_ok()
                     }
                     None => v.is_finite() && write!(line, "{sep}{v}").is_ok(),

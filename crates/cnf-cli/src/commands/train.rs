@@ -10,8 +10,8 @@ use super::solver_config;
 use crate::cli::{TraceArg, TrainArgs};
 use crate::progress::Progress;
 use crate::report::plot_model;
+use cnf_train::data::{dequantize, integer_columns, Standardizer, Table, ToySet};
 use cnf_train::data::{read_table, toy_validation, SPLIT};
-use cnf_train::data::{Standardizer, Table, ToySet};
 use cnf_train::error::TrainError;
 use cnf_train::model::to_model_space;
 use cnf_train::model::{
@@ -21,7 +21,7 @@ use cnf_train::model::{
 use cnf_train::observers::{Checkpoint, Checkpointer, Metrics};
 use cnf_train::optim::{Adam, AdamConfig};
 use cnf_train::trainer::GradKind;
-use cnf_train::trainer::{mean_nll, Batches, TraceKind, TrainSettings, Trainer};
+use cnf_train::trainer::{mean_nll, Batches, TraceKind, TrainSettings, Trainer, ValEvent};
 
 /// Adam's learning rate unless `--lr` is given (the peers' protocol).
 const DEFAULT_LR: f64 = 1e-3;
@@ -29,6 +29,94 @@ const DEFAULT_LR: f64 = 1e-3;
 const DEFAULT_BATCH: usize = 512;
 /// Validation interval unless `--val-every` is given.
 const DEFAULT_VAL_EVERY: usize = 100;
+/// Iterations unless `--iters` is given (toy sets).
+const DEFAULT_ITERS: usize = 1000;
+
+/// Settings chosen from a table's size and dimension when the flags leave them open
+/// (docs/train.md, "Defaults for tables").
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDefaults {
+    pub hidden: Vec<usize>,
+    pub batch: usize,
+    pub lr: f64,
+    pub trace: TraceKind,
+    pub iters: usize,
+    pub patience: usize,
+    pub val_every: usize,
+    pub weight_decay: f64,
+}
+
+impl TableDefaults {
+    /// The choices for `n_train` training rows of `d` columns.
+    pub fn choose(n_train: usize, d: usize) -> Self {
+        let width = if d <= 8 {
+            64
+        } else if d <= 32 {
+            128
+        } else {
+            256
+        };
+        let depth = if n_train < 10_000 { 2 } else { 3 };
+        let batch = n_train.clamp(1, 512);
+        let epoch = n_train.div_ceil(batch).max(1);
+        Self {
+            hidden: vec![width; depth],
+            batch,
+            lr: 1e-3,
+            trace: if d <= 16 {
+                TraceKind::Exact
+            } else {
+                TraceKind::Rademacher
+            },
+            // Small tables: many passes, stopped by validation; large ones: a few epochs.
+            iters: if n_train <= 5_000 {
+                2_000
+            } else {
+                (20 * epoch).clamp(2_000, 20_000)
+            },
+            patience: 10,
+            val_every: if n_train <= 5_000 { 20 } else { 100 },
+            weight_decay: if n_train <= 5_000 { 1e-4 } else { 1e-5 },
+        }
+    }
+
+    /// What was chosen and why, one line per setting ("(flag)" where a flag overrode it).
+    fn describe(&self, n_train: usize, d: usize, args: &TrainArgs) -> String {
+        let given = |set: bool| if set { " (given)" } else { "" };
+        format!(
+            "settings for {n_train} training rows x {d} columns:\n  \
+             hidden {:?}{}: width from the dimension (64 up to 8 columns, 128 up to 32, 256 \
+             above), 2 layers below 10k rows, 3 above\n  \
+             batch {}{}: min(512, training rows)\n  \
+             lr {:e}{}, weight decay {:e}{}: Adam; a small decoupled decay against overfitting\n  \
+             trace {:?}{}: exact (d tangents) up to 16 columns, Hutchinson (Rademacher) above\n  \
+             up to {} iterations{}, validation every {}{} with early stopping after {}{} \
+             validations without improvement on the validation split's exact NLL; the best \
+             model is kept\n  \
+             start: full-covariance whitening fitted on the training split and a zero field, so \
+             the untrained model is the Gaussian baseline",
+            args.arch
+                .hidden
+                .clone()
+                .unwrap_or_else(|| self.hidden.clone()),
+            given(args.arch.hidden.is_some()),
+            args.batch.unwrap_or(self.batch),
+            given(args.batch.is_some()),
+            args.lr.unwrap_or(self.lr),
+            given(args.lr.is_some()),
+            args.weight_decay.unwrap_or(self.weight_decay),
+            given(args.weight_decay.is_some()),
+            args.trace.map_or(self.trace, |t| trace_kind(t, d)),
+            given(args.trace.is_some()),
+            args.iters.unwrap_or(self.iters),
+            given(args.iters.is_some()),
+            args.val_every.unwrap_or(self.val_every),
+            given(args.val_every.is_some()),
+            args.patience.unwrap_or(self.patience),
+            given(args.patience.is_some()),
+        )
+    }
+}
 
 /// Training data and the validation points (data space).
 struct Prepared {
@@ -38,6 +126,8 @@ struct Prepared {
     standardizer: Option<Standardizer>,
     columns: Vec<String>,
     name: String,
+    /// Rows of the training split (tables).
+    n_train: Option<usize>,
 }
 
 /// Loads the training data that `source` names, split with `seed`.
@@ -57,6 +147,7 @@ fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
                 standardizer: None,
                 columns: vec!["x0".into(), "x1".into()],
                 name: set.name().to_string(),
+                n_train: None,
             })
         }
         DataSource::Table {
@@ -74,7 +165,33 @@ fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
                 )));
             }
             let (train, val, _test) = table.split_for_training(*split, seed, path)?;
-            let standardizer = Standardizer::fit(&train)?;
+            // Integer-valued columns are dequantised (x + u, u ~ U(0, 1), fixed per row): the
+            // model is a density of x + u (docs/train.md).
+            let ints = integer_columns(&table);
+            let train = dequantize(&train, &ints, seed)?;
+            let val = dequantize(&val, &ints, seed.wrapping_add(1))?;
+            let whole = dequantize(&table, &ints, seed.wrapping_add(2))?;
+            let mut standardizer = match Standardizer::fit_whitened(&train, &whole) {
+                Ok(s) => s,
+                Err(cnf_train::error::DataError::SingularCovariance) => {
+                    eprintln!(
+                        "note: the training split's covariance is singular (collinear columns): \
+                         per-column standardisation only, no whitening"
+                    );
+                    Standardizer::fit(&train)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if !ints.is_empty() {
+                let names: Vec<&str> = ints.iter().map(|&j| table.names()[j].as_str()).collect();
+                eprintln!(
+                    "integer-valued column(s) {} dequantised with U(0, 1) noise: log-likelihoods \
+                     are those of the continuous density of x + u (a lower bound on the discrete \
+                     log-probability)",
+                    names.join(", ")
+                );
+            }
+            standardizer.dequantized = ints;
             let mut source = source.clone();
             if let DataSource::Table { sha256, .. } = &mut source {
                 *sha256 = Some(hash);
@@ -84,6 +201,7 @@ fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
                 // Validation stays in data space: `to_model_space` standardises it once.
                 val,
                 columns: table.names().to_vec(),
+                n_train: Some(train.n_rows()),
                 source,
                 standardizer: Some(standardizer),
                 name: path
@@ -243,8 +361,17 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
         let prep = prepare(&source_of(args)?, seed)?;
         let dir = ModelDir::new(args.out.clone().unwrap_or_else(|| default_out(&prep.name)));
         let dim = prep.val.n_cols();
+        let auto = prep.n_train.map(|n| {
+            let a = TableDefaults::choose(n, dim);
+            eprintln!("{}", a.describe(n, dim, args));
+            a
+        });
+        let hidden = match (&args.arch.hidden, &auto) {
+            (None, Some(a)) => a.hidden.clone(),
+            _ => args.arch.hidden(),
+        };
         let config = ModelConfig {
-            mlp: MlpConfig::new(dim, &args.arch.hidden(), args.arch.activation()),
+            mlp: MlpConfig::new(dim, &hidden, args.arch.activation()),
             solver: solver_config(&SolverConfig::default(), &args.solver),
             standardizer: prep.standardizer.clone(),
             data: prep.source.clone(),
@@ -256,12 +383,28 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
                 Precision::F32
             },
             training: Some(TrainingConfig {
-                batch: args.batch.unwrap_or(DEFAULT_BATCH),
+                batch: args
+                    .batch
+                    .unwrap_or(auto.as_ref().map_or(DEFAULT_BATCH, |a| a.batch)),
                 grad: args.grad.unwrap_or(GradKind::Backprop),
-                trace: trace_kind(args.trace.unwrap_or(TraceArg::Auto), dim),
-                lr: args.lr.unwrap_or(DEFAULT_LR),
-                weight_decay: args.weight_decay.unwrap_or(0.0),
-                val_every: args.val_every.unwrap_or(DEFAULT_VAL_EVERY),
+                trace: match (args.trace, &auto) {
+                    (None, Some(a)) => a.trace,
+                    (t, _) => trace_kind(t.unwrap_or(TraceArg::Auto), dim),
+                },
+                lr: args
+                    .lr
+                    .unwrap_or(auto.as_ref().map_or(DEFAULT_LR, |a| a.lr)),
+                weight_decay: args
+                    .weight_decay
+                    .unwrap_or(auto.as_ref().map_or(0.0, |a| a.weight_decay)),
+                val_every: args
+                    .val_every
+                    .unwrap_or(auto.as_ref().map_or(DEFAULT_VAL_EVERY, |a| a.val_every)),
+                iters: Some(
+                    args.iters
+                        .unwrap_or(auto.as_ref().map_or(DEFAULT_ITERS, |a| a.iters)),
+                ),
+                patience: args.patience.or(auto.as_ref().map(|a| a.patience)),
             }),
         };
         config.validate()?;
@@ -308,6 +451,13 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         .as_ref()
         .ok_or_else(|| TrainError::Invalid("config.json has no training settings".into()))?;
     let integ = config.solver.integrator::<T>()?;
+    // --iters and --patience may change on resume; otherwise the run's own (or the defaults).
+    let iters = args.iters.or(tr.iters).unwrap_or(DEFAULT_ITERS);
+    let patience = if args.patience.is_some() {
+        args.patience
+    } else {
+        tr.patience
+    };
     let adam_cfg = AdamConfig {
         lr: tr.lr,
         weight_decay: tr.weight_decay,
@@ -333,6 +483,14 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         eprintln!("resuming {} at iteration {start}", dir.dir.display());
     } else {
         dir.save_config(config)?;
+        if config
+            .standardizer
+            .as_ref()
+            .is_some_and(|s| s.is_whitened())
+        {
+            // Start from the Gaussian: whitened data and a zero field.
+            mlp.zero_output();
+        }
     }
     let val: Vec<T> = to_model_space(config, &prep.val)?;
     let log_det = cnf_train::model::log_det(config);
@@ -342,7 +500,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         batches: prep.batches,
         val,
         settings: TrainSettings {
-            iters: args.iters,
+            iters,
             batch: tr.batch,
             backprop: tr.grad == GradKind::Backprop,
             trace: tr.trace,
@@ -350,11 +508,27 @@ fn run<T: Real + Serialize + DeserializeOwned>(
             seed: config.seed,
         },
         observers: vec![
-            Box::new(Progress::new(start, args.iters)),
+            Box::new(Progress::new(start, iters)),
             Box::new(Metrics::new(dir.path(METRICS_FILE), log_det)),
-            Box::new(Checkpointer::new(dir.clone(), best, since, args.patience)),
+            Box::new(Checkpointer::new(dir.clone(), best, since, patience)),
         ],
     };
+    if start == 0 && !args.resume {
+        // Validate the untrained model too: when training never beats it on the validation
+        // split, the saved model is the start (for tables: the Gaussian baseline).
+        let (val_nll, nfe) = mean_nll(&trainer.cnf, &trainer.val)?;
+        let ev = ValEvent {
+            iter: 0,
+            train_nll: val_nll,
+            val_nll,
+            nfe_fwd: nfe,
+            nfe_bwd: 0,
+            seconds: 0.0,
+        };
+        for o in trainer.observers.iter_mut().skip(1) {
+            o.on_validation(&ev, &trainer.cnf.field, &trainer.adam)?;
+        }
+    }
     let t0 = std::time::Instant::now();
     let done = trainer.run(start).map_err(|e| match e {
         TrainError::Diverged { iter, reason, .. } => TrainError::Diverged {
