@@ -342,7 +342,8 @@ fn training_is_reproducible_and_resume_continues_exactly() {
     );
 }
 
-/// Ten columns: the default trace switches to Hutchinson; also the adjoint gradient and f64.
+/// Ten columns with Hutchinson's trace (tables choose the exact trace up to 16 columns, so it is
+/// asked for); also the adjoint gradient and f64.
 #[test]
 fn high_dimensional_table_trains_with_hutchinson_adjoint_f64() {
     let dir = tempfile::tempdir().unwrap();
@@ -379,6 +380,8 @@ fn high_dimensional_table_trains_with_hutchinson_adjoint_f64() {
         "8",
         "--grad",
         "adjoint",
+        "--trace",
+        "rademacher",
         "--f64",
         "--out",
         s(&model),
@@ -388,9 +391,11 @@ fn high_dimensional_table_trains_with_hutchinson_adjoint_f64() {
     assert_eq!(config["precision"], "f64");
     assert_eq!(config["mlp"]["dim"], 10);
     let metrics = std::fs::read_to_string(model.join("metrics.jsonl")).unwrap();
-    let m: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    // The last line: tables also validate the untrained model (iteration 0, no backward pass).
+    let m: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
     assert!(m["val_nll"].as_f64().unwrap().is_finite());
     assert!(m["nfe_bwd"].as_u64().unwrap() > 0);
+    assert_eq!(config["training"]["trace"], "rademacher");
     let json: serde_json::Value = serde_json::from_str(&ok(&[
         "eval",
         "--model",

@@ -513,7 +513,11 @@ fn run<T: Real + Serialize + DeserializeOwned>(
             Box::new(Checkpointer::new(dir.clone(), best, since, patience)),
         ],
     };
-    if start == 0 && !args.resume {
+    let whitened = config
+        .standardizer
+        .as_ref()
+        .is_some_and(|s| s.is_whitened());
+    if start == 0 && !args.resume && whitened {
         // Validate the untrained model too: when training never beats it on the validation
         // split, the saved model is the start (for tables: the Gaussian baseline).
         let (val_nll, nfe) = mean_nll(&trainer.cnf, &trainer.val)?;
