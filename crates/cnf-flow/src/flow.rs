@@ -275,7 +275,8 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         };
         let d = self.dim();
         let n = self.chunk_len(b);
-        let parts: Vec<Result<(Vec<Vec<T>>, Stats), FlowError>> = x
+        type Part<T> = Result<(Vec<Vec<T>>, Stats), FlowError>;
+        let parts: Vec<Part<T>> = x
             .par_chunks((n * d).max(1))
             .map(|xc| {
                 let mut sys = Transport {

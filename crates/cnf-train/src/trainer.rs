@@ -479,7 +479,7 @@ mod tests {
             observers: Vec::new(),
         };
         assert_eq!(trainer.run(0).unwrap(), 600);
-        let (nll, _) = mean_nll(&trainer.cnf, &val.data().to_vec()).unwrap();
+        let (nll, _) = mean_nll(&trainer.cnf, val.data()).unwrap();
         let (best, _) = Gaussian::fit(&train).unwrap().mean_nll(&val).unwrap();
         assert!((nll - best).abs() < 0.01, "flow {nll} vs Gaussian {best}");
     }
