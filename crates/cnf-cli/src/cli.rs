@@ -71,6 +71,37 @@ pub enum TraceArg {
     Gaussian,
 }
 
+/// What training minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectiveArg {
+    /// Maximum likelihood through the ODE (exact or Hutchinson trace).
+    Ml,
+    /// Flow matching: regression onto a conditional velocity, no ODE solve in training.
+    Fm,
+}
+
+/// The probability path of flow matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PathArg {
+    /// x_t = (1 - t) x + t e (+ sigma noise): I-CFM; rectified flow at sigma 0.
+    Straight,
+    /// Lipman et al.'s optimal-transport path with sigma_min.
+    Lipman,
+    /// x_t = cos(pi t / 2) x + sin(pi t / 2) e (variance preserving).
+    Cosine,
+}
+
+/// How flow matching pairs data with base draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CouplingArg {
+    /// Independent pairs.
+    Independent,
+    /// Exact minibatch optimal transport (squared distance).
+    Ot,
+    /// Entropic OT (Sinkhorn), epsilon 0.05 of the mean pairwise cost.
+    Sinkhorn,
+}
+
 /// Largest minibatch `--batch` accepts (the solver holds several copies of the batch).
 pub const MAX_BATCH: usize = 1 << 20;
 
@@ -180,6 +211,19 @@ pub struct TrainArgs {
     /// Validate every N iterations [default: 100; tables 20 up to 5k training rows].
     #[arg(long, value_parser = usize_in(1, usize::MAX))]
     pub val_every: Option<usize>,
+    /// Training objective [default: ml].
+    #[arg(long, value_enum)]
+    pub objective: Option<ObjectiveArg>,
+    /// Flow matching's probability path [default: straight].
+    #[arg(long, value_enum, requires = "objective")]
+    pub fm_path: Option<PathArg>,
+    /// Flow matching's noise: sigma of the straight path, sigma_min of Lipman's
+    /// [default: 0 straight, 1e-4 lipman].
+    #[arg(long, requires = "objective")]
+    pub fm_sigma: Option<f64>,
+    /// Flow matching's coupling of data and base draws [default: independent].
+    #[arg(long, value_enum, requires = "objective")]
+    pub coupling: Option<CouplingArg>,
     /// Stop after this many validations without improvement [default: toy sets never; tables
     /// 10].
     #[arg(long)]
@@ -230,6 +274,8 @@ pub struct SampleArgs {
     /// Seed of the base samples.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub solver: SolverArgs,
 }
 
 #[derive(Debug, Args)]

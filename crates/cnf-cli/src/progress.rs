@@ -40,7 +40,7 @@ impl<T: Real, F: VectorField<T>> Observer<T, F> for Progress {
     fn on_validation(&mut self, ev: &ValEvent, _: &F, _: &Adam<T>) -> Result<Control, TrainError> {
         self.best = self.best.min(ev.val_nll);
         let line = format!(
-            "iter {:>5}  train NLL {:.4}  val NLL {:.4}  nfe fwd/bwd {}/{}  {:.1} s",
+            "iter {:>5}  train loss {:.4}  val NLL {:.4}  nfe fwd/bwd {}/{}  {:.1} s",
             ev.iter, ev.train_nll, ev.val_nll, ev.nfe_fwd, ev.nfe_bwd, ev.seconds
         );
         if self.bar.is_hidden() {

@@ -162,6 +162,10 @@ pub struct TrainingConfig {
     /// Early stopping: validations without improvement before stopping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
+    /// Flow matching's path, coupling and times when the run trains by flow matching (absent:
+    /// maximum likelihood).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_matching: Option<crate::fm::FlowMatching>,
 }
 
 /// Where the training data came from.

@@ -12,37 +12,67 @@ use crate::model::{write_atomic, ModelDir, CHECKPOINT_FILE};
 use crate::optim::Adam;
 use crate::trainer::{Control, Observer, ValEvent};
 
-/// Appends one JSON line per validation to `metrics.jsonl`: the [`ValEvent`] (NLLs in model
-/// space, as the optimiser sees them) plus the NLLs in data space (`*_data`, what `cnf eval`
-/// reports).
+/// Appends one JSON line per validation to `metrics.jsonl`: iteration, training loss, the
+/// validation NLL in model space (as the optimiser sees it) and in data space (`*_data`, what
+/// `cnf eval` reports), NFE and time. A flow-matching run logs its regression loss as
+/// `train_fm_loss` instead of `train_nll`.
 pub struct Metrics {
     path: PathBuf,
     log_det: f64,
+    flow_matching: bool,
 }
 
 impl Metrics {
     /// Metrics written to `path` (appended, so a resumed run continues the file); `log_det` is
     /// the standardisation's log-determinant (data-space NLL = model-space NLL - log_det).
     pub fn new(path: PathBuf, log_det: f64) -> Self {
-        Self { path, log_det }
+        Self {
+            path,
+            log_det,
+            flow_matching: false,
+        }
+    }
+    /// Whether the training loss is flow matching's regression loss (not an NLL).
+    pub fn flow_matching(mut self, yes: bool) -> Self {
+        self.flow_matching = yes;
+        self
     }
 }
 
 /// One line of metrics.jsonl.
 #[derive(Serialize)]
-struct MetricsLine<'a> {
-    #[serde(flatten)]
-    event: &'a ValEvent,
-    train_nll_data: f64,
+struct MetricsLine {
+    iter: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    train_nll: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    train_nll_data: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    train_fm_loss: Option<f64>,
+    val_nll: f64,
     val_nll_data: f64,
+    nfe_fwd: usize,
+    nfe_bwd: usize,
+    seconds: f64,
 }
 
 impl<T: Real, F: VectorField<T>> Observer<T, F> for Metrics {
     fn on_validation(&mut self, ev: &ValEvent, _: &F, _: &Adam<T>) -> Result<Control, TrainError> {
+        let (nll, fm) = if self.flow_matching {
+            (None, Some(ev.train_nll))
+        } else {
+            (Some(ev.train_nll), None)
+        };
         let line = serde_json::to_string(&MetricsLine {
-            event: ev,
-            train_nll_data: ev.train_nll - self.log_det,
+            iter: ev.iter,
+            train_nll: nll,
+            train_nll_data: nll.map(|v| v - self.log_det),
+            train_fm_loss: fm,
+            val_nll: ev.val_nll,
             val_nll_data: ev.val_nll - self.log_det,
+            nfe_fwd: ev.nfe_fwd,
+            nfe_bwd: ev.nfe_bwd,
+            seconds: ev.seconds,
         })
         .map_err(|e| TrainError::Io(e.to_string()))?;
         let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", self.path.display()));

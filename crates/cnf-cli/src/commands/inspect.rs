@@ -3,6 +3,7 @@ use std::io::Write;
 use std::path::Path;
 
 use cnf_field::{Mlp, Real, VectorField};
+use rand::SeedableRng;
 use serde::Serialize;
 
 use super::solver_config;
@@ -221,10 +222,59 @@ struct EvalReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     gaussian_missing: Option<String>,
     nfe: usize,
+    /// 2-Wasserstein distance (data space, exact OT) between `w2_n` model samples (seed 0) and
+    /// the first `w2_n` test points: sample quality next to the likelihood.
+    w2: f64,
+    /// Points on each side of `w2`.
+    w2_n: usize,
     solver: String,
     precision: &'static str,
     /// What the points are: the toy test set, the run's test split, or a whole file.
     points: String,
+}
+
+/// W2 between `n = min(rows, W2_MAX_POINTS)` samples of the model and the first `n` test
+/// points, in data space.
+fn sample_w2(
+    dir: &ModelDir,
+    config: &ModelConfig,
+    solver: &SolverConfig,
+    precision: Precision,
+    test: &Table,
+) -> Result<(f64, usize), TrainError> {
+    fn go<T: Real>(
+        dir: &ModelDir,
+        c: &ModelConfig,
+        s: &SolverConfig,
+        test: &Table,
+    ) -> Result<(f64, usize), TrainError> {
+        let n = test.n_rows().min(cnf_train::fm::W2_MAX_POINTS);
+        let cnf = dir
+            .load_cnf::<T>(c, Some(s))?
+            .with_batching(cnf_flow::Batching::Chunks(1024));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let z: Vec<f64> = cnf
+            .sample(n, &mut rng)?
+            .points
+            .iter()
+            .map(|v| v.to_f64().unwrap_or(f64::NAN))
+            .collect();
+        let samples: Vec<f64> = match &c.standardizer {
+            Some(st) => z
+                .chunks(c.mlp.dim)
+                .flat_map(|r| st.inverse_row(r))
+                .collect(),
+            None => z,
+        };
+        let d = test.n_cols();
+        let w2 = cnf_train::fm::w2_distance(&samples, &test.data()[..n * d], d)
+            .map_err(|e| TrainError::Invalid(format!("W2: {e}")))?;
+        Ok((w2, n))
+    }
+    match precision {
+        Precision::F64 => go::<f64>(dir, config, solver, test),
+        Precision::F32 => go::<f32>(dir, config, solver, test),
+    }
 }
 
 fn mean_stderr(nll: &[f64]) -> (f64, f64) {
@@ -312,6 +362,7 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
         },
         None => (None, None),
     };
+    let w2 = sample_w2(&dir, &config, &solver, prec, &test)?;
     let report = EvalReport {
         test_nll,
         test_nll_per_dim: test_nll / config.mlp.dim as f64,
@@ -321,6 +372,8 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
         gaussian_stderr: gaussian.map(|g| g.1),
         gaussian_missing,
         nfe: stats.nfe,
+        w2: w2.0,
+        w2_n: w2.1,
         solver: solver.describe(),
         precision: prec.as_str(),
         points,
@@ -346,6 +399,11 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
                 "full-covariance Gaussian fitted to the training split: {g:.4} +- {s:.4} nats"
             );
         }
+        println!(
+            "sample quality: W2 {:.4} between {} model samples (seed 0) and {} test points \
+             (data space, exact OT)",
+            report.w2, report.w2_n, report.w2_n
+        );
         if let Some(why) = &report.gaussian_missing {
             println!("{why}");
         }

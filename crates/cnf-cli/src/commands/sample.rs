@@ -201,7 +201,11 @@ fn sample_as<T: Real>(
     config: &ModelConfig,
     args: &SampleArgs,
 ) -> Result<SampleReport, TrainError> {
-    let cnf = dir.load_cnf::<T>(config, None)?;
+    // --method/--steps/--rtol/--atol replace the model's solver (e.g. a few Euler steps for a
+    // flow-matching model, whose straight paths need few).
+    let solver = super::solver_config(&config.solver, &args.solver);
+    solver.check("--")?;
+    let cnf = dir.load_cnf::<T>(config, Some(&solver))?;
     const BUF: usize = 1 << 20;
     match args.output.as_deref() {
         // Special files (/dev/stdout, a FIFO) are written in place; regular files are staged.
@@ -254,7 +258,11 @@ pub fn sample(args: &SampleArgs) -> Result<(), TrainError> {
         Precision::F32 => sample_as::<f32>(&dir, &config, args)?,
         Precision::F64 => sample_as::<f64>(&dir, &config, args)?,
     };
-    let name = config.precision.as_str();
+    let name = format!(
+        "{}, {}",
+        config.precision.as_str(),
+        super::solver_config(&config.solver, &args.solver).describe()
+    );
     if report.closed_early {
         eprintln!(
             "{} of {} samples written before the output was closed ({name}, {})",

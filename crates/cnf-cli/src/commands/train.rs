@@ -7,12 +7,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::solver_config;
-use crate::cli::{TraceArg, TrainArgs};
+use crate::cli::{CouplingArg, ObjectiveArg, PathArg, TraceArg, TrainArgs};
 use crate::progress::Progress;
 use crate::report::plot_model;
 use cnf_train::data::{dequantize, integer_columns, Standardizer, Table, ToySet};
 use cnf_train::data::{read_table, toy_validation, SPLIT};
 use cnf_train::error::TrainError;
+use cnf_train::fm::{Coupling, FlowMatching, PathSpec, TimeDist};
 use cnf_train::model::to_model_space;
 use cnf_train::model::{
     file_sha256, DataSource, ModelConfig, ModelDir, Precision, SolverConfig, TrainingConfig,
@@ -21,7 +22,9 @@ use cnf_train::model::{
 use cnf_train::observers::{Checkpoint, Checkpointer, Metrics};
 use cnf_train::optim::{Adam, AdamConfig};
 use cnf_train::trainer::GradKind;
-use cnf_train::trainer::{mean_nll, Batches, TraceKind, TrainSettings, Trainer, ValEvent};
+use cnf_train::trainer::{
+    mean_nll, Batches, FlowMatchingObjective, TraceKind, TrainSettings, Trainer, ValEvent,
+};
 
 /// Adam's learning rate unless `--lr` is given (the peers' protocol).
 const DEFAULT_LR: f64 = 1e-3;
@@ -259,6 +262,40 @@ fn default_out(name: &str) -> PathBuf {
         .unwrap_or_else(|| base.join(name))
 }
 
+/// The flow-matching settings of `--objective fm` (None for maximum likelihood).
+fn flow_matching(args: &TrainArgs) -> Result<Option<FlowMatching>, TrainError> {
+    if args.objective != Some(ObjectiveArg::Fm) {
+        if args.fm_path.is_some() || args.fm_sigma.is_some() || args.coupling.is_some() {
+            return Err(TrainError::Invalid(
+                "--fm-path, --fm-sigma and --coupling need --objective fm".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let path = match args.fm_path.unwrap_or(PathArg::Straight) {
+        PathArg::Straight => PathSpec::Straight {
+            sigma: args.fm_sigma.unwrap_or(0.0),
+        },
+        PathArg::Lipman => PathSpec::Lipman {
+            sigma_min: args.fm_sigma.unwrap_or(1e-4),
+        },
+        PathArg::Cosine => PathSpec::Cosine,
+    };
+    let coupling = match args.coupling.unwrap_or(CouplingArg::Independent) {
+        CouplingArg::Independent => Coupling::Independent,
+        CouplingArg::Ot => Coupling::ExactOt,
+        CouplingArg::Sinkhorn => Coupling::sinkhorn(0.05),
+    };
+    let fm = FlowMatching {
+        path,
+        coupling,
+        time: TimeDist::Uniform,
+    };
+    fm.validate()
+        .map_err(|e| TrainError::Invalid(format!("flow matching: {e}")))?;
+    Ok(Some(fm))
+}
+
 /// On resume, an option given on the command line must agree with the run's config.json:
 /// a different value is an error, never silently ignored.
 fn check_same<V: PartialEq + std::fmt::Debug>(
@@ -328,6 +365,13 @@ fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, Train
     check_same("--trace", trace, tr.trace)?;
     check_same("--weight-decay", args.weight_decay, tr.weight_decay)?;
     check_same("--val-every", args.val_every, tr.val_every)?;
+    if args.objective.is_some() {
+        check_same(
+            "--objective/--fm-path/--fm-sigma/--coupling",
+            Some(flow_matching(args)?),
+            tr.flow_matching,
+        )?;
+    }
     check_same("--seed", args.seed, config.seed)?;
     check_same(
         "--f64",
@@ -405,6 +449,7 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
                         .unwrap_or(auto.as_ref().map_or(DEFAULT_ITERS, |a| a.iters)),
                 ),
                 patience: args.patience.or(auto.as_ref().map(|a| a.patience)),
+                flow_matching: flow_matching(args)?,
             }),
         };
         config.validate()?;
@@ -509,7 +554,10 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         },
         observers: vec![
             Box::new(Progress::new(start, iters)),
-            Box::new(Metrics::new(dir.path(METRICS_FILE), log_det)),
+            Box::new(
+                Metrics::new(dir.path(METRICS_FILE), log_det)
+                    .flow_matching(tr.flow_matching.is_some()),
+            ),
             Box::new(Checkpointer::new(dir.clone(), best, since, patience)),
         ],
     };
@@ -534,7 +582,14 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         }
     }
     let t0 = std::time::Instant::now();
-    let done = trainer.run(start).map_err(|e| match e {
+    let done = match &tr.flow_matching {
+        Some(fm) => {
+            eprintln!("objective: flow matching ({fm:?}); validation: exact NLL through the ODE");
+            trainer.run_with(start, &mut FlowMatchingObjective::new(*fm)?)
+        }
+        None => trainer.run(start),
+    }
+    .map_err(|e| match e {
         TrainError::Diverged { iter, reason, .. } => TrainError::Diverged {
             iter,
             reason,
