@@ -60,10 +60,12 @@ impl Gaussian {
         })
     }
 
+    /// Dimension of the data space (length of the mean).
     pub fn dim(&self) -> usize {
         self.mean.len()
     }
 
+    /// The mean vector.
     pub fn mean(&self) -> &DVector<f64> {
         &self.mean
     }

@@ -173,19 +173,30 @@ pub struct TrainingConfig {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum DataSource {
     /// A toy set generated from seeds.
-    Toy { name: String },
+    Toy {
+        /// FFJORD's name of the set (`8gaussians`, ...; see [`crate::data::ToySet`]).
+        name: String,
+    },
     /// A table file (CSV or .npy) split into train/validation/test from a seed.
     Table {
+        /// The file, as given when training (a relative path is relative to the directory
+        /// training ran in).
         path: PathBuf,
         /// SHA-256 of the file's bytes: `eval` recognises the training file by content.
         #[serde(default)]
         sha256: Option<String>,
+        /// Columns kept, as in [`ColumnSelection::columns`](crate::data::ColumnSelection::columns).
         columns: Option<Vec<String>>,
+        /// Columns dropped, as in [`ColumnSelection::drop`](crate::data::ColumnSelection::drop).
         drop: Vec<String>,
+        /// Train / validation / test fractions of the rows (summing to 1).
         split: [f64; 3],
     },
     /// Weights imported from another framework.
-    Imported { path: PathBuf },
+    Imported {
+        /// The imported weights file.
+        path: PathBuf,
+    },
 }
 
 impl DataSource {

@@ -15,7 +15,10 @@ use crate::error::DataError;
 /// Each entry is a header name or, failing that, a 0-based index such as `"2"`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ColumnSelection {
+    /// Columns to keep, in this order (which may reorder or repeat them); `None` keeps all
+    /// columns in file order.
     pub columns: Option<Vec<String>>,
+    /// Columns removed after `columns` is applied (for instance a label or an id column).
     pub drop: Vec<String>,
 }
 

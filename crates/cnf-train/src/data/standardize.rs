@@ -25,7 +25,10 @@ use crate::error::DataError;
 /// full-covariance whitening.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Standardizer {
+    /// Per-column means of the data the standardiser was fitted on.
     pub mean: Vec<f64>,
+    /// Per-column standard deviations (divisor `n`), all positive: the model sees
+    /// `(x - mean) / std` before any whitening.
     pub std: Vec<f64>,
     /// Whitening: the lower-triangular Cholesky factor `L` (row-major, `d x d`) of the covariance
     /// of the standardised training data; the model sees `L^{-1} (x - mean) / std`. Absent in

@@ -80,10 +80,12 @@ impl Table {
         }
     }
 
+    /// Number of rows (samples).
     pub fn n_rows(&self) -> usize {
         self.n_rows
     }
 
+    /// Number of columns (the dimension of each sample).
     pub fn n_cols(&self) -> usize {
         self.n_cols
     }
@@ -98,6 +100,7 @@ impl Table {
         self.data
     }
 
+    /// Column names, one per column: the CSV header's, or `x0`, `x1`, ... when there was none.
     pub fn names(&self) -> &[String] {
         &self.names
     }

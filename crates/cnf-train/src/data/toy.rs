@@ -16,13 +16,22 @@ use crate::data::table::Table;
 /// One of FFJORD's toy sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ToySet {
+    /// `8gaussians`: eight isotropic Gaussians (std 0.5 / 1.414) centred on a circle of radius
+    /// 4 / 1.414.
     EightGaussians,
+    /// `2spirals`: two interleaved spiral arms, one the other's mirror image through the origin.
     TwoSpirals,
+    /// `checkerboard`: uniform on 8 of the 16 squares of a 4 x 4 board covering `[-4, 4]^2`.
     Checkerboard,
+    /// `circles`: two noisy concentric circles of radii 3 and 1.5.
     Circles,
+    /// `moons`: two interleaved noisy half circles.
     Moons,
+    /// `pinwheel`: five curved arms around the origin.
     Pinwheel,
+    /// `rings`: four noisy concentric circles of radii 3, 2.25, 1.5 and 0.75.
     Rings,
+    /// `swissroll`: the 2-D section (x, z) of a noisy Swiss roll, scaled by 1/5.
     SwissRoll,
 }
 
@@ -32,6 +41,7 @@ pub enum ToySet {
 pub struct UnknownToySet(pub String);
 
 impl ToySet {
+    /// Every toy set, in FFJORD's order.
     pub const ALL: [ToySet; 8] = [
         ToySet::EightGaussians,
         ToySet::TwoSpirals,
@@ -54,6 +64,8 @@ impl ToySet {
         "swissroll",
     ];
 
+    /// FFJORD's name of the set (`"8gaussians"`, ...), which [`FromStr`] parses back and
+    /// [`Display`](fmt::Display) prints.
     pub fn name(&self) -> &'static str {
         let index = Self::ALL.iter().position(|s| s == self).unwrap_or_default();
         Self::NAMES[index]

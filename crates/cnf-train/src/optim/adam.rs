@@ -13,10 +13,17 @@ use crate::error::OptimError;
 /// eps 1e-8, no weight decay).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AdamConfig {
+    /// Learning rate: the step size, before bias correction.
     pub lr: f64,
+    /// Decay rate of the running mean of the gradients (first moment), in `[0, 1)`.
     pub beta1: f64,
+    /// Decay rate of the running mean of the squared gradients (second moment), in `[0, 1)`.
     pub beta2: f64,
+    /// Added to the square root of the second moment before dividing by it, to bound the step
+    /// where gradients are tiny.
     pub eps: f64,
+    /// Decoupled weight decay per unit learning rate: each step also does
+    /// `p -= lr * weight_decay * p` (0 disables it).
     pub weight_decay: f64,
 }
 
@@ -70,6 +77,8 @@ impl AdamConfig {
 /// Serialisable so that training can resume exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Adam<T> {
+    /// Hyper-parameters; public so that a schedule can change them between steps (check them
+    /// with [`AdamConfig::validate`] or use [`Self::set_lr`]).
     pub config: AdamConfig,
     m: Vec<T>,
     v: Vec<T>,
@@ -93,6 +102,7 @@ impl<T: Float> Adam<T> {
         self.step
     }
 
+    /// Number of parameters the optimiser holds moments for.
     pub fn n_params(&self) -> usize {
         self.m.len()
     }
