@@ -7,10 +7,18 @@ use thiserror::Error;
 pub enum FlowError {
     /// The input is not a whole number of points of the field's dimension.
     #[error("input has {len} values, not a multiple of the dimension {dim}")]
-    Shape { len: usize, dim: usize },
+    Shape {
+        /// Length of the flat row-major buffer given.
+        len: usize,
+        /// The field's dimension `d` (a zero dimension is also an error).
+        dim: usize,
+    },
     /// An input value is NaN or infinite.
     #[error("sample {sample} has a non-finite coordinate")]
-    NonFiniteInput { sample: usize },
+    NonFiniteInput {
+        /// 0-based index of the first point with a NaN or infinite coordinate.
+        sample: usize,
+    },
     /// A finite input gave a non-finite result in the flow's precision (e.g. a point so far
     /// out that log N(z) underflows to -inf in f32).
     #[error(
