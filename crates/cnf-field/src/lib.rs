@@ -49,6 +49,7 @@ pub mod error;
 pub mod field;
 pub mod linear;
 pub mod mlp;
+pub mod npy_header;
 pub mod real;
 
 pub use dual::{DualField, DualScratch, GenericField};
