@@ -1,5 +1,24 @@
 //! # cnf-flow: continuous normalizing flows
 //!
+//! ```
+//! use cnf_field::Linear;
+//! use cnf_flow::{log_normal, Cnf, Integrator};
+//! use cnf_ode::Dopri5;
+//!
+//! // v(z) = A z with A = diag(0.5, -0.3): the flow from t = 0 to 1 maps x to exp(A) x.
+//! let field = Linear::new(2, &[0.5, 0.0, 0.0, -0.3], &[0.0, 0.0])?;
+//! let cnf = Cnf::new(field, Integrator::adaptive(Dopri5, 1e-8, 1e-8));
+//! let x = [0.7, -1.2];
+//! let density = cnf.log_density(&x)?;
+//! println!("log p(x) = {} ({})", density.logp[0], density.stats); // stats: NFE, steps
+//!
+//! // log p(x) = log N(exp(A) x; 0, I) + tr(A): the trace integrated over t in [0, 1].
+//! let z1 = [0.5f64.exp() * x[0], (-0.3f64).exp() * x[1]];
+//! let exact = log_normal(&z1) + (0.5 - 0.3);
+//! assert!((density.logp[0] - exact).abs() < 1e-6);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! A discrete normalizing flow x -> f_K(... f_1(x)) has
 //! log p(x) = log p_base(z) + sum_k log |det df_k/dz|. Let the number of layers grow and each
 //! layer become an infinitesimal step z -> z + v(z, t) dt: log |det(I + J dt)| = tr(J) dt + O(dt^2),
@@ -24,6 +43,7 @@
 //!   by reverse mode through the solver's steps ([`GradMethod`]).
 //! - The ODE systems of [`dynamics`] are ordinary `cnf-ode` systems: the flow adds equations, not
 //!   a new solver.
+#![warn(missing_docs)]
 pub mod dynamics;
 mod error;
 mod flow;
