@@ -34,8 +34,11 @@ pub enum Coupling {
     /// batch, which makes it independent of the data's scale; `epsilon -> 0` approaches
     /// [`Coupling::ExactOt`].
     Sinkhorn {
+        /// Entropic regularisation relative to the batch's mean squared distance (positive).
         epsilon: f64,
+        /// Most Sinkhorn iterations in all (over every regularisation level).
         max_iters: usize,
+        /// Relative tolerance on the plan's row marginals (`|row sum - 1/n| <= tol / n`).
         tol: f64,
     },
 }

@@ -26,9 +26,15 @@ use cnf_field::Real;
 /// path does not use it).
 #[derive(Debug, Clone, Copy)]
 pub struct FmBatch<'a, T> {
+    /// Data points (the path's `t = 0` end), `(B, d)` row-major.
     pub x: &'a [T],
+    /// Base draws `N(0, I)` (the `t = 1` end), `(B, d)`; row `i` is the partner of `x`'s row
+    /// `i` (after the coupling).
     pub e: &'a [T],
+    /// One time per sample, `(B)`, each in `[0, 1]`.
     pub t: &'a [T],
+    /// Standard normal noise for paths with a noise level, `(B, d)`; empty if the path does
+    /// not use it.
     pub noise: &'a [T],
 }
 
@@ -214,7 +220,12 @@ pub enum TimeDist {
     Uniform,
     /// `t = sigmoid(mean + std * n)`, `n ~ N(0, 1)` (Esser et al. 2024): more weight in the
     /// middle of the path for `mean = 0`.
-    LogitNormal { mean: f64, std: f64 },
+    LogitNormal {
+        /// Location of the normal before the sigmoid (0 centres the times on 1/2).
+        mean: f64,
+        /// Scale of that normal (positive; larger spreads the times towards 0 and 1).
+        std: f64,
+    },
 }
 
 impl TimeDist {

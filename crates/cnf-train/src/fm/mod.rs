@@ -66,26 +66,55 @@ pub use w2::{w2_distance, W2_MAX_POINTS};
 /// Errors of the flow-matching objective, couplings and metrics.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FmError {
+    /// A buffer has the wrong length for the batch and dimension.
     #[error("{what}: expected {expected} values, found {found}")]
     Shape {
+        /// Which buffer, with its layout (for instance "base draws e (B, d)").
         what: &'static str,
+        /// The length it should have; for a `(B, d)` batch whose length is not a multiple of
+        /// `d`, the dimension `d` itself (`usize::MAX` when the size overflows).
         expected: usize,
+        /// Its actual length.
         found: usize,
     },
+    /// An input holds a NaN or infinite value.
     #[error("{what}: entry {index} is not finite")]
-    NonFinite { what: &'static str, index: usize },
+    NonFinite {
+        /// Which buffer.
+        what: &'static str,
+        /// 0-based index of the first non-finite entry in the flat buffer.
+        index: usize,
+    },
+    /// A path, coupling or time-distribution setting is out of range.
     #[error("{name} = {value} {why}")]
     BadSetting {
+        /// The setting's name (for instance `sigma`, `epsilon`, `std`).
         name: &'static str,
+        /// The value given.
         value: f64,
+        /// The range it must lie in, in words.
         why: &'static str,
     },
+    /// A per-sample time is outside `[0, 1]` (or NaN).
     #[error("time {index} is {value}, outside [0, 1]")]
-    BadTime { index: usize, value: f64 },
+    BadTime {
+        /// 0-based index of the sample.
+        index: usize,
+        /// Its time.
+        value: f64,
+    },
+    /// A batch (or point set) with no points.
     #[error("the batch is empty")]
     EmptyBatch,
+    /// More points than an optimal-transport computation accepts: its `(n, n)` cost matrix
+    /// would be too large to build.
     #[error("{n} points is more than the {max} that exact optimal transport accepts")]
-    TooManyPoints { n: usize, max: usize },
+    TooManyPoints {
+        /// Number of points given.
+        n: usize,
+        /// The limit ([`MAX_OT_POINTS`] for couplings, [`W2_MAX_POINTS`] for W2).
+        max: usize,
+    },
 }
 
 #[cfg(test)]

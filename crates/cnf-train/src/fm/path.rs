@@ -162,9 +162,15 @@ impl<T: Real> ProbabilityPath<T> for CosinePath {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum PathSpec {
     /// [`StraightPath`] with noise level `sigma` (0: rectified flow).
-    Straight { sigma: f64 },
+    Straight {
+        /// Standard deviation of the constant Gaussian noise around the line (non-negative).
+        sigma: f64,
+    },
     /// [`LipmanPath`] with minimal width `sigma_min`.
-    Lipman { sigma_min: f64 },
+    Lipman {
+        /// Width of the Gaussian around the data point at `t = 0`, in `[0, 1]`.
+        sigma_min: f64,
+    },
     /// [`CosinePath`].
     Cosine,
 }
