@@ -11,10 +11,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use cnf::ode::{Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};
 use cnf_testkit::problems::{
     error_at_nfe, lorenz_rhs, lorenz_rk4_by_hand, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
 };
-use cnf::ode::{Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};
 use ode_solvers::{OutputType, SVector, System};
 use serde_json::json;
 
@@ -64,7 +64,7 @@ impl Cell {
 
 fn ours<const N: usize>(p: &Problem<N>, m: &dyn RkMethod, tol: f64) -> Cell {
     let solver = Solver::new(m.tableau()).rtol(tol).atol(tol);
-    let (sol, ms) = timed(|| solver.solve(&mut { p.rhs }, 0.0, p.t_end, &p.y0));
+    let (sol, ms) = timed(|| solver.solve_system(&mut { p.rhs }, 0.0, p.t_end, &p.y0));
     let sol = sol.expect("benchmark problems solve");
     Cell {
         problem: p.name,
@@ -190,7 +190,8 @@ fn main() {
     let n = 100_000;
     let (y_hand, ms_hand) = timed(|| lorenz_rk4_by_hand(black_box(LORENZ.y0), 1.0, n));
     let solver = Solver::new(Rk4).fixed_steps(n);
-    let (sol, ms_ours) = timed(|| solver.solve(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0)));
+    let (sol, ms_ours) =
+        timed(|| solver.solve_system(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0)));
     let sol = sol.expect("fixed steps");
     let ns = |ms: f64| ms * 1e6 / (4 * n) as f64;
     println!(

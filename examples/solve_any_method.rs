@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             solver.fixed_steps(1000)
         };
-        let sol = solver.solve_fn(
+        let sol = solver.solve(
             |_t, y, dy| {
                 dy[0] = y[1];
                 dy[1] = -y[0];

@@ -4,8 +4,8 @@
 //! accepted counts, equal numbers of attempted steps) and end at the same state. This pins the step sequences of the two methods:
 //! an engine change that alters one (reordered arithmetic that flips an accept/reject decision,
 //! a different controller constant) fails here.
-use cnf_testkit::problems::{Problem, ARENSTORF, KEPLER, LORENZ};
 use cnf::ode::{Dop853, Dopri5, RkMethod, Solver, Stats};
+use cnf_testkit::problems::{Problem, ARENSTORF, KEPLER, LORENZ};
 use ode_solvers::{OutputType, SVector, System};
 
 /// A benchmark problem as an `ode_solvers` system.
@@ -48,7 +48,7 @@ fn same_steps<const N: usize>(p: &Problem<N>, m: &dyn RkMethod, dop853: bool) {
         let ours = Solver::new(m.tableau())
             .rtol(tol)
             .atol(tol)
-            .solve(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
+            .solve_system(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
             .unwrap();
         let (theirs, y) = peer(p, dop853, tol);
         let name = format!("{} {} {tol:e}", p.name, m.tableau().name);

@@ -2,8 +2,8 @@
 //! decay (Vec<f64>): `cargo bench -p cnf-ode --bench step`.
 use std::hint::black_box;
 
-use cnf_testkit::problems::{lorenz_rhs, LORENZ};
 use cnf_ode::{Bs3, Dop853, Dopri5, Euler, Heun, Midpoint, Rk4, RkMethod, Solver, Tsit5};
+use cnf_testkit::problems::{lorenz_rhs, LORENZ};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn methods() -> [&'static dyn RkMethod; 8] {
@@ -17,7 +17,7 @@ fn one_step(c: &mut Criterion) {
     for m in methods() {
         let s = Solver::new(m.tableau()).fixed_steps(1);
         g.bench_function(m.tableau().name, |b| {
-            b.iter(|| s.solve(&mut lorenz_rhs, 0.0, 0.01, black_box(&LORENZ.y0)))
+            b.iter(|| s.solve_system(&mut lorenz_rhs, 0.0, 0.01, black_box(&LORENZ.y0)))
         });
     }
     g.finish();
@@ -31,7 +31,7 @@ fn one_step(c: &mut Criterion) {
     for m in methods() {
         let s = Solver::new(m.tableau()).fixed_steps(1);
         g.bench_function(m.tableau().name, |b| {
-            b.iter(|| s.solve(&mut decay, 0.0, 0.01, black_box(&y0)))
+            b.iter(|| s.solve_system(&mut decay, 0.0, 0.01, black_box(&y0)))
         });
     }
     g.finish();

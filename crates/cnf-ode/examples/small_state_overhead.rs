@@ -8,10 +8,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use cnf_ode::{Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};
 use cnf_testkit::problems::{
     lorenz_rhs, lorenz_rk4_by_hand, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
 };
-use cnf_ode::{Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};
 
 fn min_time<R>(repeats: usize, mut f: impl FnMut() -> R) -> f64 {
     (0..repeats)
@@ -31,9 +31,11 @@ fn adaptive<const N: usize>(p: &Problem<N>, m: &dyn RkMethod, repeats: usize) {
     let (mut secs, mut nfe) = (0.0, 0);
     for tol in TOLERANCES {
         let s = Solver::new(m.tableau()).rtol(tol).atol(tol);
-        secs += min_time(repeats, || s.solve(&mut { p.rhs }, 0.0, p.t_end, &p.y0));
+        secs += min_time(repeats, || {
+            s.solve_system(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
+        });
         nfe += s
-            .solve(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
+            .solve_system(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
             .unwrap()
             .stats
             .nfe;
@@ -56,7 +58,7 @@ fn main() {
         let hand = min_time(repeats, || lorenz_rk4_by_hand(black_box(LORENZ.y0), 1.0, n));
         let s = Solver::new(Rk4).fixed_steps(n);
         let ours = min_time(repeats, || {
-            s.solve(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0))
+            s.solve_system(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0))
         });
         let ns = |secs: f64| secs * 1e9 / (4 * n) as f64;
         println!(

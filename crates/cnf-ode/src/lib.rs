@@ -4,7 +4,7 @@
 //! use cnf_ode::{Method, Solver};
 //! let method: Method = "dopri5".parse()?;
 //! let sol = Solver::new(method).rtol(1e-8).atol(1e-10).output_times(vec![0.5, 1.0]).dense(true)
-//!     .solve_fn(|_t, y, dy| { dy[0] = y[1]; dy[1] = -y[0]; }, 0.0, 1.0, &[1.0, 0.0])?;
+//!     .solve(|_t, y, dy| { dy[0] = y[1]; dy[1] = -y[0]; }, 0.0, 1.0, &[1.0, 0.0])?;
 //! println!("y(1) = {:?} ({})", sol.y, sol.stats); // stats: NFE, accepted, rejected
 //! println!("y(0.25) = {:?}", sol.interpolate(0.25)); // dense output, after the solve
 //! # assert!((sol.y[0] - 1f64.cos()).abs() < 1e-8);
@@ -25,7 +25,7 @@
 //! - the **driver** ([`Solver`]) runs the loop: output times, dense output, observers,
 //!   statistics, errors; [`SolverSpec`] is a validated description that builds one.
 //!
-//! Right-hand sides are closures over slices ([`Solver::solve_fn`]) or [`OdeSystem`]s that keep
+//! Right-hand sides are closures over slices ([`Solver::solve`]) or [`OdeSystem`]s that keep
 //! state ([`Solver::solve_system`]). States are anything that lends its components as a slice
 //! ([`State`]): `Vec<T>`, `[T; N]`, nalgebra vectors (feature `nalgebra`), or a [`Batch`] of
 //! samples. Buffers are allocated once per solve; the stepping loop does not allocate (unless
@@ -56,10 +56,10 @@ pub use batch::Batch;
 pub use controller::{IController, PiController, PiParams, StepController};
 pub use error::OdeError;
 pub use grad::{Differentiation, GradSolution, VjpOut, VjpSystem};
+pub use method::{Method, UnknownMethod};
 pub use observer::{Observer, Step};
 pub use options::{Options, Stepping, Tolerance};
 pub use solution::{DenseSolution, Solution, Stats};
-pub use method::{Method, UnknownMethod};
 pub use solver::Solver;
 pub use spec::{SolverSpec, SolverSpecBuilder, Steps, DEFAULT_MAX_STEPS};
 pub use state::State;

@@ -19,7 +19,7 @@ use crate::util::lit;
 /// use cnf_ode::{Dopri5, Solver};
 /// // y' = -y, y(0) = 1 on [0, 1]
 /// let sol = Solver::new(Dopri5).rtol(1e-8).atol(1e-10)
-///     .solve_fn(|_t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0])
+///     .solve(|_t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0])
 ///     .unwrap();
 /// assert!((sol.y[0] - (-1.0f64).exp()).abs() < 1e-8);
 /// ```
@@ -135,16 +135,10 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
 
     /// Integrates dy/dt = f(t, y) from (t0, y0) to t1 (t1 < t0 integrates backwards). `f`
     /// writes f(t, y) into its third argument; it sees every state as a slice, so a closure
-    /// needs no type annotations: `solver.solve_fn(|t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0])`.
+    /// needs no type annotations: `solver.solve(|t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0])`.
     /// For a system with state of its own (scratch buffers, counters) see
     /// [`Solver::solve_system`].
-    pub fn solve_fn<S, F>(
-        &self,
-        f: F,
-        t0: T,
-        t1: T,
-        y0: &S,
-    ) -> Result<Solution<T, S>, OdeError<T>>
+    pub fn solve<S, F>(&self, f: F, t0: T, t1: T, y0: &S) -> Result<Solution<T, S>, OdeError<T>>
     where
         S: State<T>,
         F: FnMut(T, &[T], &mut [T]),
@@ -153,8 +147,8 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         self.solve_system_observed(&mut SliceFn(f), t0, t1, y0, &mut ())
     }
 
-    /// As [`Solver::solve_fn`], calling `observer` after every accepted step.
-    pub fn solve_fn_observed<S, F, O>(
+    /// As [`Solver::solve`], calling `observer` after every accepted step.
+    pub fn solve_observed<S, F, O>(
         &self,
         f: F,
         t0: T,
@@ -169,41 +163,6 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         C: StepController<T> + Clone,
     {
         self.solve_system_observed(&mut SliceFn(f), t0, t1, y0, observer)
-    }
-
-    /// Integrates an [`OdeSystem`] from (t0, y0) to t1: the same as [`Solver::solve_system`].
-    pub fn solve<S, F>(
-        &self,
-        sys: &mut F,
-        t0: T,
-        t1: T,
-        y0: &S,
-    ) -> Result<Solution<T, S>, OdeError<T>>
-    where
-        S: State<T>,
-        F: OdeSystem<T, S>,
-        C: StepController<T> + Clone,
-    {
-        self.solve_system_observed(sys, t0, t1, y0, &mut ())
-    }
-
-    /// As [`Solver::solve`], calling `observer` after every accepted step: the same as
-    /// [`Solver::solve_system_observed`].
-    pub fn solve_observed<S, F, O>(
-        &self,
-        sys: &mut F,
-        t0: T,
-        t1: T,
-        y0: &S,
-        observer: &mut O,
-    ) -> Result<Solution<T, S>, OdeError<T>>
-    where
-        S: State<T>,
-        F: OdeSystem<T, S>,
-        O: Observer<T, S> + ?Sized,
-        C: StepController<T> + Clone,
-    {
-        self.solve_system_observed(sys, t0, t1, y0, observer)
     }
 
     /// Integrates an [`OdeSystem`] (borrowed mutably for the solve: it may keep scratch
@@ -333,7 +292,10 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             return Err(setting("steps", "at least 1", 0.0));
         }
         let num = |x: T| x.to_f64().unwrap_or(f64::NAN);
-        for (field, h) in [("initial_step", self.options.h0), ("max_step", self.options.h_max)] {
+        for (field, h) in [
+            ("initial_step", self.options.h0),
+            ("max_step", self.options.h_max),
+        ] {
             if let Some(h) = h.filter(|h| !(h.is_finite() && *h > T::zero())) {
                 return Err(setting(field, "positive and finite", num(h)));
             }

@@ -29,7 +29,7 @@ pub enum Steps<T> {
 /// ```
 /// use cnf_ode::{Method, SolverSpec};
 /// let spec = SolverSpec::adaptive(Method::Dop853, 1e-8, 1e-10).unwrap();
-/// let sol = spec.solver().solve_fn(|_t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0]).unwrap();
+/// let sol = spec.solver().solve(|_t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0]).unwrap();
 /// assert!((sol.y[0] - (-1.0f64).exp()).abs() < 1e-8);
 ///
 /// let err = SolverSpec::adaptive(Method::Dopri5, -1.0, 1e-9).unwrap_err();
@@ -426,7 +426,7 @@ mod tests {
         let sol = SolverSpec::fixed(Method::Rk4, 7)
             .unwrap()
             .solver()
-            .solve_fn(|_t, y, dy| dy[0] = y[0], 0.0, 1.0, &[1.0])
+            .solve(|_t, y, dy| dy[0] = y[0], 0.0, 1.0, &[1.0])
             .unwrap();
         assert_eq!((sol.stats.accepted, sol.stats.nfe), (7, 28));
         // max_steps is the budget of an adaptive solve.
@@ -437,7 +437,7 @@ mod tests {
             .build()
             .unwrap()
             .solver()
-            .solve_fn(|t, _y, dy| dy[0] = (50.0 * t).cos(), 0.0, 10.0, &[0.0])
+            .solve(|t, _y, dy| dy[0] = (50.0 * t).cos(), 0.0, 10.0, &[0.0])
             .unwrap_err();
         assert!(
             matches!(err, OdeError::MaxStepsExceeded { max_steps: 3, .. }),

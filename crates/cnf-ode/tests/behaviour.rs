@@ -1,8 +1,8 @@
 //! Adaptive stepping, output times, states, directions and precisions.
 mod common;
 
-use cnf_testkit::problems::{lorenz_rhs, KEPLER, LORENZ};
 use cnf_ode::{Batch, Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Stats, Step, Tsit5};
+use cnf_testkit::problems::{lorenz_rhs, KEPLER, LORENZ};
 use common::{max_abs_diff, Linear};
 use nalgebra::{DVector, SVector};
 
@@ -24,7 +24,7 @@ fn error_falls_with_tolerance() {
             let sol = Solver::new(m.tableau())
                 .rtol(tol)
                 .atol(tol)
-                .solve(&mut lin.rhs(), 0.0, 10.0, &y0)
+                .solve_system(&mut lin.rhs(), 0.0, 10.0, &y0)
                 .unwrap();
             max_abs_diff(&sol.y, &exact)
         };
@@ -43,10 +43,14 @@ fn forward_then_backward_returns() {
     let t1 = KEPLER.t_end / 10.0;
     for m in adaptive() {
         let s = Solver::new(m.tableau()).rtol(1e-10).atol(1e-10);
-        let fwd = s.solve(&mut { KEPLER.rhs }, 0.0, t1, &KEPLER.y0).unwrap();
+        let fwd = s
+            .solve_system(&mut { KEPLER.rhs }, 0.0, t1, &KEPLER.y0)
+            .unwrap();
         // One period: the orbit is back at its start.
         assert!(KEPLER.error(&fwd.y) < 1e-6, "{}", m.tableau().name);
-        let back = s.solve(&mut { KEPLER.rhs }, t1, 0.0, &fwd.y).unwrap();
+        let back = s
+            .solve_system(&mut { KEPLER.rhs }, t1, 0.0, &fwd.y)
+            .unwrap();
         assert_eq!(back.t, 0.0);
         let d = max_abs_diff(&back.y, &KEPLER.y0);
         assert!(d < 1e-6, "{}: {d:e}", m.tableau().name);
@@ -66,12 +70,12 @@ fn f32_and_f64() {
     for m in adaptive() {
         let s32 = Solver::new(m.tableau()).rtol(1e-5f32).atol(1e-7f32);
         let y32 = s32
-            .solve(&mut { f32_rhs }, 0.0, 3.0, &[1.0, 0.0])
+            .solve_system(&mut { f32_rhs }, 0.0, 3.0, &[1.0, 0.0])
             .unwrap()
             .y;
         let s64 = Solver::new(m.tableau()).rtol(1e-10).atol(1e-12);
         let y64 = s64
-            .solve(&mut { f64_rhs }, 0.0, 3.0, &[1.0, 0.0])
+            .solve_system(&mut { f64_rhs }, 0.0, 3.0, &[1.0, 0.0])
             .unwrap()
             .y;
         let exact = [3f64.cos(), -3f64.sin()];
@@ -90,9 +94,11 @@ fn f32_and_f64() {
 #[test]
 fn all_states_agree() {
     let s = Solver::new(Dopri5).rtol(1e-8).atol(1e-8);
-    let arr = s.solve(&mut lorenz_rhs, 0.0, 2.0, &LORENZ.y0).unwrap();
+    let arr = s
+        .solve_system(&mut lorenz_rhs, 0.0, 2.0, &LORENZ.y0)
+        .unwrap();
     let vec = s
-        .solve(
+        .solve_system(
             &mut |t: f64, y: &Vec<f64>, dy: &mut Vec<f64>| {
                 let (mut a, mut d) = ([0.0; 3], [0.0; 3]);
                 a.copy_from_slice(y);
@@ -105,7 +111,7 @@ fn all_states_agree() {
         )
         .unwrap();
     let sv = s
-        .solve(
+        .solve_system(
             &mut |t: f64, y: &SVector<f64, 3>, dy: &mut SVector<f64, 3>| {
                 lorenz_rhs(t, &(*y).into(), dy.as_mut_slice().try_into().unwrap());
             },
@@ -115,7 +121,7 @@ fn all_states_agree() {
         )
         .unwrap();
     let dv = s
-        .solve(
+        .solve_system(
             &mut |t: f64, y: &DVector<f64>, dy: &mut DVector<f64>| {
                 let a: [f64; 3] = y.as_slice().try_into().unwrap();
                 lorenz_rhs(t, &a, dy.as_mut_slice().try_into().unwrap());
@@ -127,7 +133,7 @@ fn all_states_agree() {
         .unwrap();
     // A batch of one sample (the error norm is per component, so one row reproduces the rest).
     let b = s
-        .solve(
+        .solve_system(
             &mut |t: f64, y: &Batch<f64>, dy: &mut Batch<f64>| {
                 let a: [f64; 3] = y.row(0).try_into().unwrap();
                 lorenz_rhs(t, &a, dy.row_mut(0).try_into().unwrap());
@@ -156,14 +162,14 @@ fn per_component_tolerances() {
     let y0 = [1.0, 0.0, 1.0];
     let scalar = Solver::new(Dopri5).rtol(1e-8).atol(1e-10);
     let vector = Solver::new(Dopri5).rtol(vec![1e-8; 3]).atol(vec![1e-10; 3]);
-    let a = scalar.solve(&mut lin.rhs(), 0.0, 5.0, &y0).unwrap();
-    let b = vector.solve(&mut lin.rhs(), 0.0, 5.0, &y0).unwrap();
+    let a = scalar.solve_system(&mut lin.rhs(), 0.0, 5.0, &y0).unwrap();
+    let b = vector.solve_system(&mut lin.rhs(), 0.0, 5.0, &y0).unwrap();
     assert_eq!(a.y, b.y);
     assert_eq!(a.stats, b.stats);
     let loose = Solver::new(Dopri5)
         .rtol(vec![1e-8, 1e-8, 1e-2])
         .atol(vec![1e-10, 1e-10, 1e-2])
-        .solve(&mut lin.rhs(), 0.0, 5.0, &y0)
+        .solve_system(&mut lin.rhs(), 0.0, 5.0, &y0)
         .unwrap();
     assert!(loose.stats.nfe < a.stats.nfe);
     let exact = lin.exact(5.0, &y0);
@@ -177,11 +183,11 @@ fn output_times_are_accurate_and_do_not_change_steps() {
     let ts: Vec<f64> = (0..=40).map(|i| f64::from(i) * 0.25).collect();
     for m in adaptive() {
         let s = Solver::new(m.tableau()).rtol(1e-9).atol(1e-9);
-        let plain = s.solve(&mut lin.rhs(), 0.0, 10.0, &y0).unwrap();
+        let plain = s.solve_system(&mut lin.rhs(), 0.0, 10.0, &y0).unwrap();
         let with = s
             .clone()
             .output_times(ts.clone())
-            .solve(&mut lin.rhs(), 0.0, 10.0, &y0)
+            .solve_system(&mut lin.rhs(), 0.0, 10.0, &y0)
             .unwrap();
         let name = m.tableau().name;
         assert_eq!(plain.y, with.y, "{name}");
@@ -214,7 +220,7 @@ fn last_step_lands_exactly_on_t_end() {
         let sol = Solver::new(m.tableau())
             .rtol(1e-6)
             .atol(1e-6)
-            .solve_observed(&mut { KEPLER.rhs }, 0.0, t_end, &KEPLER.y0, &mut observer)
+            .solve_system_observed(&mut { KEPLER.rhs }, 0.0, t_end, &KEPLER.y0, &mut observer)
             .unwrap();
         assert_eq!(sol.t.to_bits(), t_end.to_bits());
         assert_eq!(last_t.to_bits(), t_end.to_bits(), "{}", m.tableau().name);
@@ -231,7 +237,7 @@ fn fixed_steps_take_exactly_n_steps() {
     };
     let sol = Solver::new(Rk4)
         .fixed_steps(49)
-        .solve_observed(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0, &mut observer)
+        .solve_system_observed(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0, &mut observer)
         .unwrap();
     assert_eq!(count, 49);
     assert_eq!(last_t, 1.0);
@@ -253,7 +259,7 @@ fn fixed_rk4_matches_a_hand_written_loop() {
     let hand = cnf_testkit::problems::lorenz_rk4_by_hand(LORENZ.y0, 1.0, n);
     let ours = Solver::new(Rk4)
         .fixed_steps(n)
-        .solve(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0)
+        .solve_system(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0)
         .unwrap();
     let d = max_abs_diff(&ours.y, &hand);
     println!("|ours - hand| = {d:.1e}");

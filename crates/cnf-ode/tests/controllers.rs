@@ -8,7 +8,7 @@ use cnf_ode::{
 fn accepted_steps<C: StepController<f64> + Clone>(solver: &Solver<Dop853, f64, C>) -> Vec<f64> {
     let mut hs = Vec::new();
     solver
-        .solve_fn_observed(
+        .solve_observed(
             |_t, y, dy| dy[0] = -y[0],
             0.0,
             10.0,
@@ -68,7 +68,7 @@ fn i_controller_solves_to_tolerance() {
             .rtol(tol)
             .atol(tol)
             .controller(IController::default())
-            .solve_fn(
+            .solve(
                 |t, y, dy| {
                     dy[0] = y[1];
                     dy[1] = -y[0] + 0.0 * t;
@@ -116,7 +116,7 @@ fn a_user_controller_plugs_in() {
     // reset() runs at the start of each solve: one rejection per solve, then steps of 0.25.
     for _ in 0..2 {
         let sol = solver
-            .solve_fn(|_t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0])
+            .solve(|_t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0])
             .unwrap();
         assert_eq!((sol.stats.accepted, sol.stats.rejected), (4, 1));
         // Four Dopri5 steps of 0.25: error of order h^5 / 5! per unit time, well below 1e-4.

@@ -1,10 +1,10 @@
 //! Every failure is a typed error, never a panic; integration errors keep their statistics.
-use cnf_testkit::problems::{lorenz_rhs, LORENZ};
 use cnf_ode::{Dop853, Dopri5, OdeError, Rk4, Solver};
+use cnf_testkit::problems::{lorenz_rhs, LORENZ};
 
 #[test]
 fn nan_in_initial_state() {
-    let r = Solver::new(Dopri5).solve(&mut lorenz_rhs, 0.0, 1.0, &[1.0, f64::NAN, 1.0]);
+    let r = Solver::new(Dopri5).solve_system(&mut lorenz_rhs, 0.0, 1.0, &[1.0, f64::NAN, 1.0]);
     assert!(matches!(r, Err(OdeError::NonFinite { t, .. }) if t == 0.0));
 }
 
@@ -13,7 +13,7 @@ fn rhs_turning_nan_reports_the_time() {
     let mut f = |t: f64, y: &[f64; 1], dy: &mut [f64; 1]| {
         dy[0] = if t > 0.5 { f64::NAN } else { -y[0] };
     };
-    match Solver::new(Dopri5).solve(&mut f, 0.0, 1.0, &[1.0]) {
+    match Solver::new(Dopri5).solve_system(&mut f, 0.0, 1.0, &[1.0]) {
         Err(OdeError::NonFinite { t, stats }) => {
             assert!(t > 0.3 && t <= 0.5, "t = {t}");
             assert!(stats.nfe > 0 && stats.accepted > 0);
@@ -24,7 +24,7 @@ fn rhs_turning_nan_reports_the_time() {
 
 #[test]
 fn invalid_tolerances() {
-    let solve = |s: Solver<Dopri5, f64>| s.solve(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0);
+    let solve = |s: Solver<Dopri5, f64>| s.solve_system(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0);
     assert!(matches!(
         solve(Solver::new(Dopri5).rtol(-1e-6)),
         Err(OdeError::InvalidTolerance(_))
@@ -45,21 +45,24 @@ fn invalid_tolerances() {
 #[test]
 fn output_time_outside_span() {
     for (t0, t1, out) in [(0.0, 1.0, 1.5), (0.0, 1.0, -0.1), (1.0, 0.0, 1.2)] {
-        let r =
-            Solver::new(Dopri5)
-                .output_times(vec![out])
-                .solve(&mut lorenz_rhs, t0, t1, &LORENZ.y0);
+        let r = Solver::new(Dopri5).output_times(vec![out]).solve_system(
+            &mut lorenz_rhs,
+            t0,
+            t1,
+            &LORENZ.y0,
+        );
         assert!(matches!(r, Err(OdeError::InvalidSpan(_))), "{out}");
     }
 }
 
 #[test]
 fn max_steps_exceeded_keeps_stats() {
-    match Solver::new(Dopri5)
-        .rtol(1e-10)
-        .max_steps(10)
-        .solve(&mut lorenz_rhs, 0.0, 5.0, &LORENZ.y0)
-    {
+    match Solver::new(Dopri5).rtol(1e-10).max_steps(10).solve_system(
+        &mut lorenz_rhs,
+        0.0,
+        5.0,
+        &LORENZ.y0,
+    ) {
         Err(OdeError::MaxStepsExceeded {
             max_steps, stats, ..
         }) => {
@@ -76,8 +79,8 @@ fn step_size_underflow_past_a_singularity() {
     // y' = y^2, y(0) = 1: y = 1 / (1 - t) blows up at t = 1.
     let mut f = |_t: f64, y: &[f64; 1], dy: &mut [f64; 1]| dy[0] = y[0] * y[0];
     for r in [
-        Solver::new(Dopri5).solve(&mut f, 0.0, 2.0, &[1.0]),
-        Solver::new(Dop853).solve(&mut f, 0.0, 2.0, &[1.0]),
+        Solver::new(Dopri5).solve_system(&mut f, 0.0, 2.0, &[1.0]),
+        Solver::new(Dop853).solve_system(&mut f, 0.0, 2.0, &[1.0]),
     ] {
         match r {
             Err(OdeError::StepSizeTooSmall { t, stats, .. } | OdeError::NonFinite { t, stats }) => {
@@ -93,13 +96,13 @@ fn step_size_underflow_past_a_singularity() {
 fn invalid_options() {
     let r = Solver::new(Rk4)
         .fixed_steps(0)
-        .solve(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0);
+        .solve_system(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0);
     assert!(
         matches!(&r, Err(OdeError::InvalidSetting { field, .. }) if field == "steps"),
         "{r:?}"
     );
-    let r = Solver::new(Rk4).solve(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0);
+    let r = Solver::new(Rk4).solve_system(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0);
     assert!(matches!(r, Err(OdeError::NotAdaptive { method: "RK4" })));
-    let r = Solver::new(Dopri5).solve(&mut lorenz_rhs, 0.0, f64::INFINITY, &LORENZ.y0);
+    let r = Solver::new(Dopri5).solve_system(&mut lorenz_rhs, 0.0, f64::INFINITY, &LORENZ.y0);
     assert!(matches!(r, Err(OdeError::InvalidSpan(_))));
 }

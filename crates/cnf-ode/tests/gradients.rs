@@ -514,7 +514,7 @@ fn seminorm_takes_no_more_backward_steps_for_the_same_gradient() {
 fn excluded_components_do_not_limit_the_steps() {
     let solver = Solver::new(Dopri5).rtol(1e-8).atol(1e-8);
     let alone = solver
-        .solve(
+        .solve_system(
             &mut |_t: f64, y: &[f64; 1], dy: &mut [f64; 1]| dy[0] = -y[0],
             0.0,
             3.0,
@@ -528,9 +528,11 @@ fn excluded_components_do_not_limit_the_steps() {
     let masked = solver
         .clone()
         .error_components(0..1)
-        .solve(&mut pair, 0.0, 3.0, &[1.0, 0.0])
+        .solve_system(&mut pair, 0.0, 3.0, &[1.0, 0.0])
         .unwrap();
-    let full = solver.solve(&mut pair, 0.0, 3.0, &[1.0, 0.0]).unwrap();
+    let full = solver
+        .solve_system(&mut pair, 0.0, 3.0, &[1.0, 0.0])
+        .unwrap();
     println!(
         "alone {}, masked {}, full {}",
         alone.stats, masked.stats, full.stats
@@ -544,7 +546,7 @@ fn excluded_components_do_not_limit_the_steps() {
         let e = solver
             .clone()
             .error_components(bad.clone())
-            .solve(&mut pair, 0.0, 3.0, &[1.0, 0.0])
+            .solve_system(&mut pair, 0.0, 3.0, &[1.0, 0.0])
             .unwrap_err();
         assert!(matches!(e, OdeError::InvalidOption(_)), "{bad:?}: {e}");
     }

@@ -4,7 +4,7 @@ use cnf_ode::{Dopri5, OdeError, Solver};
 #[test]
 fn empty_state_is_an_invalid_option() {
     let err = Solver::new(Dopri5)
-        .solve(
+        .solve_system(
             &mut |_t: f64, _y: &Vec<f64>, _dy: &mut Vec<f64>| {},
             0.0,
             1.0,
@@ -21,7 +21,7 @@ fn empty_state_is_an_invalid_option() {
 fn output_time_outside_the_span_prints_plain_numbers() {
     let err = Solver::new(Dopri5)
         .output_times(vec![2.0])
-        .solve(
+        .solve_system(
             &mut |_t: f64, y: &[f64; 1], dy: &mut [f64; 1]| dy[0] = -y[0],
             0.0,
             1.0,

@@ -27,7 +27,7 @@ fn trajectory_error<M: RkMethod>(m: M, lin: &Linear, y0: &[f64; 3], t1: f64, n: 
     let sol = Solver::new(m)
         .fixed_steps(n)
         .output_times(ts.clone())
-        .solve(&mut lin.rhs(), 0.0, t1, y0)
+        .solve_system(&mut lin.rhs(), 0.0, t1, y0)
         .unwrap();
     grid_error(lin, y0, &ts, &sol.y_out)
 }
@@ -68,7 +68,7 @@ fn dense_local_order<M: RkMethod + Copy>(m: M, lin: &Linear, y0: &[f64; 3], h: f
         let sol = Solver::new(m)
             .fixed_steps(1)
             .output_times(vec![0.3 * h])
-            .solve(&mut lin.rhs(), 0.0, h, y0)
+            .solve_system(&mut lin.rhs(), 0.0, h, y0)
             .unwrap();
         max_abs_diff(&sol.y_out[0], &lin.exact(0.3 * h, y0))
     };
@@ -284,7 +284,7 @@ fn solve_at<M: RkMethod>(
     Solver::new(m)
         .fixed_steps(n)
         .output_times(ts)
-        .solve(&mut lin.rhs(), 0.0, t1, y0)
+        .solve_system(&mut lin.rhs(), 0.0, t1, y0)
         .unwrap()
         .y_out
 }
@@ -302,13 +302,13 @@ fn nonlinear_orders() {
     let (y0, t1) = ([0.0, 1.0, 1.0], 2.0);
     let reference = Solver::new(Dopri5)
         .fixed_steps(20_000)
-        .solve(&mut f, 0.0, t1, &y0)
+        .solve_system(&mut f, 0.0, t1, &y0)
         .unwrap()
         .y;
     let err = |m: &dyn RkMethod, n: usize| {
         let sol = Solver::new(m.tableau())
             .fixed_steps(n)
-            .solve(&mut f, 0.0, t1, &y0)
+            .solve_system(&mut f, 0.0, t1, &y0)
             .unwrap();
         max_abs_diff(&sol.y, &reference)
     };

@@ -1,6 +1,6 @@
 //! Conservation laws and the benchmark problems against the peers' measurements.
-use cnf_testkit::problems::{error_at_nfe, Problem, ARENSTORF, KEPLER, LORENZ};
 use cnf_ode::{Dop853, Dopri5, RkMethod, Solver};
+use cnf_testkit::problems::{error_at_nfe, Problem, ARENSTORF, KEPLER, LORENZ};
 
 /// Energy and angular momentum of the Kepler problem.
 fn invariants(y: &[f64; 4]) -> (f64, f64) {
@@ -25,7 +25,7 @@ fn kepler_invariants_drift_little() {
     let sol = Solver::new(Dop853)
         .rtol(1e-12)
         .atol(1e-12)
-        .solve_observed(&mut { KEPLER.rhs }, 0.0, KEPLER.t_end, &KEPLER.y0, &mut obs)
+        .solve_system_observed(&mut { KEPLER.rhs }, 0.0, KEPLER.t_end, &KEPLER.y0, &mut obs)
         .unwrap();
     assert!(worst.0 < 1e-9 && worst.1 < 1e-9, "drift {worst:?}");
     assert!(KEPLER.error(&sol.y) < 1e-8);
@@ -46,7 +46,7 @@ fn matches_scipy<const N: usize>(p: &Problem<N>, m: &dyn RkMethod, curve: &[(f64
         let sol = Solver::new(m.tableau())
             .rtol(tol)
             .atol(tol)
-            .solve(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
+            .solve_system(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
             .unwrap();
         let ours = p.error(&sol.y);
         let scipy = error_at_nfe(curve, sol.stats.nfe as f64);

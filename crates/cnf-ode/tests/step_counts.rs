@@ -11,8 +11,8 @@
 //! - every NFE satisfies the evaluation accounting of its method (checked below).
 //!
 //! Tsit5 and BS3 have no independent peer here: for them the pin is a regression guard.
-use cnf_testkit::problems::{Problem, ARENSTORF, KEPLER, LORENZ};
 use cnf_ode::{Bs3, Dop853, Dopri5, RkMethod, Solver, Stats, Tsit5};
+use cnf_testkit::problems::{Problem, ARENSTORF, KEPLER, LORENZ};
 
 /// (method, rtol = atol, NFE, accepted, rejected, error of the final state as published in
 /// docs/ode.md's work-precision tables, two digits)
@@ -77,7 +77,7 @@ fn check<const N: usize>(p: &Problem<N>, pins: &[Pin]) {
         let sol = Solver::new(m.tableau())
             .rtol(tol)
             .atol(tol)
-            .solve(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
+            .solve_system(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
             .unwrap();
         let name = format!("{} {} {tol:e}", p.name, m.tableau().name);
         assert_eq!(
