@@ -194,7 +194,7 @@ impl From<MetricsError> for TrainError {
     fn from(e: MetricsError) -> Self {
         match e {
             MetricsError::Plot(p) => TrainError::Plot(p),
-            MetricsError::Io { .. } => TrainError::Io(e.to_string()),
+            MetricsError::Io { path, source } => TrainError::io(path.display())(source),
             other => TrainError::Invalid(other.to_string()),
         }
     }

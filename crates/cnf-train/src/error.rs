@@ -267,10 +267,25 @@ pub enum TrainError {
     /// Evaluating the flow failed (shape errors, non-finite input, ODE solver failures).
     #[error(transparent)]
     Flow(#[from] cnf_flow::FlowError),
-    /// Reading or writing a model folder or a metrics file failed; holds the message, which
-    /// names the file.
-    #[error("{0}")]
-    Io(String),
+    /// Reading or writing a file (model folder, metrics, output) failed; `what` names it and
+    /// the I/O error is kept as the source.
+    #[error("{what}: {source}")]
+    Io {
+        /// The file or stream, as the user would name it.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file (config.json, checkpoint.json) could not be read or written; `what` names it.
+    #[error("{what}: {source}")]
+    Json {
+        /// The file, or what was being serialised.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// An invalid setting, configuration or model folder; holds the message.
     #[error("{0}")]
     Invalid(String),
@@ -287,4 +302,36 @@ pub enum TrainError {
         /// checkpoint is kept.
         kept: String,
     },
+}
+
+impl TrainError {
+    /// Wraps an I/O error about `what` (a path or a stream): `.map_err(TrainError::io(&path))`.
+    pub fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> TrainError {
+        let what = what.to_string();
+        move |source| TrainError::Io { what, source }
+    }
+    /// Wraps a JSON error about `what`: `.map_err(TrainError::json(&path))`.
+    pub fn json(what: impl std::fmt::Display) -> impl FnOnce(serde_json::Error) -> TrainError {
+        let what = what.to_string();
+        move |source| TrainError::Json { what, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    /// I/O and JSON errors keep their cause: the message names the file, `source()` is the
+    /// original error.
+    #[test]
+    fn errors_keep_their_cause() {
+        let e = TrainError::io("runs/m/config.json")(std::io::Error::other("disk full"));
+        assert_eq!(e.to_string(), "runs/m/config.json: disk full");
+        assert_eq!(e.source().unwrap().to_string(), "disk full");
+        let bad = serde_json::from_str::<f64>("{").unwrap_err();
+        let e = TrainError::json("checkpoint.json")(bad);
+        assert!(e.to_string().starts_with("checkpoint.json: "));
+        assert!(e.source().unwrap().is::<serde_json::Error>());
+    }
 }

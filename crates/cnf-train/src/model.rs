@@ -297,11 +297,9 @@ impl ModelConfig {
 /// SHA-256 of a file, in hex.
 pub fn file_sha256(path: &Path) -> Result<String, TrainError> {
     use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
+    let mut f = std::fs::File::open(path).map_err(TrainError::io(path.display()))?;
     let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)
-        .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))?;
+    std::io::copy(&mut f, &mut h).map_err(TrainError::io(path.display()))?;
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -310,7 +308,7 @@ pub fn file_sha256(path: &Path) -> Result<String, TrainError> {
 /// full disk) the temporary file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| TrainError::io(path.display())(e);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -358,7 +356,7 @@ impl ModelDir {
     /// the same folder gets a clear error instead of mixing its files with the first's.
     pub fn lock(&self) -> Result<FolderLock, TrainError> {
         let p = self.path(LOCK_FILE);
-        let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", p.display()));
+        let io = |e: std::io::Error| TrainError::io(p.display())(e);
         std::fs::create_dir_all(&self.dir).map_err(io)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -395,7 +393,7 @@ impl ModelDir {
         for f in RUN_FILES {
             match std::fs::remove_file(self.path(f)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(TrainError::Io(format!("{}: {e}", self.path(f).display())))
+                    return Err(TrainError::io(self.path(f).display())(e))
                 }
                 _ => {}
             }
@@ -405,18 +403,18 @@ impl ModelDir {
     /// Reads `config.json`.
     pub fn config(&self) -> Result<ModelConfig, TrainError> {
         let p = self.path(CONFIG_FILE);
-        let text = std::fs::read_to_string(&p).map_err(|e| {
-            TrainError::Io(format!("{}: {e} (is this a model folder?)", p.display()))
-        })?;
-        let config: ModelConfig = serde_json::from_str(&text)
-            .map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
+        let text = std::fs::read_to_string(&p).map_err(TrainError::io(format!(
+            "{} (is this a model folder?)",
+            p.display()
+        )))?;
+        let config: ModelConfig =
+            serde_json::from_str(&text).map_err(TrainError::json(p.display()))?;
         config.validate()?;
         Ok(config)
     }
     /// Writes `config.json`.
     pub fn save_config(&self, config: &ModelConfig) -> Result<(), TrainError> {
-        let text =
-            serde_json::to_string_pretty(config).map_err(|e| TrainError::Io(e.to_string()))?;
+        let text = serde_json::to_string_pretty(config).map_err(TrainError::json(CONFIG_FILE))?;
         write_atomic(&self.path(CONFIG_FILE), text.as_bytes())
     }
     /// Writes the weights.
@@ -426,14 +424,13 @@ impl ModelDir {
     /// Reads the weights in precision `T`.
     pub fn load_mlp<T: Real>(&self, config: &ModelConfig) -> Result<Mlp<T>, TrainError> {
         let p = self.path(WEIGHTS_FILE);
-        let bytes =
-            std::fs::read(&p).map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
+        let bytes = std::fs::read(&p).map_err(TrainError::io(p.display()))?;
         // The weights carry the architecture they were saved with: it must be config.json's.
         if let Ok((_, meta)) = safetensors::SafeTensors::read_metadata(&bytes) {
             if let Some(stored) = meta.metadata().as_ref().and_then(|m| m.get("config")) {
-                let stored: MlpConfig = serde_json::from_str(stored).map_err(|e| {
-                    TrainError::Io(format!("{}: metadata config: {e}", p.display()))
-                })?;
+                let stored: MlpConfig = serde_json::from_str(stored).map_err(TrainError::json(
+                    format!("{}: metadata config", p.display()),
+                ))?;
                 if stored != config.mlp {
                     return Err(TrainError::Invalid(format!(
                         "{CONFIG_FILE} describes {} but {WEIGHTS_FILE} was saved for {}",

@@ -74,8 +74,8 @@ impl<T: Real, F: VectorField<T>> Observer<T, F> for Metrics {
             nfe_bwd: ev.nfe_bwd,
             seconds: ev.seconds,
         })
-        .map_err(|e| TrainError::Io(e.to_string()))?;
-        let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", self.path.display()));
+        .map_err(TrainError::json("a metrics line"))?;
+        let io = |e: std::io::Error| TrainError::io(self.path.display())(e);
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -105,9 +105,8 @@ impl<T: Real + DeserializeOwned> Checkpoint<T> {
     /// Reads `checkpoint.json` of a model folder.
     pub fn load(dir: &ModelDir) -> Result<Self, TrainError> {
         let p = dir.path(CHECKPOINT_FILE);
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
-        serde_json::from_str(&text).map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))
+        let text = std::fs::read_to_string(&p).map_err(TrainError::io(p.display()))?;
+        serde_json::from_str(&text).map_err(TrainError::json(p.display()))
     }
 }
 
@@ -153,7 +152,7 @@ impl<T: Real + Serialize> Observer<T> for Checkpointer {
             best_val: self.best_val,
             since_best: self.since_best,
         };
-        let text = serde_json::to_string(&ckpt).map_err(|e| TrainError::Io(e.to_string()))?;
+        let text = serde_json::to_string(&ckpt).map_err(TrainError::json(CHECKPOINT_FILE))?;
         write_atomic(&self.dir.path(CHECKPOINT_FILE), text.as_bytes())?;
         Ok(match self.patience {
             Some(p) if self.since_best >= p => Control::Stop,

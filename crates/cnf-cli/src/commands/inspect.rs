@@ -146,8 +146,7 @@ pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
     let prec = precision(&config, args.f64);
     let mut out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p)
-                .map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?,
+            std::fs::File::create(p).map_err(TrainError::io(p.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
@@ -155,7 +154,7 @@ pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
         .output
         .as_ref()
         .map_or("standard output".to_string(), |p| p.display().to_string());
-    let io = |e: std::io::Error| TrainError::Io(format!("{target}: {e}"));
+    let io = |e: std::io::Error| TrainError::io(&target)(e);
     writeln!(out, "{},logp", table.names().join(",")).map_err(io)?;
     let stats = densities(&dir, &config, &solver, prec, &table, &mut |part, lp| {
         for (row, v) in part.rows().zip(lp) {
@@ -381,7 +380,7 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string(&report).map_err(|e| TrainError::Io(e.to_string()))?
+            serde_json::to_string(&report).map_err(TrainError::json("the report"))?
         );
     } else {
         println!(

@@ -52,7 +52,7 @@ pub fn emit_table(table: &Table, output: Option<&Path>) -> Result<(), TrainError
         None => {
             let stdout = std::io::stdout();
             cnf_train::data::write_csv_to(&mut stdout.lock(), table)
-                .map_err(|e| TrainError::Io(format!("standard output: {e}")))?;
+                .map_err(TrainError::io("standard output"))?;
         }
     }
     Ok(())

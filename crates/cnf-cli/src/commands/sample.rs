@@ -87,7 +87,7 @@ pub fn write_samples<T: Real, W: Write>(
         match r {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
-            Err(e) => Err(TrainError::Io(format!("writing the samples: {e}"))),
+            Err(e) => Err(TrainError::io("writing the samples")(e)),
         }
     };
     let header: Vec<String> = column_names(config).iter().map(|c| csv_field(c)).collect();
@@ -184,8 +184,7 @@ impl Staged {
         }
     }
     fn commit(self) -> Result<(), TrainError> {
-        std::fs::rename(&self.tmp, &self.path)
-            .map_err(|e| TrainError::Io(format!("{}: {e}", self.path.display())))
+        std::fs::rename(&self.tmp, &self.path).map_err(TrainError::io(self.path.display()))
     }
 }
 
@@ -210,8 +209,7 @@ fn sample_as<T: Real>(
     match args.output.as_deref() {
         // Special files (/dev/stdout, a FIFO) are written in place; regular files are staged.
         Some(p) if p.exists() && !p.is_file() => {
-            let file =
-                File::create(p).map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
+            let file = File::create(p).map_err(TrainError::io(p.display()))?;
             write_samples(
                 &cnf,
                 config,
@@ -222,12 +220,11 @@ fn sample_as<T: Real>(
         }
         Some(p) => {
             let staged = Staged::new(p);
-            let file = File::create(&staged.tmp)
-                .map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
+            let file = File::create(&staged.tmp).map_err(TrainError::io(p.display()))?;
             let mut w = BufWriter::with_capacity(BUF, file);
             let report = write_samples(&cnf, config, args.n, args.seed, &mut w)?;
             w.into_inner()
-                .map_err(|e| TrainError::Io(format!("{}: {}", p.display(), e.error())))?;
+                .map_err(|e| TrainError::io(p.display())(e.into_error()))?;
             staged.commit()?;
             Ok(report)
         }
