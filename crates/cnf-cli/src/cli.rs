@@ -69,6 +69,8 @@ pub enum TraceArg {
     Rademacher,
     /// Hutchinson with a Gaussian probe.
     Gaussian,
+    /// Hutchinson with min(d, 4) orthogonal probes per point (lower variance, 4 tangent passes).
+    Orthogonal,
 }
 
 /// What training minimises.

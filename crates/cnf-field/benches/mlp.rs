@@ -4,6 +4,7 @@
 //! Throughput is reported in "elements" = floating-point operations of the GEMMs only
 //! (elementwise work is not counted), so `Gelem/s` reads as GEMM GFLOP/s.
 
+use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::{Activation, Mlp, MlpConfig, Real, Trace, VectorField};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -93,15 +94,14 @@ fn run_all<T: Real>(p: &Problem<T>) -> impl FnMut(usize) + '_ {
         ),
         _ => p.mlp.vjp_batch(
             &mut s,
-            T::one(),
-            black_box(&p.z),
-            &Trace::Exact,
-            &p.a_v,
-            &p.a_div,
-            &mut v,
-            &mut div,
-            &mut g_z,
-            &mut g_th,
+            VjpInput {
+                t: T::one(),
+                z: black_box(&p.z),
+                trace: Trace::Exact,
+                a_v: &p.a_v,
+                a_div: &p.a_div,
+            },
+            VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_th),
         ),
     }
 }

@@ -6,7 +6,7 @@
 //! derivatives the gradient of the divergence needs). It is simple and slow: `nt` passes per
 //! point for the divergence and `d * nt` nested passes per point for the VJP.
 
-use crate::field::{contract_tangents, Trace, VectorField};
+use crate::field::{contract_tangents, Trace, VectorField, VjpInput, VjpOutput};
 use crate::real::{cast, Real};
 use autodiff::{F, FT};
 use num_traits::Float;
@@ -136,19 +136,10 @@ impl<T: Real, G: GenericField> VectorField<T> for DualField<G> {
         contract_tangents(batch, nt, d, norm, &s.tangents, &s.jt, div);
     }
 
-    fn vjp_batch(
-        &self,
-        s: &mut DualScratch<T>,
-        t: T,
-        z: &[T],
-        trace: &Trace<T>,
-        a_v: &[T],
-        a_div: &[T],
-        v: &mut [T],
-        div: &mut [T],
-        g_z: &mut [T],
-        _g_theta: &mut [T],
-    ) {
+    fn vjp_batch(&self, s: &mut DualScratch<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
+        let VjpInput { t, z, trace, .. } = input;
+        let (a_v, a_div) = (input.a_v, input.a_div);
+        let VjpOutput { v, div, g_z, .. } = out;
         let d = self.inner.dim();
         let batch = z.len() / d;
         let nt = trace.tangents_per_point(batch, d);

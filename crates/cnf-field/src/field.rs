@@ -153,24 +153,54 @@ pub trait VectorField<T: Real>: Send + Sync {
         v: &mut [T],
         div: &mut [T],
     );
-    /// Vector-Jacobian products of `(v, div)` at `(t, z)` with cotangents `a_v (B, d)` and
-    /// `a_div (B)`: ACCUMULATES (`+=`) `d/dz [a_v.v + a_div.div]` into `g_z (B, d)` and
-    /// `d/dtheta` of the same (summed over the batch) into `g_theta (num_params)`.
-    /// Also writes `v` and `div` computed on the way.
-    #[allow(clippy::too_many_arguments)]
-    fn vjp_batch(
-        &self,
-        s: &mut Self::Scratch,
-        t: T,
-        z: &[T],
-        trace: &Trace<T>,
-        a_v: &[T],
-        a_div: &[T],
-        v: &mut [T],
-        div: &mut [T],
-        g_z: &mut [T],
-        g_theta: &mut [T],
-    );
+    /// Vector-Jacobian products of `(v, div)` at `(input.t, input.z)` with cotangents
+    /// `input.a_v (B, d)` and `input.a_div (B)`: ACCUMULATES (`+=`) `d/dz [a_v.v + a_div.div]`
+    /// into `out.g_z (B, d)` and `d/dtheta` of the same (summed over the batch) into
+    /// `out.g_theta (num_params)`. Also writes `out.v` and `out.div` computed on the way.
+    fn vjp_batch(&self, s: &mut Self::Scratch, input: VjpInput<'_, T>, out: VjpOutput<'_, T>);
+}
+
+/// What [`VectorField::vjp_batch`] reads: the point `(t, z)`, how the divergence is taken, and
+/// the cotangents of `v` and `div`.
+#[derive(Clone, Copy, Debug)]
+pub struct VjpInput<'a, T> {
+    /// Time.
+    pub t: T,
+    /// Points, `(B, d)` row-major.
+    pub z: &'a [T],
+    /// How the divergence is computed.
+    pub trace: Trace<'a, T>,
+    /// Cotangent of `v`, `(B, d)`.
+    pub a_v: &'a [T],
+    /// Cotangent of `div`, `(B)`.
+    pub a_div: &'a [T],
+}
+
+/// What [`VectorField::vjp_batch`] writes: `v` and `div` (overwritten) and the gradients `g_z`
+/// and `g_theta` (accumulated, `+=`).
+#[derive(Debug)]
+pub struct VjpOutput<'a, T> {
+    /// `v(t, z)`, `(B, d)`.
+    pub v: &'a mut [T],
+    /// Divergence, `(B)`.
+    pub div: &'a mut [T],
+    /// `+= d/dz [a_v.v + a_div.div]`, `(B, d)`.
+    pub g_z: &'a mut [T],
+    /// `+= d/dtheta` of the same summed over the batch, `(num_params)` (may be empty for
+    /// parameter-free fields).
+    pub g_theta: &'a mut [T],
+}
+
+impl<'a, T> VjpOutput<'a, T> {
+    /// The outputs `(v, div, g_z, g_theta)`.
+    pub fn new(v: &'a mut [T], div: &'a mut [T], g_z: &'a mut [T], g_theta: &'a mut [T]) -> Self {
+        Self {
+            v,
+            div,
+            g_z,
+            g_theta,
+        }
+    }
 }
 
 /// Checks the buffer shapes of a `vjp_batch` / `eval_div_batch` call for a batch of `batch`
@@ -244,4 +274,57 @@ pub fn gaussian_probes<T: Real, R: Rng + ?Sized>(
     (0..k * batch * dim)
         .map(|_| cast::<T, f64>(StandardNormal.sample(rng)))
         .collect()
+}
+
+/// `k` orthogonal Gaussian probes per point, layout `(k, B, d)`: for each point, the probes
+/// come in blocks of `min(d, remaining)` mutually orthogonal vectors of norm `sqrt(d)`
+/// (Gram-Schmidt of independent Gaussian vectors, so each block is a Haar-random orthonormal
+/// frame scaled by `sqrt(d)`); blocks are independent of each other.
+///
+/// Each probe is uniform on the sphere of radius `sqrt(d)`, so `E[e e^T] = I` and the
+/// Hutchinson estimate `mean_p e_p.(A e_p)` is unbiased. Orthogonality lowers its variance
+/// against `k` independent probes, and with `k = d` the estimate is the exact trace for any `A`
+/// (`sum_p e_p.(A e_p) = d tr(Q^T A Q) = d tr(A)`).
+pub fn orthogonal_probes<T: Real, R: Rng + ?Sized>(
+    rng: &mut R,
+    k: usize,
+    batch: usize,
+    dim: usize,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); k * batch * dim];
+    if dim == 0 {
+        return out;
+    }
+    let scale = (dim as f64).sqrt();
+    let mut block: Vec<f64> = Vec::with_capacity(dim * dim.min(k));
+    for b in 0..batch {
+        let mut p0 = 0;
+        while p0 < k {
+            let m = dim.min(k - p0);
+            block.clear();
+            while block.len() < m * dim {
+                let mut v: Vec<f64> = (0..dim).map(|_| StandardNormal.sample(rng)).collect();
+                // Modified Gram-Schmidt, twice for orthogonality to rounding.
+                for _ in 0..2 {
+                    for q in block.chunks_exact(dim) {
+                        let dot: f64 = q.iter().zip(&v).map(|(a, b)| a * b).sum();
+                        v.iter_mut().zip(q).for_each(|(vi, qi)| *vi -= dot * qi);
+                    }
+                }
+                let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+                // A (probability zero) degenerate draw is redrawn.
+                if norm > 1e-8 {
+                    block.extend(v.iter().map(|a| a / norm));
+                }
+            }
+            for (j, q) in block.chunks_exact(dim).enumerate() {
+                let dst = &mut out[((p0 + j) * batch + b) * dim..][..dim];
+                dst.iter_mut()
+                    .zip(q)
+                    .for_each(|(o, &qi)| *o = cast::<T, f64>(qi * scale));
+            }
+            p0 += m;
+        }
+    }
+    out
 }

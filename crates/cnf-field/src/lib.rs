@@ -26,7 +26,8 @@
 //!
 //! * [`VectorField`] is the batched interface the flow calls: `eval_batch` (`v`),
 //!   `eval_div_batch` (`v` and divergence in one forward pass) and `vjp_batch` (gradients of
-//!   `a_v.v + a_div.div` with respect to `z` and the parameters, accumulated). Work buffers
+//!   `a_v.v + a_div.div` with respect to `z` and the parameters, accumulated; the point and
+//!   cotangents come in a [`VjpInput`], the buffers it writes in a [`VjpOutput`]). Work buffers
 //!   live in a per-field `Scratch`, so the hot path does not allocate in steady state (apart
 //!   from the packing workspace the `gemm` crate allocates inside a GEMM call). Shapes in these
 //!   methods are only `debug_assert`ed; [`ShapeCheck`] validates user buffers up front.
@@ -76,7 +77,9 @@ pub mod real;
 
 pub use dual::{DualField, DualScratch, GenericField};
 pub use error::FieldError;
-pub use field::{gaussian_probes, rademacher_probes, ShapeCheck, Trace, VectorField};
+pub use field::{
+    gaussian_probes, rademacher_probes, ShapeCheck, Trace, VectorField, VjpInput, VjpOutput,
+};
 pub use linear::Linear;
 pub use mlp::{Activation, LayerKind, Mlp, MlpConfig, MlpScratch};
 pub use real::Real;

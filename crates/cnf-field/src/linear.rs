@@ -4,7 +4,7 @@
 
 use crate::dual::{grow, param, GenericField};
 use crate::error::{check_finite, check_len, FieldError};
-use crate::field::{Trace, VectorField};
+use crate::field::{Trace, VectorField, VjpInput, VjpOutput};
 use crate::real::Real;
 use num_traits::Float;
 
@@ -120,26 +120,16 @@ impl<T: Real> VectorField<T> for Linear<T> {
         }
     }
 
-    fn vjp_batch(
-        &self,
-        s: &mut Vec<T>,
-        t: T,
-        z: &[T],
-        trace: &Trace<T>,
-        a_v: &[T],
-        a_div: &[T],
-        v: &mut [T],
-        div: &mut [T],
-        g_z: &mut [T],
-        g_theta: &mut [T],
-    ) {
+    fn vjp_batch(&self, s: &mut Vec<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
+        let VjpInput { t, z, trace, .. } = input;
+        let (a_v, a_div, g_z) = (input.a_v, input.a_div, out.g_z);
         // Fills the tangents in `s` as a side effect.
-        self.eval_div_batch(s, t, z, trace, v, div);
+        self.eval_div_batch(s, t, z, &trace, out.v, out.div);
         let d = self.dim;
         let batch = z.len() / d;
         let nt = trace.tangents_per_point(batch, d);
         let norm = trace.norm(batch, d);
-        let (g_a, g_b) = g_theta.split_at_mut(d * d);
+        let (g_a, g_b) = out.g_theta.split_at_mut(d * d);
         let a = self.a();
         for b in 0..batch {
             let (zb, avb) = (&z[b * d..][..d], &a_v[b * d..][..d]);

@@ -2,6 +2,7 @@
 
 mod common;
 
+use cnf_field::field::VjpOutput;
 use cnf_field::{DualField, GenericField, Linear, Trace, VectorField};
 use common::*;
 use proptest::prelude::*;
@@ -45,7 +46,7 @@ proptest! {
         let mut s = field.scratch(p.batch);
         let (mut v, mut div) = (vec![0.0; p.z.len()], vec![0.0; p.batch]);
         let mut g_z = vec![0.0; p.z.len()];
-        field.vjp_batch(&mut s, p.t, &p.z, &trace, &p.a_v, &p.a_div, &mut v, &mut div, &mut g_z, &mut []);
+        field.vjp_batch(&mut s, p.input(&trace), VjpOutput::new(&mut v, &mut div, &mut g_z, &mut []));
         let fd: Vec<f64> = (0..p.z.len())
             .map(|i| central_diff(&p.z, i, FD_STEP, |z| objective(&field, &p, z, &trace)))
             .collect();

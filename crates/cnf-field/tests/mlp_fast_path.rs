@@ -2,6 +2,7 @@
 
 mod common;
 
+use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::{
     gaussian_probes, rademacher_probes, DualField, LayerKind, Mlp, Trace, VectorField,
 };
@@ -101,7 +102,8 @@ proptest! {
         let mut s = m32.scratch(p.batch);
         let (mut v, mut div) = (vec![0.0f32; z.len()], vec![0.0f32; p.batch]);
         let (mut g_z, mut g_th) = (vec![0.0f32; z.len()], vec![0.0f32; m32.num_params()]);
-        m32.vjp_batch(&mut s, p.t as f32, &z, &Trace::Exact, &a_v, &a_div, &mut v, &mut div, &mut g_z, &mut g_th);
+        let input = VjpInput { t: p.t as f32, z: &z, trace: Trace::Exact, a_v: &a_v, a_div: &a_div };
+        m32.vjp_batch(&mut s, input, VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_th));
         let up = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
         for (name, a, b) in [("v", up(&v), v64), ("div", up(&div), div64), ("g_z", up(&g_z), gz64), ("g_theta", up(&g_th), gth64)] {
             let err = max_rel_err(&a, &b);
@@ -167,7 +169,9 @@ fn scratch_grows_and_is_reusable() {
         let (mut v, mut div) = (vec![0.0; p.z.len()], vec![0.0; p.batch]);
         let (mut g_z, mut g_th) = (vec![0.0; p.z.len()], vec![0.0; mlp.num_params()]);
         mlp.vjp_batch(
-            &mut s, p.t, &p.z, &trace, &p.a_v, &p.a_div, &mut v, &mut div, &mut g_z, &mut g_th,
+            &mut s,
+            p.input(&trace),
+            VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_th),
         );
         let fresh = vjp(
             mlp,

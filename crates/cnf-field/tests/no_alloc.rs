@@ -10,6 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 
+use cnf_field::field::VjpOutput;
 use cnf_field::{rademacher_probes, Linear, Trace, VectorField};
 use common::*;
 use rand::SeedableRng;
@@ -94,7 +95,9 @@ fn steady_state_allocations<F: VectorField<f64>>(
             f.eval_batch(s, p.t, &p.z, &mut v);
             f.eval_div_batch(s, p.t, &p.z, &trace, &mut v, &mut div);
             f.vjp_batch(
-                s, p.t, &p.z, &trace, &p.a_v, &p.a_div, &mut v, &mut div, &mut g_z, &mut g_th,
+                s,
+                p.input(&trace),
+                VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_th),
             );
         }
     };

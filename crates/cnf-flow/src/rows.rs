@@ -1,6 +1,7 @@
 //! The field evaluated over blocks of rows in parallel, so one whole-batch solve (shared steps)
 //! uses every core. Each block has its own scratch (and its slice of the Hutchinson probes);
 //! parameter gradients are summed over the blocks.
+use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::{Real, Trace, VectorField};
 use cnf_ode::VjpOut;
 use rayon::prelude::*;
@@ -21,6 +22,24 @@ fn trace_of<T>(probes: &Option<Vec<T>>) -> Trace<'_, T> {
     match probes {
         None => Trace::Exact,
         Some(p) => Trace::Hutchinson(p),
+    }
+}
+
+/// The VJP input of a block at time `t`.
+fn vjp_input<'a, T>(
+    probes: &'a Option<Vec<T>>,
+    t: T,
+    z: &'a [T],
+    a_v: &'a [T],
+    a_div: &'a [T],
+) -> VjpInput<'a, T> {
+    let trace = trace_of(probes);
+    VjpInput {
+        t,
+        z,
+        trace,
+        a_v,
+        a_div,
     }
 }
 
@@ -118,19 +137,8 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
         let g_theta = out.a_p;
         let (field, bd, br) = (self.field, self.block * self.dim, self.block);
         if let [b] = self.blocks.as_mut_slice() {
-            let trace = trace_of(&b.probes);
-            field.vjp_batch(
-                &mut b.scratch,
-                t,
-                z,
-                &trace,
-                a_v,
-                a_div,
-                v,
-                div,
-                g_z,
-                g_theta,
-            );
+            let input = vjp_input(&b.probes, t, z, a_v, a_div);
+            field.vjp_batch(&mut b.scratch, input, VjpOutput::new(v, div, g_z, g_theta));
             return;
         }
         self.blocks
@@ -143,19 +151,9 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             .zip(g_z.par_chunks_mut(bd))
             .for_each(|((((((b, z), a_v), a_div), v), div), g_z)| {
                 b.g_theta.fill(T::zero());
-                let trace = trace_of(&b.probes);
-                field.vjp_batch(
-                    &mut b.scratch,
-                    t,
-                    z,
-                    &trace,
-                    a_v,
-                    a_div,
-                    v,
-                    div,
-                    g_z,
-                    &mut b.g_theta,
-                );
+                let input = vjp_input(&b.probes, t, z, a_v, a_div);
+                let out = VjpOutput::new(v, div, g_z, &mut b.g_theta);
+                field.vjp_batch(&mut b.scratch, input, out);
             });
         for b in &self.blocks {
             for (g, &x) in g_theta.iter_mut().zip(&b.g_theta) {

@@ -4,6 +4,7 @@
 mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::{
     gaussian_probes, rademacher_probes, Activation, LayerKind, Mlp, MlpConfig, Real, Trace,
     VectorField,
@@ -367,22 +368,9 @@ impl<T: Real, F: VectorField<T>> VectorField<T> for Counting<F> {
         self.evals.fetch_add(1, Ordering::Relaxed);
         self.inner.eval_div_batch(s, t, z, trace, v, div)
     }
-    fn vjp_batch(
-        &self,
-        s: &mut F::Scratch,
-        t: T,
-        z: &[T],
-        trace: &Trace<T>,
-        a_v: &[T],
-        a_div: &[T],
-        v: &mut [T],
-        div: &mut [T],
-        g_z: &mut [T],
-        g_theta: &mut [T],
-    ) {
+    fn vjp_batch(&self, s: &mut F::Scratch, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
         self.vjps.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .vjp_batch(s, t, z, trace, a_v, a_div, v, div, g_z, g_theta)
+        self.inner.vjp_batch(s, input, out)
     }
 }
 

@@ -387,6 +387,7 @@ fn trace_kind(t: TraceArg, dim: usize) -> TraceKind {
         TraceArg::Exact => TraceKind::Exact,
         TraceArg::Rademacher => TraceKind::Rademacher,
         TraceArg::Gaussian => TraceKind::Gaussian,
+        TraceArg::Orthogonal => TraceKind::Orthogonal,
     }
 }
 

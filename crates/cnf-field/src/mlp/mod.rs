@@ -10,7 +10,7 @@ pub use forward::MlpScratch;
 
 use crate::dual::{param, GenericField};
 use crate::error::{check_finite, check_len, FieldError};
-use crate::field::{Trace, VectorField};
+use crate::field::{Trace, VectorField, VjpInput, VjpOutput};
 use crate::real::{cast, Real};
 use num_traits::Float;
 use rand::rngs::StdRng;
@@ -411,30 +411,11 @@ impl<T: Real> VectorField<T> for Mlp<T> {
         self.contract(s, z.len() / self.config.dim, trace, div);
     }
 
-    fn vjp_batch(
-        &self,
-        s: &mut MlpScratch<T>,
-        t: T,
-        z: &[T],
-        trace: &Trace<T>,
-        a_v: &[T],
-        a_div: &[T],
-        v: &mut [T],
-        div: &mut [T],
-        g_z: &mut [T],
-        g_theta: &mut [T],
-    ) {
-        self.forward(s, t, z, Some(trace), true, v);
-        self.contract(s, z.len() / self.config.dim, trace, div);
-        self.backward(
-            s,
-            t,
-            z.len() / self.config.dim,
-            trace,
-            a_v,
-            a_div,
-            g_z,
-            g_theta,
-        );
+    fn vjp_batch(&self, s: &mut MlpScratch<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
+        let (t, z, a_v, a_div, trace) = (input.t, input.z, input.a_v, input.a_div, &input.trace);
+        let batch = z.len() / self.config.dim;
+        self.forward(s, t, z, Some(trace), true, out.v);
+        self.contract(s, batch, trace, out.div);
+        self.backward(s, t, batch, trace, a_v, a_div, out.g_z, out.g_theta);
     }
 }

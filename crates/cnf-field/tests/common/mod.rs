@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: random problems and finite-difference references.
 #![allow(dead_code)]
 
+use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::{Activation, LayerKind, Mlp, MlpConfig, Trace, VectorField};
 
 use proptest::prelude::*;
@@ -24,6 +25,19 @@ pub struct Problem {
     pub a_div: Vec<f64>,
     pub batch: usize,
     pub seed: u64,
+}
+
+impl Problem {
+    /// The VJP input at this problem's time, points and cotangents.
+    pub fn input<'a>(&'a self, trace: &Trace<'a, f64>) -> VjpInput<'a, f64> {
+        VjpInput {
+            t: self.t,
+            z: &self.z,
+            trace: *trace,
+            a_v: &self.a_v,
+            a_div: &self.a_div,
+        }
+    }
 }
 
 pub fn uniform(rng: &mut StdRng, n: usize, r: f64) -> Vec<f64> {
@@ -162,15 +176,8 @@ pub fn vjp<F: VectorField<f64>>(
     let (mut g_z, mut g_theta) = (g_z0.to_vec(), g_theta0.to_vec());
     f.vjp_batch(
         &mut s,
-        p.t,
-        &p.z,
-        trace,
-        &p.a_v,
-        &p.a_div,
-        &mut v,
-        &mut div,
-        &mut g_z,
-        &mut g_theta,
+        p.input(trace),
+        VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_theta),
     );
     (v, div, g_z, g_theta)
 }

@@ -1,6 +1,6 @@
 //! Bogacki-Shampine 3(2), FSAL, with the cubic Hermite interpolant (free: it uses k1 and k4).
-use crate::controller::PiParams;
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
+use crate::controller::PiParams;
 
 const B: [f64; 4] = [2.0 / 9.0, 1.0 / 3.0, 4.0 / 9.0, 0.0];
 

@@ -6,8 +6,8 @@
 //! (C, A, B, E3, E5, A_EXTRA, C_EXTRA and the interpolation matrix D).
 // Constants keep the digits of their published sources.
 #![allow(clippy::excessive_precision)]
-use crate::controller::PiParams;
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
+use crate::controller::PiParams;
 
 /// Number of main stages.
 const S: usize = 12;

@@ -1,6 +1,6 @@
 //! Dormand-Prince 5(4) ("RK45"), FSAL, with Hairer's fourth-order continuous extension.
-use crate::controller::PiParams;
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
+use crate::controller::PiParams;
 
 const B: [f64; 7] = [
     35.0 / 384.0,

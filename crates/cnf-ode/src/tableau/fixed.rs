@@ -1,7 +1,7 @@
 //! Fixed-step methods: Euler, explicit midpoint, Heun, classic RK4, each with its natural
 //! continuous extension (weights polynomial in theta that reduce to b at theta = 1).
-use crate::controller::PiParams;
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
+use crate::controller::PiParams;
 
 method!(
     Euler,

@@ -5,8 +5,8 @@
 //! OrdinaryDiffEq.jl (`Tsit5ConstantCache`, `Tsit5Interp`) and used by diffrax's `Tsit5`.
 // Constants keep the digits of their published sources.
 #![allow(clippy::excessive_precision)]
-use crate::controller::PiParams;
 use super::{method, DenseOutput, ErrorEstimate, Tableau};
+use crate::controller::PiParams;
 
 const B: [f64; 7] = [
     0.09646076681806523,

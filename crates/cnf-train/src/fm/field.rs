@@ -22,6 +22,7 @@
 //! unused. (The gradient tests below check this against finite differences for the MLP of
 //! both layer kinds and a hand-written field.)
 
+use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::{LayerKind, Mlp, MlpConfig, MlpScratch, Real, Trace, VectorField};
 
 /// A parametric vector field evaluated at one time per point.
@@ -79,19 +80,15 @@ fn vjp_v_only<T: Real, F: VectorField<T> + ?Sized>(
     resize(&mut bufs.a_div, b);
     resize(&mut bufs.div, b);
     bufs.g_z[..n].fill(T::zero());
-    let probe = Trace::Hutchinson(&[]);
-    field.vjp_batch(
-        scratch,
+    let input = VjpInput {
         t,
         z,
-        &probe,
+        trace: Trace::Hutchinson(&[]),
         a_v,
-        &bufs.a_div[..b],
-        v,
-        &mut bufs.div[..b],
-        &mut bufs.g_z[..n],
-        g_theta,
-    );
+        a_div: &bufs.a_div[..b],
+    };
+    let out = VjpOutput::new(v, &mut bufs.div[..b], &mut bufs.g_z[..n], g_theta);
+    field.vjp_batch(scratch, input, out);
 }
 
 /// Sets `buf` to `n` zeros if it is shorter (existing entries are kept zero by all callers).

@@ -2,6 +2,7 @@
 //! Gaussian-to-Gaussian problem with a closed-form optimal field.
 
 use super::*;
+use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::{Activation, LayerKind, Mlp, MlpConfig, Trace, VectorField};
 use cnf_flow::{Cnf, Integrator};
 use proptest::prelude::*;
@@ -411,20 +412,10 @@ impl VectorField<f64> for GaussField {
         self.eval_batch(s, t, z, v);
         div.fill((self.k(t) + self.theta[0]) * self.mu.len() as f64);
     }
-    fn vjp_batch(
-        &self,
-        s: &mut (),
-        t: f64,
-        z: &[f64],
-        trace: &Trace<f64>,
-        a_v: &[f64],
-        a_div: &[f64],
-        v: &mut [f64],
-        div: &mut [f64],
-        g_z: &mut [f64],
-        g_theta: &mut [f64],
-    ) {
-        self.eval_div_batch(s, t, z, trace, v, div);
+    fn vjp_batch(&self, s: &mut (), input: VjpInput<'_, f64>, out: VjpOutput<'_, f64>) {
+        let VjpInput { t, z, trace, .. } = input;
+        let (a_v, g_z, g_theta) = (input.a_v, out.g_z, out.g_theta);
+        self.eval_div_batch(s, t, z, &trace, out.v, out.div);
         let d = self.mu.len();
         let k = self.k(t) + self.theta[0];
         for (i, a) in a_v.iter().enumerate() {
@@ -432,7 +423,7 @@ impl VectorField<f64> for GaussField {
             g_theta[0] += a * (z[i] - (1.0 - t) * self.mu[i % d]);
             g_theta[1] += a;
         }
-        g_theta[0] += a_div.iter().sum::<f64>() * d as f64;
+        g_theta[0] += input.a_div.iter().sum::<f64>() * d as f64;
     }
 }
 
@@ -573,21 +564,8 @@ fn closed_form_field_is_a_stationary_point_of_the_expected_loss() {
         ) {
             self.0.eval_div_batch(s, 0.5, z, tr, v, div)
         }
-        fn vjp_batch(
-            &self,
-            s: &mut (),
-            _t: f64,
-            z: &[f64],
-            tr: &Trace<f64>,
-            a_v: &[f64],
-            a_div: &[f64],
-            v: &mut [f64],
-            div: &mut [f64],
-            g_z: &mut [f64],
-            g_theta: &mut [f64],
-        ) {
-            self.0
-                .vjp_batch(s, 0.5, z, tr, a_v, a_div, v, div, g_z, g_theta)
+        fn vjp_batch(&self, s: &mut (), input: VjpInput<'_, f64>, out: VjpOutput<'_, f64>) {
+            self.0.vjp_batch(s, VjpInput { t: 0.5, ..input }, out)
         }
     }
     let frozen = Frozen(field.clone());
