@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{cnf, fails, ok, parse_csv, s};
+use common::{cnf, fails, json_file, metrics, ok, parse_csv, s, train_tiny};
 
 /// A deterministic, correlated, non-Gaussian 2-column table `a,b` (plus an `id` column),
 /// scaled by `scale`.
@@ -41,18 +41,6 @@ fn train_table(csv: &Path, out: &Path, extra: &[&str]) -> String {
     ];
     args.extend_from_slice(extra);
     ok(&args)
-}
-
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn json_file(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn column(rows: &[Vec<f64>], j: usize) -> Vec<f64> {
@@ -412,20 +400,7 @@ fn eval_recognises_the_training_file_and_survives_a_singular_baseline() {
 fn a_tampered_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m");
-    ok(&[
-        "train",
-        "--iters",
-        "2",
-        "--val-every",
-        "2",
-        "--batch",
-        "16",
-        "--hidden",
-        "8",
-        "--no-plots",
-        "--out",
-        s(&model),
-    ]);
+    train_tiny(&model, &[]);
     let path = model.join("config.json");
     let good = std::fs::read_to_string(&path).unwrap();
     let points = dir.path().join("p.csv");
@@ -601,20 +576,7 @@ fn messages_name_the_real_problem() {
     // An f32 toy model (no standardisation): 1e39 overflows f32; 1e30 is finite in f32 but
     // its log-density is not.
     let model = dir.path().join("m");
-    ok(&[
-        "train",
-        "--iters",
-        "2",
-        "--val-every",
-        "2",
-        "--batch",
-        "16",
-        "--hidden",
-        "8",
-        "--no-plots",
-        "--out",
-        s(&model),
-    ]);
+    train_tiny(&model, &[]);
     let pts = dir.path().join("p.csv");
     std::fs::write(&pts, "x0,x1\n0,0\n1e39,0\n").unwrap();
     let err = fails(&["density", "--model", s(&model), "--input", s(&pts)]);

@@ -2,21 +2,7 @@
 //! and evaluation (exact NLL and W2).
 mod common;
 
-use std::path::Path;
-
-use common::{fails, ok, parse_csv, s};
-
-fn json_file(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::{fails, json_file, metrics, ok, parse_csv, s};
 
 #[test]
 fn flow_matching_trains_resumes_and_evaluates() {

@@ -1,8 +1,10 @@
 //! `cnf sample` through the real binary: seed reproducibility, exact counts, `-n 0`, the
 //! distribution of the samples, agreement with the library and streaming.
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cnf_cli::report::{SOLVE_CHUNK, STREAM_CHUNK};
@@ -11,21 +13,12 @@ use cnf_train::model::ModelDir;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use common::{cnf, s};
+
 const NPZ: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tests/data/cnf_8g_diffrax_1000it.npz"
 );
-
-fn cnf(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnf"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// The diffrax 8gaussians model imported into `dir/model`.
 fn import(dir: &Path) -> PathBuf {

@@ -60,3 +60,37 @@ pub fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<f64>>) {
         .collect();
     (header, rows)
 }
+
+/// Trains a tiny model (2 iterations, batch 16, one hidden layer of 8, no plots) into `out`,
+/// with `extra` options; returns standard output.
+pub fn train_tiny(out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "train",
+        "--iters",
+        "2",
+        "--val-every",
+        "2",
+        "--batch",
+        "16",
+        "--hidden",
+        "8",
+        "--no-plots",
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--out", s(out)]);
+    ok(&args)
+}
+
+/// The lines of a run folder's metrics.jsonl.
+pub fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A JSON file (config.json, checkpoint.json).
+pub fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
