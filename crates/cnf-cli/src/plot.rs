@@ -8,6 +8,7 @@ use std::fmt::Display;
 use std::ops::Range;
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -69,6 +70,40 @@ fn ranges(bounds: [f64; 4]) -> Result<(Range<f64>, Range<f64>), PlotError> {
 pub const MAX_RESOLUTION: usize = 2000;
 
 /// Tick text of a linear axis: plain for moderate magnitudes, `1.2e-7` style otherwise.
+/// A chart with linear axes named `labels` and its mesh drawn in the plots' one axis style
+/// (tick format, fonts); `caption` = (title, font size), `y_area` = room for the y labels.
+fn linear_chart<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    path: &Path,
+    caption: (&str, u32),
+    y_area: u32,
+    (xs, ys): (Range<f64>, Range<f64>),
+    labels: [&str; 2],
+) -> Result<
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    PlotError,
+> {
+    let err = draw_error(path);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption.0, (FONT, caption.1))
+        .margin(10)
+        .x_label_area_size(45)
+        .y_label_area_size(y_area)
+        .build_cartesian_2d(xs, ys)
+        .map_err(&err)?;
+    chart
+        .configure_mesh()
+        .x_desc(labels[0])
+        .y_desc(labels[1])
+        .x_label_formatter(&|v| format_linear_tick(*v))
+        .y_label_formatter(&|v| format_linear_tick(*v))
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 16))
+        .draw()
+        .map_err(&err)?;
+    Ok(chart)
+}
+
 fn format_linear_tick(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 || (1e-3..1e5).contains(&a) {
@@ -244,23 +279,7 @@ fn scatter_panel(
             points.len()
         )
     };
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, (FONT, 17))
-        .margin(10)
-        .x_label_area_size(45)
-        .y_label_area_size(55)
-        .build_cartesian_2d(xs, ys)
-        .map_err(&err)?;
-    chart
-        .configure_mesh()
-        .x_desc(labels[0])
-        .y_desc(labels[1])
-        .x_label_formatter(&|v| format_linear_tick(*v))
-        .y_label_formatter(&|v| format_linear_tick(*v))
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 16))
-        .draw()
-        .map_err(&err)?;
+    let mut chart = linear_chart(area, path, (&caption, 17), 55, (xs, ys), labels)?;
     chart
         .draw_series(
             shown
@@ -359,23 +378,7 @@ pub fn trajectories(
     let err = draw_error(path);
     let root = BitMapBackend::new(path, TRAJECTORIES_SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(&err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(caption, (FONT, 18))
-        .margin(10)
-        .x_label_area_size(45)
-        .y_label_area_size(55)
-        .build_cartesian_2d(xs, ys)
-        .map_err(&err)?;
-    chart
-        .configure_mesh()
-        .x_desc(labels[0])
-        .y_desc(labels[1])
-        .x_label_formatter(&|v| format_linear_tick(*v))
-        .y_label_formatter(&|v| format_linear_tick(*v))
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 16))
-        .draw()
-        .map_err(&err)?;
+    let mut chart = linear_chart(&root, path, (&caption, 18), 55, (xs, ys), labels)?;
     let grey = RGBColor(120, 120, 120).mix(0.6);
     let segments: Vec<([f64; 2], [f64; 2])> = paths
         .iter()
@@ -458,23 +461,7 @@ fn line_panel(
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<(), PlotError> {
     let err = draw_error(path);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, (FONT, 18))
-        .margin(10)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
-        .build_cartesian_2d(xs, ys)
-        .map_err(&err)?;
-    chart
-        .configure_mesh()
-        .x_desc(labels[0])
-        .y_desc(labels[1])
-        .x_label_formatter(&|v| format_linear_tick(*v))
-        .y_label_formatter(&|v| format_linear_tick(*v))
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 16))
-        .draw()
-        .map_err(&err)?;
+    let mut chart = linear_chart(area, path, (title, 18), 65, (xs, ys), labels)?;
     for (i, (name, pts)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let finite: Vec<(f64, f64)> = pts
