@@ -94,13 +94,7 @@ fn run_all<T: Real>(p: &Problem<T>) -> impl FnMut(usize) + '_ {
         ),
         _ => p.mlp.vjp_batch(
             &mut s,
-            VjpInput {
-                t: T::one(),
-                z: black_box(&p.z),
-                trace: Trace::Exact,
-                a_v: &p.a_v,
-                a_div: &p.a_div,
-            },
+            VjpInput::new(T::one(), black_box(&p.z), Trace::Exact, &p.a_v, &p.a_div),
             VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_th),
         ),
     }

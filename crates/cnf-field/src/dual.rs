@@ -6,7 +6,10 @@
 //! derivatives the gradient of the divergence needs). It is simple and slow: `nt` passes per
 //! point for the divergence and `d * nt` nested passes per point for the VJP.
 
-use crate::field::{contract_tangents, Trace, VectorField, VjpInput, VjpOutput};
+use crate::field::{
+    contract_tangents, frobenius_from_tangents, kinetic_from_v, Integrands, Trace, VectorField,
+    VjpInput, VjpOutput,
+};
 use crate::real::{cast, Real};
 use autodiff::{F, FT};
 use num_traits::Float;
@@ -134,6 +137,27 @@ impl<T: Real, G: GenericField> VectorField<T> for DualField<G> {
         }
         let norm = trace.norm(batch, d);
         contract_tangents(batch, nt, d, norm, &s.tangents, &s.jt, div);
+    }
+
+    /// `|J u_p|^2` from the dual tangents of the divergence pass (no extra evaluations).
+    fn eval_penalties_batch(
+        &self,
+        s: &mut DualScratch<T>,
+        t: T,
+        z: &[T],
+        trace: &Trace<T>,
+        out: Integrands<'_, T>,
+    ) {
+        let d = self.inner.dim();
+        let batch = z.len() / d;
+        self.eval_div_batch(s, t, z, trace, out.v, out.div);
+        if !out.kinetic.is_empty() {
+            kinetic_from_v(d, out.v, out.kinetic);
+        }
+        if !out.frobenius.is_empty() {
+            let (nt, norm) = (trace.tangents_per_point(batch, d), trace.norm(batch, d));
+            frobenius_from_tangents(batch, nt, d, norm, &s.jt, out.frobenius);
+        }
     }
 
     fn vjp_batch(&self, s: &mut DualScratch<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {

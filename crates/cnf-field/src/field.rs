@@ -157,7 +157,146 @@ pub trait VectorField<T: Real>: Send + Sync {
     /// `input.a_v (B, d)` and `input.a_div (B)`: ACCUMULATES (`+=`) `d/dz [a_v.v + a_div.div]`
     /// into `out.g_z (B, d)` and `d/dtheta` of the same (summed over the batch) into
     /// `out.g_theta (num_params)`. Also writes `out.v` and `out.div` computed on the way.
+    ///
+    /// Fields whose [`VectorField::differentiates_penalties`] is true also take the penalty
+    /// cotangents `input.a_kinetic`, `input.a_frobenius` (empty = zero) into both gradients and
+    /// write the penalty integrands into `out.kinetic`, `out.frobenius` (empty = not wanted).
     fn vjp_batch(&self, s: &mut Self::Scratch, input: VjpInput<'_, T>, out: VjpOutput<'_, T>);
+
+    /// `v`, the divergence and the RNODE penalty integrands of every point (Finlay et al. 2020):
+    /// `kinetic[b] = |v_b|^2` and `frobenius[b]`, the squared Frobenius norm of `dv/dz` at
+    /// `z_b`: exact for [`Trace::Exact`], an unbiased estimate `mean_p |J u_p|^2` (or
+    /// `|J^T u_p|^2`) from the Hutchinson probes otherwise (any probes with `E[u u^T] = I`).
+    ///
+    /// The default runs `eval_div_batch` and then one `vjp_batch` per tangent direction
+    /// (`|J^T u_p|^2`), allocating its buffers: correct for any field, slow. Fields with
+    /// forward tangents (the MLP, the linear field, dual numbers) override it and read
+    /// `|J u_p|^2` off the tangents the divergence already computed, at no extra passes.
+    fn eval_penalties_batch(
+        &self,
+        s: &mut Self::Scratch,
+        t: T,
+        z: &[T],
+        trace: &Trace<T>,
+        out: Integrands<'_, T>,
+    ) {
+        let d = self.dim();
+        let batch = z.len() / d.max(1);
+        let Integrands {
+            v,
+            div,
+            kinetic,
+            frobenius,
+        } = out;
+        self.eval_div_batch(s, t, z, trace, v, div);
+        if !kinetic.is_empty() {
+            kinetic_from_v(d, v, kinetic);
+        }
+        if frobenius.is_empty() {
+            return;
+        }
+        let nt = trace.tangents_per_point(batch, d);
+        let norm = trace.norm(batch, d);
+        let mut u = vec![T::zero(); batch * nt * d];
+        trace.fill_tangents(batch, d, &mut u);
+        let zero = T::zero();
+        let (mut a_v, a_div) = (vec![zero; batch * d], vec![zero; batch]);
+        let (mut v2, mut div2, mut g_z) = (vec![zero; batch * d], vec![zero; batch], vec![zero; batch * d]);
+        let mut g_theta = vec![zero; self.num_params()];
+        frobenius[..batch].fill(zero);
+        for p in 0..nt {
+            for b in 0..batch {
+                a_v[b * d..][..d].copy_from_slice(&u[(b * nt + p) * d..][..d]);
+            }
+            g_z.fill(zero);
+            let input = VjpInput::new(t, z, Trace::Hutchinson(&[]), &a_v, &a_div);
+            let out = VjpOutput::new(&mut v2, &mut div2, &mut g_z, &mut g_theta);
+            self.vjp_batch(s, input, out);
+            for (f, row) in frobenius[..batch].iter_mut().zip(g_z.chunks_exact(d)) {
+                *f = *f + norm * row.iter().fold(zero, |acc, &x| acc + x * x);
+            }
+        }
+    }
+
+    /// Whether `vjp_batch` differentiates the penalty integrands (see
+    /// [`VectorField::eval_penalties_batch`]); regularised training needs it. Default: no.
+    fn differentiates_penalties(&self) -> bool {
+        false
+    }
+}
+
+/// `kinetic[b] = |v_b|^2` for `v (B, d)`.
+pub fn kinetic_from_v<T: Real>(dim: usize, v: &[T], kinetic: &mut [T]) {
+    for (k, row) in kinetic.iter_mut().zip(v.chunks_exact(dim)) {
+        *k = row.iter().fold(T::zero(), |acc, &x| acc + x * x);
+    }
+}
+
+/// `frobenius[b] = norm * sum_p |jt[b,p,:]|^2` for tangent images `jt = J u`, `(B * nt, d)`.
+pub fn frobenius_from_tangents<T: Real>(
+    batch: usize,
+    nt: usize,
+    dim: usize,
+    norm: T,
+    jt: &[T],
+    frobenius: &mut [T],
+) {
+    let row = nt * dim;
+    for (b, f) in frobenius[..batch].iter_mut().enumerate() {
+        *f = norm
+            * jt[b * row..][..row]
+                .iter()
+                .fold(T::zero(), |acc, &x| acc + x * x);
+    }
+}
+
+/// Adds the penalty cotangents to the output cotangents of a reverse pass:
+/// `g_v[b,:] += 2 a_kinetic[b] v[b,:]` and `g_jt[b,p,:] += 2 a_frobenius[b] norm jt[b,p,:]`
+/// (empty cotangent slices are zero).
+#[allow(clippy::too_many_arguments)]
+pub fn seed_penalty_cotangents<T: Real>(
+    batch: usize,
+    nt: usize,
+    dim: usize,
+    norm: T,
+    input: &VjpInput<'_, T>,
+    v: &[T],
+    jt: &[T],
+    g_v: &mut [T],
+    g_jt: &mut [T],
+) {
+    let two = T::one() + T::one();
+    if !input.a_kinetic.is_empty() {
+        for b in 0..batch {
+            let scale = two * input.a_kinetic[b];
+            for (g, &x) in g_v[b * dim..][..dim].iter_mut().zip(&v[b * dim..][..dim]) {
+                *g = *g + scale * x;
+            }
+        }
+    }
+    if !input.a_frobenius.is_empty() {
+        let row = nt * dim;
+        for b in 0..batch {
+            let scale = two * input.a_frobenius[b] * norm;
+            for (g, &x) in g_jt[b * row..][..row].iter_mut().zip(&jt[b * row..][..row]) {
+                *g = *g + scale * x;
+            }
+        }
+    }
+}
+
+/// What [`VectorField::eval_penalties_batch`] writes: `v (B, d)`, the divergence `(B)` and
+/// the penalty integrands `(B)` each (an empty penalty slice is not computed).
+#[derive(Debug)]
+pub struct Integrands<'a, T> {
+    /// `v(t, z)`, `(B, d)`.
+    pub v: &'a mut [T],
+    /// Divergence, `(B)`.
+    pub div: &'a mut [T],
+    /// `|v|^2` per point, `(B)` or empty.
+    pub kinetic: &'a mut [T],
+    /// `|dv/dz|_F^2` (or its estimate) per point, `(B)` or empty.
+    pub frobenius: &'a mut [T],
 }
 
 /// What [`VectorField::vjp_batch`] reads: the point `(t, z)`, how the divergence is taken, and
@@ -174,6 +313,37 @@ pub struct VjpInput<'a, T> {
     pub a_v: &'a [T],
     /// Cotangent of `div`, `(B)`.
     pub a_div: &'a [T],
+    /// Cotangent of the kinetic integrand `|v|^2`, `(B)`; empty = zero.
+    pub a_kinetic: &'a [T],
+    /// Cotangent of the Frobenius integrand `|dv/dz|_F^2`, `(B)`; empty = zero.
+    pub a_frobenius: &'a [T],
+}
+
+impl<'a, T> VjpInput<'a, T> {
+    /// The point `(t, z)`, the trace, and the cotangents of `v` and `div` (no penalties).
+    pub fn new(t: T, z: &'a [T], trace: Trace<'a, T>, a_v: &'a [T], a_div: &'a [T]) -> Self {
+        Self {
+            t,
+            z,
+            trace,
+            a_v,
+            a_div,
+            a_kinetic: &[],
+            a_frobenius: &[],
+        }
+    }
+
+    /// The same input with cotangents of the penalty integrands (`(B)` each, or empty).
+    pub fn with_penalties(mut self, a_kinetic: &'a [T], a_frobenius: &'a [T]) -> Self {
+        self.a_kinetic = a_kinetic;
+        self.a_frobenius = a_frobenius;
+        self
+    }
+
+    /// Whether any penalty cotangent is given.
+    pub fn has_penalties(&self) -> bool {
+        !self.a_kinetic.is_empty() || !self.a_frobenius.is_empty()
+    }
 }
 
 /// What [`VectorField::vjp_batch`] writes: `v` and `div` (overwritten) and the gradients `g_z`
@@ -189,17 +359,30 @@ pub struct VjpOutput<'a, T> {
     /// `+= d/dtheta` of the same summed over the batch, `(num_params)` (may be empty for
     /// parameter-free fields).
     pub g_theta: &'a mut [T],
+    /// Kinetic integrand `|v|^2` per point, `(B)`; empty = not wanted.
+    pub kinetic: &'a mut [T],
+    /// Frobenius integrand per point, `(B)`; empty = not wanted.
+    pub frobenius: &'a mut [T],
 }
 
 impl<'a, T> VjpOutput<'a, T> {
-    /// The outputs `(v, div, g_z, g_theta)`.
+    /// The outputs `(v, div, g_z, g_theta)` (no penalty integrands).
     pub fn new(v: &'a mut [T], div: &'a mut [T], g_z: &'a mut [T], g_theta: &'a mut [T]) -> Self {
         Self {
             v,
             div,
             g_z,
             g_theta,
+            kinetic: &mut [],
+            frobenius: &mut [],
         }
+    }
+
+    /// The same outputs, also writing the penalty integrands (`(B)` each, or empty).
+    pub fn with_penalties(mut self, kinetic: &'a mut [T], frobenius: &'a mut [T]) -> Self {
+        self.kinetic = kinetic;
+        self.frobenius = frobenius;
+        self
     }
 }
 

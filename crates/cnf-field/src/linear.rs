@@ -4,9 +4,10 @@
 
 use crate::dual::{grow, param, GenericField};
 use crate::error::{check_finite, check_len, FieldError};
-use crate::field::{Trace, VectorField, VjpInput, VjpOutput};
+use crate::field::{kinetic_from_v, Integrands, Trace, VectorField, VjpInput, VjpOutput};
 use crate::real::Real;
 use num_traits::Float;
+use std::borrow::Cow;
 
 /// `v(t, z) = A z + b` (time-independent). Parameters: `A (d, d)` row-major, then `b (d)`.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +40,41 @@ impl<T: Real> Linear<T> {
     /// The offset `b`.
     pub fn b(&self) -> &[T] {
         &self.params[self.dim * self.dim..]
+    }
+}
+
+impl<T: Real> Linear<T> {
+    /// `|v|^2` and `norm * sum_p |A u_p|^2` from `v` and the tangents in `s` (empty outputs
+    /// are skipped).
+    fn penalties(
+        &self,
+        s: &[T],
+        batch: usize,
+        trace: &Trace<T>,
+        v: &[T],
+        kinetic: &mut [T],
+        frobenius: &mut [T],
+    ) {
+        let d = self.dim;
+        if !kinetic.is_empty() {
+            kinetic_from_v(d, v, kinetic);
+        }
+        if frobenius.is_empty() {
+            return;
+        }
+        let nt = trace.tangents_per_point(batch, d);
+        let norm = trace.norm(batch, d);
+        let a = self.a();
+        for (b, f) in frobenius[..batch].iter_mut().enumerate() {
+            let mut acc = T::zero();
+            for u in s[b * nt * d..][..nt * d].chunks_exact(d) {
+                for row in a.chunks_exact(d) {
+                    let au = row.iter().zip(u).fold(T::zero(), |acc, (&x, &y)| acc + x * y);
+                    acc = acc + au * au;
+                }
+            }
+            *f = norm * acc;
+        }
     }
 }
 
@@ -120,15 +156,47 @@ impl<T: Real> VectorField<T> for Linear<T> {
         }
     }
 
+    fn eval_penalties_batch(
+        &self,
+        s: &mut Vec<T>,
+        t: T,
+        z: &[T],
+        trace: &Trace<T>,
+        out: Integrands<'_, T>,
+    ) {
+        // Fills the tangents in `s` as a side effect.
+        self.eval_div_batch(s, t, z, trace, out.v, out.div);
+        self.penalties(s, z.len() / self.dim, trace, out.v, out.kinetic, out.frobenius);
+    }
+
+    fn differentiates_penalties(&self) -> bool {
+        true
+    }
+
     fn vjp_batch(&self, s: &mut Vec<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
         let VjpInput { t, z, trace, .. } = input;
-        let (a_v, a_div, g_z) = (input.a_v, input.a_div, out.g_z);
+        let (a_div, g_z) = (input.a_div, out.g_z);
         // Fills the tangents in `s` as a side effect.
         self.eval_div_batch(s, t, z, &trace, out.v, out.div);
         let d = self.dim;
         let batch = z.len() / d;
         let nt = trace.tangents_per_point(batch, d);
         let norm = trace.norm(batch, d);
+        self.penalties(s, batch, &trace, out.v, out.kinetic, out.frobenius);
+        // The kinetic term |v|^2 only adds 2 a_kinetic v to the cotangent of v.
+        let two = T::one() + T::one();
+        let a_v: Cow<[T]> = if input.a_kinetic.is_empty() {
+            Cow::Borrowed(input.a_v)
+        } else {
+            let mut a_v = input.a_v.to_vec();
+            for (b, row) in a_v.chunks_exact_mut(d).enumerate() {
+                let scale = two * input.a_kinetic[b];
+                for (g, &x) in row.iter_mut().zip(&out.v[b * d..][..d]) {
+                    *g = *g + scale * x;
+                }
+            }
+            Cow::Owned(a_v)
+        };
         let (g_a, g_b) = out.g_theta.split_at_mut(d * d);
         let a = self.a();
         for b in 0..batch {
@@ -144,12 +212,15 @@ impl<T: Real> VectorField<T> for Linear<T> {
                     g_a[i * d + j] = g_a[i * d + j] + avb[i] * zb[j];
                 }
             }
-            // d/dA of norm * sum_p u_p^T A u_p is norm * sum_p u_p u_p^T.
+            // d/dA of norm * sum_p u_p^T A u_p is norm * sum_p u_p u_p^T, and of
+            // norm * sum_p |A u_p|^2 it is 2 norm * sum_p (A u_p) u_p^T.
             let scale = a_div[b] * norm;
+            let a_frob = input.a_frobenius.get(b).map_or(T::zero(), |&f| two * f * norm);
             for u in s[b * nt * d..][..nt * d].chunks_exact(d) {
                 for i in 0..d {
+                    let au = (0..d).fold(T::zero(), |acc, j| acc + a[i * d + j] * u[j]);
                     for j in 0..d {
-                        g_a[i * d + j] = g_a[i * d + j] + scale * u[i] * u[j];
+                        g_a[i * d + j] = g_a[i * d + j] + (scale * u[i] + a_frob * au) * u[j];
                     }
                 }
             }

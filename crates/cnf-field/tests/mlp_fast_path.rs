@@ -102,7 +102,7 @@ proptest! {
         let mut s = m32.scratch(p.batch);
         let (mut v, mut div) = (vec![0.0f32; z.len()], vec![0.0f32; p.batch]);
         let (mut g_z, mut g_th) = (vec![0.0f32; z.len()], vec![0.0f32; m32.num_params()]);
-        let input = VjpInput { t: p.t as f32, z: &z, trace: Trace::Exact, a_v: &a_v, a_div: &a_div };
+        let input = VjpInput::new(p.t as f32, &z, Trace::Exact, &a_v, &a_div);
         m32.vjp_batch(&mut s, input, VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_th));
         let up = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
         for (name, a, b) in [("v", up(&v), v64), ("div", up(&div), div64), ("g_z", up(&g_z), gz64), ("g_theta", up(&g_th), gth64)] {

@@ -33,14 +33,7 @@ fn vjp_input<'a, T>(
     a_v: &'a [T],
     a_div: &'a [T],
 ) -> VjpInput<'a, T> {
-    let trace = trace_of(probes);
-    VjpInput {
-        t,
-        z,
-        trace,
-        a_v,
-        a_div,
-    }
+    VjpInput::new(t, z, trace_of(probes), a_v, a_div)
 }
 
 /// A field bound to a batch of `rows` points, split into blocks evaluated in parallel.

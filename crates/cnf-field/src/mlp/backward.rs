@@ -1,5 +1,7 @@
 //! The reverse pass: one sweep back through the per-layer primal + tangent computation,
-//! giving `d/dz` and `d/dtheta` of `a_v.v + a_div.div` without a general autodiff tape.
+//! giving `d/dz` and `d/dtheta` of `a_v.v + a_div.div` (plus the penalty terms
+//! `a_kinetic |v|^2 + a_frobenius norm sum_p |J u_p|^2`, which only change the seeds: `2 a_kinetic v`
+//! and `2 a_frobenius norm J u_p`) without a general autodiff tape.
 //!
 //! Per layer `a = h W^T + b`, `A = U W^T`, with cotangents `ga (B, out)` and `gA (B*nt, out)`:
 //! `gW += ga^T h + gA^T U`, `gb += sum_b ga`, `gh = ga W`, `gU = gA W`. Through the
@@ -7,23 +9,22 @@
 //! `ga_prev = s'(a) gh + s''(a) sum_p gU_p * A_p` and `gA_prev = s'(a) gU`.
 
 use super::{Mlp, MlpScratch};
-use crate::field::{seed_tangent_cotangents, Trace};
+use crate::field::{seed_penalty_cotangents, seed_tangent_cotangents, VjpInput};
 use crate::real::Real;
 
 impl<T: Real> Mlp<T> {
     /// Reverse pass after `forward(.., second = true, ..)`; accumulates into `g_z`, `g_theta`.
-    #[allow(clippy::too_many_arguments)]
+    /// `v` is the output of that forward pass (for the kinetic penalty's cotangent).
     pub(super) fn backward(
         &self,
         s: &mut MlpScratch<T>,
-        t: T,
         batch: usize,
-        trace: &Trace<T>,
-        a_v: &[T],
-        a_div: &[T],
+        input: &VjpInput<'_, T>,
+        v: &[T],
         g_z: &mut [T],
         g_theta: &mut [T],
     ) {
+        let (t, trace, a_v, a_div) = (input.t, &input.trace, input.a_v, input.a_div);
         let d = self.config.dim;
         let nt = s.nt;
         debug_assert_eq!(a_v.len(), batch * d);
@@ -49,6 +50,11 @@ impl<T: Real> Mlp<T> {
         g_primal[0][..batch * d].copy_from_slice(a_v);
         let norm = trace.norm(batch, d);
         seed_tangent_cotangents(batch, nt, d, norm, a_div, &u[0], &mut g_tangent[0]);
+        if input.has_penalties() {
+            let jt = &tan[self.slots.len() - 1][..batch * nt * d];
+            let (g_v, g_jt) = (&mut g_primal[0][..batch * d], &mut g_tangent[0][..batch * nt * d]);
+            seed_penalty_cotangents(batch, nt, d, norm, input, v, jt, g_v, g_jt);
+        }
 
         let mut cur = 0;
         for (l, slot) in self.slots.iter().enumerate().rev() {

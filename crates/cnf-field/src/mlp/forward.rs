@@ -6,7 +6,7 @@
 
 use super::{LayerSlot, Mlp};
 use crate::dual::grow;
-use crate::field::{contract_tangents, Trace};
+use crate::field::{contract_tangents, frobenius_from_tangents, kinetic_from_v, Trace};
 use crate::real::Real;
 
 /// Work buffers of the MLP fast path (grown on demand, never shrunk).
@@ -225,6 +225,28 @@ impl<T: Real> Mlp<T> {
                     }
                 }
             }
+        }
+    }
+
+    /// The penalty integrands from the last forward pass: `|v|^2` and `norm * sum_p |J u_p|^2`
+    /// (empty outputs are skipped).
+    pub(super) fn penalties(
+        &self,
+        s: &MlpScratch<T>,
+        batch: usize,
+        trace: &Trace<T>,
+        v: &[T],
+        kinetic: &mut [T],
+        frobenius: &mut [T],
+    ) {
+        let d = self.config.dim;
+        if !kinetic.is_empty() {
+            kinetic_from_v(d, v, kinetic);
+        }
+        if !frobenius.is_empty() {
+            let norm = trace.norm(batch, d);
+            let jt = &s.tan[self.slots.len() - 1];
+            frobenius_from_tangents(batch, s.nt, d, norm, jt, frobenius);
         }
     }
 

@@ -10,7 +10,7 @@ pub use forward::MlpScratch;
 
 use crate::dual::{param, GenericField};
 use crate::error::{check_finite, check_len, FieldError};
-use crate::field::{Trace, VectorField, VjpInput, VjpOutput};
+use crate::field::{Integrands, Trace, VectorField, VjpInput, VjpOutput};
 use crate::real::{cast, Real};
 use num_traits::Float;
 use rand::rngs::StdRng;
@@ -412,10 +412,29 @@ impl<T: Real> VectorField<T> for Mlp<T> {
     }
 
     fn vjp_batch(&self, s: &mut MlpScratch<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
-        let (t, z, a_v, a_div, trace) = (input.t, input.z, input.a_v, input.a_div, &input.trace);
+        let (t, z, trace) = (input.t, input.z, &input.trace);
         let batch = z.len() / self.config.dim;
         self.forward(s, t, z, Some(trace), true, out.v);
         self.contract(s, batch, trace, out.div);
-        self.backward(s, t, batch, trace, a_v, a_div, out.g_z, out.g_theta);
+        self.penalties(s, batch, trace, out.v, out.kinetic, out.frobenius);
+        self.backward(s, batch, &input, out.v, out.g_z, out.g_theta);
+    }
+
+    fn eval_penalties_batch(
+        &self,
+        s: &mut MlpScratch<T>,
+        t: T,
+        z: &[T],
+        trace: &Trace<T>,
+        out: Integrands<'_, T>,
+    ) {
+        let batch = z.len() / self.config.dim;
+        self.forward(s, t, z, Some(trace), false, out.v);
+        self.contract(s, batch, trace, out.div);
+        self.penalties(s, batch, trace, out.v, out.kinetic, out.frobenius);
+    }
+
+    fn differentiates_penalties(&self) -> bool {
+        true
     }
 }

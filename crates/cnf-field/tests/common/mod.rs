@@ -30,13 +30,7 @@ pub struct Problem {
 impl Problem {
     /// The VJP input at this problem's time, points and cotangents.
     pub fn input<'a>(&'a self, trace: &Trace<'a, f64>) -> VjpInput<'a, f64> {
-        VjpInput {
-            t: self.t,
-            z: &self.z,
-            trace: *trace,
-            a_v: &self.a_v,
-            a_div: &self.a_div,
-        }
+        VjpInput::new(self.t, &self.z, *trace, &self.a_v, &self.a_div)
     }
 }
 

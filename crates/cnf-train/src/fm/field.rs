@@ -80,13 +80,7 @@ fn vjp_v_only<T: Real, F: VectorField<T> + ?Sized>(
     resize(&mut bufs.a_div, b);
     resize(&mut bufs.div, b);
     bufs.g_z[..n].fill(T::zero());
-    let input = VjpInput {
-        t,
-        z,
-        trace: Trace::Hutchinson(&[]),
-        a_v,
-        a_div: &bufs.a_div[..b],
-    };
+    let input = VjpInput::new(t, z, Trace::Hutchinson(&[]), a_v, &bufs.a_div[..b]);
     let out = VjpOutput::new(v, &mut bufs.div[..b], &mut bufs.g_z[..n], g_theta);
     field.vjp_batch(scratch, input, out);
 }
