@@ -201,7 +201,11 @@ pub trait VectorField<T: Real>: Send + Sync {
         trace.fill_tangents(batch, d, &mut u);
         let zero = T::zero();
         let (mut a_v, a_div) = (vec![zero; batch * d], vec![zero; batch]);
-        let (mut v2, mut div2, mut g_z) = (vec![zero; batch * d], vec![zero; batch], vec![zero; batch * d]);
+        let (mut v2, mut div2, mut g_z) = (
+            vec![zero; batch * d],
+            vec![zero; batch],
+            vec![zero; batch * d],
+        );
         let mut g_theta = vec![zero; self.num_params()];
         frobenius[..batch].fill(zero);
         for p in 0..nt {

@@ -78,8 +78,8 @@ pub mod real;
 pub use dual::{DualField, DualScratch, GenericField};
 pub use error::FieldError;
 pub use field::{
-    gaussian_probes, rademacher_probes, Integrands, ShapeCheck, Trace, VectorField, VjpInput,
-    VjpOutput,
+    gaussian_probes, orthogonal_probes, rademacher_probes, Integrands, ShapeCheck, Trace,
+    VectorField, VjpInput, VjpOutput,
 };
 pub use linear::Linear;
 pub use mlp::{Activation, LayerKind, Mlp, MlpConfig, MlpScratch};

@@ -69,7 +69,10 @@ impl<T: Real> Linear<T> {
             let mut acc = T::zero();
             for u in s[b * nt * d..][..nt * d].chunks_exact(d) {
                 for row in a.chunks_exact(d) {
-                    let au = row.iter().zip(u).fold(T::zero(), |acc, (&x, &y)| acc + x * y);
+                    let au = row
+                        .iter()
+                        .zip(u)
+                        .fold(T::zero(), |acc, (&x, &y)| acc + x * y);
                     acc = acc + au * au;
                 }
             }
@@ -166,7 +169,14 @@ impl<T: Real> VectorField<T> for Linear<T> {
     ) {
         // Fills the tangents in `s` as a side effect.
         self.eval_div_batch(s, t, z, trace, out.v, out.div);
-        self.penalties(s, z.len() / self.dim, trace, out.v, out.kinetic, out.frobenius);
+        self.penalties(
+            s,
+            z.len() / self.dim,
+            trace,
+            out.v,
+            out.kinetic,
+            out.frobenius,
+        );
     }
 
     fn differentiates_penalties(&self) -> bool {
@@ -215,7 +225,10 @@ impl<T: Real> VectorField<T> for Linear<T> {
             // d/dA of norm * sum_p u_p^T A u_p is norm * sum_p u_p u_p^T, and of
             // norm * sum_p |A u_p|^2 it is 2 norm * sum_p (A u_p) u_p^T.
             let scale = a_div[b] * norm;
-            let a_frob = input.a_frobenius.get(b).map_or(T::zero(), |&f| two * f * norm);
+            let a_frob = input
+                .a_frobenius
+                .get(b)
+                .map_or(T::zero(), |&f| two * f * norm);
             for u in s[b * nt * d..][..nt * d].chunks_exact(d) {
                 for i in 0..d {
                     let au = (0..d).fold(T::zero(), |acc, j| acc + a[i * d + j] * u[j]);

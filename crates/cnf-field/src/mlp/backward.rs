@@ -52,7 +52,10 @@ impl<T: Real> Mlp<T> {
         seed_tangent_cotangents(batch, nt, d, norm, a_div, &u[0], &mut g_tangent[0]);
         if input.has_penalties() {
             let jt = &tan[self.slots.len() - 1][..batch * nt * d];
-            let (g_v, g_jt) = (&mut g_primal[0][..batch * d], &mut g_tangent[0][..batch * nt * d]);
+            let (g_v, g_jt) = (
+                &mut g_primal[0][..batch * d],
+                &mut g_tangent[0][..batch * nt * d],
+            );
             seed_penalty_cotangents(batch, nt, d, norm, input, v, jt, g_v, g_jt);
         }
 
