@@ -144,23 +144,38 @@ pub(crate) fn sum_terms<T: Float, K: Stages<T> + ?Sized>(
 type Terms<T> = [(usize, T)];
 
 /// Hairer's scaled error norm of a step from the error weights `(e5, e3)` (e3 empty unless
-/// DOP853) over the components of `y` (the tolerances' norm window).
+/// DOP853) over the components of `y` (the tolerances' norm window): the RMS, or the largest of
+/// the groups' (per-sample) norms.
 #[inline(always)]
 fn scaled_error<T: Float, K: Stages<T> + ?Sized>(
     h: T,
     (y, y_new): (&[T], &[T]),
-    tol: &Tolerances<T>,
+    tol: &mut Tolerances<T>,
     (e5_terms, e3_terms): (&Terms<T>, &Terms<T>),
     k: &K,
     (e5, e3): (&mut [T], &mut [T]),
 ) -> T {
     sum_terms(e5, e5_terms, k);
+    if !e3_terms.is_empty() {
+        sum_terms(e3, e3_terms, k);
+    }
+    if tol.groups_mut().is_some() {
+        let range = tol.norm_range();
+        tol.square_scaled(y, y_new, e5);
+        let r3: &[T] = if e3_terms.is_empty() {
+            &[]
+        } else {
+            tol.square_scaled(y, y_new, e3);
+            e3
+        };
+        let groups = tol.groups_mut().expect("checked above");
+        return groups.error(h, range, e5, r3);
+    }
     let nt: T = lit(y.len() as f64);
     let acc5 = tol.sum_sq_scaled(y, y_new, e5);
     if e3_terms.is_empty() {
         h.abs() * (acc5 / nt).sqrt()
     } else {
-        sum_terms(e3, e3_terms, k);
         let acc3 = tol.sum_sq_scaled(y, y_new, e3);
         let mut deno = acc5 + lit::<T>(0.01) * acc3;
         if deno <= T::zero() {
@@ -270,7 +285,7 @@ impl<T: Float, S: State<T>> Engine<T, S> {
     /// components the tolerances select (all, or a seminorm's window: the others cost nothing).
     /// Uses the scratch buffers, so call it right after `step`.
     #[inline]
-    pub(crate) fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &Tolerances<T>) -> T {
+    pub(crate) fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
         let s = self.tab.stages();
         let e5 = &self.terms[self.rows[s + E5].clone()];
         let e3 = &self.terms[self.rows[s + E3].clone()];

@@ -4,6 +4,7 @@ use std::ops::Range;
 use num_traits::Float;
 
 use crate::error::OdeError;
+use crate::norm::{ErrorNorm, Groups};
 
 /// A tolerance: one value for every component, or one per component.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,10 @@ pub(crate) struct Tolerances<T> {
     atol: Vec<T>,
     /// The components that enter the error norm (all unless a seminorm is asked for).
     norm: Range<usize>,
+    /// Number of components of the state.
+    n: usize,
+    /// The groups of a per-sample norm ([`ErrorNorm::PerSample`]); `None` for the RMS.
+    groups: Option<Groups<T>>,
 }
 
 impl<T: Float> Tolerances<T> {
@@ -65,6 +70,8 @@ impl<T: Float> Tolerances<T> {
             rtol,
             atol,
             norm: 0..n,
+            n,
+            groups: None,
         };
         if (0..n).any(|i| tol.rtol(i) == T::zero() && tol.atol(i) == T::zero()) {
             return Err(OdeError::InvalidTolerance(
@@ -88,6 +95,32 @@ impl<T: Float> Tolerances<T> {
             self.norm = r;
         }
         Ok(self)
+    }
+    /// Combine the components' errors with `norm` (after `with_norm_components`).
+    pub(crate) fn with_error_norm(mut self, norm: &ErrorNorm) -> Result<Self, OdeError<T>> {
+        self.groups = match norm {
+            ErrorNorm::Rms => None,
+            ErrorNorm::PerSample(layout) => Some(Groups::new(layout, self.n, &self.norm)?),
+        };
+        Ok(self)
+    }
+    /// The groups of a per-sample norm, if any.
+    #[inline]
+    pub(crate) fn groups_mut(&mut self) -> Option<&mut Groups<T>> {
+        self.groups.as_mut()
+    }
+    /// Hairer's unnormalised squared norm `sum_i (v_i / scale_i)^2` of `v_i = v(i)` with
+    /// `scale_i = atol_i + rtol_i |y_i|`, over the components of the norm (the initial step's
+    /// norms), or with groups `n * max_g mean_{i in g} (v_i / scale_i)^2`.
+    pub(crate) fn sum_sq(&mut self, y: &[T], v: impl Fn(usize) -> T) -> T {
+        let range = self.norm.clone();
+        let (rtol, atol) = (&self.rtol, &self.atol);
+        let at = |t: &[T], i: usize| if t.len() == 1 { t[0] } else { t[i] };
+        let sq = |i: usize| (v(i) / (at(atol, i) + at(rtol, i) * y[i].abs())).powi(2);
+        match &mut self.groups {
+            None => range.fold(T::zero(), |acc, i| acc + sq(i)),
+            Some(g) => g.sum_sq(range, sq),
+        }
     }
     /// The components that enter the error norm.
     #[inline]
@@ -132,6 +165,23 @@ impl<T: Float> Tolerances<T> {
         }
         acc
     }
+    /// e_i <- (e_i / scale_i)^2, scale_i = atol_i + rtol_i * max(|y_i|, |y_new_i|), over the
+    /// components of the norm (the arguments are those components, as in `sum_sq_scaled`).
+    #[inline]
+    pub(crate) fn square_scaled(&self, y: &[T], y_new: &[T], e: &mut [T]) {
+        let start = self.norm.start;
+        if let (&[rtol], &[atol]) = (&self.rtol[..], &self.atol[..]) {
+            for ((&a, &b), ei) in y.iter().zip(y_new).zip(e) {
+                let r = *ei / (atol + rtol * a.abs().max(b.abs()));
+                *ei = r * r;
+            }
+        } else {
+            for (i, ((&a, &b), ei)) in y.iter().zip(y_new).zip(e).enumerate() {
+                let r = *ei / self.scale(start + i, a.abs().max(b.abs()));
+                *ei = r * r;
+            }
+        }
+    }
 }
 
 /// How steps are chosen.
@@ -166,6 +216,9 @@ pub struct Options<T> {
     /// integrated with the same steps but never limit them: the parameter cotangents of the
     /// backsolve adjoint ([`crate::Differentiation::Backsolve`]) are left out this way.
     pub error_components: Option<Range<usize>>,
+    /// How the components' errors combine into the step's error ([`ErrorNorm::Rms`] by default,
+    /// or the largest per-sample RMS).
+    pub error_norm: ErrorNorm,
 }
 
 impl<T: Float> Default for Options<T> {
@@ -180,6 +233,7 @@ impl<T: Float> Default for Options<T> {
             max_steps: 100_000,
             t_out: Vec::new(),
             error_components: None,
+            error_norm: ErrorNorm::Rms,
         }
     }
 }

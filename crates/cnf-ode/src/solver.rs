@@ -5,6 +5,7 @@ use num_traits::Float;
 use crate::controller::{PiController, StepController};
 use crate::engine::Engine;
 use crate::error::OdeError;
+use crate::norm::ErrorNorm;
 use crate::observer::{Observer, Step};
 use crate::options::{Options, Stepping, Tolerance, Tolerances};
 use crate::solution::{DenseSolution, Solution, Stats};
@@ -100,6 +101,25 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     /// Only the components `range` enter the error norm (a seminorm; default all of them).
     pub fn error_components(mut self, range: std::ops::Range<usize>) -> Self {
         self.options.error_components = Some(range);
+        self
+    }
+    /// How the components' scaled errors combine into the step's error: [`ErrorNorm::Rms`]
+    /// (default) or [`ErrorNorm::PerSample`], the largest per-sample RMS of a batch solved as
+    /// one state. Combines with [`Solver::error_components`]: components outside that range are
+    /// in no group.
+    ///
+    /// ```
+    /// use cnf_ode::{Dopri5, ErrorNorm, SampleLayout, Solver};
+    /// // Two samples of y' = -k y, rates 1 and 50, as one state of 2 rows of width 1.
+    /// let solver = Solver::new(Dopri5).rtol(1e-6).atol(1e-9)
+    ///     .error_norm(ErrorNorm::PerSample(SampleLayout::rows(2, 1)));
+    /// let sol = solver.solve(|_t, y, dy| { dy[0] = -y[0]; dy[1] = -50.0 * y[1]; },
+    ///     0.0, 0.1, &[1.0, 1.0])?;
+    /// assert!((sol.y[1] - (-5.0f64).exp()).abs() < 1e-7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn error_norm(mut self, norm: ErrorNorm) -> Self {
+        self.options.error_norm = norm;
         self
     }
     /// Replace the step-size controller (default: [`PiController::for_tableau`]) by any
@@ -204,8 +224,9 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
                 "the initial state has no components".into(),
             ));
         }
-        let tol = Tolerances::new(&self.options.rtol, &self.options.atol, n)?
-            .with_norm_components(self.options.error_components.clone())?;
+        let mut tol = Tolerances::new(&self.options.rtol, &self.options.atol, n)?
+            .with_norm_components(self.options.error_components.clone())?
+            .with_error_norm(&self.options.error_norm)?;
         self.check_span(t0, t1)?;
         if y0.as_slice().iter().any(|x| !x.is_finite()) {
             return Err(OdeError::NonFinite {
@@ -239,7 +260,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
                     }
                     let mut ctrl = self.controller.clone();
                     ctrl.reset();
-                    run.adaptive(sys, &self.options, &tol, &mut ctrl, observer)?;
+                    run.adaptive(sys, &self.options, &mut tol, &mut ctrl, observer)?;
                 }
             }
         }
@@ -424,7 +445,7 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         &mut self,
         sys: &mut F,
         opts: &Options<T>,
-        tol: &Tolerances<T>,
+        tol: &mut Tolerances<T>,
         ctrl: &mut C,
         observer: &mut O,
     ) -> Result<(), OdeError<T>>
@@ -508,7 +529,7 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
     fn initial_step<F: OdeSystem<T, S>>(
         &mut self,
         sys: &mut F,
-        tol: &Tolerances<T>,
+        tol: &mut Tolerances<T>,
         h_max: T,
     ) -> T {
         let tab = self.engine.tab;
@@ -516,12 +537,8 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         let (y0, y1) = split(&mut self.ys, self.cur);
         let y0 = y0.as_slice();
         let f0 = self.engine.k[0].as_slice();
-        let (mut dnf, mut dny) = (T::zero(), T::zero());
-        for i in tol.norm_range() {
-            let sk = tol.scale(i, y0[i].abs());
-            dnf = dnf + (f0[i] / sk).powi(2);
-            dny = dny + (y0[i] / sk).powi(2);
-        }
+        let dnf = tol.sum_sq(y0, |i| f0[i]);
+        let dny = tol.sum_sq(y0, |i| y0[i]);
         let tiny: T = lit(1e-10);
         let mut h = if dnf <= tiny || dny <= tiny {
             lit(1e-6)
@@ -542,11 +559,7 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
             self.engine.k[scratch].as_slice(),
         );
         let y0 = self.ys[self.cur].as_slice();
-        let mut der2 = T::zero();
-        for i in tol.norm_range() {
-            let sk = tol.scale(i, y0[i].abs());
-            der2 = der2 + ((f1[i] - f0[i]) / sk).powi(2);
-        }
+        let der2 = tol.sum_sq(y0, |i| f1[i] - f0[i]);
         let der2 = der2.sqrt() / h;
         let der12 = der2.abs().max(dnf.sqrt());
         let h1 = if der12 <= lit(1e-15) {

@@ -4,6 +4,7 @@ use num_traits::Float;
 use super::{terminal, GradSolution, VjpOut, VjpSystem};
 use crate::controller::StepController;
 use crate::error::OdeError;
+use crate::norm::ErrorNorm;
 use crate::solver::Solver;
 use crate::tableau::RkMethod;
 
@@ -63,8 +64,14 @@ where
     } else {
         0..2 * n + p
     };
+    // A per-sample norm groups each sample's state with its cotangent (`a_p` is shared).
+    let grouped = match &solver.options().error_norm {
+        ErrorNorm::Rms => ErrorNorm::Rms,
+        ErrorNorm::PerSample(layout) => ErrorNorm::PerSample(layout.twice(n)),
+    };
     let back = solver
         .clone()
+        .error_norm(grouped)
         .rtol(rtol)
         .atol(atol)
         .error_components(norm)
