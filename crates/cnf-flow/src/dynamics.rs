@@ -4,7 +4,9 @@
 //! State layouts (one contiguous `Vec<T>` per solve, batch-major so the field sees a `(B, d)`
 //! matrix without copies):
 //! - [`Transport`]: `[z (B*d)]`, dz/dt = v;
-//! - [`Augmented`]: `[z (B*d), D (B)]`, dz/dt = v, dD/dt = +tr(dv/dz). It is also a
+//! - [`Augmented`]: `[z (B*d), D (B)]`, dz/dt = v, dD/dt = +tr(dv/dz), and with penalties
+//!   `[z, D, K (B), J (B)]`, dK/dt = |v|^2, dJ/dt = |dv/dz|_F^2 (RNODE's regularisers,
+//!   integrated along the same solve and left out of its error norm). It is also a
 //!   [`VjpSystem`] (the field's VJPs in z and theta; nothing depends on D), so `cnf-ode`
 //!   differentiates its solves ([`cnf_ode::Solver::solve_with_gradient`]): the continuous
 //!   adjoint `[z, D, a_z, a_D, a_theta]` and the reverse pass through the steps are `cnf-ode`'s.
@@ -24,7 +26,7 @@ impl<T: Real, F: VectorField<T>> OdeSystem<T, Vec<T>> for Transport<'_, T, F> {
     }
 }
 
-/// (z, D) with dD/dt = +tr(dv/dz).
+/// (z, D) with dD/dt = +tr(dv/dz), and optionally the penalty integrals (K, J).
 pub struct Augmented<'a, T: Real, F: VectorField<T>> {
     pub(crate) rows: RowParallel<'a, T, F>,
     /// B * d: where D starts.
@@ -33,8 +35,7 @@ pub struct Augmented<'a, T: Real, F: VectorField<T>> {
 
 impl<T: Real, F: VectorField<T>> OdeSystem<T, Vec<T>> for Augmented<'_, T, F> {
     fn rhs(&mut self, t: T, y: &Vec<T>, dy: &mut Vec<T>) {
-        let (v, div) = dy.split_at_mut(self.split);
-        self.rows.eval_div(t, &y[..self.split], v, div);
+        self.rows.eval_div(t, &y[..self.split], dy);
     }
 }
 
@@ -43,11 +44,11 @@ impl<T: Real, F: VectorField<T>> VjpSystem<T> for Augmented<'_, T, F> {
         self.rows.num_params()
     }
     fn rhs(&mut self, t: T, y: &[T], dy: &mut [T]) {
-        let (v, div) = dy.split_at_mut(self.split);
-        self.rows.eval_div(t, &y[..self.split], v, div);
+        self.rows.eval_div(t, &y[..self.split], dy);
     }
-    /// The cotangent `a = [a_z, a_D]`: the field's VJP of (v, div) in z and theta; f does not
-    /// depend on D, so nothing is added to the D part of `a_y`.
+    /// The cotangent `a = [a_z, a_D (, a_K, a_J)]`: the field's VJP of (v, div (, |v|^2,
+    /// |dv/dz|_F^2)) in z and theta; f does not depend on D, K or J, so nothing is added to
+    /// those parts of `a_y`.
     fn vjp(&mut self, t: T, y: &[T], a: &[T], out: VjpOut<'_, T>) {
         self.rows.vjp(t, &y[..self.split], a, out);
     }

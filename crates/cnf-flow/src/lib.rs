@@ -53,5 +53,5 @@ mod rows;
 
 pub use error::FlowError;
 pub use flow::{log_normal, Batching, Cnf, Density, Trajectory, Transported};
-pub use grad::{GradMethod, LossGrad};
+pub use grad::{GradMethod, LossGrad, LossOptions, Regularisation};
 pub use integrator::Integrator;

@@ -1,7 +1,7 @@
 //! The field evaluated over blocks of rows in parallel, so one whole-batch solve (shared steps)
 //! uses every core. Each block has its own scratch (and its slice of the Hutchinson probes);
 //! parameter gradients are summed over the blocks.
-use cnf_field::field::{VjpInput, VjpOutput};
+use cnf_field::field::{Integrands, VjpInput, VjpOutput};
 use cnf_field::{Real, Trace, VectorField};
 use cnf_ode::VjpOut;
 use rayon::prelude::*;
@@ -36,13 +36,35 @@ fn vjp_input<'a, T>(
     VjpInput::new(t, z, trace_of(probes), a_v, a_div)
 }
 
+/// `buf` in blocks of `rows` (a per-row penalty buffer), or one empty slice per block if it
+/// is empty (no penalties).
+fn per_block<T: Sync>(buf: &[T], rows: usize, blocks: usize) -> Vec<&[T]> {
+    if buf.is_empty() {
+        vec![&buf[..0]; blocks]
+    } else {
+        buf.chunks(rows).collect()
+    }
+}
+
+/// Mutable version of [`per_block`].
+fn per_block_mut<T: Send>(buf: &mut [T], rows: usize, blocks: usize) -> Vec<&mut [T]> {
+    if buf.is_empty() {
+        (0..blocks).map(|_| &mut [][..]).collect()
+    } else {
+        buf.chunks_mut(rows).collect()
+    }
+}
+
 /// A field bound to a batch of `rows` points, split into blocks evaluated in parallel.
 pub struct RowParallel<'a, T: Real, F: VectorField<T>> {
     field: &'a F,
     dim: usize,
+    rows: usize,
     /// Rows per block (the last block may be shorter).
     block: usize,
     blocks: Vec<Block<T, F::Scratch>>,
+    /// Whether the right-hand side carries the penalty integrands `[kinetic, frobenius]`.
+    penalties: bool,
 }
 
 impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
@@ -84,9 +106,18 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
         Self {
             field,
             dim,
+            rows,
             block,
             blocks,
+            penalties: false,
         }
+    }
+
+    /// The same rows, also computing the penalty integrands `|v|^2` and `|dv/dz|_F^2` (one
+    /// block of `rows` values each, after the divergence) in `eval_div` and `vjp`.
+    pub fn with_penalties(mut self, penalties: bool) -> Self {
+        self.penalties = penalties;
+        self
     }
 
     /// Number of parameters of the field.
@@ -104,34 +135,65 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             .for_each(|((b, z), v)| field.eval_batch(&mut b.scratch, t, z, v));
     }
 
-    /// v (rows, d) and the divergence (rows).
-    pub fn eval_div(&mut self, t: T, z: &[T], v: &mut [T], div: &mut [T]) {
+    /// The right-hand side `f = [v (rows, d), div (rows), penalties (rows each)]` at `z`.
+    pub fn eval_div(&mut self, t: T, z: &[T], f: &mut [T]) {
         let (field, bd, br) = (self.field, self.block * self.dim, self.block);
+        let (v, rest) = f.split_at_mut(z.len());
+        let (div, tail) = rest.split_at_mut(self.rows);
+        if !self.penalties {
+            self.blocks
+                .par_iter_mut()
+                .zip(z.par_chunks(bd))
+                .zip(v.par_chunks_mut(bd))
+                .zip(div.par_chunks_mut(br))
+                .for_each(|(((b, z), v), div)| {
+                    let trace = trace_of(&b.probes);
+                    field.eval_div_batch(&mut b.scratch, t, z, &trace, v, div);
+                });
+            return;
+        }
+        let (kin, frob) = tail.split_at_mut(self.rows);
         self.blocks
             .par_iter_mut()
             .zip(z.par_chunks(bd))
             .zip(v.par_chunks_mut(bd))
             .zip(div.par_chunks_mut(br))
-            .for_each(|(((b, z), v), div)| {
+            .zip(kin.par_chunks_mut(br))
+            .zip(frob.par_chunks_mut(br))
+            .for_each(|(((((b, z), v), div), kinetic), frobenius)| {
                 let trace = trace_of(&b.probes);
-                field.eval_div_batch(&mut b.scratch, t, z, &trace, v, div);
+                let out = Integrands {
+                    v,
+                    div,
+                    kinetic,
+                    frobenius,
+                };
+                field.eval_penalties_batch(&mut b.scratch, t, z, &trace, out);
             });
     }
 
-    /// The field's `vjp_batch` over all rows, for the augmented state `[z (rows, d), D (rows)]`
-    /// (only `z` is read): with the cotangent `a = [a_v (rows, d), a_div (rows)]`, writes
-    /// `[v, div]` into `out.f` and accumulates d/dz into `out.a_y[..rows * d]` (nothing depends
-    /// on D) and d/dtheta into `out.a_p`.
+    /// The field's `vjp_batch` over all rows, for the augmented state `[z (rows, d), D (rows),
+    /// penalties (rows each)]` (only `z` is read): with the cotangent `a` of the same layout,
+    /// writes the right-hand side into `out.f` and accumulates d/dz into `out.a_y[..rows * d]`
+    /// (nothing depends on D or the penalty integrals) and d/dtheta into `out.a_p`.
     pub fn vjp(&mut self, t: T, z: &[T], a: &[T], out: VjpOut<'_, T>) {
         let n = z.len();
-        let (a_v, a_div) = a.split_at(n);
-        let (v, div) = out.f.split_at_mut(n);
+        let rows = self.rows;
+        let pen = if self.penalties { rows } else { 0 };
+        let (a_v, a_rest) = a.split_at(n);
+        let (a_div, a_tail) = a_rest.split_at(rows);
+        let (a_kin, a_frob) = a_tail[..2 * pen].split_at(pen);
+        let (v, f_rest) = out.f.split_at_mut(n);
+        let (div, f_tail) = f_rest.split_at_mut(rows);
+        let (kin, frob) = f_tail[..2 * pen].split_at_mut(pen);
         let g_z = &mut out.a_y[..n];
         let g_theta = out.a_p;
         let (field, bd, br) = (self.field, self.block * self.dim, self.block);
+        let nb = self.blocks.len();
         if let [b] = self.blocks.as_mut_slice() {
-            let input = vjp_input(&b.probes, t, z, a_v, a_div);
-            field.vjp_batch(&mut b.scratch, input, VjpOutput::new(v, div, g_z, g_theta));
+            let input = vjp_input(&b.probes, t, z, a_v, a_div).with_penalties(a_kin, a_frob);
+            let out = VjpOutput::new(v, div, g_z, g_theta).with_penalties(kin, frob);
+            field.vjp_batch(&mut b.scratch, input, out);
             return;
         }
         self.blocks
@@ -142,12 +204,18 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             .zip(v.par_chunks_mut(bd))
             .zip(div.par_chunks_mut(br))
             .zip(g_z.par_chunks_mut(bd))
-            .for_each(|((((((b, z), a_v), a_div), v), div), g_z)| {
-                b.g_theta.fill(T::zero());
-                let input = vjp_input(&b.probes, t, z, a_v, a_div);
-                let out = VjpOutput::new(v, div, g_z, &mut b.g_theta);
-                field.vjp_batch(&mut b.scratch, input, out);
-            });
+            .zip(per_block(a_kin, br, nb).into_par_iter())
+            .zip(per_block(a_frob, br, nb).into_par_iter())
+            .zip(per_block_mut(kin, br, nb).into_par_iter())
+            .zip(per_block_mut(frob, br, nb).into_par_iter())
+            .for_each(
+                |((((((((((b, z), a_v), a_div), v), div), g_z), a_k), a_f), k), f)| {
+                    b.g_theta.fill(T::zero());
+                    let input = vjp_input(&b.probes, t, z, a_v, a_div).with_penalties(a_k, a_f);
+                    let out = VjpOutput::new(v, div, g_z, &mut b.g_theta).with_penalties(k, f);
+                    field.vjp_batch(&mut b.scratch, input, out);
+                },
+            );
         for b in &self.blocks {
             for (g, &x) in g_theta.iter_mut().zip(&b.g_theta) {
                 *g = *g + x;

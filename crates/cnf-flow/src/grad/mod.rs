@@ -11,6 +11,13 @@
 //! - [`GradMethod::Backprop`] ([`Differentiation::Discretise`]): discretise-then-optimise;
 //!   exact reverse mode through the accepted steps of the forward solve (their stages are
 //!   kept), the gradient of exactly the computed loss for that step sequence.
+//!
+//! [`Cnf::loss_and_grad_with`] adds RNODE's regularisers ([`Regularisation`]: the kinetic
+//! energy `K = int |v|^2 dt` and the Jacobian Frobenius norm `J = int |dv/dz|_F^2 dt`, Finlay et
+//! al. 2020) as two more integrated states per point, `[z, D, K, J]`, left out of the forward
+//! solve's error norm; their cotangents at the end time are the weights over B, carried back by
+//! the same two methods. It also takes the end time of the solve (STEER, Ghosh et al. 2020,
+//! draws it per iteration).
 use cnf_field::{Real, Trace, VectorField};
 use cnf_ode::{Differentiation, Stats};
 
@@ -57,12 +64,77 @@ impl<T> GradMethod<T> {
     }
 }
 
+/// RNODE's regularisers: weights of the batch means of `K = int_0^T |v|^2 dt` (kinetic energy,
+/// sum over dimensions) and `J = int_0^T |dv/dz|_F^2 dt` (Jacobian Frobenius norm; estimated
+/// from the Hutchinson probes when the trace is, exact with the exact trace) added to the loss.
+///
+/// RNODE's code weighs `0.5 * mean over dimensions` of the same integrands, so its weight `w`
+/// is `w / (2 d)` here.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Regularisation<T> {
+    /// Weight of the kinetic energy.
+    pub kinetic: T,
+    /// Weight of the Jacobian Frobenius norm.
+    pub frobenius: T,
+}
+
+impl<T: Real> Regularisation<T> {
+    /// No regularisation.
+    pub fn none() -> Self {
+        Self {
+            kinetic: T::zero(),
+            frobenius: T::zero(),
+        }
+    }
+
+    /// Whether any weight is non-zero (the penalty states are integrated only then).
+    pub fn is_active(&self) -> bool {
+        self.kinetic != T::zero() || self.frobenius != T::zero()
+    }
+
+    /// Weights must be finite and non-negative.
+    pub fn validate(&self) -> Result<(), FlowError> {
+        for (name, w) in [("kinetic", self.kinetic), ("frobenius", self.frobenius)] {
+            if !w.is_finite() || w < T::zero() {
+                return Err(FlowError::Invalid(format!(
+                    "the {name} regularisation weight must be finite and >= 0, got {w}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a training solve optimises besides the likelihood, and until when it integrates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossOptions<T> {
+    /// RNODE's regularisers (none by default).
+    pub regularisation: Regularisation<T>,
+    /// End time `T` of the solve: 1, or a STEER draw from `[1 - b, 1 + b]`.
+    pub end_time: T,
+}
+
+impl<T: Real> Default for LossOptions<T> {
+    fn default() -> Self {
+        Self {
+            regularisation: Regularisation::none(),
+            end_time: T::one(),
+        }
+    }
+}
+
 /// Loss, gradient and the work of both passes.
 #[derive(Debug, Clone)]
 pub struct LossGrad<T> {
-    /// Mean negative log-likelihood of the batch.
+    /// Mean negative log-likelihood of the batch (at the solve's end time).
     pub loss: T,
-    /// dL/dtheta, one entry per parameter of the field.
+    /// The weighted regularisers, `w_K mean K + w_J mean J` (0 without regularisation).
+    pub penalty: T,
+    /// Mean over the batch of `K = int |v|^2 dt`, when regularised.
+    pub kinetic: Option<T>,
+    /// Mean over the batch of `J = int |dv/dz|_F^2 dt`, when regularised.
+    pub frobenius: Option<T>,
+    /// d(loss + penalty)/dtheta, one entry per parameter of the field.
     pub grad: Vec<T>,
     /// dL/dx, `(B, d)`.
     pub grad_x: Vec<T>,
@@ -81,6 +153,32 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         trace: &Trace<T>,
         method: GradMethod<T>,
     ) -> Result<LossGrad<T>, FlowError> {
+        self.loss_and_grad_with(x, trace, method, &LossOptions::default())
+    }
+
+    /// [`Cnf::loss_and_grad`] with regularisers and an end time: the gradient is that of
+    /// `loss + penalty`.
+    pub fn loss_and_grad_with(
+        &self,
+        x: &[T],
+        trace: &Trace<T>,
+        method: GradMethod<T>,
+        options: &LossOptions<T>,
+    ) -> Result<LossGrad<T>, FlowError> {
+        let reg = options.regularisation;
+        reg.validate()?;
+        let t1 = options.end_time;
+        if !t1.is_finite() || t1 <= T::zero() {
+            return Err(FlowError::Invalid(format!(
+                "the end time of the solve must be finite and > 0, got {t1}"
+            )));
+        }
+        let penalised = reg.is_active();
+        if penalised && !self.field.differentiates_penalties() {
+            return Err(FlowError::Invalid(
+                "this vector field does not differentiate the RNODE penalties".into(),
+            ));
+        }
         let b = self.check_points(x)?;
         if b == 0 {
             return Err(FlowError::Invalid(
@@ -90,45 +188,68 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         trace
             .check(b, self.dim())
             .map_err(|e| FlowError::Invalid(e.to_string()))?;
-        // The augmented state [z (B, d), D (B)] from [x, 0] at t = 0 to t = 1.
+        // The augmented state [z (B, d), D (B) (, K (B), J (B))] from [x, 0] at t = 0 to T.
         let n = x.len();
-        let mut y0 = Vec::with_capacity(n + b);
+        let len = n + b + if penalised { 2 * b } else { 0 };
+        let mut y0 = Vec::with_capacity(len);
         y0.extend_from_slice(x);
-        y0.resize(n + b, T::zero());
+        y0.resize(len, T::zero());
         let mut sys = Augmented {
-            rows: RowParallel::new(&self.field, b, trace),
+            rows: RowParallel::new(&self.field, b, trace).with_penalties(penalised),
             split: n,
         };
-        // dL/dz(1) = z(1) / B, dL/dD(1) = -1/B.
+        // dL/dz(T) = z(T) / B, dL/dD(T) = -1/B, dL/dK(T) = w_K / B, dL/dJ(T) = w_J / B.
         let inv_b = T::one() / T::from_usize(b).unwrap_or_else(T::nan);
         let cotangent = |y1: &[T], a: &mut [T]| {
-            let (a_z, a_d) = a.split_at_mut(n);
+            let (a_z, rest) = a.split_at_mut(n);
             for (az, &z) in a_z.iter_mut().zip(&y1[..n]) {
                 *az = z * inv_b;
             }
+            let (a_d, rest) = rest.split_at_mut(b);
             a_d.fill(-inv_b);
+            if penalised {
+                let (a_k, a_j) = rest.split_at_mut(b);
+                a_k.fill(reg.kinetic * inv_b);
+                a_j.fill(reg.frobenius * inv_b);
+            }
         };
-        let g = self
-            .integrator
-            .solver()?
+        let mut solver = self.integrator.solver()?;
+        if penalised {
+            // The penalty integrals do not steer the steps (RNODE passes them 1e20 tolerances).
+            solver = solver.error_components(0..n + b);
+        }
+        let g = solver
             .solve_with_gradient(
                 &mut sys,
                 T::zero(),
-                T::one(),
+                t1,
                 &y0,
                 cotangent,
                 method.differentiation(),
             )
             .map_err(solve_error)?;
-        let (z1, dl) = g.y1.split_at(n);
+        let (z1, rest) = g.y1.split_at(n);
+        let (dl, pen) = rest.split_at(b);
         let loss = z1
             .chunks(self.dim())
             .zip(dl)
             .fold(T::zero(), |acc, (z, &dlp)| acc - (log_normal(z) + dlp));
+        let mean = |v: &[T]| v.iter().fold(T::zero(), |acc, &x| acc + x) * inv_b;
+        let (kinetic, frobenius) = if penalised {
+            let (k, j) = pen.split_at(b);
+            (Some(mean(k)), Some(mean(j)))
+        } else {
+            (None, None)
+        };
+        let penalty = kinetic.map_or(T::zero(), |k| reg.kinetic * k)
+            + frobenius.map_or(T::zero(), |j| reg.frobenius * j);
         let mut grad_x = g.grad_y0;
         grad_x.truncate(n);
         Ok(LossGrad {
             loss: loss * inv_b,
+            penalty,
+            kinetic,
+            frobenius,
             grad: g.grad_p,
             grad_x,
             forward: g.forward,

@@ -1,0 +1,223 @@
+//! RNODE's regularisers and STEER's end time in the training loss: the integrals against closed
+//! forms on linear fields, exact vs Hutchinson in expectation, gradients of loss + penalty
+//! against finite differences for both gradient methods, and the step-size control ignoring
+//! the penalty states.
+mod common;
+
+use cnf_field::{rademacher_probes, Activation, Linear, Mlp, MlpConfig, Trace, VectorField};
+use cnf_flow::{log_normal, Cnf, FlowError, GradMethod, Integrator, LossOptions, Regularisation};
+use cnf_ode::{Dopri5, Rk4};
+use common::{fd, worst_rel, SMOOTH};
+use rand::{rngs::StdRng, SeedableRng};
+
+fn options(kinetic: f64, frobenius: f64, end_time: f64) -> LossOptions<f64> {
+    LossOptions {
+        regularisation: Regularisation { kinetic, frobenius },
+        end_time,
+    }
+}
+
+/// `loss + penalty` and its parts for `cnf` at `x`.
+fn objective<F: VectorField<f64>>(
+    cnf: &Cnf<f64, F>,
+    x: &[f64],
+    trace: &Trace<f64>,
+    opts: &LossOptions<f64>,
+) -> f64 {
+    let g = cnf
+        .loss_and_grad_with(x, trace, GradMethod::Backprop, opts)
+        .unwrap();
+    g.loss + g.penalty
+}
+
+/// v = A z with A = [[a, -w], [w, a]]: exp(At) = e^{at} R(wt), so along the flow
+/// |v|^2 = (a^2 + w^2) e^{2at} |x|^2 and K = (a^2 + w^2) |x|^2 (e^{2aT} - 1) / (2a);
+/// |A|_F^2 = 2 (a^2 + w^2) everywhere, so J = 2 (a^2 + w^2) T. The NLL at T is
+/// -log N(exp(AT) x) - 2 a T.
+#[test]
+fn integrals_of_a_linear_field_match_closed_forms() {
+    let (a, w) = (0.4, 1.3);
+    let field = Linear::new(2, &[a, -w, w, a], &[0.0, 0.0]).unwrap();
+    let cnf = Cnf::new(field, Integrator::adaptive(Dopri5, 1e-11, 1e-11));
+    let x = [0.7, -1.2, 0.1, 0.4, -2.0, 0.5];
+    for t1 in [1.0, 0.8, 1.25] {
+        let g = cnf
+            .loss_and_grad_with(
+                &x,
+                &Trace::Exact,
+                GradMethod::Backprop,
+                &options(0.5, 0.25, t1),
+            )
+            .unwrap();
+        let s = a * a + w * w;
+        let (mut k, mut nll) = (0.0, 0.0);
+        for p in x.chunks(2) {
+            let r2 = p[0] * p[0] + p[1] * p[1];
+            k += s * r2 * ((2.0 * a * t1).exp() - 1.0) / (2.0 * a) / 3.0;
+            let (c, sn, e) = ((w * t1).cos(), (w * t1).sin(), (a * t1).exp());
+            let z = [e * (c * p[0] - sn * p[1]), e * (sn * p[0] + c * p[1])];
+            nll -= (log_normal(&z) + 2.0 * a * t1) / 3.0;
+        }
+        let j = 2.0 * s * t1;
+        let (gk, gj) = (g.kinetic.unwrap(), g.frobenius.unwrap());
+        println!(
+            "T = {t1}: K {gk} vs {k}, J {gj} vs {j}, NLL {} vs {nll}",
+            g.loss
+        );
+        assert!((gk - k).abs() < 1e-8 * k, "K {gk} vs {k}");
+        assert!((gj - j).abs() < 1e-9 * j, "J {gj} vs {j}");
+        assert!((g.loss - nll).abs() < 1e-8, "NLL {} vs {nll}", g.loss);
+        assert!((g.penalty - (0.5 * k + 0.25 * j)).abs() < 1e-8 * k);
+    }
+}
+
+/// With Rademacher probes the Frobenius integral is an unbiased estimate of the exact one:
+/// over 2000 probe draws the mean is within 5 standard errors (and each draw differs).
+#[test]
+fn hutchinson_frobenius_agrees_with_exact_in_expectation() {
+    let field = Mlp::new(MlpConfig::new(2, &[8], Activation::Tanh), 4).unwrap();
+    let cnf = Cnf::new(field, Integrator::fixed(Rk4, 4));
+    let x = [0.5, -1.0, 1.5, 0.3];
+    let opts = options(0.0, 1.0, 1.0);
+    let exact = cnf
+        .loss_and_grad_with(&x, &Trace::Exact, GradMethod::Backprop, &opts)
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let n = 2000;
+    let (mut sum, mut sum_sq) = (0.0, 0.0);
+    for _ in 0..n {
+        let e = rademacher_probes::<f64, _>(&mut rng, 1, 2, 2);
+        let g = cnf
+            .loss_and_grad_with(&x, &Trace::Hutchinson(&e), GradMethod::Backprop, &opts)
+            .unwrap();
+        let j = g.frobenius.unwrap();
+        sum += j;
+        sum_sq += j * j;
+        assert_eq!(
+            g.kinetic, exact.kinetic,
+            "the kinetic term does not use the probes"
+        );
+    }
+    let mean = sum / n as f64;
+    let se = ((sum_sq / n as f64 - mean * mean) / n as f64).sqrt();
+    let want = exact.frobenius.unwrap();
+    println!("Hutchinson J: mean {mean} (se {se}) vs exact {want}");
+    assert!(se > 0.0);
+    assert!((mean - want).abs() < 5.0 * se, "{mean} vs {want} (se {se})");
+}
+
+fn model() -> Mlp<f64> {
+    Mlp::new(MlpConfig::new(2, &[8, 8], Activation::Tanh), 7).unwrap()
+}
+
+const X: [f64; 10] = [0.5, -1.0, 1.5, 0.3, -0.7, -0.2, 2.0, 1.0, -1.2, 0.8];
+
+/// d(loss + penalty)/dtheta by finite differences of the forward value.
+fn fd_params<F: VectorField<f64> + Clone>(
+    cnf: &Cnf<f64, F>,
+    trace: &Trace<f64>,
+    opts: &LossOptions<f64>,
+) -> Vec<f64> {
+    let mut c = cnf.clone();
+    (0..cnf.field.num_params())
+        .map(|i| {
+            let p0 = cnf.field.params()[i];
+            let g = fd(
+                |e| {
+                    c.field.params_mut()[i] = p0 + e;
+                    objective(&c, &X, trace, opts)
+                },
+                SMOOTH,
+            );
+            c.field.params_mut()[i] = p0;
+            g
+        })
+        .collect()
+}
+
+/// Backprop through fixed steps is the exact gradient of the computed loss + penalty (exact
+/// trace and Hutchinson, both regularisers, STEER end times): equal to FD to rounding.
+#[test]
+fn backprop_gradient_of_penalised_loss_matches_fd() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let probes = rademacher_probes::<f64, _>(&mut rng, 1, 5, 2);
+    for trace in [Trace::Exact, Trace::Hutchinson(&probes)] {
+        for opts in [
+            options(0.3, 0.0, 1.0),
+            options(0.0, 0.2, 1.0),
+            options(0.3, 0.2, 0.85),
+        ] {
+            let cnf = Cnf::new(model(), Integrator::fixed(Rk4, 8));
+            let g = cnf
+                .loss_and_grad_with(&X, &trace, GradMethod::Backprop, &opts)
+                .unwrap();
+            let e = worst_rel(&g.grad, &fd_params(&cnf, &trace, &opts), 1e-3);
+            println!(
+                "backprop {opts:?}: worst rel err {e:.2e}, penalty {}",
+                g.penalty
+            );
+            assert!(g.penalty > 0.0);
+            assert!(e < 1e-8, "worst rel err {e}");
+        }
+    }
+}
+
+/// The continuous adjoint of the penalised loss agrees with FD of a tightly solved forward
+/// value (its error shrinks with the tolerances).
+#[test]
+fn adjoint_gradient_of_penalised_loss_matches_fd() {
+    let opts = options(0.3, 0.2, 1.1);
+    let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-10, 1e-10));
+    let adjoint = GradMethod::Adjoint {
+        rtol: 1e-10,
+        atol: 1e-10,
+    };
+    let g = cnf
+        .loss_and_grad_with(&X, &Trace::Exact, adjoint, &opts)
+        .unwrap();
+    let e = worst_rel(&g.grad, &fd_params(&cnf, &Trace::Exact, &opts), 1e-3);
+    println!(
+        "adjoint 1e-10: worst rel err {e:.2e} (fwd {}, bwd {})",
+        g.forward, g.backward
+    );
+    assert!(e < 1e-6, "worst rel err {e}");
+}
+
+/// The penalty states are left out of the error norm: the same accepted steps and the same
+/// z(T), D(T) (bit for bit) with and without them.
+#[test]
+fn error_control_ignores_the_penalty_states() {
+    let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-6, 1e-6));
+    for method in [
+        GradMethod::Backprop,
+        GradMethod::Adjoint {
+            rtol: 1e-6,
+            atol: 1e-6,
+        },
+    ] {
+        let plain = cnf.loss_and_grad(&X, &Trace::Exact, method).unwrap();
+        // Large weights: the penalty integrals are far bigger than the likelihood states.
+        let reg = cnf
+            .loss_and_grad_with(&X, &Trace::Exact, method, &options(50.0, 50.0, 1.0))
+            .unwrap();
+        assert_eq!(plain.forward.accepted, reg.forward.accepted);
+        assert_eq!(plain.forward.rejected, reg.forward.rejected);
+        assert_eq!(plain.loss, reg.loss);
+        assert!(reg.penalty > 1.0);
+    }
+}
+
+/// Bad weights and end times are typed errors.
+#[test]
+fn invalid_options_are_errors() {
+    let cnf = Cnf::new(model(), Integrator::fixed(Rk4, 2));
+    for opts in [
+        options(-1.0, 0.0, 1.0),
+        options(0.0, f64::NAN, 1.0),
+        options(0.0, 0.0, 0.0),
+        options(0.0, 0.0, f64::INFINITY),
+    ] {
+        let r = cnf.loss_and_grad_with(&X, &Trace::Exact, GradMethod::Backprop, &opts);
+        assert!(matches!(r, Err(FlowError::Invalid(_))), "{opts:?}: {r:?}");
+    }
+}
