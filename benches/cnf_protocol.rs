@@ -2,7 +2,8 @@
 //! MLP [z, t] -> 64 -> 64 -> 64 -> 2 tanh, exact trace, Dopri5 rtol = atol = 1e-5 on the whole
 //! batch, batch 512, Adam lr 1e-3, 1000 iterations, f32; test NLL on 10k fresh samples.
 //! Prints one JSON line per gradient method:
-//! `cargo bench --bench cnf_protocol [-- --iters N] [-- --grad backprop|adjoint|both]`.
+//! `cargo bench --bench cnf_protocol [-- --iters N] [-- --grad backprop|adjoint|both]
+//! [-- --kinetic W --jacobian W --steer B]` (RNODE's regularisers and STEER, issue 10).
 //! `-- --compare-norms` instead trains with backprop and, at iterations 0, 20, 60, 200 and
 //! `--iters`, computes the gradient of the same 5 batches with the adjoint with and without the
 //! seminorm (and backprop), printing one JSON line per checkpoint: backward NFE (median) and
@@ -18,7 +19,7 @@ use cnf::train::data::ToySet;
 use cnf::train::data::{toy_test, toy_validation};
 use cnf::train::optim::{Adam, AdamConfig};
 use cnf::train::trainer::{
-    mean_nll, Batches, IterEvent, Observer, TraceKind, TrainSettings, Trainer,
+    mean_nll, Batches, IterEvent, Observer, Regularisers, TraceKind, TrainSettings, Trainer,
 };
 
 /// Collects every iteration's time and NFE (shared with the caller).
@@ -48,6 +49,13 @@ fn main() {
         Some("both") => vec![true, false],
         _ => vec![true],
     };
+    let number = |name: &str| opt(name).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let regularisers = Regularisers {
+        kinetic: number("--kinetic"),
+        jacobian: number("--jacobian"),
+        steer: number("--steer"),
+    };
+    regularisers.validate().unwrap();
     let set = ToySet::EightGaussians;
     if args.iter().any(|a| a == "--compare-norms") {
         compare_norms(set, iters);
@@ -77,6 +85,7 @@ fn main() {
                     trace: TraceKind::Exact,
                     val_every: iters,
                     seed: 0,
+                    regularisers,
                 },
                 observers: vec![Box::new(Record(events.clone()))],
             };
@@ -94,6 +103,9 @@ fn main() {
                 serde_json::json!({
                     "run": format!("cnf_rust_{}_f32", if backprop { "backprop" } else { "adjoint" }),
                     "iters": iters,
+                    "kinetic": regularisers.kinetic,
+                    "jacobian": regularisers.jacobian,
+                    "steer": regularisers.steer,
                     "s_per_iter_median_20_60": median(window.iter().map(|e| e.seconds).collect()),
                     "s_per_iter_mean_all": wall / iters as f64,
                     "fwd_nfe_median_20_60": median(window.iter().map(|e| e.nfe_fwd as f64).collect()),
@@ -139,6 +151,7 @@ fn compare_norms(set: ToySet, iters: usize) {
             trace: TraceKind::Exact,
             val_every: usize::MAX,
             seed: 0,
+            regularisers: Regularisers::default(),
         },
         observers: vec![],
     };

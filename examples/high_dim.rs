@@ -118,6 +118,7 @@ fn main() {
         let mut objective = MaximumLikelihood {
             trace,
             backprop: true,
+            regularisers: Default::default(),
         };
         let mut grad = Vec::new();
         let (mut secs, mut nfe_fwd, mut nfe_bwd, mut losses) = (vec![], vec![], vec![], vec![]);

@@ -127,6 +127,14 @@ fn positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a finite number >= 0")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Architecture of the MLP (train, import).
 #[derive(Debug, Clone, Args)]
 pub struct ArchArgs {
@@ -226,6 +234,18 @@ pub struct TrainArgs {
     /// Flow matching's coupling of data and base draws [default: independent].
     #[arg(long, value_enum, requires = "objective")]
     pub coupling: Option<CouplingArg>,
+    /// RNODE's kinetic-energy weight: adds w * mean int |v|^2 dt to the training loss (fewer
+    /// solver steps; maximum likelihood only) [default: 0].
+    #[arg(long, value_parser = non_negative_f64)]
+    pub kinetic: Option<f64>,
+    /// RNODE's Jacobian weight: adds w * mean int |dv/dz|_F^2 dt (exact with the exact trace,
+    /// the free Hutchinson estimate otherwise) [default: 0].
+    #[arg(long, value_parser = non_negative_f64)]
+    pub jacobian: Option<f64>,
+    /// STEER: each training solve ends at a time drawn uniformly from [1 - b, 1 + b], b < 1
+    /// [default: 0, always 1].
+    #[arg(long, value_parser = non_negative_f64)]
+    pub steer: Option<f64>,
     /// Stop after this many validations without improvement [default: toy sets never; tables
     /// 10].
     #[arg(long)]

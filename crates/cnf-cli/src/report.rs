@@ -213,6 +213,8 @@ struct MetricsLine {
     nfe_fwd: Option<f64>,
     #[serde(default)]
     nfe_bwd: Option<f64>,
+    #[serde(default)]
+    nfe_val: Option<f64>,
 }
 
 /// Reads metrics.jsonl: one record per iteration (a later line for the same iteration, as
@@ -239,7 +241,8 @@ fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>, MetricsError> {
 }
 
 /// Draws the training curve of `metrics` (a run's metrics.jsonl) into `png`: training and
-/// validation NLL (top) and forward / backward NFE (bottom) against the iteration.
+/// validation NLL (top) and forward / backward training NFE and the validation solve's NFE
+/// (bottom) against the iteration.
 pub fn plot_training_curve(metrics: &Path, png: &Path) -> Result<(), MetricsError> {
     let recs = read_metrics(metrics)?;
     let series = |name: &str, pick: fn(&MetricsLine) -> Option<f64>| {
@@ -266,6 +269,7 @@ pub fn plot_training_curve(metrics: &Path, png: &Path) -> Result<(), MetricsErro
     let nfe = [
         series("forward (density)", |r| r.nfe_fwd),
         series("backward (gradient)", |r| r.nfe_bwd),
+        series("validation log-density (exact trace)", |r| r.nfe_val),
     ];
     training_curve(png, &nll, &nfe)?;
     Ok(())

@@ -30,6 +30,7 @@
 //!         trace: TraceKind::Exact,
 //!         val_every: 5,
 //!         seed: 0,
+//!         regularisers: Default::default(), // RNODE's kinetic/Jacobian weights, STEER
 //!     },
 //!     observers: Vec::new(), // progress, metrics, checkpoints, early stopping: `observers`
 //! };

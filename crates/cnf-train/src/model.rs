@@ -166,6 +166,9 @@ pub struct TrainingConfig {
     /// maximum likelihood).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_matching: Option<crate::fm::FlowMatching>,
+    /// RNODE's regularisers and STEER of a maximum-likelihood run (absent: none).
+    #[serde(default, skip_serializing_if = "crate::trainer::Regularisers::is_off")]
+    pub regularisers: crate::trainer::Regularisers,
 }
 
 /// Where the training data came from.

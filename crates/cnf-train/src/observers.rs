@@ -53,6 +53,11 @@ struct MetricsLine {
     val_nll_data: f64,
     nfe_fwd: usize,
     nfe_bwd: usize,
+    nfe_val: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kinetic: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jacobian: Option<f64>,
     seconds: f64,
 }
 
@@ -72,6 +77,9 @@ impl<T: Real, F: VectorField<T>> Observer<T, F> for Metrics {
             val_nll_data: ev.val_nll - self.log_det,
             nfe_fwd: ev.nfe_fwd,
             nfe_bwd: ev.nfe_bwd,
+            nfe_val: ev.nfe_val,
+            kinetic: ev.kinetic,
+            jacobian: ev.jacobian,
             seconds: ev.seconds,
         })
         .map_err(TrainError::json("a metrics line"))?;
@@ -173,6 +181,9 @@ mod tests {
             val_nll,
             nfe_fwd: 0,
             nfe_bwd: 0,
+            nfe_val: 0,
+            kinetic: None,
+            jacobian: None,
             seconds: 0.0,
         }
     }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use cnf_field::field::orthogonal_probes;
 use cnf_field::{gaussian_probes, rademacher_probes, Mlp, Real, Trace, VectorField};
-use cnf_flow::{Cnf, GradMethod};
+use cnf_flow::{Cnf, GradMethod, LossOptions, Regularisation};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,67 @@ pub fn iter_rng(seed: u64, iter: usize, stream: u64) -> StdRng {
     )
 }
 
+/// RNODE's regularisers (Finlay et al. 2020) and STEER's end times (Ghosh et al. 2020) for
+/// maximum-likelihood training. All zero: plain maximum likelihood.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Regularisers {
+    /// Weight of the kinetic energy: the batch mean of `int_0^T |v|^2 dt` (sum over dimensions).
+    #[serde(default)]
+    pub kinetic: f64,
+    /// Weight of the Jacobian Frobenius norm: the batch mean of `int_0^T |dv/dz|_F^2 dt`
+    /// (exact with the exact trace; the unbiased estimate from the Hutchinson probes otherwise,
+    /// at no extra passes).
+    #[serde(default)]
+    pub jacobian: f64,
+    /// STEER: the end time `T` of every training solve is drawn uniformly from
+    /// `[1 - steer, 1 + steer]` (0: always 1). Evaluation always integrates to 1.
+    #[serde(default)]
+    pub steer: f64,
+}
+
+impl Regularisers {
+    /// Whether all are off (plain maximum likelihood).
+    pub fn is_off(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Weights finite and >= 0; `steer` in `[0, 1)`.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        for (name, w) in [("kinetic", self.kinetic), ("jacobian", self.jacobian)] {
+            if !w.is_finite() || w < 0.0 {
+                return Err(TrainError::Invalid(format!(
+                    "the {name} weight must be finite and >= 0, got {w}"
+                )));
+            }
+        }
+        if !(0.0..1.0).contains(&self.steer) {
+            return Err(TrainError::Invalid(format!(
+                "steer must be in [0, 1) (end times in [1 - steer, 1 + steer]), got {}",
+                self.steer
+            )));
+        }
+        Ok(())
+    }
+
+    /// The loss options of one iteration: the weights, and the end time drawn from `rng` when
+    /// STEER is on.
+    pub fn options<T: Real>(&self, rng: &mut StdRng) -> LossOptions<T> {
+        let cast = |v: f64| T::from_f64(v).unwrap_or_else(T::nan);
+        let end_time = if self.steer > 0.0 {
+            1.0 + self.steer * rng.random_range(-1.0..=1.0)
+        } else {
+            1.0
+        };
+        LossOptions {
+            regularisation: Regularisation {
+                kinetic: cast(self.kinetic),
+                frobenius: cast(self.jacobian),
+            },
+            end_time: cast(end_time),
+        }
+    }
+}
+
 /// Settings of a training run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainSettings {
@@ -110,6 +171,9 @@ pub struct TrainSettings {
     pub val_every: usize,
     /// Seed of batches and probes.
     pub seed: u64,
+    /// RNODE's regularisers and STEER (maximum likelihood only; off by default).
+    #[serde(default)]
+    pub regularisers: Regularisers,
 }
 
 /// What an iteration did.
@@ -123,6 +187,10 @@ pub struct IterEvent {
     pub nfe_fwd: usize,
     /// Backward NFE (adjoint solve, or VJPs of backprop).
     pub nfe_bwd: usize,
+    /// Mean kinetic energy `int |v|^2 dt` of the minibatch, when regularised.
+    pub kinetic: Option<f64>,
+    /// Mean Jacobian Frobenius norm `int |dv/dz|_F^2 dt` of the minibatch, when regularised.
+    pub jacobian: Option<f64>,
     /// Seconds this iteration took.
     pub seconds: f64,
 }
@@ -140,6 +208,12 @@ pub struct ValEvent {
     pub nfe_fwd: usize,
     /// Median backward NFE of the same iterations.
     pub nfe_bwd: usize,
+    /// NFE of the validation log-density (the exact-trace solve behind `val_nll`).
+    pub nfe_val: usize,
+    /// Mean kinetic energy of the iterations since the previous validation, when regularised.
+    pub kinetic: Option<f64>,
+    /// Mean Jacobian Frobenius norm of the same iterations, when regularised.
+    pub jacobian: Option<f64>,
     /// Seconds since the start of training (this process).
     pub seconds: f64,
 }
@@ -221,6 +295,11 @@ pub struct ObjectiveStep {
     pub nfe_fwd: usize,
     /// Field evaluations (or VJPs) of the backward pass.
     pub nfe_bwd: usize,
+    /// Regularisers added to `loss` in the gradient: mean kinetic energy and mean Jacobian
+    /// Frobenius norm of the minibatch (None when not regularised).
+    pub kinetic: Option<f64>,
+    /// See `kinetic`.
+    pub jacobian: Option<f64>,
 }
 
 /// What training minimises: a value chosen per run (maximum likelihood, flow matching, ...).
@@ -247,6 +326,8 @@ pub struct MaximumLikelihood {
     pub trace: TraceKind,
     /// Reverse mode through the solver (true) or the adjoint method.
     pub backprop: bool,
+    /// RNODE's regularisers and STEER.
+    pub regularisers: Regularisers,
 }
 
 impl<T: Real, F: VectorField<T>> Objective<T, F> for MaximumLikelihood {
@@ -281,12 +362,16 @@ impl<T: Real, F: VectorField<T>> Objective<T, F> for MaximumLikelihood {
                 atol: i.atol,
             }
         };
-        let lg = cnf.loss_and_grad(x, &trace, method)?;
+        let options = self.regularisers.options(rng);
+        let lg = cnf.loss_and_grad_with(x, &trace, method, &options)?;
         *grad = lg.grad;
+        let f = |v: T| v.to_f64().unwrap_or(f64::NAN);
         Ok(ObjectiveStep {
-            loss: lg.loss.to_f64().unwrap_or(f64::NAN),
+            loss: f(lg.loss),
             nfe_fwd: lg.forward.nfe,
             nfe_bwd: lg.backward.nfe,
+            kinetic: lg.kinetic.map(f),
+            jacobian: lg.frobenius.map(f),
         })
     }
 }
@@ -329,6 +414,8 @@ impl<T: Real> Objective<T, Mlp<T>> for FlowMatchingObjective<T> {
             loss: step.loss.to_f64().unwrap_or(f64::NAN),
             nfe_fwd: 0,
             nfe_bwd: 1,
+            kinetic: None,
+            jacobian: None,
         })
     }
 }
@@ -340,6 +427,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
         let mut ml = MaximumLikelihood {
             trace: self.settings.trace,
             backprop: self.settings.backprop,
+            regularisers: self.settings.regularisers,
         };
         self.run_with(start, &mut ml)
     }
@@ -356,6 +444,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
         let t0 = Instant::now();
         let s = self.settings.clone();
         let (mut losses, mut fwd, mut bwd) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut kinetic, mut jacobian) = (Vec::new(), Vec::new());
         let diverged = |iter: usize, reason: String| TrainError::Diverged {
             iter,
             reason,
@@ -371,10 +460,14 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                 .loss_and_grad(&self.cnf, &x, &mut rng, &mut grad)
                 .map_err(|e| diverged(iter, e.to_string()))?;
             let loss = step.loss;
-            if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            let penalties = [step.kinetic, step.jacobian];
+            if !loss.is_finite()
+                || penalties.iter().flatten().any(|p| !p.is_finite())
+                || grad.iter().any(|g| !g.is_finite())
+            {
                 return Err(diverged(
                     iter,
-                    format!("non-finite loss or gradient (loss {loss})"),
+                    format!("non-finite loss, regulariser or gradient (loss {loss})"),
                 ));
             }
             self.adam.step(self.cnf.field.params_mut(), &grad)?;
@@ -383,6 +476,8 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                 loss,
                 nfe_fwd: step.nfe_fwd,
                 nfe_bwd: step.nfe_bwd,
+                kinetic: step.kinetic,
+                jacobian: step.jacobian,
                 seconds: it_start.elapsed().as_secs_f64(),
             };
             for o in &mut self.observers {
@@ -391,9 +486,11 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
             losses.push(loss);
             fwd.push(ev.nfe_fwd);
             bwd.push(ev.nfe_bwd);
+            kinetic.extend(ev.kinetic);
+            jacobian.extend(ev.jacobian);
             iter += 1;
             if iter.is_multiple_of(s.val_every.max(1)) || iter == s.iters {
-                let (val_nll, _) =
+                let (val_nll, nfe_val) =
                     mean_nll(&self.cnf, &self.val).map_err(|e| diverged(iter, e.to_string()))?;
                 if !val_nll.is_finite() {
                     return Err(diverged(iter, "non-finite validation NLL".into()));
@@ -404,11 +501,16 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                     val_nll,
                     nfe_fwd: median(&mut fwd),
                     nfe_bwd: median(&mut bwd),
+                    nfe_val,
+                    kinetic: mean(&kinetic),
+                    jacobian: mean(&jacobian),
                     seconds: t0.elapsed().as_secs_f64(),
                 };
                 losses.clear();
                 fwd.clear();
                 bwd.clear();
+                kinetic.clear();
+                jacobian.clear();
                 let mut stop = false;
                 for o in &mut self.observers {
                     stop |= o.on_validation(&ev, &self.cnf.field, &self.adam)? == Control::Stop;
@@ -423,6 +525,11 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
         }
         Ok(iter)
     }
+}
+
+/// The mean, or None for no values.
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 fn median(v: &mut [usize]) -> usize {
@@ -485,6 +592,7 @@ mod tests {
                 trace: TraceKind::Exact,
                 val_every: 600,
                 seed: 3,
+                regularisers: Regularisers::default(),
             },
             observers: Vec::new(),
         };
@@ -524,6 +632,7 @@ mod tests {
                 trace: TraceKind::Exact,
                 val_every: 800,
                 seed: 3,
+                regularisers: Regularisers::default(),
             },
             observers: Vec::new(),
         };

@@ -144,6 +144,7 @@ fn early_stopping_restores_the_best_validation_model() {
             trace: TraceKind::Exact,
             val_every: 5,
             seed: 1,
+            regularisers: Default::default(),
         },
         observers: vec![
             Box::new(Record(&events)),

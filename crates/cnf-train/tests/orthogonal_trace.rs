@@ -19,6 +19,7 @@ fn loss_grad(cnf: &Cnf<f64, Mlp<f64>>, x: &[f64], trace: TraceKind, seed: u64) -
     let mut obj = MaximumLikelihood {
         trace,
         backprop: true,
+        regularisers: Default::default(),
     };
     let mut grad = Vec::new();
     let mut rng = StdRng::seed_from_u64(seed);

@@ -23,7 +23,8 @@ use cnf_train::observers::{Checkpoint, Checkpointer, Metrics};
 use cnf_train::optim::{Adam, AdamConfig};
 use cnf_train::trainer::GradKind;
 use cnf_train::trainer::{
-    mean_nll, Batches, FlowMatchingObjective, TraceKind, TrainSettings, Trainer, ValEvent,
+    mean_nll, Batches, FlowMatchingObjective, Regularisers, TraceKind, TrainSettings, Trainer,
+    ValEvent,
 };
 
 /// Adam's learning rate unless `--lr` is given (the peers' protocol).
@@ -296,6 +297,24 @@ fn flow_matching(args: &TrainArgs) -> Result<Option<FlowMatching>, TrainError> {
     Ok(Some(fm))
 }
 
+/// RNODE's regularisers and STEER from the options (maximum likelihood only).
+fn regularisers(args: &TrainArgs) -> Result<Regularisers, TrainError> {
+    let r = Regularisers {
+        kinetic: args.kinetic.unwrap_or(0.0),
+        jacobian: args.jacobian.unwrap_or(0.0),
+        steer: args.steer.unwrap_or(0.0),
+    };
+    if !r.is_off() && args.objective == Some(ObjectiveArg::Fm) {
+        return Err(TrainError::Invalid(
+            "--kinetic, --jacobian and --steer regularise maximum likelihood; flow matching \
+             (--objective fm) does not solve the ODE in training"
+                .into(),
+        ));
+    }
+    r.validate()?;
+    Ok(r)
+}
+
 /// On resume, an option given on the command line must agree with the run's config.json:
 /// a different value is an error, never silently ignored.
 fn check_same<V: PartialEq + std::fmt::Debug>(
@@ -370,6 +389,13 @@ fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, Train
             "--objective/--fm-path/--fm-sigma/--coupling",
             Some(flow_matching(args)?),
             tr.flow_matching,
+        )?;
+    }
+    if args.kinetic.is_some() || args.jacobian.is_some() || args.steer.is_some() {
+        check_same(
+            "--kinetic/--jacobian/--steer",
+            Some(regularisers(args)?),
+            tr.regularisers,
         )?;
     }
     check_same("--seed", args.seed, config.seed)?;
@@ -451,6 +477,7 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
                 ),
                 patience: args.patience.or(auto.as_ref().map(|a| a.patience)),
                 flow_matching: flow_matching(args)?,
+                regularisers: regularisers(args)?,
             }),
         };
         config.validate()?;
@@ -552,6 +579,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
             trace: tr.trace,
             val_every: tr.val_every,
             seed: config.seed,
+            regularisers: tr.regularisers,
         },
         observers: vec![
             Box::new(Progress::new(start, iters)),
@@ -576,6 +604,9 @@ fn run<T: Real + Serialize + DeserializeOwned>(
             val_nll,
             nfe_fwd: nfe,
             nfe_bwd: 0,
+            nfe_val: nfe,
+            kinetic: None,
+            jacobian: None,
             seconds: 0.0,
         };
         for o in trainer.observers.iter_mut().skip(1) {
