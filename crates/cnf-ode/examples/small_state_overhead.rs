@@ -23,16 +23,20 @@ fn min_time<R>(repeats: usize, mut f: impl FnMut() -> R) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-fn adaptive<const N: usize>(p: &Problem<N>, m: &dyn RkMethod, repeats: usize) {
+fn adaptive<const N: usize, M: RkMethod + Copy>(p: &Problem<N>, m: M, repeats: usize) {
     let filter = std::env::args().nth(3).unwrap_or_default();
     if !p.name.contains(&filter) && !m.tableau().name.contains(&filter) {
         return;
     }
-    let (mut secs, mut nfe) = (0.0, 0);
+    let (mut secs, mut small, mut nfe) = (0.0, 0.0, 0);
     for tol in TOLERANCES {
         let s = Solver::new(m.tableau()).rtol(tol).atol(tol);
         secs += min_time(repeats, || {
             s.solve_system(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
+        });
+        let typed = Solver::new(m).rtol(tol).atol(tol);
+        small += min_time(repeats, || {
+            typed.solve_small(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
         });
         nfe += s
             .solve_system(&mut { p.rhs }, 0.0, p.t_end, &p.y0)
@@ -41,11 +45,12 @@ fn adaptive<const N: usize>(p: &Problem<N>, m: &dyn RkMethod, repeats: usize) {
             .nfe;
     }
     println!(
-        "{:22} {:7} nfe {:7} ns/rhs {:6.2}",
+        "{:22} {:7} nfe {:7} ns/rhs {:6.2} solve_small {:6.2}",
         p.name,
         m.tableau().name,
         nfe,
-        secs * 1e9 / nfe as f64
+        secs * 1e9 / nfe as f64,
+        small * 1e9 / nfe as f64
     );
 }
 
@@ -60,20 +65,28 @@ fn main() {
         let ours = min_time(repeats, || {
             s.solve_system(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0))
         });
+        let small = min_time(repeats, || {
+            s.solve_small(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0))
+        });
         let ns = |secs: f64| secs * 1e9 / (4 * n) as f64;
         println!(
-            "rk4 lorenz: hand {:.2} ns/rhs, ours {:.2} ns/rhs, ratio {:.2}",
+            "rk4 lorenz: hand {:.2} ns/rhs, ours {:.2} ns/rhs (ratio {:.2}), solve_small {:.2} ns/rhs (ratio {:.2})",
             ns(hand),
             ns(ours),
-            ours / hand
+            ours / hand,
+            ns(small),
+            small / hand
         );
     }
     if mode == "adaptive" || mode == "all" {
-        let methods: [&dyn RkMethod; 3] = [&Dopri5, &Tsit5, &Dop853];
-        for m in methods {
-            adaptive(&ARENSTORF, m, repeats);
-            adaptive(&KEPLER, m, repeats);
-            adaptive(&LORENZ, m, repeats);
-        }
+        adaptive(&ARENSTORF, Dopri5, repeats);
+        adaptive(&KEPLER, Dopri5, repeats);
+        adaptive(&LORENZ, Dopri5, repeats);
+        adaptive(&ARENSTORF, Tsit5, repeats);
+        adaptive(&KEPLER, Tsit5, repeats);
+        adaptive(&LORENZ, Tsit5, repeats);
+        adaptive(&ARENSTORF, Dop853, repeats);
+        adaptive(&KEPLER, Dop853, repeats);
+        adaptive(&LORENZ, Dop853, repeats);
     }
 }

@@ -156,32 +156,126 @@ fn scaled_error<T: Float, K: Stages<T> + ?Sized>(
     (e5, e3): (&mut [T], &mut [T]),
 ) -> T {
     sum_terms(e5, e5_terms, k);
-    if !e3_terms.is_empty() {
+    let e3 = if e3_terms.is_empty() {
+        None
+    } else {
         sum_terms(e3, e3_terms, k);
-    }
+        Some(e3)
+    };
+    error_of(h, (y, y_new), tol, e5, e3)
+}
+
+/// The error norm of a step whose error combinations `e5` (and `e3` for DOP853) are formed, over
+/// the components of `y` (the tolerances' norm window). Overwrites `e5` and `e3` with a
+/// per-sample norm.
+#[inline(always)]
+pub(crate) fn error_of<T: Float>(
+    h: T,
+    (y, y_new): (&[T], &[T]),
+    tol: &mut Tolerances<T>,
+    e5: &mut [T],
+    e3: Option<&mut [T]>,
+) -> T {
     if tol.groups_mut().is_some() {
         let range = tol.norm_range();
         tol.square_scaled(y, y_new, e5);
-        let r3: &[T] = if e3_terms.is_empty() {
-            &[]
-        } else {
-            tol.square_scaled(y, y_new, e3);
-            e3
+        let r3: &[T] = match e3 {
+            None => &[],
+            Some(e3) => {
+                tol.square_scaled(y, y_new, e3);
+                e3
+            }
         };
         let groups = tol.groups_mut().expect("checked above");
         return groups.error(h, range, e5, r3);
     }
     let nt: T = lit(y.len() as f64);
     let acc5 = tol.sum_sq_scaled(y, y_new, e5);
-    if e3_terms.is_empty() {
-        h.abs() * (acc5 / nt).sqrt()
-    } else {
-        let acc3 = tol.sum_sq_scaled(y, y_new, e3);
-        let mut deno = acc5 + lit::<T>(0.01) * acc3;
-        if deno <= T::zero() {
-            deno = T::one();
+    match e3 {
+        None => h.abs() * (acc5 / nt).sqrt(),
+        Some(e3) => {
+            let acc3 = tol.sum_sq_scaled(y, y_new, e3);
+            let mut deno = acc5 + lit::<T>(0.01) * acc3;
+            if deno <= T::zero() {
+                deno = T::one();
+            }
+            h.abs() * acc5 / (nt * deno).sqrt()
         }
-        h.abs() * acc5 / (nt * deno).sqrt()
+    }
+}
+
+/// What the driver ([`crate::Solver`]'s loop) needs of an engine: the general one over any
+/// [`State`] ([`Engine`]) and the one for small `Copy` states with stage buffers on the stack
+/// ([`crate::small::ArrayEngine`]).
+pub(crate) trait Stepper<T, S> {
+    /// The method's tableau.
+    fn tab(&self) -> &'static Tableau;
+    /// Evaluations so far.
+    fn nfe(&self) -> usize;
+    /// Count `n` more evaluations (the initial step's).
+    fn add_nfe(&mut self, n: usize);
+    /// The stage buffers (main, end derivative, extra dense stages).
+    fn k(&self) -> &[S];
+    /// The stage buffers, mutable (scratch for the initial step).
+    fn k_mut(&mut self) -> &mut [S];
+    /// f(t, y) into k[0] unless already there.
+    fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> &S;
+    /// One step of size h from (t, y) into y_new.
+    fn step<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &mut S);
+    /// The scaled error norm of the last step.
+    fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T;
+    /// The extra stages of the continuous extension of the last step.
+    fn prepare_dense<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &S);
+    /// y(t + theta h) from the continuous extension of the last step.
+    fn interpolate(&mut self, theta: T, h: T, y: &S, out: &mut S);
+    /// The last step was accepted.
+    fn accept(&mut self);
+}
+
+impl<T: Float, S: State<T>> Stepper<T, S> for Engine<T, S> {
+    #[inline(always)]
+    fn tab(&self) -> &'static Tableau {
+        self.tab
+    }
+    #[inline(always)]
+    fn nfe(&self) -> usize {
+        self.nfe
+    }
+    #[inline(always)]
+    fn add_nfe(&mut self, n: usize) {
+        self.nfe += n;
+    }
+    #[inline(always)]
+    fn k(&self) -> &[S] {
+        &self.k
+    }
+    #[inline(always)]
+    fn k_mut(&mut self) -> &mut [S] {
+        &mut self.k
+    }
+    #[inline(always)]
+    fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> &S {
+        Engine::ensure_k0(self, sys, t, y)
+    }
+    #[inline(always)]
+    fn step<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &mut S) {
+        Engine::step(self, sys, t, h, y, y_new)
+    }
+    #[inline(always)]
+    fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
+        Engine::error_norm(self, h, y, y_new, tol)
+    }
+    #[inline(always)]
+    fn prepare_dense<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &S) {
+        Engine::prepare_dense(self, sys, t, h, y, y_new)
+    }
+    #[inline(always)]
+    fn interpolate(&mut self, theta: T, h: T, y: &S, out: &mut S) {
+        Engine::interpolate(self, theta, h, y, out)
+    }
+    #[inline(always)]
+    fn accept(&mut self) {
+        Engine::accept(self)
     }
 }
 

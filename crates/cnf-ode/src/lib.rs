@@ -45,6 +45,7 @@ mod method;
 mod norm;
 mod observer;
 mod options;
+mod small;
 mod solution;
 mod solver;
 mod spec;

@@ -3,11 +3,12 @@
 use num_traits::Float;
 
 use crate::controller::{PiController, StepController};
-use crate::engine::Engine;
+use crate::engine::{Engine, Stepper};
 use crate::error::OdeError;
 use crate::norm::ErrorNorm;
 use crate::observer::{Observer, Step};
 use crate::options::{Options, Stepping, Tolerance, Tolerances};
+use crate::small::{self, ArrayEngine};
 use crate::solution::{DenseSolution, Solution, Stats};
 use crate::state::State;
 use crate::system::{OdeSystem, SliceFn};
@@ -217,6 +218,86 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T> + Clone,
     {
+        self.drive(sys, t0, t1, y0, observer, Engine::new)
+    }
+
+    /// As [`Solver::solve_system`] for small states that are `Copy`: `[T; N]`, nalgebra's
+    /// `SVector` (feature `nalgebra`), small structs of your own. The stage buffers are an array
+    /// inside the engine (no heap buffers, no indirection) and, when the method is a unit type
+    /// such as [`crate::Dopri5`] or [`crate::Rk4`] (not a `&'static Tableau` or a
+    /// [`crate::Method`] chosen at run time), its tableau is a constant the compiler unrolls the
+    /// stage loops over, so a few-component state can stay in registers. Same steps and results
+    /// as [`Solver::solve_system`] (the same arithmetic in the same order), output times, dense
+    /// output and error norms included; the generic path stays the one for large and batched
+    /// states.
+    ///
+    /// ```
+    /// use cnf_ode::{Dopri5, Solver};
+    /// let mut osc = |_t: f64, y: &[f64; 2], dy: &mut [f64; 2]| *dy = [y[1], -y[0]];
+    /// let solver = Solver::new(Dopri5).rtol(1e-8).atol(1e-10);
+    /// let small = solver.solve_small(&mut osc, 0.0, 1.0, &[1.0, 0.0])?;
+    /// let general = solver.solve_system(&mut osc, 0.0, 1.0, &[1.0, 0.0])?;
+    /// assert_eq!(small.y, general.y);
+    /// assert_eq!(small.stats, general.stats);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn solve_small<S, F>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+    ) -> Result<Solution<T, S>, OdeError<T>>
+    where
+        S: State<T> + Copy,
+        F: OdeSystem<T, S>,
+        C: StepController<T> + Clone,
+    {
+        self.solve_small_observed(sys, t0, t1, y0, &mut ())
+    }
+
+    /// As [`Solver::solve_small`], calling `observer` after every accepted step.
+    pub fn solve_small_observed<S, F, O>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+        observer: &mut O,
+    ) -> Result<Solution<T, S>, OdeError<T>>
+    where
+        S: State<T> + Copy,
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+        C: StepController<T> + Clone,
+    {
+        if !small::fits(self.method.tableau()) {
+            return self.drive(sys, t0, t1, y0, observer, Engine::new);
+        }
+        let method = &self.method;
+        self.drive(sys, t0, t1, y0, observer, |_, y0| {
+            ArrayEngine::new(method, y0)
+        })
+    }
+
+    /// The solve with the engine `engine(tableau, y0)`.
+    #[inline]
+    pub(crate) fn drive<S, F, O, E>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+        observer: &mut O,
+        engine: impl FnOnce(&'static Tableau, &S) -> E,
+    ) -> Result<Solution<T, S>, OdeError<T>>
+    where
+        S: State<T>,
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+        C: StepController<T> + Clone,
+        E: Stepper<T, S>,
+    {
         let tab = self.method.tableau();
         let n = y0.len();
         if n == 0 {
@@ -235,7 +316,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             });
         }
         let mut run = Run {
-            engine: Engine::new(tab, y0),
+            engine: engine(tab, y0),
             ys: [y0.clone(), y0.clone()],
             cur: 0,
             t: t0,
@@ -330,8 +411,8 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
 }
 
 /// State of one solve.
-struct Run<'a, T, S> {
-    engine: Engine<T, S>,
+struct Run<'a, T, S, E> {
+    engine: E,
     /// The current state and the candidate of the next step: `ys[cur]` and `ys[1 - cur]`.
     /// Accepting a step flips `cur` rather than copying states.
     ys: [S; 2],
@@ -346,10 +427,10 @@ struct Run<'a, T, S> {
     dense: Option<DenseSolution<T, S>>,
 }
 
-impl<T: Float, S: State<T>> Run<'_, T, S> {
+impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
     fn stats(&self) -> Stats {
         Stats {
-            nfe: self.engine.nfe,
+            nfe: self.engine.nfe(),
             ..self.stats
         }
     }
@@ -394,16 +475,16 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         }
         if let Some(dense) = &mut self.dense {
             self.engine.prepare_dense(sys, self.t, h, y, y_new);
-            dense.push(h, t_new, &self.engine.k, y_new);
+            dense.push(h, t_new, self.engine.k(), y_new);
         }
         observer.on_step(&Step {
             t_prev: self.t,
             t: t_new,
             y_prev: y,
             y: y_new,
-            stages: &self.engine.k[..self.engine.tab.stages()],
+            stages: &self.engine.k()[..self.engine.tab().stages()],
             stats: Stats {
-                nfe: self.engine.nfe,
+                nfe: self.engine.nfe(),
                 ..self.stats
             },
         });
@@ -437,7 +518,7 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
             self.engine.step(sys, self.t, h, y, y_new);
             self.accept(sys, h, t_new, observer)?;
         }
-        self.stats.nfe = self.engine.nfe;
+        self.stats.nfe = self.engine.nfe();
         Ok(())
     }
 
@@ -454,7 +535,7 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T>,
     {
-        let tab = self.engine.tab;
+        let tab = self.engine.tab();
         let dir = (self.t1 - self.t).signum();
         let span = (self.t1 - self.t).abs();
         let h_max = opts.h_max.unwrap_or(span).min(span);
@@ -521,7 +602,7 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
                 h = h_new;
             }
         }
-        self.stats.nfe = self.engine.nfe;
+        self.stats.nfe = self.engine.nfe();
         Ok(())
     }
 
@@ -532,11 +613,11 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         tol: &mut Tolerances<T>,
         h_max: T,
     ) -> T {
-        let tab = self.engine.tab;
+        let tab = self.engine.tab();
         let (t0, dir) = (self.t, (self.t1 - self.t).signum());
         let (y0, y1) = split(&mut self.ys, self.cur);
         let y0 = y0.as_slice();
-        let f0 = self.engine.k[0].as_slice();
+        let f0 = self.engine.k()[0].as_slice();
         let dnf = tol.sum_sq(y0, |i| f0[i]);
         let dny = tol.sum_sq(y0, |i| y0[i]);
         let tiny: T = lit(1e-10);
@@ -552,11 +633,11 @@ impl<T: Float, S: State<T>> Run<'_, T, S> {
         }
         // Use the last stage buffer as scratch for f(t0 + h, y1).
         let scratch = tab.end_stage();
-        sys.rhs(t0 + h * dir, y1, &mut self.engine.k[scratch]);
-        self.engine.nfe += 1;
+        sys.rhs(t0 + h * dir, y1, &mut self.engine.k_mut()[scratch]);
+        self.engine.add_nfe(1);
         let (f0, f1) = (
-            self.engine.k[0].as_slice(),
-            self.engine.k[scratch].as_slice(),
+            self.engine.k()[0].as_slice(),
+            self.engine.k()[scratch].as_slice(),
         );
         let y0 = self.ys[self.cur].as_slice();
         let der2 = tol.sum_sq(y0, |i| f1[i] - f0[i]);

@@ -1,0 +1,250 @@
+//! The engine for small states that are `Copy` (`[T; N]`, nalgebra `SVector`): the same
+//! Runge-Kutta arithmetic as [`crate::engine::Engine`], in the same order (the same results, bit
+//! for bit), but with its stage buffers in an array inside the engine (on the stack, no heap
+//! buffer, no indirection) and the tableau read straight from the method.
+//!
+//! When the method is a unit type ([`crate::Dopri5`], [`crate::Rk4`], ...), its tableau is a
+//! constant the compiler sees: the loops over stages and over the non-zero coefficients of each
+//! row unroll, zero coefficients disappear, and the stages of a small state can stay in
+//! registers. The method is still data, one tableau fed to one engine: nothing here is written per
+//! method. With a tableau chosen at run time (`&'static Tableau`) the same code runs with the
+//! loops kept.
+use std::marker::PhantomData;
+
+use num_traits::Float;
+
+use crate::engine::{error_of, Stepper};
+use crate::options::Tolerances;
+use crate::state::State;
+use crate::system::OdeSystem;
+use crate::tableau::{ErrorEstimate, RkMethod, Tableau};
+use crate::util::lit;
+
+/// Stage buffers of the array engine: enough for every built-in method (DOP853 with its dense
+/// output takes 16).
+pub(crate) const MAX_STAGES: usize = 16;
+
+/// True when the array engine has room for the stage buffers of `tab`.
+pub(crate) fn fits(tab: &Tableau) -> bool {
+    tab.dense_stages().max(tab.end_stage() + 1) <= MAX_STAGES
+}
+
+pub(crate) struct ArrayEngine<'m, M, T, S> {
+    method: &'m M,
+    /// Stage derivatives, laid out as `Engine::k`.
+    k: [S; MAX_STAGES],
+    ytmp: S,
+    ytmp2: S,
+    w64: [f64; MAX_STAGES],
+    k0_valid: bool,
+    dense_ready: bool,
+    nfe: usize,
+    _t: PhantomData<T>,
+}
+
+impl<'m, M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'m, M, T, S> {
+    /// An engine for `method` (whose tableau must [`fits`]) with buffers shaped as `y0`.
+    pub(crate) fn new(method: &'m M, y0: &S) -> Self {
+        debug_assert!(fits(method.tableau()));
+        Self {
+            method,
+            k: [*y0; MAX_STAGES],
+            ytmp: *y0,
+            ytmp2: *y0,
+            w64: [0.0; MAX_STAGES],
+            k0_valid: false,
+            dense_ready: false,
+            nfe: 0,
+            _t: PhantomData,
+        }
+    }
+}
+
+/// out = sum_j row_j k_j over the non-zero entries of `row`, in the order and pairing of
+/// [`crate::engine::sum_terms`] (two stages per pass); false (out untouched) when all are zero.
+#[inline(always)]
+fn sum_row<T: Float, S: State<T>>(out: &mut [T], row: &[f64], k: &[S]) -> bool {
+    let mut started = false;
+    let mut pending: Option<(usize, T)> = None;
+    for (j, &c) in row.iter().enumerate() {
+        if c == 0.0 {
+            continue;
+        }
+        let c1: T = lit(c);
+        match pending.take() {
+            None => pending = Some((j, c1)),
+            Some((j0, c0)) => {
+                let (a, b) = (k[j0].as_slice(), k[j].as_slice());
+                if started {
+                    for ((o, &x), &z) in out.iter_mut().zip(a).zip(b) {
+                        *o = *o + c0 * x + c1 * z;
+                    }
+                } else {
+                    for ((o, &x), &z) in out.iter_mut().zip(a).zip(b) {
+                        *o = c0 * x + c1 * z;
+                    }
+                    started = true;
+                }
+            }
+        }
+    }
+    if let Some((j0, c0)) = pending {
+        let a = k[j0].as_slice();
+        if started {
+            for (o, &x) in out.iter_mut().zip(a) {
+                *o = *o + c0 * x;
+            }
+        } else {
+            for (o, &x) in out.iter_mut().zip(a) {
+                *o = c0 * x;
+            }
+            started = true;
+        }
+    }
+    started
+}
+
+/// out = y + h sum_j row_j k_j, as [`crate::engine::combine`].
+#[inline(always)]
+fn combine_row<T: Float, S: State<T>>(out: &mut [T], y: &[T], h: T, row: &[f64], k: &[S]) {
+    if !sum_row(out, row, k) {
+        out.copy_from_slice(y);
+        return;
+    }
+    for (o, &yv) in out.iter_mut().zip(y) {
+        *o = yv + h * *o;
+    }
+}
+
+impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_, M, T, S> {
+    #[inline(always)]
+    fn tab(&self) -> &'static Tableau {
+        self.method.tableau()
+    }
+    #[inline(always)]
+    fn nfe(&self) -> usize {
+        self.nfe
+    }
+    #[inline(always)]
+    fn add_nfe(&mut self, n: usize) {
+        self.nfe += n;
+    }
+    #[inline(always)]
+    fn k(&self) -> &[S] {
+        let tab = self.method.tableau();
+        &self.k[..tab.dense_stages().max(tab.end_stage() + 1)]
+    }
+    #[inline(always)]
+    fn k_mut(&mut self) -> &mut [S] {
+        let tab = self.method.tableau();
+        &mut self.k[..tab.dense_stages().max(tab.end_stage() + 1)]
+    }
+    #[inline(always)]
+    fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> &S {
+        if !self.k0_valid {
+            sys.rhs(t, y, &mut self.k[0]);
+            self.nfe += 1;
+            self.k0_valid = true;
+        }
+        &self.k[0]
+    }
+
+    #[inline(always)]
+    fn step<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &mut S) {
+        self.ensure_k0(sys, t, y);
+        self.dense_ready = false;
+        let tab = self.method.tableau();
+        let s = tab.stages();
+        let last_in_y_new = if tab.fsal { s - 1 } else { s };
+        for i in 1..s {
+            let (done, rest) = self.k.split_at_mut(i);
+            let ti = t + lit::<T>(tab.c[i]) * h;
+            if i == last_in_y_new {
+                combine_row(y_new.as_mut_slice(), y.as_slice(), h, tab.a[i], done);
+                sys.rhs(ti, y_new, &mut rest[0]);
+            } else {
+                combine_row(self.ytmp.as_mut_slice(), y.as_slice(), h, tab.a[i], done);
+                sys.rhs(ti, &self.ytmp, &mut rest[0]);
+            }
+        }
+        self.nfe += s - 1;
+        if !tab.fsal {
+            combine_row(y_new.as_mut_slice(), y.as_slice(), h, tab.b, &self.k[..s]);
+        }
+    }
+
+    #[inline(always)]
+    fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
+        let tab = self.method.tableau();
+        let (e5, e3): (&[f64], &[f64]) = match tab.error {
+            ErrorEstimate::None => (&[], &[]),
+            ErrorEstimate::Embedded(e) => (e, &[]),
+            ErrorEstimate::Dop853 { e5, e3 } => (e5, e3),
+        };
+        let range = tol.norm_range();
+        let s = tab.stages();
+        sum_row(self.ytmp.as_mut_slice(), e5, &self.k[..s]);
+        let r3 = if e3.is_empty() {
+            None
+        } else {
+            sum_row(self.ytmp2.as_mut_slice(), e3, &self.k[..s]);
+            Some(&mut self.ytmp2.as_mut_slice()[range.clone()])
+        };
+        let (y, y_new) = (
+            &y.as_slice()[range.clone()],
+            &y_new.as_slice()[range.clone()],
+        );
+        error_of(h, (y, y_new), tol, &mut self.ytmp.as_mut_slice()[range], r3)
+    }
+
+    fn prepare_dense<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &S) {
+        if self.dense_ready {
+            return;
+        }
+        let tab = self.method.tableau();
+        let s = tab.stages();
+        if tab.dense.end_derivative && !tab.fsal {
+            sys.rhs(t + h, y_new, &mut self.k[s]);
+            self.nfe += 1;
+        }
+        let first = tab.dense_stages() - tab.dense.extra.len();
+        for (j, &(c, row)) in tab.dense.extra.iter().enumerate() {
+            let (done, rest) = self.k.split_at_mut(first + j);
+            combine_row(self.ytmp.as_mut_slice(), y.as_slice(), h, row, done);
+            sys.rhs(t + lit::<T>(c) * h, &self.ytmp, &mut rest[0]);
+            self.nfe += 1;
+        }
+        self.dense_ready = true;
+    }
+
+    fn interpolate(&mut self, theta: T, h: T, y: &S, out: &mut S) {
+        let n = self.method.tableau().dense_stages();
+        (self.method.tableau().dense.weights)(
+            theta.to_f64().unwrap_or(f64::NAN),
+            &mut self.w64[..n],
+        );
+        let out_s = out.as_mut_slice();
+        out_s.copy_from_slice(y.as_slice());
+        for (wj, kj) in self.w64[..n].iter().zip(&self.k) {
+            if *wj != 0.0 {
+                let f = h * lit::<T>(*wj);
+                for (o, &kv) in out_s.iter_mut().zip(kj.as_slice()) {
+                    *o = *o + f * kv;
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn accept(&mut self) {
+        let tab = self.method.tableau();
+        let end = tab.end_stage();
+        if tab.fsal || (self.dense_ready && tab.dense.end_derivative) {
+            self.k.swap(0, end);
+            self.k0_valid = true;
+        } else {
+            self.k0_valid = false;
+        }
+        self.dense_ready = false;
+    }
+}
