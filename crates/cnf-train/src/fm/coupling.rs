@@ -8,7 +8,9 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
 use super::assign::linear_assignment;
+use super::assign::AssignWork;
 use super::FmError;
 use cnf_field::Real;
 
@@ -23,7 +25,7 @@ pub enum Coupling {
     #[default]
     Independent,
     /// Exact minibatch optimal transport: the permutation minimising `sum_i |x_i - e_perm(i)|^2`
-    /// ([`linear_assignment`]). Every data point and every base draw is used once. (TorchCFM
+    /// ([`linear_assignment`](super::linear_assignment)). Every data point and every base draw is used once. (TorchCFM
     /// resamples `B` pairs with replacement from the plan; for the exact plan of two equal
     /// uniform batches that plan is this permutation, so using it directly is the same coupling
     /// without the resampling noise.)
@@ -97,7 +99,8 @@ impl Coupling {
     }
 
     /// The partner of every data point: `partner[i]` indexes the row of `e` paired with row `i`
-    /// of `x`. Both are `(B, dim)` row-major and must be finite.
+    /// of `x`. Both are `(B, dim)` row-major and must be finite. Allocates its buffers; use
+    /// [`Coupling::pair_with`] in a loop.
     pub fn pair<T: Real, R: Rng + ?Sized>(
         &self,
         x: &[T],
@@ -105,6 +108,21 @@ impl Coupling {
         dim: usize,
         rng: &mut R,
     ) -> Result<Vec<usize>, FmError> {
+        let mut work = CouplingWork::default();
+        Ok(self.pair_with(x, e, dim, rng, &mut work)?.to_vec())
+    }
+
+    /// [`Coupling::pair`] with reused buffers (the cost matrix, the assignment's work and the
+    /// result): no allocation per call for the independent and exact couplings once the
+    /// buffers have grown to the batch size.
+    pub fn pair_with<'w, T: Real, R: Rng + ?Sized>(
+        &self,
+        x: &[T],
+        e: &[T],
+        dim: usize,
+        rng: &mut R,
+        work: &'w mut CouplingWork,
+    ) -> Result<&'w [usize], FmError> {
         self.validate()?;
         let b = check_pair(x, e, dim)?;
         if b > MAX_OT_POINTS && *self != Self::Independent {
@@ -114,18 +132,41 @@ impl Coupling {
             });
         }
         match *self {
-            Self::Independent => Ok((0..b).collect()),
-            Self::ExactOt => linear_assignment(&squared_distances(x, e, dim), b),
+            Self::Independent => {
+                work.partner.clear();
+                work.partner.extend(0..b);
+                Ok(&work.partner)
+            }
+            Self::ExactOt => {
+                squared_distances_into(x, e, dim, &mut work.cost);
+                work.assign.solve(&work.cost, b)
+            }
             Self::Sinkhorn {
                 epsilon,
                 max_iters,
                 tol,
             } => {
-                let cost = squared_distances(x, e, dim);
-                let plan = sinkhorn(&cost, b, epsilon, max_iters, tol)?;
-                Ok(plan.sample_rows(rng))
+                squared_distances_into(x, e, dim, &mut work.cost);
+                let plan = sinkhorn(&work.cost, b, epsilon, max_iters, tol)?;
+                work.partner = plan.sample_rows(rng);
+                Ok(&work.partner)
             }
         }
+    }
+}
+
+/// Reusable buffers of [`Coupling::pair_with`].
+#[derive(Debug, Clone, Default)]
+pub struct CouplingWork {
+    cost: Vec<f64>,
+    assign: AssignWork,
+    partner: Vec<usize>,
+}
+
+impl CouplingWork {
+    /// Counts of the last exact assignment (see [`AssignWork::stats`]).
+    pub fn assign_stats(&self) -> super::assign::AssignStats {
+        self.assign.stats()
     }
 }
 
@@ -159,19 +200,34 @@ pub(crate) fn check_finite<T: Real>(what: &'static str, v: &[T]) -> Result<(), F
 
 /// `C_ij = |x_i - e_j|^2` in `f64`, `(B, B)` row-major.
 pub fn squared_distances<T: Real>(x: &[T], e: &[T], dim: usize) -> Vec<f64> {
-    let b = x.len() / dim.max(1);
-    let nb = e.len() / dim.max(1);
-    let xf: Vec<f64> = x.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).collect();
-    let ef: Vec<f64> = e.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).collect();
-    let mut cost = vec![0.0; b * nb];
-    for (i, row) in cost.chunks_exact_mut(nb.max(1)).enumerate().take(b) {
-        let xi = &xf[i * dim..][..dim];
-        for (j, c) in row.iter_mut().enumerate() {
-            let ej = &ef[j * dim..][..dim];
-            *c = xi.iter().zip(ej).map(|(a, b)| (a - b) * (a - b)).sum();
+    let mut cost = Vec::new();
+    squared_distances_into(x, e, dim, &mut cost);
+    cost
+}
+
+/// [`squared_distances`] into `cost` (cleared and resized).
+pub fn squared_distances_into<T: Real>(x: &[T], e: &[T], dim: usize, cost: &mut Vec<f64>) {
+    let dim = dim.max(1);
+    let b = x.len() / dim;
+    let nb = e.len() / dim;
+    let f = |v: &T| v.to_f64().unwrap_or(f64::NAN);
+    cost.clear();
+    cost.resize(b * nb, 0.0);
+    if nb == 0 {
+        return;
+    }
+    for (row, xi) in cost.chunks_exact_mut(nb).zip(x.chunks_exact(dim)) {
+        for (c, ej) in row.iter_mut().zip(e.chunks_exact(dim)) {
+            *c = xi
+                .iter()
+                .zip(ej)
+                .map(|(a, b)| {
+                    let diff = f(a) - f(b);
+                    diff * diff
+                })
+                .sum();
         }
     }
-    cost
 }
 
 /// An entropic transport plan between two uniform distributions on `n` points.

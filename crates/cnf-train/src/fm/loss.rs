@@ -15,7 +15,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::coupling::{check_finite, Coupling};
+use super::coupling::{check_finite, Coupling, CouplingWork};
 use super::field::PointTimeField;
 use super::path::{c, PathSpec, ProbabilityPath};
 use super::FmError;
@@ -52,6 +52,7 @@ pub struct FmWork<T: Real, W> {
     e_paired: Vec<T>,
     t: Vec<T>,
     noise: Vec<T>,
+    coupling: CouplingWork,
 }
 
 impl<T: Real, W> FmWork<T, W> {
@@ -68,6 +69,7 @@ impl<T: Real, W> FmWork<T, W> {
             e_paired: Vec::new(),
             t: Vec::new(),
             noise: Vec::new(),
+            coupling: CouplingWork::default(),
         }
     }
 }
@@ -322,7 +324,9 @@ impl FlowMatching {
         if ProbabilityPath::<T>::uses_noise(&self.path) {
             work.noise.extend((0..n).map(|_| normal(rng)));
         }
-        let partner = self.coupling.pair(x, &work.e, d, rng)?;
+        let partner = self
+            .coupling
+            .pair_with(x, &work.e, d, rng, &mut work.coupling)?;
         work.e_paired.clear();
         let mut pair_cost = 0.0;
         for (i, &j) in partner.iter().enumerate() {

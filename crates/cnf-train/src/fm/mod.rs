@@ -56,8 +56,11 @@ pub mod loss;
 pub mod path;
 pub mod w2;
 
-pub use assign::{assignment_cost, linear_assignment};
-pub use coupling::{sinkhorn, squared_distances, Coupling, SinkhornPlan, MAX_OT_POINTS};
+pub use assign::{assignment_cost, linear_assignment, AssignStats, AssignWork};
+pub use coupling::{
+    sinkhorn, squared_distances, squared_distances_into, Coupling, CouplingWork, SinkhornPlan,
+    MAX_OT_POINTS,
+};
 pub use field::{ByTime, MlpWork, PointTimeField};
 pub use loss::{fm_loss, fm_loss_and_grad, FlowMatching, FmBatch, FmStep, FmWork, TimeDist};
 pub use path::{CosinePath, LipmanPath, PathSpec, ProbabilityPath, StraightPath};
