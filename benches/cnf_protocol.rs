@@ -111,6 +111,9 @@ fn main() {
                     "fwd_nfe_median_20_60": median(window.iter().map(|e| e.nfe_fwd as f64).collect()),
                     "bwd_nfe_median_20_60": median(window.iter().map(|e| e.nfe_bwd as f64).collect()),
                     "final_fwd_nfe": last.nfe_fwd,
+                    // Machine-independent proxy of the training cost: all evaluations done.
+                    "train_nfe_fwd_total": events.iter().map(|e| e.nfe_fwd).sum::<usize>(),
+                    "train_nfe_bwd_total": events.iter().map(|e| e.nfe_bwd).sum::<usize>(),
                     "test_nll_10k": test_nll,
                     "test_nfe": nfe,
                     "train_wall_s": wall,
