@@ -94,6 +94,13 @@ fn train_density_sample_plot_eval_on_a_toy_set() {
     assert!(json["test_nll"].as_f64().unwrap().is_finite());
     assert!(json["stderr"].as_f64().unwrap() > 0.0);
     assert!(json.get("gaussian_nll").is_none());
+    // 10k points in solves of up to 1024: 10 solves; the NFE is their sum.
+    assert_eq!(json["solves"].as_u64(), Some(10));
+    let (nfe, per) = (
+        json["nfe"].as_f64().unwrap(),
+        json["nfe_per_solve"].as_f64().unwrap(),
+    );
+    assert!(nfe > 0.0 && (per * 10.0 - nfe).abs() < 1e-9, "{json}");
 }
 
 /// `cnf import` of the diffrax model reproduces scipy's log-densities (tests/data/README.md).
