@@ -1,5 +1,6 @@
-//! MLP field throughput: v + exact trace, and + parameter VJP, for a batch of 512 points
-//! (d = 2, 3 x 64 tanh, the FFJORD 8-gaussians architecture), against the raw GEMM peak.
+//! MLP field throughput: v, v + exact trace, and + parameter VJP, for a batch of 512 points
+//! (d = 2, 3 x 64 tanh, the FFJORD 8-gaussians architecture), against the raw GEMM peak; and
+//! the activation pass alone (vectorised tanh against libm's `tanh`) over a 512 x 64 buffer.
 //!
 //! Throughput is reported in "elements" = floating-point operations of the GEMMs only
 //! (elementwise work is not counted), so `Gelem/s` reads as GEMM GFLOP/s.
@@ -16,13 +17,14 @@ const HIDDEN: [usize; 3] = [64, 64, 64];
 /// The raw GEMM shape: the tangent product of a hidden layer, (B * d, 64) x (64, 64).
 const GEMM_SHAPE: (usize, usize, usize) = (BATCH * DIM, 64, 64);
 
-/// GEMM flops of one `eval_div_batch` (exact trace) and of one `vjp_batch`.
-fn pass_flops(config: &MlpConfig) -> (f64, f64) {
+/// GEMM flops of one `eval_batch`, one `eval_div_batch` (exact trace) and one `vjp_batch`.
+fn pass_flops(config: &MlpConfig) -> (f64, f64, f64) {
     let (b, d, nt) = (BATCH as f64, config.dim as f64, config.dim as f64);
-    let (mut fwd, mut bwd) = (0.0, 0.0);
+    let (mut primal, mut fwd, mut bwd) = (0.0, 0.0, 0.0);
     for (l, (out, inp)) in config.layer_shapes().into_iter().enumerate() {
         let (out, inp) = (out as f64, inp as f64);
         let in_tan = if l == 0 { d } else { inp };
+        primal += 2.0 * b * inp * out;
         fwd += 2.0 * b * inp * out + 2.0 * b * nt * in_tan * out;
         bwd += 2.0 * out * b * inp + 2.0 * out * b * nt * in_tan;
         bwd += if l == 0 {
@@ -31,7 +33,7 @@ fn pass_flops(config: &MlpConfig) -> (f64, f64) {
             2.0 * b * out * inp + 2.0 * b * nt * out * inp
         };
     }
-    (fwd, fwd + bwd)
+    (primal, fwd, fwd + bwd)
 }
 
 struct Problem<T: Real> {
@@ -70,7 +72,7 @@ fn gemm_once<T: Real>(a: &[T], b: &[T], c: &mut [T]) {
     );
 }
 
-/// Three closures sharing one scratch: GEMM, eval + div, eval + div + VJP.
+/// One closure sharing one scratch: 0 GEMM, 1 eval + div, 2 eval + div + VJP, 3 eval.
 fn run_all<T: Real>(p: &Problem<T>) -> impl FnMut(usize) + '_ {
     let (m, k, n) = GEMM_SHAPE;
     let a = vec![T::from_f64(0.5).unwrap_or_else(T::one); m * k];
@@ -92,6 +94,7 @@ fn run_all<T: Real>(p: &Problem<T>) -> impl FnMut(usize) + '_ {
             &mut v,
             &mut div,
         ),
+        3 => p.mlp.eval_batch(&mut s, T::one(), black_box(&p.z), &mut v),
         _ => p.mlp.vjp_batch(
             &mut s,
             VjpInput::new(T::one(), black_box(&p.z), Trace::Exact, &p.a_v, &p.a_div),
@@ -102,16 +105,17 @@ fn run_all<T: Real>(p: &Problem<T>) -> impl FnMut(usize) + '_ {
 
 fn bench_precision<T: Real>(c: &mut Criterion) {
     let p = problem::<T>();
-    let (fwd_flops, vjp_flops) = pass_flops(p.mlp.config());
+    let (primal_flops, fwd_flops, vjp_flops) = pass_flops(p.mlp.config());
     let (m, k, n) = GEMM_SHAPE;
     let mut run = run_all(&p);
     let mut group = c.benchmark_group(format!("mlp_{}", T::NAME));
     let cases = [
-        ("gemm_1024x64x64", 2.0 * (m * k * n) as f64),
-        ("eval_div_exact_b512", fwd_flops),
-        ("eval_div_vjp_exact_b512", vjp_flops),
+        (0, "gemm_1024x64x64", 2.0 * (m * k * n) as f64),
+        (3, "eval_b512", primal_flops),
+        (1, "eval_div_exact_b512", fwd_flops),
+        (2, "eval_div_vjp_exact_b512", vjp_flops),
     ];
-    for (which, (name, flops)) in cases.into_iter().enumerate() {
+    for (which, name, flops) in cases {
         group.throughput(Throughput::Elements(flops as u64));
         group.bench_function(BenchmarkId::from_parameter(name), |bch| {
             bch.iter(|| run(which))
@@ -139,7 +143,7 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
 /// Plain-text summary: GFLOP/s of each pass, per-point cost and the fraction of GEMM peak.
 fn summary<T: Real>() {
     let p = problem::<T>();
-    let (fwd_flops, vjp_flops) = pass_flops(p.mlp.config());
+    let (primal_flops, fwd_flops, vjp_flops) = pass_flops(p.mlp.config());
     let (m, k, n) = GEMM_SHAPE;
     let mut run = run_all(&p);
     let gemm = median_secs(400, || run(0));
@@ -150,6 +154,7 @@ fn summary<T: Real>() {
         gemm * 1e6
     );
     for (which, name, flops) in [
+        (3, "v", primal_flops),
         (1, "v + exact trace", fwd_flops),
         (2, "v + trace + VJP (z, theta)", vjp_flops),
     ] {
@@ -165,9 +170,107 @@ fn summary<T: Real>() {
     }
 }
 
+/// Shape of the activation micro-bench: one hidden layer's pre-activations, (B, 64).
+const ACT_LEN: usize = BATCH * 64;
+
+/// The activation-pass variants timed against libm's `tanh` (each copies the input first, so
+/// every run sees the same values, spread over [-4, 4] like pre-activations).
+fn activation_cases<T: Real>() -> (Vec<(&'static str, Activation, usize)>, Vec<T>) {
+    let x = (0..ACT_LEN)
+        .map(|i| T::from_f64((i as f64 * 0.618).sin() * 4.0).unwrap_or_else(T::zero))
+        .collect();
+    let mut cases = vec![
+        ("libm_tanh", Activation::Tanh, 0),
+        ("tanh_value", Activation::Tanh, 1),
+        ("tanh_d1", Activation::Tanh, 2),
+        ("tanh_d1_d2", Activation::Tanh, 3),
+    ];
+    for (name, act) in [
+        ("softplus_d1_d2", Activation::Softplus),
+        ("swish_d1_d2", Activation::Swish),
+        ("elu_d1_d2", Activation::Elu),
+    ] {
+        cases.push((name, act, 3));
+    }
+    (cases, x)
+}
+
+/// Work buffers of the activation micro-bench: values, `s'`, `s''`.
+struct ActBufs<T> {
+    y: Vec<T>,
+    d1: Vec<T>,
+    d2: Vec<T>,
+}
+
+impl<T: Real> ActBufs<T> {
+    fn new() -> Self {
+        Self {
+            y: vec![T::zero(); ACT_LEN],
+            d1: vec![T::zero(); ACT_LEN],
+            d2: vec![T::zero(); ACT_LEN],
+        }
+    }
+
+    /// Mode 0: libm `tanh` in a plain loop; 1: `apply_value`; 2: `apply` with `s'`;
+    /// 3: `apply` with `s'` and `s''`.
+    fn run(&mut self, act: Activation, mode: usize, x: &[T]) {
+        self.y.copy_from_slice(black_box(x));
+        match mode {
+            0 => self.y.iter_mut().for_each(|v| *v = v.tanh()),
+            1 => act.apply_value(&mut self.y),
+            2 => act.apply(&mut self.y, &mut self.d1, None),
+            _ => act.apply(&mut self.y, &mut self.d1, Some(&mut self.d2)),
+        }
+        black_box(&self.y);
+    }
+}
+
+fn bench_activation<T: Real>(c: &mut Criterion) {
+    let (cases, x) = activation_cases::<T>();
+    let mut bufs = ActBufs::<T>::new();
+    let mut group = c.benchmark_group(format!("activation_{}_512x64", T::NAME));
+    group.throughput(Throughput::Elements(ACT_LEN as u64));
+    for (name, act, mode) in cases {
+        group.bench_function(BenchmarkId::from_parameter(name), |bch| {
+            bch.iter(|| bufs.run(act, mode, &x))
+        });
+    }
+    group.finish();
+}
+
+/// Plain-text summary of the activation pass: ns per element and speed-up over libm `tanh`.
+fn activation_summary<T: Real>() {
+    let (cases, x) = activation_cases::<T>();
+    let mut bufs = ActBufs::<T>::new();
+    let copy = median_secs(400, || {
+        bufs.y.copy_from_slice(black_box(&x));
+        black_box(&bufs.y);
+    });
+    let mut libm = f64::NAN;
+    for (name, act, mode) in cases {
+        let secs = median_secs(400, || bufs.run(act, mode, &x));
+        if mode == 0 {
+            libm = secs;
+        }
+        println!(
+            "[{}] activation {name}, 512 x 64: {:.1} us ({:.2} ns/element; copy-in {:.1} us \
+             included), {:.1}x libm tanh",
+            T::NAME,
+            secs * 1e6,
+            secs * 1e9 / ACT_LEN as f64,
+            copy * 1e6,
+            libm / secs
+        );
+    }
+}
+
 fn benches(c: &mut Criterion) {
+    bench_activation::<f32>(c);
+    bench_activation::<f64>(c);
     bench_precision::<f32>(c);
     bench_precision::<f64>(c);
+    activation_summary::<f32>();
+    activation_summary::<f64>();
     summary::<f32>();
     summary::<f64>();
 }

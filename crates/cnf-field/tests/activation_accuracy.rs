@@ -1,0 +1,227 @@
+//! Error bounds of the fast path's activations, in ulps, against the C library (glibc).
+//!
+//! f64 `tanh` (branch-free, vectorised, from a table-free `exp`) is swept over a dense grid of
+//! [-20, 20], random points (uniform on [-40, 40] and log-uniform magnitudes from 1e-310 to
+//! 1e4, both signs) and special values (0, -0, subnormals, the reduction's breakpoints, the
+//! under-/overflow edges of sech^2, huge values, infinities), and compared with glibc:
+//! `tanh` against `f64::tanh`, `s' = sech^2` against `(1 / cosh x)^2` and `s'' = -2 tanh sech^2`
+//! against the same product of the references. The bounds asserted are in ulps of the
+//! reference (the references themselves carry glibc's error: about 1 ulp for `tanh`, a few for
+//! the products). The vectorised loops (`Activation::apply`, `apply_value`) must give the
+//! scalar functions' values bit for bit, and NaN in must give NaN out.
+
+use cnf_field::{Activation, Real};
+
+/// Max ulps of the f64 `tanh` from glibc's `tanh`.
+const TANH_ULPS: u64 = 3;
+/// Max ulps of `s'(x) = sech^2 x` from `(1 / cosh x)^2` (glibc `cosh`).
+const SECH2_ULPS: u64 = 8;
+/// Max ulps of `s''(x) = -2 tanh(x) sech^2(x)` from the product of the references.
+const D2_ULPS: u64 = 10;
+
+/// Position of `x` on the number line of doubles (adjacent doubles differ by 1; +0 = -0).
+fn ordinal(x: f64) -> i64 {
+    let b = x.to_bits() as i64;
+    if b < 0 {
+        i64::MIN - b
+    } else {
+        b
+    }
+}
+
+/// Distance in ulps; NaN matches only NaN.
+fn ulps(a: f64, b: f64) -> u64 {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => 0,
+        (false, false) => (ordinal(a) - ordinal(b)).unsigned_abs(),
+        _ => u64::MAX,
+    }
+}
+
+/// xorshift64: reproducible random bits without a dependency.
+struct Bits(u64);
+
+impl Bits {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn special_values() -> Vec<f64> {
+    let ln2 = std::f64::consts::LN_2;
+    let mut v = vec![
+        0.0,
+        f64::from_bits(1),
+        f64::MIN_POSITIVE,
+        1e-300,
+        1e-20,
+        1.49e-8,
+        1e-8,
+        1e-4,
+        ln2 / 4.0,
+        ln2 / 4.0 * (1.0 + f64::EPSILON),
+        ln2 / 4.0 * (1.0 - f64::EPSILON),
+        0.5,
+        1.0,
+        3.0 * ln2 / 4.0,
+        19.0,
+        19.06,
+        19.1,
+        20.0,
+        354.0,
+        355.0,
+        360.0,
+        372.0,
+        372.6,
+        373.0,
+        400.0,
+        699.0,
+        700.0,
+        701.0,
+        710.0,
+        1e4,
+        1e300,
+        f64::MAX,
+        f64::INFINITY,
+    ];
+    let negatives: Vec<f64> = v.iter().map(|x| -x).collect();
+    v.extend(negatives);
+    v
+}
+
+fn sweep_points() -> Vec<f64> {
+    let mut xs: Vec<f64> = (-2_000_000..=2_000_000).map(|i| i as f64 * 1e-5).collect();
+    let mut bits = Bits(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..500_000 {
+        xs.push((bits.unit() * 2.0 - 1.0) * 40.0);
+        let magnitude = 10f64.powf(bits.unit() * 314.0 - 310.0);
+        xs.push(if bits.next() & 1 == 1 {
+            -magnitude
+        } else {
+            magnitude
+        });
+    }
+    xs.extend(special_values());
+    xs
+}
+
+/// References from glibc: `(tanh x, sech^2 x, -2 tanh x sech^2 x)`.
+fn reference(x: f64) -> (f64, f64, f64) {
+    let t = x.tanh();
+    let sech = 1.0 / x.cosh();
+    let d1 = sech * sech;
+    (t, d1, -2.0 * t * d1)
+}
+
+#[test]
+fn tanh_f64_error_bound() {
+    let xs = sweep_points();
+    // The vectorised loops, as the MLP runs them.
+    let mut value = xs.clone();
+    Activation::Tanh.apply_value(&mut value);
+    let (mut y, mut d1, mut d2) = (xs.clone(), vec![0.0; xs.len()], vec![0.0; xs.len()]);
+    Activation::Tanh.apply(&mut y, &mut d1, Some(&mut d2));
+    let (mut y_only, mut d1_only) = (xs.clone(), vec![0.0; xs.len()]);
+    Activation::Tanh.apply(&mut y_only, &mut d1_only, None);
+
+    let mut worst = [(0u64, 0.0f64); 3];
+    for (i, &x) in xs.iter().enumerate() {
+        let t = x.tanh_fast();
+        let (t2, s2) = x.tanh_sech2_fast();
+        assert_eq!(
+            t.to_bits(),
+            t2.to_bits(),
+            "tanh_fast vs tanh_sech2_fast at {x:e}"
+        );
+        for (got, what) in [
+            (value[i], "apply_value"),
+            (y[i], "apply"),
+            (y_only[i], "apply"),
+        ] {
+            assert_eq!(got.to_bits(), t.to_bits(), "{what} vs tanh_fast at {x:e}");
+        }
+        assert_eq!(d1[i].to_bits(), s2.to_bits(), "apply's s' at {x:e}");
+        assert_eq!(d1_only[i].to_bits(), s2.to_bits(), "apply's s' at {x:e}");
+        let (rt, rd1, rd2) = reference(x);
+        for (w, (got, want)) in worst.iter_mut().zip([(t, rt), (s2, rd1), (d2[i], rd2)]) {
+            let u = ulps(got, want);
+            if u > w.0 {
+                *w = (u, x);
+            }
+        }
+    }
+    println!(
+        "f64 tanh over {} points: worst {} ulp at {:e}; sech^2 {} ulp at {:e}; s'' {} ulp at {:e}",
+        xs.len(),
+        worst[0].0,
+        worst[0].1,
+        worst[1].0,
+        worst[1].1,
+        worst[2].0,
+        worst[2].1
+    );
+    assert!(worst[0].0 <= TANH_ULPS, "tanh: {worst:?}");
+    assert!(worst[1].0 <= SECH2_ULPS, "sech^2: {worst:?}");
+    assert!(worst[2].0 <= D2_ULPS, "s'': {worst:?}");
+}
+
+#[test]
+fn tanh_f64_special_values_exact() {
+    for x in [0.0f64, -0.0] {
+        let (t, d1) = x.tanh_sech2_fast();
+        assert_eq!(t.to_bits(), x.to_bits(), "tanh({x}) keeps the sign of zero");
+        assert_eq!(d1, 1.0);
+    }
+    for x in [f64::from_bits(1), 1e-300, -1e-200, 1e-9, -1e-9] {
+        assert_eq!(x.tanh_fast(), x, "tanh(x) = x for tiny x");
+        assert_eq!(x.tanh_sech2_fast().1, 1.0);
+    }
+    for x in [19.1f64, 400.0, 1e300, f64::MAX, f64::INFINITY] {
+        assert_eq!(x.tanh_fast(), 1.0);
+        assert_eq!((-x).tanh_fast(), -1.0);
+    }
+    for x in [373.0f64, 1e300, f64::INFINITY, f64::NEG_INFINITY] {
+        assert_eq!(x.tanh_sech2_fast().1, 0.0, "sech^2 underflows at {x}");
+    }
+    // sech^2 stays accurate through the subnormal range (no 1 - tanh^2 cancellation).
+    let x = 360.0f64;
+    let want = (2.0 / x.exp()).powi(2) * (1.0 + 0.0);
+    assert!(x.tanh_sech2_fast().1 > 0.0 && ulps(x.tanh_sech2_fast().1, want) <= 2);
+}
+
+fn assert_nan_propagates<T: Real>() {
+    for act in [
+        Activation::Tanh,
+        Activation::Softplus,
+        Activation::Swish,
+        Activation::Elu,
+    ] {
+        let nan = T::nan();
+        let mut v = vec![nan; 37];
+        act.apply_value(&mut v);
+        assert!(v.iter().all(|y| y.is_nan()), "{act:?} apply_value");
+        let (mut y, mut d1, mut d2) = (vec![nan; 37], vec![T::zero(); 37], vec![T::zero(); 37]);
+        act.apply(&mut y, &mut d1, Some(&mut d2));
+        for (i, (y, (d1, d2))) in y.iter().zip(d1.iter().zip(&d2)).enumerate() {
+            assert!(y.is_nan() && d1.is_nan(), "{act:?} apply {i}: {y:?} {d1:?}");
+            // ELU's s'' is the constant 0 branch-wise for x > 0; every other one is NaN.
+            assert!(d2.is_nan(), "{act:?} apply s'' {i}: {d2:?}");
+        }
+    }
+    assert!(T::nan().tanh_fast().is_nan());
+    let (t, d) = T::nan().tanh_sech2_fast();
+    assert!(t.is_nan() && d.is_nan());
+}
+
+#[test]
+fn nan_in_nan_out() {
+    assert_nan_propagates::<f64>();
+    assert_nan_propagates::<f32>();
+}
