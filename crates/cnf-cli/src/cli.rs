@@ -173,6 +173,11 @@ pub struct SolverArgs {
     /// Absolute tolerance of adaptive methods.
     #[arg(long, value_parser = positive_f64)]
     pub atol: Option<f64>,
+    /// Error norm of adaptive solves over many points: rms over the batch (the peers'; cheapest)
+    /// or per-sample (every point held to the tolerances; ~1.6x the evaluations)
+    /// [default: the model's, rms].
+    #[arg(long, value_enum)]
+    pub error_norm: Option<cnf_train::model::ErrorNormConfig>,
 }
 
 #[derive(Debug, Args)]

@@ -183,7 +183,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         };
         let sol = self
             .integrator
-            .solver()?
+            .batch_solver(b, self.dim(), 1)?
             .solve_system(&mut sys, T::zero(), T::one(), &y0)
             .map_err(solve_error)?;
         Ok((sol.y, sol.stats))
@@ -257,7 +257,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         };
         let sol = self
             .integrator
-            .solver()?
+            .batch_solver(x.len() / self.dim(), self.dim(), 0)?
             .solve_system(&mut sys, t0, t1, &x.to_vec())
             .map_err(solve_error)?;
         Ok((sol.y, sol.stats))
@@ -284,7 +284,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
                 };
                 let sol = self
                     .integrator
-                    .solver()?
+                    .batch_solver(xc.len() / d, d, 0)?
                     .output_times(times.to_vec())
                     .solve_system(&mut sys, t0, t1, &xc.to_vec())
                     .map_err(solve_error)?;

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cnf_field::{Mlp, MlpConfig, Real};
-use cnf_flow::{Cnf, Integrator};
+use cnf_flow::{BatchNorm, Cnf, Integrator};
 pub use cnf_ode::Method;
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +79,28 @@ pub struct SolverConfig {
     pub rtol: f64,
     /// Absolute tolerance (adaptive).
     pub atol: f64,
+    /// Error norm of solves over several points (absent in config.json: the batch RMS).
+    #[serde(default, skip_serializing_if = "ErrorNormConfig::is_rms")]
+    pub error_norm: ErrorNormConfig,
+}
+
+/// How adaptive solves over several points measure the error (`cnf_flow::BatchNorm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorNormConfig {
+    /// RMS over the whole batch (the peers' way; cheapest).
+    #[default]
+    Rms,
+    /// The largest of the points' own RMS errors: every point held to the tolerances.
+    PerSample,
+}
+
+impl ErrorNormConfig {
+    /// Whether this is the default batch RMS.
+    pub fn is_rms(&self) -> bool {
+        *self == Self::Rms
+    }
 }
 
 impl Default for SolverConfig {
@@ -88,6 +110,7 @@ impl Default for SolverConfig {
             steps: None,
             rtol: 1e-5,
             atol: 1e-5,
+            error_norm: ErrorNormConfig::Rms,
         }
     }
 }
@@ -126,17 +149,28 @@ impl SolverConfig {
         self.check("")?;
         let tab = self.method.tableau();
         let lit = |x: f64| T::from_f64(x).unwrap_or_else(T::nan);
+        let norm = match self.error_norm {
+            ErrorNormConfig::Rms => BatchNorm::Rms,
+            ErrorNormConfig::PerSample => BatchNorm::PerSample,
+        };
         Ok(match self.steps {
             Some(n) => Integrator::fixed(tab, n),
-            None => Integrator::adaptive(tab, lit(self.rtol), lit(self.atol)),
+            None => Integrator::adaptive(tab, lit(self.rtol), lit(self.atol)).with_norm(norm),
         })
     }
 
-    /// "dopri5 rtol 1e-5 atol 1e-5" or "rk4 with 10 steps".
+    /// "dopri5 rtol 1e-5 atol 1e-5", "dopri5 rtol 1e-5 atol 1e-5 per-sample norm" or "rk4 with
+    /// 10 steps".
     pub fn describe(&self) -> String {
-        match self.steps {
-            Some(n) => format!("{} with {n} steps", self.method),
-            None => format!("{} rtol {:e} atol {:e}", self.method, self.rtol, self.atol),
+        match (self.steps, self.error_norm) {
+            (Some(n), _) => format!("{} with {n} steps", self.method),
+            (None, ErrorNormConfig::Rms) => {
+                format!("{} rtol {:e} atol {:e}", self.method, self.rtol, self.atol)
+            }
+            (None, ErrorNormConfig::PerSample) => format!(
+                "{} rtol {:e} atol {:e} per-sample norm",
+                self.method, self.rtol, self.atol
+            ),
         }
     }
 }

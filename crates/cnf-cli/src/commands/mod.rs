@@ -42,6 +42,9 @@ pub fn solver_config(base: &SolverConfig, args: &SolverArgs) -> SolverConfig {
     if let Some(a) = args.atol {
         s.atol = a;
     }
+    if let Some(n) = args.error_norm {
+        s.error_norm = n;
+    }
     s
 }
 

@@ -374,7 +374,7 @@ fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, Train
     )?;
     let solver = solver_config(&config.solver, &args.solver);
     check_same(
-        "--method/--steps/--rtol/--atol",
+        "--method/--steps/--rtol/--atol/--error-norm",
         Some(solver),
         config.solver.clone(),
     )?;

@@ -213,7 +213,8 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
                 a_j.fill(reg.frobenius * inv_b);
             }
         };
-        let mut solver = self.integrator.solver()?;
+        let columns = if penalised { 3 } else { 1 };
+        let mut solver = self.integrator.batch_solver(b, self.dim(), columns)?;
         if penalised {
             // The penalty integrals do not steer the steps (RNODE passes them 1e20 tolerances).
             solver = solver.error_components(0..n + b);
