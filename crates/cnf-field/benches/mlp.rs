@@ -264,13 +264,110 @@ fn activation_summary<T: Real>() {
     }
 }
 
+/// One hidden layer, (512 x 64) x (64 x 64) + bias, then the activation (value only, or with
+/// s' and s''): the bias copied into the output before a GEMM that accumulates (beta = 1), or
+/// added inside the activation pass after a GEMM that overwrites (beta = 0).
+struct Layer<T> {
+    h: Vec<T>,
+    w: Vec<T>,
+    bias: Vec<T>,
+    out: ActBufs<T>,
+}
+
+impl<T: Real> Layer<T> {
+    fn new() -> Self {
+        let wave = |n: usize, f: f64, a: f64| {
+            (0..n)
+                .map(|i| T::from_f64((i as f64 * f).sin() * a).unwrap_or_else(T::zero))
+                .collect::<Vec<T>>()
+        };
+        Self {
+            h: wave(BATCH * 64, 0.37, 1.0),
+            w: wave(64 * 64, 0.11, 0.25),
+            bias: wave(64, 0.7, 0.5),
+            out: ActBufs::new(),
+        }
+    }
+
+    /// `fused`: beta = 0 and the bias in the activation pass; `derivatives`: s' and s''.
+    fn run(&mut self, fused: bool, derivatives: bool) {
+        let y = &mut self.out.y;
+        if !fused {
+            for row in y.chunks_exact_mut(64) {
+                row.copy_from_slice(&self.bias);
+            }
+        }
+        let beta = if fused { T::zero() } else { T::one() };
+        T::gemm(
+            BATCH,
+            64,
+            64,
+            T::one(),
+            (black_box(&self.h), 64, 1),
+            (&self.w, 1, 64),
+            beta,
+            (y, 64, 1),
+        );
+        let act = Activation::Tanh;
+        match (fused, derivatives) {
+            (false, false) => act.apply_value(y),
+            (false, true) => act.apply(y, &mut self.out.d1, Some(&mut self.out.d2)),
+            (true, false) => act.apply_value_bias(y, &self.bias),
+            (true, true) => act.apply_bias(y, &self.bias, &mut self.out.d1, Some(&mut self.out.d2)),
+        }
+        black_box(&self.out.y);
+    }
+}
+
+const LAYER_CASES: [(&str, bool, bool); 4] = [
+    ("bias_copy_gemm_tanh", false, false),
+    ("gemm_tanh_bias_fused", true, false),
+    ("bias_copy_gemm_tanh_d1_d2", false, true),
+    ("gemm_tanh_d1_d2_bias_fused", true, true),
+];
+
+fn bench_layer<T: Real>(c: &mut Criterion) {
+    let mut layer = Layer::<T>::new();
+    let mut group = c.benchmark_group(format!("layer_{}_512x64x64", T::NAME));
+    group.throughput(Throughput::Elements(2 * (BATCH * 64 * 64) as u64));
+    for (name, fused, derivatives) in LAYER_CASES {
+        group.bench_function(BenchmarkId::from_parameter(name), |bch| {
+            bch.iter(|| layer.run(fused, derivatives))
+        });
+    }
+    group.finish();
+}
+
+/// Plain-text summary of one layer, bias copied before the GEMM vs fused into the activation.
+fn layer_summary<T: Real>() {
+    let mut layer = Layer::<T>::new();
+    let times: Vec<f64> = LAYER_CASES
+        .iter()
+        .map(|&(_, fused, derivatives)| median_secs(400, || layer.run(fused, derivatives)))
+        .collect();
+    for (pair, what) in [(0, "value"), (2, "value, s', s''")] {
+        println!(
+            "[{}] layer 512x64x64 + tanh ({what}): bias copy + GEMM(beta 1) {:.1} us, \
+             GEMM(beta 0) + fused bias {:.1} us, fused / copy = {:.3}",
+            T::NAME,
+            times[pair] * 1e6,
+            times[pair + 1] * 1e6,
+            times[pair + 1] / times[pair]
+        );
+    }
+}
+
 fn benches(c: &mut Criterion) {
     bench_activation::<f32>(c);
     bench_activation::<f64>(c);
+    bench_layer::<f32>(c);
+    bench_layer::<f64>(c);
     bench_precision::<f32>(c);
     bench_precision::<f64>(c);
     activation_summary::<f32>();
     activation_summary::<f64>();
+    layer_summary::<f32>();
+    layer_summary::<f64>();
     summary::<f32>();
     summary::<f64>();
 }

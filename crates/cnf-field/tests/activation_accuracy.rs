@@ -38,6 +38,23 @@ fn ulps(a: f64, b: f64) -> u64 {
     }
 }
 
+/// Distance in f32 ulps; NaN matches only NaN.
+fn ulps32(a: f32, b: f32) -> u64 {
+    let ordinal = |x: f32| {
+        let b = x.to_bits() as i32 as i64;
+        if b < 0 {
+            i32::MIN as i64 - b
+        } else {
+            b
+        }
+    };
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => 0,
+        (false, false) => (ordinal(a) - ordinal(b)).unsigned_abs(),
+        _ => u64::MAX,
+    }
+}
+
 /// xorshift64: reproducible random bits without a dependency.
 struct Bits(u64);
 
@@ -196,6 +213,172 @@ fn tanh_f64_special_values_exact() {
     assert!(x.tanh_sech2_fast().1 > 0.0 && ulps(x.tanh_sech2_fast().1, want) <= 2);
 }
 
+/// Max ulps of the f64 `exp` from glibc's `exp` (measured: 1).
+const EXP_ULPS: u64 = 2;
+/// Max ulps of the f64 `expm1` (x <= 0) from glibc's `expm1` (measured: 1).
+const EXPM1_ULPS: u64 = 2;
+
+#[test]
+fn exp_f64_error_bound() {
+    let mut xs: Vec<f64> = (-400_000..=400_000).map(|i| i as f64 * 5e-5).collect();
+    let mut bits = Bits(0x2545_f491_4f6c_dd1d);
+    for _ in 0..500_000 {
+        xs.push((bits.unit() * 2.0 - 1.0) * 760.0);
+        xs.push(-(10f64.powf(bits.unit() * 313.0 - 310.0)));
+    }
+    xs.extend(special_values());
+    xs.extend([
+        709.78, 709.79, -708.4, -745.1, -745.2, -1415.0, -1417.0, -1e4,
+    ]);
+    let (mut worst_exp, mut worst_expm1) = ((0u64, 0.0f64), (0u64, 0.0f64));
+    for &x in &xs {
+        let e = x.exp_fast();
+        let u = ulps(e, x.exp());
+        if u > worst_exp.0 {
+            worst_exp = (u, x);
+        }
+        if x <= 0.0 {
+            let (m, e2) = x.expm1_exp_fast();
+            assert_eq!(e2.to_bits(), e.to_bits(), "expm1_exp_fast's exp at {x:e}");
+            let u = ulps(m, x.exp_m1());
+            if u > worst_expm1.0 {
+                worst_expm1 = (u, x);
+            }
+        }
+        // f32: the f64 value rounded, so within 1 ulp of glibc's f64 exp rounded to f32.
+        let x32 = x as f32;
+        let want = (x32 as f64).exp() as f32;
+        let got = x32.exp_fast();
+        assert!(
+            ulps32(got, want) <= 1,
+            "f32 exp at {x32:e}: {got:e} vs {want:e}"
+        );
+    }
+    println!(
+        "f64 exp over {} points: worst {} ulp at {:e}; expm1 (x <= 0) {} ulp at {:e}",
+        xs.len(),
+        worst_exp.0,
+        worst_exp.1,
+        worst_expm1.0,
+        worst_expm1.1
+    );
+    assert!(worst_exp.0 <= EXP_ULPS, "exp: {worst_exp:?}");
+    assert!(worst_expm1.0 <= EXPM1_ULPS, "expm1: {worst_expm1:?}");
+    assert_eq!(f64::INFINITY.exp_fast(), f64::INFINITY);
+    assert_eq!(710.0f64.exp_fast(), f64::INFINITY);
+    assert_eq!(f64::NEG_INFINITY.exp_fast(), 0.0);
+    assert_eq!(f64::NEG_INFINITY.expm1_exp_fast(), (-1.0, 0.0));
+    assert!(f64::NAN.exp_fast().is_nan() && f32::NAN.exp_fast().is_nan());
+    let (m, e) = f64::NAN.expm1_exp_fast();
+    assert!(m.is_nan() && e.is_nan());
+}
+
+/// f64 references (libm `exp`, `exp_m1`, `ln_1p`) of `(s, s', s'')` and the scale of each:
+/// the sum of the magnitudes of the terms it is made of, which bounds the rounding error any
+/// evaluation of that formula can reach.
+fn softplus_swish_elu_reference(act: Activation, x: f64) -> [(f64, f64); 3] {
+    let e = (-x.abs()).exp();
+    let den = 1.0 + e;
+    let sg = if x >= 0.0 { 1.0 } else { e } / den;
+    let ds = e / (den * den);
+    match act {
+        Activation::Softplus => [
+            (x.max(0.0) + e.ln_1p(), x.max(0.0) + e.ln_1p()),
+            (sg, sg),
+            (ds, ds),
+        ],
+        Activation::Swish => {
+            let d2_scale = ds * (2.0 + x.abs() * (1.0 + 2.0 * sg));
+            [
+                (x * sg, (x * sg).abs()),
+                (sg + x * ds, sg + (x * ds).abs()),
+                (ds * (2.0 + x * (1.0 - 2.0 * sg)), d2_scale),
+            ]
+        }
+        Activation::Elu if x > 0.0 => [(x, x), (1.0, 1.0), (0.0, 0.0)],
+        Activation::Elu => [
+            (x.exp_m1(), x.exp_m1().abs()),
+            (x.exp(), x.exp()),
+            (x.exp(), x.exp()),
+        ],
+        Activation::Tanh => unreachable!("tanh has its own test"),
+    }
+}
+
+/// Worst error of `apply` (and `apply_value`, bit for bit) in units of `eps * scale`
+/// (+ the smallest normal, for results in the subnormal range).
+fn worst_scaled_error<T: Real>(act: Activation, xs: &[f64]) -> [(f64, f64); 3] {
+    let xt: Vec<T> = xs
+        .iter()
+        .map(|&x| T::from_f64(x).unwrap_or_else(T::nan))
+        .collect();
+    let mut value = xt.clone();
+    act.apply_value(&mut value);
+    let (mut y, mut d1, mut d2) = (
+        xt.clone(),
+        vec![T::zero(); xt.len()],
+        vec![T::zero(); xt.len()],
+    );
+    act.apply(&mut y, &mut d1, Some(&mut d2));
+    let eps = T::epsilon().to_f64().unwrap_or(f64::NAN);
+    let tiny = T::min_positive_value().to_f64().unwrap_or(f64::NAN);
+    let mut worst = [(0.0f64, 0.0f64); 3];
+    for (i, &x) in xt.iter().enumerate() {
+        let same = value[i] == y[i] || (value[i].is_nan() && y[i].is_nan());
+        assert!(same, "{act:?}: apply_value vs apply at {x:?}");
+        let xf = x.to_f64().unwrap_or(f64::NAN);
+        let reference = softplus_swish_elu_reference(act, xf);
+        for (w, (got, (want, scale))) in worst
+            .iter_mut()
+            .zip([y[i], d1[i], d2[i]].into_iter().zip(reference))
+        {
+            let got = got.to_f64().unwrap_or(f64::NAN);
+            // At +-inf some formulas give inf * 0 = NaN (swish's s'), as the generic ones do.
+            let err = if got == want || (got.is_nan() && want.is_nan() && xf.is_infinite()) {
+                0.0
+            } else {
+                (got - want).abs() / (eps * scale + tiny)
+            };
+            assert!(!err.is_nan(), "{act:?} at {xf:e}: {got:e} vs {want:e}");
+            if err > w.0 {
+                *w = (err, xf);
+            }
+        }
+    }
+    worst
+}
+
+/// Bound on the fast softplus / swish / ELU (value, s', s'') in units of `eps * scale`.
+const SCALED_BOUND: f64 = 4.0;
+
+#[test]
+fn softplus_swish_elu_error_bound() {
+    let mut xs: Vec<f64> = (-400_000..=400_000).map(|i| i as f64 * 5e-5).collect();
+    let mut bits = Bits(0xd1b5_4a32_d192_ed03);
+    for _ in 0..200_000 {
+        xs.push((bits.unit() * 2.0 - 1.0) * 800.0);
+        let magnitude = 10f64.powf(bits.unit() * 314.0 - 310.0);
+        xs.push(if bits.next() & 1 == 1 {
+            -magnitude
+        } else {
+            magnitude
+        });
+    }
+    xs.extend(special_values());
+    for act in [Activation::Softplus, Activation::Swish, Activation::Elu] {
+        let w64 = worst_scaled_error::<f64>(act, &xs);
+        let w32 = worst_scaled_error::<f32>(act, &xs);
+        println!("{act:?}: worst (value, s', s'') in eps * scale: f64 {w64:?}, f32 {w32:?}");
+        for (w, what) in w64
+            .iter()
+            .chain(&w32)
+            .zip(["f64 s", "f64 s'", "f64 s''", "f32 s", "f32 s'", "f32 s''"])
+        {
+            assert!(w.0 <= SCALED_BOUND, "{act:?} {what}: {} at {:e}", w.0, w.1);
+        }
+    }
+}
+
 fn assert_nan_propagates<T: Real>() {
     for act in [
         Activation::Tanh,
@@ -224,4 +407,52 @@ fn assert_nan_propagates<T: Real>() {
 fn nan_in_nan_out() {
     assert_nan_propagates::<f64>();
     assert_nan_propagates::<f32>();
+}
+
+fn assert_bias_fused_matches<T: Real>() {
+    let (rows, width) = (7, 5);
+    let cast = |v: f64| T::from_f64(v).unwrap_or_else(T::nan);
+    let x: Vec<T> = (0..rows * width)
+        .map(|i| cast((i as f64 * 0.77).sin() * 6.0))
+        .collect();
+    let bias: Vec<T> = (0..width).map(|j| cast(j as f64 * 0.3 - 0.6)).collect();
+    let shifted: Vec<T> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v + bias[i % width])
+        .collect();
+    for act in [
+        Activation::Tanh,
+        Activation::Softplus,
+        Activation::Swish,
+        Activation::Elu,
+    ] {
+        let n = rows * width;
+        let (mut want, mut want_d1, mut want_d2) =
+            (shifted.clone(), vec![T::zero(); n], vec![T::zero(); n]);
+        act.apply(&mut want, &mut want_d1, Some(&mut want_d2));
+        let (mut y, mut d1, mut d2) = (x.clone(), vec![T::zero(); n], vec![T::zero(); n]);
+        act.apply_bias(&mut y, &bias, &mut d1, Some(&mut d2));
+        assert_eq!(
+            (&y, &d1, &d2),
+            (&want, &want_d1, &want_d2),
+            "{act:?} apply_bias"
+        );
+        let (mut y, mut d1) = (x.clone(), vec![T::zero(); n]);
+        act.apply_bias(&mut y, &bias, &mut d1, None);
+        assert_eq!(
+            (&y, &d1),
+            (&want, &want_d1),
+            "{act:?} apply_bias without s''"
+        );
+        let mut y = x.clone();
+        act.apply_value_bias(&mut y, &bias);
+        assert_eq!(y, want, "{act:?} apply_value_bias");
+    }
+}
+
+#[test]
+fn bias_fused_activation_matches_separate_add() {
+    assert_bias_fused_matches::<f64>();
+    assert_bias_fused_matches::<f32>();
 }

@@ -103,14 +103,21 @@ impl Activation {
 
     /// In place `x <- s(x)` only (the primal pass of sampling needs no derivatives).
     pub fn apply_value<T: Real>(self, x: &mut [T]) {
+        // The same functions as `apply` (the unused derivatives are dropped by the compiler),
+        // so v is bit-identical with and without the trace.
         match self {
             Self::Tanh => x.iter_mut().for_each(|v| *v = v.tanh_fast()),
-            // The same expressions as `apply`, so v is bit-identical with and without the trace.
-            _ => x.iter_mut().for_each(|v| *v = self.derivatives(*v).0),
+            Self::Softplus => x.iter_mut().for_each(|v| *v = softplus_fast(*v).0),
+            Self::Swish => x.iter_mut().for_each(|v| *v = swish_fast(*v).0),
+            Self::Elu => x.iter_mut().for_each(|v| *v = elu_fast(*v).0),
         }
     }
 
     /// In place `x <- s(x)`, with `ds <- s'(x)` and, if given, `d2s <- s''(x)`.
+    ///
+    /// The fast path's versions of [`Activation::derivatives`]: branch-free over the vectorised
+    /// `tanh`/`exp` of [`Real`], so the loops vectorise (softplus's value still calls libm's
+    /// `ln_1p`). Same functions to a few ulp (`tests/activation_accuracy.rs`).
     pub fn apply<T: Real>(self, x: &mut [T], ds: &mut [T], d2s: Option<&mut [T]>) {
         // One monomorphic loop per activation (no per-element dispatch).
         match self {
@@ -120,10 +127,129 @@ impl Activation {
                 let (y, d1) = x.tanh_sech2_fast();
                 (y, d1, -(d1 + d1) * y)
             }),
-            Self::Softplus => map_derivatives(x, ds, d2s, |x| Self::Softplus.derivatives(x)),
-            Self::Swish => map_derivatives(x, ds, d2s, |x| Self::Swish.derivatives(x)),
-            Self::Elu => map_derivatives(x, ds, d2s, |x| Self::Elu.derivatives(x)),
+            Self::Softplus => map_derivatives(x, ds, d2s, softplus_fast),
+            Self::Swish => map_derivatives(x, ds, d2s, swish_fast),
+            Self::Elu => map_derivatives(x, ds, d2s, elu_fast),
         }
+    }
+}
+
+impl Activation {
+    /// [`Activation::apply_value`] of `x + bias`, `bias` added to every row of `x`
+    /// (`(rows, bias.len())` row-major): the bias add fused into the activation pass.
+    pub fn apply_value_bias<T: Real>(self, x: &mut [T], bias: &[T]) {
+        match self {
+            Self::Tanh => map_value_bias(x, bias, |v: T| v.tanh_fast()),
+            Self::Softplus => map_value_bias(x, bias, |v| softplus_fast(v).0),
+            Self::Swish => map_value_bias(x, bias, |v| swish_fast(v).0),
+            Self::Elu => map_value_bias(x, bias, |v| elu_fast(v).0),
+        }
+    }
+
+    /// [`Activation::apply`] of `x + bias`, `bias` added to every row of `x`; bit-identical
+    /// values to [`Activation::apply_value_bias`].
+    pub fn apply_bias<T: Real>(self, x: &mut [T], bias: &[T], ds: &mut [T], d2s: Option<&mut [T]>) {
+        match self {
+            Self::Tanh => map_derivatives_bias(x, bias, ds, d2s, |x: T| {
+                let (y, d1) = x.tanh_sech2_fast();
+                (y, d1, -(d1 + d1) * y)
+            }),
+            Self::Softplus => map_derivatives_bias(x, bias, ds, d2s, softplus_fast),
+            Self::Swish => map_derivatives_bias(x, bias, ds, d2s, swish_fast),
+            Self::Elu => map_derivatives_bias(x, bias, ds, d2s, elu_fast),
+        }
+    }
+}
+
+#[inline]
+fn map_value_bias<T: Real>(x: &mut [T], bias: &[T], f: impl Fn(T) -> T) {
+    if bias.is_empty() {
+        return;
+    }
+    for row in x.chunks_exact_mut(bias.len()) {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v = f(*v + b);
+        }
+    }
+}
+
+#[inline]
+fn map_derivatives_bias<T: Real>(
+    x: &mut [T],
+    bias: &[T],
+    ds: &mut [T],
+    d2s: Option<&mut [T]>,
+    f: impl Fn(T) -> (T, T, T),
+) {
+    let w = bias.len();
+    if w == 0 {
+        return;
+    }
+    match d2s {
+        Some(d2s) => {
+            for (((x, d1), d2), b) in x
+                .chunks_exact_mut(w)
+                .zip(ds.chunks_exact_mut(w))
+                .zip(d2s.chunks_exact_mut(w))
+                .map(|t| (t, bias))
+            {
+                for (((x, d1), d2), &b) in x.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut()).zip(b)
+                {
+                    (*x, *d1, *d2) = f(*x + b);
+                }
+            }
+        }
+        None => {
+            for ((x, d1), b) in x
+                .chunks_exact_mut(w)
+                .zip(ds.chunks_exact_mut(w))
+                .map(|t| (t, bias))
+            {
+                for ((x, d1), &b) in x.iter_mut().zip(d1.iter_mut()).zip(b) {
+                    let (y, dy, _) = f(*x + b);
+                    (*x, *d1) = (y, dy);
+                }
+            }
+        }
+    }
+}
+
+/// `(sigmoid x, sigmoid'(x))` with `e = exp(-|x|)`: `sigmoid = (x >= 0 ? 1 : e) / (1 + e)` and
+/// `sigmoid' = e / (1 + e)^2` (not `sigmoid (1 - sigmoid)`, which cancels for large `x`).
+/// Selects instead of branches; NaN gives NaN.
+#[inline(always)]
+fn sigmoid_fast<T: Real>(x: T) -> (T, T, T) {
+    let e = (-x.abs()).exp_fast();
+    let den = T::one() + e;
+    let num = if x >= T::zero() { T::one() } else { e };
+    (num / den, e / (den * den), e)
+}
+
+/// Softplus `(ln(1 + e^x), sigmoid x, sigmoid' x)` as `max(x, 0) + ln_1p(e^-|x|)`.
+#[inline(always)]
+fn softplus_fast<T: Real>(x: T) -> (T, T, T) {
+    let (sg, ds, e) = sigmoid_fast(x);
+    let pos = if x > T::zero() { x } else { T::zero() };
+    (pos + e.ln_1p(), sg, ds)
+}
+
+/// Swish `x sigmoid(x)` and its derivatives.
+#[inline(always)]
+fn swish_fast<T: Real>(x: T) -> (T, T, T) {
+    let (one, two) = (T::one(), T::one() + T::one());
+    let (sg, ds, _) = sigmoid_fast(x);
+    (x * sg, sg + x * ds, ds * (two + x * (one - two * sg)))
+}
+
+/// ELU: `(x, 1, 0)` for `x > 0`, `(expm1 x, e^x, e^x)` otherwise (NaN gives NaN).
+#[inline(always)]
+fn elu_fast<T: Real>(x: T) -> (T, T, T) {
+    let positive = x > T::zero();
+    let (em, e) = (if positive { T::zero() } else { x }).expm1_exp_fast();
+    if positive {
+        (x, T::one(), T::zero())
+    } else {
+        (em, e, e)
     }
 }
 
