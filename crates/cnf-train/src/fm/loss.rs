@@ -11,7 +11,6 @@
 //! loss values compare with its tutorials. Its gradient is the VJP of `v` with the cotangent
 //! `a_v = 2 (v - u) / (B d)`; no divergence (trace) is involved.
 
-use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
@@ -218,11 +217,7 @@ pub fn fm_loss<T: Real, F: PointTimeField<T>, P: ProbabilityPath<T> + ?Sized>(
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum TimeDist {
-    /// `t ~ U[0, 1)`. A batch drawn by [`TimeDist::sample_batch`] (as [`FlowMatching::step`]
-    /// does) is stratified: one time in each of the `B` intervals `[k / B, (k + 1) / B)`, handed
-    /// to the samples in a random order, so every sample's time is still `U[0, 1)` (the loss
-    /// stays unbiased, whatever the order of the data rows) while the batch covers `[0, 1)`
-    /// evenly, which lowers the variance of the loss and its gradient.
+    /// `t ~ U[0, 1)`.
     #[default]
     Uniform,
     /// `t = sigmoid(mean + std * n)`, `n ~ N(0, 1)` (Esser et al. 2024): more weight in the
@@ -255,23 +250,6 @@ impl TimeDist {
             }
         }
         Ok(())
-    }
-
-    /// The times of a batch of `b` samples into `out` (cleared): stratified and shuffled for
-    /// [`TimeDist::Uniform`] (see there), independent draws of [`TimeDist::sample`] otherwise.
-    pub fn sample_batch<T: Real, R: Rng + ?Sized>(&self, b: usize, rng: &mut R, out: &mut Vec<T>) {
-        out.clear();
-        match *self {
-            Self::Uniform => {
-                let bf = b as f64;
-                for k in 0..b {
-                    let u: f64 = rng.random();
-                    out.push(c::<T>((k as f64 + u) / bf));
-                }
-                out.shuffle(rng);
-            }
-            Self::LogitNormal { .. } => out.extend((0..b).map(|_| c::<T>(self.sample(rng)))),
-        }
     }
 
     /// One draw in `[0, 1]`.
@@ -340,7 +318,8 @@ impl FlowMatching {
         let normal = |rng: &mut R| c::<T>(StandardNormal.sample(rng));
         work.e.clear();
         work.e.extend((0..n).map(|_| normal(rng)));
-        self.time.sample_batch(b, rng, &mut work.t);
+        work.t.clear();
+        work.t.extend((0..b).map(|_| c::<T>(self.time.sample(rng))));
         work.noise.clear();
         if ProbabilityPath::<T>::uses_noise(&self.path) {
             work.noise.extend((0..n).map(|_| normal(rng)));

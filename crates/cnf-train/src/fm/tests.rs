@@ -291,50 +291,6 @@ fn time_distributions_have_the_right_moments() {
 }
 
 #[test]
-fn uniform_batch_times_are_stratified_and_each_uniform() {
-    let mut rng = StdRng::seed_from_u64(10);
-    let (b, reps) = (16usize, 20_000usize);
-    let mut t: Vec<f64> = Vec::new();
-    let mut first = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        TimeDist::Uniform.sample_batch(b, &mut rng, &mut t);
-        assert_eq!(t.len(), b);
-        // One time per stratum [k / b, (k + 1) / b).
-        let mut strata: Vec<usize> = t.iter().map(|&x| (x * b as f64) as usize).collect();
-        strata.sort_unstable();
-        assert_eq!(strata, (0..b).collect::<Vec<_>>());
-        first.push(t[0]);
-    }
-    // The time at a fixed position (here the first) is U[0, 1): mean, variance and the
-    // fraction below 1/4, within 4 standard errors.
-    let n = reps as f64;
-    let mean = first.iter().sum::<f64>() / n;
-    let var = first.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-    let low = first.iter().filter(|&&x| x < 0.25).count() as f64 / n;
-    assert!(
-        (mean - 0.5).abs() < 4.0 * (1.0 / 12.0 / n).sqrt(),
-        "mean {mean}"
-    );
-    assert!(
-        (var - 1.0 / 12.0).abs() < 4.0 * (1.0 / 180.0 / n).sqrt(),
-        "var {var}"
-    );
-    assert!(
-        (low - 0.25).abs() < 4.0 * (0.25 * 0.75 / n).sqrt(),
-        "P(t < 1/4) {low}"
-    );
-    // Logit-normal batches are independent draws of `sample`.
-    let ln = TimeDist::LogitNormal {
-        mean: 0.0,
-        std: 1.0,
-    };
-    let (mut r1, mut r2) = (StdRng::seed_from_u64(3), StdRng::seed_from_u64(3));
-    ln.sample_batch(8, &mut r1, &mut t);
-    let want: Vec<f64> = (0..8).map(|_| ln.sample(&mut r2)).collect();
-    assert_eq!(t, want);
-}
-
-#[test]
 fn step_draws_couple_and_match_the_explicit_batch() {
     // `step` must equal `fm_loss_and_grad` on the draws it made: replay its RNG stream.
     let m = mlp(2, &[8, 8], LayerKind::Concat, Activation::Tanh, 6);
@@ -359,8 +315,7 @@ fn step_draws_couple_and_match_the_explicit_batch() {
         // Replay.
         let mut r2 = StdRng::seed_from_u64(5);
         let e = normal(&mut r2, 64);
-        let mut t: Vec<f64> = Vec::new();
-        fm.time.sample_batch(32, &mut r2, &mut t);
+        let t: Vec<f64> = (0..32).map(|_| fm.time.sample(&mut r2)).collect();
         let noise = if ProbabilityPath::<f64>::uses_noise(&fm.path) {
             normal(&mut r2, 64)
         } else {
