@@ -6,12 +6,17 @@
 //! Prints one JSON line per (problem, solver, tolerance), then a summary line: our error / scipy's
 //! error at equal NFE (geometric mean over rtol = atol = 1e-6..1e-10; scipy numbers from
 //! docs/peers/peers.md, embedded in `cnf::ode::problems`), the median of
-//! ode_solvers time / our time per method, and ns per right-hand-side evaluation of our fixed-step
-//! RK4 against a hand-written RK4 loop on Lorenz.
+//! our time / ode_solvers time per method (both for `Solver::solve_small`, the path for
+//! fixed-size states, and for the general `Solver::solve_system`), and ns per right-hand-side
+//! evaluation of our fixed-step RK4 (both paths) against a hand-written RK4 loop on Lorenz.
+//!
+//! "cnf-ode" rows are `solve_small` with the method as a type (`Solver::new(Dopri5)`), the way
+//! to solve a `[f64; N]` state; "cnf-ode general" rows are `solve_system` with the tableau chosen
+//! at run time (what the table showed before the fixed-size path existed).
 use std::hint::black_box;
 use std::time::Instant;
 
-use cnf::ode::{Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Tsit5};
+use cnf::ode::{Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Tableau, Tsit5};
 use cnf_testkit::problems::{
     error_at_nfe, lorenz_rhs, lorenz_rk4_by_hand, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
 };
@@ -19,6 +24,13 @@ use ode_solvers::{OutputType, SVector, System};
 use serde_json::json;
 
 const REPEATS: usize = 15;
+
+/// The right-hand side of a benchmark problem (a `const`), called directly: `rhs!(KEPLER)`.
+macro_rules! rhs {
+    ($p:ident) => {
+        |t: f64, y: &[f64; _], dy: &mut [f64; _]| ($p.rhs)(t, y, dy)
+    };
+}
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -62,13 +74,41 @@ impl Cell {
     }
 }
 
-fn ours<const N: usize>(p: &Problem<N>, m: &dyn RkMethod, tol: f64) -> Cell {
-    let solver = Solver::new(m.tableau()).rtol(tol).atol(tol);
-    let (sol, ms) = timed(|| solver.solve_system(&mut { p.rhs }, 0.0, p.t_end, &p.y0));
+/// `Solver::solve_small` with the method as a type (its tableau a compile-time constant).
+fn ours<const N: usize, M: RkMethod + Copy>(
+    p: &Problem<N>,
+    f: impl RhsFn<N>,
+    m: M,
+    tol: f64,
+) -> Cell {
+    let solver = Solver::new(m).rtol(tol).atol(tol);
+    let (sol, ms) = timed(|| solver.solve_small(&mut { f }, 0.0, p.t_end, &p.y0));
+    cell(p, format!("cnf-ode {}", m.tableau().name), tol, sol, ms)
+}
+
+/// `Solver::solve_system` with the tableau chosen at run time: the general engine.
+fn ours_general<const N: usize>(
+    p: &Problem<N>,
+    f: impl RhsFn<N>,
+    tab: &'static Tableau,
+    tol: f64,
+) -> Cell {
+    let solver = Solver::new(tab).rtol(tol).atol(tol);
+    let (sol, ms) = timed(|| solver.solve_system(&mut { f }, 0.0, p.t_end, &p.y0));
+    cell(p, format!("cnf-ode general {}", tab.name), tol, sol, ms)
+}
+
+fn cell<const N: usize>(
+    p: &Problem<N>,
+    solver: String,
+    tol: f64,
+    sol: Result<cnf::ode::Solution<f64, [f64; N]>, cnf::ode::OdeError<f64>>,
+    ms: f64,
+) -> Cell {
     let sol = sol.expect("benchmark problems solve");
     Cell {
         problem: p.name,
-        solver: format!("cnf-ode {}", m.tableau().name),
+        solver,
         tol,
         err: p.error(&sol.y),
         nfe: sol.stats.nfe,
@@ -78,25 +118,30 @@ fn ours<const N: usize>(p: &Problem<N>, m: &dyn RkMethod, tol: f64) -> Cell {
     }
 }
 
-/// A benchmark problem as an `ode_solvers` system.
-struct Peer<const N: usize>(fn(f64, &[f64; N], &mut [f64; N]));
+/// A problem's right-hand side as a type of its own (a closure calling the constant's function),
+/// so that every solver, ours and the peer's, calls it directly and may inline it.
+trait RhsFn<const N: usize>: Fn(f64, &[f64; N], &mut [f64; N]) + Copy {}
+impl<const N: usize, F: Fn(f64, &[f64; N], &mut [f64; N]) + Copy> RhsFn<N> for F {}
 
-impl<const N: usize> System<f64, SVector<f64, N>> for Peer<N> {
+/// A benchmark problem as an `ode_solvers` system.
+struct Peer<F>(F);
+
+impl<const N: usize, F: RhsFn<N>> System<f64, SVector<f64, N>> for Peer<F> {
     fn system(&self, t: f64, y: &SVector<f64, N>, dy: &mut SVector<f64, N>) {
         let y: &[f64; N] = y.as_slice().try_into().expect("length N");
         (self.0)(t, y, dy.as_mut_slice().try_into().expect("length N"));
     }
 }
 
-fn peer<const N: usize>(p: &Problem<N>, dop853: bool, tol: f64) -> Cell {
+fn peer<const N: usize>(p: &Problem<N>, f: impl RhsFn<N>, dop853: bool, tol: f64) -> Cell {
     let y0 = SVector::<f64, N>::from(p.y0);
     let run = || {
         let (stats, y) = if dop853 {
-            let mut s = ode_solvers::Dop853::new(Peer(p.rhs), 0.0, p.t_end, p.t_end, y0, tol, tol);
+            let mut s = ode_solvers::Dop853::new(Peer(f), 0.0, p.t_end, p.t_end, y0, tol, tol);
             s.set_output(OutputType::Sparse);
             (s.integrate(), s.y_out().last().copied())
         } else {
-            let mut s = ode_solvers::Dopri5::new(Peer(p.rhs), 0.0, p.t_end, p.t_end, y0, tol, tol);
+            let mut s = ode_solvers::Dopri5::new(Peer(f), 0.0, p.t_end, p.t_end, y0, tol, tol);
             s.set_output(OutputType::Sparse);
             (s.integrate(), s.y_out().last().copied())
         };
@@ -119,15 +164,17 @@ fn peer<const N: usize>(p: &Problem<N>, dop853: bool, tol: f64) -> Cell {
 }
 
 /// All cells of one problem; summary entries appended to `summary`.
-fn problem<const N: usize>(p: &Problem<N>, summary: &mut Vec<serde_json::Value>) {
-    let methods: [&dyn RkMethod; 4] = [&Dopri5, &Tsit5, &Dop853, &Bs3];
+fn problem<const N: usize>(p: &Problem<N>, f: impl RhsFn<N>, summary: &mut Vec<serde_json::Value>) {
     let mut cells: Vec<Cell> = Vec::new();
     for tol in TOLERANCES {
-        for m in methods {
-            cells.push(ours(p, m, tol));
-        }
-        cells.push(peer(p, false, tol));
-        cells.push(peer(p, true, tol));
+        cells.push(ours(p, f, Dopri5, tol));
+        cells.push(ours(p, f, Tsit5, tol));
+        cells.push(ours(p, f, Dop853, tol));
+        cells.push(ours(p, f, Bs3, tol));
+        cells.push(ours_general(p, f, Dopri5.tableau(), tol));
+        cells.push(ours_general(p, f, Dop853.tableau(), tol));
+        cells.push(peer(p, f, false, tol));
+        cells.push(peer(p, f, true, tol));
     }
     for c in &cells {
         c.print();
@@ -165,43 +212,52 @@ fn problem<const N: usize>(p: &Problem<N>, summary: &mut Vec<serde_json::Value>)
             })
             .sum::<f64>()
             / tight.len() as f64;
-        let time_ratio = peer.map(|peer| {
+        // Our time / ode_solvers' time at each tolerance (equal steps, equal errors), median.
+        let ratio = |mine: &str, peer: &str| {
             median(
                 TOLERANCES
                     .iter()
-                    .map(|&tol| find(peer, tol).ms / find(ours, tol).ms)
+                    .map(|&tol| find(mine, tol).ms / find(peer, tol).ms)
                     .collect(),
             )
-        });
+        };
+        let general = ours.replace("cnf-ode ", "cnf-ode general ");
         summary.push(json!({
             "problem": p.name, "solver": ours, "vs": scipy,
             "err_ratio_at_equal_nfe_geomean_1e-6_1e-10": log_mean.exp(),
-            "ode_solvers": peer, "ode_solvers_time_over_ours_median": time_ratio,
+            "ode_solvers": peer,
+            "ours_time_over_ode_solvers_median": peer.map(|peer| ratio(ours, peer)),
+            "general_time_over_ode_solvers_median": peer.map(|peer| ratio(&general, peer)),
         }));
     }
 }
 
 fn main() {
     let mut summary = Vec::new();
-    problem(&ARENSTORF, &mut summary);
-    problem(&KEPLER, &mut summary);
-    problem(&LORENZ, &mut summary);
+    problem(&ARENSTORF, rhs!(ARENSTORF), &mut summary);
+    problem(&KEPLER, rhs!(KEPLER), &mut summary);
+    problem(&LORENZ, rhs!(LORENZ), &mut summary);
 
     let n = 100_000;
     let (y_hand, ms_hand) = timed(|| lorenz_rk4_by_hand(black_box(LORENZ.y0), 1.0, n));
     let solver = Solver::new(Rk4).fixed_steps(n);
-    let (sol, ms_ours) =
+    let (sol, ms_small) =
+        timed(|| solver.solve_small(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0)));
+    let (general, ms_general) =
         timed(|| solver.solve_system(&mut lorenz_rhs, 0.0, 1.0, &black_box(LORENZ.y0)));
-    let sol = sol.expect("fixed steps");
+    let (sol, general) = (sol.expect("fixed steps"), general.expect("fixed steps"));
     let ns = |ms: f64| ms * 1e6 / (4 * n) as f64;
+    let diff = |y: &[f64; 3]| (0..3).map(|i| (y_hand[i] - y[i]).abs()).fold(0.0, f64::max);
     println!(
         "{}",
         json!({
             "summary": summary,
             "rk4_lorenz_fixed": {
-                "steps": n, "ns_per_rhs_hand_loop": ns(ms_hand), "ns_per_rhs_cnf_ode": ns(ms_ours),
-                "ratio": ms_ours / ms_hand,
-                "max_abs_diff_hand_vs_ours": (0..3).map(|i| (y_hand[i] - sol.y[i]).abs()).fold(0.0, f64::max),
+                "steps": n, "ns_per_rhs_hand_loop": ns(ms_hand),
+                "ns_per_rhs_cnf_ode": ns(ms_small), "ratio": ms_small / ms_hand,
+                "ns_per_rhs_cnf_ode_general": ns(ms_general), "ratio_general": ms_general / ms_hand,
+                "max_abs_diff_hand_vs_ours": diff(&sol.y),
+                "max_abs_diff_hand_vs_general": diff(&general.y),
             }
         })
     );

@@ -111,6 +111,9 @@ pub struct PiController<T> {
     /// Largest step-size factor (10).
     pub fac_max: T,
     err_prev: T,
+    /// err_prev^beta with the beta it was computed for: formed when a step is accepted, so
+    /// that the power is off the path from one step's error to the next step size.
+    prev_pow: Option<(T, T)>,
     rejected_last: bool,
 }
 
@@ -123,7 +126,20 @@ impl<T: Float> PiController<T> {
             fac_min,
             fac_max,
             err_prev: lit(1e-4),
+            prev_pow: None,
             rejected_last: false,
+        }
+    }
+    /// err_prev^beta, from the cache when beta has not changed since it was formed.
+    #[inline]
+    fn prev_pow(&self) -> T {
+        if self.beta == T::zero() {
+            // x^0 = 1 exactly: skip the power for the pure I controller (DOP853).
+            T::one()
+        } else if let Some((_, pow)) = self.prev_pow.filter(|p| p.0 == self.beta) {
+            pow
+        } else {
+            self.err_prev.powf(self.beta)
         }
     }
     /// A controller with these parameters.
@@ -144,18 +160,16 @@ impl<T: Float> StepController<T> for PiController<T> {
         let up = T::one() / self.fac_max;
         let down = T::one() / self.fac_min;
         if err <= T::one() {
-            // x^0 = 1 exactly: skip the power for the pure I controller (DOP853).
-            let prev = if self.beta == T::zero() {
-                T::one()
-            } else {
-                self.err_prev.powf(self.beta)
-            };
+            let prev = self.prev_pow();
             let fac = (fac11 / prev / self.safety).min(down).max(up);
             let mut h_new = h / fac;
             if self.rejected_last {
                 h_new = h_new.abs().min(h.abs()) * h.signum();
             }
             self.err_prev = err.max(lit(1e-4));
+            if self.beta != T::zero() {
+                self.prev_pow = Some((self.beta, self.err_prev.powf(self.beta)));
+            }
             self.rejected_last = false;
             (true, h_new)
         } else {
@@ -165,6 +179,7 @@ impl<T: Float> StepController<T> for PiController<T> {
     }
     fn reset(&mut self) {
         self.err_prev = lit(1e-4);
+        self.prev_pow = None;
         self.rejected_last = false;
     }
 }

@@ -60,22 +60,25 @@ impl<'m, M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'m, M, T, S> {
     }
 }
 
-/// out = sum_j row_j k_j over the non-zero entries of `row`, in the order and pairing of
-/// [`crate::engine::sum_terms`] (two stages per pass); false (out untouched) when all are zero.
-#[inline(always)]
-fn sum_row<T: Float, S: State<T>>(out: &mut [T], row: &[f64], k: &[S]) -> bool {
-    let mut started = false;
-    let mut pending: Option<(usize, T)> = None;
-    for (j, &c) in row.iter().enumerate() {
+/// The running sum of a stage combination: terms come one at a time and are applied two per
+/// pass, as [`crate::engine::sum_terms`] does (the same rounding).
+struct Sum<T> {
+    started: bool,
+    pending: Option<(usize, T)>,
+}
+
+impl<T: Float> Sum<T> {
+    #[inline(always)]
+    fn push<S: State<T>>(&mut self, j: usize, c: f64, out: &mut [T], k: &[S]) {
         if c == 0.0 {
-            continue;
+            return;
         }
         let c1: T = lit(c);
-        match pending.take() {
-            None => pending = Some((j, c1)),
+        match self.pending.take() {
+            None => self.pending = Some((j, c1)),
             Some((j0, c0)) => {
                 let (a, b) = (k[j0].as_slice(), k[j].as_slice());
-                if started {
+                if self.started {
                     for ((o, &x), &z) in out.iter_mut().zip(a).zip(b) {
                         *o = *o + c0 * x + c1 * z;
                     }
@@ -83,36 +86,133 @@ fn sum_row<T: Float, S: State<T>>(out: &mut [T], row: &[f64], k: &[S]) -> bool {
                     for ((o, &x), &z) in out.iter_mut().zip(a).zip(b) {
                         *o = c0 * x + c1 * z;
                     }
-                    started = true;
+                    self.started = true;
                 }
             }
         }
     }
-    if let Some((j0, c0)) = pending {
-        let a = k[j0].as_slice();
-        if started {
-            for (o, &x) in out.iter_mut().zip(a) {
-                *o = *o + c0 * x;
+    #[inline(always)]
+    fn finish<S: State<T>>(mut self, out: &mut [T], k: &[S]) -> bool {
+        if let Some((j0, c0)) = self.pending {
+            let a = k[j0].as_slice();
+            if self.started {
+                for (o, &x) in out.iter_mut().zip(a) {
+                    *o = *o + c0 * x;
+                }
+            } else {
+                for (o, &x) in out.iter_mut().zip(a) {
+                    *o = c0 * x;
+                }
+                self.started = true;
             }
-        } else {
-            for (o, &x) in out.iter_mut().zip(a) {
-                *o = c0 * x;
-            }
-            started = true;
         }
+        self.started
     }
-    started
 }
 
-/// out = y + h sum_j row_j k_j, as [`crate::engine::combine`].
+/// out = sum_j row_j k_j over the non-zero entries of `row`, in the order and pairing of
+/// [`crate::engine::sum_terms`] (two stages per pass); false (out untouched) when all are zero.
+/// `unroll` (a constant: the tableau is) writes the terms out one by one, so that with constant
+/// coefficients the zero tests and the pairing are resolved at compile time.
 #[inline(always)]
-fn combine_row<T: Float, S: State<T>>(out: &mut [T], y: &[T], h: T, row: &[f64], k: &[S]) {
-    if !sum_row(out, row, k) {
+fn sum_row<T: Float, S: State<T>, const MAX: usize>(
+    out: &mut [T],
+    row: &[f64],
+    k: &[S],
+    unroll: bool,
+) -> bool {
+    let mut sum = Sum {
+        started: false,
+        pending: None,
+    };
+    if unroll && row.len() <= MAX_STAGES {
+        // Terms past MAX (a row of A has I entries) are not even generated.
+        macro_rules! terms {
+            ($($j:literal)*) => { $(
+                if const { $j < MAX } && $j < row.len() {
+                    sum.push($j, row[$j], out, k);
+                }
+            )* };
+        }
+        terms!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+    } else {
+        for (j, &c) in row.iter().enumerate() {
+            sum.push(j, c, out, k);
+        }
+    }
+    sum.finish(out, k)
+}
+
+/// out = y + h sum_j row_j k_j, as [`crate::engine::combine`] (rows of at most `MAX` entries).
+#[inline(always)]
+fn combine_row<T: Float, S: State<T>, const MAX: usize>(
+    out: &mut [T],
+    y: &[T],
+    h: T,
+    row: &[f64],
+    k: &[S],
+    unroll: bool,
+) {
+    if !sum_row::<T, S, MAX>(out, row, k, unroll) {
         out.copy_from_slice(y);
         return;
     }
     for (o, &yv) in out.iter_mut().zip(y) {
         *o = yv + h * *o;
+    }
+}
+
+impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
+    /// True when the tableau is a compile-time constant: the method is a unit type.
+    const UNROLL: bool = std::mem::size_of::<M>() == 0;
+
+    /// Stage `I` (a constant) of a step, if the method has that many stages.
+    #[inline(always)]
+    fn stage<const I: usize, F: OdeSystem<T, S>>(
+        &mut self,
+        sys: &mut F,
+        t: T,
+        h: T,
+        y: &S,
+        y_new: &mut S,
+    ) {
+        if I < self.method.tableau().stages() {
+            self.stage_at::<F, I>(I, sys, t, h, y, y_new);
+        }
+    }
+
+    /// Stage `i` of a step (with at most `MAX` earlier stages): its input from the earlier
+    /// stages, then f there.
+    #[inline(always)]
+    fn stage_at<F: OdeSystem<T, S>, const MAX: usize>(
+        &mut self,
+        i: usize,
+        sys: &mut F,
+        t: T,
+        h: T,
+        y: &S,
+        y_new: &mut S,
+    ) {
+        let tab = self.method.tableau();
+        let s = tab.stages();
+        let last_in_y_new = if tab.fsal { s - 1 } else { s };
+        let (done, rest) = self.k.split_at_mut(i);
+        let ti = t + lit::<T>(tab.c[i]) * h;
+        // The last FSAL stage is evaluated at y_new itself; one call site either way.
+        let at: &mut S = if i == last_in_y_new {
+            y_new
+        } else {
+            &mut self.ytmp
+        };
+        combine_row::<T, S, MAX>(
+            at.as_mut_slice(),
+            y.as_slice(),
+            h,
+            tab.a[i],
+            done,
+            Self::UNROLL,
+        );
+        sys.rhs(ti, at, &mut rest[0]);
     }
 }
 
@@ -155,21 +255,28 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
         self.dense_ready = false;
         let tab = self.method.tableau();
         let s = tab.stages();
-        let last_in_y_new = if tab.fsal { s - 1 } else { s };
-        for i in 1..s {
-            let (done, rest) = self.k.split_at_mut(i);
-            let ti = t + lit::<T>(tab.c[i]) * h;
-            if i == last_in_y_new {
-                combine_row(y_new.as_mut_slice(), y.as_slice(), h, tab.a[i], done);
-                sys.rhs(ti, y_new, &mut rest[0]);
-            } else {
-                combine_row(self.ytmp.as_mut_slice(), y.as_slice(), h, tab.a[i], done);
-                sys.rhs(ti, &self.ytmp, &mut rest[0]);
+        if Self::UNROLL {
+            // A unit method: its tableau is a constant, so each stage is its own code with
+            // constant coefficients (the stages past `s` vanish at compile time).
+            macro_rules! unrolled {
+                ($($i:literal)*) => { $( self.stage::<$i, F>(sys, t, h, y, y_new); )* };
+            }
+            unrolled!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+        } else {
+            for i in 1..s {
+                self.stage_at::<F, MAX_STAGES>(i, sys, t, h, y, y_new);
             }
         }
         self.nfe += s - 1;
         if !tab.fsal {
-            combine_row(y_new.as_mut_slice(), y.as_slice(), h, tab.b, &self.k[..s]);
+            combine_row::<T, S, MAX_STAGES>(
+                y_new.as_mut_slice(),
+                y.as_slice(),
+                h,
+                tab.b,
+                &self.k[..s],
+                Self::UNROLL,
+            );
         }
     }
 
@@ -183,11 +290,11 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
         };
         let range = tol.norm_range();
         let s = tab.stages();
-        sum_row(self.ytmp.as_mut_slice(), e5, &self.k[..s]);
+        sum_row::<T, S, MAX_STAGES>(self.ytmp.as_mut_slice(), e5, &self.k[..s], Self::UNROLL);
         let r3 = if e3.is_empty() {
             None
         } else {
-            sum_row(self.ytmp2.as_mut_slice(), e3, &self.k[..s]);
+            sum_row::<T, S, MAX_STAGES>(self.ytmp2.as_mut_slice(), e3, &self.k[..s], Self::UNROLL);
             Some(&mut self.ytmp2.as_mut_slice()[range.clone()])
         };
         let (y, y_new) = (
@@ -210,7 +317,15 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
         let first = tab.dense_stages() - tab.dense.extra.len();
         for (j, &(c, row)) in tab.dense.extra.iter().enumerate() {
             let (done, rest) = self.k.split_at_mut(first + j);
-            combine_row(self.ytmp.as_mut_slice(), y.as_slice(), h, row, done);
+            // Only steps with an output time: the loops stay (less code).
+            combine_row::<T, S, MAX_STAGES>(
+                self.ytmp.as_mut_slice(),
+                y.as_slice(),
+                h,
+                row,
+                done,
+                false,
+            );
             sys.rhs(t + lit::<T>(c) * h, &self.ytmp, &mut rest[0]);
             self.nfe += 1;
         }
