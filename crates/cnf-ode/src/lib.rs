@@ -26,7 +26,11 @@
 //!   statistics, errors; [`SolverSpec`] is a validated description that builds one.
 //!
 //! Right-hand sides are closures over slices ([`Solver::solve`]) or [`OdeSystem`]s that keep
-//! state ([`Solver::solve_system`]). States are anything that lends its components as a slice
+//! state ([`Solver::solve_system`]); small `Copy` states (`[T; N]`, `SVector`) have a path of
+//! their own with stage buffers on the stack and the tableau unrolled at compile time
+//! ([`Solver::solve_small`], same results). The error norm is chosen on the solver
+//! ([`ErrorNorm`]): the RMS over the state, or the largest per-sample RMS of a batch solved as
+//! one state ([`SampleLayout`]). States are anything that lends its components as a slice
 //! ([`State`]): `Vec<T>`, `[T; N]`, nalgebra vectors (feature `nalgebra`), or a [`Batch`] of
 //! samples. Buffers are allocated once per solve; the stepping loop does not allocate (unless
 //! dense output is recorded). The last step lands exactly on `t_end`; `t_end < t0` integrates
