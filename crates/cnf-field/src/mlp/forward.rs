@@ -166,10 +166,17 @@ impl<T: Real> Mlp<T> {
                 &mut h_next[0][..batch * out]
             };
 
-            // a = h W^T + b
-            for row in primal.chunks_exact_mut(out) {
-                row.copy_from_slice(bias);
-            }
+            // a = h W^T + b. Hidden layers add b in the activation pass (one pass over the
+            // GEMM output instead of a copy before it and a read of C inside it); the output
+            // layer has no activation, so its bias is copied in and the GEMM accumulates.
+            let beta = if l == last {
+                for row in primal.chunks_exact_mut(out) {
+                    row.copy_from_slice(bias);
+                }
+                T::one()
+            } else {
+                T::zero()
+            };
             T::gemm(
                 batch,
                 inp,
@@ -177,7 +184,7 @@ impl<T: Real> Mlp<T> {
                 T::one(),
                 (h_in, inp, 1),
                 (w, 1, inp),
-                T::one(),
+                beta,
                 (primal, out, 1),
             );
 
@@ -203,12 +210,12 @@ impl<T: Real> Mlp<T> {
             }
             // h' = s(a), U' = s'(a) * A (s'(a) broadcast over the nt tangent rows of a point).
             if nt == 0 && !second {
-                self.config.activation.apply_value(primal);
+                self.config.activation.apply_value_bias(primal, bias);
                 continue;
             }
             let ds = &mut s.ds[l][..batch * out];
             let d2s = second.then(|| &mut s.d2s[l][..batch * out]);
-            self.config.activation.apply(primal, ds, d2s);
+            self.config.activation.apply_bias(primal, bias, ds, d2s);
             if nt > 0 {
                 let tan = &s.tan[l][..batch * nt * out];
                 let u_next = &mut s.u[l + 1][..batch * nt * out];
