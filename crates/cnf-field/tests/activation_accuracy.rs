@@ -273,6 +273,48 @@ fn exp_f64_error_bound() {
     assert!(m.is_nan() && e.is_nan());
 }
 
+/// Max ulps of the f64 `ln(1 + x)` on [0, 1] from glibc's `log1p` (measured: 2).
+const LN_1P_ULPS: u64 = 2;
+
+#[test]
+fn ln_1p_unit_error_bound() {
+    let mut xs: Vec<f64> = (0..=2_000_000).map(|i| i as f64 * 5e-7).collect();
+    let mut bits = Bits(0x94d0_49bb_1331_11eb);
+    for _ in 0..500_000 {
+        xs.push(bits.unit());
+        xs.push(10f64.powf(-bits.unit() * 320.0));
+    }
+    xs.extend([
+        0.0,
+        f64::from_bits(1),
+        1e-300,
+        0.5,
+        0.5 + f64::EPSILON / 2.0,
+        1.0,
+    ]);
+    let mut worst = (0u64, 0.0f64);
+    for &x in &xs {
+        let u = ulps(x.ln_1p_unit_fast(), x.ln_1p());
+        if u > worst.0 {
+            worst = (u, x);
+        }
+        let x32 = x as f32;
+        let want = (x32 as f64).ln_1p() as f32;
+        assert!(
+            ulps32(x32.ln_1p_unit_fast(), want) <= 1,
+            "f32 ln_1p at {x32:e}"
+        );
+    }
+    println!(
+        "f64 ln_1p on [0, 1] over {} points: worst {} ulp at {:e}",
+        xs.len(),
+        worst.0,
+        worst.1
+    );
+    assert!(worst.0 <= LN_1P_ULPS, "ln_1p: {worst:?}");
+    assert!(f64::NAN.ln_1p_unit_fast().is_nan() && f32::NAN.ln_1p_unit_fast().is_nan());
+}
+
 /// f64 references (libm `exp`, `exp_m1`, `ln_1p`) of `(s, s', s'')` and the scale of each:
 /// the sum of the magnitudes of the terms it is made of, which bounds the rounding error any
 /// evaluation of that formula can reach.

@@ -116,8 +116,8 @@ impl Activation {
     /// In place `x <- s(x)`, with `ds <- s'(x)` and, if given, `d2s <- s''(x)`.
     ///
     /// The fast path's versions of [`Activation::derivatives`]: branch-free over the vectorised
-    /// `tanh`/`exp` of [`Real`], so the loops vectorise (softplus's value still calls libm's
-    /// `ln_1p`). Same functions to a few ulp (`tests/activation_accuracy.rs`).
+    /// `tanh`/`exp`/`ln_1p` of [`Real`], so the loops vectorise. Same functions to a few ulp
+    /// (`tests/activation_accuracy.rs`).
     pub fn apply<T: Real>(self, x: &mut [T], ds: &mut [T], d2s: Option<&mut [T]>) {
         // One monomorphic loop per activation (no per-element dispatch).
         match self {
@@ -230,7 +230,7 @@ fn sigmoid_fast<T: Real>(x: T) -> (T, T, T) {
 fn softplus_fast<T: Real>(x: T) -> (T, T, T) {
     let (sg, ds, e) = sigmoid_fast(x);
     let pos = if x > T::zero() { x } else { T::zero() };
-    (pos + e.ln_1p(), sg, ds)
+    (pos + e.ln_1p_unit_fast(), sg, ds)
 }
 
 /// Swish `x sigmoid(x)` and its derivatives.
