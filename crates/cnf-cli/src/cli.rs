@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a CNF on a toy set or a table (CSV / .npy); writes a model folder.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Append a `logp` column (log-density in data space) to a CSV of points.
     Density(DensityArgs),
     /// Draw samples from a model.
