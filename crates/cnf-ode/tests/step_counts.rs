@@ -5,7 +5,7 @@
 //! - Dopri5 and DOP853: the accepted and rejected counts are those of the independent
 //!   implementation in the `ode_solvers` 0.6 crate ("same steps as ode_solvers 0.6"), compared
 //!   directly by the root test `tests/ode_vs_ode_solvers.rs` (`cargo test --test
-//!   ode_vs_ode_solvers`) and printed side by side by `cargo run --release --example
+//!   ode_vs_ode_solvers`) and printed side by side by `cargo bench --bench
 //!   ode_work_precision`;
 //! - every NFE and error is the one published in docs/ode.md's work-precision tables;
 //! - every NFE satisfies the evaluation accounting of its method (checked below).

@@ -1,7 +1,7 @@
 //! Work-precision of cnf-ode's adaptive methods and of the `ode_solvers` crate on the project's
 //! benchmark problems (arenstorf, kepler_e0.5_10periods, lorenz_t5), in one run.
 //!
-//! `cargo run --release --example ode_work_precision`
+//! `cargo bench --bench ode_work_precision`
 //!
 //! Prints one JSON line per (problem, solver, tolerance), then a summary line: our error / scipy's
 //! error at equal NFE (geometric mean over rtol = atol = 1e-6..1e-10; scipy numbers from

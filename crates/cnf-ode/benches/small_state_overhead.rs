@@ -1,5 +1,5 @@
 //! Engine overhead on small states, without the peers (fast to build; deterministic under
-//! `valgrind --tool=callgrind`): `cargo run --release -p cnf-ode --example small_state_overhead
+//! `valgrind --tool=callgrind`): `cargo bench -p cnf-ode --bench small_state_overhead --
 //! [rk4|adaptive|all] [repeats] [problem or method]`.
 //!
 //! `rk4`: fixed-step RK4 on Lorenz ([f64; 3]) against a hand-written loop, ns per evaluation.
@@ -37,7 +37,7 @@ fn adaptive<const N: usize, M: RkMethod + Copy>(
     m: M,
     repeats: usize,
 ) {
-    let filter = std::env::args().nth(3).unwrap_or_default();
+    let filter = args().get(3).cloned().unwrap_or_default();
     if !p.name.contains(&filter) && !m.tableau().name.contains(&filter) {
         return;
     }
@@ -66,7 +66,7 @@ fn adaptive<const N: usize, M: RkMethod + Copy>(
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let args = args();
     let mode = args.get(1).map_or("all", String::as_str);
     let repeats: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(15);
     if mode == "rk4" || mode == "all" {
@@ -100,4 +100,9 @@ fn main() {
         adaptive(&KEPLER, rhs!(KEPLER), Dop853, repeats);
         adaptive(&LORENZ, rhs!(LORENZ), Dop853, repeats);
     }
+}
+
+/// The command-line arguments without the `--bench` flag `cargo bench` appends.
+fn args() -> Vec<String> {
+    std::env::args().filter(|a| a != "--bench").collect()
 }
