@@ -4,6 +4,7 @@
 use cnf_field::field::{Integrands, VjpInput, VjpOutput};
 use cnf_field::{Real, Trace, VectorField};
 use cnf_ode::VjpOut;
+use rayon::iter::Either;
 use rayon::prelude::*;
 
 /// Rows below which a block is not worth a thread.
@@ -36,22 +37,30 @@ fn vjp_input<'a, T>(
     VjpInput::new(t, z, trace_of(probes), a_v, a_div)
 }
 
-/// `buf` in blocks of `rows` (a per-row penalty buffer), or one empty slice per block if it
-/// is empty (no penalties).
-fn per_block<T: Sync>(buf: &[T], rows: usize, blocks: usize) -> Vec<&[T]> {
+/// A per-row penalty buffer in blocks of `rows`, or one empty slice per block when it is empty
+/// (no penalties), so the blocks zip with it either way.
+fn per_block<T: Sync>(
+    buf: &[T],
+    rows: usize,
+    blocks: usize,
+) -> impl IndexedParallelIterator<Item = &[T]> {
     if buf.is_empty() {
-        vec![&buf[..0]; blocks]
+        Either::Right((0..blocks).into_par_iter().map(|_| <&[T]>::default()))
     } else {
-        buf.chunks(rows).collect()
+        Either::Left(buf.par_chunks(rows))
     }
 }
 
 /// Mutable version of [`per_block`].
-fn per_block_mut<T: Send>(buf: &mut [T], rows: usize, blocks: usize) -> Vec<&mut [T]> {
+fn per_block_mut<T: Send>(
+    buf: &mut [T],
+    rows: usize,
+    blocks: usize,
+) -> impl IndexedParallelIterator<Item = &mut [T]> {
     if buf.is_empty() {
-        (0..blocks).map(|_| &mut [][..]).collect()
+        Either::Right((0..blocks).into_par_iter().map(|_| <&mut [T]>::default()))
     } else {
-        buf.chunks_mut(rows).collect()
+        Either::Left(buf.par_chunks_mut(rows))
     }
 }
 
@@ -59,7 +68,6 @@ fn per_block_mut<T: Send>(buf: &mut [T], rows: usize, blocks: usize) -> Vec<&mut
 pub struct RowParallel<'a, T: Real, F: VectorField<T>> {
     field: &'a F,
     dim: usize,
-    rows: usize,
     /// Rows per block (the last block may be shorter).
     block: usize,
     blocks: Vec<Block<T, F::Scratch>>,
@@ -106,7 +114,6 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
         Self {
             field,
             dim,
-            rows,
             block,
             blocks,
             penalties: false,
@@ -135,31 +142,33 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             .for_each(|((b, z), v)| field.eval_batch(&mut b.scratch, t, z, v));
     }
 
+    /// Rows of each penalty block of the state: `rows` with penalties, else 0 (no blocks).
+    fn penalty_rows(&self, rows: usize) -> usize {
+        if self.penalties {
+            rows
+        } else {
+            0
+        }
+    }
+
     /// The right-hand side `f = [v (rows, d), div (rows), penalties (rows each)]` at `z`.
+    /// Without penalties the field's `eval_penalties_batch` gets empty penalty outputs, which
+    /// is its `eval_div_batch`.
     pub fn eval_div(&mut self, t: T, z: &[T], f: &mut [T]) {
         let (field, bd, br) = (self.field, self.block * self.dim, self.block);
-        let (v, rest) = f.split_at_mut(z.len());
-        let (div, tail) = rest.split_at_mut(self.rows);
-        if !self.penalties {
-            self.blocks
-                .par_iter_mut()
-                .zip(z.par_chunks(bd))
-                .zip(v.par_chunks_mut(bd))
-                .zip(div.par_chunks_mut(br))
-                .for_each(|(((b, z), v), div)| {
-                    let trace = trace_of(&b.probes);
-                    field.eval_div_batch(&mut b.scratch, t, z, &trace, v, div);
-                });
-            return;
-        }
-        let (kin, frob) = tail.split_at_mut(self.rows);
+        let (n, nb) = (z.len(), self.blocks.len());
+        let rows = n / self.dim;
+        let pen = self.penalty_rows(rows);
+        let (v, rest) = f.split_at_mut(n);
+        let (div, tail) = rest.split_at_mut(rows);
+        let (kin, frob) = tail[..2 * pen].split_at_mut(pen);
         self.blocks
             .par_iter_mut()
             .zip(z.par_chunks(bd))
             .zip(v.par_chunks_mut(bd))
             .zip(div.par_chunks_mut(br))
-            .zip(kin.par_chunks_mut(br))
-            .zip(frob.par_chunks_mut(br))
+            .zip(per_block_mut(kin, br, nb))
+            .zip(per_block_mut(frob, br, nb))
             .for_each(|(((((b, z), v), div), kinetic), frobenius)| {
                 let trace = trace_of(&b.probes);
                 let out = Integrands {
@@ -178,8 +187,8 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
     /// (nothing depends on D or the penalty integrals) and d/dtheta into `out.a_p`.
     pub fn vjp(&mut self, t: T, z: &[T], a: &[T], out: VjpOut<'_, T>) {
         let n = z.len();
-        let rows = self.rows;
-        let pen = if self.penalties { rows } else { 0 };
+        let rows = n / self.dim;
+        let pen = self.penalty_rows(rows);
         let (a_v, a_rest) = a.split_at(n);
         let (a_div, a_tail) = a_rest.split_at(rows);
         let (a_kin, a_frob) = a_tail[..2 * pen].split_at(pen);
@@ -204,10 +213,10 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             .zip(v.par_chunks_mut(bd))
             .zip(div.par_chunks_mut(br))
             .zip(g_z.par_chunks_mut(bd))
-            .zip(per_block(a_kin, br, nb).into_par_iter())
-            .zip(per_block(a_frob, br, nb).into_par_iter())
-            .zip(per_block_mut(kin, br, nb).into_par_iter())
-            .zip(per_block_mut(frob, br, nb).into_par_iter())
+            .zip(per_block(a_kin, br, nb))
+            .zip(per_block(a_frob, br, nb))
+            .zip(per_block_mut(kin, br, nb))
+            .zip(per_block_mut(frob, br, nb))
             .for_each(
                 |((((((((((b, z), a_v), a_div), v), div), g_z), a_k), a_f), k), f)| {
                     b.g_theta.fill(T::zero());
