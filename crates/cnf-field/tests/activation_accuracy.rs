@@ -113,11 +113,14 @@ fn special_values() -> Vec<f64> {
     v
 }
 
-fn sweep_points() -> Vec<f64> {
-    let mut xs: Vec<f64> = (-2_000_000..=2_000_000).map(|i| i as f64 * 1e-5).collect();
-    let mut bits = Bits(0x9e37_79b9_7f4a_7c15);
-    for _ in 0..500_000 {
-        xs.push((bits.unit() * 2.0 - 1.0) * 40.0);
+/// The grid `i * step` for `|i| <= half`, then `draws` pairs of random points from `seed`:
+/// uniform in `[-range, range]` and a signed log-uniform magnitude in `[1e-310, 1e4]`; then the
+/// special values.
+fn sweep(half: i64, step: f64, draws: usize, range: f64, seed: u64) -> Vec<f64> {
+    let mut xs: Vec<f64> = (-half..=half).map(|i| i as f64 * step).collect();
+    let mut bits = Bits(seed);
+    for _ in 0..draws {
+        xs.push((bits.unit() * 2.0 - 1.0) * range);
         let magnitude = 10f64.powf(bits.unit() * 314.0 - 310.0);
         xs.push(if bits.next() & 1 == 1 {
             -magnitude
@@ -127,6 +130,10 @@ fn sweep_points() -> Vec<f64> {
     }
     xs.extend(special_values());
     xs
+}
+
+fn sweep_points() -> Vec<f64> {
+    sweep(2_000_000, 1e-5, 500_000, 40.0, 0x9e37_79b9_7f4a_7c15)
 }
 
 /// References from glibc: `(tanh x, sech^2 x, -2 tanh x sech^2 x)`.
@@ -395,18 +402,7 @@ const SCALED_BOUND: f64 = 4.0;
 
 #[test]
 fn softplus_swish_elu_error_bound() {
-    let mut xs: Vec<f64> = (-400_000..=400_000).map(|i| i as f64 * 5e-5).collect();
-    let mut bits = Bits(0xd1b5_4a32_d192_ed03);
-    for _ in 0..200_000 {
-        xs.push((bits.unit() * 2.0 - 1.0) * 800.0);
-        let magnitude = 10f64.powf(bits.unit() * 314.0 - 310.0);
-        xs.push(if bits.next() & 1 == 1 {
-            -magnitude
-        } else {
-            magnitude
-        });
-    }
-    xs.extend(special_values());
+    let xs = sweep(400_000, 5e-5, 200_000, 800.0, 0xd1b5_4a32_d192_ed03);
     for act in [Activation::Softplus, Activation::Swish, Activation::Elu] {
         let w64 = worst_scaled_error::<f64>(act, &xs);
         let w32 = worst_scaled_error::<f32>(act, &xs);
