@@ -377,6 +377,7 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
         None => (None, None),
     };
     let w2 = sample_w2(&dir, &config, &solver, prec, &test)?;
+    let solves = solves_for(nll.len());
     let report = EvalReport {
         test_nll,
         test_nll_per_dim: test_nll / config.mlp.dim as f64,
@@ -386,8 +387,8 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
         gaussian_stderr: gaussian.map(|g| g.1),
         gaussian_missing,
         nfe: stats.nfe,
-        solves: solves_for(nll.len()),
-        nfe_per_solve: stats.nfe as f64 / solves_for(nll.len()).max(1) as f64,
+        solves,
+        nfe_per_solve: stats.nfe as f64 / solves.max(1) as f64,
         w2: w2.0,
         w2_n: w2.1,
         solver: solver.describe(),
