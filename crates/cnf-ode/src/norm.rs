@@ -91,32 +91,51 @@ impl SampleLayout {
     }
     /// Number of components the blocks cover.
     pub fn len(&self) -> usize {
-        self.blocks
-            .iter()
-            .map(|b| match *b {
-                Block::Rows(w) => self.samples * w,
-                Block::Shared(len) => len,
-            })
-            .sum()
+        self.blocks.iter().map(|&b| self.block_len(b)).sum()
     }
     /// True when the blocks cover no component.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The layout of a state made of this one (padded with shared components to `n`) twice: the
-    /// `[y, a]` part of the continuous adjoint's state, where sample `b`'s group holds its
-    /// components of both the state and its cotangent.
-    pub(crate) fn twice(&self, n: usize) -> Self {
-        let mut blocks = self.blocks.clone();
-        let rest = n.saturating_sub(self.len());
-        if rest > 0 {
-            blocks.push(Block::Shared(rest));
+    /// Number of components of one block.
+    fn block_len(&self, block: Block) -> usize {
+        match block {
+            Block::Rows(w) => self.samples * w,
+            Block::Shared(len) => len,
         }
-        blocks.extend_from_within(..);
-        Self {
+    }
+    /// The layout of the continuous adjoint's state `[y_out, a_out, y[r], a[r], a_p]` for a
+    /// state `y` of `n` components in this layout (padded with shared components to `n`) whose
+    /// error norm covers the window `r` (see `grad::backsolve`): sample `b`'s group holds its
+    /// components of both `y[r]` and its cotangent `a[r]`; `a_p` is shared. The window must
+    /// start and end at block boundaries.
+    pub(crate) fn adjoint<T>(&self, n: usize, r: Range<usize>) -> Result<Self, OdeError<T>> {
+        let mut padded = self.blocks.clone();
+        if n > self.len() {
+            padded.push(Block::Shared(n - self.len()));
+        }
+        let mut inside = Vec::new();
+        let mut start = 0;
+        for block in padded {
+            let end = start + self.block_len(block);
+            if start >= r.start && end <= r.end {
+                inside.push(block);
+            } else if start < r.end && end > r.start {
+                return Err(OdeError::InvalidOption(format!(
+                    "a per-sample error norm needs error_components {}..{} to start and end at \
+                     block boundaries of its layout (block {start}..{end} straddles it)",
+                    r.start, r.end
+                )));
+            }
+            start = end;
+        }
+        let mut blocks = vec![Block::Shared(2 * (n - r.len()))];
+        blocks.extend_from_slice(&inside);
+        blocks.extend_from_slice(&inside);
+        Ok(Self {
             samples: self.samples,
             blocks,
-        }
+        })
     }
 }
 
@@ -332,12 +351,14 @@ mod tests {
     }
 
     #[test]
-    fn twice_repeats_the_layout_with_the_padding() {
+    fn adjoint_layout_groups_state_and_cotangent_of_each_sample() {
+        // Whole window: [y (2 samples + 1 shared, padded by 1), a (same), a_p (1)].
         let l = SampleLayout::rows(2, 1).then_shared(1);
-        let t = l.twice(4);
+        let t = l.adjoint::<f64>(4, 0..4).unwrap();
         assert_eq!(
             t.blocks(),
             &[
+                Block::Shared(0),
                 Block::Rows(1),
                 Block::Shared(1),
                 Block::Shared(1),
@@ -348,6 +369,16 @@ mod tests {
         );
         let g: Vec<usize> = groups_of(&t, 9, 0..9).iter().map(|p| p.1).collect();
         assert_eq!(g, vec![0, 1, 2, 2, 0, 1, 2, 2, 2]);
+        // A CNF state [z (2 x 2), D (2), K (2)] whose norm covers z and D: the backward state
+        // is [K, a_K, z, D, a_z, a_D, a_p] and only z, D and their cotangents are grouped.
+        let cnf = SampleLayout::rows(2, 2).then_columns(2);
+        let t = cnf.adjoint::<f64>(8, 0..6).unwrap();
+        let g = groups_of(&t, 17, 4..16);
+        let want: Vec<usize> = vec![0, 0, 1, 1, 0, 1, 0, 0, 1, 1, 0, 1];
+        assert_eq!(g.iter().map(|p| p.1).collect::<Vec<_>>(), want);
+        // A window that splits a block is refused.
+        assert!(cnf.adjoint::<f64>(8, 0..5).is_err());
+        assert!(cnf.adjoint::<f64>(8, 1..6).is_err());
     }
 
     #[test]
