@@ -72,6 +72,7 @@
 pub mod dual;
 pub mod error;
 pub mod field;
+mod kernel;
 pub mod linear;
 pub mod mlp;
 pub mod npy_header;

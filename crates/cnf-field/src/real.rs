@@ -1,5 +1,6 @@
 //! The scalar trait: f32 / f64 together with the GEMM used by the batched fast path.
 
+use crate::kernel::GemmJob;
 use num_traits::{Float, FromPrimitive};
 use std::fmt::{Debug, Display};
 
@@ -37,6 +38,14 @@ pub trait Real: Float + FromPrimitive + Send + Sync + Debug + Display + Default 
         beta: Self,
         c: (&mut [Self], usize, usize),
     );
+
+    /// Runs a fused GEMM + epilogue on this type's SIMD kernel (AVX-512 for f32 and f64, when
+    /// the CPU has it); false when there is none, and then nothing was done. Internal to the
+    /// MLP's fast path.
+    #[doc(hidden)]
+    fn simd_gemm(_job: &mut GemmJob<'_, Self>) -> bool {
+        false
+    }
 
     /// Appends the little-endian bytes of `self`.
     fn extend_le_bytes(self, out: &mut Vec<u8>);
@@ -117,6 +126,16 @@ macro_rules! impl_real {
                 }
             }
 
+            fn simd_gemm(job: &mut GemmJob<'_, Self>) -> bool {
+                #[cfg(target_arch = "x86_64")]
+                return crate::kernel::avx512::run(job);
+                #[cfg(not(target_arch = "x86_64"))]
+                return {
+                    let _ = job;
+                    false
+                };
+            }
+
             fn extend_le_bytes(self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
             }
@@ -191,30 +210,36 @@ fn tanh_sech2_f32(x: f32) -> (f32, f32) {
 /// multiply-adds: `mul_add` is a libm call unless the target enables FMA).
 #[inline]
 fn tanh_f32(x: f32) -> f32 {
-    const CLAMP: f32 = 7.905_311;
-    const A: [f32; 7] = [
-        4.893_524_6e-3,
-        6.372_619_3e-4,
-        1.485_722_4e-5,
-        5.122_297e-8,
-        -8.604_672e-11,
-        2.000_188e-13,
-        -2.760_768_5e-16,
-    ];
-    const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
-    let x = x.clamp(-CLAMP, CLAMP);
+    let (a, b) = (TANH32_P, TANH32_Q);
+    let x = x.clamp(-TANH32_CLAMP, TANH32_CLAMP);
     let x2 = x * x;
-    let p = x2 * A[6] + A[5];
-    let p = x2 * p + A[4];
-    let p = x2 * p + A[3];
-    let p = x2 * p + A[2];
-    let p = x2 * p + A[1];
-    let p = x * (x2 * p + A[0]);
-    let q = x2 * B[3] + B[2];
-    let q = x2 * q + B[1];
-    let q = x2 * q + B[0];
+    let p = x2 * a[6] + a[5];
+    let p = x2 * p + a[4];
+    let p = x2 * p + a[3];
+    let p = x2 * p + a[2];
+    let p = x2 * p + a[1];
+    let p = x * (x2 * p + a[0]);
+    let q = x2 * b[3] + b[2];
+    let q = x2 * q + b[1];
+    let q = x2 * q + b[0];
     p / q
 }
+
+/// `tanh_f32` is `+-1` (rounded) beyond this.
+pub(crate) const TANH32_CLAMP: f32 = 7.905_311;
+/// Numerator of `tanh_f32`: `x * P(x^2)`, coefficients from degree 0 up.
+pub(crate) const TANH32_P: [f32; 7] = [
+    4.893_524_6e-3,
+    6.372_619_3e-4,
+    1.485_722_4e-5,
+    5.122_297e-8,
+    -8.604_672e-11,
+    2.000_188e-13,
+    -2.760_768_5e-16,
+];
+/// Denominator of `tanh_f32`: `Q(x^2)`, coefficients from degree 0 up.
+pub(crate) const TANH32_Q: [f32; 4] =
+    [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
 
 /// `a * b + c`: one fused multiply-add where the build targets FMA (`.cargo/config.toml` builds
 /// for the host CPU), else a multiply and an add (`mul_add` without FMA is a libm call, which
@@ -241,30 +266,12 @@ fn fma(a: f64, b: f64, c: f64) -> f64 {
 /// error is < 2e-17 relative on the interval). NaN in gives NaN out (through `r`).
 #[inline(always)]
 fn exp_reduce(y: f64) -> (f64, f64, f64) {
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
-    const SHIFT: f64 = 6_755_399_441_055_744.0;
-    /// 1 / n! for n = 2..=13.
-    const C: [f64; 12] = [
-        0.5,
-        1.666_666_666_666_666_6e-1,
-        4.166_666_666_666_666_4e-2,
-        8.333_333_333_333_333e-3,
-        1.388_888_888_888_889e-3,
-        1.984_126_984_126_984e-4,
-        2.480_158_730_158_73e-5,
-        2.755_731_922_398_589_3e-6,
-        2.755_731_922_398_589e-7,
-        2.505_210_838_544_172e-8,
-        2.087_675_698_786_81e-9,
-        1.605_904_383_682_161_3e-10,
-    ];
-    let shifted = y * std::f64::consts::LOG2_E + SHIFT;
-    let k = (shifted.to_bits() as i64).wrapping_sub(SHIFT.to_bits() as i64);
-    let kd = shifted - SHIFT;
+    let shifted = y * std::f64::consts::LOG2_E + EXP_SHIFT;
+    let k = (shifted.to_bits() as i64).wrapping_sub(EXP_SHIFT.to_bits() as i64);
+    let kd = shifted - EXP_SHIFT;
     let r = fma(-kd, LN2_LO, fma(-kd, LN2_HI, y));
-    let mut q = C[11];
-    for &c in C[..11].iter().rev() {
+    let mut q = EXP_C[11];
+    for &c in EXP_C[..11].iter().rev() {
         q = fma(q, r, c);
     }
     let p = fma(r * r, q, r);
@@ -274,19 +281,43 @@ fn exp_reduce(y: f64) -> (f64, f64, f64) {
     (pow2(k1), pow2(k2), p)
 }
 
+/// `ln 2` in two parts for `exp_reduce` (fdlibm's: `k * LN2_HI` is exact for `|k| < 2^20`).
+pub(crate) const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+pub(crate) const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+/// `1.5 * 2^52`: adding it rounds to an integer held in the low mantissa bits.
+pub(crate) const EXP_SHIFT: f64 = 6_755_399_441_055_744.0;
+/// `exp_reduce`'s series: 1 / n! for n = 2..=13.
+pub(crate) const EXP_C: [f64; 12] = [
+    0.5,
+    1.666_666_666_666_666_6e-1,
+    4.166_666_666_666_666_4e-2,
+    8.333_333_333_333_333e-3,
+    1.388_888_888_888_889e-3,
+    1.984_126_984_126_984e-4,
+    2.480_158_730_158_73e-5,
+    2.755_731_922_398_589_3e-6,
+    2.755_731_922_398_589e-7,
+    2.505_210_838_544_172e-8,
+    2.087_675_698_786_81e-9,
+    1.605_904_383_682_161_3e-10,
+];
+
 /// The parts of `tanh |x|` from `e = exp(-2|x|) = s (1 + p)`: `tanh |x| = num / den` with
 /// `num = (1 - s) - s p = 1 - e` and `den = (1 + s) + s p = 1 + e` (both free of
 /// cancellation: `1 +- s` is exact), and `e = s1 (s2 + s2 p)` for the derivative.
 #[inline(always)]
 fn tanh_parts(x: f64) -> (f64, f64, f64) {
-    // Beyond 700, e = 0 (and tanh = 1) in f64; the clamp keeps 2^k1, 2^k2 normal and NaN.
-    let (s1, s2, p) = exp_reduce(-2.0 * x.abs().clamp(0.0, 700.0));
+    let (s1, s2, p) = exp_reduce(-2.0 * x.abs().clamp(0.0, TANH64_CLAMP));
     let s = s1 * s2;
     let sp = s * p;
     let num = (1.0 - s) - sp;
     let den = (1.0 + s) + sp;
     (num, den, s1 * fma(s2, p, s2))
 }
+
+/// Beyond 700, `e = 0` (and tanh = 1) in f64; clamping `|x|` there keeps `2^k1`, `2^k2` normal
+/// (and NaN).
+pub(crate) const TANH64_CLAMP: f64 = 700.0;
 
 /// Branch-free f64 `tanh` (vectorises; <= 3 ulp from glibc, see `tanh_fast`).
 #[inline]

@@ -7,6 +7,7 @@
 use super::{LayerSlot, Mlp};
 use crate::dual::grow;
 use crate::field::{contract_tangents, frobenius_from_tangents, kinetic_from_v, Trace};
+use crate::kernel::{fused_gemm, Derivatives, Epilogue, GemmJob, PackedT};
 use crate::real::Real;
 
 /// Work buffers of the MLP fast path (grown on demand, never shrunk).
@@ -32,8 +33,13 @@ pub struct MlpScratch<T> {
     /// Gradients w.r.t. one layer's effective weights, before the chain rule to `W, b, gates`.
     pub(super) g_w_eff: Vec<T>,
     pub(super) g_b_eff: Vec<T>,
+    /// `W^T` of every layer for the fused kernel, repacked only when the weights change.
+    pub(super) packed: Vec<PackedT<T>>,
     /// Tangents per point of the last forward pass.
     pub(super) nt: usize,
+    /// Runs every product on the `gemm` crate with separate elementwise passes (the tests'
+    /// oracle for the fused SIMD kernel).
+    pub(super) oracle: bool,
 }
 
 impl<T: Real> MlpScratch<T> {
@@ -47,6 +53,7 @@ impl<T: Real> MlpScratch<T> {
         self.w_eff.resize_with(layers, Vec::new);
         self.b_eff.resize_with(layers, Vec::new);
         self.gate.resize_with(layers, Vec::new);
+        self.packed.resize_with(layers, PackedT::default);
         self.d2s.resize_with(layers - 1, Vec::new);
         let dim = slots[layers - 1].out;
         for (l, s) in slots.iter().enumerate() {
@@ -155,9 +162,12 @@ impl<T: Real> Mlp<T> {
         }
 
         let last = self.slots.len() - 1;
+        let simd = !s.oracle;
+        let act = self.config.activation;
         for (l, slot) in self.slots.iter().enumerate() {
             let (out, inp) = (slot.out, slot.inp);
             let (w, bias) = self.weights_at(&s.w_eff, &s.b_eff, l);
+            let wt = s.packed[l].update(w, out, inp);
             let (h_done, h_next) = s.h.split_at_mut(l + 1);
             let h_in = &h_done[l][..batch * inp];
             let primal: &mut [T] = if l == last {
@@ -166,72 +176,62 @@ impl<T: Real> Mlp<T> {
                 &mut h_next[0][..batch * out]
             };
 
-            // a = h W^T + b. Hidden layers add b in the activation pass (one pass over the
-            // GEMM output instead of a copy before it and a read of C inside it); the output
-            // layer has no activation, so its bias is copied in and the GEMM accumulates.
-            let beta = if l == last {
-                for row in primal.chunks_exact_mut(out) {
-                    row.copy_from_slice(bias);
-                }
-                T::one()
+            // a = h W^T + b, and for hidden layers h' = s(a) with s'(a) (and s''(a)) in the
+            // same pass over the output.
+            let epilogue = if l == last {
+                Epilogue::Store { bias: Some(bias) }
             } else {
-                T::zero()
+                let derivatives = (nt > 0 || second).then(|| Derivatives {
+                    ds: &mut s.ds[l][..batch * out],
+                    d2s: second.then(|| &mut s.d2s[l][..batch * out]),
+                });
+                Epilogue::Activate {
+                    act,
+                    bias,
+                    derivatives,
+                }
             };
-            T::gemm(
-                batch,
-                inp,
-                out,
-                T::one(),
-                (h_in, inp, 1),
-                (w, 1, inp),
-                beta,
-                (primal, out, 1),
-            );
-
-            // A = U W^T; the time column of W0 has no tangent, so layer 0 uses W0[:, :d].
-            let in_tan = if l == 0 { d } else { inp };
-            if nt > 0 {
-                let u_in = &s.u[l][..batch * nt * in_tan];
-                let tan = &mut s.tan[l][..batch * nt * out];
-                T::gemm(
-                    batch * nt,
-                    in_tan,
-                    out,
-                    T::one(),
-                    (u_in, in_tan, 1),
-                    (w, 1, inp),
-                    T::zero(),
-                    (tan, out, 1),
-                );
-            }
-
-            if l == last {
-                break;
-            }
-            // h' = s(a), U' = s'(a) * A (s'(a) broadcast over the nt tangent rows of a point).
-            if nt == 0 && !second {
-                self.config.activation.apply_value_bias(primal, bias);
+            let job = GemmJob {
+                m: batch,
+                k: inp,
+                n: out,
+                a: (h_in, inp, 1),
+                b: wt,
+                c: primal,
+                epilogue,
+            };
+            fused_gemm(job, simd);
+            if nt == 0 {
                 continue;
             }
-            let ds = &mut s.ds[l][..batch * out];
-            let d2s = second.then(|| &mut s.d2s[l][..batch * out]);
-            self.config.activation.apply_bias(primal, bias, ds, d2s);
-            if nt > 0 {
-                let tan = &s.tan[l][..batch * nt * out];
-                let u_next = &mut s.u[l + 1][..batch * nt * out];
-                for ((u_pt, tan_pt), ds_pt) in u_next
-                    .chunks_exact_mut(nt * out)
-                    .zip(tan.chunks_exact(nt * out))
-                    .zip(ds.chunks_exact(out))
-                {
-                    for (u_row, tan_row) in u_pt.chunks_exact_mut(out).zip(tan_pt.chunks_exact(out))
-                    {
-                        for ((u, &a), &g) in u_row.iter_mut().zip(tan_row).zip(ds_pt) {
-                            *u = g * a;
-                        }
-                    }
-                }
-            }
+
+            // A = U W^T (the time column of W0 has no tangent, so layer 0 uses W0[:, :d]), and
+            // for hidden layers U' = s'(a) * A (s'(a) broadcast over the nt tangent rows of a
+            // point); A itself is kept for the reverse pass and, at the output, the trace.
+            let in_tan = if l == 0 { d } else { inp };
+            let (u_done, u_next) = s.u.split_at_mut(l + 1);
+            let u_in = &u_done[l][..batch * nt * in_tan];
+            let tan = &mut s.tan[l][..batch * nt * out];
+            let (c, epilogue) = if l == last {
+                (tan, Epilogue::Store { bias: None })
+            } else {
+                let scale = Epilogue::Scale {
+                    scale: &s.ds[l][..batch * out],
+                    group: nt,
+                    raw: second.then_some(tan),
+                };
+                (&mut u_next[0][..batch * nt * out], scale)
+            };
+            let job = GemmJob {
+                m: batch * nt,
+                k: in_tan,
+                n: out,
+                a: (u_in, in_tan, 1),
+                b: wt,
+                c,
+                epilogue,
+            };
+            fused_gemm(job, simd);
         }
     }
 

@@ -438,3 +438,6 @@ impl<T: Real> VectorField<T> for Mlp<T> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests;

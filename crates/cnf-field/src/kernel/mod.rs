@@ -1,0 +1,196 @@
+//! GEMMs with their elementwise epilogue fused in: `C = op(A B)` where `op` adds a bias, applies
+//! the activation (writing `s'` and `s''` on the way), scales by `s'` of the point a tangent row
+//! belongs to, or accumulates into `C`, while the output tile is still in registers.
+//!
+//! [`fused_gemm`] runs the type's SIMD kernel ([`Real::simd_gemm`], AVX-512 for f32 and f64 when
+//! the CPU has it) and otherwise [`reference`]: the `gemm` crate followed by the same epilogue
+//! as a separate pass (the fallback, and the oracle the kernel is tested against).
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+
+use crate::mlp::Activation;
+use crate::real::Real;
+
+/// `C (m x n, row-major, contiguous) = epilogue(A (m x k) B (k x n))`, `A` and `B` given by a
+/// buffer plus row and column strides.
+pub struct GemmJob<'a, T> {
+    /// Rows of `A` and `C`.
+    pub m: usize,
+    /// Columns of `A`, rows of `B`.
+    pub k: usize,
+    /// Columns of `B` and `C`.
+    pub n: usize,
+    /// `(buffer, row stride, column stride)` of `A`.
+    pub a: (&'a [T], usize, usize),
+    /// `(buffer, row stride, column stride)` of `B`.
+    pub b: (&'a [T], usize, usize),
+    /// `C`, `m * n` values.
+    pub c: &'a mut [T],
+    /// What happens to `A B` on its way into `C`.
+    pub epilogue: Epilogue<'a, T>,
+}
+
+/// `s'` (and optionally `s''`) of an activation, laid out like `C`.
+pub struct Derivatives<'a, T> {
+    /// `s'(a)`.
+    pub ds: &'a mut [T],
+    /// `s''(a)`, when asked for.
+    pub d2s: Option<&'a mut [T]>,
+}
+
+/// The elementwise step applied to each entry `x = (A B)[i, j]`.
+pub enum Epilogue<'a, T> {
+    /// `C = x (+ bias[j])`.
+    Store {
+        /// Added to every row.
+        bias: Option<&'a [T]>,
+    },
+    /// `C += x`.
+    Accumulate,
+    /// `C = s(x + bias[j])`, with the derivatives at `x + bias[j]` when given.
+    Activate {
+        /// The nonlinearity `s`.
+        act: Activation,
+        /// Added to every row before `s`.
+        bias: &'a [T],
+        /// `s'` and `s''`.
+        derivatives: Option<Derivatives<'a, T>>,
+    },
+    /// `C = x * scale[i / group, j]`, with `raw = x` when given: a tangent row of point
+    /// `i / group` scaled by that point's `s'`.
+    Scale {
+        /// `(ceil(m / group), n)` row-major.
+        scale: &'a [T],
+        /// Rows of `C` per row of `scale`.
+        group: usize,
+        /// `x` itself, laid out like `C`.
+        raw: Option<&'a mut [T]>,
+    },
+}
+
+/// Runs `job` on the SIMD kernel when `simd` and the type and CPU have one, else on
+/// [`reference`].
+pub(crate) fn fused_gemm<T: Real>(mut job: GemmJob<'_, T>, simd: bool) {
+    if !(simd && T::simd_gemm(&mut job)) {
+        reference(job);
+    }
+}
+
+/// The `gemm` crate's product, then the epilogue as a separate pass over `C`.
+///
+/// # Panics
+/// If a buffer is too short for the shapes (the callers size them from the same shapes).
+pub(crate) fn reference<T: Real>(job: GemmJob<'_, T>) {
+    let GemmJob {
+        m,
+        k,
+        n,
+        a,
+        b,
+        c,
+        epilogue,
+    } = job;
+    let c = &mut c[..m * n];
+    let gemm = |beta: T, c: &mut [T]| T::gemm(m, k, n, T::one(), a, b, beta, (c, n, 1));
+    match epilogue {
+        Epilogue::Store { bias: None } => gemm(T::zero(), c),
+        Epilogue::Store { bias: Some(bias) } => {
+            if n > 0 {
+                for row in c.chunks_exact_mut(n) {
+                    row.copy_from_slice(&bias[..n]);
+                }
+            }
+            gemm(T::one(), c);
+        }
+        Epilogue::Accumulate => gemm(T::one(), c),
+        Epilogue::Activate {
+            act,
+            bias,
+            derivatives,
+        } => {
+            gemm(T::zero(), c);
+            match derivatives {
+                None => act.apply_value_bias(c, &bias[..n]),
+                Some(Derivatives { ds, d2s }) => {
+                    let d2s = d2s.map(|d| &mut d[..m * n]);
+                    act.apply_bias(c, &bias[..n], &mut ds[..m * n], d2s)
+                }
+            }
+        }
+        Epilogue::Scale { scale, group, raw } => {
+            let x = match raw {
+                Some(raw) => {
+                    let raw = &mut raw[..m * n];
+                    gemm(T::zero(), raw);
+                    c.copy_from_slice(raw);
+                    c
+                }
+                None => {
+                    gemm(T::zero(), c);
+                    c
+                }
+            };
+            if n > 0 && group > 0 {
+                for (rows, s) in x.chunks_mut(group * n).zip(scale.chunks_exact(n)) {
+                    for row in rows.chunks_exact_mut(n) {
+                        for (v, &g) in row.iter_mut().zip(s) {
+                            *v = *v * g;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `W^T` of a layer's `W (n x k)`, row-major `(k, n)` with rows padded to whole 64-byte lines and
+/// starting on one (the kernel's `B`); rebuilt only when `W` changes (compared value and sign,
+/// so bit for bit up to NaN payloads).
+#[derive(Clone, Debug, Default)]
+pub struct PackedT<T> {
+    src: Vec<T>,
+    shape: (usize, usize),
+    buf: Vec<T>,
+    off: usize,
+    ld: usize,
+}
+
+impl<T: Real> PackedT<T> {
+    /// `(buffer, row stride, column stride)` of `W^T` for `W (n x k)`, repacked if `w` differs
+    /// from the last call's.
+    pub fn update(&mut self, w: &[T], n: usize, k: usize) -> (&[T], usize, usize) {
+        let w = &w[..n * k];
+        if self.shape != (n, k) || !same_bits(&self.src, w) {
+            self.src.clear();
+            self.src.extend_from_slice(w);
+            self.shape = (n, k);
+            let line = (64 / std::mem::size_of::<T>()).max(1);
+            self.ld = n.div_ceil(line) * line;
+            self.buf.clear();
+            self.buf.resize(k * self.ld + line, T::zero());
+            let addr = self.buf.as_ptr() as usize;
+            self.off = (addr.next_multiple_of(64) - addr) / std::mem::size_of::<T>();
+            let wt = &mut self.buf[self.off..];
+            for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
+                for (kk, &x) in row.iter().enumerate() {
+                    wt[kk * self.ld + j] = x;
+                }
+            }
+        }
+        (&self.buf[self.off..], self.ld, 1)
+    }
+}
+
+/// Equal values with equal signs everywhere (so `-0` differs from `0`; NaN differs from all).
+fn same_bits<T: Real>(a: &[T], b: &[T]) -> bool {
+    a.len() == b.len()
+        && a.chunks(32).zip(b.chunks(32)).all(|(x, y)| {
+            x.iter().zip(y).fold(true, |ok, (&p, &q)| {
+                ok & (p == q) & (p.is_sign_negative() == q.is_sign_negative())
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests;
