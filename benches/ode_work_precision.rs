@@ -10,6 +10,12 @@
 //! fixed-size states, and for the general `Solver::solve_system`), and ns per right-hand-side
 //! evaluation of our fixed-step RK4 (both paths) against a hand-written RK4 loop on Lorenz.
 //!
+//! The floor of Dopri5: "hand Dopri5" rows are `cnf_testkit::floor::dopri5_by_hand`, Dopri5
+//! written out for `[f64; N]` with the solver's step selection (the same steps and final state
+//! as "cnf-ode Dopri5", asserted here). Per problem and tolerance a `floor` line gives the time
+//! ratios ours / floor, ode_solvers / floor, ours / ode_solvers (median times of the same run)
+//! and ns per evaluation of each; the summary has their medians over the tolerances.
+//!
 //! "cnf-ode" rows are `solve_small` with the method as a type (`Solver::new(Dopri5)`), the way
 //! to solve a `[f64; N]` state; "cnf-ode general" rows are `solve_system` with the tableau chosen
 //! at run time (what the table showed before the fixed-size path existed).
@@ -17,6 +23,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use cnf::ode::{Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Tableau, Tsit5};
+use cnf_testkit::floor::dopri5_by_hand;
 use cnf_testkit::problems::{
     error_at_nfe, lorenz_rhs, lorenz_rk4_by_hand, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
 };
@@ -98,6 +105,21 @@ fn ours_general<const N: usize>(
     cell(p, format!("cnf-ode general {}", tab.name), tol, sol, ms)
 }
 
+/// The hand-written Dopri5 loop: the floor of `ours(p, f, Dopri5, tol)`.
+fn floor<const N: usize>(p: &Problem<N>, f: impl RhsFn<N>, tol: f64) -> Cell {
+    let ((y, counts), ms) = timed(|| dopri5_by_hand(f, 0.0, p.t_end, p.y0, tol, tol));
+    Cell {
+        problem: p.name,
+        solver: "hand Dopri5".into(),
+        tol,
+        err: p.error(&y),
+        nfe: counts.nfe,
+        accepted: counts.accepted,
+        rejected: counts.rejected,
+        ms,
+    }
+}
+
 fn cell<const N: usize>(
     p: &Problem<N>,
     solver: String,
@@ -168,6 +190,7 @@ fn problem<const N: usize>(p: &Problem<N>, f: impl RhsFn<N>, summary: &mut Vec<s
     let mut cells: Vec<Cell> = Vec::new();
     for tol in TOLERANCES {
         cells.push(ours(p, f, Dopri5, tol));
+        cells.push(floor(p, f, tol));
         cells.push(ours(p, f, Tsit5, tol));
         cells.push(ours(p, f, Dop853, tol));
         cells.push(ours(p, f, Bs3, tol));
@@ -185,6 +208,41 @@ fn problem<const N: usize>(p: &Problem<N>, f: impl RhsFn<N>, summary: &mut Vec<s
             .find(|c| c.solver == solver && c.tol == tol)
             .expect("cell exists")
     };
+    // Time of `mine` / time of `other` at each tolerance, median.
+    let ratio = |mine: &str, other: &str| {
+        median(
+            TOLERANCES
+                .iter()
+                .map(|&tol| find(mine, tol).ms / find(other, tol).ms)
+                .collect(),
+        )
+    };
+    let (dopri5, hand, peer5) = ("cnf-ode Dopri5", "hand Dopri5", "ode_solvers Dopri5");
+    for tol in TOLERANCES {
+        let (o, h, s) = (find(dopri5, tol), find(hand, tol), find(peer5, tol));
+        assert_eq!(
+            (o.nfe, o.accepted, o.rejected, o.err),
+            (h.nfe, h.accepted, h.rejected, h.err),
+            "the floor takes our steps: {} {tol}",
+            p.name
+        );
+        let ns = |c: &Cell| c.ms * 1e6 / c.nfe as f64;
+        println!(
+            "{}",
+            json!({
+                "floor": p.name, "rtol": tol,
+                "ours_over_floor": o.ms / h.ms, "ode_solvers_over_floor": s.ms / h.ms,
+                "ours_over_ode_solvers": o.ms / s.ms,
+                "ns_per_rhs_ours": ns(o), "ns_per_rhs_floor": ns(h), "ns_per_rhs_ode_solvers": ns(s),
+            })
+        );
+    }
+    summary.push(json!({
+        "problem": p.name, "floor": hand,
+        "ours_over_floor_median": ratio(dopri5, hand),
+        "ode_solvers_over_floor_median": ratio(peer5, hand),
+        "ours_over_ode_solvers_median": ratio(dopri5, peer5),
+    }));
     // (our method, scipy curve it is compared with, ode_solvers counterpart)
     type Pairing<'a> = (&'a str, &'a [(f64, f64); 8], &'a str, Option<&'a str>);
     let pairs: [Pairing; 3] = [
@@ -213,14 +271,6 @@ fn problem<const N: usize>(p: &Problem<N>, f: impl RhsFn<N>, summary: &mut Vec<s
             .sum::<f64>()
             / tight.len() as f64;
         // Our time / ode_solvers' time at each tolerance (equal steps, equal errors), median.
-        let ratio = |mine: &str, peer: &str| {
-            median(
-                TOLERANCES
-                    .iter()
-                    .map(|&tol| find(mine, tol).ms / find(peer, tol).ms)
-                    .collect(),
-            )
-        };
         let general = ours.replace("cnf-ode ", "cnf-ode general ");
         summary.push(json!({
             "problem": p.name, "solver": ours, "vs": scipy,
