@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use cnf::field::{Activation, Mlp, Trace, VectorField};
-use cnf::flow::{Batching, Cnf, GradMethod, Integrator};
+use cnf::flow::{Batching, Cnf, GradMethod, Integrator, StepControl};
 use cnf::ode::Stats;
 use cnf::train::data::ToySet;
 use rand::{rngs::StdRng, SeedableRng};
@@ -105,11 +105,18 @@ fn main() {
             json!({"mean_nll": nll}),
         );
     }
-    for (name, b) in batchings {
-        let c = cnf.clone().with_batching(b);
+    // Sampling uses the I controller by default (StepControl::Auto, issue 15); the PI
+    // controller (StepControl::Tableau) for comparison on whole batches.
+    let sample_runs = batchings
+        .iter()
+        .map(|&(name, b)| (name, b, StepControl::Auto, "auto_i"))
+        .chain([("whole", Batching::Whole, StepControl::Tableau, "tableau_pi")]);
+    for (name, b, control, cname) in sample_runs {
+        let mut c = cnf.clone().with_batching(b);
+        c.integrator = c.integrator.with_control(control);
         let mut srng = StdRng::seed_from_u64(1);
         let (secs, s) = time(|| c.sample(N, &mut srng).expect("sample"));
-        line("sample_10k", name, secs, s.stats, json!({}));
+        line("sample_10k", name, secs, s.stats, json!({"control": cname}));
     }
 
     // One training step: batch 512, exact trace.

@@ -54,4 +54,4 @@ mod rows;
 pub use error::FlowError;
 pub use flow::{log_normal, Batching, Cnf, Density, Trajectory, Transported};
 pub use grad::{GradMethod, LossGrad, LossOptions, Regularisation};
-pub use integrator::{BatchNorm, Integrator};
+pub use integrator::{BatchNorm, Integrator, StepControl};
