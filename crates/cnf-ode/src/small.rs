@@ -252,6 +252,17 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
     #[inline(always)]
     fn step<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &mut S) {
         self.ensure_k0(sys, t, y);
+        // States of whole 16-byte lanes ([f64; 4]) are read from a local copy, which the stages
+        // keep in registers, rather than through `y`, a pointer into the driver's state pair
+        // (Arenstorf, Kepler: 5-16% less time per evaluation for Dopri5, Tsit5, DOP853). A
+        // [f64; 3] copy costs 3-28% (Lorenz, RK4 included), so other sizes read `y` in place.
+        // Measured with `small_state_overhead -- all`; the arithmetic is unchanged.
+        let copy = *y;
+        let y = if std::mem::size_of::<S>().is_multiple_of(16) {
+            &copy
+        } else {
+            y
+        };
         self.dense_ready = false;
         let tab = self.method.tableau();
         let s = tab.stages();
