@@ -6,6 +6,7 @@
 //! (elementwise work is not counted), so `Gelem/s` reads as GEMM GFLOP/s.
 
 use cnf_field::field::{VjpInput, VjpOutput};
+use cnf_field::kernel::{Epilogue, GemmJob, PackedT};
 use cnf_field::{Activation, Mlp, MlpConfig, Real, Trace, VectorField};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -41,6 +42,8 @@ struct Problem<T: Real> {
     z: Vec<T>,
     a_v: Vec<T>,
     a_div: Vec<T>,
+    /// The raw GEMM's `B` as the fused kernel reads it: `W^T`, packed like the MLP's weights.
+    packed: PackedT<T>,
 }
 
 fn problem<T: Real>() -> Problem<T> {
@@ -50,12 +53,31 @@ fn problem<T: Real>() -> Problem<T> {
             .map(|i| T::from_f64((i as f64 * f).sin() * 2.0).unwrap_or_else(T::zero))
             .collect()
     };
+    let (_, k, n) = GEMM_SHAPE;
+    let mut packed = PackedT::default();
+    packed.refresh(&vec![T::from_f64(0.25).unwrap_or_else(T::one); n * k], n, k);
     Problem {
         mlp,
         z: wave(BATCH * DIM, 0.37),
         a_v: wave(BATCH * DIM, 0.11),
         a_div: wave(BATCH, 0.53),
+        packed,
     }
+}
+
+/// Whether this type has the fused SIMD kernel on this CPU (a 1 x 1 x 1 product runs on it).
+fn has_kernel<T: Real>() -> bool {
+    let one = [T::one()];
+    let mut c = [T::zero()];
+    T::simd_gemm(&mut GemmJob {
+        m: 1,
+        k: 1,
+        n: 1,
+        a: (&one, 1, 1),
+        b: (&one, 1, 1),
+        c: &mut c,
+        epilogue: Epilogue::Store { bias: None },
+    })
 }
 
 fn gemm_once<T: Real>(a: &[T], b: &[T], c: &mut [T]) {
@@ -72,7 +94,22 @@ fn gemm_once<T: Real>(a: &[T], b: &[T], c: &mut [T]) {
     );
 }
 
-/// One closure sharing one scratch: 0 GEMM, 1 eval + div, 2 eval + div + VJP, 3 eval.
+/// The raw GEMM on the fused kernel (nothing if it is not available).
+fn kernel_gemm_once<T: Real>(a: &[T], b: (&[T], usize, usize), c: &mut [T]) {
+    let (m, k, n) = GEMM_SHAPE;
+    T::simd_gemm(&mut GemmJob {
+        m,
+        k,
+        n,
+        a: (a, k, 1),
+        b,
+        c,
+        epilogue: Epilogue::Store { bias: None },
+    });
+}
+
+/// One closure sharing one scratch: 0 GEMM (gemm crate), 4 GEMM (fused kernel), 1 eval + div,
+/// 2 eval + div + VJP, 3 eval.
 fn run_all<T: Real>(p: &Problem<T>) -> impl FnMut(usize) + '_ {
     let (m, k, n) = GEMM_SHAPE;
     let a = vec![T::from_f64(0.5).unwrap_or_else(T::one); m * k];
@@ -86,6 +123,7 @@ fn run_all<T: Real>(p: &Problem<T>) -> impl FnMut(usize) + '_ {
     );
     move |which| match which {
         0 => gemm_once(&a, &bm, &mut c),
+        4 => kernel_gemm_once(&a, p.packed.view(), &mut c),
         1 => p.mlp.eval_div_batch(
             &mut s,
             T::one(),
@@ -111,6 +149,7 @@ fn bench_precision<T: Real>(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("mlp_{}", T::NAME));
     let cases = [
         (0, "gemm_1024x64x64", 2.0 * (m * k * n) as f64),
+        (4, "kernel_gemm_1024x64x64", 2.0 * (m * k * n) as f64),
         (3, "eval_b512", primal_flops),
         (1, "eval_div_exact_b512", fwd_flops),
         (2, "eval_div_vjp_exact_b512", vjp_flops),
@@ -140,33 +179,74 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     times[reps / 2]
 }
 
-/// Plain-text summary: GFLOP/s of each pass, per-point cost and the fraction of GEMM peak.
+/// Median GFLOP/s of each `(case, flops)` on `threads` threads at once, summed over them (each
+/// thread runs its own copy of the problem; a barrier lines the cases up).
+fn rates<T: Real>(threads: usize, cases: &[(usize, f64)]) -> Vec<f64> {
+    let barrier = std::sync::Barrier::new(threads);
+    let per_thread: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let p = problem::<T>();
+                    let mut run = run_all(&p);
+                    cases
+                        .iter()
+                        .map(|&(which, flops)| {
+                            barrier.wait();
+                            let reps = if which == 2 { 100 } else { 300 };
+                            flops / median_secs(reps, || run(which)) / 1e9
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("bench thread"))
+            .collect()
+    });
+    (0..cases.len())
+        .map(|c| per_thread.iter().map(|r| r[c]).sum())
+        .collect()
+}
+
+/// Plain-text summary: GFLOP/s of each pass next to the raw GEMM of the hidden layers' tangent
+/// shape measured in the same run, on the gemm crate and on the fused kernel (the better of the
+/// two is the reference), on one thread and on two (each running its own problem).
 fn summary<T: Real>() {
     let p = problem::<T>();
     let (primal_flops, fwd_flops, vjp_flops) = pass_flops(p.mlp.config());
     let (m, k, n) = GEMM_SHAPE;
-    let mut run = run_all(&p);
-    let gemm = median_secs(400, || run(0));
-    let peak = 2.0 * (m * k * n) as f64 / gemm / 1e9;
-    println!(
-        "[{}] raw GEMM {m}x{k}x{n}: {:.1} us, {peak:.2} GFLOP/s (peak reference)",
-        T::NAME,
-        gemm * 1e6
-    );
-    for (which, name, flops) in [
+    let gemm_flops = 2.0 * (m * k * n) as f64;
+    let kernel = has_kernel::<T>();
+    let mut cases = vec![(0, gemm_flops)];
+    if kernel {
+        cases.push((4, gemm_flops));
+    }
+    let passes = [
         (3, "v", primal_flops),
         (1, "v + exact trace", fwd_flops),
         (2, "v + trace + VJP (z, theta)", vjp_flops),
-    ] {
-        let secs = median_secs(200, || run(which));
-        let gflops = flops / secs / 1e9;
+    ];
+    cases.extend(passes.iter().map(|&(which, _, flops)| (which, flops)));
+    for threads in [1, 2] {
+        let r = rates::<T>(threads, &cases);
+        let (crate_rate, kernel_rate) = (r[0], if kernel { r[1] } else { f64::NAN });
+        let best = crate_rate.max(if kernel { kernel_rate } else { 0.0 });
         println!(
-            "[{}] {name}, B = {BATCH}: {:.1} us/batch, {:.1} ns/point, {gflops:.2} GFLOP/s = {:.0}% of GEMM peak",
+            "[{} x{threads}] raw GEMM {m}x{k}x{n}: gemm crate {crate_rate:.1} GFLOP/s, fused \
+             kernel {kernel_rate:.1} GFLOP/s",
             T::NAME,
-            secs * 1e6,
-            secs * 1e9 / BATCH as f64,
-            100.0 * gflops / peak
         );
+        for ((_, name, _), rate) in passes.iter().zip(&r[r.len() - passes.len()..]) {
+            println!(
+                "[{} x{threads}] {name}, B = {BATCH}: {rate:.1} GFLOP/s = {:.0}% of the best \
+                 GEMM, {:.0}% of the gemm crate's",
+                T::NAME,
+                100.0 * rate / best,
+                100.0 * rate / crate_rate
+            );
+        }
     }
 }
 

@@ -37,8 +37,10 @@ impl<T: Real> Trace<'_, T> {
         debug_assert!(u.len() >= batch * nt * dim);
         match self {
             Trace::Exact => {
-                for (r, row) in u[..batch * nt * dim].chunks_exact_mut(dim).enumerate() {
-                    row.fill(T::zero());
+                // One fill, then the ones (a fill per row is a memset call per row).
+                let u = &mut u[..batch * nt * dim];
+                u.fill(T::zero());
+                for (r, row) in u.chunks_exact_mut(dim).enumerate() {
                     row[r % dim] = T::one();
                 }
             }

@@ -60,6 +60,14 @@
 //!   derivatives in the gradient of the divergence). The MLP and [`Linear`] implement it, and
 //!   the fast paths are tested against it and against finite differences.
 //!
+//! * **Fused kernel**. On CPUs with AVX-512 the forward pass's products run on a kernel of its
+//!   own (f32 and f64): `W^T` packed once per set of weights (cached in the scratch), register
+//!   tiles accumulated over the whole input width, and the elementwise step applied to the tile
+//!   before it leaves the registers: bias + tanh with `s'` and `s''` for hidden layers, the
+//!   scaling `U' = s'(a) * A` for tangents. Elsewhere (and for the other activations' primal
+//!   products) the same steps run as the `gemm` crate's GEMM plus a separate pass, the oracle
+//!   the kernel is tested against.
+//!
 //! * **Precision**: everything is generic over [`Real`] (f32, f64). The fast paths use
 //!   branch-free activations so the loops vectorise: a rational `tanh` in f32 (a few ulp), and in
 //!   f64 a table-free `exp` (<= 2 ulp) under `tanh` (<= 3 ulp), `sech^2`, softplus, swish and ELU
@@ -72,7 +80,8 @@
 pub mod dual;
 pub mod error;
 pub mod field;
-mod kernel;
+#[doc(hidden)]
+pub mod kernel;
 pub mod linear;
 pub mod mlp;
 pub mod npy_header;

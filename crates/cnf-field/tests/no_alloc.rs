@@ -127,8 +127,13 @@ fn hot_paths_do_not_allocate_in_steady_state() {
                 gemm <= 2 * gemm_calls,
                 "{kind:?}: {counts:?} for {gemm_calls} GEMMs"
             );
-            // The attribution sees gemm's allocations (it is not vacuously "not ours").
-            assert!(gemm > 0, "{kind:?}: {counts:?}");
+            // The attribution sees gemm's allocations (it is not vacuously "not ours"), where
+            // the gemm crate runs the products (with AVX-512 the fused kernel runs nearly all).
+            #[cfg(target_arch = "x86_64")]
+            let fused = std::arch::is_x86_feature_detected!("avx512f");
+            #[cfg(not(target_arch = "x86_64"))]
+            let fused = false;
+            assert!(gemm > 0 || fused, "{kind:?}: {counts:?}");
         }
     }
     let p = problem(2, vec![1], 0, 32, 5);

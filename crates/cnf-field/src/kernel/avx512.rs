@@ -4,7 +4,7 @@
 //! epilogue on the tile, still in registers. Ragged edges: rows past `m` repeat the last row
 //! and are not stored; the last vector of a row is masked.
 
-use super::{Derivatives, Epilogue, GemmJob};
+use super::{narrow, Derivatives, Epilogue, GemmJob};
 use crate::mlp::Activation;
 use crate::real::{
     Real, EXP_C, EXP_SHIFT, LN2_HI, LN2_LO, TANH32_CLAMP, TANH32_P, TANH32_Q, TANH64_CLAMP,
@@ -40,6 +40,8 @@ pub(crate) trait Lanes: Real {
     unsafe fn v_mul(a: Self::V, b: Self::V) -> Self::V;
     /// `a * b + c`, one rounding.
     unsafe fn v_fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// The vector whose lane `t` is the sum of the lanes of `acc[t]`, `t < L`.
+    unsafe fn v_sums(acc: &[Self::V; 16]) -> Self::V;
     /// `Real::tanh_fast` on every lane.
     unsafe fn v_tanh(x: Self::V) -> Self::V;
     /// `Real::tanh_sech2_fast` on every lane.
@@ -86,6 +88,31 @@ impl Lanes for f32 {
     #[inline(always)]
     unsafe fn v_fma(a: __m512, b: __m512, c: __m512) -> __m512 {
         _mm512_fmadd_ps(a, b, c)
+    }
+
+    /// A transposing tree: pairs of vectors are interleaved and added (per 128-bit group,
+    /// then across groups), halving the count and the partial sums' spread at each level.
+    #[inline(always)]
+    unsafe fn v_sums(acc: &[__m512; 16]) -> __m512 {
+        let t: [__m512; 8] = std::array::from_fn(|i| {
+            let (a, b) = (acc[2 * i], acc[2 * i + 1]);
+            _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
+        });
+        let u: [__m512; 4] = std::array::from_fn(|i| {
+            // Pairs of lanes moved as one 64-bit lane, added as two f32 lanes.
+            let (x, y) = (_mm512_castps_pd(t[2 * i]), _mm512_castps_pd(t[2 * i + 1]));
+            _mm512_add_ps(
+                _mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)),
+            )
+        });
+        let groups = |x: __m512, y: __m512| {
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(x, y),
+                _mm512_shuffle_f32x4::<0xDD>(x, y),
+            )
+        };
+        groups(groups(u[0], u[1]), groups(u[2], u[3]))
     }
 
     /// `tanh_f32`'s rational function, with fused multiply-adds in the Horner steps.
@@ -219,6 +246,22 @@ impl Lanes for f64 {
         _mm512_fmadd_pd(a, b, c)
     }
 
+    /// As the f32 tree, one level fewer.
+    #[inline(always)]
+    unsafe fn v_sums(acc: &[__m512d; 16]) -> __m512d {
+        let t: [__m512d; 4] = std::array::from_fn(|i| {
+            let (a, b) = (acc[2 * i], acc[2 * i + 1]);
+            _mm512_add_pd(_mm512_unpacklo_pd(a, b), _mm512_unpackhi_pd(a, b))
+        });
+        let groups = |x: __m512d, y: __m512d| {
+            _mm512_add_pd(
+                _mm512_shuffle_f64x2::<0x88>(x, y),
+                _mm512_shuffle_f64x2::<0xDD>(x, y),
+            )
+        };
+        groups(groups(t[0], t[1]), groups(t[2], t[3]))
+    }
+
     #[inline(always)]
     unsafe fn v_tanh(x: __m512d) -> __m512d {
         let (num, den, _) = tanh_parts_f64(x);
@@ -241,15 +284,19 @@ impl Lanes for f64 {
 /// other than tanh, a `B` with a column stride other than 1, or buffers too short for the
 /// shapes (the caller's fallback then decides).
 pub(crate) fn run<T: Lanes>(job: &mut GemmJob<'_, T>) -> bool {
-    if !is_x86_feature_detected!("avx512f") || !fits(job) {
+    if !is_x86_feature_detected!("avx512f") {
         return false;
     }
+    let Some(plan) = plan(job) else {
+        return false;
+    };
     let (m, k, n) = (job.m, job.k, job.n);
     if m == 0 || n == 0 {
         return true;
     }
     let (a, rsa, csa) = job.a;
-    let (b, ldb, _) = job.b;
+    let (b, rsb, csb) = job.b;
+    let ldb = if plan == Plan::Dot { csb } else { rsb };
     let g = Gemm {
         m,
         k,
@@ -267,6 +314,18 @@ pub(crate) fn run<T: Lanes>(job: &mut GemmJob<'_, T>) -> bool {
     // aliases anything read.
     unsafe {
         match &mut job.epilogue {
+            Epilogue::Store { bias } if plan == Plan::Dot => g.run_dot(&Store {
+                c,
+                n,
+                bias: bias.map_or(std::ptr::null(), <[T]>::as_ptr),
+                accumulate: false,
+            }),
+            Epilogue::Accumulate if plan == Plan::Dot => g.run_dot(&Store {
+                c,
+                n,
+                bias: std::ptr::null(),
+                accumulate: true,
+            }),
             Epilogue::Store { bias } => g.run(&Store {
                 c,
                 n,
@@ -323,20 +382,39 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
         .checked_add(1)
 }
 
-/// Whether the kernel handles `job` and every buffer is long enough for it.
-fn fits<T>(job: &GemmJob<'_, T>) -> bool {
+/// Which kernel runs a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// Tiles of `C` from broadcasts of `A` against rows of `B` (`B` row-major).
+    Broadcast,
+    /// Dot products of rows of `A` with columns of `B` (both contiguous), for `C` at most `L / 2`
+    /// columns wide, where a tile of whole vectors would be mostly padding (`Store` and
+    /// `Accumulate` only).
+    Dot,
+}
+
+/// The kernel for `job`, if one handles it and every buffer is long enough for it.
+fn plan<T: Lanes>(job: &GemmJob<'_, T>) -> Option<Plan> {
     let (m, k, n) = (job.m, job.k, job.n);
     let within = |len: usize, need: Option<usize>| need.is_some_and(|need| need <= len);
-    let Some(mn) = m.checked_mul(n) else {
-        return false;
-    };
+    let mn = m.checked_mul(n)?;
     let (a, rsa, csa) = job.a;
     let (b, rsb, csb) = job.b;
+    let plain = matches!(job.epilogue, Epilogue::Store { .. } | Epilogue::Accumulate);
+    if k == 0 {
+        return None;
+    }
+    let plan = if plain && narrow::<T>(n) && (csa == 1 || k <= 1) && (rsb == 1 || k <= 1) {
+        Plan::Dot
+    } else if csb == 1 || n <= 1 {
+        Plan::Broadcast
+    } else {
+        return None;
+    };
     let shapes = within(a.len(), extent(m, k, rsa, csa))
-        && (csb == 1 || k == 0)
-        && within(b.len(), extent(k, n, rsb, 1))
+        && within(b.len(), extent(k, n, rsb, csb))
         && job.c.len() >= mn;
-    shapes
+    let fits = shapes
         && match &job.epilogue {
             Epilogue::Store { bias } => bias.is_none_or(|b| b.len() >= n),
             Epilogue::Accumulate => true,
@@ -356,7 +434,8 @@ fn fits<T>(job: &GemmJob<'_, T>) -> bool {
                     && (m == 0 || within(scale.len(), ((m - 1) / group + 1).checked_mul(n)))
                     && raw.as_ref().is_none_or(|r| r.len() >= mn)
             }
-        }
+        };
+    fits.then_some(plan)
 }
 
 /// The operands of one product, as pointers checked by [`fits`].
@@ -432,22 +511,94 @@ impl<T: Lanes> Gemm<T> {
             let a: [*const T; MR] =
                 std::array::from_fn(|r| self.a.add((i0 + r).min(self.m - 1) * self.rsa));
             let mut acc = [[T::v_zero(); NV]; MR];
-            let mut b = self.b.add(j0);
-            let mut off = 0;
-            for _ in 0..self.k {
+            for p in 0..self.k {
+                let b = self.b.add(p * self.ldb + j0);
                 let bv: [T::V; NV] = std::array::from_fn(|v| {
                     T::v_load(b.add(v * T::L), if v + 1 == NV { last } else { full })
                 });
                 for r in 0..MR {
-                    let x = T::v_splat(*a[r].add(off));
+                    let x = T::v_splat(*a[r].add(p * self.csa));
                     for v in 0..NV {
                         acc[r][v] = T::v_fma(x, bv[v], acc[r][v]);
                     }
                 }
-                b = b.add(self.ldb);
-                off += self.csa;
             }
             ep.tile::<NV>(i0, rows, j0, &acc, last);
+        }
+    }
+}
+
+impl<T: Lanes> Gemm<T> {
+    /// The narrow product: `R = L / n` rows of `C` at a time are `R n <= L` dot products, each
+    /// accumulated along `k` in `L` lanes, then summed across lanes into one vector, which is
+    /// those rows of `C` (contiguous). `ldb` is the column stride of `B`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available and the pointers valid for the shapes ([`plan`]: rows of `A`
+    /// and columns of `B` contiguous, `1 <= n <= L / 2`, `k >= 1`).
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn run_dot(&self, st: &Store<T>) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            match self.n {
+                1 => self.dot::<1>(st),
+                2 => self.dot::<2>(st),
+                3 => self.dot::<3>(st),
+                4 => self.dot::<4>(st),
+                5 => self.dot::<5>(st),
+                6 => self.dot::<6>(st),
+                7 => self.dot::<7>(st),
+                _ => self.dot::<8>(st),
+            }
+        }
+    }
+
+    /// [`Gemm::run_dot`] for `n = N`.
+    ///
+    /// # Safety
+    /// As [`Gemm::run_dot`].
+    #[inline(always)]
+    unsafe fn dot<const N: usize>(&self, st: &Store<T>) {
+        let per = T::L / N;
+        // SAFETY (all pointer arithmetic below): rows are clamped to the block's last row
+        // (< m), p0 < k with the lanes past k masked, and columns j < n.
+        unsafe {
+            // The bias of lane t = r N + j is bias[j].
+            let mut pattern = [T::zero(); 16];
+            if !st.bias.is_null() {
+                for (t, x) in pattern.iter_mut().enumerate().take(per * N) {
+                    *x = *st.bias.add(t % N);
+                }
+            }
+            let bias = T::v_load(pattern.as_ptr(), T::mask(per * N));
+            for i0 in (0..self.m).step_by(per) {
+                let rows = (self.m - i0).min(per);
+                let a: [*const T; 16] =
+                    std::array::from_fn(|r| self.a.add((i0 + r.min(rows - 1)) * self.rsa));
+                let mut acc = [T::v_zero(); 16];
+                for p0 in (0..self.k).step_by(T::L) {
+                    let mask = T::mask(self.k - p0);
+                    let bv: [T::V; N] =
+                        std::array::from_fn(|j| T::v_load(self.b.add(j * self.ldb + p0), mask));
+                    for r in 0..per {
+                        let x = T::v_load(a[r].add(p0), mask);
+                        for j in 0..N {
+                            acc[r * N + j] = T::v_fma(x, bv[j], acc[r * N + j]);
+                        }
+                    }
+                }
+                let sums = T::v_sums(&acc);
+                let mask = T::mask(rows * N);
+                let c = st.c.add(i0 * N);
+                let x = if st.accumulate {
+                    T::v_add(T::v_load(c, mask), sums)
+                } else if st.bias.is_null() {
+                    sums
+                } else {
+                    T::v_add(sums, bias)
+                };
+                T::v_store(c, x, mask);
+            }
         }
     }
 }

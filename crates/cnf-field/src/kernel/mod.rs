@@ -77,6 +77,13 @@ pub(crate) fn fused_gemm<T: Real>(mut job: GemmJob<'_, T>, simd: bool) {
     }
 }
 
+/// Whether a product into `n` columns runs best as dot products (rows of `A` against columns of
+/// `B`, so `B` column-major): at most half a vector wide, where the broadcast kernel's tiles
+/// would be mostly padding.
+pub(crate) fn narrow<T>(n: usize) -> bool {
+    n <= 32 / std::mem::size_of::<T>()
+}
+
 /// The `gemm` crate's product, then the epilogue as a separate pass over `C`.
 ///
 /// # Panics
@@ -157,9 +164,8 @@ pub struct PackedT<T> {
 }
 
 impl<T: Real> PackedT<T> {
-    /// `(buffer, row stride, column stride)` of `W^T` for `W (n x k)`, repacked if `w` differs
-    /// from the last call's.
-    pub fn update(&mut self, w: &[T], n: usize, k: usize) -> (&[T], usize, usize) {
+    /// Packs `W (n x k)` unless it is the one packed last.
+    pub fn refresh(&mut self, w: &[T], n: usize, k: usize) {
         let w = &w[..n * k];
         if self.shape != (n, k) || !same_bits(&self.src, w) {
             self.src.clear();
@@ -178,7 +184,48 @@ impl<T: Real> PackedT<T> {
                 }
             }
         }
+    }
+
+    /// `(buffer, row stride, column stride)` of the packed `W^T`.
+    pub fn view(&self) -> (&[T], usize, usize) {
         (&self.buf[self.off..], self.ld, 1)
+    }
+}
+
+/// A buffer whose contents start on a 64-byte boundary, so the kernel's vector loads and
+/// stores of rows that are whole cache lines do not split lines. Grown on demand, never shrunk;
+/// growing does not keep the contents.
+#[derive(Clone, Debug, Default)]
+pub struct AlignedBuf<T> {
+    buf: Vec<T>,
+    off: usize,
+    len: usize,
+}
+
+impl<T: Real> AlignedBuf<T> {
+    /// Makes room for at least `len` values (zeros when it grows).
+    pub fn grow(&mut self, len: usize) {
+        if len > self.len {
+            let line = (64 / std::mem::size_of::<T>()).max(1);
+            self.buf = vec![T::zero(); len + line];
+            let addr = self.buf.as_ptr() as usize;
+            self.off = ((addr.next_multiple_of(64) - addr) / std::mem::size_of::<T>()).min(line);
+            self.len = len;
+        }
+    }
+}
+
+impl<T> std::ops::Deref for AlignedBuf<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.buf[self.off..self.off + self.len]
+    }
+}
+
+impl<T> std::ops::DerefMut for AlignedBuf<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.buf[self.off..self.off + self.len]
     }
 }
 

@@ -10,6 +10,7 @@
 
 use super::{Mlp, MlpScratch};
 use crate::field::{seed_penalty_cotangents, seed_tangent_cotangents, VjpInput};
+use crate::kernel::{fused_gemm, AlignedBuf, Epilogue, GemmJob};
 use crate::real::Real;
 
 impl<T: Real> Mlp<T> {
@@ -59,6 +60,7 @@ impl<T: Real> Mlp<T> {
             seed_penalty_cotangents(batch, nt, d, norm, input, v, jt, g_v, g_jt);
         }
 
+        let simd = !s.oracle;
         let mut cur = 0;
         for (l, slot) in self.slots.iter().enumerate().rev() {
             let (out, inp) = (slot.out, slot.inp);
@@ -77,28 +79,36 @@ impl<T: Real> Mlp<T> {
             } else {
                 g_theta[slot.w..slot.b + out].split_at_mut(out * inp)
             };
-            T::gemm(
-                out,
-                batch,
-                inp,
-                T::one(),
-                (ga, 1, out),
-                (&h[l][..batch * inp], inp, 1),
-                T::one(),
-                (&mut *g_w, inp, 1),
-            );
+            let accumulate = |k: usize, n: usize, a: &[T], b: &[T], c: &mut [T]| {
+                let job = GemmJob {
+                    m: out,
+                    k,
+                    n,
+                    a: (a, 1, out),
+                    b: (b, n, 1),
+                    c,
+                    epilogue: Epilogue::Accumulate,
+                };
+                fused_gemm(job, simd);
+            };
+            accumulate(batch, inp, ga, &h[l][..batch * inp], &mut *g_w);
             if nt > 0 {
                 let u_in = &u[l][..batch * nt * in_tan];
-                T::gemm(
-                    out,
-                    batch * nt,
-                    in_tan,
-                    T::one(),
-                    (g_a_tan, 1, out),
-                    (u_in, in_tan, 1),
-                    T::one(),
-                    (g_w, inp, 1),
-                );
+                if in_tan == inp {
+                    accumulate(batch * nt, inp, g_a_tan, u_in, g_w);
+                } else {
+                    // Layer 0: only the z columns of W0 (a strided block of g_w).
+                    T::gemm(
+                        out,
+                        batch * nt,
+                        in_tan,
+                        T::one(),
+                        (g_a_tan, 1, out),
+                        (u_in, in_tan, 1),
+                        T::one(),
+                        (g_w, inp, 1),
+                    );
+                }
             }
             for row in ga.chunks_exact(out) {
                 for (g, &x) in g_b.iter_mut().zip(row) {
@@ -109,43 +119,35 @@ impl<T: Real> Mlp<T> {
                 self.chain_gates(l, g, t, &gate[l], g_w_eff, g_b_eff, g_theta);
             }
 
+            // (g * W) for cotangent rows g: W row-major is B as the broadcast kernel reads it.
+            let times_w = |m: usize, g: &[T], n: usize, c: &mut [T], epilogue| {
+                let job = GemmJob {
+                    m,
+                    k: out,
+                    n,
+                    a: (g, out, 1),
+                    b: (w, inp, 1),
+                    c,
+                    epilogue,
+                };
+                fused_gemm(job, simd);
+            };
             if l == 0 {
                 // The z columns of W0 (the time column has no state cotangent).
-                T::gemm(
-                    batch,
-                    out,
-                    d,
-                    T::one(),
-                    (ga, out, 1),
-                    (w, inp, 1),
-                    T::one(),
-                    (g_z, d, 1),
-                );
+                times_w(batch, ga, d, &mut *g_z, Epilogue::Accumulate);
                 break;
             }
 
             let gh = &mut gp_next[..batch * inp];
-            T::gemm(
-                batch,
-                out,
-                inp,
-                T::one(),
-                (ga, out, 1),
-                (w, inp, 1),
-                T::zero(),
-                (&mut *gh, inp, 1),
-            );
+            times_w(batch, ga, inp, &mut *gh, Epilogue::Store { bias: None });
             let g_u = &mut gt_next[..batch * nt * inp];
             if nt > 0 {
-                T::gemm(
+                times_w(
                     batch * nt,
-                    out,
+                    g_a_tan,
                     inp,
-                    T::one(),
-                    (g_a_tan, out, 1),
-                    (w, inp, 1),
-                    T::zero(),
-                    (&mut *g_u, inp, 1),
+                    &mut *g_u,
+                    Epilogue::Store { bias: None },
                 );
             }
 
@@ -215,7 +217,7 @@ impl<T: Real> Mlp<T> {
 }
 
 /// `(buffers[cur], buffers[1 - cur])` as (shared, mutable).
-fn pick<T>(buffers: &mut [Vec<T>; 2], cur: usize) -> (&[T], &mut [T]) {
+fn pick<T>(buffers: &mut [AlignedBuf<T>; 2], cur: usize) -> (&[T], &mut [T]) {
     let [a, b] = buffers;
     if cur == 0 {
         (a, b)

@@ -7,24 +7,24 @@
 use super::{LayerSlot, Mlp};
 use crate::dual::grow;
 use crate::field::{contract_tangents, frobenius_from_tangents, kinetic_from_v, Trace};
-use crate::kernel::{fused_gemm, Derivatives, Epilogue, GemmJob, PackedT};
+use crate::kernel::{fused_gemm, narrow, AlignedBuf, Derivatives, Epilogue, GemmJob, PackedT};
 use crate::real::Real;
 
 /// Work buffers of the MLP fast path (grown on demand, never shrunk).
 #[derive(Clone, Debug, Default)]
 pub struct MlpScratch<T> {
     /// `h[l]`: input of layer `l`, `(B, in_l)`; `h[0] = [z, t]`.
-    pub(super) h: Vec<Vec<T>>,
+    pub(super) h: Vec<AlignedBuf<T>>,
     /// `u[l]`: tangent input of layer `l`, `(B * nt, in_l)` (`(B * nt, d)` for `l = 0`).
-    pub(super) u: Vec<Vec<T>>,
+    pub(super) u: Vec<AlignedBuf<T>>,
     /// `tan[l] = U_l W_l^T`: tangent pre-activations `(B * nt, out_l)`; the last is `J U_0`.
-    pub(super) tan: Vec<Vec<T>>,
+    pub(super) tan: Vec<AlignedBuf<T>>,
     /// `s'(a_l)` and `s''(a_l)` of every hidden layer, `(B, out_l)`.
-    pub(super) ds: Vec<Vec<T>>,
-    pub(super) d2s: Vec<Vec<T>>,
+    pub(super) ds: Vec<AlignedBuf<T>>,
+    pub(super) d2s: Vec<AlignedBuf<T>>,
     /// Ping-pong cotangent buffers of the reverse pass: primal `(B, w)`, tangent `(B * nt, w)`.
-    pub(super) g_primal: [Vec<T>; 2],
-    pub(super) g_tangent: [Vec<T>; 2],
+    pub(super) g_primal: [AlignedBuf<T>; 2],
+    pub(super) g_tangent: [AlignedBuf<T>; 2],
     /// Concat-squash layers fold their time gates into effective weights once per call:
     /// `W_eff = diag(g) W`, `b_eff = g * b + Wb t` with `g = sigmoid(Wg t + bg)`.
     pub(super) w_eff: Vec<Vec<T>>,
@@ -46,21 +46,21 @@ impl<T: Real> MlpScratch<T> {
     pub(super) fn ensure(&mut self, slots: &[LayerSlot], batch: usize, nt: usize, backward: bool) {
         let layers = slots.len();
         let zero = T::zero();
-        self.h.resize_with(layers, Vec::new);
-        self.u.resize_with(layers, Vec::new);
-        self.tan.resize_with(layers, Vec::new);
-        self.ds.resize_with(layers - 1, Vec::new);
+        self.h.resize_with(layers, AlignedBuf::default);
+        self.u.resize_with(layers, AlignedBuf::default);
+        self.tan.resize_with(layers, AlignedBuf::default);
+        self.ds.resize_with(layers - 1, AlignedBuf::default);
         self.w_eff.resize_with(layers, Vec::new);
         self.b_eff.resize_with(layers, Vec::new);
         self.gate.resize_with(layers, Vec::new);
         self.packed.resize_with(layers, PackedT::default);
-        self.d2s.resize_with(layers - 1, Vec::new);
+        self.d2s.resize_with(layers - 1, AlignedBuf::default);
         let dim = slots[layers - 1].out;
         for (l, s) in slots.iter().enumerate() {
-            grow(&mut self.h[l], batch * s.inp, zero);
+            self.h[l].grow(batch * s.inp);
             let in_tan = if l == 0 { dim } else { s.inp };
-            grow(&mut self.u[l], batch * nt * in_tan, zero);
-            grow(&mut self.tan[l], batch * nt * s.out, zero);
+            self.u[l].grow(batch * nt * in_tan);
+            self.tan[l].grow(batch * nt * s.out);
             if s.gate.is_some() {
                 grow(&mut self.w_eff[l], s.out * s.inp, zero);
                 grow(&mut self.b_eff[l], s.out, zero);
@@ -71,19 +71,19 @@ impl<T: Real> MlpScratch<T> {
                 }
             }
             if l + 1 < layers {
-                grow(&mut self.ds[l], batch * s.out, zero);
+                self.ds[l].grow(batch * s.out);
                 if backward {
-                    grow(&mut self.d2s[l], batch * s.out, zero);
+                    self.d2s[l].grow(batch * s.out);
                 }
             }
         }
         if backward {
             let widest = slots.iter().map(|s| s.inp.max(s.out)).max().unwrap_or(0);
             for g in &mut self.g_primal {
-                grow(g, batch * widest, zero);
+                g.grow(batch * widest);
             }
             for g in &mut self.g_tangent {
-                grow(g, batch * nt * widest, zero);
+                g.grow(batch * nt * widest);
             }
         }
     }
@@ -167,7 +167,14 @@ impl<T: Real> Mlp<T> {
         for (l, slot) in self.slots.iter().enumerate() {
             let (out, inp) = (slot.out, slot.inp);
             let (w, bias) = self.weights_at(&s.w_eff, &s.b_eff, l);
-            let wt = s.packed[l].update(w, out, inp);
+            // W^T as B: packed row-major, or for a narrow output layer W itself (B column-major,
+            // the kernel's dot-product layout).
+            let wt = if l == last && narrow::<T>(out) {
+                (w, 1, inp)
+            } else {
+                s.packed[l].refresh(w, out, inp);
+                s.packed[l].view()
+            };
             let (h_done, h_next) = s.h.split_at_mut(l + 1);
             let h_in = &h_done[l][..batch * inp];
             let primal: &mut [T] = if l == last {
