@@ -6,6 +6,12 @@ for the f32 Dopri5 rtol=atol=1e-5 sampling solve of 10k base points (the solve o
 and diffrax's error against it. Writes z, diffrax's samples and the reference as CSV for the
 Rust side (examples/sample_steps.rs):
 
+Findings (issue 15): diffrax's first step is 0.01 whatever the problem (dt0=None, but
+diffeqsolve wraps the term in a WrapTerm and _select_initial_step returns 0.01 for anything that
+is not an ODETerm); its controller is the I controller h *= clip(0.9 err^(-1/5), 1, 10) after an
+accepted step (clip to [0.2, 0.9] after a rejection), err the RMS over the whole state of
+y_err / (atol + rtol max(|y0|, |y1|)), accepted when err < 1.
+
   $PY benches/peers/diffrax_steps.py [--model ../shared/reference/cnf_8g_diffrax_1000it.npz]
         [--out /tmp/cnf_sample_ref.csv] [--seed 5] [--n 10000]
 """

@@ -38,7 +38,10 @@ pub enum StepControl {
     /// PI controller at the same tolerance (max 2.1e-4), but not less efficient: NFE against
     /// error, both controllers lie on one curve (PI at 3e-6 ~ I at 1e-5 and vice versa). For
     /// log-densities the I controller is worse: at 1e-5 it is rejected 3 times (56 NFE against
-    /// 44), so those solves keep the PI controller.
+    /// 44), so those solves keep the PI controller. The initial step is not the cause: ours is
+    /// Hairer's (0.0149 here); diffrax 0.7.2 starts every solve at 0.01 (`diffeqsolve` wraps
+    /// the term in a `WrapTerm`, and its Hairer-style selection returns 0.01 for any term that
+    /// is not an `ODETerm`).
     #[default]
     Auto,
     /// The tableau's controller ([`Tableau::controller`]) for every solve.
