@@ -60,7 +60,7 @@ impl<T: Real> Mlp<T> {
             seed_penalty_cotangents(batch, nt, d, norm, input, v, jt, g_v, g_jt);
         }
 
-        let simd = !s.oracle;
+        let simd = s.fused;
         let mut cur = 0;
         for (l, slot) in self.slots.iter().enumerate().rev() {
             let (out, inp) = (slot.out, slot.inp);

@@ -40,7 +40,14 @@ pub struct MlpScratch<T> {
     /// Runs every product on the `gemm` crate with separate elementwise passes (the tests'
     /// oracle for the fused SIMD kernel).
     pub(super) oracle: bool,
+    /// Whether the last forward pass (and so its reverse pass) ran on the fused kernel.
+    pub(super) fused: bool,
 }
+
+/// Points from which a pass runs on the fused kernel: below, checking that the packed weights
+/// are current costs about what the kernel saves (a single point stays on the `gemm` crate, as
+/// fast as before). A function of the batch alone, so `v` is the same with and without traces.
+const FUSED_MIN_POINTS: usize = 8;
 
 impl<T: Real> MlpScratch<T> {
     pub(super) fn ensure(&mut self, slots: &[LayerSlot], batch: usize, nt: usize, backward: bool) {
@@ -162,14 +169,15 @@ impl<T: Real> Mlp<T> {
         }
 
         let last = self.slots.len() - 1;
-        let simd = !s.oracle;
+        s.fused = !s.oracle && batch >= FUSED_MIN_POINTS;
+        let simd = s.fused;
         let act = self.config.activation;
         for (l, slot) in self.slots.iter().enumerate() {
             let (out, inp) = (slot.out, slot.inp);
             let (w, bias) = self.weights_at(&s.w_eff, &s.b_eff, l);
-            // W^T as B: packed row-major, or for a narrow output layer W itself (B column-major,
-            // the kernel's dot-product layout).
-            let wt = if l == last && narrow::<T>(out) {
+            // W^T as B: packed row-major, or W itself (B column-major) for the gemm crate and
+            // for a narrow output layer (the kernel's dot-product layout).
+            let wt = if !simd || (l == last && narrow::<T>(out)) {
                 (w, 1, inp)
             } else {
                 s.packed[l].refresh(w, out, inp);
