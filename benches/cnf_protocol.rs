@@ -4,6 +4,8 @@
 //! Prints one JSON line per gradient method:
 //! `cargo bench --bench cnf_protocol [-- --iters N] [-- --grad backprop|adjoint|both]
 //! [-- --kinetic W --jacobian W --steer B]` (RNODE's regularisers and STEER, issue 10).
+//! `-- --train-control i` trains with the I controller (no PI memory, diffrax's default) instead
+//! of Hairer's PI controller; the test log-density is evaluated with the default either way.
 //! `-- --compare-norms` instead trains with backprop and, at iterations 0, 20, 60, 200 and
 //! `--iters`, computes the gradient of the same 5 batches with the adjoint with and without the
 //! seminorm (and backprop), printing one JSON line per checkpoint: backward NFE (median) and
@@ -14,7 +16,8 @@ use std::time::Instant;
 
 use cnf::field::Trace;
 use cnf::field::{Activation, Mlp, MlpConfig, VectorField};
-use cnf::flow::{Cnf, GradMethod, Integrator};
+use cnf::flow::{Cnf, GradMethod, Integrator, StepControl};
+use cnf::ode::PiParams;
 use cnf::train::data::ToySet;
 use cnf::train::data::{toy_test, toy_validation};
 use cnf::train::optim::{Adam, AdamConfig};
@@ -56,6 +59,11 @@ fn main() {
         steer: number("--steer"),
     };
     regularisers.validate().unwrap();
+    // The step-size control of the training solves (the test evaluation keeps the default).
+    let (train_control, control_name) = match opt("--train-control").as_deref() {
+        Some("i") => (StepControl::Params(PiParams::DOPRI5_I), "i"),
+        _ => (StepControl::default(), "default"),
+    };
     let set = ToySet::EightGaussians;
     if args.iter().any(|a| a == "--compare-norms") {
         compare_norms(set, iters);
@@ -74,7 +82,10 @@ fn main() {
         let start = Instant::now();
         {
             let mut trainer = Trainer {
-                cnf: Cnf::new(mlp, Integrator::default_dopri5()),
+                cnf: Cnf::new(
+                    mlp,
+                    Integrator::default_dopri5().with_control(train_control),
+                ),
                 adam,
                 batches: Batches::Toy(set),
                 val: val.clone(),
@@ -91,6 +102,7 @@ fn main() {
             };
             trainer.run(0).unwrap();
             let wall = start.elapsed().as_secs_f64();
+            trainer.cnf.integrator.control = StepControl::default();
             let (test_nll, nfe) = mean_nll(&trainer.cnf, &test).unwrap();
             let events = events.borrow();
             let window: Vec<&IterEvent> = events
@@ -106,6 +118,7 @@ fn main() {
                     "kinetic": regularisers.kinetic,
                     "jacobian": regularisers.jacobian,
                     "steer": regularisers.steer,
+                    "train_control": control_name,
                     "s_per_iter_median_20_60": median(window.iter().map(|e| e.seconds).collect()),
                     "s_per_iter_mean_all": wall / iters as f64,
                     "fwd_nfe_median_20_60": median(window.iter().map(|e| e.nfe_fwd as f64).collect()),
