@@ -159,11 +159,22 @@ impl<T: Real> Mlp<T> {
                 let (ds_pt, d2s_pt) = (&ds[b * inp..][..inp], &d2s[b * inp..][..inp]);
                 let g_u_pt = &mut g_u[b * nt * inp..][..nt * inp];
                 let a_pt = &a_tan[b * nt * inp..][..nt * inp];
-                for (o, g) in gh_pt.iter_mut().enumerate() {
-                    let curvature = (0..nt).fold(T::zero(), |acc, p| {
-                        acc + g_u_pt[p * inp + o] * a_pt[p * inp + o]
-                    });
-                    *g = ds_pt[o] * *g + d2s_pt[o] * curvature;
+                // sum_p gU_p * A_p over chunks of units, so the loops run along the units
+                // (contiguous) and vectorise.
+                for (i, gh_c) in gh_pt.chunks_mut(CHUNK).enumerate() {
+                    let (o0, w) = (i * CHUNK, gh_c.len());
+                    let mut curvature = [T::zero(); CHUNK];
+                    for p in 0..nt {
+                        let g = &g_u_pt[p * inp + o0..][..w];
+                        let a = &a_pt[p * inp + o0..][..w];
+                        for ((c, &g), &a) in curvature.iter_mut().zip(g).zip(a) {
+                            *c = *c + g * a;
+                        }
+                    }
+                    let derivs = ds_pt[o0..].iter().zip(&d2s_pt[o0..]).zip(&curvature);
+                    for (g, ((&d1, &d2), &c)) in gh_c.iter_mut().zip(derivs) {
+                        *g = d1 * *g + d2 * c;
+                    }
                 }
                 for row in g_u_pt.chunks_exact_mut(inp) {
                     for (g, &sd) in row.iter_mut().zip(ds_pt) {
@@ -215,6 +226,9 @@ impl<T: Real> Mlp<T> {
         }
     }
 }
+
+/// Units per chunk of the activation's reverse step.
+const CHUNK: usize = 16;
 
 /// `(buffers[cur], buffers[1 - cur])` as (shared, mutable).
 fn pick<T>(buffers: &mut [AlignedBuf<T>; 2], cur: usize) -> (&[T], &mut [T]) {
