@@ -46,6 +46,7 @@ impl<T: Real> Mlp<T> {
             gate,
             g_w_eff,
             g_b_eff,
+            packed,
             ..
         } = s;
         g_primal[0][..batch * d].copy_from_slice(a_v);
@@ -133,8 +134,20 @@ impl<T: Real> Mlp<T> {
                 fused_gemm(job, simd);
             };
             if l == 0 {
-                // The z columns of W0 (the time column has no state cotangent).
-                times_w(batch, ga, d, &mut *g_z, Epilogue::Accumulate);
+                // The z columns of W0 (the time column has no state cotangent): a narrow
+                // product, so B = W0[:, :d] column-major, as rows of the packed W0^T.
+                packed[0].refresh(w, out, inp);
+                let (wt, ld, _) = packed[0].view();
+                let job = GemmJob {
+                    m: batch,
+                    k: out,
+                    n: d,
+                    a: (ga, out, 1),
+                    b: (wt, 1, ld),
+                    c: &mut *g_z,
+                    epilogue: Epilogue::Accumulate,
+                };
+                fused_gemm(job, simd);
                 break;
             }
 
