@@ -60,13 +60,14 @@
 //!   derivatives in the gradient of the divergence). The MLP and [`Linear`] implement it, and
 //!   the fast paths are tested against it and against finite differences.
 //!
-//! * **Fused kernel**. On CPUs with AVX-512 the forward pass's products run on a kernel of its
-//!   own (f32 and f64): `W^T` packed once per set of weights (cached in the scratch), register
-//!   tiles accumulated over the whole input width, and the elementwise step applied to the tile
-//!   before it leaves the registers: bias + tanh with `s'` and `s''` for hidden layers, the
-//!   scaling `U' = s'(a) * A` for tangents. Elsewhere (and for the other activations' primal
-//!   products) the same steps run as the `gemm` crate's GEMM plus a separate pass, the oracle
-//!   the kernel is tested against.
+//! * **Fused kernel**. On CPUs with AVX-512, from 8 points on, the products run on a kernel of
+//!   its own (f32 and f64): `W^T` packed once per set of weights (cached in the scratch, rows on
+//!   whole cache lines), register tiles accumulated over the whole input width, and the
+//!   elementwise step applied to the tile before it leaves the registers: bias + tanh with `s'`
+//!   and `s''` for hidden layers, the scaling `U' = s'(a) * A` for tangents; narrow products
+//!   (the output layer, `g_z`) as dot products. Elsewhere (and for the other activations'
+//!   primal products) the same steps run as the `gemm` crate's GEMM plus a separate pass, the
+//!   oracle the kernel is tested against.
 //!
 //! * **Precision**: everything is generic over [`Real`] (f32, f64). The fast paths use
 //!   branch-free activations so the loops vectorise: a rational `tanh` in f32 (a few ulp), and in

@@ -2,8 +2,8 @@
 //! the activation (writing `s'` and `s''` on the way), scales by `s'` of the point a tangent row
 //! belongs to, or accumulates into `C`, while the output tile is still in registers.
 //!
-//! [`fused_gemm`] runs the type's SIMD kernel ([`Real::simd_gemm`], AVX-512 for f32 and f64 when
-//! the CPU has it) and otherwise [`reference`]: the `gemm` crate followed by the same epilogue
+//! `fused_gemm` runs the type's SIMD kernel ([`Real::simd_gemm`], AVX-512 for f32 and f64 when
+//! the CPU has it) and otherwise `reference`: the `gemm` crate followed by the same epilogue
 //! as a separate pass (the fallback, and the oracle the kernel is tested against).
 
 #[cfg(target_arch = "x86_64")]
