@@ -280,11 +280,12 @@ impl Lanes for f64 {
     }
 }
 
-/// Runs `job` on the AVX-512 kernel; false (nothing done) without AVX-512F, for an activation
+/// Runs `job` on the AVX-512 kernel; false (nothing done) without AVX-512F and FMA, for an activation
 /// other than tanh, a `B` with a column stride other than 1, or buffers too short for the
 /// shapes (the caller's fallback then decides).
 pub(crate) fn run<T: Lanes>(job: &mut GemmJob<'_, T>) -> bool {
-    if !is_x86_feature_detected!("avx512f") {
+    // Both features the kernels enable (every AVX-512F CPU has FMA; a VM could mask it).
+    if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma")) {
         return false;
     }
     let Some(plan) = plan(job) else {
@@ -308,7 +309,7 @@ pub(crate) fn run<T: Lanes>(job: &mut GemmJob<'_, T>) -> bool {
         ldb,
     };
     let c = job.c.as_mut_ptr();
-    // SAFETY: AVX-512F is available (checked above) and `fits` checked that every strided read
+    // SAFETY: AVX-512F and FMA are available (checked above) and `fits` checked that every strided read
     // of A and B, every write of C and every read or write of the epilogue's buffers stays
     // inside its slice; C and the epilogue's outputs are unique borrows, so nothing written
     // aliases anything read.
@@ -749,7 +750,7 @@ mod tests {
     /// `(tanh, tanh, sech^2)` of the kernel's lanes at every `x`: the value-only function, then
     /// the pair (None without AVX-512F).
     fn lanes<T: Lanes>(xs: &[T]) -> Option<Vec<(T, T, T)>> {
-        if !is_x86_feature_detected!("avx512f") {
+        if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma")) {
             return None;
         }
         let mut out = Vec::with_capacity(xs.len());
