@@ -53,16 +53,11 @@ impl PiParams {
     /// approaches its fixed point, about 0.85 h*, by a factor ~0.53 in log per step. On a solve
     /// whose errors stay far below the tolerance (CNF sampling at 1e-5: scaled errors 0.004 to
     /// 0.08 with PI) the PI controller lags behind and takes more, more accurate steps.
-    pub const DOPRI5_I: Self = Self {
-        safety: 0.9,
-        beta: 0.0,
-        fac_min: 0.2,
-        fac_max: 10.0,
-    };
+    pub const DOPRI5_I: Self = Self::DOPRI5.integral();
 
     /// The same parameters without PI memory (`beta = 0`): an I controller with the same
     /// safety factor and step-size factor bounds ([`PiParams::DOPRI5_I`] for Dopri5).
-    pub fn integral(self) -> Self {
+    pub const fn integral(self) -> Self {
         Self { beta: 0.0, ..self }
     }
 

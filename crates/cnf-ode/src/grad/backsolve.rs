@@ -68,13 +68,12 @@ impl Layout {
         self.scatter(a, a_out, a_in);
         s
     }
-    /// `(y, a, a_p)` of a backward state in natural order.
-    fn split<T: Float>(&self, s: &[T]) -> (Vec<T>, Vec<T>, Vec<T>) {
-        let [y_out, a_out, y_in, a_in] = self.parts(s);
-        let (mut y, mut a) = (vec![T::zero(); self.n], vec![T::zero(); self.n]);
-        self.gather(y_out, y_in, &mut y);
+    /// The cotangents `(a, a_p)` of a backward state, `a` in natural order.
+    fn cotangents<T: Float>(&self, s: &[T]) -> (Vec<T>, Vec<T>) {
+        let [_, a_out, _, a_in] = self.parts(s);
+        let mut a = vec![T::zero(); self.n];
         self.gather(a_out, a_in, &mut a);
-        (y, a, s[2 * self.n..].to_vec())
+        (a, s[2 * self.n..].to_vec())
     }
 }
 
@@ -195,7 +194,7 @@ where
             t0,
             &state,
         )?;
-    let (_, grad_y0, grad_p) = layout.split(&back.y);
+    let (grad_y0, grad_p) = layout.cotangents(&back.y);
     Ok(GradSolution {
         y1: sol.y,
         grad_y0,
