@@ -13,7 +13,7 @@ use cnf_flow::{Cnf, GradMethod, Integrator};
 use cnf_ode::{Dop853, Dopri5, Rk4, Tsit5};
 use common::{fd_param_direction, fd_params, fd_x, in_pool, loss, worst_rel, Stencil, SMOOTH};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use proptest::test_runner::{Config, TestRunner};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn model() -> Mlp<f64> {
@@ -181,20 +181,14 @@ fn gradients_of_random_models_match_finite_differences() {
     let ran = AtomicUsize::new(0);
     let ran_smooth = AtomicUsize::new(0);
     let blocks = AtomicUsize::new(0);
-    // A fixed seed (the same 12 random cases every run): the dL/dx check is marginal for
-    // 300-point batches. The fourth-order FD of the batch mean carries ~2.6e-13 of rounding
-    // noise per component, against a per-point floor of 3.3e-6 at the 1e-8 bound, so 2-4 of 900
-    // components exceed it. That holds with the AVX-512 kernel and with the gemm-crate
-    // oracle alike, and freshly drawn seeds failed one of three fresh-clone CI runs. The proper
-    // fix is a per-point FD (the fixed-step loss is a mean of independent per-point losses).
-    let mut runner = TestRunner::new_with_rng(
-        Config {
-            cases: 12,
-            failure_persistence: None,
-            ..Config::default()
-        },
-        TestRng::from_seed(RngAlgorithm::ChaCha, &[0x6a; 32]),
-    );
+    // Fresh random cases every run. dL/dx is checked against the per-point difference
+    // (`fd_x` with fixed steps): differencing the 300-point mean left ~2.6e-13 of rounding noise
+    // on components of ~1e-5 and failed one of three runs at the 1e-8 bound.
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        failure_persistence: None,
+        ..Config::default()
+    });
     let started = AtomicUsize::new(0);
     runner
         .run(&cases(), |mut c| {
