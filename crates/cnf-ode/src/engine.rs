@@ -484,15 +484,23 @@ pub(crate) struct Reverse<T> {
     stage_y: Vec<T>,
     kbar: Vec<T>,
     f: Vec<T>,
+    /// The error weights `e` of the embedded pair when the local error estimate `h sum e_i k_i`
+    /// is differentiated too (empty otherwise): stages with `e_i != 0` are then live.
+    err: Vec<T>,
 }
 
 impl<T: Float> Reverse<T> {
     /// The transposed step of `tab` for states of `n` components; allocates its buffers once.
-    pub(crate) fn new(tab: &'static Tableau, n: usize) -> Self {
+    /// `error_weights`: the embedded pair's `e` when the error estimate is differentiated too
+    /// (see [`Reverse::step`]).
+    pub(crate) fn new(tab: &'static Tableau, n: usize, error_weights: Option<&[f64]>) -> Self {
         let s = tab.stages();
+        let err: Vec<T> = error_weights.map_or(Vec::new(), |e| e.iter().map(|&c| lit(c)).collect());
         let mut live = vec![false; s];
         for i in (0..s).rev() {
-            live[i] = tab.b[i] != 0.0 || (i + 1..s).any(|m| live[m] && tab.a[m][i] != 0.0);
+            live[i] = tab.b[i] != 0.0
+                || err.get(i).is_some_and(|&e| e != T::zero())
+                || (i + 1..s).any(|m| live[m] && tab.a[m][i] != 0.0);
         }
         let mut terms = Vec::new();
         let mut rows = Vec::with_capacity(2 * s);
@@ -528,6 +536,7 @@ impl<T: Float> Reverse<T> {
             stage_y: vec![T::zero(); n],
             kbar: vec![T::zero(); n],
             f: vec![T::zero(); n],
+            err,
         }
     }
 
@@ -545,7 +554,9 @@ impl<T: Float> Reverse<T> {
 
     /// Carries the cotangent back through the step of size `h` from (t, y) whose stages are
     /// `stages` (s of n components, one after another); adds the parameter cotangent to `a_p`.
-    /// Returns the number of VJPs evaluated.
+    /// `err_bar`: the cotangent of the step's error combination `sum_i e_i k_i` (only with the
+    /// error weights given to [`Reverse::new`]). Returns the number of VJPs evaluated.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn step<V: VjpSystem<T> + ?Sized>(
         &mut self,
         sys: &mut V,
@@ -553,6 +564,7 @@ impl<T: Float> Reverse<T> {
         h: T,
         y: &[T],
         stages: &[T],
+        err_bar: Option<&[T]>,
         a_p: &mut [T],
     ) -> usize {
         let (n, s) = (self.n, self.c.len());
@@ -569,9 +581,19 @@ impl<T: Float> Reverse<T> {
                 inner: Flat { data: later, n },
                 by: i + 1,
             };
-            sum_terms(&mut self.kbar, col, &later);
+            if !sum_terms(&mut self.kbar, col, &later) {
+                // Live only through the error estimate (Dopri5's FSAL stage).
+                self.kbar.fill(T::zero());
+            }
             for kb in &mut self.kbar {
                 *kb = *kb * h;
+            }
+            if let (Some(eb), Some(&e)) = (err_bar, self.err.get(i)) {
+                if e != T::zero() {
+                    for (kb, &g) in self.kbar.iter_mut().zip(eb) {
+                        *kb = *kb + e * g;
+                    }
+                }
             }
             let row = &self.terms[self.rows[i].clone()];
             combine(&mut self.stage_y, y, h, row, &k);

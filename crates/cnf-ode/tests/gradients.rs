@@ -734,3 +734,166 @@ fn backsolve_differentiates_an_excluded_integral() {
     assert!(worst_rel(&g.grad_y0[1..], &want_y0, 1e-2) < 1e-8);
     assert!(worst_rel(&g.grad_p, &want_p, 1e-2) < 1e-8);
 }
+
+// ---- the local-error penalty (ERNODE) -------------------------------------------------------
+
+/// On y' = l y with fixed steps h, Dopri5's stages are k_m = l Y_m y_j with Y_m polynomials in
+/// z = h l, so the error combination is h r_j = y_j P(z) with
+/// P(z) = sum_m e_m z Y_m(z) = -97/120000 z^5 + 13/40000 z^6 - 1/24000 z^7 and the step is
+/// y_{j+1} = R5(z) y_j, R5 = 1 + z + .. + z^5/120 + z^6/600 (Hairer & Wanner's stability
+/// function of Dopri5; P from exact rational arithmetic on Dormand & Prince's coefficients).
+/// With one component E_j = |h r_j| / sc_j, so R = sum_j h |y_j P(z)| / sc_j.
+#[test]
+fn local_error_penalty_of_a_linear_decay_matches_its_closed_form() {
+    let (l, y0, steps, rtol, atol) = (-1.3, 1.7, 5, 1e-3, 1e-6);
+    let h = 1.0 / steps as f64;
+    let z: f64 = h * l;
+    let r5 = 1.0 + z + z.powi(2) / 2.0 + z.powi(3) / 6.0 + z.powi(4) / 24.0 + z.powi(5) / 120.0
+        + z.powi(6) / 600.0;
+    let p = -97.0 / 120000.0 * z.powi(5) + 13.0 / 40000.0 * z.powi(6) - z.powi(7) / 24000.0;
+    let mut want = 0.0;
+    let mut y = y0;
+    for _ in 0..steps {
+        let y_next = r5 * y;
+        want += h * (y * p).abs() / (atol + rtol * f64::max(y.abs(), y_next.abs()));
+        y = y_next;
+    }
+    let solver = Solver::new(Dopri5)
+        .fixed_steps(steps)
+        .rtol(rtol)
+        .atol(atol);
+    for method in [
+        Differentiation::Discretise,
+        Differentiation::Checkpointed { every: 2 },
+    ] {
+        let g = solver
+            .solve_with_gradient_and_error_penalty(
+                &mut Linear::new(&[l]),
+                (0.0, 1.0),
+                &[y0],
+                |_, a| a[0] = 1.0,
+                method,
+                1.0,
+            )
+            .unwrap();
+        println!("R = {:.6e}, closed form {want:.6e}", g.local_error);
+        assert!((g.local_error - want).abs() < 1e-12 * want, "{method:?}");
+        assert!((g.y1[0] - y).abs() < 1e-14);
+    }
+}
+
+/// The gradient of `L(y1) + w R` equals central differences of the same discrete solve (fixed
+/// steps, so the step sizes do not move), through the stages and through the error scales
+/// (rtol > 0), for every method with one embedded pair, forwards and backwards in time, with the
+/// whole state and with a norm window; Checkpointed gives the same gradient.
+#[test]
+fn local_error_penalty_gradient_equals_differences() {
+    let p0 = [0.8, 1.3, -0.6];
+    let y0 = [0.4, 1.1];
+    for tab in [Bs3.tableau(), Dopri5.tableau(), Tsit5.tableau()] {
+        for (span, window) in [((0.0, 1.5), None), ((1.5, 0.25), Some(0..1))] {
+            let mut solver = Solver::new(tab).fixed_steps(7).rtol(1e-3).atol(1e-4);
+            if let Some(w) = window.clone() {
+                solver = solver.error_components(w);
+            }
+            let w = 30.0;
+            let run = |p: &[f64], y0: &[f64], method| {
+                solver
+                    .solve_with_gradient_and_error_penalty(
+                        &mut Nonlinear {
+                            p: [p[0], p[1], p[2]],
+                        },
+                        span,
+                        y0,
+                        loss_cotangent,
+                        method,
+                        w,
+                    )
+                    .unwrap()
+            };
+            let total = |g: &cnf_ode::GradSolution<f64>| loss(&g.y1) + w * g.local_error;
+            let g = run(&p0, &y0, Differentiation::Discretise);
+            let fd_p = fd(&p0, 1e-5, |p| total(&run(p, &y0, Differentiation::Discretise)));
+            let fd_y = fd(&y0, 1e-5, |y| total(&run(&p0, y, Differentiation::Discretise)));
+            let (ep, ey) = (
+                worst_rel(&g.grad_p, &fd_p, 1e-2),
+                worst_rel(&g.grad_y0, &fd_y, 1e-2),
+            );
+            // The penalty must matter: without it the gradient differs.
+            let plain = solver
+                .solve_with_gradient(
+                    &mut Nonlinear { p: p0 },
+                    span.0,
+                    span.1,
+                    &y0,
+                    loss_cotangent,
+                    Differentiation::Discretise,
+                )
+                .unwrap();
+            let shift = worst_rel(&plain.grad_p, &g.grad_p, 1e-2);
+            println!(
+                "{} {span:?} window {window:?}: w R = {:.3e} (loss {:.3e}), rel err p {ep:.1e}, \
+                 y0 {ey:.1e}; the penalty moves dL/dp by {shift:.1e}",
+                tab.name,
+                w * g.local_error,
+                loss(&g.y1)
+            );
+            assert!(ep < 1e-7 && ey < 1e-7, "{}: {ep:e} {ey:e}", tab.name);
+            assert!(shift > 1e-3, "{}: the penalty barely matters", tab.name);
+            let c = run(&p0, &y0, Differentiation::Checkpointed { every: 3 });
+            assert!(worst_rel(&c.grad_p, &g.grad_p, 1e-2) < 1e-12);
+            assert!(worst_rel(&c.grad_y0, &g.grad_y0, 1e-2) < 1e-12);
+            assert_eq!(c.local_error, g.local_error);
+        }
+    }
+}
+
+/// With the penalty every stage with an error weight is live: Dopri5's FSAL stage (b = 0,
+/// e = -1/40) costs one more VJP per step (7 instead of 6).
+#[test]
+fn local_error_penalty_makes_the_error_stages_live() {
+    let solver = Solver::new(Dopri5).fixed_steps(5);
+    let run = |w| {
+        solver
+            .solve_with_gradient_and_error_penalty(
+                &mut Linear::new(&P),
+                (0.0, 1.0),
+                &Y0,
+                loss_cotangent,
+                Differentiation::Discretise,
+                w,
+            )
+            .unwrap()
+    };
+    assert_eq!(run(0.0).backward.nfe, 5 * 6);
+    assert_eq!(run(0.0).local_error, 0.0);
+    assert_eq!(run(1.0).backward.nfe, 5 * 7);
+}
+
+/// Requests the penalty cannot honour are errors before any work.
+#[test]
+fn local_error_penalty_refuses_what_it_cannot_differentiate() {
+    let ask = |solver: Solver<&'static Tableau, f64>, method, w| {
+        solver
+            .solve_with_gradient_and_error_penalty(
+                &mut Linear::new(&P),
+                (0.0, 1.0),
+                &Y0,
+                loss_cotangent,
+                method,
+                w,
+            )
+            .unwrap_err()
+    };
+    let dopri = || Solver::new(Dopri5.tableau());
+    for (solver, method, w) in [
+        (dopri(), Differentiation::backsolve(1e-8, 1e-8), 1.0),
+        (dopri(), Differentiation::Discretise, -1.0),
+        (dopri(), Differentiation::Discretise, f64::NAN),
+        (Solver::new(Dop853.tableau()), Differentiation::Discretise, 1.0),
+        (Solver::new(Rk4.tableau()).fixed_steps(4), Differentiation::Discretise, 1.0),
+    ] {
+        let e = ask(solver, method, w);
+        assert!(matches!(e, OdeError::InvalidOption(_)), "{method:?} {w}: {e}");
+    }
+}

@@ -201,5 +201,6 @@ where
         grad_p,
         forward: sol.stats,
         backward: back.stats,
+        local_error: T::zero(),
     })
 }

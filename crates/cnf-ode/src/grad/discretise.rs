@@ -8,15 +8,18 @@ use crate::controller::StepController;
 use crate::engine::{Engine, Reverse};
 use crate::error::OdeError;
 use crate::observer::Step;
+use crate::options::Tolerances;
 use crate::solution::Stats;
 use crate::solver::Solver;
-use crate::tableau::RkMethod;
+use crate::tableau::{ErrorEstimate, RkMethod, Tableau};
+use crate::util::lit;
 
 /// The forward solve records (t, h) of every accepted step and, with `every = None`,
 /// `[y, k_0, .., k_{s-1}]` of each into one contiguous tape; with `every = Some(k)` only the
 /// state at the start of every k-th step. The reverse pass walks the steps back with the
 /// engine's transposed step, replaying each segment of k steps from its checkpoint with the
-/// engine first (its evaluations are added to the backward `nfe`).
+/// engine first (its evaluations are added to the backward `nfe`). With `error_weight > 0` the
+/// loss also carries `error_weight` times the local-error penalty ([`LocalError`]).
 pub(super) fn solve<M, T, C, V, L>(
     solver: &Solver<M, T, C>,
     sys: &mut V,
@@ -24,6 +27,7 @@ pub(super) fn solve<M, T, C, V, L>(
     y0: &[T],
     cotangent: L,
     every: Option<usize>,
+    error_weight: T,
 ) -> Result<GradSolution<T>, OdeError<T>>
 where
     M: RkMethod,
@@ -61,14 +65,27 @@ where
     )?;
     let a = terminal(&sol.y, cotangent, t1, sol.stats)?;
 
-    let mut rev = Reverse::new(tab, n);
+    let mut penalty = if error_weight != T::zero() {
+        Some(LocalError::new(solver, tab, n, error_weight)?)
+    } else {
+        None
+    };
+    let mut rev = Reverse::new(tab, n, penalty.as_ref().map(|p| p.weights));
     rev.cotangent_mut().copy_from_slice(&a);
     let mut grad_p = vec![T::zero(); sys.num_params()];
     let mut backward = Stats::default();
     match every {
         None => {
             for (&(t, h), rec) in steps.iter().zip(tape.chunks_exact(stride)).rev() {
-                reverse_step(&mut rev, sys, (t, h), rec, &mut grad_p, &mut backward)?;
+                reverse_step(
+                    &mut rev,
+                    sys,
+                    (t, h),
+                    rec,
+                    penalty.as_mut(),
+                    &mut grad_p,
+                    &mut backward,
+                )?;
             }
         }
         Some(k) => {
@@ -92,7 +109,15 @@ where
                     std::mem::swap(&mut y, &mut y_next);
                 }
                 for (&(t, h), rec) in segment.iter().zip(seg.chunks_exact(stride)).rev() {
-                    reverse_step(&mut rev, sys, (t, h), rec, &mut grad_p, &mut backward)?;
+                    reverse_step(
+                    &mut rev,
+                    sys,
+                    (t, h),
+                    rec,
+                    penalty.as_mut(),
+                    &mut grad_p,
+                    &mut backward,
+                )?;
                 }
             }
             backward.nfe += engine.nfe;
@@ -110,6 +135,7 @@ where
         grad_p,
         forward: sol.stats,
         backward,
+        local_error: penalty.map_or(T::zero(), |p| p.total),
     })
 }
 
@@ -119,11 +145,20 @@ fn reverse_step<T: Float, V: VjpSystem<T> + ?Sized>(
     sys: &mut V,
     (t, h): (T, T),
     rec: &[T],
+    penalty: Option<&mut LocalError<T>>,
     grad_p: &mut [T],
     backward: &mut Stats,
 ) -> Result<(), OdeError<T>> {
     let (y, stages) = rec.split_at(rec.len() / (rev.stages() + 1));
-    backward.nfe += rev.step(sys, t, h, y, stages, grad_p);
+    match penalty {
+        None => backward.nfe += rev.step(sys, t, h, y, stages, None, grad_p),
+        Some(p) => {
+            p.step(h, y, stages);
+            add(rev.cotangent_mut(), &p.y_new_bar);
+            backward.nfe += rev.step(sys, t, h, y, stages, Some(&p.r_bar), grad_p);
+            add(rev.cotangent_mut(), &p.y_bar);
+        }
+    }
     backward.accepted += 1;
     if rev.cotangent_mut().iter().any(|v| !v.is_finite()) {
         return Err(OdeError::NonFinite {
@@ -132,4 +167,122 @@ fn reverse_step<T: Float, V: VjpSystem<T> + ?Sized>(
         });
     }
     Ok(())
+}
+
+/// The local-error regulariser of Pal et al. 2021 ("Opening the blackbox: accelerating neural
+/// differential equations by regularizing internal solver heuristics", ERNODE):
+/// `R = sum_j |h_j| E_j` over the accepted steps, with `E_j = |h_j| sqrt(mean_i (r_i / sc_i)^2)`
+/// the step's scaled error estimate (`r = sum_m e_m k_m`, the embedded pair's difference) over
+/// the components of the solver's error norm, RMS (Hairer's norm; a per-sample norm is not
+/// followed here), and `sc_i = atol_i + rtol_i max(|y_i|, |y_new_i|)`. A field whose steps have
+/// small error estimates lets the controller take longer steps. The gradient is that of `R` for
+/// the step sizes taken (constants of the reverse pass, as for the loss), through `r` and
+/// through the scales.
+struct LocalError<T> {
+    weight: T,
+    weights: &'static [f64],
+    e: Vec<T>,
+    b: Vec<T>,
+    tol: Tolerances<T>,
+    y_new: Vec<T>,
+    /// The step's `r`, then its cotangent.
+    r_bar: Vec<T>,
+    /// Cotangents of the step's start and end states through the scales.
+    y_bar: Vec<T>,
+    y_new_bar: Vec<T>,
+    /// `R` so far (unweighted).
+    total: T,
+}
+
+impl<T: Float> LocalError<T> {
+    fn new<M: RkMethod, C>(
+        solver: &Solver<M, T, C>,
+        tab: &'static Tableau,
+        n: usize,
+        weight: T,
+    ) -> Result<Self, OdeError<T>> {
+        let ErrorEstimate::Embedded(weights) = tab.error else {
+            return Err(OdeError::InvalidOption(format!(
+                "the local-error penalty needs a method with one embedded pair; {} has none",
+                tab.name
+            )));
+        };
+        if !weight.is_finite() || weight < T::zero() {
+            return Err(OdeError::InvalidOption(
+                "the local-error penalty's weight must be finite and >= 0".into(),
+            ));
+        }
+        let opts = solver.options();
+        let tol = Tolerances::new(&opts.rtol, &opts.atol, n)?
+            .with_norm_components(opts.error_components.clone())?;
+        Ok(Self {
+            weight,
+            weights,
+            e: weights.iter().map(|&c| lit(c)).collect(),
+            b: tab.b.iter().map(|&c| lit(c)).collect(),
+            tol,
+            y_new: vec![T::zero(); n],
+            r_bar: vec![T::zero(); n],
+            y_bar: vec![T::zero(); n],
+            y_new_bar: vec![T::zero(); n],
+            total: T::zero(),
+        })
+    }
+
+    /// Adds the step's `|h| E` to the total and sets the weighted cotangents of `r`, `y` and
+    /// `y_new` (zero outside the norm's components).
+    fn step(&mut self, h: T, y: &[T], stages: &[T]) {
+        let n = y.len();
+        // r into `r_bar`, y_new = y + h sum_m b_m k_m.
+        self.r_bar.fill(T::zero());
+        self.y_new.copy_from_slice(y);
+        for ((k, &e), &b) in stages.chunks_exact(n).zip(&self.e).zip(&self.b) {
+            for ((r, yn), &ki) in self.r_bar.iter_mut().zip(&mut self.y_new).zip(k) {
+                *r = *r + e * ki;
+                *yn = *yn + h * b * ki;
+            }
+        }
+        let range = self.tol.norm_range();
+        let count: T = lit(range.len() as f64);
+        let sc = |tol: &Tolerances<T>, i: usize, a: T, b: T| tol.scale(i, a.abs().max(b.abs()));
+        let sum = range.clone().fold(T::zero(), |acc, i| {
+            let q = self.r_bar[i] / sc(&self.tol, i, y[i], self.y_new[i]);
+            acc + q * q
+        });
+        let rms = (sum / count).sqrt();
+        self.total = self.total + h * h * rms;
+        // d(h^2 rms)/dq_i = h^2 q_i / (N rms) with q_i = r_i / sc_i: dq_i/dr_i = 1 / sc_i and
+        // dq_i/dsc_i = -q_i / sc_i; sc_i moves with whichever of |y_i|, |y_new_i| is larger.
+        let c = if rms > T::zero() {
+            self.weight * h * h / (count * rms)
+        } else {
+            T::zero()
+        };
+        self.y_bar.fill(T::zero());
+        self.y_new_bar.fill(T::zero());
+        for i in 0..n {
+            if !range.contains(&i) {
+                self.r_bar[i] = T::zero();
+                continue;
+            }
+            let (a, b) = (y[i], self.y_new[i]);
+            let s = sc(&self.tol, i, a, b);
+            let q = self.r_bar[i] / s;
+            self.r_bar[i] = c * q / s;
+            // d sc_i / d|y| = rtol_i: the scale's value at |y| = 1 less its value at 0.
+            let rtol = self.tol.scale(i, T::one()) - self.tol.scale(i, T::zero());
+            let s_bar = -c * q * q / s * rtol;
+            if a.abs() >= b.abs() {
+                self.y_bar[i] = s_bar * a.signum();
+            } else {
+                self.y_new_bar[i] = s_bar * b.signum();
+            }
+        }
+    }
+}
+
+fn add<T: Float>(acc: &mut [T], v: &[T]) {
+    for (a, &b) in acc.iter_mut().zip(v) {
+        *a = *a + b;
+    }
 }

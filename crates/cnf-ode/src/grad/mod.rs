@@ -86,6 +86,10 @@ pub struct GradSolution<T> {
     /// reversed; `Checkpointed` adds the evaluations that recompute the stages; for
     /// `Backsolve`, the backward solve's statistics (one VJP per evaluation).
     pub backward: Stats,
+    /// The local-error penalty `R = sum_j |h_j| E_j` of the forward solve's accepted steps
+    /// (unweighted; 0 unless asked for by
+    /// [`Solver::solve_with_gradient_and_error_penalty`]).
+    pub local_error: T,
 }
 
 impl<M, T, C> Solver<M, T, C>
@@ -138,6 +142,46 @@ where
         V: VjpSystem<T> + ?Sized,
         L: FnOnce(&[T], &mut [T]),
     {
+        self.solve_with_gradient_and_error_penalty(
+            sys,
+            (t0, t1),
+            y0,
+            cotangent,
+            method,
+            T::zero(),
+        )
+    }
+
+    /// [`Solver::solve_with_gradient`] of the loss `L(y(t1)) + error_weight R`, where
+    /// `R = sum_j |h_j| E_j` sums the accepted steps' scaled local error estimates
+    /// (`E_j = |h_j| sqrt(mean_i (r_i / sc_i)^2)` over the error norm's components, `r` the
+    /// embedded pair's difference `sum_m e_m k_m`, `sc_i = atol_i + rtol_i max(|y_i|, |y_new_i|)`
+    /// held constant): Pal et al. 2021's ERNODE regulariser. A field whose steps have small error
+    /// estimates lets the controller take longer steps. `R` is a property of the discrete solve,
+    /// so only [`Differentiation::Discretise`] and [`Differentiation::Checkpointed`] can
+    /// differentiate it (the step sizes are constants of the reverse pass, as for the loss);
+    /// `Backsolve` with a non-zero weight and methods without one embedded pair (DOP853, fixed
+    /// tableaus) are `InvalidOption` errors. `R` is returned in [`GradSolution::local_error`].
+    pub fn solve_with_gradient_and_error_penalty<V, L>(
+        &self,
+        sys: &mut V,
+        (t0, t1): (T, T),
+        y0: &[T],
+        cotangent: L,
+        method: Differentiation<T>,
+        error_weight: T,
+    ) -> Result<GradSolution<T>, OdeError<T>>
+    where
+        V: VjpSystem<T> + ?Sized,
+        L: FnOnce(&[T], &mut [T]),
+    {
+        if error_weight != T::zero() && matches!(method, Differentiation::Backsolve { .. }) {
+            return Err(OdeError::InvalidOption(
+                "the local-error penalty is a property of the discrete steps: differentiate it \
+                 with Discretise or Checkpointed, not Backsolve"
+                    .into(),
+            ));
+        }
         if !self.options().t_out.is_empty() {
             return Err(OdeError::InvalidOption(
                 "output times are not supported by solve_with_gradient".into(),
@@ -145,13 +189,21 @@ where
         }
         match method {
             Differentiation::Discretise => {
-                discretise::solve(self, sys, (t0, t1), y0, cotangent, None)
+                discretise::solve(self, sys, (t0, t1), y0, cotangent, None, error_weight)
             }
             Differentiation::Checkpointed { every: 0 } => Err(OdeError::InvalidOption(
                 "Checkpointed needs every >= 1".into(),
             )),
             Differentiation::Checkpointed { every } => {
-                discretise::solve(self, sys, (t0, t1), y0, cotangent, Some(every))
+                discretise::solve(
+                    self,
+                    sys,
+                    (t0, t1),
+                    y0,
+                    cotangent,
+                    Some(every),
+                    error_weight,
+                )
             }
             Differentiation::Backsolve {
                 rtol,
