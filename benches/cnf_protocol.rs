@@ -3,7 +3,8 @@
 //! batch, batch 512, Adam lr 1e-3, 1000 iterations, f32; test NLL on 10k fresh samples.
 //! Prints one JSON line per gradient method:
 //! `cargo bench --bench cnf_protocol [-- --iters N] [-- --grad backprop|adjoint|both]
-//! [-- --kinetic W --jacobian W --steer B]` (RNODE's regularisers and STEER, issue 10).
+//! [-- --kinetic W --jacobian W --steer B --local-error W]` (RNODE's regularisers, STEER and
+//! ERNODE's local-error penalty, issue 10).
 //! `-- --train-control i` trains with the I controller (no PI memory, diffrax's default) instead
 //! of Hairer's PI controller; the test log-density is evaluated with the default either way.
 //! `-- --compare-norms` instead trains with backprop and, at iterations 0, 20, 60, 200 and
@@ -57,6 +58,7 @@ fn main() {
         kinetic: number("--kinetic"),
         jacobian: number("--jacobian"),
         steer: number("--steer"),
+        local_error: number("--local-error"),
     };
     regularisers.validate().unwrap();
     // The step-size control of the training solves (the test evaluation keeps the default).
@@ -118,6 +120,7 @@ fn main() {
                     "kinetic": regularisers.kinetic,
                     "jacobian": regularisers.jacobian,
                     "steer": regularisers.steer,
+                    "local_error": regularisers.local_error,
                     "train_control": control_name,
                     "s_per_iter_median_20_60": median(window.iter().map(|e| e.seconds).collect()),
                     "s_per_iter_mean_all": wall / iters as f64,

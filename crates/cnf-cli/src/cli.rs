@@ -251,6 +251,11 @@ pub struct TrainArgs {
     /// [default: 0, always 1].
     #[arg(long, value_parser = non_negative_f64)]
     pub steer: Option<f64>,
+    /// ERNODE's local-error weight (Pal et al. 2021): adds w * sum_j |h_j| E_j, the training
+    /// solve's scaled local error estimates weighted by step size (fewer solver steps; needs
+    /// --grad backprop and bs3/dopri5/tsit5) [default: 0].
+    #[arg(long, value_parser = non_negative_f64)]
+    pub local_error: Option<f64>,
     /// Stop after this many validations without improvement [default: toy sets never; tables
     /// 10].
     #[arg(long)]

@@ -1,5 +1,5 @@
-//! `cnf train --kinetic --jacobian --steer`: recorded in config.json, logged in metrics.jsonl,
-//! kept on resume, refused with flow matching and when out of range.
+//! `cnf train --kinetic --jacobian --steer --local-error`: recorded in config.json, logged in
+//! metrics.jsonl, kept on resume, refused with flow matching and when out of range.
 mod common;
 
 use common::{cnf, fails, json_file, metrics, ok, s, train_tiny, DATA};
@@ -116,4 +116,63 @@ fn bad_regulariser_options_are_refused() {
         s(&dir.path().join("b")),
     ]);
     assert!(err.contains("flow matching"), "{err}");
+    // The local-error penalty differentiates the discrete adaptive steps of an embedded pair.
+    for (i, (extra, says)) in [
+        (&["--grad", "adjoint"][..], "backprop"),
+        (&["--method", "dopri5", "--steps", "4"][..], "solver.steps"),
+        (&["--method", "dop853"][..], "embedded pair"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = dir.path().join(format!("le{i}"));
+        let mut args = vec!["train", "--local-error", "1"];
+        args.extend_from_slice(extra);
+        args.extend(["--out", s(&out)]);
+        let err = fails(&args);
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+    assert_eq!(
+        cnf(&["train", "--local-error", "-1"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn local_error_run_records_logs_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    train_tiny(&model, &["--local-error", "0.5"]);
+    let cfg = json_file(&model.join("config.json"));
+    assert_eq!(cfg["training"]["regularisers"]["local_error"], 0.5);
+    let line = metrics(&model).pop().unwrap();
+    let r = line["local_error"].as_f64().unwrap_or(f64::NAN);
+    assert!(r.is_finite() && r > 0.0, "{line}");
+    assert!(line.get("kinetic").is_none(), "{line}");
+    ok(&[
+        "train",
+        "--resume",
+        "--iters",
+        "4",
+        "--no-plots",
+        "--out",
+        s(&model),
+    ]);
+    assert!(
+        metrics(&model).last().unwrap()["local_error"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let err = fails(&[
+        "train",
+        "--resume",
+        "--iters",
+        "6",
+        "--local-error",
+        "2",
+        "--out",
+        s(&model),
+    ]);
+    assert!(err.contains("--local-error"), "{err}");
 }

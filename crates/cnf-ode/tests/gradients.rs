@@ -748,7 +748,12 @@ fn local_error_penalty_of_a_linear_decay_matches_its_closed_form() {
     let (l, y0, steps, rtol, atol) = (-1.3, 1.7, 5, 1e-3, 1e-6);
     let h = 1.0 / steps as f64;
     let z: f64 = h * l;
-    let r5 = 1.0 + z + z.powi(2) / 2.0 + z.powi(3) / 6.0 + z.powi(4) / 24.0 + z.powi(5) / 120.0
+    let r5 = 1.0
+        + z
+        + z.powi(2) / 2.0
+        + z.powi(3) / 6.0
+        + z.powi(4) / 24.0
+        + z.powi(5) / 120.0
         + z.powi(6) / 600.0;
     let p = -97.0 / 120000.0 * z.powi(5) + 13.0 / 40000.0 * z.powi(6) - z.powi(7) / 24000.0;
     let mut want = 0.0;
@@ -758,10 +763,7 @@ fn local_error_penalty_of_a_linear_decay_matches_its_closed_form() {
         want += h * (y * p).abs() / (atol + rtol * f64::max(y.abs(), y_next.abs()));
         y = y_next;
     }
-    let solver = Solver::new(Dopri5)
-        .fixed_steps(steps)
-        .rtol(rtol)
-        .atol(atol);
+    let solver = Solver::new(Dopri5).fixed_steps(steps).rtol(rtol).atol(atol);
     for method in [
         Differentiation::Discretise,
         Differentiation::Checkpointed { every: 2 },
@@ -813,8 +815,12 @@ fn local_error_penalty_gradient_equals_differences() {
             };
             let total = |g: &cnf_ode::GradSolution<f64>| loss(&g.y1) + w * g.local_error;
             let g = run(&p0, &y0, Differentiation::Discretise);
-            let fd_p = fd(&p0, 1e-5, |p| total(&run(p, &y0, Differentiation::Discretise)));
-            let fd_y = fd(&y0, 1e-5, |y| total(&run(&p0, y, Differentiation::Discretise)));
+            let fd_p = fd(&p0, 1e-5, |p| {
+                total(&run(p, &y0, Differentiation::Discretise))
+            });
+            let fd_y = fd(&y0, 1e-5, |y| {
+                total(&run(&p0, y, Differentiation::Discretise))
+            });
             let (ep, ey) = (
                 worst_rel(&g.grad_p, &fd_p, 1e-2),
                 worst_rel(&g.grad_y0, &fd_y, 1e-2),
@@ -890,10 +896,21 @@ fn local_error_penalty_refuses_what_it_cannot_differentiate() {
         (dopri(), Differentiation::backsolve(1e-8, 1e-8), 1.0),
         (dopri(), Differentiation::Discretise, -1.0),
         (dopri(), Differentiation::Discretise, f64::NAN),
-        (Solver::new(Dop853.tableau()), Differentiation::Discretise, 1.0),
-        (Solver::new(Rk4.tableau()).fixed_steps(4), Differentiation::Discretise, 1.0),
+        (
+            Solver::new(Dop853.tableau()),
+            Differentiation::Discretise,
+            1.0,
+        ),
+        (
+            Solver::new(Rk4.tableau()).fixed_steps(4),
+            Differentiation::Discretise,
+            1.0,
+        ),
     ] {
         let e = ask(solver, method, w);
-        assert!(matches!(e, OdeError::InvalidOption(_)), "{method:?} {w}: {e}");
+        assert!(
+            matches!(e, OdeError::InvalidOption(_)),
+            "{method:?} {w}: {e}"
+        );
     }
 }

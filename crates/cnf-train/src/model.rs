@@ -327,6 +327,34 @@ impl ModelConfig {
                 self.columns.len()
             )));
         }
+        if let Some(tr) = self.training.as_ref() {
+            if tr.regularisers.local_error != 0.0 {
+                if tr.grad != crate::trainer::GradKind::Backprop {
+                    return Err(bad(
+                        "training.regularisers.local_error penalises the discrete steps: it \
+                         needs grad = backprop"
+                            .into(),
+                    ));
+                }
+                if self.solver.steps.is_some() {
+                    return Err(bad(
+                        "training.regularisers.local_error measures the steps' errors against \
+                         the tolerances of adaptive steps: remove solver.steps"
+                            .into(),
+                    ));
+                }
+                if !matches!(
+                    self.solver.method.tableau().error,
+                    cnf_ode::tableau::ErrorEstimate::Embedded(_)
+                ) {
+                    return Err(bad(format!(
+                        "training.regularisers.local_error needs a method with one embedded \
+                         pair (bs3, dopri5, tsit5), not {}",
+                        self.solver.method
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 }

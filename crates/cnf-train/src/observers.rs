@@ -58,6 +58,8 @@ struct MetricsLine {
     kinetic: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     jacobian: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_error: Option<f64>,
     seconds: f64,
 }
 
@@ -80,6 +82,7 @@ impl<T: Real, F: VectorField<T>> Observer<T, F> for Metrics {
             nfe_val: ev.nfe_val,
             kinetic: ev.kinetic,
             jacobian: ev.jacobian,
+            local_error: ev.local_error,
             seconds: ev.seconds,
         })
         .map_err(TrainError::json("a metrics line"))?;
@@ -184,6 +187,7 @@ mod tests {
             nfe_val: 0,
             kinetic: None,
             jacobian: None,
+            local_error: None,
             seconds: 0.0,
         }
     }

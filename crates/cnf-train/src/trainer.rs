@@ -111,6 +111,22 @@ pub struct Regularisers {
     /// `[1 - steer, 1 + steer]` (0: always 1). Evaluation always integrates to 1.
     #[serde(default)]
     pub steer: f64,
+    /// Weight of the solver's local error estimates over the training solve's accepted steps
+    /// (Pal et al. 2021, ERNODE; see [`cnf_flow::Regularisation::local_error`]): needs
+    /// backprop through the steps and an adaptive method.
+    #[serde(default)]
+    pub local_error: f64,
+}
+
+/// `kinetic 0.01, jacobian 0.01, steer 0, local-error 0`: the command line's names.
+impl std::fmt::Display for Regularisers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kinetic {}, jacobian {}, steer {}, local-error {}",
+            self.kinetic, self.jacobian, self.steer, self.local_error
+        )
+    }
 }
 
 impl Regularisers {
@@ -121,7 +137,11 @@ impl Regularisers {
 
     /// Weights finite and >= 0; `steer` in `[0, 1)`.
     pub fn validate(&self) -> Result<(), TrainError> {
-        for (name, w) in [("kinetic", self.kinetic), ("jacobian", self.jacobian)] {
+        for (name, w) in [
+            ("kinetic", self.kinetic),
+            ("jacobian", self.jacobian),
+            ("local-error", self.local_error),
+        ] {
             if !w.is_finite() || w < 0.0 {
                 return Err(TrainError::Invalid(format!(
                     "the {name} weight must be finite and >= 0, got {w}"
@@ -150,6 +170,7 @@ impl Regularisers {
             regularisation: Regularisation {
                 kinetic: cast(self.kinetic),
                 frobenius: cast(self.jacobian),
+                local_error: cast(self.local_error),
             },
             end_time: cast(end_time),
         }
@@ -191,6 +212,8 @@ pub struct IterEvent {
     pub kinetic: Option<f64>,
     /// Mean Jacobian Frobenius norm `int |dv/dz|_F^2 dt` of the minibatch, when regularised.
     pub jacobian: Option<f64>,
+    /// The local-error penalty `sum_j |h_j| E_j` of the training solve, when weighted.
+    pub local_error: Option<f64>,
     /// Seconds this iteration took.
     pub seconds: f64,
 }
@@ -214,6 +237,8 @@ pub struct ValEvent {
     pub kinetic: Option<f64>,
     /// Mean Jacobian Frobenius norm of the same iterations, when regularised.
     pub jacobian: Option<f64>,
+    /// Mean local-error penalty of the same iterations, when weighted.
+    pub local_error: Option<f64>,
     /// Seconds since the start of training (this process).
     pub seconds: f64,
 }
@@ -300,6 +325,8 @@ pub struct ObjectiveStep {
     pub kinetic: Option<f64>,
     /// See `kinetic`.
     pub jacobian: Option<f64>,
+    /// The local-error penalty of the training solve (None when not weighted).
+    pub local_error: Option<f64>,
 }
 
 /// What training minimises: a value chosen per run (maximum likelihood, flow matching, ...).
@@ -372,6 +399,7 @@ impl<T: Real, F: VectorField<T>> Objective<T, F> for MaximumLikelihood {
             nfe_bwd: lg.backward.nfe,
             kinetic: lg.kinetic.map(f),
             jacobian: lg.frobenius.map(f),
+            local_error: lg.local_error.map(f),
         })
     }
 }
@@ -416,6 +444,7 @@ impl<T: Real> Objective<T, Mlp<T>> for FlowMatchingObjective<T> {
             nfe_bwd: 1,
             kinetic: None,
             jacobian: None,
+            local_error: None,
         })
     }
 }
@@ -444,7 +473,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
         let t0 = Instant::now();
         let s = self.settings.clone();
         let (mut losses, mut fwd, mut bwd) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut kinetic, mut jacobian) = (Vec::new(), Vec::new());
+        let (mut kinetic, mut jacobian, mut local_error) = (Vec::new(), Vec::new(), Vec::new());
         let diverged = |iter: usize, reason: String| TrainError::Diverged {
             iter,
             reason,
@@ -460,7 +489,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                 .loss_and_grad(&self.cnf, &x, &mut rng, &mut grad)
                 .map_err(|e| diverged(iter, e.to_string()))?;
             let loss = step.loss;
-            let penalties = [step.kinetic, step.jacobian];
+            let penalties = [step.kinetic, step.jacobian, step.local_error];
             if !loss.is_finite()
                 || penalties.iter().flatten().any(|p| !p.is_finite())
                 || grad.iter().any(|g| !g.is_finite())
@@ -478,6 +507,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                 nfe_bwd: step.nfe_bwd,
                 kinetic: step.kinetic,
                 jacobian: step.jacobian,
+                local_error: step.local_error,
                 seconds: it_start.elapsed().as_secs_f64(),
             };
             for o in &mut self.observers {
@@ -488,6 +518,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
             bwd.push(ev.nfe_bwd);
             kinetic.extend(ev.kinetic);
             jacobian.extend(ev.jacobian);
+            local_error.extend(ev.local_error);
             iter += 1;
             if iter.is_multiple_of(s.val_every.max(1)) || iter == s.iters {
                 let (val_nll, nfe_val) =
@@ -504,6 +535,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                     nfe_val,
                     kinetic: mean(&kinetic),
                     jacobian: mean(&jacobian),
+                    local_error: mean(&local_error),
                     seconds: t0.elapsed().as_secs_f64(),
                 };
                 losses.clear();
@@ -511,6 +543,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                 bwd.clear();
                 kinetic.clear();
                 jacobian.clear();
+                local_error.clear();
                 let mut stop = false;
                 for o in &mut self.observers {
                     stop |= o.on_validation(&ev, &self.cnf.field, &self.adam)? == Control::Stop;

@@ -303,10 +303,12 @@ fn regularisers(args: &TrainArgs) -> Result<Regularisers, TrainError> {
         kinetic: args.kinetic.unwrap_or(0.0),
         jacobian: args.jacobian.unwrap_or(0.0),
         steer: args.steer.unwrap_or(0.0),
+        local_error: args.local_error.unwrap_or(0.0),
     };
     if !r.is_off() && args.objective == Some(ObjectiveArg::Fm) {
         return Err(TrainError::Invalid(
-            "--kinetic, --jacobian and --steer regularise maximum likelihood; flow matching \
+            "--kinetic, --jacobian, --steer and --local-error regularise maximum likelihood; \
+             flow matching \
              (--objective fm) does not solve the ODE in training"
                 .into(),
         ));
@@ -391,11 +393,16 @@ fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, Train
             tr.flow_matching,
         )?;
     }
-    if args.kinetic.is_some() || args.jacobian.is_some() || args.steer.is_some() {
+    if args.kinetic.is_some()
+        || args.jacobian.is_some()
+        || args.steer.is_some()
+        || args.local_error.is_some()
+    {
         check_same(
-            "--kinetic/--jacobian/--steer",
-            Some(regularisers(args)?),
-            tr.regularisers,
+            "--kinetic/--jacobian/--steer/--local-error",
+            // Display, not Debug: f64's shortest round-trip form, so equal text is equal value.
+            Some(regularisers(args)?.to_string()),
+            tr.regularisers.to_string(),
         )?;
     }
     check_same("--seed", args.seed, config.seed)?;
@@ -607,6 +614,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
             nfe_val: nfe,
             kinetic: None,
             jacobian: None,
+            local_error: None,
             seconds: 0.0,
         };
         for o in trainer.observers.iter_mut().skip(1) {

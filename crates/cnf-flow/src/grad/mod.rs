@@ -70,12 +70,20 @@ impl<T> GradMethod<T> {
 ///
 /// RNODE's code weighs `0.5 * mean over dimensions` of the same integrands, so its weight `w`
 /// is `w / (2 d)` here.
+///
+/// `local_error` weighs the solver's own local error estimates (Pal et al. 2021, ERNODE:
+/// `R = sum_j |h_j| E_j` over the accepted steps of the training solve, `E_j` the step's scaled
+/// error norm, RMS over `[z, D]`; see
+/// [`cnf_ode::Solver::solve_with_gradient_and_error_penalty`]): a property of the discrete
+/// solve, so [`GradMethod::Backprop`] only.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Regularisation<T> {
     /// Weight of the kinetic energy.
     pub kinetic: T,
     /// Weight of the Jacobian Frobenius norm.
     pub frobenius: T,
+    /// Weight of the local-error penalty (needs `GradMethod::Backprop` and an adaptive pair).
+    pub local_error: T,
 }
 
 impl<T: Real> Regularisation<T> {
@@ -84,17 +92,23 @@ impl<T: Real> Regularisation<T> {
         Self {
             kinetic: T::zero(),
             frobenius: T::zero(),
+            local_error: T::zero(),
         }
     }
 
-    /// Whether any weight is non-zero (the penalty states are integrated only then).
+    /// Whether the kinetic or Frobenius weight is non-zero (the penalty states are integrated
+    /// only then).
     pub fn is_active(&self) -> bool {
         self.kinetic != T::zero() || self.frobenius != T::zero()
     }
 
     /// Weights must be finite and non-negative.
     pub fn validate(&self) -> Result<(), FlowError> {
-        for (name, w) in [("kinetic", self.kinetic), ("frobenius", self.frobenius)] {
+        for (name, w) in [
+            ("kinetic", self.kinetic),
+            ("frobenius", self.frobenius),
+            ("local-error", self.local_error),
+        ] {
             if !w.is_finite() || w < T::zero() {
                 return Err(FlowError::Invalid(format!(
                     "the {name} regularisation weight must be finite and >= 0, got {w}"
@@ -134,6 +148,8 @@ pub struct LossGrad<T> {
     pub kinetic: Option<T>,
     /// Mean over the batch of `J = int |dv/dz|_F^2 dt`, when regularised.
     pub frobenius: Option<T>,
+    /// The local-error penalty `R` of the forward solve (unweighted), when weighted.
+    pub local_error: Option<T>,
     /// d(loss + penalty)/dtheta, one entry per parameter of the field.
     pub grad: Vec<T>,
     /// dL/dx, `(B, d)`.
@@ -174,6 +190,22 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             )));
         }
         let penalised = reg.is_active();
+        if reg.local_error != T::zero() {
+            if method != GradMethod::Backprop {
+                return Err(FlowError::Invalid(
+                    "the local-error penalty is a property of the discrete steps: it needs \
+                     GradMethod::Backprop"
+                        .into(),
+                ));
+            }
+            if self.integrator.steps.is_some() {
+                return Err(FlowError::Invalid(
+                    "the local-error penalty measures the steps' errors against the \
+                     tolerances of an adaptive solve: fixed steps have none"
+                        .into(),
+                ));
+            }
+        }
         if penalised && !self.field.differentiates_penalties() {
             return Err(FlowError::Invalid(
                 "this vector field does not differentiate the RNODE penalties".into(),
@@ -220,13 +252,13 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             solver = solver.error_components(0..n + b);
         }
         let g = solver
-            .solve_with_gradient(
+            .solve_with_gradient_and_error_penalty(
                 &mut sys,
-                T::zero(),
-                t1,
+                (T::zero(), t1),
                 &y0,
                 cotangent,
                 method.differentiation(),
+                reg.local_error,
             )
             .map_err(solve_error)?;
         let (z1, rest) = g.y1.split_at(n);
@@ -242,8 +274,10 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         } else {
             (None, None)
         };
+        let local_error = (reg.local_error != T::zero()).then_some(g.local_error);
         let penalty = kinetic.map_or(T::zero(), |k| reg.kinetic * k)
-            + frobenius.map_or(T::zero(), |j| reg.frobenius * j);
+            + frobenius.map_or(T::zero(), |j| reg.frobenius * j)
+            + reg.local_error * g.local_error;
         let mut grad_x = g.grad_y0;
         grad_x.truncate(n);
         Ok(LossGrad {
@@ -251,6 +285,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             penalty,
             kinetic,
             frobenius,
+            local_error,
             grad: g.grad_p,
             grad_x,
             forward: g.forward,

@@ -110,14 +110,14 @@ where
                 }
                 for (&(t, h), rec) in segment.iter().zip(seg.chunks_exact(stride)).rev() {
                     reverse_step(
-                    &mut rev,
-                    sys,
-                    (t, h),
-                    rec,
-                    penalty.as_mut(),
-                    &mut grad_p,
-                    &mut backward,
-                )?;
+                        &mut rev,
+                        sys,
+                        (t, h),
+                        rec,
+                        penalty.as_mut(),
+                        &mut grad_p,
+                        &mut backward,
+                    )?;
                 }
             }
             backward.nfe += engine.nfe;
@@ -260,11 +260,10 @@ impl<T: Float> LocalError<T> {
         };
         self.y_bar.fill(T::zero());
         self.y_new_bar.fill(T::zero());
-        for i in 0..n {
-            if !range.contains(&i) {
-                self.r_bar[i] = T::zero();
-                continue;
-            }
+        // Outside the norm's components r has no cotangent.
+        self.r_bar[..range.start].fill(T::zero());
+        self.r_bar[range.end..].fill(T::zero());
+        for i in range {
             let (a, b) = (y[i], self.y_new[i]);
             let s = sc(&self.tol, i, a, b);
             let q = self.r_bar[i] / s;

@@ -142,14 +142,7 @@ where
         V: VjpSystem<T> + ?Sized,
         L: FnOnce(&[T], &mut [T]),
     {
-        self.solve_with_gradient_and_error_penalty(
-            sys,
-            (t0, t1),
-            y0,
-            cotangent,
-            method,
-            T::zero(),
-        )
+        self.solve_with_gradient_and_error_penalty(sys, (t0, t1), y0, cotangent, method, T::zero())
     }
 
     /// [`Solver::solve_with_gradient`] of the loss `L(y(t1)) + error_weight R`, where
@@ -194,17 +187,15 @@ where
             Differentiation::Checkpointed { every: 0 } => Err(OdeError::InvalidOption(
                 "Checkpointed needs every >= 1".into(),
             )),
-            Differentiation::Checkpointed { every } => {
-                discretise::solve(
-                    self,
-                    sys,
-                    (t0, t1),
-                    y0,
-                    cotangent,
-                    Some(every),
-                    error_weight,
-                )
-            }
+            Differentiation::Checkpointed { every } => discretise::solve(
+                self,
+                sys,
+                (t0, t1),
+                y0,
+                cotangent,
+                Some(every),
+                error_weight,
+            ),
             Differentiation::Backsolve {
                 rtol,
                 atol,
