@@ -4,6 +4,19 @@ mod common;
 
 use common::{cnf, fails, json_file, metrics, ok, s, train_tiny, DATA};
 
+/// Resumes the run in `model` up to `iters` iterations, with no options.
+fn resume_to(model: &std::path::Path, iters: &str) {
+    ok(&[
+        "train",
+        "--resume",
+        "--iters",
+        iters,
+        "--no-plots",
+        "--out",
+        s(model),
+    ]);
+}
+
 #[test]
 fn regularised_run_records_logs_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -25,15 +38,7 @@ fn regularised_run_records_logs_and_resumes() {
     }
 
     // Resume without the options keeps them; the same values are accepted; others refused.
-    ok(&[
-        "train",
-        "--resume",
-        "--iters",
-        "4",
-        "--no-plots",
-        "--out",
-        s(&model),
-    ]);
+    resume_to(&model, "4");
     let lines = metrics(&model);
     assert_eq!(lines.last().unwrap()["iter"], 4);
     assert!(lines.last().unwrap()["kinetic"].as_f64().unwrap() > 0.0);
@@ -149,15 +154,7 @@ fn local_error_run_records_logs_and_resumes() {
     let r = line["local_error"].as_f64().unwrap_or(f64::NAN);
     assert!(r.is_finite() && r > 0.0, "{line}");
     assert!(line.get("kinetic").is_none(), "{line}");
-    ok(&[
-        "train",
-        "--resume",
-        "--iters",
-        "4",
-        "--no-plots",
-        "--out",
-        s(&model),
-    ]);
+    resume_to(&model, "4");
     assert!(
         metrics(&model).last().unwrap()["local_error"]
             .as_f64()

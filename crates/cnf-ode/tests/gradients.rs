@@ -854,22 +854,29 @@ fn local_error_penalty_gradient_equals_differences() {
     }
 }
 
+/// `L + w R` for the linear system `P` from `Y0` over [0, 1].
+fn penalised(
+    solver: Solver<&'static Tableau, f64>,
+    method: Differentiation<f64>,
+    w: f64,
+) -> Result<cnf_ode::GradSolution<f64>, OdeError<f64>> {
+    solver.solve_with_gradient_and_error_penalty(
+        &mut Linear::new(&P),
+        (0.0, 1.0),
+        &Y0,
+        loss_cotangent,
+        method,
+        w,
+    )
+}
+
 /// With the penalty every stage with an error weight is live: Dopri5's FSAL stage (b = 0,
 /// e = -1/40) costs one more VJP per step (7 instead of 6).
 #[test]
 fn local_error_penalty_makes_the_error_stages_live() {
-    let solver = Solver::new(Dopri5).fixed_steps(5);
     let run = |w| {
-        solver
-            .solve_with_gradient_and_error_penalty(
-                &mut Linear::new(&P),
-                (0.0, 1.0),
-                &Y0,
-                loss_cotangent,
-                Differentiation::Discretise,
-                w,
-            )
-            .unwrap()
+        let solver = Solver::new(Dopri5.tableau()).fixed_steps(5);
+        penalised(solver, Differentiation::Discretise, w).unwrap()
     };
     assert_eq!(run(0.0).backward.nfe, 5 * 6);
     assert_eq!(run(0.0).local_error, 0.0);
@@ -879,18 +886,6 @@ fn local_error_penalty_makes_the_error_stages_live() {
 /// Requests the penalty cannot honour are errors before any work.
 #[test]
 fn local_error_penalty_refuses_what_it_cannot_differentiate() {
-    let ask = |solver: Solver<&'static Tableau, f64>, method, w| {
-        solver
-            .solve_with_gradient_and_error_penalty(
-                &mut Linear::new(&P),
-                (0.0, 1.0),
-                &Y0,
-                loss_cotangent,
-                method,
-                w,
-            )
-            .unwrap_err()
-    };
     let dopri = || Solver::new(Dopri5.tableau());
     for (solver, method, w) in [
         (dopri(), Differentiation::backsolve(1e-8, 1e-8), 1.0),
@@ -907,7 +902,7 @@ fn local_error_penalty_refuses_what_it_cannot_differentiate() {
             1.0,
         ),
     ] {
-        let e = ask(solver, method, w);
+        let e = penalised(solver, method, w).unwrap_err();
         assert!(
             matches!(e, OdeError::InvalidOption(_)),
             "{method:?} {w}: {e}"

@@ -65,27 +65,23 @@ where
     )?;
     let a = terminal(&sol.y, cotangent, t1, sol.stats)?;
 
-    let mut penalty = if error_weight != T::zero() {
+    let penalty = if error_weight != T::zero() {
         Some(LocalError::new(solver, tab, n, error_weight)?)
     } else {
         None
     };
     let mut rev = Reverse::new(tab, n, penalty.as_ref().map(|p| p.weights));
     rev.cotangent_mut().copy_from_slice(&a);
-    let mut grad_p = vec![T::zero(); sys.num_params()];
-    let mut backward = Stats::default();
+    let mut back = Backward {
+        rev,
+        penalty,
+        grad_p: vec![T::zero(); sys.num_params()],
+        stats: Stats::default(),
+    };
     match every {
         None => {
             for (&(t, h), rec) in steps.iter().zip(tape.chunks_exact(stride)).rev() {
-                reverse_step(
-                    &mut rev,
-                    sys,
-                    (t, h),
-                    rec,
-                    penalty.as_mut(),
-                    &mut grad_p,
-                    &mut backward,
-                )?;
+                back.step(sys, (t, h), rec)?;
             }
         }
         Some(k) => {
@@ -109,64 +105,67 @@ where
                     std::mem::swap(&mut y, &mut y_next);
                 }
                 for (&(t, h), rec) in segment.iter().zip(seg.chunks_exact(stride)).rev() {
-                    reverse_step(
-                        &mut rev,
-                        sys,
-                        (t, h),
-                        rec,
-                        penalty.as_mut(),
-                        &mut grad_p,
-                        &mut backward,
-                    )?;
+                    back.step(sys, (t, h), rec)?;
                 }
             }
-            backward.nfe += engine.nfe;
+            back.stats.nfe += engine.nfe;
         }
     }
-    if grad_p.iter().any(|v| !v.is_finite()) {
+    if back.grad_p.iter().any(|v| !v.is_finite()) {
         return Err(OdeError::NonFinite {
             t: t0,
-            stats: backward,
+            stats: back.stats,
         });
     }
     Ok(GradSolution {
         y1: sol.y,
-        grad_y0: rev.cotangent_mut().to_vec(),
-        grad_p,
+        grad_y0: back.rev.cotangent_mut().to_vec(),
+        grad_p: back.grad_p,
         forward: sol.stats,
-        backward,
-        local_error: penalty.map_or(T::zero(), |p| p.total),
+        backward: back.stats,
+        local_error: back.penalty.map_or(T::zero(), |p| p.total),
     })
 }
 
-/// The transposed step over one record `[y, k_0, .., k_{s-1}]`, counted in `backward`.
-fn reverse_step<T: Float, V: VjpSystem<T> + ?Sized>(
-    rev: &mut Reverse<T>,
-    sys: &mut V,
-    (t, h): (T, T),
-    rec: &[T],
-    penalty: Option<&mut LocalError<T>>,
-    grad_p: &mut [T],
-    backward: &mut Stats,
-) -> Result<(), OdeError<T>> {
-    let (y, stages) = rec.split_at(rec.len() / (rev.stages() + 1));
-    match penalty {
-        None => backward.nfe += rev.step(sys, t, h, y, stages, None, grad_p),
-        Some(p) => {
-            p.step(h, y, stages);
-            add(rev.cotangent_mut(), &p.y_new_bar);
-            backward.nfe += rev.step(sys, t, h, y, stages, Some(&p.r_bar), grad_p);
-            add(rev.cotangent_mut(), &p.y_bar);
+/// The reverse pass: the transposed step, the local-error penalty (if any), the parameter
+/// cotangent and the work done.
+struct Backward<T> {
+    rev: Reverse<T>,
+    penalty: Option<LocalError<T>>,
+    grad_p: Vec<T>,
+    stats: Stats,
+}
+
+impl<T: Float> Backward<T> {
+    /// The transposed step over one record `[y, k_0, .., k_{s-1}]`, counted in `stats`.
+    fn step<V: VjpSystem<T> + ?Sized>(
+        &mut self,
+        sys: &mut V,
+        (t, h): (T, T),
+        rec: &[T],
+    ) -> Result<(), OdeError<T>> {
+        let rev = &mut self.rev;
+        let (y, stages) = rec.split_at(rec.len() / (rev.stages() + 1));
+        let grad_p = &mut self.grad_p;
+        self.stats.nfe += match self.penalty.as_mut() {
+            None => rev.step(sys, t, h, y, stages, None, grad_p),
+            Some(p) => {
+                p.step(h, y, stages);
+                add(rev.cotangent_mut(), &p.y_new_bar);
+                let vjps = rev.step(sys, t, h, y, stages, Some(&p.r_bar), grad_p);
+                add(rev.cotangent_mut(), &p.y_bar);
+                vjps
+            }
+        };
+        self.stats.accepted += 1;
+        if rev.cotangent_mut().iter().any(|v| !v.is_finite()) {
+            return Err(OdeError::NonFinite {
+                t,
+                stats: self.stats,
+            });
         }
+        Ok(())
     }
-    backward.accepted += 1;
-    if rev.cotangent_mut().iter().any(|v| !v.is_finite()) {
-        return Err(OdeError::NonFinite {
-            t,
-            stats: *backward,
-        });
-    }
-    Ok(())
 }
 
 /// The local-error regulariser of Pal et al. 2021 ("Opening the blackbox: accelerating neural
