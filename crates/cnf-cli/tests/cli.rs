@@ -276,6 +276,7 @@ fn killed_training_leaves_a_loadable_checkpoint() {
     let model = dir.path().join("m");
     let input = dir.path().join("x.csv");
     std::fs::write(&input, "x0,x1\n0.5,0.5\n-1,2\n").unwrap();
+    let mut before = 0;
     for (round, wait_ms) in [700u64, 1100, 1500].into_iter().enumerate() {
         let mut args = vec![
             "train",
@@ -299,21 +300,45 @@ fn killed_training_leaves_a_loadable_checkpoint() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Wait until a checkpoint exists, then a little more, then kill mid-run.
+        // Wait until this run has saved a checkpoint past the previous round's (a resume that
+        // failed would exit early, or never advance), then a little more, then kill mid-run.
         let t0 = std::time::Instant::now();
-        while !model.join("checkpoint.json").exists() && t0.elapsed().as_secs() < 60 {
+        while checkpoint_iter(&model) <= before {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "round {round}: cnf train exited before it was killed"
+            );
+            assert!(
+                t0.elapsed().as_secs() < 60,
+                "round {round}: no new checkpoint"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "round {round}: cnf train exited before it was killed"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         let out = ok(&["density", "--model", s(&model), "--input", s(&input)]);
         assert_eq!(parse_csv(&out).1.len(), 2);
-        let ck: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(model.join("checkpoint.json")).unwrap())
-                .unwrap();
-        assert!(ck["iter"].as_u64().unwrap() >= 1);
+        let now = checkpoint_iter(&model);
+        assert!(
+            now > before,
+            "round {round}: checkpoint {now} after {before}"
+        );
+        before = now;
     }
+}
+
+/// The iteration of the run's checkpoint (0 before there is one).
+fn checkpoint_iter(model: &Path) -> u64 {
+    std::fs::read_to_string(model.join("checkpoint.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["iter"].as_u64())
+        .unwrap_or(0)
 }
 
 /// The same seed gives the same model; stopping and resuming gives the same model as one run.

@@ -193,9 +193,16 @@ fn gradients_of_random_models_match_finite_differences() {
     runner
         .run(&cases(), |mut c| {
             // Coverage by construction, whatever the seed: the activation cycles through all
-            // four (two cases each in turn), and every other smooth case has 300 points.
+            // four (two cases each in turn), every other smooth case has 300 points, the method
+            // cycles through all four tableaus (each three times, each with a smooth case) and
+            // the trace through exact, Rademacher and Gaussian.
             let i = started.fetch_add(1, Ordering::Relaxed);
             c.act = ACTIVATIONS[(i / 2) % 4];
+            c.method = i % 4;
+            c.trace = (i / 4) % 3;
+            if c.trace == 0 {
+                c.k = 1;
+            }
             c.batch = if i.is_multiple_of(2) && c.act != Activation::Elu {
                 300
             } else {
