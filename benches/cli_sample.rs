@@ -37,7 +37,7 @@ fn cnf_binary() -> Result<PathBuf, String> {
         Ok(bin)
     } else {
         Err(format!(
-            "{} not found: build it first with `cargo build --release -p cnf-train --bin cnf`",
+            "{} not found: build it first with `cargo build --release -p cnf-cli --bin cnf`",
             bin.display()
         ))
     }
