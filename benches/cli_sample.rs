@@ -6,7 +6,7 @@
 //! through a buffered writer. The CLI side is the release binary, process start included. Both
 //! must produce the same bytes (checked). Prints one JSON line per side and one with the ratio:
 //!
-//! `cargo build --release -p cnf-train --bin cnf && cargo bench --bench cli_sample [-- --n N --runs R]`
+//! `cargo build --release -p cnf-cli --bin cnf && cargo bench --bench cli_sample [-- --n N --runs R]`
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
