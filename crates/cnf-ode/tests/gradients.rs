@@ -854,20 +854,22 @@ fn local_error_penalty_gradient_equals_differences() {
     }
 }
 
-/// `L + w R` for the linear system `P` from `Y0` over [0, 1].
+/// `L + w R` for the linear system `P` from `Y0` over [0, 1], and the right-hand sides it took.
 fn penalised(
     solver: Solver<&'static Tableau, f64>,
     method: Differentiation<f64>,
     w: f64,
-) -> Result<cnf_ode::GradSolution<f64>, OdeError<f64>> {
-    solver.solve_with_gradient_and_error_penalty(
-        &mut Linear::new(&P),
+) -> (Result<cnf_ode::GradSolution<f64>, OdeError<f64>>, usize) {
+    let mut sys = Linear::new(&P);
+    let r = solver.solve_with_gradient_and_error_penalty(
+        &mut sys,
         (0.0, 1.0),
         &Y0,
         loss_cotangent,
         method,
         w,
-    )
+    );
+    (r, sys.calls)
 }
 
 /// With the penalty every stage with an error weight is live: Dopri5's FSAL stage (b = 0,
@@ -876,7 +878,7 @@ fn penalised(
 fn local_error_penalty_makes_the_error_stages_live() {
     let run = |w| {
         let solver = Solver::new(Dopri5.tableau()).fixed_steps(5);
-        penalised(solver, Differentiation::Discretise, w).unwrap()
+        penalised(solver, Differentiation::Discretise, w).0.unwrap()
     };
     assert_eq!(run(0.0).backward.nfe, 5 * 6);
     assert_eq!(run(0.0).local_error, 0.0);
@@ -902,10 +904,12 @@ fn local_error_penalty_refuses_what_it_cannot_differentiate() {
             1.0,
         ),
     ] {
-        let e = penalised(solver, method, w).unwrap_err();
+        let (r, calls) = penalised(solver, method, w);
+        let e = r.unwrap_err();
         assert!(
             matches!(e, OdeError::InvalidOption(_)),
             "{method:?} {w}: {e}"
         );
+        assert_eq!(calls, 0, "{method:?} {w}: the forward solve ran");
     }
 }

@@ -39,6 +39,12 @@ where
     let tab = solver.tableau();
     let (n, s) = (y0.len(), tab.stages());
     let stride = (s + 1) * n;
+    // A penalty that cannot be honoured fails before the forward solve is spent.
+    let penalty = if error_weight != T::zero() {
+        Some(LocalError::new(solver, tab, n, error_weight)?)
+    } else {
+        None
+    };
     let mut steps: Vec<(T, T)> = Vec::new();
     let mut tape: Vec<T> = Vec::new();
     let mut record = |st: &Step<'_, T, Vec<T>>| {
@@ -65,11 +71,6 @@ where
     )?;
     let a = terminal(&sol.y, cotangent, t1, sol.stats)?;
 
-    let penalty = if error_weight != T::zero() {
-        Some(LocalError::new(solver, tab, n, error_weight)?)
-    } else {
-        None
-    };
     let mut rev = Reverse::new(tab, n, penalty.as_ref().map(|p| p.weights));
     rev.cotangent_mut().copy_from_slice(&a);
     let mut back = Backward {
