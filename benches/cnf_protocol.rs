@@ -5,6 +5,7 @@
 //! `cargo bench --bench cnf_protocol [-- --iters N] [-- --grad backprop|adjoint|both]
 //! [-- --kinetic W --jacobian W --steer B --local-error W]` (RNODE's regularisers, STEER and
 //! ERNODE's local-error penalty, issue 10).
+//! `-- --seed S` draws other initial weights, batches and probes (the test points stay fixed).
 //! `-- --train-control i` trains with the I controller (no PI memory, diffrax's default) instead
 //! of Hairer's PI controller; the test log-density is evaluated with the default either way.
 //! `-- --compare-norms` instead trains with backprop and, at iterations 0, 20, 60, 200 and
@@ -66,6 +67,8 @@ fn main() {
         Some("i") => (StepControl::Params(PiParams::DOPRI5_I), "i"),
         _ => (StepControl::default(), "default"),
     };
+    // The seed of the initial weights, the batches and the probes (the test points are fixed).
+    let seed: u64 = opt("--seed").and_then(|s| s.parse().ok()).unwrap_or(0);
     let set = ToySet::EightGaussians;
     if args.iter().any(|a| a == "--compare-norms") {
         compare_norms(set, iters);
@@ -78,7 +81,8 @@ fn main() {
         .collect();
     let test: Vec<f32> = toy_test(set).data().iter().map(|&v| v as f32).collect();
     for backprop in grads {
-        let mlp = Mlp::<f32>::new(MlpConfig::new(2, &[64, 64, 64], Activation::Tanh), 0).unwrap();
+        let mlp =
+            Mlp::<f32>::new(MlpConfig::new(2, &[64, 64, 64], Activation::Tanh), seed).unwrap();
         let adam = Adam::new(mlp.num_params(), AdamConfig::default()).unwrap();
         let events = Rc::new(RefCell::new(Vec::new()));
         let start = Instant::now();
@@ -97,7 +101,7 @@ fn main() {
                     backprop,
                     trace: TraceKind::Exact,
                     val_every: iters,
-                    seed: 0,
+                    seed,
                     regularisers,
                 },
                 observers: vec![Box::new(Record(events.clone()))],
@@ -120,6 +124,7 @@ fn main() {
                     "kinetic": regularisers.kinetic,
                     "jacobian": regularisers.jacobian,
                     "steer": regularisers.steer,
+                    "seed": seed,
                     "local_error": regularisers.local_error,
                     "train_control": control_name,
                     "s_per_iter_median_20_60": median(window.iter().map(|e| e.seconds).collect()),
