@@ -913,3 +913,22 @@ fn local_error_penalty_refuses_what_it_cannot_differentiate() {
         assert_eq!(calls, 0, "{method:?} {w}: the forward solve ran");
     }
 }
+
+/// An empty state is a typed error before any work, with or without the penalty (never a NaN
+/// penalty from an empty norm).
+#[test]
+fn empty_states_are_refused_with_the_penalty_too() {
+    for w in [0.0, 1.0] {
+        let e = Solver::new(Dopri5)
+            .solve_with_gradient_and_error_penalty(
+                &mut Linear::new(&[]),
+                (0.0, 1.0),
+                &[],
+                |_, _| {},
+                Differentiation::Discretise,
+                w,
+            )
+            .unwrap_err();
+        assert!(matches!(e, OdeError::InvalidOption(_)), "{w}: {e}");
+    }
+}
