@@ -9,7 +9,7 @@ use cnf_field::{
 use common::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 fn probes(p: &Problem, k: usize) -> Vec<f64> {
     let mut rng = StdRng::seed_from_u64(p.seed.wrapping_add(7));
@@ -104,10 +104,41 @@ proptest! {
         let (mut g_z, mut g_th) = (vec![0.0f32; z.len()], vec![0.0f32; m32.num_params()]);
         let input = VjpInput::new(p.t as f32, &z, Trace::Exact, &a_v, &a_div);
         m32.vjp_batch(&mut s, input, VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_th));
+        // How far the f64 results move when every input and weight moves by one f32 rounding
+        // (relative 2^-24, random signs; the largest of 4 draws): cancellation in a result
+        // (a divergence of 2.5e-6 summed from terms of 1e-2) makes it ill-conditioned, and no
+        // f32 evaluation can then be closer than this, however correct.
+        let mut rng = StdRng::seed_from_u64(p.seed ^ 0xf32);
+        let mut sens = [vec![0.0; z.len()], vec![0.0; p.batch], vec![0.0; z.len()], vec![0.0; m64.num_params()]];
+        for _ in 0..4 {
+            let mut bump = |x: f64| x * (1.0 + if rng.random::<bool>() { 1.0 } else { -1.0 } * f32::EPSILON as f64 / 2.0);
+            let mut mp = m64.clone();
+            for w in mp.params_mut() {
+                *w = bump(*w);
+            }
+            let pp = Problem {
+                mlp: mp.clone(),
+                z: p64.z.iter().map(|&x| bump(x)).collect(),
+                a_v: p64.a_v.iter().map(|&x| bump(x)).collect(),
+                a_div: p64.a_div.iter().map(|&x| bump(x)).collect(),
+                t: bump(p64.t),
+                ..p64.clone()
+            };
+            let (v, div, gz, gth) = vjp(&mp, &pp, &Trace::Exact, &vec![0.0; z.len()], &vec![0.0; m64.num_params()]);
+            for (s, (new, old)) in sens.iter_mut().zip([(v, &v64), (div, &div64), (gz, &gz64), (gth, &gth64)]) {
+                for ((si, a), b) in s.iter_mut().zip(new).zip(old) {
+                    *si = f64::max(*si, (a - b).abs());
+                }
+            }
+        }
         let up = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
-        for (name, a, b) in [("v", up(&v), v64), ("div", up(&div), div64), ("g_z", up(&g_z), gz64), ("g_theta", up(&g_th), gth64)] {
+        let [sv, sdiv, sgz, sgth] = sens;
+        for (name, a, b, sens) in [("v", up(&v), v64, sv), ("div", up(&div), div64, sdiv), ("g_z", up(&g_z), gz64, sgz), ("g_theta", up(&g_th), gth64, sgth)] {
+            // f32 accuracy (2e-4 relative, normwise floor) or, for ill-conditioned components,
+            // within 64 times the f64 result's own response to f32-sized perturbations.
             let err = max_rel_err(&a, &b);
-            prop_assert!(err < 2e-4, "{}: rel err {}", name, err);
+            let within_conditioning = a.iter().zip(&b).zip(&sens).all(|((x, y), s)| (x - y).abs() <= 64.0 * s);
+            prop_assert!(err < 2e-4 || within_conditioning, "{}: rel err {}, {:?} vs {:?} (sensitivity {:?})", name, err, a, b, sens);
         }
     }
 }
