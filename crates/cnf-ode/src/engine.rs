@@ -491,11 +491,14 @@ pub(crate) struct Reverse<T> {
 
 impl<T: Float> Reverse<T> {
     /// The transposed step of `tab` for states of `n` components; allocates its buffers once.
-    /// `error_weights`: the embedded pair's `e` when the error estimate is differentiated too
-    /// (see [`Reverse::step`]).
-    pub(crate) fn new(tab: &'static Tableau, n: usize, error_weights: Option<&[f64]>) -> Self {
+    /// `with_error`: the embedded pair's error estimate is differentiated too (see
+    /// [`Reverse::step`]; methods without one embedded pair have nothing to add).
+    pub(crate) fn new(tab: &'static Tableau, n: usize, with_error: bool) -> Self {
         let s = tab.stages();
-        let err: Vec<T> = error_weights.map_or(Vec::new(), |e| e.iter().map(|&c| lit(c)).collect());
+        let err: Vec<T> = match tab.error {
+            ErrorEstimate::Embedded(e) if with_error => e.iter().map(|&c| lit(c)).collect(),
+            _ => Vec::new(),
+        };
         let mut live = vec![false; s];
         for i in (0..s).rev() {
             live[i] = tab.b[i] != 0.0

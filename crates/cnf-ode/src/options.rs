@@ -127,7 +127,7 @@ impl<T: Float> Tolerances<T> {
     pub(crate) fn norm_range(&self) -> Range<usize> {
         self.norm.clone()
     }
-    fn rtol(&self, i: usize) -> T {
+    pub(crate) fn rtol(&self, i: usize) -> T {
         if self.rtol.len() == 1 {
             self.rtol[0]
         } else {

@@ -190,21 +190,14 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             )));
         }
         let penalised = reg.is_active();
-        if reg.local_error != T::zero() {
-            if method != GradMethod::Backprop {
-                return Err(FlowError::Invalid(
-                    "the local-error penalty is a property of the discrete steps: it needs \
-                     GradMethod::Backprop"
-                        .into(),
-                ));
-            }
-            if self.integrator.steps.is_some() {
-                return Err(FlowError::Invalid(
-                    "the local-error penalty measures the steps' errors against the \
-                     tolerances of an adaptive solve: fixed steps have none"
-                        .into(),
-                ));
-            }
+        // cnf-ode refuses the penalty with the adjoint (Backsolve) itself; a fixed-step flow
+        // solver carries no tolerances to measure the errors against.
+        if reg.local_error != T::zero() && self.integrator.steps.is_some() {
+            return Err(FlowError::Invalid(
+                "the local-error penalty measures the steps' errors against the tolerances of \
+                 an adaptive solve: fixed steps have none"
+                    .into(),
+            ));
         }
         if penalised && !self.field.differentiates_penalties() {
             return Err(FlowError::Invalid(

@@ -71,7 +71,7 @@ where
     )?;
     let a = terminal(&sol.y, cotangent, t1, sol.stats)?;
 
-    let mut rev = Reverse::new(tab, n, penalty.as_ref().map(|p| p.weights));
+    let mut rev = Reverse::new(tab, n, penalty.is_some());
     rev.cotangent_mut().copy_from_slice(&a);
     let mut back = Backward {
         rev,
@@ -180,7 +180,6 @@ impl<T: Float> Backward<T> {
 /// through the scales.
 struct LocalError<T> {
     weight: T,
-    weights: &'static [f64],
     e: Vec<T>,
     b: Vec<T>,
     tol: Tolerances<T>,
@@ -217,7 +216,6 @@ impl<T: Float> LocalError<T> {
             .with_norm_components(opts.error_components.clone())?;
         Ok(Self {
             weight,
-            weights,
             e: weights.iter().map(|&c| lit(c)).collect(),
             b: tab.b.iter().map(|&c| lit(c)).collect(),
             tol,
@@ -268,9 +266,8 @@ impl<T: Float> LocalError<T> {
             let s = sc(&self.tol, i, a, b);
             let q = self.r_bar[i] / s;
             self.r_bar[i] = c * q / s;
-            // d sc_i / d|y| = rtol_i: the scale's value at |y| = 1 less its value at 0.
-            let rtol = self.tol.scale(i, T::one()) - self.tol.scale(i, T::zero());
-            let s_bar = -c * q * q / s * rtol;
+            // d sc_i / d|y| = rtol_i.
+            let s_bar = -c * q * q / s * self.tol.rtol(i);
             if a.abs() >= b.abs() {
                 self.y_bar[i] = s_bar * a.signum();
             } else {
