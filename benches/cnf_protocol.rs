@@ -18,7 +18,8 @@ use std::time::Instant;
 
 use cnf::field::Trace;
 use cnf::field::{Activation, Mlp, MlpConfig, VectorField};
-use cnf::flow::{Cnf, GradMethod, Integrator, StepControl};
+use cnf::flow::{Cnf, Integrator, StepControl};
+use cnf::ode::Differentiation;
 use cnf::ode::PiParams;
 use cnf::train::data::ToySet;
 use cnf::train::data::{toy_test, toy_validation};
@@ -98,7 +99,11 @@ fn main() {
                 settings: TrainSettings {
                     iters,
                     batch: 512,
-                    backprop,
+                    grad: if backprop {
+                        Differentiation::Discretise
+                    } else {
+                        Differentiation::adjoint()
+                    },
                     trace: TraceKind::Exact,
                     val_every: iters,
                     seed,
@@ -171,7 +176,7 @@ fn compare_norms(set: ToySet, iters: usize) {
         settings: TrainSettings {
             iters: 0,
             batch: 512,
-            backprop: true,
+            grad: Differentiation::Discretise,
             trace: TraceKind::Exact,
             val_every: usize::MAX,
             seed: 0,
@@ -193,19 +198,13 @@ fn compare_norms(set: ToySet, iters: usize) {
         }
         let (tol_r, tol_a) = (trainer.cnf.integrator.rtol, trainer.cnf.integrator.atol);
         let methods = [
-            ("backprop", GradMethod::Backprop),
-            (
-                "adjoint_seminorm",
-                GradMethod::Adjoint {
-                    rtol: tol_r,
-                    atol: tol_a,
-                },
-            ),
+            ("backprop", Differentiation::Discretise),
+            ("adjoint_seminorm", Differentiation::backsolve(tol_r, tol_a)),
             (
                 "adjoint_full_norm",
-                GradMethod::AdjointFullNorm {
-                    rtol: tol_r,
-                    atol: tol_a,
+                Differentiation::Backsolve {
+                    tolerances: Some((tol_r, tol_a)),
+                    seminorm: false,
                 },
             ),
         ];

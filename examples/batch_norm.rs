@@ -9,7 +9,8 @@
 use std::time::Instant;
 
 use cnf::field::{Activation, Mlp, Trace};
-use cnf::flow::{BatchNorm, Batching, Cnf, GradMethod, Integrator};
+use cnf::flow::{BatchNorm, Batching, Cnf, Integrator};
+use cnf::ode::Differentiation;
 use cnf::train::data::toy_test;
 use serde_json::json;
 
@@ -85,7 +86,7 @@ fn main() {
         for _ in 0..REPEATS {
             let t = Instant::now();
             let g = cnf
-                .loss_and_grad(batch, &Trace::Exact, GradMethod::Backprop)
+                .loss_and_grad(batch, &Trace::Exact, Differentiation::Discretise)
                 .expect("gradient");
             secs.push(t.elapsed().as_secs_f64());
             last = Some(g);

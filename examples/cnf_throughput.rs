@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use cnf::field::{Activation, Mlp, Trace, VectorField};
-use cnf::flow::{Batching, Cnf, GradMethod, Integrator, StepControl};
+use cnf::flow::{Batching, Cnf, Integrator, StepControl};
+use cnf::ode::Differentiation;
 use cnf::ode::Stats;
 use cnf::train::data::ToySet;
 use rand::{rngs::StdRng, SeedableRng};
@@ -122,14 +123,8 @@ fn main() {
     // One training step: batch 512, exact trace.
     let xb = &x[..2 * 512];
     for (name, method) in [
-        ("backprop", GradMethod::Backprop),
-        (
-            "adjoint",
-            GradMethod::Adjoint {
-                rtol: 1e-5,
-                atol: 1e-5,
-            },
-        ),
+        ("backprop", Differentiation::Discretise),
+        ("adjoint", Differentiation::backsolve(1e-5, 1e-5)),
     ] {
         let (secs, g) = time(|| {
             cnf.loss_and_grad(xb, &Trace::Exact, method)

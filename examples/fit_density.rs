@@ -4,7 +4,8 @@
 //!
 //! `cargo run --release --example fit_density [-- --data 2spirals --iters 300]`
 use cnf::field::{Activation, Mlp, MlpConfig, Trace, VectorField};
-use cnf::flow::{Batching, Cnf, GradMethod, Integrator};
+use cnf::flow::{Batching, Cnf, Integrator};
+use cnf::ode::Differentiation;
 use cnf::train::data::ToySet;
 use cnf::train::optim::{Adam, AdamConfig};
 use rand::{rngs::StdRng, SeedableRng};
@@ -32,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for it in 0..=iters {
         let x = to_f32(set.sample(512, &mut rng).data());
         // Mean NLL and its exact gradient by reverse mode through the solver's steps.
-        let lg = cnf.loss_and_grad(&x, &Trace::Exact, GradMethod::Backprop)?;
+        let lg = cnf.loss_and_grad(&x, &Trace::Exact, Differentiation::Discretise)?;
         adam.step(cnf.field.params_mut(), &lg.grad)?;
         if it % 50 == 0 {
             println!(

@@ -20,7 +20,7 @@ use std::time::Instant;
 use cnf::field::{Activation, Mlp, MlpConfig, VectorField};
 use cnf::flow::{Cnf, Integrator};
 use cnf::train::optim::{Adam, AdamConfig};
-use cnf::train::trainer::{MaximumLikelihood, Objective, TraceKind};
+use cnf::train::trainer::{Differentiation, MaximumLikelihood, Objective, TraceKind};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
 
@@ -117,7 +117,7 @@ fn main() {
         let mut adam = Adam::new(n_params, AdamConfig::default()).expect("adam");
         let mut objective = MaximumLikelihood {
             trace,
-            backprop: true,
+            grad: Differentiation::Discretise,
             regularisers: Default::default(),
         };
         let mut grad = Vec::new();

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cnf_field::{Activation, MlpConfig};
 
 pub use cnf_train::model::{Method, MAX_STEPS};
-use cnf_train::trainer::GradKind;
+use cnf_train::trainer::{grad_from_name, Differentiation, GRAD_NAMES};
 
 /// Continuous normalizing flows: train density models, evaluate log-densities, sample, plot.
 #[derive(Debug, Parser)]
@@ -60,7 +60,7 @@ impl From<ActivationArg> for Activation {
 /// The trace estimator of the training loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TraceArg {
-    /// Exact up to 8 dimensions, Rademacher above.
+    /// Exact up to 16 dimensions, Rademacher above (cnf-train's `TraceKind::auto`).
     Auto,
     /// Exact Jacobian diagonal.
     Exact,
@@ -106,6 +106,12 @@ pub enum CouplingArg {
 
 /// Largest minibatch `--batch` accepts (the solver holds several copies of the batch).
 pub const MAX_BATCH: usize = 1 << 20;
+
+/// `--grad`: one of cnf-train's gradient names, parsed into the `Differentiation` it names.
+fn grad_parser() -> impl TypedValueParser<Value = Differentiation<f64>> {
+    clap::builder::PossibleValuesParser::new(GRAD_NAMES)
+        .map(|name| grad_from_name(&name).expect("GRAD_NAMES are the names grad_from_name knows"))
+}
 
 /// A parser of integers in `lo..=hi` (clap's usage error, exit code 2, names the range).
 fn usize_in(lo: usize, hi: usize) -> clap::builder::RangedU64ValueParser<usize> {
@@ -192,14 +198,21 @@ pub struct TrainArgs {
     /// Columns to drop (names or 0-based indices), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub drop: Option<Vec<String>>,
-    /// Number of iterations (with --resume: the total to reach) [default: toy sets 1000; tables
-    /// chosen from their size, with early stopping].
+    /// Whether a CSV file's first row names the columns: auto (when any field is not a
+    /// number; a first row of numbers is read as data, with a note), yes (even if numeric:
+    /// `400,500`), no (data; columns x0, x1, ...) [default: auto; with --resume: the run's].
+    #[arg(long)]
+    pub header: Option<cnf_train::data::HeaderMode>,
+    /// Number of iterations (with --resume: the total to reach) [default: toy sets 1000,
+    /// --objective fm 10000 (its iterations cost ~1/25 as much); tables chosen from their size,
+    /// with early stopping].
     #[arg(long, value_parser = usize_in(1, usize::MAX))]
     pub iters: Option<usize>,
     /// Minibatch size [default: 512; tables min(512, training rows)].
     #[arg(long, value_parser = usize_in(1, MAX_BATCH))]
     pub batch: Option<usize>,
-    /// Adam learning rate [default: 1e-3]; with --resume it replaces the checkpoint's.
+    /// Adam learning rate [default: 1e-3, both objectives]; with --resume it replaces the
+    /// checkpoint's.
     #[arg(long, value_parser = positive_f64)]
     pub lr: Option<f64>,
     /// Decoupled weight decay (AdamW) [default: toy sets 0; tables 1e-4 up to 5k training rows,
@@ -210,11 +223,17 @@ pub struct TrainArgs {
     pub arch: ArchArgs,
     #[command(flatten)]
     pub solver: SolverArgs,
-    /// Gradient method [default: backprop].
-    #[arg(long, value_enum)]
-    pub grad: Option<GradKind>,
-    /// Trace of the training loss [default: toy sets auto = exact up to 8 dimensions, rademacher
-    /// above; tables exact up to 16 columns, rademacher above].
+    /// Gradient method: backprop (reverse mode through the solver's steps), checkpointed (the
+    /// same gradient keeping every N-th state: less memory, one more forward pass), adjoint
+    /// (the continuous adjoint solved backwards at the solver's tolerances: O(1) memory)
+    /// [default: backprop].
+    #[arg(long, value_parser = grad_parser())]
+    pub grad: Option<Differentiation<f64>>,
+    /// Steps per segment of --grad checkpointed [default: 8].
+    #[arg(long, requires = "grad", value_parser = usize_in(1, usize::MAX))]
+    pub checkpoint_every: Option<usize>,
+    /// Trace of the training loss [default: auto = exact up to 16 dimensions, rademacher
+    /// above].
     #[arg(long, value_enum)]
     pub trace: Option<TraceArg>,
     /// Train in f64 (default f32).
@@ -223,7 +242,8 @@ pub struct TrainArgs {
     /// Seed of initialisation, data split, batches and probes [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Validate every N iterations [default: 100; tables 20 up to 5k training rows].
+    /// Validate every N iterations [default: toy sets 100, --objective fm 1000; tables 20 up to
+    /// 5k training rows, 100 above].
     #[arg(long, value_parser = usize_in(1, usize::MAX))]
     pub val_every: Option<usize>,
     /// Training objective [default: ml].
@@ -253,7 +273,7 @@ pub struct TrainArgs {
     pub steer: Option<f64>,
     /// ERNODE's local-error weight (Pal et al. 2021): adds w * sum_j |h_j| E_j, the training
     /// solve's scaled local error estimates weighted by step size (fewer solver steps; needs
-    /// --grad backprop and bs3/dopri5/tsit5) [default: 0].
+    /// --grad backprop or checkpointed and bs3/dopri5/tsit5) [default: 0].
     #[arg(long, value_parser = non_negative_f64)]
     pub local_error: Option<f64>,
     /// Stop after this many validations without improvement [default: toy sets never; tables
@@ -279,12 +299,17 @@ pub struct DensityArgs {
     /// Model folder.
     #[arg(long)]
     pub model: PathBuf,
-    /// CSV of points (the model's columns).
+    /// CSV (or .npy) of points: the model's columns, by name, among any others.
     #[arg(long)]
     pub input: PathBuf,
-    /// Output CSV (default: standard output).
+    /// Output CSV: the input's columns with `logp` appended (default: standard output).
+    /// Written beside its name and renamed when complete: an error leaves an old file intact.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Replace the input file with the output (an --output naming the input is refused
+    /// without it).
+    #[arg(long)]
+    pub in_place: bool,
     #[command(flatten)]
     pub solver: SolverArgs,
     /// Evaluate in f64.
@@ -308,6 +333,9 @@ pub struct SampleArgs {
     pub seed: u64,
     #[command(flatten)]
     pub solver: SolverArgs,
+    /// Sample in f64 (for an f32 model whose samples overflow f32).
+    #[arg(long)]
+    pub f64: bool,
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +349,9 @@ pub struct PlotArgs {
     /// Grid points per axis (at most 2000).
     #[arg(long, default_value_t = 200, value_parser = usize_in(2, 2000))]
     pub resolution: usize,
+    /// Evaluate and sample in f64.
+    #[arg(long)]
+    pub f64: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,8 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use cnf_train::error::PlotError;
+use cnf_train::atomic::AtomicFile;
+use cnf_train::error::{PlotError, TrainError};
 
 /// Pixel sizes of each kind of plot.
 pub const HEATMAP_SIZE: (u32, u32) = (720, 600);
@@ -52,6 +53,29 @@ fn draw_error<E: Display>(path: &Path) -> impl Fn(E) -> PlotError + '_ {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
+}
+
+/// Bytes of an RGB image of `size` pixels.
+fn rgb_len(size: (u32, u32)) -> usize {
+    size.0 as usize * size.1 as usize * 3
+}
+
+/// Encodes an image drawn in memory as PNG into `path` through cnf-train's atomic write path:
+/// a failure (or a kill) leaves an existing image intact, never a half-written one.
+fn save_png(path: &Path, rgb: &[u8], size: (u32, u32)) -> Result<(), PlotError> {
+    use image::ImageEncoder;
+    let fail = |e: TrainError| PlotError::Draw {
+        path: path.to_path_buf(),
+        message: match e {
+            TrainError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        },
+    };
+    let mut file = AtomicFile::create(path).map_err(fail)?;
+    image::codecs::png::PngEncoder::new(&mut file)
+        .write_image(rgb, size.0, size.1, image::ColorType::Rgb8)
+        .map_err(draw_error(path))?;
+    file.commit().map_err(fail)
 }
 
 /// Checks `[x_min, x_max, y_min, y_max]` and returns the two ranges.
@@ -214,38 +238,42 @@ pub fn density_heatmap(
     };
 
     let err = draw_error(path);
-    let root = BitMapBackend::new(path, HEATMAP_SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(&err)?;
-    let (main, bar) = root.split_horizontally(HEATMAP_SIZE.0 - 110);
-    let mut chart = ChartBuilder::on(&main)
-        .caption(title, (FONT, 20))
-        .margin(10)
-        .x_label_area_size(45)
-        .y_label_area_size(55)
-        .build_cartesian_2d(xs, ys)
-        .map_err(&err)?;
-    chart
-        .draw_series(grid.iter().zip(&log_p).map(|(c, &v)| {
-            let corners = [
-                (c[0] - dx / 2.0, c[1] - dy / 2.0),
-                (c[0] + dx / 2.0, c[1] + dy / 2.0),
-            ];
-            Rectangle::new(corners, viridis(relative(v)).filled())
-        }))
-        .map_err(&err)?;
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_desc(labels[0])
-        .y_desc(labels[1])
-        .x_label_formatter(&|v| format_linear_tick(*v))
-        .y_label_formatter(&|v| format_linear_tick(*v))
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 16))
-        .draw()
-        .map_err(&err)?;
-    colour_bar(&bar, path, vmax, bar_label)?;
-    root.present().map_err(&err)
+    let mut rgb = vec![0u8; rgb_len(HEATMAP_SIZE)];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, HEATMAP_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(&err)?;
+        let (main, bar) = root.split_horizontally(HEATMAP_SIZE.0 - 110);
+        let mut chart = ChartBuilder::on(&main)
+            .caption(title, (FONT, 20))
+            .margin(10)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(xs, ys)
+            .map_err(&err)?;
+        chart
+            .draw_series(grid.iter().zip(&log_p).map(|(c, &v)| {
+                let corners = [
+                    (c[0] - dx / 2.0, c[1] - dy / 2.0),
+                    (c[0] + dx / 2.0, c[1] + dy / 2.0),
+                ];
+                Rectangle::new(corners, viridis(relative(v)).filled())
+            }))
+            .map_err(&err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(labels[0])
+            .y_desc(labels[1])
+            .x_label_formatter(&|v| format_linear_tick(*v))
+            .y_label_formatter(&|v| format_linear_tick(*v))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 16))
+            .draw()
+            .map_err(&err)?;
+        colour_bar(&bar, path, vmax, bar_label)?;
+        root.present().map_err(&err)?;
+    }
+    save_png(path, &rgb, HEATMAP_SIZE)
 }
 
 /// Whether a point lies inside `[x_min, x_max] x [y_min, y_max]` (NaN never does).
@@ -302,17 +330,21 @@ pub fn samples_vs_data(
     let path = path.as_ref();
     ranges(bounds)?;
     let err = draw_error(path);
-    let root = BitMapBackend::new(path, SAMPLES_VS_DATA_SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(&err)?;
-    let (left, right) = root.split_horizontally(SAMPLES_VS_DATA_SIZE.0 / 2);
-    scatter_panel(&left, path, "model samples", samples, bounds, labels, RED)?;
-    let data_title = if data.is_empty() {
-        "data (not recorded in the model folder)"
-    } else {
-        "data"
-    };
-    scatter_panel(&right, path, data_title, data, bounds, labels, BLUE)?;
-    root.present().map_err(&err)
+    let mut rgb = vec![0u8; rgb_len(SAMPLES_VS_DATA_SIZE)];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, SAMPLES_VS_DATA_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(&err)?;
+        let (left, right) = root.split_horizontally(SAMPLES_VS_DATA_SIZE.0 / 2);
+        scatter_panel(&left, path, "model samples", samples, bounds, labels, RED)?;
+        let data_title = if data.is_empty() {
+            "data (not recorded in the model folder)"
+        } else {
+            "data"
+        };
+        scatter_panel(&right, path, data_title, data, bounds, labels, BLUE)?;
+        root.present().map_err(&err)?;
+    }
+    save_png(path, &rgb, SAMPLES_VS_DATA_SIZE)
 }
 
 /// The part of the segment `p -> q` inside the box `b` (Liang-Barsky), if any.
@@ -376,50 +408,54 @@ pub fn trajectories(
         )
     };
     let err = draw_error(path);
-    let root = BitMapBackend::new(path, TRAJECTORIES_SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(&err)?;
-    let mut chart = linear_chart(&root, path, (&caption, 18), 55, (xs, ys), labels)?;
-    let grey = RGBColor(120, 120, 120).mix(0.6);
-    let segments: Vec<([f64; 2], [f64; 2])> = paths
-        .iter()
-        .flat_map(|l| {
-            l.windows(2)
-                .filter_map(|w| clip_segment(w[0], w[1], bounds))
-        })
-        .collect();
-    chart
-        .draw_series(
-            segments
-                .iter()
-                .map(|(a, b)| PathElement::new(vec![(a[0], a[1]), (b[0], b[1])], grey)),
-        )
-        .map_err(&err)?
-        .label("path, t from 0 to 1")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
-    for (points, color, name) in [
-        (&starts, BLUE, "t = 0: data"),
-        (&ends, RED, "t = 1: base N(0, I)"),
-    ] {
+    let mut rgb = vec![0u8; rgb_len(TRAJECTORIES_SIZE)];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, TRAJECTORIES_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(&err)?;
+        let mut chart = linear_chart(&root, path, (&caption, 18), 55, (xs, ys), labels)?;
+        let grey = RGBColor(120, 120, 120).mix(0.6);
+        let segments: Vec<([f64; 2], [f64; 2])> = paths
+            .iter()
+            .flat_map(|l| {
+                l.windows(2)
+                    .filter_map(|w| clip_segment(w[0], w[1], bounds))
+            })
+            .collect();
         chart
             .draw_series(
-                points
+                segments
                     .iter()
-                    .filter(|p| inside(p, bounds))
-                    .map(move |p| Circle::new((p[0], p[1]), 3, color.filled())),
+                    .map(|(a, b)| PathElement::new(vec![(a[0], a[1]), (b[0], b[1])], grey)),
             )
             .map_err(&err)?
-            .label(name)
-            .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+            .label("path, t from 0 to 1")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+        for (points, color, name) in [
+            (&starts, BLUE, "t = 0: data"),
+            (&ends, RED, "t = 1: base N(0, I)"),
+        ] {
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .filter(|p| inside(p, bounds))
+                        .map(move |p| Circle::new((p[0], p[1]), 3, color.filled())),
+                )
+                .map_err(&err)?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 14))
+            .draw()
+            .map_err(&err)?;
+        root.present().map_err(&err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 14))
-        .draw()
-        .map_err(&err)?;
-    root.present().map_err(&err)
+    save_png(path, &rgb, TRAJECTORIES_SIZE)
 }
 
 /// Finite points of the series, and the padded range of their x and y (None without points).
@@ -519,28 +555,32 @@ pub fn training_curve(
         None => (nll_x, 0.0..1.0, "function evaluations (none recorded)"),
     };
     let err = draw_error(path);
-    let root = BitMapBackend::new(path, TRAINING_CURVE_SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(&err)?;
-    let (top, bottom) = root.split_vertically(TRAINING_CURVE_SIZE.1 / 2);
-    line_panel(
-        &top,
-        path,
-        "negative log-likelihood",
-        xs.clone(),
-        nll_y,
-        ["iteration", "NLL (nats, model space)"],
-        nll,
-    )?;
-    line_panel(
-        &bottom,
-        path,
-        nfe_title,
-        xs,
-        nfe_y,
-        ["iteration", "NFE"],
-        nfe,
-    )?;
-    root.present().map_err(&err)
+    let mut rgb = vec![0u8; rgb_len(TRAINING_CURVE_SIZE)];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, TRAINING_CURVE_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(&err)?;
+        let (top, bottom) = root.split_vertically(TRAINING_CURVE_SIZE.1 / 2);
+        line_panel(
+            &top,
+            path,
+            "negative log-likelihood",
+            xs.clone(),
+            nll_y,
+            ["iteration", "NLL (nats, model space)"],
+            nll,
+        )?;
+        line_panel(
+            &bottom,
+            path,
+            nfe_title,
+            xs,
+            nfe_y,
+            ["iteration", "NFE"],
+            nfe,
+        )?;
+        root.present().map_err(&err)?;
+    }
+    save_png(path, &rgb, TRAINING_CURVE_SIZE)
 }
 
 /// A log-log chart of named `(x, y)` series with a legend; points with a
@@ -577,43 +617,47 @@ pub fn loglog_lines(
     let (xs, ys) = (x_min / 1.5..x_max * 1.5, y_min / 1.5..y_max * 1.5);
 
     let err = draw_error(path);
-    let root = BitMapBackend::new(path, LOGLOG_SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(&err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 20))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(xs.log_scale(), ys.log_scale())
-        .map_err(&err)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .x_label_formatter(&|v| format_tick(*v))
-        .y_label_formatter(&|v| format_tick(*v))
-        .draw()
-        .map_err(&err)?;
-    for (i, (name, pts)) in kept.into_iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-            .map_err(&err)?
-            .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+    let mut rgb = vec![0u8; rgb_len(LOGLOG_SIZE)];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, LOGLOG_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(&err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(xs.log_scale(), ys.log_scale())
             .map_err(&err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .x_label_formatter(&|v| format_tick(*v))
+            .y_label_formatter(&|v| format_tick(*v))
+            .draw()
+            .map_err(&err)?;
+        for (i, (name, pts)) in kept.into_iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .map_err(&err)?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(&err)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(&err)?;
+        root.present().map_err(&err)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(&err)?;
-    root.present().map_err(&err)
+    save_png(path, &rgb, LOGLOG_SIZE)
 }
 
 /// Log-axis tick text: plain for moderate magnitudes, `1e-9` style otherwise

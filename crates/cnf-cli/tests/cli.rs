@@ -208,10 +208,11 @@ fn tabular_training_reports_the_gaussian_baseline() {
     .unwrap();
     assert_eq!(json["n"].as_u64(), Some(40));
     assert!(json["gaussian_nll"].as_f64().unwrap().is_finite());
-    // Density of the training file: the dropped column is dropped again, logp appended.
+    // Density of the training file: every column kept (the id dropped in training too),
+    // logp appended.
     let out = ok(&["density", "--model", s(&model), "--input", s(&csv)]);
     let (header, rows) = parse_csv(&out);
-    assert_eq!(header, ["a", "b", "logp"]);
+    assert_eq!(header, ["a", "b", "id", "logp"]);
     assert_eq!(rows.len(), 400);
 }
 
@@ -220,7 +221,8 @@ fn bad_csvs_give_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &str, &str); 5] = [
         ("ragged", "a,b\n1,2\n3\n", "line 3"),
-        ("text", "a,b\n1,2\n3,x\n", "not a number"),
+        // A word in one of the model's columns (words in other columns are kept as text).
+        ("text", "x0,x1\n1,2\n3,x\n", "not a number"),
         ("nan", "a,b\n1,2\nNaN,1\n", "not finite"),
         ("empty", "", "no"),
         ("three_columns", "a,b,c\n1,2,3\n4,5,6\n", "columns"),

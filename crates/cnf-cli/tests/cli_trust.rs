@@ -47,6 +47,13 @@ fn column(rows: &[Vec<f64>], j: usize) -> Vec<f64> {
     rows.iter().map(|r| r[j]).collect()
 }
 
+/// The `logp` column of `density`'s output, found by name.
+fn logp(csv: &str) -> Vec<f64> {
+    let (header, rows) = parse_csv(csv);
+    let j = header.iter().position(|h| h == "logp").expect("a logp column");
+    column(&rows, j)
+}
+
 /// Standardisation makes a table and the same table scaled by 1e-6 the same problem: training
 /// follows the same path in model space, so the validation NLL that drives model selection must
 /// agree (it was ~1e12 for the scaled table when validation data were standardised twice), and
@@ -83,10 +90,10 @@ fn scaled_table_gives_the_same_model_and_shifted_log_densities() {
         ok(&["density", "--model", s(&mb), "--input", s(&big)]),
         ok(&["density", "--model", s(&ms), "--input", s(&small)]),
     );
-    let (rb, rs) = (parse_csv(&db).1, parse_csv(&ds).1);
-    assert_eq!(rb.len(), 200);
-    for (b, s) in rb.iter().zip(&rs) {
-        assert!((s[2] - (b[2] - shift)).abs() < 1e-6, "{} {}", b[2], s[2]);
+    let (lb, ls) = (logp(&db), logp(&ds));
+    assert_eq!(lb.len(), 200);
+    for (b, s) in lb.iter().zip(&ls) {
+        assert!((s - (b - shift)).abs() < 1e-6, "{b} {s}");
     }
 }
 
@@ -100,7 +107,10 @@ fn density_equals_the_library() {
     write_table(&csv, 100, 1.0);
     let model = dir.path().join("m");
     train_table(&csv, &model, &[]);
-    let (_, rows) = parse_csv(&ok(&["density", "--model", s(&model), "--input", s(&csv)]));
+    let out = ok(&["density", "--model", s(&model), "--input", s(&csv)]);
+    let (header, rows) = parse_csv(&out);
+    // The input's columns come back in their order, with logp appended.
+    assert_eq!(header, ["a", "b", "id", "logp"]);
     let md = ModelDir::new(&model);
     let config = md.config().unwrap();
     let cnf = md.load_cnf::<f32>(&config, None).unwrap();
@@ -128,9 +138,9 @@ fn density_equals_the_library() {
     for (r, l) in rows.iter().zip(&lib) {
         let want = f64::from(*l) + log_det;
         assert!(
-            (r[2] - want).abs() < 1e-9 * want.abs().max(1.0),
+            (r[3] - want).abs() < 1e-9 * want.abs().max(1.0),
             "{} vs {want}",
-            r[2]
+            r[3]
         );
     }
 }
@@ -258,7 +268,9 @@ fn density_matches_columns_by_name() {
     write_table(&csv, 100, 1.0);
     let model = dir.path().join("m");
     train_table(&csv, &model, &[]);
-    let (_, rows) = parse_csv(&ok(&["density", "--model", s(&model), "--input", s(&csv)]));
+    let first = ok(&["density", "--model", s(&model), "--input", s(&csv)]);
+    let (_, rows) = parse_csv(&first);
+    let want = logp(&first);
     let swapped = dir.path().join("swapped.csv");
     let text: String = rows
         .iter()
@@ -266,15 +278,9 @@ fn density_matches_columns_by_name() {
         .map(|(i, r)| format!("{i},{},{}\n", r[1], r[0]))
         .collect();
     std::fs::write(&swapped, format!("id,b,a\n{text}")).unwrap();
-    let (header, got) = parse_csv(&ok(&[
-        "density",
-        "--model",
-        s(&model),
-        "--input",
-        s(&swapped),
-    ]));
-    assert_eq!(header, ["a", "b", "logp"]);
-    assert_eq!(column(&got, 2), column(&rows, 2));
+    let out = ok(&["density", "--model", s(&model), "--input", s(&swapped)]);
+    assert_eq!(parse_csv(&out).0, ["id", "b", "a", "logp"]);
+    assert_eq!(logp(&out), want);
     // Headerless with the right count: taken in order.
     let plain = dir.path().join("plain.csv");
     let text: String = rows
@@ -282,14 +288,8 @@ fn density_matches_columns_by_name() {
         .map(|r| format!("{},{}\n", r[0], r[1]))
         .collect();
     std::fs::write(&plain, text).unwrap();
-    let (_, got) = parse_csv(&ok(&[
-        "density",
-        "--model",
-        s(&model),
-        "--input",
-        s(&plain),
-    ]));
-    assert_eq!(column(&got, 2), column(&rows, 2));
+    let out = ok(&["density", "--model", s(&model), "--input", s(&plain)]);
+    assert_eq!(logp(&out), want);
     // Headerless with a column too many, or a header without the model's columns.
     let wide = dir.path().join("wide.csv");
     std::fs::write(&wide, "1,2,3\n4,5,6\n").unwrap();
@@ -501,7 +501,7 @@ fn impossible_sizes_and_bad_choices() {
     usage(&["train", "--hidden", "1000000000"], "1..=65536");
     usage(&["train", "--batch", "1000000000"], "1..=1048576");
     usage(&["train", "--steps", "1000000000000"], "1..=1000000");
-    usage(&["train", "--grad", "magic"], "backprop, adjoint");
+    usage(&["train", "--grad", "magic"], "backprop, checkpointed, adjoint");
     usage(&["train", "--method", "rk5"], "dopri5");
     usage(&["train", "--activation", "relu"], "tanh");
     usage(&["train", "--trace", "exactly"], "rademacher");
@@ -559,7 +559,7 @@ fn messages_name_the_real_problem() {
     std::fs::write(&pts, "x0,x1\n0,0\n1e30,0\n").unwrap();
     let err = fails(&["density", "--model", s(&model), "--input", s(&pts)]);
     assert!(
-        err.contains("sample 1") && err.contains("not finite in f32"),
+        err.contains("row 2 (counting from 1)") && err.contains("not finite in f32"),
         "{err}"
     );
     // The same points in f64 have finite log-densities.

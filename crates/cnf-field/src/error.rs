@@ -53,6 +53,10 @@ pub enum FieldError {
         /// How many arrays the architecture uses.
         expected: usize,
     },
+    /// A computation would need more memory than the field allows (the figure is in the
+    /// message), e.g. the exact trace of a very wide input.
+    #[error("{0}")]
+    TooLarge(String),
     /// A file that is not a valid safetensors / npz / JSON document.
     #[error("malformed file: {0}")]
     Malformed(String),

@@ -229,6 +229,16 @@ pub trait VectorField<T: Real>: Send + Sync {
     fn differentiates_penalties(&self) -> bool {
         false
     }
+
+    /// Checks, before any buffer is made, that evaluating with `tangents` tangent directions
+    /// per point (`d` for [`Trace::Exact`], `k` for `k` Hutchinson probes) fits the field's
+    /// memory limits: an error naming the figure when it does not (the batched methods cannot
+    /// fail, and a failed allocation aborts the process). The flow calls it before every solve
+    /// with a trace. Default: no limit.
+    fn check_tangents(&self, tangents: usize) -> Result<(), FieldError> {
+        let _ = tangents;
+        Ok(())
+    }
 }
 
 /// `kinetic[b] = |v_b|^2` for `v (B, d)`.

@@ -95,5 +95,7 @@ pub use field::{
     VectorField, VjpInput, VjpOutput,
 };
 pub use linear::Linear;
-pub use mlp::{Activation, LayerKind, Mlp, MlpConfig, MlpScratch};
+pub use mlp::{
+    Activation, LayerKind, Mlp, MlpConfig, MlpScratch, MAX_POINT_SCRATCH_BYTES, TRACE_BLOCK_BYTES,
+};
 pub use real::Real;

@@ -2,7 +2,8 @@
 //! 1e-5): log-density of 1024 points per batching, and one loss-and-gradient step of 512 points
 //! with each gradient method (exact trace).
 use cnf_field::{Activation, Mlp, Trace};
-use cnf_flow::{Batching, Cnf, GradMethod, Integrator};
+use cnf_flow::{Batching, Cnf, Integrator};
+use cnf_ode::Differentiation;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -52,14 +53,8 @@ fn loss_and_grad(c: &mut Criterion) {
     let mut g = c.benchmark_group("loss_and_grad_512");
     g.sample_size(10).throughput(Throughput::Elements(512));
     for (name, method) in [
-        ("backprop", GradMethod::Backprop),
-        (
-            "adjoint",
-            GradMethod::Adjoint {
-                rtol: 1e-5,
-                atol: 1e-5,
-            },
-        ),
+        ("backprop", Differentiation::Discretise),
+        ("adjoint", Differentiation::backsolve(1e-5, 1e-5)),
     ] {
         g.bench_with_input(BenchmarkId::from_parameter(name), &x, |bench, x| {
             bench.iter(|| {

@@ -22,8 +22,8 @@ pub enum FlowError {
     /// A finite input gave a non-finite result in the flow's precision (e.g. a point so far
     /// out that log N(z) underflows to -inf in f32).
     #[error(
-        "the {quantity} of sample {sample} is not finite in {precision} (the point is too far \
-         out for this precision; try f64)"
+        "the {quantity} of row {} (counting from 1) is not finite in {precision} (the point is \
+         too far out for this precision; try f64)", sample + 1
     )]
     NonFiniteOutput {
         /// The first such sample.
@@ -51,4 +51,8 @@ pub enum FlowError {
     /// Invalid settings (tolerances, steps, probes).
     #[error("invalid setting: {0}")]
     Invalid(String),
+    /// The computation would need more memory than the field allows (checked before anything
+    /// is allocated; the message names the figure), e.g. the exact trace of a very wide input.
+    #[error("{0}")]
+    TooLarge(String),
 }

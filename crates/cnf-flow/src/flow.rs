@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use crate::dynamics::{Augmented, Transport};
 use crate::error::FlowError;
 use crate::integrator::{add_stats, solve_error, Integrator};
-use crate::rows::RowParallel;
+use crate::rows::{check_memory, RowParallel};
 
 /// How a set of points is split into ODE solves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +130,9 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
                     "Hutchinson probes need whole-batch solves".into(),
                 ));
             }
+        }
+        if b > 0 {
+            check_memory(&self.field, trace.tangents_per_point(b, d))?;
         }
         let n = self.chunk_len(b);
         // `max(1)`: zero points make no chunks (an empty result), not a zero-sized chunk.

@@ -40,7 +40,8 @@
 //!   [`Batching`] chooses one solve for the whole batch (shared steps) or parallel solves of
 //!   chunks (down to one point each).
 //! - [`Cnf::loss_and_grad`]: the mean NLL and its gradient by the continuous adjoint method or
-//!   by reverse mode through the solver's steps ([`GradMethod`]).
+//!   by reverse mode through the solver's steps, as `cnf-ode`'s [`cnf_ode::Differentiation`]
+//!   says (`Discretise`, `Checkpointed`, `Backsolve`).
 //! - The ODE systems of [`dynamics`] are ordinary `cnf-ode` systems: the flow adds equations, not
 //!   a new solver.
 #![warn(missing_docs)]
@@ -53,5 +54,5 @@ mod rows;
 
 pub use error::FlowError;
 pub use flow::{log_normal, Batching, Cnf, Density, Trajectory, Transported};
-pub use grad::{GradMethod, LossGrad, LossOptions, Regularisation};
+pub use grad::{LossGrad, LossOptions, Regularisation};
 pub use integrator::{BatchNorm, Integrator, StepControl};

@@ -7,6 +7,20 @@ use cnf_ode::VjpOut;
 use rayon::iter::Either;
 use rayon::prelude::*;
 
+use crate::error::FlowError;
+
+/// The field's memory check ([`VectorField::check_tangents`]) for `tangents` tangent directions
+/// per point, before any scratch is made: a wide input's exact trace is a typed error naming the
+/// figure, not an allocation that aborts the process.
+pub(crate) fn check_memory<T: Real, F: VectorField<T>>(
+    field: &F,
+    tangents: usize,
+) -> Result<(), FlowError> {
+    field
+        .check_tangents(tangents)
+        .map_err(|e| FlowError::TooLarge(format!("{e}; a Hutchinson trace with few probes fits")))
+}
+
 /// Rows below which a block is not worth a thread.
 const MIN_ROWS_PER_BLOCK: usize = 128;
 

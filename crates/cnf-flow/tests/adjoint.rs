@@ -2,7 +2,8 @@
 //! its backward tolerance matters on its own, Hutchinson traces, and fixed steps.
 mod common;
 use cnf_field::{gaussian_probes, rademacher_probes, Activation, Mlp, MlpConfig, Trace};
-use cnf_flow::{Cnf, GradMethod, Integrator};
+use cnf_flow::{Cnf, Integrator};
+use cnf_ode::Differentiation;
 use cnf_ode::{Dop853, Dopri5, Rk4};
 use common::{fd_params, fd_x, loss, worst_rel, SMOOTH};
 use rand::{rngs::StdRng, SeedableRng};
@@ -35,11 +36,8 @@ fn true_gradient(trace: &Trace<f64>) -> (Vec<f64>, Vec<f64>) {
     )
 }
 
-fn adjoint(tol: f64) -> GradMethod<f64> {
-    GradMethod::Adjoint {
-        rtol: tol,
-        atol: tol,
-    }
+fn adjoint(tol: f64) -> Differentiation<f64> {
+    Differentiation::backsolve(tol, tol)
 }
 
 #[test]

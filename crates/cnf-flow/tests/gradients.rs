@@ -9,7 +9,8 @@ use cnf_field::{
     gaussian_probes, rademacher_probes, Activation, LayerKind, Mlp, MlpConfig, Real, Trace,
     VectorField,
 };
-use cnf_flow::{Cnf, GradMethod, Integrator};
+use cnf_flow::{Cnf, Integrator};
+use cnf_ode::Differentiation;
 use cnf_ode::{Dop853, Dopri5, Rk4, Tsit5};
 use common::{fd_param_direction, fd_params, fd_x, in_pool, loss, worst_rel, Stencil, SMOOTH};
 use proptest::prelude::*;
@@ -38,7 +39,9 @@ fn backprop_matches_finite_differences_fixed_steps() {
     for trace in [Trace::Exact, Trace::Hutchinson(&probes)] {
         for integ in [Integrator::fixed(Rk4, 8), Integrator::fixed(Dopri5, 4)] {
             let cnf = Cnf::new(model(), integ);
-            let g = cnf.loss_and_grad(&x, &trace, GradMethod::Backprop).unwrap();
+            let g = cnf
+                .loss_and_grad(&x, &trace, Differentiation::Discretise)
+                .unwrap();
             let e = worst_rel(&g.grad, &fd_params(&cnf, &x, &trace, None, SMOOTH), FLOOR);
             let ex = worst_rel(&g.grad_x, &fd_x(&cnf, &x, &trace, None, SMOOTH), FLOOR);
             println!(
@@ -59,7 +62,7 @@ fn backprop_adaptive_close_to_finite_differences() {
     let x = points();
     let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-9, 1e-9));
     let g = cnf
-        .loss_and_grad(&x, &Trace::Exact, GradMethod::Backprop)
+        .loss_and_grad(&x, &Trace::Exact, Differentiation::Discretise)
         .unwrap();
     let e = worst_rel(
         &g.grad,
@@ -76,6 +79,37 @@ fn backprop_adaptive_close_to_finite_differences() {
         g.forward, g.backward
     );
     assert!(e < 1e-6 && ex < 1e-6, "theta {e}, x {ex}");
+}
+
+/// Every gradient method is one `Differentiation` value: checkpointing (segments of 1, 3 and
+/// more steps than the solve takes) gives backprop's loss and gradients to rounding, and the
+/// adjoint at the flow's own tolerances (`Differentiation::adjoint`) is the adjoint with those
+/// tolerances given.
+#[test]
+fn checkpointed_and_adjoint_at_forward_tolerances_are_the_same_values() {
+    let x = points();
+    let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-7, 1e-7));
+    let full = cnf
+        .loss_and_grad(&x, &Trace::Exact, Differentiation::Discretise)
+        .unwrap();
+    for every in [1, 3, 1000] {
+        let g = cnf
+            .loss_and_grad(&x, &Trace::Exact, Differentiation::Checkpointed { every })
+            .unwrap();
+        let e = worst_rel(&g.grad, &full.grad, FLOOR);
+        let ex = worst_rel(&g.grad_x, &full.grad_x, FLOOR);
+        assert!(e < 1e-12 && ex < 1e-12, "every {every}: theta {e}, x {ex}");
+        assert_eq!(g.loss, full.loss);
+        assert_eq!(g.forward, full.forward);
+    }
+    let own = cnf
+        .loss_and_grad(&x, &Trace::Exact, Differentiation::adjoint())
+        .unwrap();
+    let given = cnf
+        .loss_and_grad(&x, &Trace::Exact, Differentiation::backsolve(1e-7, 1e-7))
+        .unwrap();
+    assert_eq!(own.grad, given.grad);
+    assert_eq!(own.backward, given.backward);
 }
 
 /// Draws indices `0..n` (with repetition) for spot checks.
@@ -251,7 +285,7 @@ fn gradients_of_random_models_match_finite_differences() {
                 }
                 let fixed = Cnf::new(mlp.clone(), tab);
                 let bp = fixed
-                    .loss_and_grad(&x, &trace, GradMethod::Backprop)
+                    .loss_and_grad(&x, &trace, Differentiation::Discretise)
                     .unwrap();
                 let stencil = if smooth {
                     SMOOTH
@@ -265,17 +299,10 @@ fn gradients_of_random_models_match_finite_differences() {
                 }
                 let flow = Cnf::new(mlp.clone(), adaptive);
                 let bp = flow
-                    .loss_and_grad(&x, &trace, GradMethod::Backprop)
+                    .loss_and_grad(&x, &trace, Differentiation::Discretise)
                     .unwrap();
                 let adj = flow
-                    .loss_and_grad(
-                        &x,
-                        &trace,
-                        GradMethod::Adjoint {
-                            rtol: 1e-10,
-                            atol: 1e-10,
-                        },
-                    )
+                    .loss_and_grad(&x, &trace, Differentiation::backsolve(1e-10, 1e-10))
                     .unwrap();
                 let e_bp =
                     check_against_fd(&mut rng, &exact, &x, &trace, &bp.grad, &bp.grad_x, SMOOTH);
@@ -412,7 +439,7 @@ fn backprop_does_one_vjp_per_live_stage() {
             Integrator::adaptive(Dopri5, 1e-5, 1e-5),
         );
         let g = cnf
-            .loss_and_grad(&x, &Trace::Exact, GradMethod::Backprop)
+            .loss_and_grad(&x, &Trace::Exact, Differentiation::Discretise)
             .unwrap();
         let (evals, vjps) = cnf.field.take();
         println!(
@@ -425,14 +452,7 @@ fn backprop_does_one_vjp_per_live_stage() {
         assert_eq!((g.forward.accepted, vjps), (7, 42));
 
         let adj = cnf
-            .loss_and_grad(
-                &x,
-                &Trace::Exact,
-                GradMethod::Adjoint {
-                    rtol: 1e-5,
-                    atol: 1e-5,
-                },
-            )
+            .loss_and_grad(&x, &Trace::Exact, Differentiation::backsolve(1e-5, 1e-5))
             .unwrap();
         let (evals, vjps) = cnf.field.take();
         println!("Dopri5 adjoint: fwd {}, bwd {}", adj.forward, adj.backward);
@@ -440,7 +460,7 @@ fn backprop_does_one_vjp_per_live_stage() {
 
         let cnf = Cnf::new(Counting::new(model()), Integrator::fixed(Rk4, 5));
         let g = cnf
-            .loss_and_grad(&points(), &Trace::Exact, GradMethod::Backprop)
+            .loss_and_grad(&points(), &Trace::Exact, Differentiation::Discretise)
             .unwrap();
         let (evals, vjps) = cnf.field.take();
         assert_eq!((evals, vjps), (20, 20));

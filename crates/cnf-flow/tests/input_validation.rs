@@ -1,7 +1,8 @@
 //! Bad input at the library boundary: a typed error that names the argument, never a solve that
 //! fails later with a misleading message, and no panic.
 use cnf_field::{Activation, Linear, Mlp, MlpConfig, Trace};
-use cnf_flow::{Cnf, FlowError, GradMethod, Integrator};
+use cnf_flow::{Cnf, FlowError, Integrator};
+use cnf_ode::Differentiation;
 use cnf_ode::{Dopri5, Rk4};
 
 fn linear_flow() -> Cnf<f64, Linear<f64>> {
@@ -42,7 +43,7 @@ fn empty_inputs() {
     let mut rng = rand::rng();
     assert!(cnf.sample(0, &mut rng).unwrap().points.is_empty());
     let err = cnf
-        .loss_and_grad(&[], &Trace::Exact, GradMethod::Backprop)
+        .loss_and_grad(&[], &Trace::Exact, Differentiation::Discretise)
         .unwrap_err();
     assert!(
         matches!(&err, FlowError::Invalid(m) if m.contains("empty")),
@@ -72,10 +73,7 @@ fn bad_tolerances_name_the_argument() {
         .loss_and_grad(
             &[0.5, 0.5],
             &Trace::Exact,
-            GradMethod::Adjoint {
-                rtol: -1.0,
-                atol: 1e-6,
-            },
+            Differentiation::backsolve(-1.0, 1e-6),
         )
         .unwrap_err();
     assert!(

@@ -107,7 +107,7 @@ fn closed_form_loss(d: usize, theta: &[f64], x: &[f64], probes: Option<&[f64]>) 
 #[test]
 fn loss_and_gradients_of_linear_flow_match_closed_form() {
     use cnf_field::{rademacher_probes, Trace, VectorField};
-    use cnf_flow::GradMethod;
+    use cnf_ode::Differentiation;
     use rand::{rngs::StdRng, Rng, SeedableRng};
     let d = 3;
     let mut rng = StdRng::seed_from_u64(21);
@@ -136,11 +136,8 @@ fn loss_and_gradients_of_linear_flow_match_closed_form() {
             })
             .collect();
         for method in [
-            GradMethod::Backprop,
-            GradMethod::Adjoint {
-                rtol: 1e-12,
-                atol: 1e-12,
-            },
+            Differentiation::Discretise,
+            Differentiation::backsolve(1e-12, 1e-12),
         ] {
             let cnf = Cnf::new(field.clone(), Integrator::adaptive(Dopri5, 1e-12, 1e-12));
             let g = cnf.loss_and_grad(&x, &trace, method).unwrap();

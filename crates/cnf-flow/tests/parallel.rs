@@ -1,6 +1,7 @@
 //! Whole-batch solves split the field's rows over threads; results must not depend on the split.
 use cnf_field::{rademacher_probes, Activation, Mlp, MlpConfig, Trace};
-use cnf_flow::{Cnf, GradMethod, Integrator};
+use cnf_flow::{Cnf, Integrator};
+use cnf_ode::Differentiation;
 use cnf_ode::Dopri5;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -26,16 +27,11 @@ fn results_do_not_depend_on_the_number_of_row_blocks() {
         let run = |threads| {
             in_pool(threads, || {
                 let dens = cnf.log_density_with(&x, &trace).unwrap();
-                let bp = cnf.loss_and_grad(&x, &trace, GradMethod::Backprop).unwrap();
+                let bp = cnf
+                    .loss_and_grad(&x, &trace, Differentiation::Discretise)
+                    .unwrap();
                 let adj = cnf
-                    .loss_and_grad(
-                        &x,
-                        &trace,
-                        GradMethod::Adjoint {
-                            rtol: 1e-6,
-                            atol: 1e-6,
-                        },
-                    )
+                    .loss_and_grad(&x, &trace, Differentiation::backsolve(1e-6, 1e-6))
                     .unwrap();
                 let work = [
                     dens.stats,

@@ -5,7 +5,8 @@
 mod common;
 
 use cnf_field::{rademacher_probes, Activation, Linear, Mlp, MlpConfig, Trace, VectorField};
-use cnf_flow::{log_normal, Cnf, FlowError, GradMethod, Integrator, LossOptions, Regularisation};
+use cnf_flow::{log_normal, Cnf, FlowError, Integrator, LossOptions, Regularisation};
+use cnf_ode::Differentiation;
 use cnf_ode::{Dopri5, Rk4};
 use common::{fd, worst_rel, SMOOTH};
 use rand::{rngs::StdRng, SeedableRng};
@@ -29,7 +30,7 @@ fn objective<F: VectorField<f64>>(
     opts: &LossOptions<f64>,
 ) -> f64 {
     let g = cnf
-        .loss_and_grad_with(x, trace, GradMethod::Backprop, opts)
+        .loss_and_grad_with(x, trace, Differentiation::Discretise, opts)
         .unwrap();
     g.loss + g.penalty
 }
@@ -49,7 +50,7 @@ fn integrals_of_a_linear_field_match_closed_forms() {
             .loss_and_grad_with(
                 &x,
                 &Trace::Exact,
-                GradMethod::Backprop,
+                Differentiation::Discretise,
                 &options(0.5, 0.25, t1),
             )
             .unwrap();
@@ -84,7 +85,7 @@ fn hutchinson_frobenius_agrees_with_exact_in_expectation() {
     let x = [0.5, -1.0, 1.5, 0.3];
     let opts = options(0.0, 1.0, 1.0);
     let exact = cnf
-        .loss_and_grad_with(&x, &Trace::Exact, GradMethod::Backprop, &opts)
+        .loss_and_grad_with(&x, &Trace::Exact, Differentiation::Discretise, &opts)
         .unwrap();
     let mut rng = StdRng::seed_from_u64(9);
     let n = 2000;
@@ -92,7 +93,12 @@ fn hutchinson_frobenius_agrees_with_exact_in_expectation() {
     for _ in 0..n {
         let e = rademacher_probes::<f64, _>(&mut rng, 1, 2, 2);
         let g = cnf
-            .loss_and_grad_with(&x, &Trace::Hutchinson(&e), GradMethod::Backprop, &opts)
+            .loss_and_grad_with(
+                &x,
+                &Trace::Hutchinson(&e),
+                Differentiation::Discretise,
+                &opts,
+            )
             .unwrap();
         let j = g.frobenius.unwrap();
         sum += j;
@@ -153,7 +159,7 @@ fn backprop_gradient_of_penalised_loss_matches_fd() {
         ] {
             let cnf = Cnf::new(model(), Integrator::fixed(Rk4, 8));
             let g = cnf
-                .loss_and_grad_with(&X, &trace, GradMethod::Backprop, &opts)
+                .loss_and_grad_with(&X, &trace, Differentiation::Discretise, &opts)
                 .unwrap();
             let e = worst_rel(&g.grad, &fd_params(&cnf, &trace, &opts), 1e-3);
             println!(
@@ -172,10 +178,7 @@ fn backprop_gradient_of_penalised_loss_matches_fd() {
 fn adjoint_gradient_of_penalised_loss_matches_fd() {
     let opts = options(0.3, 0.2, 1.1);
     let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-10, 1e-10));
-    let adjoint = GradMethod::Adjoint {
-        rtol: 1e-10,
-        atol: 1e-10,
-    };
+    let adjoint = Differentiation::backsolve(1e-10, 1e-10);
     let g = cnf
         .loss_and_grad_with(&X, &Trace::Exact, adjoint, &opts)
         .unwrap();
@@ -193,11 +196,8 @@ fn adjoint_gradient_of_penalised_loss_matches_fd() {
 fn error_control_ignores_the_penalty_states() {
     let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-6, 1e-6));
     for method in [
-        GradMethod::Backprop,
-        GradMethod::Adjoint {
-            rtol: 1e-6,
-            atol: 1e-6,
-        },
+        Differentiation::Discretise,
+        Differentiation::backsolve(1e-6, 1e-6),
     ] {
         let plain = cnf.loss_and_grad(&X, &Trace::Exact, method).unwrap();
         // Large weights: the penalty integrals are far bigger than the likelihood states.
@@ -221,7 +221,7 @@ fn invalid_options_are_errors() {
         options(0.0, 0.0, 0.0),
         options(0.0, 0.0, f64::INFINITY),
     ] {
-        let r = cnf.loss_and_grad_with(&X, &Trace::Exact, GradMethod::Backprop, &opts);
+        let r = cnf.loss_and_grad_with(&X, &Trace::Exact, Differentiation::Discretise, &opts);
         assert!(matches!(r, Err(FlowError::Invalid(_))), "{opts:?}: {r:?}");
     }
 }
@@ -239,7 +239,7 @@ fn local_error_penalty_enters_linearly_and_leaves_the_steps_alone() {
         let with = |w: f64| {
             let mut opts = options(kinetic, frobenius, 1.0);
             opts.regularisation.local_error = w;
-            cnf.loss_and_grad_with(&X, &Trace::Exact, GradMethod::Backprop, &opts)
+            cnf.loss_and_grad_with(&X, &Trace::Exact, Differentiation::Discretise, &opts)
                 .unwrap()
         };
         let (g0, g1, g2) = (with(0.0), with(1.0), with(2.0));
@@ -273,14 +273,11 @@ fn local_error_penalty_enters_linearly_and_leaves_the_steps_alone() {
 fn local_error_penalty_refusals() {
     let adaptive = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-4, 1e-4));
     let fixed = Cnf::new(model(), Integrator::fixed(Dopri5, 4));
-    let adjoint = GradMethod::Adjoint {
-        rtol: 1e-6,
-        atol: 1e-6,
-    };
+    let adjoint = Differentiation::backsolve(1e-6, 1e-6);
     for (cnf, method, w) in [
         (&adaptive, adjoint, 1.0),
-        (&fixed, GradMethod::Backprop, 1.0),
-        (&adaptive, GradMethod::Backprop, -1.0),
+        (&fixed, Differentiation::Discretise, 1.0),
+        (&adaptive, Differentiation::Discretise, -1.0),
     ] {
         let mut opts = options(0.0, 0.0, 1.0);
         opts.regularisation.local_error = w;

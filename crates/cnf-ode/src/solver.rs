@@ -550,7 +550,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         }
         let mut h = match opts.h0 {
             Some(h0) => h0.min(h_max),
-            None => self.initial_step(sys, tol, h_max),
+            None => self.initial_step(sys, tol, h_max, opts.h_min),
         } * dir;
         let eps = T::epsilon();
         let mut last_nonfinite = false;
@@ -563,7 +563,9 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 });
             }
             let h_floor = opts.h_min.max(lit::<T>(10.0) * eps * self.t.abs());
-            if h.abs() <= h_floor || h.abs() < T::min_positive_value() {
+            if (h.abs() <= h_floor || h.abs() < T::min_positive_value())
+                && !reaches_end(h, self.t, self.t1)
+            {
                 if last_nonfinite {
                     return Err(self.non_finite(self.t));
                 }
@@ -607,11 +609,16 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
     }
 
     /// Hairer's automatic initial step (HINIT): one extra evaluation, f(t0, y0) is reused.
+    ///
+    /// The estimate is raised to ten times the smallest step the loop accepts at t0 (`h_min`, or
+    /// 10 eps |t0|): with f = 0 (the untrained flow, the identity) HINIT gives 1e-6, which in
+    /// f32 at |t0| = 1 is below 10 eps = 1.2e-6, and the solve would fail on its own first step.
     fn initial_step<F: OdeSystem<T, S>>(
         &mut self,
         sys: &mut F,
         tol: &mut Tolerances<T>,
         h_max: T,
+        h_min: T,
     ) -> T {
         let tab = self.engine.tab();
         let (t0, dir) = (self.t, (self.t1 - self.t).signum());
@@ -648,13 +655,19 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         } else {
             (lit::<T>(0.01) / der12).powf(T::one() / lit(f64::from(tab.order)))
         };
-        let h = (h * lit(100.0)).min(h1).min(h_max);
-        if h.is_finite() {
-            h
-        } else {
-            lit::<T>(1e-6).min(h_max)
-        }
+        let h = (h * lit(100.0)).min(h1);
+        let h = if h.is_finite() { h } else { lit::<T>(1e-6) };
+        let floor = h_min.max(lit::<T>(10.0) * T::epsilon() * t0.abs());
+        h.max(floor * lit(10.0)).min(h_max)
     }
+}
+
+/// A step of size `h` from `t` reaches (or passes) `t1`: the last step, which the floor on step
+/// sizes does not refuse (a span shorter than the floor is one step, not an error). Checked only
+/// when a step is below the floor.
+#[cold]
+fn reaches_end<T: Float>(h: T, t: T, t1: T) -> bool {
+    h.abs() >= T::min_positive_value() && h.abs() >= (t1 - t).abs()
 }
 
 /// (current state, candidate state) of a run's state pair.

@@ -399,9 +399,9 @@ fn both_methods_match_the_closed_form() {
             ("backsolve", Differentiation::backsolve(1e-11, 1e-12)),
             (
                 "backsolve full norm",
+                // No tolerances of its own: the forward solve's (1e-11, 1e-12).
                 Differentiation::Backsolve {
-                    rtol: 1e-11,
-                    atol: 1e-12,
+                    tolerances: None,
                     seminorm: false,
                 },
             ),
@@ -479,8 +479,7 @@ fn seminorm_takes_no_more_backward_steps_for_the_same_gradient() {
                     &y0,
                     loss_cotangent,
                     Differentiation::Backsolve {
-                        rtol: tol,
-                        atol: tol,
+                        tolerances: Some((tol, tol)),
                         seminorm,
                     },
                 )

@@ -89,6 +89,40 @@ pub enum DataError {
         /// The file's column names, listed in the message to help fix the selection.
         available: Vec<String>,
     },
+    /// Two columns of a CSV header have the same name, and the selection keeps both or names
+    /// one of them: which column the name means would be a guess (`density` matches columns by
+    /// name).
+    #[error(
+        "{}: columns {first} and {second} are both named {name:?}; rename one (or leave one \
+         out with a selection by index)",
+        path.display()
+    )]
+    DuplicateColumn {
+        /// The CSV file.
+        path: PathBuf,
+        /// The repeated name.
+        name: String,
+        /// 1-based position of its first column.
+        first: usize,
+        /// 1-based position of the other column of that name.
+        second: usize,
+    },
+    /// A column selection keeps one column twice (`x,x`, or `x,0` when column 0 is `x`): the
+    /// model would read the same data as two columns.
+    #[error(
+        "{}: the column selection names column {name:?} twice ({first:?} and {second:?})",
+        path.display()
+    )]
+    RepeatedColumn {
+        /// The file the columns were selected from.
+        path: PathBuf,
+        /// The column's name.
+        name: String,
+        /// The first entry of the selection that names it, as given.
+        first: String,
+        /// The second entry of the selection that names it, as given.
+        second: String,
+    },
     /// Selecting and dropping columns left none.
     #[error("{}: the column selection leaves no columns", path.display())]
     NoColumns {
@@ -151,8 +185,9 @@ pub enum DataError {
     /// A column has (numerically) zero variance in the rows a standardisation is fitted on, so
     /// dividing by its standard deviation is impossible; the column should be dropped.
     #[error(
-        "column {name:?} is constant ({value}) in the {rows} rows the standardisation was \
-         fitted on, so it cannot be standardised (drop it)"
+        "column {name:?} is constant ({}) in the {rows} rows the standardisation was fitted \
+         on, so it cannot be standardised (drop it)",
+        short(*value)
     )]
     ConstantColumn {
         /// The column's name.
@@ -161,6 +196,25 @@ pub enum DataError {
         value: f64,
         /// Number of rows the standardisation was fitted on.
         rows: usize,
+    },
+    /// A column varies in the file but is constant in its training split (the rows the
+    /// standardisation is fitted on): a density fitted to those rows would put all its mass on
+    /// one value of that column, and every other value would be impossible.
+    #[error(
+        "column {name:?} is constant ({}) in the {rows} rows of the training split, though it \
+         varies in the whole file ({total} rows): a density fitted to the training rows cannot \
+         explain its other values (drop the column, or add rows where it varies)",
+        short(*value)
+    )]
+    ConstantInSplit {
+        /// The column's name.
+        name: String,
+        /// Its value in the training split.
+        value: f64,
+        /// Rows of the training split.
+        rows: usize,
+        /// Rows of the whole table.
+        total: usize,
     },
     /// A column's magnitudes are so large that its mean or standard deviation overflows `f64`
     /// even after rescaling.
@@ -198,6 +252,17 @@ pub enum DataError {
     /// A covariance matrix has no Cholesky factor: singular (collinear or too few distinct
     /// rows) or not positive definite.
     SingularCovariance,
+}
+
+/// `v` for a message: `{}` between 1e-5 and 1e16 (and for 0), `{:e}` outside, so that no
+/// number prints as hundreds of digits (`{}` of 1e-300 does).
+pub(crate) fn short(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 || (1e-5..1e16).contains(&a) || !a.is_finite() {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
 }
 
 /// Errors from the optimiser.

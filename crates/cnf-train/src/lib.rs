@@ -10,7 +10,9 @@
 //! use cnf_flow::{Cnf, Integrator};
 //! use cnf_train::data::ToySet;
 //! use cnf_train::optim::{Adam, AdamConfig};
-//! use cnf_train::trainer::{mean_nll, Batches, TraceKind, TrainSettings, Trainer};
+//! use cnf_train::trainer::{
+//!     mean_nll, Batches, Differentiation, TraceKind, TrainSettings, Trainer,
+//! };
 //! use rand::{rngs::StdRng, SeedableRng};
 //!
 //! // FFJORD's 8gaussians: fresh training batches every iteration, a fixed validation draw.
@@ -26,7 +28,8 @@
 //!     settings: TrainSettings {
 //!         iters: 5,
 //!         batch: 64,
-//!         backprop: true, // reverse mode through the solver's steps (false: adjoint)
+//!         // reverse mode through the solver's steps (or Checkpointed, or the adjoint)
+//!         grad: Differentiation::Discretise,
 //!         trace: TraceKind::Exact,
 //!         val_every: 5,
 //!         seed: 0,
@@ -43,6 +46,7 @@
 //! ```
 
 #![warn(missing_docs)]
+pub mod atomic;
 pub mod data;
 pub mod error;
 pub mod fm;

@@ -3,7 +3,6 @@
 //!
 //! Every file is written atomically (write a temporary file beside it, then rename), so a kill
 //! during a save leaves the previous version intact.
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cnf_field::{Mlp, MlpConfig, Real};
@@ -11,7 +10,7 @@ use cnf_flow::{BatchNorm, Cnf, Integrator};
 pub use cnf_ode::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{ColumnSelection, Standardizer, Table};
+use crate::data::{ColumnSelection, HeaderMode, Standardizer, Table};
 use crate::error::TrainError;
 
 /// File names inside a model folder.
@@ -143,10 +142,34 @@ impl SolverConfig {
         }
     }
 
-    /// The flow's integrator (call [`SolverConfig::check`] first for a message that names the
-    /// source of a bad value).
+    /// [`SolverConfig::check`], and that the tolerances are normal positive numbers in
+    /// `precision` (1e-300 is 0 in f32: every step would be rejected).
+    pub fn check_for(&self, source: &str, precision: Precision) -> Result<(), TrainError> {
+        self.check(source)?;
+        if self.steps.is_some() || precision != Precision::F32 {
+            return Ok(());
+        }
+        for (name, v) in [("rtol", self.rtol), ("atol", self.atol)] {
+            if !(v as f32).is_normal() {
+                return Err(TrainError::Invalid(format!(
+                    "{source}{name} {v:e} is not a normal f32 number (the model's precision); \
+                     use a tolerance of at least {:e}, or f64",
+                    f32::MIN_POSITIVE
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The flow's integrator (call [`SolverConfig::check_for`] first for a message that names
+    /// the source of a bad value).
     pub fn integrator<T: Real>(&self) -> Result<Integrator<T>, TrainError> {
-        self.check("")?;
+        let precision = if T::NAME == "f32" {
+            Precision::F32
+        } else {
+            Precision::F64
+        };
+        self.check_for("", precision)?;
         let tab = self.method.tableau();
         let lit = |x: f64| T::from_f64(x).unwrap_or_else(T::nan);
         let norm = match self.error_norm {
@@ -180,8 +203,11 @@ impl SolverConfig {
 pub struct TrainingConfig {
     /// Minibatch size.
     pub batch: usize,
-    /// Gradient method.
-    pub grad: crate::trainer::GradKind,
+    /// Gradient method: `"backprop"`, `"adjoint"` (the names every config.json has used),
+    /// `{"checkpointed": {"every": N}}`, or a `backsolve` with its own tolerances (see
+    /// [`crate::trainer::GRAD_NAMES`]).
+    #[serde(with = "crate::trainer::grad_serde")]
+    pub grad: crate::trainer::Differentiation<f64>,
     /// Trace estimator of the loss.
     pub trace: crate::trainer::TraceKind,
     /// Adam's learning rate at the start.
@@ -226,6 +252,11 @@ pub enum DataSource {
         columns: Option<Vec<String>>,
         /// Columns dropped, as in [`ColumnSelection::drop`](crate::data::ColumnSelection::drop).
         drop: Vec<String>,
+        /// Whether the file's first row names the columns, as in
+        /// [`ColumnSelection::header`](crate::data::ColumnSelection::header) (absent in
+        /// configs written before the option existed: `auto`, how they were read).
+        #[serde(default)]
+        header: HeaderMode,
         /// Train / validation / test fractions of the rows (summing to 1).
         split: [f64; 3],
     },
@@ -248,9 +279,15 @@ impl DataSource {
     /// The column selection of a table source.
     pub fn selection(&self) -> ColumnSelection {
         match self {
-            Self::Table { columns, drop, .. } => ColumnSelection {
+            Self::Table {
+                columns,
+                drop,
+                header,
+                ..
+            } => ColumnSelection {
                 columns: columns.clone(),
                 drop: drop.clone(),
+                header: *header,
             },
             _ => ColumnSelection::default(),
         }
@@ -286,7 +323,8 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| TrainError::Invalid(format!("{CONFIG_FILE}: {m}"));
         self.mlp.validate().map_err(|e| bad(format!("mlp: {e}")))?;
-        self.solver.check(&format!("{CONFIG_FILE}: solver."))?;
+        self.solver
+            .check_for(&format!("{CONFIG_FILE}: solver."), self.precision)?;
         let d = self.mlp.dim;
         if let Some(s) = &self.standardizer {
             if s.mean.len() != d || s.std.len() != d {
@@ -327,12 +365,24 @@ impl ModelConfig {
                 self.columns.len()
             )));
         }
+        // Columns are matched by name (`density`, `eval`): a repeated name would make two model
+        // columns read the same data.
+        for (j, c) in self.columns.iter().enumerate() {
+            if let Some(k) = self.columns[..j].iter().position(|o| o == c) {
+                return Err(bad(format!(
+                    "columns {} and {} are both named {c:?}, so points cannot be matched to \
+                     them; retrain on a file with distinct column names",
+                    k + 1,
+                    j + 1
+                )));
+            }
+        }
         if let Some(tr) = self.training.as_ref() {
             if tr.regularisers.local_error != 0.0 {
-                if tr.grad != crate::trainer::GradKind::Backprop {
+                if matches!(tr.grad, crate::trainer::Differentiation::Backsolve { .. }) {
                     return Err(bad(
                         "training.regularisers.local_error penalises the discrete steps: it \
-                         needs grad = backprop"
+                         needs grad = backprop or checkpointed"
                             .into(),
                     ));
                 }
@@ -370,26 +420,10 @@ pub fn file_sha256(path: &Path) -> Result<String, TrainError> {
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder (named by process
 /// and a counter, so concurrent writers never share one), synced, renamed. On failure (e.g. a
-/// full disk) the temporary file is removed and `path` is untouched.
+/// full disk) the temporary file is removed and `path` is untouched. (The project's one atomic
+/// write path, [`crate::atomic::AtomicFile`].)
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let io = |e: std::io::Error| TrainError::io(path.display())(e);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let k = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{k}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    crate::atomic::write_atomic(path, bytes)
 }
 
 /// "dimension 2, hidden [64, 64], tanh, concat".
@@ -422,6 +456,12 @@ impl ModelDir {
     pub fn lock(&self) -> Result<FolderLock, TrainError> {
         let p = self.path(LOCK_FILE);
         let io = |e: std::io::Error| TrainError::io(p.display())(e);
+        if self.dir.exists() && !self.dir.is_dir() {
+            return Err(TrainError::Invalid(format!(
+                "{} is a file, not a folder; a model is a folder (choose another name)",
+                self.dir.display()
+            )));
+        }
         std::fs::create_dir_all(&self.dir).map_err(io)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -450,8 +490,7 @@ impl ModelDir {
         }
         if !force {
             return Err(TrainError::Invalid(format!(
-                "{} already holds a model; use --resume to continue its training or --force to \
-                 replace it",
+                "{} already holds a model; use --force to replace it",
                 self.dir.display()
             )));
         }
@@ -521,6 +560,16 @@ impl ModelDir {
 /// Points of a table in model space (standardised when the model was), in precision T.
 /// A finite value that overflows T (1e39 in f32) is an error naming its row and column.
 pub fn to_model_space<T: Real>(config: &ModelConfig, table: &Table) -> Result<Vec<T>, TrainError> {
+    to_model_space_at(config, table, 0)
+}
+
+/// [`to_model_space`] of a part of a larger table whose first row is row `first_row` (counted
+/// from 0) of the whole: messages name the rows of the whole.
+pub fn to_model_space_at<T: Real>(
+    config: &ModelConfig,
+    table: &Table,
+    first_row: usize,
+) -> Result<Vec<T>, TrainError> {
     if table.n_cols() != config.mlp.dim {
         return Err(TrainError::Invalid(format!(
             "the data has {} columns, the model expects {}",
@@ -539,8 +588,8 @@ pub fn to_model_space<T: Real>(config: &ModelConfig, table: &Table) -> Result<Ve
         .map(|(i, &v)| match T::from_f64(v).filter(|x| x.is_finite()) {
             Some(x) => Ok(x),
             None => Err(TrainError::Invalid(format!(
-                "row {}, column {:?}: {} overflows the model's precision ({}){}",
-                i / d,
+                "data row {}, column {:?}: {} overflows the model's precision ({}){}",
+                first_row + i / d + 1,
                 table.names()[i % d],
                 table.data()[i],
                 T::NAME,
@@ -564,7 +613,18 @@ pub fn log_density_table<T: Real>(
     config: &ModelConfig,
     table: &Table,
 ) -> Result<(Vec<f64>, cnf_ode::Stats), TrainError> {
-    let x: Vec<T> = to_model_space(config, table)?;
+    log_density_table_at(cnf, config, table, 0)
+}
+
+/// [`log_density_table`] of a part of a larger table whose first row is row `first_row`
+/// (counted from 0) of the whole (for messages).
+pub fn log_density_table_at<T: Real>(
+    cnf: &Cnf<T, Mlp<T>>,
+    config: &ModelConfig,
+    table: &Table,
+    first_row: usize,
+) -> Result<(Vec<f64>, cnf_ode::Stats), TrainError> {
+    let x: Vec<T> = to_model_space_at(config, table, first_row)?;
     let dens = cnf.log_density(&x)?;
     let ld = log_det(config);
     Ok((

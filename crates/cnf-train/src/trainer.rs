@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use cnf_field::field::orthogonal_probes;
 use cnf_field::{gaussian_probes, rademacher_probes, Mlp, Real, Trace, VectorField};
-use cnf_flow::{Cnf, GradMethod, LossOptions, Regularisation};
+use cnf_flow::{Cnf, LossOptions, Regularisation};
+pub use cnf_ode::Differentiation;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -15,15 +16,111 @@ use crate::error::TrainError;
 use crate::fm::{FlowMatching, FmWork, MlpWork};
 use crate::optim::Adam;
 
-/// How the training gradient is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum GradKind {
-    /// Reverse mode through the solver's accepted steps.
-    Backprop,
-    /// The continuous adjoint, solved backwards.
-    Adjoint,
+/// Steps per segment of [`Differentiation::Checkpointed`] when training with
+/// `checkpointed` and no segment length given: memory `(s + 1) n` per step for 8 steps instead
+/// of all (8gaussians' Dopri5 solves take 4-10 steps early, 20-40 late in training).
+pub const DEFAULT_CHECKPOINT_EVERY: usize = 8;
+
+/// The training gradient's names, as config.json and the command line spell them:
+/// `backprop` ([`Differentiation::Discretise`]), `checkpointed`
+/// ([`Differentiation::Checkpointed`], [`DEFAULT_CHECKPOINT_EVERY`] steps per segment unless
+/// given) and `adjoint` ([`Differentiation::adjoint`]: the backsolve adjoint with the seminorm
+/// at the forward solve's tolerances).
+pub const GRAD_NAMES: [&str; 3] = ["backprop", "checkpointed", "adjoint"];
+
+/// The gradient method named `name` (one of [`GRAD_NAMES`]; None for any other).
+pub fn grad_from_name(name: &str) -> Option<Differentiation<f64>> {
+    match name {
+        "backprop" => Some(Differentiation::Discretise),
+        "checkpointed" => Some(Differentiation::Checkpointed {
+            every: DEFAULT_CHECKPOINT_EVERY,
+        }),
+        "adjoint" => Some(Differentiation::adjoint()),
+        _ => None,
+    }
+}
+
+/// "backprop", "checkpointed every 8 steps", "adjoint", "backsolve rtol 1e-6 atol 1e-6 full
+/// norm": the gradient method in the command line's words.
+pub fn describe_grad(grad: &Differentiation<f64>) -> String {
+    match grad {
+        Differentiation::Discretise => "backprop".into(),
+        Differentiation::Checkpointed { every } => format!("checkpointed every {every} steps"),
+        Differentiation::Backsolve {
+            tolerances,
+            seminorm,
+        } => {
+            let tol = tolerances.map_or(String::new(), |(r, a)| format!(" rtol {r:e} atol {a:e}"));
+            let norm = if *seminorm { "" } else { " full norm" };
+            match (tolerances, seminorm) {
+                (None, true) => "adjoint".into(),
+                _ => format!("backsolve{tol}{norm}"),
+            }
+        }
+    }
+}
+
+/// config.json's form of the training gradient (`training.grad`): `"backprop"`, `"adjoint"`
+/// (the two names files have always used), `{"checkpointed": {"every": 8}}`, or
+/// `{"backsolve": {"tolerances": [rtol, atol] | null, "seminorm": bool}}` for an adjoint other
+/// than [`Differentiation::adjoint`].
+pub(crate) mod grad_serde {
+    use super::Differentiation;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Repr {
+        Backprop,
+        Adjoint,
+        Checkpointed {
+            every: usize,
+        },
+        Backsolve {
+            #[serde(default)]
+            tolerances: Option<(f64, f64)>,
+            seminorm: bool,
+        },
+    }
+
+    pub fn serialize<S: Serializer>(g: &Differentiation<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match *g {
+            Differentiation::Discretise => Repr::Backprop,
+            Differentiation::Checkpointed { every } => Repr::Checkpointed { every },
+            Differentiation::Backsolve {
+                tolerances: None,
+                seminorm: true,
+            } => Repr::Adjoint,
+            Differentiation::Backsolve {
+                tolerances,
+                seminorm,
+            } => Repr::Backsolve {
+                tolerances,
+                seminorm,
+            },
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Differentiation<f64>, D::Error> {
+        Ok(match Repr::deserialize(d)? {
+            Repr::Backprop => Differentiation::Discretise,
+            Repr::Adjoint => Differentiation::adjoint(),
+            Repr::Checkpointed { every: 0 } => {
+                return Err(serde::de::Error::custom(
+                    "checkpointed needs every >= 1 (steps per segment)",
+                ))
+            }
+            Repr::Checkpointed { every } => Differentiation::Checkpointed { every },
+            Repr::Backsolve {
+                tolerances,
+                seminorm,
+            } => Differentiation::Backsolve {
+                tolerances,
+                seminorm,
+            },
+        })
+    }
 }
 
 /// Which trace the training loss uses.
@@ -42,14 +139,21 @@ pub enum TraceKind {
     Orthogonal,
 }
 
+/// The largest dimension [`TraceKind::auto`] gives the exact trace (its cost is d tangent
+/// passes per evaluation; docs/train.md, "Defaults for tables"). One rule for library users and
+/// `cnf train` alike.
+pub const EXACT_TRACE_MAX_DIM: usize = 16;
+
 /// Probes per point of [`TraceKind::Orthogonal`] (capped at the dimension, where the estimate
 /// becomes the exact trace).
 pub const ORTHOGONAL_PROBES: usize = 4;
 
 impl TraceKind {
-    /// FFJORD's choice: exact up to 8 dimensions, Hutchinson above.
+    /// The automatic choice, for the library and the command line alike: exact up to
+    /// [`EXACT_TRACE_MAX_DIM`] dimensions (d tangent passes, no estimator variance), Hutchinson
+    /// with Rademacher probes above.
     pub fn auto(dim: usize) -> Self {
-        if dim <= 8 {
+        if dim <= EXACT_TRACE_MAX_DIM {
             Self::Exact
         } else {
             Self::Rademacher
@@ -113,7 +217,7 @@ pub struct Regularisers {
     pub steer: f64,
     /// Weight of the solver's local error estimates over the training solve's accepted steps
     /// (Pal et al. 2021, ERNODE; see [`cnf_flow::Regularisation::local_error`]): needs
-    /// backprop through the steps and an adaptive method.
+    /// a discrete gradient (backprop or checkpointed) and an adaptive method.
     #[serde(default)]
     pub local_error: f64,
 }
@@ -184,8 +288,9 @@ pub struct TrainSettings {
     pub iters: usize,
     /// Minibatch size.
     pub batch: usize,
-    /// Gradient by reverse mode through the solver (true) or the adjoint method.
-    pub backprop: bool,
+    /// How the gradient is computed (config.json's names: see [`GRAD_NAMES`]).
+    #[serde(with = "grad_serde")]
+    pub grad: Differentiation<f64>,
     /// Trace estimator.
     pub trace: TraceKind,
     /// Validate every this many iterations.
@@ -345,14 +450,15 @@ pub trait Objective<T: Real, F: VectorField<T>> {
     ) -> Result<ObjectiveStep, TrainError>;
 }
 
-/// Maximum likelihood: the mean NLL through the ODE, its gradient by backprop through the
-/// solver's steps or by the adjoint method, with an exact or Hutchinson trace.
+/// Maximum likelihood: the mean NLL through the ODE, its gradient as a [`Differentiation`] says
+/// (backprop through the solver's steps, checkpointed, or the adjoint method), with an exact or
+/// Hutchinson trace.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MaximumLikelihood {
     /// Trace estimator.
     pub trace: TraceKind,
-    /// Reverse mode through the solver (true) or the adjoint method.
-    pub backprop: bool,
+    /// How the gradient is computed (tolerances, if any, in f64; cast to the model's precision).
+    pub grad: Differentiation<f64>,
     /// RNODE's regularisers and STEER.
     pub regularisers: Regularisers,
 }
@@ -380,15 +486,7 @@ impl<T: Real, F: VectorField<T>> Objective<T, F> for MaximumLikelihood {
         } else {
             Trace::Hutchinson(&probes)
         };
-        let method = if self.backprop {
-            GradMethod::Backprop
-        } else {
-            let i = cnf.integrator;
-            GradMethod::Adjoint {
-                rtol: i.rtol,
-                atol: i.atol,
-            }
-        };
+        let method = self.grad.map(|v| T::from_f64(v).unwrap_or_else(T::nan));
         let options = self.regularisers.options(rng);
         let lg = cnf.loss_and_grad_with(x, &trace, method, &options)?;
         *grad = lg.grad;
@@ -455,7 +553,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
     pub fn run(&mut self, start: usize) -> Result<usize, TrainError> {
         let mut ml = MaximumLikelihood {
             trace: self.settings.trace,
-            backprop: self.settings.backprop,
+            grad: self.settings.grad,
             regularisers: self.settings.regularisers,
         };
         self.run_with(start, &mut ml)
@@ -470,6 +568,15 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
         start: usize,
         objective: &mut dyn Objective<T, F>,
     ) -> Result<usize, TrainError> {
+        // Validation is the exact NLL: a field whose exact trace does not fit in memory is
+        // refused here, with the figure, before an iteration is spent (issue 20 item 7).
+        if !self.val.is_empty() && start < self.settings.iters {
+            self.cnf.field.check_tangents(self.cnf.dim()).map_err(|e| {
+                TrainError::Invalid(format!(
+                    "the validation NLL uses the exact trace: {e}; use fewer columns"
+                ))
+            })?;
+        }
         let t0 = Instant::now();
         let s = self.settings.clone();
         let (mut losses, mut fwd, mut bwd) = (Vec::new(), Vec::new(), Vec::new());
@@ -597,6 +704,41 @@ mod tests {
         Table::with_default_names(n, 2, data).unwrap()
     }
 
+    /// One rule for the automatic trace: exact up to `EXACT_TRACE_MAX_DIM` = 16 dimensions
+    /// (the tables' rule the command line documents), Rademacher above.
+    #[test]
+    fn the_automatic_trace_is_exact_up_to_sixteen_dimensions() {
+        assert_eq!(EXACT_TRACE_MAX_DIM, 16);
+        for d in [1, 2, 8, 9, 12, 16] {
+            assert_eq!(TraceKind::auto(d), TraceKind::Exact, "d {d}");
+        }
+        for d in [17, 64, 784] {
+            assert_eq!(TraceKind::auto(d), TraceKind::Rademacher, "d {d}");
+        }
+    }
+
+    /// The gradient names of config.json and the command line are the `Differentiation`s they
+    /// say, and describe themselves back.
+    #[test]
+    fn gradient_names_are_differentiation_values() {
+        for name in GRAD_NAMES {
+            let g = grad_from_name(name).unwrap();
+            assert!(describe_grad(&g).starts_with(name), "{name}");
+        }
+        assert_eq!(
+            grad_from_name("backprop"),
+            Some(Differentiation::Discretise)
+        );
+        assert_eq!(grad_from_name("adjoint"), Some(Differentiation::adjoint()));
+        assert_eq!(
+            grad_from_name("checkpointed"),
+            Some(Differentiation::Checkpointed {
+                every: DEFAULT_CHECKPOINT_EVERY
+            })
+        );
+        assert_eq!(grad_from_name("magic"), None);
+    }
+
     /// The trainer is generic over the field: a linear field v = A z + b (an affine flow) trained
     /// by maximum likelihood on Gaussian data reaches the NLL of the Gaussian fitted to the data,
     /// which is the best any affine flow can do.
@@ -621,7 +763,7 @@ mod tests {
             settings: TrainSettings {
                 iters: 600,
                 batch: 256,
-                backprop: true,
+                grad: Differentiation::Discretise,
                 trace: TraceKind::Exact,
                 val_every: 600,
                 seed: 3,
@@ -661,7 +803,7 @@ mod tests {
             settings: TrainSettings {
                 iters: 800,
                 batch: 256,
-                backprop: true,
+                grad: Differentiation::Discretise,
                 trace: TraceKind::Exact,
                 val_every: 800,
                 seed: 3,

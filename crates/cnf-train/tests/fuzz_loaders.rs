@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use cnf_field::{Activation, Mlp, MlpConfig};
-use cnf_train::data::{read_csv, read_npy, ColumnSelection};
+use cnf_train::data::{read_csv, read_npy, ColumnSelection, HeaderMode};
 use cnf_train::model::ModelConfig;
 use npyz::WriterBuilder;
 use proptest::prelude::*;
@@ -195,10 +195,17 @@ fn csv_reader_never_panics() {
         ColumnSelection {
             columns: Some(vec!["1".into(), "x".into()]),
             drop: vec![],
+            header: HeaderMode::Auto,
         },
         ColumnSelection {
             columns: None,
             drop: vec!["0".into()],
+            header: HeaderMode::Yes,
+        },
+        ColumnSelection {
+            columns: None,
+            drop: vec![],
+            header: HeaderMode::No,
         },
     ];
     let (ok, total) = fuzz("read_csv", 600, csv_seeds(), |bytes| {

@@ -13,7 +13,8 @@ use cnf_train::model::{
 use cnf_train::observers::Checkpointer;
 use cnf_train::optim::{Adam, AdamConfig};
 use cnf_train::trainer::{
-    mean_nll, Batches, Control, Observer, TraceKind, TrainSettings, Trainer, ValEvent,
+    mean_nll, Batches, Control, Differentiation, Observer, TraceKind, TrainSettings, Trainer,
+    ValEvent,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -140,7 +141,7 @@ fn early_stopping_restores_the_best_validation_model() {
         settings: TrainSettings {
             iters,
             batch: 60,
-            backprop: true,
+            grad: Differentiation::Discretise,
             trace: TraceKind::Exact,
             val_every: 5,
             seed: 1,

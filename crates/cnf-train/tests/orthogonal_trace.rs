@@ -4,7 +4,7 @@
 //! whose mean over iterations matches the exact loss. It is spelled "orthogonal" in config.json.
 use cnf_field::{Activation, Mlp, MlpConfig};
 use cnf_flow::{Cnf, Integrator};
-use cnf_train::trainer::{MaximumLikelihood, Objective, TraceKind};
+use cnf_train::trainer::{Differentiation, MaximumLikelihood, Objective, TraceKind};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn setup(d: usize) -> (Cnf<f64, Mlp<f64>>, Vec<f64>) {
@@ -18,7 +18,7 @@ fn setup(d: usize) -> (Cnf<f64, Mlp<f64>>, Vec<f64>) {
 fn loss_grad(cnf: &Cnf<f64, Mlp<f64>>, x: &[f64], trace: TraceKind, seed: u64) -> (f64, Vec<f64>) {
     let mut obj = MaximumLikelihood {
         trace,
-        backprop: true,
+        grad: Differentiation::Discretise,
         regularisers: Default::default(),
     };
     let mut grad = Vec::new();

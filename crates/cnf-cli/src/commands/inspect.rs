@@ -1,5 +1,4 @@
-//! `cnf density`, `eval`, `import`: using a model folder.
-use std::io::Write;
+//! `cnf eval`, `import` and the log-densities `cnf density` writes: using a model folder.
 use std::path::Path;
 
 use cnf_field::{Mlp, Real, VectorField};
@@ -7,12 +6,12 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::solver_config;
-use crate::cli::{DensityArgs, EvalArgs, ImportArgs};
+use crate::cli::{EvalArgs, ImportArgs};
 use cnf_train::data::{dequantize, read_table, toy_test};
-use cnf_train::data::{ColumnSelection, Table, ToySet};
+use cnf_train::data::{ColumnSelection, HeaderMode, Table, ToySet};
 use cnf_train::error::TrainError;
 use cnf_train::gaussian::Gaussian;
-use cnf_train::model::log_density_table;
+use cnf_train::model::log_density_table_at;
 use cnf_train::model::{file_sha256, DataSource, ModelConfig, ModelDir, Precision, SolverConfig};
 
 /// Points per log-density solve when streaming a file through `density`.
@@ -35,7 +34,7 @@ pub(super) fn open(model: &Path) -> Result<(ModelDir, ModelConfig), TrainError> 
 }
 
 /// The precision of an evaluation: f64 when asked, else the model's own.
-fn precision(config: &ModelConfig, f64: bool) -> Precision {
+pub(super) fn precision(config: &ModelConfig, f64: bool) -> Precision {
     if f64 {
         Precision::F64
     } else {
@@ -44,10 +43,10 @@ fn precision(config: &ModelConfig, f64: bool) -> Precision {
 }
 
 /// Receives a chunk of points and their data-space log-densities.
-type DensitySink<'a> = dyn FnMut(&Table, &[f64]) -> Result<(), TrainError> + 'a;
+pub(super) type DensitySink<'a> = dyn FnMut(&Table, &[f64]) -> Result<(), TrainError> + 'a;
 
 /// Log-densities (data space) of a table, in chunks, each handed to `sink` as it is done.
-fn densities(
+pub(super) fn densities(
     dir: &ModelDir,
     config: &ModelConfig,
     solver: &SolverConfig,
@@ -69,7 +68,8 @@ fn densities(
         let rows: Vec<usize> = (0..table.n_rows()).collect();
         for (k, idx) in rows.chunks(DENSITY_CHUNK).enumerate() {
             let part = table.select_rows(idx);
-            let (lp, st) = log_density_table(&cnf, c, &part).map_err(|e| {
+            let first = k * DENSITY_CHUNK;
+            let (lp, st) = log_density_table_at(&cnf, c, &part, first).map_err(|e| {
                 // Name rows of the whole file, not of the chunk.
                 match e {
                     TrainError::Flow(cnf_flow::FlowError::NonFiniteOutput {
@@ -77,7 +77,7 @@ fn densities(
                         quantity,
                         precision,
                     }) => TrainError::Flow(cnf_flow::FlowError::NonFiniteOutput {
-                        sample: sample + k * DENSITY_CHUNK,
+                        sample: sample + first,
                         quantity,
                         precision,
                     }),
@@ -100,8 +100,24 @@ fn densities(
 /// Reads the points of `path` in the model's columns. With a header that names every column the
 /// model was trained on, columns are matched by name (in any order; other columns are ignored);
 /// otherwise the file must have exactly the model's number of columns, taken in order.
-fn read_points(config: &ModelConfig, path: &Path) -> Result<Table, TrainError> {
-    let all = read_table(path, &ColumnSelection::default())?;
+pub(super) fn read_points(config: &ModelConfig, path: &Path) -> Result<Table, TrainError> {
+    let mut all = read_table(path, &ColumnSelection::default())?;
+    if let Some(note) = all.header_note() {
+        let first: Vec<&str> = note.first_row.iter().map(|f| f.trim()).collect();
+        if config.columns.iter().all(|c| first.contains(&c.as_str())) {
+            // A numeric first row that names the model's columns (a model trained with
+            // `--header yes` on `400,500`): it is the header.
+            all = read_table(
+                path,
+                &ColumnSelection {
+                    header: HeaderMode::Yes,
+                    ..Default::default()
+                },
+            )?;
+        } else {
+            eprintln!("note: {note}");
+        }
+    }
     let names = all.names();
     if config.columns.iter().all(|c| names.contains(c)) {
         let idx: Vec<usize> = config
@@ -148,43 +164,6 @@ fn read_points(config: &ModelConfig, path: &Path) -> Result<Table, TrainError> {
     }))
 }
 
-/// `cnf density`: the model's columns of the input with a `logp` column appended.
-pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
-    let (dir, config) = open(&args.model)?;
-    let table = read_points(&config, &args.input)?;
-    let solver = solver_config(&config.solver, &args.solver);
-    let prec = precision(&config, args.f64);
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).map_err(TrainError::io(p.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    let target = args
-        .output
-        .as_ref()
-        .map_or("standard output".to_string(), |p| p.display().to_string());
-    let io = |e: std::io::Error| TrainError::io(&target)(e);
-    writeln!(out, "{},logp", table.names().join(",")).map_err(io)?;
-    let stats = densities(&dir, &config, &solver, prec, &table, &mut |part, lp| {
-        for (row, v) in part.rows().zip(lp) {
-            for x in row {
-                write!(out, "{x},").map_err(io)?;
-            }
-            writeln!(out, "{v}").map_err(io)?;
-        }
-        Ok(())
-    })?;
-    out.flush().map_err(io)?;
-    eprintln!(
-        "log-densities of {} points (data space, exact trace, {} in {}, {stats})",
-        table.n_rows(),
-        solver.describe(),
-        prec.as_str()
-    );
-    Ok(())
-}
-
 /// `cnf import`.
 pub fn import(args: &ImportArgs) -> Result<(), TrainError> {
     let mlp = Mlp::<f32>::from_npz(&args.npz, &args.arch.hidden(), args.arch.activation())?;
@@ -222,7 +201,8 @@ struct EvalReport {
     /// Test NLL divided by the number of dimensions.
     test_nll_per_dim: f64,
     n: usize,
-    stderr: f64,
+    /// Standard error of `test_nll`; `null` for a single point.
+    stderr: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gaussian_nll: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -230,6 +210,10 @@ struct EvalReport {
     /// Why the Gaussian baseline is missing, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     gaussian_missing: Option<String>,
+    /// Why the Gaussian baseline is less certain than its stderr says (nearly collinear
+    /// columns), when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gaussian_warning: Option<String>,
     /// Field evaluations summed over all solves.
     nfe: usize,
     /// Number of ODE solves (of up to 1024 points each, with their own steps).
@@ -237,8 +221,12 @@ struct EvalReport {
     /// `nfe / solves`: the evaluations one solve of up to 1024 points took, on average.
     nfe_per_solve: f64,
     /// 2-Wasserstein distance (data space, exact OT) between `w2_n` model samples (seed 0) and
-    /// the first `w2_n` test points: sample quality next to the likelihood.
-    w2: f64,
+    /// the first `w2_n` test points: sample quality next to the likelihood. `null` when it
+    /// could not be computed (`w2_missing` says why).
+    w2: Option<f64>,
+    /// Why `w2` is missing, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    w2_missing: Option<String>,
     /// Points on each side of `w2`.
     w2_n: usize,
     solver: String,
@@ -291,17 +279,28 @@ fn sample_w2(
     }
 }
 
-fn mean_stderr(nll: &[f64]) -> (f64, f64) {
+/// The mean and, from two points on, its standard error.
+fn mean_stderr(nll: &[f64]) -> (f64, Option<f64>) {
     let n = nll.len() as f64;
     let mean = nll.iter().sum::<f64>() / n;
-    let var = nll.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, (var / n).sqrt())
+    if nll.len() < 2 {
+        return (mean, None);
+    }
+    let var = nll.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, Some((var / n).sqrt()))
 }
 
 /// `cnf eval`.
 pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
     let (dir, config) = open(&args.model)?;
-    let (test, train, points) = match args.data.parse::<ToySet>() {
+    let toy = args.data.parse::<ToySet>();
+    if toy.is_ok() && Path::new(&args.data).exists() {
+        return Err(TrainError::Invalid(format!(
+            "--data {:?} names both a toy set and a file here; write ./{} for the file",
+            args.data, args.data
+        )));
+    }
+    let (test, train, points) = match toy {
         Ok(set) => (
             toy_test(set),
             None,
@@ -369,14 +368,20 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
     })?;
     let nll: Vec<f64> = logp.iter().map(|v| -v).collect();
     let (test_nll, stderr) = mean_stderr(&nll);
-    let (gaussian, gaussian_missing) = match &train {
-        Some(train) => match Gaussian::fit(train).and_then(|g| g.mean_nll(&test)) {
-            Ok(g) => (Some(g), None),
-            Err(e) => (None, Some(format!("no Gaussian baseline: {e}"))),
-        },
-        None => (None, None),
+    let (gaussian, gaussian_missing, gaussian_warning) = match &train {
+        Some(train) => {
+            match Gaussian::fit(train).and_then(|g| Ok((g.mean_nll(&test)?, g.warning()))) {
+                Ok((g, warning)) => (Some(g), None, warning),
+                Err(e) => (None, Some(format!("no Gaussian baseline: {e}")), None),
+            }
+        }
+        None => (None, None, None),
     };
-    let w2 = sample_w2(&dir, &config, &solver, prec, &test)?;
+    // W2 is secondary: when it fails (samples or distances beyond f64), the NLL still stands.
+    let (w2, w2_missing) = match sample_w2(&dir, &config, &solver, prec, &test) {
+        Ok((w, n)) => (Some((w, n)), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let solves = solves_for(nll.len());
     let report = EvalReport {
         test_nll,
@@ -386,11 +391,13 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
         gaussian_nll: gaussian.map(|g| g.0),
         gaussian_stderr: gaussian.map(|g| g.1),
         gaussian_missing,
+        gaussian_warning,
         nfe: stats.nfe,
         solves,
         nfe_per_solve: stats.nfe as f64 / solves.max(1) as f64,
-        w2: w2.0,
-        w2_n: w2.1,
+        w2: w2.map(|w| w.0),
+        w2_missing,
+        w2_n: w2.map_or(0, |w| w.1),
         solver: solver.describe(),
         precision: prec.as_str(),
         points,
@@ -401,8 +408,11 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
             serde_json::to_string(&report).map_err(TrainError::json("the report"))?
         );
     } else {
+        let spread = stderr.map_or(" (one point: no standard error)".to_string(), |s| {
+            format!(" +- {s:.4}")
+        });
         println!(
-            "test NLL {test_nll:.4} +- {stderr:.4} nats ({:.4} per dimension) on {} points of {} \
+            "test NLL {test_nll:.4}{spread} nats ({:.4} per dimension) on {} points of {} \
              (data space, exact trace, {}, {}, NFE {} in {} solves of up to {SOLVE_POINTS} points)",
             report.test_nll_per_dim,
             report.n,
@@ -417,11 +427,18 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
                 "full-covariance Gaussian fitted to the training split: {g:.4} +- {s:.4} nats"
             );
         }
-        println!(
-            "sample quality: W2 {:.4} between {} model samples (seed 0) and {} test points \
-             (data space, exact OT)",
-            report.w2, report.w2_n, report.w2_n
-        );
+        if let Some(w) = &report.gaussian_warning {
+            println!("warning: {w}");
+        }
+        match (report.w2, &report.w2_missing) {
+            (Some(w2), _) => println!(
+                "sample quality: W2 {w2:.4} between {} model samples (seed 0) and {} test points \
+                 (data space, exact OT)",
+                report.w2_n, report.w2_n
+            ),
+            (None, Some(why)) => println!("sample quality: unavailable ({why})"),
+            (None, None) => {}
+        }
         if let Some(why) = &report.gaussian_missing {
             println!("{why}");
         }

@@ -1,16 +1,16 @@
 //! The subcommands of `cnf`, over the library.
+mod density;
 mod inspect;
 mod sample;
 mod train;
 
-use std::path::Path;
 
 use crate::cli::{Command, SolverArgs};
-use cnf_train::data::Table;
 use cnf_train::error::TrainError;
 use cnf_train::model::SolverConfig;
 
-pub use inspect::{density, eval, import};
+pub use density::density;
+pub use inspect::{eval, import};
 pub use sample::{plot, sample};
 pub use train::train;
 
@@ -46,17 +46,4 @@ pub fn solver_config(base: &SolverConfig, args: &SolverArgs) -> SolverConfig {
         s.error_norm = n;
     }
     s
-}
-
-/// Writes a table as CSV to a file or standard output.
-pub fn emit_table(table: &Table, output: Option<&Path>) -> Result<(), TrainError> {
-    match output {
-        Some(p) => cnf_train::data::write_csv(p, table)?,
-        None => {
-            let stdout = std::io::stdout();
-            cnf_train::data::write_csv_to(&mut stdout.lock(), table)
-                .map_err(TrainError::io("standard output"))?;
-        }
-    }
-    Ok(())
 }

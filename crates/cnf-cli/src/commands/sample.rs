@@ -1,11 +1,9 @@
 //! `cnf sample` and `cnf plot`: drawing from a model folder.
 //!
-//! Both run in the model's precision (`precision` in config.json) with parallel solves of
-//! [`SOLVE_CHUNK`] points. `cnf sample` streams: it draws, solves and writes
+//! Both run in the model's precision (`precision` in config.json; f64 with `--f64`) with
+//! parallel solves of [`SOLVE_CHUNK`] points. `cnf sample` streams: it draws, solves and writes
 //! [`STREAM_CHUNK`] points at a time, so memory does not grow with `-n`.
-use std::fs::File;
 use std::io::{BufWriter, ErrorKind, Write};
-use std::path::{Path, PathBuf};
 
 use cnf_field::{Mlp, Real};
 use cnf_flow::{Cnf, FlowError};
@@ -18,6 +16,7 @@ use super::inspect::open;
 use crate::cli::{PlotArgs, SampleArgs};
 use crate::report::STREAM_CHUNK;
 use crate::report::{fast, plot_density};
+use cnf_train::atomic::OutputFile;
 use cnf_train::error::TrainError;
 use cnf_train::model::{ModelConfig, ModelDir, Precision};
 
@@ -28,14 +27,6 @@ fn column_names(config: &ModelConfig) -> Vec<String> {
         config.columns.clone()
     } else {
         (0..d).map(|i| format!("x{i}")).collect()
-    }
-}
-
-fn csv_field(name: &str) -> String {
-    if name.contains([',', '"', '\n', '\r']) || name.trim() != name {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    } else {
-        name.to_string()
     }
 }
 
@@ -82,7 +73,11 @@ pub fn write_samples<T: Real, W: Write>(
     }
     let cnf = fast(cnf);
     let mut report = SampleReport::default();
-    // A closed pipe ends the output quietly; any other write error is reported.
+    // The csv crate's writer (names with commas or quotes are quoted). A closed pipe ends the
+    // output quietly; any other write error is reported.
+    let mut w = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 16)
+        .from_writer(&mut *out);
     let io = |r: std::io::Result<()>| -> Result<bool, TrainError> {
         match r {
             Ok(()) => Ok(true),
@@ -90,13 +85,21 @@ pub fn write_samples<T: Real, W: Write>(
             Err(e) => Err(TrainError::io("writing the samples")(e)),
         }
     };
-    let header: Vec<String> = column_names(config).iter().map(|c| csv_field(c)).collect();
-    if !io(writeln!(out, "{}", header.join(",")))? {
+    let csv = |r: Result<(), csv::Error>| -> Result<bool, TrainError> {
+        match r.map_err(csv::Error::into_kind) {
+            Ok(()) => Ok(true),
+            Err(csv::ErrorKind::Io(e)) => io(Err(e)),
+            Err(other) => Err(TrainError::Invalid(format!(
+                "writing the samples: {other:?}"
+            ))),
+        }
+    };
+    if !csv(w.write_record(column_names(config)))? {
         report.closed_early = true;
         return Ok(report);
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut line = String::with_capacity(32 * d);
+    let mut field = String::with_capacity(32);
     while report.written < n {
         let m = (n - report.written).min(STREAM_CHUNK);
         let z: Vec<T> = (0..m * d)
@@ -126,7 +129,6 @@ pub fn write_samples<T: Real, W: Write>(
             rejected: report.stats.rejected + moved.stats.rejected,
         };
         for (i, row) in moved.points.chunks_exact(d).enumerate() {
-            line.clear();
             // Back to data space (whitening included) when the model was standardised.
             let data: Option<Vec<f64>> = config.standardizer.as_ref().map(|s| {
                 let z: Vec<f64> = row.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).collect();
@@ -134,13 +136,13 @@ pub fn write_samples<T: Real, W: Write>(
             });
             for (j, &v) in row.iter().enumerate() {
                 use std::fmt::Write as _;
-                let sep = if j == 0 { "" } else { "," };
+                field.clear();
                 let ok = match &data {
                     Some(x) => {
                         let x = x[j];
-                        x.is_finite() && write!(line, "{sep}{x}").is_ok()
+                        x.is_finite() && write!(field, "{x}").is_ok()
                     }
-                    None => v.is_finite() && write!(line, "{sep}{v}").is_ok(),
+                    None => v.is_finite() && write!(field, "{v}").is_ok(),
                 };
                 if !ok {
                     return Err(FlowError::NonFiniteOutput {
@@ -150,49 +152,22 @@ pub fn write_samples<T: Real, W: Write>(
                     }
                     .into());
                 }
+                if !csv(w.write_field(&field))? {
+                    report.closed_early = true;
+                    return Ok(report);
+                }
             }
-            line.push('\n');
-            if !io(out.write_all(line.as_bytes()))? {
+            if !csv(w.write_record(None::<&[u8]>))? {
                 report.closed_early = true;
                 return Ok(report);
             }
             report.written += 1;
         }
     }
-    if !io(out.flush())? {
+    if !io(w.flush())? {
         report.closed_early = true;
     }
     Ok(report)
-}
-
-/// An output file written beside its final name and renamed when complete, so a failure
-/// leaves no half-written file (and an existing file intact).
-struct Staged {
-    tmp: PathBuf,
-    path: PathBuf,
-}
-
-impl Staged {
-    fn new(path: &Path) -> Self {
-        let name = path
-            .file_name()
-            .map_or("samples".into(), |n| n.to_string_lossy().into_owned());
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        Self {
-            tmp,
-            path: path.to_path_buf(),
-        }
-    }
-    fn commit(self) -> Result<(), TrainError> {
-        std::fs::rename(&self.tmp, &self.path).map_err(TrainError::io(self.path.display()))
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        // After a commit the temporary name no longer exists; nothing to report either way.
-        let _ = std::fs::remove_file(&self.tmp);
-    }
 }
 
 fn sample_as<T: Real>(
@@ -205,32 +180,23 @@ fn sample_as<T: Real>(
     let solver = super::solver_config(&config.solver, &args.solver);
     solver.check("--")?;
     let cnf = dir.load_cnf::<T>(config, Some(&solver))?;
-    const BUF: usize = 1 << 20;
     match args.output.as_deref() {
-        // Special files (/dev/stdout, a FIFO) are written in place; regular files are staged.
-        Some(p) if p.exists() && !p.is_file() => {
-            let file = File::create(p).map_err(TrainError::io(p.display()))?;
-            write_samples(
-                &cnf,
-                config,
-                args.n,
-                args.seed,
-                &mut BufWriter::with_capacity(BUF, file),
-            )
-        }
+        // The project's one write path: a regular file is staged and renamed when complete (an
+        // error or a kill leaves an old file intact); a special file (/dev/stdout, a FIFO) is
+        // written in place.
         Some(p) => {
-            let staged = Staged::new(p);
-            let file = File::create(&staged.tmp).map_err(TrainError::io(p.display()))?;
-            let mut w = BufWriter::with_capacity(BUF, file);
-            let report = write_samples(&cnf, config, args.n, args.seed, &mut w)?;
-            w.into_inner()
-                .map_err(|e| TrainError::io(p.display())(e.into_error()))?;
-            staged.commit()?;
+            let mut file = OutputFile::create(p)?;
+            let report = write_samples(&cnf, config, args.n, args.seed, &mut file)?;
+            if report.closed_early {
+                // A reader closed a special file early: what was written stays.
+                return Ok(report);
+            }
+            file.commit()?;
             Ok(report)
         }
         None => {
             let stdout = std::io::stdout();
-            let mut w = BufWriter::with_capacity(BUF, stdout.lock());
+            let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
             write_samples(&cnf, config, args.n, args.seed, &mut w)
         }
     }
@@ -251,13 +217,18 @@ pub fn sample(args: &SampleArgs) -> Result<(), TrainError> {
             args.n, config.mlp.dim
         )));
     }
-    let report = match config.precision {
+    let precision = if args.f64 {
+        Precision::F64
+    } else {
+        config.precision
+    };
+    let report = match precision {
         Precision::F32 => sample_as::<f32>(&dir, &config, args)?,
         Precision::F64 => sample_as::<f64>(&dir, &config, args)?,
     };
     let name = format!(
         "{}, {}",
-        config.precision.as_str(),
+        precision.as_str(),
         super::solver_config(&config.solver, &args.solver).describe()
     );
     if report.closed_early {
@@ -280,7 +251,11 @@ pub fn plot(args: &PlotArgs) -> Result<(), TrainError> {
             config.mlp.dim
         )));
     }
-    match config.precision {
+    match if args.f64 {
+        Precision::F64
+    } else {
+        config.precision
+    } {
         Precision::F32 => plot_density(
             &dir.load_cnf::<f32>(&config, None)?,
             &config,

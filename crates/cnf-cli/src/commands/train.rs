@@ -21,10 +21,9 @@ use cnf_train::model::{
 };
 use cnf_train::observers::{Checkpoint, Checkpointer, Metrics};
 use cnf_train::optim::{Adam, AdamConfig};
-use cnf_train::trainer::GradKind;
 use cnf_train::trainer::{
-    mean_nll, Batches, FlowMatchingObjective, Regularisers, TraceKind, TrainSettings, Trainer,
-    ValEvent,
+    mean_nll, Batches, Differentiation, FlowMatchingObjective, Regularisers, TraceKind,
+    TrainSettings, Trainer, ValEvent, EXACT_TRACE_MAX_DIM,
 };
 
 /// Adam's learning rate unless `--lr` is given (the peers' protocol).
@@ -35,6 +34,13 @@ const DEFAULT_BATCH: usize = 512;
 const DEFAULT_VAL_EVERY: usize = 100;
 /// Iterations unless `--iters` is given (toy sets).
 const DEFAULT_ITERS: usize = 1000;
+/// Iterations of `--objective fm` on a toy set unless `--iters` is given: a flow-matching
+/// iteration (no ODE solve) costs about 1/25 of a maximum-likelihood one, and 10k of them reach
+/// maximum likelihood's test NLL on 8gaussians to about 0.01 nats (docs/flow_matching.md).
+const DEFAULT_ITERS_FM: usize = 10_000;
+/// Validation interval of `--objective fm` on a toy set unless `--val-every` is given (10
+/// exact-NLL validations, as for maximum likelihood's 1000 iterations).
+const DEFAULT_VAL_EVERY_FM: usize = 1000;
 
 /// Settings chosen from a table's size and dimension when the flags leave them open
 /// (docs/train.md, "Defaults for tables").
@@ -67,11 +73,7 @@ impl TableDefaults {
             hidden: vec![width; depth],
             batch,
             lr: 1e-3,
-            trace: if d <= 16 {
-                TraceKind::Exact
-            } else {
-                TraceKind::Rademacher
-            },
+            trace: TraceKind::auto(d),
             // Small tables: many passes, stopped by validation; large ones: a few epochs.
             iters: if n_train <= 5_000 {
                 2_000
@@ -85,7 +87,7 @@ impl TableDefaults {
     }
 
     /// What was chosen and why, one line per setting ("(flag)" where a flag overrode it).
-    fn describe(&self, n_train: usize, d: usize, args: &TrainArgs) -> String {
+    fn describe(&self, n_train: usize, d: usize, whitened: bool, args: &TrainArgs) -> String {
         let given = |set: bool| if set { " (given)" } else { "" };
         format!(
             "settings for {n_train} training rows x {d} columns:\n  \
@@ -93,12 +95,12 @@ impl TableDefaults {
              above), 2 layers below 10k rows, 3 above\n  \
              batch {}{}: min(512, training rows)\n  \
              lr {:e}{}, weight decay {:e}{}: Adam; a small decoupled decay against overfitting\n  \
-             trace {:?}{}: exact (d tangents) up to 16 columns, Hutchinson (Rademacher) above\n  \
+             trace {:?}{}: exact (d tangents) up to {EXACT_TRACE_MAX_DIM} columns, Hutchinson \
+             (Rademacher) above\n  \
              up to {} iterations{}, validation every {}{} with early stopping after {}{} \
              validations without improvement on the validation split's exact NLL; the best \
              model is kept\n  \
-             start: full-covariance whitening fitted on the training split and a zero field, so \
-             the untrained model is the Gaussian baseline",
+             start: {}",
             args.arch
                 .hidden
                 .clone()
@@ -118,6 +120,13 @@ impl TableDefaults {
             given(args.val_every.is_some()),
             args.patience.unwrap_or(self.patience),
             given(args.patience.is_some()),
+            if whitened {
+                "full-covariance whitening fitted on the training split and a zero field, so \
+                 the untrained model is the Gaussian baseline"
+            } else {
+                "per-column standardisation (no whitening: the covariance is singular) and a \
+                 random field"
+            },
         )
     }
 }
@@ -161,6 +170,9 @@ fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
             ..
         } => {
             let table = read_table(path, &source.selection())?;
+            if let Some(note) = table.header_note() {
+                eprintln!("note: {note}");
+            }
             let hash = file_sha256(path)?;
             if sha256.as_ref().is_some_and(|h| *h != hash) {
                 return Err(TrainError::Invalid(format!(
@@ -208,11 +220,7 @@ fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
                 n_train: Some(train.n_rows()),
                 source,
                 standardizer: Some(standardizer),
-                name: path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("data")
-                    .to_string(),
+                name: run_name(path),
             })
         }
         DataSource::Imported { .. } => Err(TrainError::Invalid(
@@ -222,13 +230,30 @@ fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
     }
 }
 
+/// The name of a run on the table at `path`: its file stem, or `data` when the stem cannot
+/// name a folder (`...csv` has the stem `..`).
+fn run_name(path: &Path) -> String {
+    match path.file_stem().and_then(|s| s.to_str()) {
+        Some(stem) if !stem.trim_matches('.').is_empty() && !stem.contains(['/', '\\']) => {
+            stem.to_string()
+        }
+        _ => "data".to_string(),
+    }
+}
+
 /// The data source that `--data` names (a toy set or an existing file).
 fn source_of(args: &TrainArgs) -> Result<DataSource, TrainError> {
     let data = args.data.as_deref().unwrap_or("8gaussians");
     if let Ok(set) = data.parse::<ToySet>() {
-        if args.columns.is_some() || args.drop.is_some() {
+        if Path::new(data).exists() {
+            return Err(TrainError::Invalid(format!(
+                "--data {data:?} names both a toy set and a file here; write ./{data} for the \
+                 file, or run from another folder for the toy set"
+            )));
+        }
+        if args.columns.is_some() || args.drop.is_some() || args.header.is_some() {
             return Err(TrainError::Invalid(
-                "--columns and --drop apply to tables, not to toy sets".into(),
+                "--columns, --drop and --header apply to tables, not to toy sets".into(),
             ));
         }
         return Ok(DataSource::Toy {
@@ -242,11 +267,14 @@ fn source_of(args: &TrainArgs) -> Result<DataSource, TrainError> {
             ToySet::NAMES.join(", ")
         )));
     }
+    // Recorded absolute, so that a resume or an eval from another folder finds the file.
+    let path = std::path::absolute(&path).map_err(TrainError::io(path.display()))?;
     Ok(DataSource::Table {
         path,
         sha256: None,
         columns: args.columns.clone(),
         drop: args.drop.clone().unwrap_or_default(),
+        header: args.header.unwrap_or_default(),
         split: SPLIT,
     })
 }
@@ -297,6 +325,19 @@ fn flow_matching(args: &TrainArgs) -> Result<Option<FlowMatching>, TrainError> {
     Ok(Some(fm))
 }
 
+/// The gradient method of `--grad` and `--checkpoint-every` (None: not given).
+fn grad(args: &TrainArgs) -> Result<Option<Differentiation<f64>>, TrainError> {
+    match (args.grad, args.checkpoint_every) {
+        (Some(Differentiation::Checkpointed { .. }), Some(every)) => {
+            Ok(Some(Differentiation::Checkpointed { every }))
+        }
+        (g, None) => Ok(g),
+        (_, Some(_)) => Err(TrainError::Invalid(
+            "--checkpoint-every is the segment length of --grad checkpointed".into(),
+        )),
+    }
+}
+
 /// RNODE's regularisers and STEER from the options (maximum likelihood only).
 fn regularisers(args: &TrainArgs) -> Result<Regularisers, TrainError> {
     let r = Regularisers {
@@ -336,19 +377,38 @@ fn check_same<V: PartialEq + std::fmt::Debug>(
 
 /// The config of a resumed run, after checking the command line against it.
 fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, TrainError> {
-    let config = dir.config()?;
-    let Some(tr) = &config.training else {
+    let mut config = dir.config()?;
+    let Some(tr) = config.training.clone() else {
         return Err(TrainError::Invalid(format!(
             "{} holds no training settings (an imported model?): nothing to resume",
             dir.dir.display()
         )));
     };
+    if let (None, DataSource::Table { path, .. }) = (&args.data, &config.data) {
+        if !path.is_file() {
+            return Err(TrainError::Invalid(format!(
+                "the run's data {} is not there (config.json records it{}); pass --data with the \
+                 file, which is recognised by its SHA-256",
+                path.display(),
+                if path.is_relative() {
+                    " relative to the folder training ran in"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
     if let Some(data) = &args.data {
-        // The same data: the same toy set, or a file with the same content.
-        let same = match (source_of(args)?, &config.data) {
+        // The same data: the same toy set, or a file with the same content (wherever it is
+        // now: the run continues on the file given).
+        let same = match (source_of(args)?, &mut config.data) {
             (DataSource::Toy { name: a }, DataSource::Toy { name: b }) => a == *b,
-            (DataSource::Table { path, .. }, DataSource::Table { sha256, .. }) => {
-                sha256.as_deref() == Some(file_sha256(&path)?.as_str())
+            (DataSource::Table { path: given, .. }, DataSource::Table { sha256, path, .. }) => {
+                let same = sha256.as_deref() == Some(file_sha256(&given)?.as_str());
+                if same {
+                    *path = given;
+                }
+                same
             }
             _ => false,
         };
@@ -360,7 +420,14 @@ fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, Train
             )));
         }
     }
-    if let DataSource::Table { columns, drop, .. } = &config.data {
+    if let DataSource::Table {
+        columns,
+        drop,
+        header,
+        ..
+    } = &config.data
+    {
+        check_same("--header", args.header, *header)?;
         check_same("--columns", args.columns.clone().map(Some), columns.clone())?;
         check_same("--drop", args.drop.clone(), drop.clone())?;
     }
@@ -381,7 +448,7 @@ fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, Train
         config.solver.clone(),
     )?;
     check_same("--batch", args.batch, tr.batch)?;
-    check_same("--grad", args.grad, tr.grad)?;
+    check_same("--grad/--checkpoint-every", grad(args)?, tr.grad)?;
     let trace = args.trace.map(|t| trace_kind(t, config.mlp.dim));
     check_same("--trace", trace, tr.trace)?;
     check_same("--weight-decay", args.weight_decay, tr.weight_decay)?;
@@ -441,12 +508,19 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
         let dim = prep.val.n_cols();
         let auto = prep.n_train.map(|n| {
             let a = TableDefaults::choose(n, dim);
-            eprintln!("{}", a.describe(n, dim, args));
+            let whitened = prep.standardizer.as_ref().is_some_and(|s| s.is_whitened());
+            eprintln!("{}", a.describe(n, dim, whitened, args));
             a
         });
         let hidden = match (&args.arch.hidden, &auto) {
             (None, Some(a)) => a.hidden.clone(),
             _ => args.arch.hidden(),
+        };
+        // Toy sets: each objective's own protocol (tables choose from their size).
+        let (toy_iters, toy_val_every) = if args.objective == Some(ObjectiveArg::Fm) {
+            (DEFAULT_ITERS_FM, DEFAULT_VAL_EVERY_FM)
+        } else {
+            (DEFAULT_ITERS, DEFAULT_VAL_EVERY)
         };
         let config = ModelConfig {
             mlp: MlpConfig::new(dim, &hidden, args.arch.activation()),
@@ -464,7 +538,7 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
                 batch: args
                     .batch
                     .unwrap_or(auto.as_ref().map_or(DEFAULT_BATCH, |a| a.batch)),
-                grad: args.grad.unwrap_or(GradKind::Backprop),
+                grad: grad(args)?.unwrap_or(Differentiation::Discretise),
                 trace: match (args.trace, &auto) {
                     (None, Some(a)) => a.trace,
                     (t, _) => trace_kind(t.unwrap_or(TraceArg::Auto), dim),
@@ -477,22 +551,29 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
                     .unwrap_or(auto.as_ref().map_or(0.0, |a| a.weight_decay)),
                 val_every: args
                     .val_every
-                    .unwrap_or(auto.as_ref().map_or(DEFAULT_VAL_EVERY, |a| a.val_every)),
+                    .unwrap_or(auto.as_ref().map_or(toy_val_every, |a| a.val_every)),
                 iters: Some(
                     args.iters
-                        .unwrap_or(auto.as_ref().map_or(DEFAULT_ITERS, |a| a.iters)),
+                        .unwrap_or(auto.as_ref().map_or(toy_iters, |a| a.iters)),
                 ),
                 patience: args.patience.or(auto.as_ref().map(|a| a.patience)),
                 flow_matching: flow_matching(args)?,
                 regularisers: regularisers(args)?,
             }),
         };
+        config.solver.check_for("--", config.precision)?;
         config.validate()?;
         (config, prep, dir)
     };
     let _lock = dir.lock()?;
-    if !args.resume {
-        dir.clear_for_new(args.force)?;
+    if !args.resume && dir.holds_run() && !args.force {
+        // Refused before any work; with --force the old run is removed only once everything
+        // the new one needs has been checked (in `run`, right before its first write).
+        return Err(TrainError::Invalid(format!(
+            "{} already holds a model; use --resume to continue its training or --force to \
+             replace it",
+            dir.dir.display()
+        )));
     }
     match config.precision {
         Precision::F64 => run::<f64>(args, prep, &dir, &config),
@@ -531,6 +612,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         .as_ref()
         .ok_or_else(|| TrainError::Invalid("config.json has no training settings".into()))?;
     let integ = config.solver.integrator::<T>()?;
+    let val: Vec<T> = to_model_space(config, &prep.val)?;
     // --iters and --patience may change on resume; otherwise the run's own (or the defaults).
     let iters = args.iters.or(tr.iters).unwrap_or(DEFAULT_ITERS);
     let patience = if args.patience.is_some() {
@@ -562,6 +644,8 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         truncate_metrics(dir, start)?;
         eprintln!("resuming {} at iteration {start}", dir.dir.display());
     } else {
+        // Everything the run needs exists and was checked: only now may an old run go.
+        dir.clear_for_new(args.force)?;
         dir.save_config(config)?;
         if config
             .standardizer
@@ -572,7 +656,6 @@ fn run<T: Real + Serialize + DeserializeOwned>(
             mlp.zero_output();
         }
     }
-    let val: Vec<T> = to_model_space(config, &prep.val)?;
     let log_det = cnf_train::model::log_det(config);
     let mut trainer = Trainer {
         cnf: Cnf::new(mlp, integ),
@@ -582,7 +665,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         settings: TrainSettings {
             iters,
             batch: tr.batch,
-            backprop: tr.grad == GradKind::Backprop,
+            grad: tr.grad,
             trace: tr.trace,
             val_every: tr.val_every,
             seed: config.seed,

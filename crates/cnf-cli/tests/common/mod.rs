@@ -61,10 +61,10 @@ pub fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<f64>>) {
     (header, rows)
 }
 
-/// Trains a tiny model (2 iterations, batch 16, one hidden layer of 8, no plots) into `out`,
-/// with `extra` options; returns standard output.
-pub fn train_tiny(out: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
+/// The arguments of a tiny training (2 iterations, batch 16, one hidden layer of 8, no plots)
+/// followed by `extra`.
+pub fn tiny_train(extra: &[&str]) -> Vec<String> {
+    [
         "train",
         "--iters",
         "2",
@@ -75,10 +75,24 @@ pub fn train_tiny(out: &Path, extra: &[&str]) -> String {
         "--hidden",
         "8",
         "--no-plots",
-    ];
-    args.extend_from_slice(extra);
-    args.extend(["--out", s(out)]);
-    ok(&args)
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect()
+}
+
+/// `Vec<String>` arguments as `&str`s.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Trains a tiny model ([`tiny_train`]) into `out`, with `extra` options; returns standard
+/// output.
+pub fn train_tiny(out: &Path, extra: &[&str]) -> String {
+    let mut args = tiny_train(extra);
+    args.extend(["--out".to_string(), s(out).to_string()]);
+    ok(&strs(&args))
 }
 
 /// The lines of a run folder's metrics.jsonl.

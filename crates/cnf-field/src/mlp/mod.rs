@@ -153,6 +153,16 @@ pub(crate) struct LayerSlot {
     pub gate: Option<usize>,
 }
 
+/// Work memory the exact trace may take per block of rows: a batch whose scratch would be
+/// larger is evaluated in blocks of rows that fit (the same numbers, to rounding; the products
+/// are smaller). A point carries `d` tangents of every layer's width, so the scratch grows with
+/// `d^2` per point: 40 GB for 50 points of 16 000 columns in one block.
+pub const TRACE_BLOCK_BYTES: usize = 256 << 20;
+
+/// The most work memory one point may need ([`VectorField::check_tangents`] refuses more, with
+/// the figure): 1 GiB, about 8 000 dimensions in f32 and 5 800 in f64 with the exact trace.
+pub const MAX_POINT_SCRATCH_BYTES: usize = 1 << 30;
+
 /// Multilayer perceptron field. Parameters live in one flat buffer, layer by layer:
 /// `W0 (out, in)` row-major, `b0`, `W1`, `b1`, ...
 #[derive(Clone, Debug, PartialEq)]
@@ -160,6 +170,60 @@ pub struct Mlp<T> {
     config: MlpConfig,
     slots: Vec<LayerSlot>,
     params: Vec<T>,
+    /// Rows per block of an exact-trace evaluation (at least 1): [`TRACE_BLOCK_BYTES`] (or
+    /// [`Mlp::with_trace_block_bytes`]) over one point's scratch.
+    exact_rows: usize,
+    /// The budget `exact_rows` derives from.
+    block_bytes: usize,
+}
+
+/// Values of scratch one point needs with `nt` tangents (and the reverse pass's buffers if
+/// `backward`), as [`MlpScratch::ensure`] sizes them; `None` if the count overflows. The
+/// time-gate buffers, a function of the weights alone, are not counted.
+fn values_per_point(slots: &[LayerSlot], nt: usize, backward: bool) -> Option<usize> {
+    let layers = slots.len();
+    let dim = slots.last()?.out;
+    let mut n = 0usize;
+    for (l, s) in slots.iter().enumerate() {
+        let in_tan = if l == 0 { dim } else { s.inp };
+        let tangents = in_tan.checked_add(s.out)?.checked_mul(nt)?;
+        n = n.checked_add(s.inp)?.checked_add(tangents)?;
+        if l + 1 < layers {
+            n = n.checked_add(s.out.checked_mul(1 + usize::from(backward))?)?;
+        }
+    }
+    if backward {
+        let widest = slots.iter().map(|s| s.inp.max(s.out)).max()?;
+        n = n.checked_add(widest.checked_mul(nt.checked_add(1)?)?.checked_mul(2)?)?;
+    }
+    Some(n)
+}
+
+/// Rows per exact-trace block for a budget of `bytes`.
+fn exact_rows_for<T>(slots: &[LayerSlot], bytes: usize) -> usize {
+    let dim = slots.last().map_or(0, |s| s.out);
+    match values_per_point(slots, dim, true).and_then(|v| v.checked_mul(size_of::<T>())) {
+        Some(per_point) if per_point > 0 => (bytes / per_point).max(1),
+        _ => 1,
+    }
+}
+
+/// Rows `r` of a per-row buffer of `width` values per row, or the empty buffer (not wanted).
+fn rows_of<T>(buf: &[T], r: std::ops::Range<usize>, width: usize) -> &[T] {
+    if buf.is_empty() {
+        buf
+    } else {
+        &buf[r.start * width..r.end * width]
+    }
+}
+
+/// Mutable version of [`rows_of`].
+fn rows_of_mut<T>(buf: &mut [T], r: std::ops::Range<usize>, width: usize) -> &mut [T] {
+    if buf.is_empty() {
+        buf
+    } else {
+        &mut buf[r.start * width..r.end * width]
+    }
 }
 
 fn slots_of(config: &MlpConfig) -> Vec<LayerSlot> {
@@ -202,10 +266,13 @@ impl<T: Real> Mlp<T> {
                     .extend((0..3 * slot.out).map(|_| cast::<T, f64>(rng.random_range(-1.0..1.0))));
             }
         }
+        let exact_rows = exact_rows_for::<T>(&slots, TRACE_BLOCK_BYTES);
         Ok(Self {
             config,
             slots,
             params,
+            exact_rows,
+            block_bytes: TRACE_BLOCK_BYTES,
         })
     }
 
@@ -216,11 +283,46 @@ impl<T: Real> Mlp<T> {
         check_len("parameters", &params, &[config.num_params()])?;
         check_finite("parameters", &params)?;
         let slots = slots_of(&config);
+        let exact_rows = exact_rows_for::<T>(&slots, TRACE_BLOCK_BYTES);
         Ok(Self {
             config,
             slots,
             params,
+            exact_rows,
+            block_bytes: TRACE_BLOCK_BYTES,
         })
+    }
+
+    /// The same network with another budget for the exact trace's work memory per block of
+    /// rows (default [`TRACE_BLOCK_BYTES`]): batches whose scratch would exceed it are
+    /// evaluated in blocks of as many rows as fit (at least one).
+    pub fn with_trace_block_bytes(mut self, bytes: usize) -> Self {
+        self.exact_rows = exact_rows_for::<T>(&self.slots, bytes);
+        self.block_bytes = bytes;
+        self
+    }
+
+    /// Bytes of work memory (scratch) that `rows` points carrying `tangents` tangent directions
+    /// need (`d` for the exact trace, `k` for `k` Hutchinson probes, 0 for `v` alone), with
+    /// the reverse pass's buffers if `backward`; `None` when the figure overflows `usize`.
+    /// The exact trace is evaluated in blocks of rows, so its scratch is about
+    /// `min(rows, block) * scratch_bytes(1, d, true)`.
+    pub fn scratch_bytes(&self, rows: usize, tangents: usize, backward: bool) -> Option<usize> {
+        values_per_point(&self.slots, tangents, backward)?
+            .checked_mul(size_of::<T>())?
+            .checked_mul(rows)
+    }
+
+    /// Rows per block when the exact trace of a larger batch is split (at least 1).
+    pub fn exact_trace_block_rows(&self) -> usize {
+        self.exact_rows
+    }
+
+    /// Rows per block for `trace` over `batch` points, when the batch must be split: only the
+    /// exact trace is (Hutchinson probes are laid out for the whole batch, and few).
+    #[inline(always)]
+    fn split_rows(&self, trace: &Trace<T>, batch: usize) -> Option<usize> {
+        (batch > self.exact_rows && matches!(trace, Trace::Exact)).then_some(self.exact_rows)
     }
 
     /// Sets the output layer's weights and bias to zero (and, for concat-squash, its time
@@ -299,6 +401,8 @@ impl<T: Real> Mlp<T> {
             config: self.config.clone(),
             slots: self.slots.clone(),
             params: self.params.iter().map(|&x| cast::<U, T>(x)).collect(),
+            exact_rows: exact_rows_for::<U>(&self.slots, self.block_bytes),
+            block_bytes: self.block_bytes,
         }
     }
 
@@ -323,6 +427,52 @@ impl<T: Real> Mlp<T> {
         let mut s = self.scratch(1);
         self.eval_div_batch(&mut s, t, z, &Trace::Exact, &mut v, &mut div);
         Ok(div[0])
+    }
+}
+
+/// `bytes` for a message: "4.1 GB", "512 MB" (decimal units, 2 significant digits at least).
+fn human_bytes(bytes: usize) -> String {
+    let b = bytes as f64;
+    let (value, unit) = if b >= 1e12 {
+        (b / 1e12, "TB")
+    } else if b >= 1e9 {
+        (b / 1e9, "GB")
+    } else if b >= 1e6 {
+        (b / 1e6, "MB")
+    } else {
+        (b / 1e3, "kB")
+    };
+    if value < 10.0 {
+        format!("{value:.1} {unit}")
+    } else {
+        format!("{value:.0} {unit}")
+    }
+}
+
+impl<T: Real> Mlp<T> {
+    /// `vjp_batch` over one block of rows.
+    fn vjp_rows(&self, s: &mut MlpScratch<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
+        let (t, z, trace) = (input.t, input.z, &input.trace);
+        let batch = z.len() / self.config.dim;
+        self.forward(s, t, z, Some(trace), true, out.v);
+        self.contract(s, batch, trace, out.div);
+        self.penalties(s, batch, trace, out.v, out.kinetic, out.frobenius);
+        self.backward(s, batch, &input, out.v, out.g_z, out.g_theta);
+    }
+
+    /// `eval_penalties_batch` over one block of rows.
+    fn penalties_rows(
+        &self,
+        s: &mut MlpScratch<T>,
+        t: T,
+        z: &[T],
+        trace: &Trace<T>,
+        out: Integrands<'_, T>,
+    ) {
+        let batch = z.len() / self.config.dim;
+        self.forward(s, t, z, Some(trace), false, out.v);
+        self.contract(s, batch, trace, out.div);
+        self.penalties(s, batch, trace, out.v, out.kinetic, out.frobenius);
     }
 }
 
@@ -388,9 +538,21 @@ impl<T: Real> VectorField<T> for Mlp<T> {
         &mut self.params
     }
 
+    /// Buffers for `batch` points with the exact trace and the reverse pass, or for one block
+    /// of rows when the batch is evaluated in blocks ([`TRACE_BLOCK_BYTES`]); when one point's
+    /// exact trace is over [`MAX_POINT_SCRATCH_BYTES`] (which [`VectorField::check_tangents`]
+    /// refuses), only the buffers of `v` are made, and traces grow them on demand.
     fn scratch(&self, batch: usize) -> MlpScratch<T> {
         let mut s = MlpScratch::default();
-        s.ensure(&self.slots, batch, self.config.dim, true);
+        let d = self.config.dim;
+        let fits = self
+            .scratch_bytes(1, d, true)
+            .is_some_and(|b| b <= MAX_POINT_SCRATCH_BYTES);
+        if fits {
+            s.ensure(&self.slots, batch.min(self.exact_rows), d, true);
+        } else {
+            s.ensure(&self.slots, batch, 0, true);
+        }
         s
     }
 
@@ -407,17 +569,58 @@ impl<T: Real> VectorField<T> for Mlp<T> {
         v: &mut [T],
         div: &mut [T],
     ) {
+        let d = self.config.dim;
+        let batch = z.len() / d;
+        if let Some(rows) = self.split_rows(trace, batch) {
+            for r0 in (0..batch).step_by(rows) {
+                let r = r0..(r0 + rows).min(batch);
+                self.forward(s, t, rows_of(z, r.clone(), d), Some(trace), false, {
+                    rows_of_mut(v, r.clone(), d)
+                });
+                self.contract(s, r.len(), trace, rows_of_mut(div, r, 1));
+            }
+            return;
+        }
         self.forward(s, t, z, Some(trace), false, v);
-        self.contract(s, z.len() / self.config.dim, trace, div);
+        self.contract(s, batch, trace, div);
     }
 
     fn vjp_batch(&self, s: &mut MlpScratch<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
         let (t, z, trace) = (input.t, input.z, &input.trace);
-        let batch = z.len() / self.config.dim;
-        self.forward(s, t, z, Some(trace), true, out.v);
-        self.contract(s, batch, trace, out.div);
-        self.penalties(s, batch, trace, out.v, out.kinetic, out.frobenius);
-        self.backward(s, batch, &input, out.v, out.g_z, out.g_theta);
+        let d = self.config.dim;
+        let batch = z.len() / d;
+        if let Some(rows) = self.split_rows(trace, batch) {
+            // Blocks of rows: every output but g_theta is per row, and g_theta accumulates.
+            let VjpOutput {
+                v,
+                div,
+                g_z,
+                g_theta,
+                kinetic,
+                frobenius,
+            } = out;
+            for r0 in (0..batch).step_by(rows) {
+                let r = r0..(r0 + rows).min(batch);
+                let part = |buf, width| rows_of(buf, r.clone(), width);
+                let input = VjpInput::new(t, part(z, d), Trace::Exact, part(input.a_v, d), {
+                    part(input.a_div, 1)
+                })
+                .with_penalties(part(input.a_kinetic, 1), part(input.a_frobenius, 1));
+                let out = VjpOutput::new(
+                    rows_of_mut(v, r.clone(), d),
+                    rows_of_mut(div, r.clone(), 1),
+                    rows_of_mut(g_z, r.clone(), d),
+                    g_theta,
+                )
+                .with_penalties(
+                    rows_of_mut(kinetic, r.clone(), 1),
+                    rows_of_mut(frobenius, r, 1),
+                );
+                self.vjp_rows(s, input, out);
+            }
+            return;
+        }
+        self.vjp_rows(s, input, out);
     }
 
     fn eval_penalties_batch(
@@ -428,10 +631,48 @@ impl<T: Real> VectorField<T> for Mlp<T> {
         trace: &Trace<T>,
         out: Integrands<'_, T>,
     ) {
-        let batch = z.len() / self.config.dim;
-        self.forward(s, t, z, Some(trace), false, out.v);
-        self.contract(s, batch, trace, out.div);
-        self.penalties(s, batch, trace, out.v, out.kinetic, out.frobenius);
+        let d = self.config.dim;
+        let batch = z.len() / d;
+        if let Some(rows) = self.split_rows(trace, batch) {
+            let Integrands {
+                v,
+                div,
+                kinetic,
+                frobenius,
+            } = out;
+            for r0 in (0..batch).step_by(rows) {
+                let r = r0..(r0 + rows).min(batch);
+                let out = Integrands {
+                    v: rows_of_mut(v, r.clone(), d),
+                    div: rows_of_mut(div, r.clone(), 1),
+                    kinetic: rows_of_mut(kinetic, r.clone(), 1),
+                    frobenius: rows_of_mut(frobenius, r.clone(), 1),
+                };
+                self.penalties_rows(s, t, rows_of(z, r, d), trace, out);
+            }
+            return;
+        }
+        self.penalties_rows(s, t, z, trace, out);
+    }
+
+    /// Refuses tangents whose scratch per point is over [`MAX_POINT_SCRATCH_BYTES`], naming the
+    /// figure (larger batches are split into blocks of rows, so one point is what must fit).
+    fn check_tangents(&self, tangents: usize) -> Result<(), FieldError> {
+        let d = self.config.dim;
+        let bytes = self.scratch_bytes(1, tangents, true);
+        if bytes.is_some_and(|b| b <= MAX_POINT_SCRATCH_BYTES) {
+            return Ok(());
+        }
+        let what = if tangents == d {
+            format!("the exact trace in {d} dimensions")
+        } else {
+            format!("{tangents} trace probes per point in {d} dimensions")
+        };
+        let need = bytes.map_or_else(|| "more than 2^64 bytes".into(), human_bytes);
+        Err(FieldError::TooLarge(format!(
+            "{what} needs {need} of work memory per point, over the limit of {}",
+            human_bytes(MAX_POINT_SCRATCH_BYTES)
+        )))
     }
 
     fn differentiates_penalties(&self) -> bool {
@@ -439,5 +680,7 @@ impl<T: Real> VectorField<T> for Mlp<T> {
     }
 }
 
+#[cfg(test)]
+mod memory_tests;
 #[cfg(test)]
 mod tests;

@@ -1,22 +1,25 @@
 //! Gradients of the mean negative log-likelihood with respect to the field's parameters.
 //!
 //! L = -(1/B) sum_b [log N(z_b(1)) + D_b(1)], so the cotangents at t = 1 are
-//! dL/dz_b(1) = z_b(1) / B and dL/dD_b(1) = -1/B. Both ways of carrying them back to t = 0 are
-//! `cnf-ode`'s [`cnf_ode::Solver::solve_with_gradient`] on the augmented system
-//! ([`crate::dynamics::Augmented`], a [`cnf_ode::VjpSystem`]); the flow only supplies the loss:
-//! - [`GradMethod::Adjoint`] ([`Differentiation::Backsolve`] with the seminorm):
-//!   optimise-then-discretise; the continuous adjoint solved backwards, O(1) memory in the
-//!   number of steps, accurate to the backward solve's tolerance; the parameter cotangents are
-//!   left out of its error norm ([`GradMethod::AdjointFullNorm`] keeps them);
-//! - [`GradMethod::Backprop`] ([`Differentiation::Discretise`]): discretise-then-optimise;
-//!   exact reverse mode through the accepted steps of the forward solve (their stages are
-//!   kept), the gradient of exactly the computed loss for that step sequence.
+//! dL/dz_b(1) = z_b(1) / B and dL/dD_b(1) = -1/B. Carrying them back to t = 0 is `cnf-ode`'s
+//! [`cnf_ode::Solver::solve_with_gradient`] on the augmented system
+//! ([`crate::dynamics::Augmented`], a [`cnf_ode::VjpSystem`]), differentiated as the
+//! [`Differentiation`] passed says; the flow only supplies the loss:
+//! - [`Differentiation::Discretise`] ("backprop"): discretise-then-optimise; exact reverse mode
+//!   through the accepted steps of the forward solve (their stages are kept), the gradient of
+//!   exactly the computed loss for that step sequence;
+//! - [`Differentiation::Checkpointed`]: the same gradient keeping every `every`-th state and
+//!   recomputing one segment's stages at a time;
+//! - [`Differentiation::Backsolve`] ("adjoint", [`Differentiation::adjoint`] at the flow's own
+//!   tolerances): optimise-then-discretise; the continuous adjoint solved backwards, O(1) memory
+//!   in the number of steps, accurate to the backward solve's tolerance; with `seminorm` the
+//!   parameter cotangents are left out of its error norm.
 //!
 //! [`Cnf::loss_and_grad_with`] adds RNODE's regularisers ([`Regularisation`]: the kinetic
 //! energy `K = int |v|^2 dt` and the Jacobian Frobenius norm `J = int |dv/dz|_F^2 dt`, Finlay et
 //! al. 2020) as two more integrated states per point, `[z, D, K, J]`, left out of the forward
 //! solve's error norm; their cotangents at the end time are the weights over B, carried back by
-//! the same two methods. It also takes the end time of the solve (STEER, Ghosh et al. 2020,
+//! the same methods. It also takes the end time of the solve (STEER, Ghosh et al. 2020,
 //! draws it per iteration).
 use cnf_field::{Real, Trace, VectorField};
 use cnf_ode::{Differentiation, Stats};
@@ -25,44 +28,7 @@ use crate::dynamics::Augmented;
 use crate::error::FlowError;
 use crate::flow::{log_normal, Cnf};
 use crate::integrator::solve_error;
-use crate::rows::RowParallel;
-
-/// How the gradient is computed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum GradMethod<T> {
-    /// Continuous adjoint solved backwards with these tolerances (same method as forward).
-    Adjoint {
-        /// Relative tolerance of the backward solve.
-        rtol: T,
-        /// Absolute tolerance of the backward solve.
-        atol: T,
-    },
-    /// Reverse mode through the solver's steps.
-    Backprop,
-    /// The continuous adjoint with every component in the backward error norm, the parameter
-    /// cotangents included (`Adjoint` leaves them out: the seminorm). For comparison.
-    AdjointFullNorm {
-        /// Relative tolerance of the backward solve.
-        rtol: T,
-        /// Absolute tolerance of the backward solve.
-        atol: T,
-    },
-}
-
-impl<T> GradMethod<T> {
-    /// The `cnf-ode` differentiation this method is.
-    pub fn differentiation(self) -> Differentiation<T> {
-        match self {
-            Self::Adjoint { rtol, atol } => Differentiation::backsolve(rtol, atol),
-            Self::AdjointFullNorm { rtol, atol } => Differentiation::Backsolve {
-                rtol,
-                atol,
-                seminorm: false,
-            },
-            Self::Backprop => Differentiation::Discretise,
-        }
-    }
-}
+use crate::rows::{check_memory, RowParallel};
 
 /// RNODE's regularisers: weights of the batch means of `K = int_0^T |v|^2 dt` (kinetic energy,
 /// sum over dimensions) and `J = int_0^T |dv/dz|_F^2 dt` (Jacobian Frobenius norm; estimated
@@ -75,14 +41,15 @@ impl<T> GradMethod<T> {
 /// `R = sum_j |h_j| E_j` over the accepted steps of the training solve, `E_j` the step's scaled
 /// error norm, RMS over `[z, D]`; see
 /// [`cnf_ode::Solver::solve_with_gradient_and_error_penalty`]): a property of the discrete
-/// solve, so [`GradMethod::Backprop`] only.
+/// solve, so [`Differentiation::Discretise`] or [`Differentiation::Checkpointed`] only.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Regularisation<T> {
     /// Weight of the kinetic energy.
     pub kinetic: T,
     /// Weight of the Jacobian Frobenius norm.
     pub frobenius: T,
-    /// Weight of the local-error penalty (needs `GradMethod::Backprop` and an adaptive pair).
+    /// Weight of the local-error penalty (needs `Discretise` or `Checkpointed` and an adaptive
+    /// pair).
     pub local_error: T,
 }
 
@@ -156,18 +123,19 @@ pub struct LossGrad<T> {
     pub grad_x: Vec<T>,
     /// Forward solve.
     pub forward: Stats,
-    /// Backward pass (adjoint solve, or the VJPs of backprop counted as evaluations).
+    /// Backward pass (adjoint solve, or the VJPs of the reverse pass counted as evaluations).
     pub backward: Stats,
 }
 
 impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// Mean NLL of the batch `x (B, d)` and its gradient w.r.t. the field's parameters, with the
-    /// divergence computed as `trace` says (the same probes serve the forward and backward pass).
+    /// divergence computed as `trace` says (the same probes serve the forward and backward pass)
+    /// and the gradient as `method` says.
     pub fn loss_and_grad(
         &self,
         x: &[T],
         trace: &Trace<T>,
-        method: GradMethod<T>,
+        method: Differentiation<T>,
     ) -> Result<LossGrad<T>, FlowError> {
         self.loss_and_grad_with(x, trace, method, &LossOptions::default())
     }
@@ -178,7 +146,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         &self,
         x: &[T],
         trace: &Trace<T>,
-        method: GradMethod<T>,
+        method: Differentiation<T>,
         options: &LossOptions<T>,
     ) -> Result<LossGrad<T>, FlowError> {
         let reg = options.regularisation;
@@ -213,6 +181,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         trace
             .check(b, self.dim())
             .map_err(|e| FlowError::Invalid(e.to_string()))?;
+        check_memory(&self.field, trace.tangents_per_point(b, self.dim()))?;
         // The augmented state [z (B, d), D (B) (, K (B), J (B))] from [x, 0] at t = 0 to T.
         let n = x.len();
         let len = n + b + if penalised { 2 * b } else { 0 };
@@ -250,7 +219,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
                 (T::zero(), t1),
                 &y0,
                 cotangent,
-                method.differentiation(),
+                method,
                 reg.local_error,
             )
             .map_err(solve_error)?;

@@ -48,25 +48,48 @@ pub enum Differentiation<T> {
         every: usize,
     },
     /// The continuous adjoint solved backwards with the solver's method: O(1) memory.
-    /// `rtol`/`atol` are the backward solve's tolerances (unused with fixed steps, where the
-    /// backward solve takes the same number of steps as the forward one).
+    /// `tolerances` are the backward solve's `(rtol, atol)`; `None` takes the forward solve's
+    /// own (scalar) tolerances. Unused with fixed steps, where the backward solve takes the same
+    /// number of steps as the forward one.
     Backsolve {
-        /// Relative tolerance of the backward solve.
-        rtol: T,
-        /// Absolute tolerance of the backward solve.
-        atol: T,
+        /// Relative and absolute tolerance of the backward solve (`None`: the forward solve's).
+        tolerances: Option<(T, T)>,
         /// Leave the parameter cotangents out of the backward error norm (recommended).
         seminorm: bool,
     },
 }
 
 impl<T> Differentiation<T> {
-    /// The backsolve adjoint with the seminorm.
+    /// The backsolve adjoint with the seminorm and its own tolerances.
     pub fn backsolve(rtol: T, atol: T) -> Self {
         Self::Backsolve {
-            rtol,
-            atol,
+            tolerances: Some((rtol, atol)),
             seminorm: true,
+        }
+    }
+
+    /// The backsolve adjoint with the seminorm at the forward solve's tolerances (what
+    /// training with `--grad adjoint` uses).
+    pub fn adjoint() -> Self {
+        Self::Backsolve {
+            tolerances: None,
+            seminorm: true,
+        }
+    }
+
+    /// The same method with its tolerances converted by `f` (e.g. from f64 to a model's
+    /// precision).
+    pub fn map<U>(self, f: impl Fn(T) -> U) -> Differentiation<U> {
+        match self {
+            Self::Discretise => Differentiation::Discretise,
+            Self::Checkpointed { every } => Differentiation::Checkpointed { every },
+            Self::Backsolve {
+                tolerances,
+                seminorm,
+            } => Differentiation::Backsolve {
+                tolerances: tolerances.map(|(r, a)| (f(r), f(a))),
+                seminorm,
+            },
         }
     }
 }
@@ -197,10 +220,22 @@ where
                 error_weight,
             ),
             Differentiation::Backsolve {
-                rtol,
-                atol,
+                tolerances,
                 seminorm,
             } => {
+                let (rtol, atol) = match tolerances {
+                    Some(tol) => tol,
+                    None => match (&self.options().rtol, &self.options().atol) {
+                        (Tolerance::Scalar(r), Tolerance::Scalar(a)) => (*r, *a),
+                        _ => {
+                            return Err(OdeError::InvalidOption(
+                                "Backsolve at the forward tolerances needs scalar forward \
+                                 tolerances (the backward state is longer): give its own"
+                                    .into(),
+                            ))
+                        }
+                    },
+                };
                 // Fail on bad backward tolerances before the forward solve is spent.
                 Tolerances::new(&Tolerance::Scalar(rtol), &Tolerance::Scalar(atol), 1)?;
                 backsolve::solve(self, sys, t0, t1, y0, cotangent, (rtol, atol, seminorm))

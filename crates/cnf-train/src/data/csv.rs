@@ -1,35 +1,120 @@
 //! CSV reading (with the `csv` crate) and writing for numeric tables: comma-separated,
 //! spaces trimmed, double-quoted fields allowed (with `""` for a quote, and commas and newlines
 //! inside when the quote opens right after the comma: `a,"b, c"`; after spaces, `a, "b"`, the
-//! quotes are dropped but cannot protect a comma). The first non-blank row is a header when
-//! any of its fields is not a number.
+//! quotes are dropped but cannot protect a comma). The first non-blank row is a header as
+//! [`HeaderMode`] says: by default when any of its fields is not a number (a first row of
+//! numbers is read as data, and the table records a [`HeaderNote`] saying so).
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::path::Path;
 
-use crate::data::table::{default_names, Table};
+use serde::{Deserialize, Serialize};
+
+use crate::data::table::{default_names, HeaderNote, Table};
 use crate::error::DataError;
 
-/// Which columns to keep: `columns` (in that order) or all, minus `drop`.
-/// Each entry is a header name or, failing that, a 0-based index such as `"2"`.
+/// How the first row of a CSV file is read (`Debug` prints the word: `yes`).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum HeaderMode {
+    /// Names when any field is not a number; otherwise data (columns x0, x1, ...), with a note.
+    #[default]
+    Auto,
+    /// Always names, even when numeric (`400,500`: wavelengths, years).
+    Yes,
+    /// Always data (columns x0, x1, ...).
+    No,
+}
+
+impl std::fmt::Debug for HeaderMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl HeaderMode {
+    /// `auto`, `yes` or `no`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Yes => "yes",
+            Self::No => "no",
+        }
+    }
+}
+
+impl std::fmt::Display for HeaderMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for HeaderMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "yes" => Ok(Self::Yes),
+            "no" => Ok(Self::No),
+            _ => Err(format!("header mode {s:?} is not one of auto, yes, no")),
+        }
+    }
+}
+
+/// Which columns to keep: `columns` (in that order) or all, minus `drop`; and how the first
+/// row is read (`header`). Each entry is a header name or, failing that, a 0-based index such
+/// as `"2"`.
+///
+/// A name that two header columns share cannot select or drop either of them, and the kept
+/// columns must have distinct names and be distinct columns
+/// ([`DataError::DuplicateColumn`], [`DataError::RepeatedColumn`]): a model never reads one
+/// column twice.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ColumnSelection {
-    /// Columns to keep, in this order (which may reorder or repeat them); `None` keeps all
-    /// columns in file order.
+    /// Columns to keep, in this order (which may reorder them, not repeat them); `None` keeps
+    /// all columns in file order.
     pub columns: Option<Vec<String>>,
     /// Columns removed after `columns` is applied (for instance a label or an id column).
     pub drop: Vec<String>,
+    /// Whether the first row names the columns (CSV only).
+    pub header: HeaderMode,
 }
 
 impl ColumnSelection {
     /// Resolves the selection against `names` to column indices.
     pub(crate) fn resolve(&self, names: &[String], path: &Path) -> Result<Vec<usize>, DataError> {
+        // The first column of each name, and the first repeat of a name, if any.
+        let mut first_of: HashMap<&str, usize> = HashMap::with_capacity(names.len());
+        let mut repeats: HashMap<&str, usize> = HashMap::new();
+        for (j, n) in names.iter().enumerate() {
+            if first_of.contains_key(n.as_str()) {
+                repeats.entry(n.as_str()).or_insert(j);
+            } else {
+                first_of.insert(n.as_str(), j);
+            }
+        }
+        let duplicate = |name: &str| -> DataError {
+            DataError::DuplicateColumn {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                first: first_of[name] + 1,
+                second: repeats[name] + 1,
+            }
+        };
         let find = |wanted: &String| -> Result<usize, DataError> {
-            names
-                .iter()
-                .position(|n| n == wanted)
-                .or_else(|| wanted.parse::<usize>().ok().filter(|&i| i < names.len()))
+            if let Some(&j) = first_of.get(wanted.as_str()) {
+                if repeats.contains_key(wanted.as_str()) {
+                    return Err(duplicate(wanted));
+                }
+                return Ok(j);
+            }
+            wanted
+                .parse::<usize>()
+                .ok()
+                .filter(|&i| i < names.len())
                 .ok_or_else(|| DataError::UnknownColumn {
                     path: path.to_path_buf(),
                     name: wanted.clone(),
@@ -37,7 +122,22 @@ impl ColumnSelection {
                 })
         };
         let mut kept = match &self.columns {
-            Some(columns) => columns.iter().map(find).collect::<Result<Vec<_>, _>>()?,
+            Some(columns) => {
+                let kept = columns.iter().map(find).collect::<Result<Vec<_>, _>>()?;
+                let mut seen: HashMap<usize, usize> = HashMap::with_capacity(kept.len());
+                for (k, &j) in kept.iter().enumerate() {
+                    if let Some(&before) = seen.get(&j) {
+                        return Err(DataError::RepeatedColumn {
+                            path: path.to_path_buf(),
+                            name: names[j].clone(),
+                            first: columns[before].clone(),
+                            second: columns[k].clone(),
+                        });
+                    }
+                    seen.insert(j, k);
+                }
+                kept
+            }
             None => (0..names.len()).collect(),
         };
         let dropped = self.drop.iter().map(find).collect::<Result<Vec<_>, _>>()?;
@@ -46,6 +146,21 @@ impl ColumnSelection {
             return Err(DataError::NoColumns {
                 path: path.to_path_buf(),
             });
+        }
+        // Two kept columns of one name (kept by index, or all kept): refused.
+        if !repeats.is_empty() {
+            let mut seen: HashMap<&str, usize> = HashMap::with_capacity(kept.len());
+            for &j in &kept {
+                if let Some(&before) = seen.get(names[j].as_str()) {
+                    return Err(DataError::DuplicateColumn {
+                        path: path.to_path_buf(),
+                        name: names[j].clone(),
+                        first: before.min(j) + 1,
+                        second: before.max(j) + 1,
+                    });
+                }
+                seen.insert(names[j].as_str(), j);
+            }
         }
         Ok(kept)
     }
@@ -106,7 +221,21 @@ pub(crate) fn parse_reader(
         path: path.to_path_buf(),
     };
     let first_line = next(&mut record)?.ok_or_else(no_rows)?;
-    let is_header = record.iter().any(|f| parse_f64(f).is_none());
+    let all_numbers = record.iter().all(|f| parse_f64(f).is_some());
+    let is_header = match selection.header {
+        HeaderMode::Auto => !all_numbers,
+        HeaderMode::Yes => true,
+        HeaderMode::No => false,
+    };
+    // Auto mode read a first row of numbers as data: say so.
+    let note = (selection.header == HeaderMode::Auto && all_numbers).then(|| HeaderNote {
+        path: path.to_path_buf(),
+        first_row: record
+            .iter()
+            .enumerate()
+            .map(|(j, f)| String::from_utf8_lossy(strip_bom(f, first_line, j)).into_owned())
+            .collect(),
+    });
     let names = if is_header {
         record
             .iter()
@@ -151,7 +280,11 @@ pub(crate) fn parse_reader(
     }
     data.shrink_to_fit();
     let names = kept.iter().map(|&j| names[j].clone()).collect();
-    Table::new(n_rows, kept.len(), data, names)
+    let table = Table::new(n_rows, kept.len(), data, names)?;
+    Ok(match note {
+        Some(note) => table.with_header_note(note),
+        None => table,
+    })
 }
 
 /// The csv crate drops a byte order mark before the first record; this also drops one that
@@ -231,15 +364,13 @@ fn parse_value(field: &[u8], path: &Path, line: usize, column: usize) -> Result<
 }
 
 /// Writes `table` as CSV with a header row to `path`.
-pub fn write_csv(path: impl AsRef<Path>, table: &Table) -> Result<(), DataError> {
+/// The file is written atomically ([`crate::atomic::AtomicFile`]): an error leaves an existing
+/// file intact.
+pub fn write_csv(path: impl AsRef<Path>, table: &Table) -> Result<(), crate::error::TrainError> {
     let path = path.as_ref();
-    let io_error = |source| DataError::Io {
-        path: PathBuf::from(path),
-        source,
-    };
-    let mut writer = BufWriter::new(File::create(path).map_err(io_error)?);
-    write_csv_to(&mut writer, table).map_err(io_error)?;
-    writer.flush().map_err(io_error)
+    let mut file = crate::atomic::AtomicFile::create(path)?;
+    write_csv_to(&mut file, table).map_err(crate::error::TrainError::io(path.display()))?;
+    file.commit()
 }
 
 /// Writes `table` as CSV with a header row to any writer. Values use Rust's
@@ -277,6 +408,7 @@ mod tests {
         ColumnSelection {
             columns: columns.map(|c| c.iter().map(|s| s.to_string()).collect()),
             drop: drop.iter().map(|s| s.to_string()).collect(),
+            header: HeaderMode::Auto,
         }
     }
 
@@ -307,6 +439,139 @@ mod tests {
         assert!(matches!(&err, DataError::UnknownColumn { name, .. } if name == "z"));
         let err = parse_csv(text, path, &select(None, &["a", "b", "c"])).unwrap_err();
         assert!(matches!(err, DataError::NoColumns { .. }));
+    }
+
+    fn with_header(mode: HeaderMode) -> ColumnSelection {
+        ColumnSelection {
+            header: mode,
+            ..ColumnSelection::default()
+        }
+    }
+
+    /// A header naming two columns alike is refused, naming the column (both columns used
+    /// to read as the first, and `density` matched both model columns to it).
+    #[test]
+    fn duplicate_header_names_are_refused_naming_the_column() {
+        let path = Path::new("t.csv");
+        let err = parse("v,v\n1,2\n3,4\n").unwrap_err();
+        assert!(
+            matches!(&err, DataError::DuplicateColumn { name, first: 1, second: 2, .. } if name == "v"),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "t.csv: columns 1 and 2 are both named \"v\"; rename one (or leave one out with a \
+             selection by index)"
+        );
+        let text = "w,v,u,v\n1,2,3,4\n5,6,7,8\n";
+        // Naming the shared name to keep or to drop is ambiguous; keeping both by index too.
+        for sel in [
+            select(Some(&["v"]), &[]),
+            select(None, &["v"]),
+            select(Some(&["1", "3"]), &[]),
+            select(None, &["w"]),
+        ] {
+            let err = parse_csv(text, path, &sel).unwrap_err();
+            assert!(
+                matches!(&err, DataError::DuplicateColumn { name, first: 2, second: 4, .. } if name == "v"),
+                "{sel:?}: {err}"
+            );
+        }
+        // Unambiguous selections still work: the other columns, or one of the two by index.
+        let t = parse_csv(text, path, &select(Some(&["u", "w"]), &[])).unwrap();
+        assert_eq!(t.data(), [3.0, 1.0, 7.0, 5.0]);
+        let t = parse_csv(text, path, &select(None, &["3"])).unwrap();
+        assert_eq!(t.names(), ["w", "v", "u"]);
+    }
+
+    /// A selection that keeps one column twice is refused, by name or by name and index.
+    #[test]
+    fn a_selection_naming_a_column_twice_is_refused() {
+        let path = Path::new("t.csv");
+        let text = "x,y\n1,2\n3,4\n";
+        for (sel, second) in [(["x", "x"], "x"), (["x", "0"], "0")] {
+            let err = parse_csv(text, path, &select(Some(&sel), &[])).unwrap_err();
+            assert!(
+                matches!(&err, DataError::RepeatedColumn { name, first, second: s, .. }
+                    if name == "x" && first == "x" && s == second),
+                "{err}"
+            );
+        }
+        let err = parse_csv(text, path, &select(Some(&["y", "0", "x"]), &[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.csv: the column selection names column \"x\" twice (\"0\" and \"x\")"
+        );
+        let headerless = parse_csv("1,2\n3,4\n", path, &select(Some(&["x1", "1"]), &[]));
+        assert!(matches!(headerless, Err(DataError::RepeatedColumn { .. })));
+    }
+
+    /// `auto` reads a first row of numbers as data and says so; `yes` reads it as names even
+    /// when numeric; `no` reads it as data.
+    #[test]
+    fn header_mode_decides_the_first_row_and_auto_says_what_it_did() {
+        let path = Path::new("w.csv");
+        let text = "400,500\n1,2\n3,4\n";
+        let auto = parse_csv(text, path, &with_header(HeaderMode::Auto)).unwrap();
+        assert_eq!(auto.n_rows(), 3);
+        assert_eq!(auto.names(), ["x0", "x1"]);
+        let note = auto
+            .header_note()
+            .expect("auto must report a numeric first row");
+        assert_eq!(note.first_row, ["400", "500"]);
+        assert_eq!(
+            note.to_string(),
+            "w.csv: the first row (400, 500) is all numbers, read as data; pass --header yes if \
+             it names the columns"
+        );
+        let yes = parse_csv(text, path, &with_header(HeaderMode::Yes)).unwrap();
+        assert_eq!(yes.names(), ["400", "500"]);
+        assert_eq!(yes.data(), [1.0, 2.0, 3.0, 4.0]);
+        assert!(yes.header_note().is_none());
+        let no = parse_csv(text, path, &with_header(HeaderMode::No)).unwrap();
+        assert_eq!((no.n_rows(), no.data()[0]), (3, 400.0));
+        assert!(no.header_note().is_none());
+        // Selection by a numeric name under `yes`, and duplicates are checked there too.
+        let sel = ColumnSelection {
+            columns: Some(vec!["500".into()]),
+            ..with_header(HeaderMode::Yes)
+        };
+        assert_eq!(parse_csv(text, path, &sel).unwrap().data(), [2.0, 4.0]);
+        let dup = parse_csv("7,7\n1,2\n", path, &with_header(HeaderMode::Yes));
+        assert!(matches!(dup, Err(DataError::DuplicateColumn { .. })));
+        // A word in the first row: a header under auto (no note), an error under `no`.
+        let named = parse_csv("a,b\n1,2\n", path, &ColumnSelection::default()).unwrap();
+        assert!(named.header_note().is_none());
+        let err = parse_csv("a,b\n1,2\n", path, &with_header(HeaderMode::No)).unwrap_err();
+        assert!(matches!(
+            err,
+            DataError::NotNumeric {
+                line: 1,
+                column: 1,
+                ..
+            }
+        ));
+        // The note is not part of the table's contents and does not follow its rows.
+        assert_eq!(auto, no);
+        assert!(auto.select_rows(&[0, 1]).header_note().is_none());
+        // Modes are read and written as words (config.json).
+        for mode in [HeaderMode::Auto, HeaderMode::Yes, HeaderMode::No] {
+            let json = serde_json::to_string(&mode).unwrap();
+            assert_eq!(json, format!("\"{mode}\""));
+            assert_eq!(mode.as_str().parse::<HeaderMode>(), Ok(mode));
+        }
+    }
+
+    #[test]
+    fn a_long_numeric_first_row_is_shortened_in_the_note() {
+        let row: Vec<String> = (0..10).map(|j| j.to_string()).collect();
+        let text = format!("{}\n{}\n", row.join(","), row.join(","));
+        let t = parse(&text).unwrap();
+        let note = t.header_note().unwrap().to_string();
+        assert!(
+            note.contains("(0, 1, 2, 3, 4, 5, ... (10 fields))"),
+            "{note}"
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@ pub mod standardize;
 pub mod table;
 pub mod toy;
 
-pub use csv::{read_csv, write_csv, write_csv_to, ColumnSelection};
+pub use csv::{read_csv, write_csv, write_csv_to, ColumnSelection, HeaderMode};
 pub use npy::read_npy;
 pub use protocol::{read_table, toy_test, toy_validation, SPLIT, TOY_TEST_SEED};
 pub use standardize::{dequantize, integer_columns, Standardizer};
-pub use table::Table;
+pub use table::{HeaderNote, Table};
 pub use toy::ToySet;

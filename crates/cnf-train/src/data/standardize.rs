@@ -47,8 +47,11 @@ impl Standardizer {
     /// A column constant in `table` is an error ([`DataError::ConstantColumn`], naming it)
     /// rather than silently given `std = 1`: its density would be degenerate, so the caller
     /// should drop it (or fit on more rows, if `table` is a split of a larger file).
-    /// "Constant" means `std <= 1e-12 * max(1, |mean|)`. Values up to `f64::MAX` are handled:
-    /// when the plain sums overflow, each column is scaled by its largest magnitude first.
+    /// "Constant" is relative to the column's own scale: all values equal, or
+    /// `std <= 1e-12 * max |x|` (a column of values near 1e-13 that vary by 1e-16 is not
+    /// constant). Values from the smallest subnormal up to `f64::MAX` are handled: columns of
+    /// very large or very small magnitudes are scaled by their largest magnitude first, so
+    /// sums neither overflow nor underflow.
     pub fn fit(table: &Table) -> Result<Self, DataError> {
         let n = table.n_rows();
         if n < 2 {
@@ -57,15 +60,19 @@ impl Standardizer {
                 found: n,
             });
         }
-        let (mut mean, mut std) = moments(table, &vec![1.0; table.n_cols()]);
+        let range = ColumnRange::of(table);
+        // Plain sums for ordinary magnitudes (bit for bit as before); others in units of the
+        // column's largest magnitude.
+        let ordinary = |m: f64| m == 0.0 || (1e-100..=1e100).contains(&m);
+        let scale: Vec<f64> = range
+            .max_abs
+            .iter()
+            .map(|&m| if ordinary(m) { 1.0 } else { m })
+            .collect();
+        let (mut mean, mut std) = moments(table, &scale);
         if mean.iter().chain(&std).any(|v| !v.is_finite()) {
-            let mut max_abs = vec![0.0f64; table.n_cols()];
-            for row in table.rows() {
-                for (m, x) in max_abs.iter_mut().zip(row) {
-                    *m = m.max(x.abs());
-                }
-            }
-            let scale: Vec<f64> = max_abs
+            let scale: Vec<f64> = range
+                .max_abs
                 .iter()
                 .map(|&m| if m > 0.0 { m } else { 1.0 })
                 .collect();
@@ -75,16 +82,20 @@ impl Standardizer {
                 if !m.is_finite() || !s.is_finite() {
                     return Err(DataError::TooLargeToStandardise {
                         name: table.names()[j].clone(),
-                        max_abs: max_abs[j],
+                        max_abs: range.max_abs[j],
                     });
                 }
             }
+        } else {
+            for ((m, s), c) in mean.iter_mut().zip(&mut std).zip(&scale) {
+                (*m, *s) = (*m * c, *s * c);
+            }
         }
-        for (j, (s, m)) in std.iter().zip(&mean).enumerate() {
-            if *s <= 1e-12 * m.abs().max(1.0) {
+        for (j, s) in std.iter().enumerate() {
+            if range.is_constant(j, *s) {
                 return Err(DataError::ConstantColumn {
                     name: table.names()[j].clone(),
-                    value: table.row(0).map_or(*m, |r| r[j]),
+                    value: table.row(0).map_or(mean[j], |r| r[j]),
                     rows: n,
                 });
             }
@@ -99,46 +110,49 @@ impl Standardizer {
 
     /// Per-column standardisation of `train` followed by full-covariance whitening.
     ///
-    /// A column constant in `train` but not in `whole` (the table `train` was split from) is
-    /// not an error: it gets the scale of `whole`'s column and is left out of the whitening
-    /// (unit variance, uncorrelated). A column constant in `whole` too is
-    /// [`DataError::ConstantColumn`]. Collinear columns are [`DataError::SingularCovariance`].
+    /// A column constant in `train` is an error: [`DataError::ConstantInSplit`] when it varies
+    /// in `whole` (the table `train` was split from; a density fitted to `train` would put all
+    /// its mass on one value of the column), else [`DataError::ConstantColumn`]. Collinear
+    /// columns are [`DataError::SingularCovariance`].
     pub fn fit_whitened(train: &Table, whole: &Table) -> Result<Self, DataError> {
         let mut s = match Self::fit(train) {
             Ok(s) => s,
-            Err(DataError::ConstantColumn { .. }) if whole.n_cols() == train.n_cols() => {
-                let full = Self::fit(whole)?;
-                let mut s = Self::fit_scales_only(train)?;
-                for (j, sd) in s.std.iter_mut().enumerate() {
-                    if *sd <= 1e-12 * s.mean[j].abs().max(1.0) {
-                        *sd = full.std[j];
+            Err(DataError::ConstantColumn { name, value, rows }) => {
+                // The same column of the whole table, fitted alone: does it vary there?
+                let column = train
+                    .names()
+                    .iter()
+                    .position(|n| *n == name)
+                    .filter(|_| whole.n_cols() == train.n_cols())
+                    .and_then(|j| whole.column(j));
+                let varies = column.is_some_and(|c| {
+                    Table::new(c.len(), 1, c, vec![name.clone()])
+                        .and_then(|t| Self::fit(&t))
+                        .is_ok()
+                });
+                return Err(if varies {
+                    DataError::ConstantInSplit {
+                        name,
+                        value,
+                        rows,
+                        total: whole.n_rows(),
                     }
-                }
-                s
+                } else {
+                    DataError::ConstantColumn { name, value, rows }
+                });
             }
             Err(e) => return Err(e),
         };
         let z = s.transform(train)?;
         let (n, d) = (z.n_rows(), z.n_cols());
-        let mut cov = nalgebra::DMatrix::<f64>::zeros(d, d);
-        for row in z.rows() {
-            let r = nalgebra::DVector::from_column_slice(row);
-            cov += &r * r.transpose();
+        if n <= d {
+            return Err(DataError::SingularCovariance);
         }
-        cov /= n as f64;
-        for j in 0..d {
-            // Constant in the training split: unit variance, no correlation.
-            if cov[(j, j)] <= 1e-24 {
-                for k in 0..d {
-                    cov[(j, k)] = 0.0;
-                    cov[(k, j)] = 0.0;
-                }
-                cov[(j, j)] = 1.0;
-            }
-        }
-        let l = nalgebra::Cholesky::new(cov)
-            .ok_or(DataError::SingularCovariance)?
-            .unpack();
+        // The covariance of the standardised data (the correlation matrix), factored as the
+        // Gaussian baseline factors it, so the untrained model is that Gaussian.
+        let root_n = (n as f64).sqrt();
+        let a = nalgebra::DMatrix::from_fn(n, d, |i, j| z.data()[i * d + j] / root_n);
+        let l = crate::gaussian::correlation_factor(a).ok_or(DataError::SingularCovariance)?;
         let diag = l.diagonal();
         let largest = diag.iter().fold(0.0f64, |a, b| a.max(*b));
         if diag.iter().any(|v| !v.is_finite() || *v <= 1e-10 * largest) {
@@ -146,20 +160,6 @@ impl Standardizer {
         }
         s.cholesky = Some((0..d * d).map(|k| l[(k / d, k % d)]).collect());
         Ok(s)
-    }
-
-    /// Means and scales without the constant-column check (for [`Self::fit_whitened`]).
-    fn fit_scales_only(table: &Table) -> Result<Self, DataError> {
-        let (mean, std) = moments(table, &vec![1.0; table.n_cols()]);
-        if mean.iter().chain(&std).any(|v| !v.is_finite()) {
-            return Self::fit(table);
-        }
-        Ok(Self {
-            mean,
-            std,
-            cholesky: None,
-            dequantized: Vec::new(),
-        })
     }
 
     /// Whether the standardisation whitens (full covariance).
@@ -280,6 +280,44 @@ pub fn dequantize(table: &Table, cols: &[usize], seed: u64) -> Result<Table, Dat
         }
     }
     Table::new(table.n_rows(), d, data, table.names().to_vec())
+}
+
+/// Relative spread below which a column counts as constant: `std <= REL_CONSTANT * max |x|`.
+const REL_CONSTANT: f64 = 1e-12;
+
+/// Per-column smallest, largest and largest magnitude of a table's values.
+struct ColumnRange {
+    min: Vec<f64>,
+    max: Vec<f64>,
+    max_abs: Vec<f64>,
+}
+
+impl ColumnRange {
+    fn of(table: &Table) -> Self {
+        let d = table.n_cols();
+        let mut r = Self {
+            min: vec![f64::INFINITY; d],
+            max: vec![f64::NEG_INFINITY; d],
+            max_abs: vec![0.0; d],
+        };
+        for row in table.rows() {
+            for (j, &x) in row.iter().enumerate() {
+                r.min[j] = r.min[j].min(x);
+                r.max[j] = r.max[j].max(x);
+                r.max_abs[j] = r.max_abs[j].max(x.abs());
+            }
+        }
+        r
+    }
+
+    /// Whether column `j`, of standard deviation `std`, is constant: all its values are equal,
+    /// or its spread is below [`REL_CONSTANT`] of its largest magnitude.
+    fn is_constant(&self, j: usize, std: f64) -> bool {
+        // NaN compares false, so it counts as constant too.
+        self.min[j] == self.max[j]
+            || std.partial_cmp(&(REL_CONSTANT * self.max_abs[j]))
+                != Some(std::cmp::Ordering::Greater)
+    }
 }
 
 /// Column means and population standard deviations of `x / scale`, in units of `scale`.
@@ -458,19 +496,73 @@ mod tests {
         }
     }
 
+    /// A column constant in the training split but not in the whole file is refused, naming
+    /// it (it used to be whitened with the whole file's scale: the model then put all its mass
+    /// on one value of the column).
     #[test]
-    fn constant_in_the_split_but_not_in_the_table_is_whitened_not_an_error() {
-        let train = table(2, vec![1.0, 0.0, 2.0, 0.0, 4.0, 0.0, 3.0, 0.0]);
-        let whole = table(2, vec![1.0, 0.0, 2.0, 0.0, 4.0, 0.0, 3.0, 0.0, 2.0, 1.0]);
-        let s = Standardizer::fit_whitened(&train, &whole).unwrap();
-        assert!(s.std[1] > 0.0 && s.log_det().is_finite());
-        let z = s.transform(&whole).unwrap();
-        assert!(z.data().iter().all(|v| v.is_finite()));
-        // Constant in the whole table too: the usual error.
+    fn constant_in_the_split_but_not_in_the_table_is_refused() {
+        let train = table(2, vec![1.0, 0.5, 2.0, 0.5, 4.0, 0.5, 3.0, 0.5]);
+        let whole = table(2, vec![1.0, 0.5, 2.0, 0.5, 4.0, 0.5, 3.0, 0.5, 2.0, 1.5]);
+        let err = Standardizer::fit_whitened(&train, &whole).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                DataError::ConstantInSplit { name, value, rows: 4, total: 5 }
+                    if name == "x1" && *value == 0.5
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "column \"x1\" is constant (0.5) in the 4 rows of the training split, though it \
+             varies in the whole file (5 rows): a density fitted to the training rows cannot \
+             explain its other values (drop the column, or add rows where it varies)"
+        );
+        // Constant in the whole table too: the usual error, about the fitted rows.
         assert!(matches!(
             Standardizer::fit_whitened(&train, &train),
+            Err(DataError::ConstantColumn { rows: 4, .. })
+        ));
+    }
+
+    /// Constancy is relative to the column's scale: values near 1e-13 varying by 1e-16 are
+    /// standardised (they were "constant": the threshold was 1e-12 in absolute terms), values
+    /// near 1e6 varying by 1e-7 (1e-13 of their size) are constant, and so are equal values
+    /// of any size. The message prints the value short (it printed 1e-13 with 30 digits and
+    /// 1e-300 with 300).
+    #[test]
+    fn constancy_is_relative_to_the_column_scale() {
+        let tiny: Vec<f64> = (0..40)
+            .map(|i| 1e-13 * (1.0 + 1e-3 * (i % 7) as f64))
+            .collect();
+        let s = Standardizer::fit(&table(1, tiny.clone())).unwrap();
+        let want_mean = tiny.iter().sum::<f64>() / 40.0;
+        assert!((s.mean[0] / want_mean - 1.0).abs() < 1e-12);
+        assert!(s.std[0] > 1e-17 && s.std[0] < 1e-15, "{}", s.std[0]);
+        assert!(s.log_det().is_finite());
+        let z = s.transform(&table(1, tiny)).unwrap();
+        assert!(z.data().iter().all(|v| v.abs() < 3.0));
+        // Far below 1e-100 too (the squares of the deviations underflowed).
+        let minute: Vec<f64> = (0..40).map(|i| 1e-200 * (1.0 + (i % 5) as f64)).collect();
+        let s = Standardizer::fit(&table(1, minute)).unwrap();
+        assert!(s.std[0] > 1e-201 && s.log_det().is_finite());
+
+        let nearly: Vec<f64> = (0..40).map(|i| 1e6 + 1e-7 * (i % 2) as f64).collect();
+        assert!(matches!(
+            Standardizer::fit(&table(1, nearly)),
             Err(DataError::ConstantColumn { .. })
         ));
+        for v in [1e-300, 1.0012881847531554e-13, 7.0, 3e250] {
+            let err = Standardizer::fit(&table(1, vec![v; 50])).unwrap_err();
+            assert!(matches!(err, DataError::ConstantColumn { value, rows: 50, .. } if value == v));
+            let message = err.to_string();
+            assert!(message.len() < 150, "{message}");
+            assert!(message.contains(&format!("({})", crate::error::short(v))));
+        }
+        let message = Standardizer::fit(&table(1, vec![1e-300; 3]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("column \"x0\" is constant (1e-300) in the 3 rows"));
     }
 
     #[test]

@@ -7,12 +7,61 @@ use rand::SeedableRng;
 use crate::error::DataError;
 
 /// `n_rows` x `n_cols` finite values, row-major, with one name per column.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// A table read from a CSV file whose first row was all numbers, in header mode `auto`, also
+/// carries a [`HeaderNote`] ([`Table::header_note`]): that row was read as data. The note is
+/// about where the table came from, not part of its contents: tables compare equal without
+/// it, and tables derived from it (rows selected, split, transformed) do not carry it.
+#[derive(Debug, Clone)]
 pub struct Table {
     n_rows: usize,
     n_cols: usize,
     data: Vec<f64>,
     names: Vec<String>,
+    header_note: Option<Box<HeaderNote>>,
+}
+
+impl PartialEq for Table {
+    fn eq(&self, other: &Self) -> bool {
+        (self.n_rows, self.n_cols) == (other.n_rows, other.n_cols)
+            && self.data == other.data
+            && self.names == other.names
+    }
+}
+
+/// What header detection decided when it read a first row of numbers as data: the command line
+/// prints it as a note (a numeric header such as `400,500` would otherwise become a data row
+/// with no word said).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderNote {
+    /// The CSV file.
+    pub path: std::path::PathBuf,
+    /// The first row's fields, as written.
+    pub first_row: Vec<String>,
+}
+
+impl std::fmt::Display for HeaderNote {
+    /// `t.csv: the first row (400, 500) is all numbers, read as data; pass --header yes if it
+    /// names the columns` (at most 6 fields shown).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 6;
+        let mut row = self
+            .first_row
+            .iter()
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if self.first_row.len() > SHOWN {
+            row += &format!(", ... ({} fields)", self.first_row.len());
+        }
+        write!(
+            f,
+            "{}: the first row ({row}) is all numbers, read as data; pass --header yes if it \
+             names the columns",
+            self.path.display()
+        )
+    }
 }
 
 impl Table {
@@ -51,7 +100,20 @@ impl Table {
             n_cols,
             data,
             names,
+            header_note: None,
         })
+    }
+
+    /// The table with `note` attached (see [`Table::header_note`]).
+    pub(crate) fn with_header_note(mut self, note: HeaderNote) -> Self {
+        self.header_note = Some(Box::new(note));
+        self
+    }
+
+    /// Set when this table was read from a CSV file in header mode `auto` and its first row,
+    /// all numbers, was read as data: print it as a note.
+    pub fn header_note(&self) -> Option<&HeaderNote> {
+        self.header_note.as_deref()
     }
 
     /// Builds a table with default column names `x0`, `x1`, ...
@@ -77,6 +139,7 @@ impl Table {
             n_cols: 2,
             data: points.into_iter().flatten().collect(),
             names: default_names(2),
+            header_note: None,
         }
     }
 
@@ -139,6 +202,7 @@ impl Table {
             n_cols: self.n_cols,
             data,
             names: self.names.clone(),
+            header_note: None,
         }
     }
 
