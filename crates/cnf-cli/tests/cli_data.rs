@@ -198,7 +198,9 @@ fn a_numeric_first_row_is_noted_and_header_decides() {
     // density on a file whose numeric first row names the model's columns: that row is the
     // header (300 rows out, not 301), matched by name in any order.
     let swapped = dir.path().join("swapped.csv");
-    write(&swapped, Some("500,400"), 5, |i| vec![value(i, 1), value(i, 0)]);
+    write(&swapped, Some("500,400"), 5, |i| {
+        vec![value(i, 1), value(i, 0)]
+    });
     let out = cnf(&["density", "--model", s(&yes), "--input", s(&swapped)]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
@@ -208,7 +210,10 @@ fn a_numeric_first_row_is_noted_and_header_decides() {
     let out = cnf(&["density", "--model", s(&auto), "--input", s(&swapped)]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("note: ") && err.contains("read as data"), "{err}");
+    assert!(
+        err.contains("note: ") && err.contains("read as data"),
+        "{err}"
+    );
 
     let no = dir.path().join("no");
     let err = train_ok(&csv, &no, &["--header", "no"]);
@@ -343,5 +348,8 @@ fn the_gaussian_baseline_of_a_near_collinear_table_is_exact() {
     let warning = j["gaussian_warning"].as_str().unwrap_or("");
     assert!(warning.contains("nearly collinear"), "{j}");
     let text = ok(&["eval", "--model", s(&m), "--data", s(&csv)]);
-    assert!(text.contains("warning: the columns are nearly collinear"), "{text}");
+    assert!(
+        text.contains("warning: the columns are nearly collinear"),
+        "{text}"
+    );
 }

@@ -67,7 +67,13 @@ fn force_checks_everything_before_removing_the_old_run() {
     ok(&strs(&tiny(&["--data", s(&t), "--out", s(&r)])));
     let before = snapshot(&r);
     let err = fails(&strs(&tiny(&[
-        "--data", s(&t), "--out", s(&r), "--force", "--rtol", "1e-300",
+        "--data",
+        s(&t),
+        "--out",
+        s(&r),
+        "--force",
+        "--rtol",
+        "1e-300",
     ])));
     assert!(err.contains("rtol") && err.contains("f32"), "{err}");
     assert_eq!(snapshot(&r), before, "the refused --force changed the run");
@@ -77,7 +83,13 @@ fn force_checks_everything_before_removing_the_old_run() {
     let one = dir.path().join("one.csv");
     std::fs::write(&one, "x,y\n1,2\n").unwrap();
     let before = snapshot(&r);
-    fails(&strs(&tiny(&["--data", s(&one), "--out", s(&r), "--force"])));
+    fails(&strs(&tiny(&[
+        "--data",
+        s(&one),
+        "--out",
+        s(&r),
+        "--force",
+    ])));
     assert_eq!(snapshot(&r), before);
 }
 
@@ -135,8 +147,7 @@ fn eval_reports_the_nll_when_w2_fails() {
     ok(&strs(&tiny(&["--data", s(&unit), "--out", s(&m1)])));
     ok(&strs(&tiny(&["--data", s(&huge), "--out", s(&m2)])));
     let eval = |m: &Path, data: &Path| -> serde_json::Value {
-        serde_json::from_str(&ok(&["eval", "--model", s(m), "--data", s(data), "--json"]))
-            .unwrap()
+        serde_json::from_str(&ok(&["eval", "--model", s(m), "--data", s(data), "--json"])).unwrap()
     };
     let j1 = eval(&m1, &unit);
     let j2 = eval(&m2, &huge);
@@ -144,10 +155,16 @@ fn eval_reports_the_nll_when_w2_fails() {
     assert!(j2["w2"].is_null(), "{j2}");
     assert!(j2["w2_missing"].as_str().unwrap().contains("W2"), "{j2}");
     let shift = 2.0 * 200.0 * std::f64::consts::LN_10;
-    let (n1, n2) = (j1["test_nll"].as_f64().unwrap(), j2["test_nll"].as_f64().unwrap());
+    let (n1, n2) = (
+        j1["test_nll"].as_f64().unwrap(),
+        j2["test_nll"].as_f64().unwrap(),
+    );
     assert!((n2 - n1 - shift).abs() < 1e-3 * shift, "{n1} {n2} {shift}");
     let text = ok(&["eval", "--model", s(&m2), "--data", s(&huge)]);
-    assert!(text.contains("test NLL") && text.contains("unavailable"), "{text}");
+    assert!(
+        text.contains("test NLL") && text.contains("unavailable"),
+        "{text}"
+    );
 }
 
 /// Minor: eval of one point has no standard error (it said "+- 0.0000").
@@ -159,12 +176,23 @@ fn eval_of_one_point_has_no_standard_error() {
     let one = dir.path().join("one.csv");
     std::fs::write(&one, "x0,x1\n0.5,-0.25\n").unwrap();
     let text = ok(&["eval", "--model", s(&m), "--data", s(&one)]);
-    assert!(!text.contains("+- 0.0000") && text.contains("no standard error"), "{text}");
+    assert!(
+        !text.contains("+- 0.0000") && text.contains("no standard error"),
+        "{text}"
+    );
     let j: serde_json::Value = serde_json::from_str(&ok(&[
-        "eval", "--model", s(&m), "--data", s(&one), "--json",
+        "eval",
+        "--model",
+        s(&m),
+        "--data",
+        s(&one),
+        "--json",
     ]))
     .unwrap();
-    assert!(j["stderr"].is_null() && j["test_nll"].as_f64().is_some(), "{j}");
+    assert!(
+        j["stderr"].is_null() && j["test_nll"].as_f64().is_some(),
+        "{j}"
+    );
 }
 
 /// Minor: a file named like a toy set is not silently replaced by the toy set; `./moons` names
@@ -178,9 +206,15 @@ fn names_cannot_mislead() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("./moons") && err.contains("toy set"), "{err}");
     assert!(!dir.path().join("m").join("config.json").exists());
-    ok_in(dir.path(), &strs(&tiny(&["--data", "./moons", "--out", "m"])));
+    ok_in(
+        dir.path(),
+        &strs(&tiny(&["--data", "./moons", "--out", "m"])),
+    );
     let config = std::fs::read_to_string(dir.path().join("m/config.json")).unwrap();
-    assert!(config.contains("moons") && config.contains("table"), "{config}");
+    assert!(
+        config.contains("moons") && config.contains("table"),
+        "{config}"
+    );
     let out = cnf_in(dir.path(), &["eval", "--model", "m", "--data", "moons"]);
     assert_eq!(out.status.code(), Some(1));
 
@@ -204,11 +238,17 @@ fn out_and_import_messages_fit_the_command() {
     assert!(err.contains("is a file, not a folder"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), b"keep");
 
-    let npz = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/cnf_8g_diffrax_1000it.npz");
+    let npz = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/cnf_8g_diffrax_1000it.npz"
+    );
     let m = dir.path().join("m");
     ok(&["import", "--npz", npz, "--out", s(&m)]);
     let err = fails(&["import", "--npz", npz, "--out", s(&m)]);
-    assert!(err.contains("--force") && !err.contains("--resume"), "{err}");
+    assert!(
+        err.contains("--force") && !err.contains("--resume"),
+        "{err}"
+    );
 }
 
 /// Minor: with a singular covariance the settings say the start is per-column standardisation,
@@ -223,7 +263,12 @@ fn settings_do_not_claim_whitening_after_a_singular_covariance() {
         text += &format!("{v},{v}\n");
     }
     std::fs::write(&t, text).unwrap();
-    let out = cnf(&strs(&tiny(&["--data", s(&t), "--out", s(&dir.path().join("m"))])));
+    let out = cnf(&strs(&tiny(&[
+        "--data",
+        s(&t),
+        "--out",
+        s(&dir.path().join("m")),
+    ])));
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("singular"), "{err}");

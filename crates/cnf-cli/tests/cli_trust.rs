@@ -50,7 +50,10 @@ fn column(rows: &[Vec<f64>], j: usize) -> Vec<f64> {
 /// The `logp` column of `density`'s output, found by name.
 fn logp(csv: &str) -> Vec<f64> {
     let (header, rows) = parse_csv(csv);
-    let j = header.iter().position(|h| h == "logp").expect("a logp column");
+    let j = header
+        .iter()
+        .position(|h| h == "logp")
+        .expect("a logp column");
     column(&rows, j)
 }
 
@@ -501,7 +504,10 @@ fn impossible_sizes_and_bad_choices() {
     usage(&["train", "--hidden", "1000000000"], "1..=65536");
     usage(&["train", "--batch", "1000000000"], "1..=1048576");
     usage(&["train", "--steps", "1000000000000"], "1..=1000000");
-    usage(&["train", "--grad", "magic"], "backprop, checkpointed, adjoint");
+    usage(
+        &["train", "--grad", "magic"],
+        "backprop, checkpointed, adjoint",
+    );
     usage(&["train", "--method", "rk5"], "dopri5");
     usage(&["train", "--activation", "relu"], "tanh");
     usage(&["train", "--trace", "exactly"], "rademacher");

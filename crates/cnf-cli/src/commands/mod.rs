@@ -4,7 +4,6 @@ mod inspect;
 mod sample;
 mod train;
 
-
 use crate::cli::{Command, SolverArgs};
 use cnf_train::error::TrainError;
 use cnf_train::model::SolverConfig;
