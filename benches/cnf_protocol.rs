@@ -18,9 +18,9 @@ use std::time::Instant;
 
 use cnf::field::Trace;
 use cnf::field::{Activation, Mlp, MlpConfig, VectorField};
-use cnf::flow::{Cnf, Integrator, StepControl};
+use cnf::flow::Cnf;
 use cnf::ode::Differentiation;
-use cnf::ode::PiParams;
+use cnf::ode::{Method, PiParams, SolverSpec};
 use cnf::train::data::ToySet;
 use cnf::train::data::{toy_test, toy_validation};
 use cnf::train::optim::{Adam, AdamConfig};
@@ -39,6 +39,15 @@ impl Observer<f32> for Record {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Dopri5 at rtol = atol = 1e-5 (the peers' setting), with `control` or the default controller.
+fn dopri5(control: Option<PiParams>) -> SolverSpec<f32> {
+    let mut b = SolverSpec::builder(Method::Dopri5).rtol(1e-5).atol(1e-5);
+    if let Some(p) = control {
+        b = b.controller(p);
+    }
+    b.build().unwrap()
 }
 
 fn main() {
@@ -65,8 +74,8 @@ fn main() {
     regularisers.validate().unwrap();
     // The step-size control of the training solves (the test evaluation keeps the default).
     let (train_control, control_name) = match opt("--train-control").as_deref() {
-        Some("i") => (StepControl::Params(PiParams::DOPRI5_I), "i"),
-        _ => (StepControl::default(), "default"),
+        Some("i") => (Some(PiParams::DOPRI5_I), "i"),
+        _ => (None, "default"),
     };
     // The seed of the initial weights, the batches and the probes (the test points are fixed).
     let seed: u64 = opt("--seed").and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -89,10 +98,7 @@ fn main() {
         let start = Instant::now();
         {
             let mut trainer = Trainer {
-                cnf: Cnf::new(
-                    mlp,
-                    Integrator::default_dopri5().with_control(train_control),
-                ),
+                cnf: Cnf::new(mlp, dopri5(train_control)),
                 adam,
                 batches: Batches::Toy(set),
                 val: val.clone(),
@@ -113,7 +119,7 @@ fn main() {
             };
             trainer.run(0).unwrap();
             let wall = start.elapsed().as_secs_f64();
-            trainer.cnf.integrator.control = StepControl::default();
+            trainer.cnf.solver = dopri5(None);
             let (test_nll, nfe) = mean_nll(&trainer.cnf, &test).unwrap();
             let events = events.borrow();
             let window: Vec<&IterEvent> = events
@@ -169,7 +175,7 @@ fn compare_norms(set: ToySet, iters: usize) {
         .map(|&v| v as f32)
         .collect();
     let mut trainer = Trainer {
-        cnf: Cnf::new(mlp, Integrator::default_dopri5()),
+        cnf: Cnf::new(mlp, dopri5(None)),
         adam,
         batches: Batches::Toy(set),
         val,
@@ -196,7 +202,7 @@ fn compare_norms(set: ToySet, iters: usize) {
             trainer.run(done).unwrap();
             done = checkpoint;
         }
-        let (tol_r, tol_a) = (trainer.cnf.integrator.rtol, trainer.cnf.integrator.atol);
+        let (tol_r, tol_a) = (1e-5, 1e-5);
         let methods = [
             ("backprop", Differentiation::Discretise),
             ("adjoint_seminorm", Differentiation::backsolve(tol_r, tol_a)),

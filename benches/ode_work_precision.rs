@@ -124,7 +124,7 @@ fn cell<const N: usize>(
     p: &Problem<N>,
     solver: String,
     tol: f64,
-    sol: Result<cnf::ode::Solution<f64, [f64; N]>, cnf::ode::OdeError<f64>>,
+    sol: Result<cnf::ode::Solution<f64, [f64; N]>, cnf::ode::OdeError>,
     ms: f64,
 ) -> Cell {
     let sol = sol.expect("benchmark problems solve");

@@ -9,8 +9,9 @@
 use std::time::Instant;
 
 use cnf::field::{Activation, Mlp, Trace};
-use cnf::flow::{BatchNorm, Batching, Cnf, Integrator};
+use cnf::flow::{Batching, Cnf};
 use cnf::ode::Differentiation;
+use cnf::ode::{Method, SolverSpec};
 use cnf::train::data::toy_test;
 use serde_json::json;
 
@@ -33,6 +34,16 @@ fn reference() -> (Vec<f32>, Vec<f64>) {
     (x, logp)
 }
 
+/// Dopri5 at rtol = atol = 1e-5 with the batch RMS norm ("Rms") or the per-sample norm.
+fn dopri5(norm: &str) -> SolverSpec<f32> {
+    SolverSpec::builder(Method::Dopri5)
+        .rtol(1e-5)
+        .atol(1e-5)
+        .per_sample_norm(norm == "PerSample")
+        .build()
+        .unwrap()
+}
+
 fn main() {
     let mlp = Mlp::<f32>::from_npz(
         format!("{DATA}/cnf_8g_diffrax_1000it.npz"),
@@ -50,9 +61,8 @@ fn main() {
     );
     let mut medians = std::collections::BTreeMap::new();
     for batching in [Batching::Whole, Batching::Chunks(1024)] {
-        for norm in [BatchNorm::Rms, BatchNorm::PerSample] {
-            let cnf = Cnf::new(mlp.clone(), Integrator::default_dopri5().with_norm(norm))
-                .with_batching(batching);
+        for norm in ["Rms", "PerSample"] {
+            let cnf = Cnf::new(mlp.clone(), dopri5(norm)).with_batching(batching);
             let mut secs = Vec::new();
             let mut last = None;
             for _ in 0..REPEATS {
@@ -68,19 +78,19 @@ fn main() {
                 .map(|(r, l)| (r - *l as f64).abs())
                 .fold(0.0, f64::max);
             let m = median(secs);
-            medians.insert(format!("logp {batching:?} {norm:?}"), m);
+            medians.insert(format!("logp {batching:?} {norm}"), m);
             println!(
                 "{}",
                 json!({"task": "log_density", "points": x.len() / 2, "batching": format!("{batching:?}"),
-                       "norm": format!("{norm:?}"), "median_s": m, "nfe": d.stats.nfe,
+                       "norm": norm, "median_s": m, "nfe": d.stats.nfe,
                        "worst_ref_logp_err": worst})
             );
         }
     }
     // One training step of the peers' protocol size (batch 512, backprop).
     let batch = &x[..1024];
-    for norm in [BatchNorm::Rms, BatchNorm::PerSample] {
-        let cnf = Cnf::new(mlp.clone(), Integrator::default_dopri5().with_norm(norm));
+    for norm in ["Rms", "PerSample"] {
+        let cnf = Cnf::new(mlp.clone(), dopri5(norm));
         let mut secs = Vec::new();
         let mut last = None;
         for _ in 0..REPEATS {
@@ -93,10 +103,10 @@ fn main() {
         }
         let g = last.unwrap();
         let m = median(secs);
-        medians.insert(format!("step {norm:?}"), m);
+        medians.insert(format!("step {norm}"), m);
         println!(
             "{}",
-            json!({"task": "loss_and_grad", "points": 512, "norm": format!("{norm:?}"),
+            json!({"task": "loss_and_grad", "points": 512, "norm": norm,
                    "median_s": m, "nfe_fwd": g.forward.nfe, "nfe_bwd": g.backward.nfe})
         );
     }

@@ -4,8 +4,9 @@
 //!
 //! `cargo run --release --example fit_density [-- --data 2spirals --iters 300]`
 use cnf::field::{Activation, Mlp, MlpConfig, Trace, VectorField};
-use cnf::flow::{Batching, Cnf, Integrator};
+use cnf::flow::{Batching, Cnf};
 use cnf::ode::Differentiation;
+use cnf::ode::{Method, SolverSpec};
 use cnf::train::data::ToySet;
 use cnf::train::optim::{Adam, AdamConfig};
 use rand::{rngs::StdRng, SeedableRng};
@@ -26,7 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // v(z, t): an MLP on [z, t]; solved with Dopri5 at 1e-5 (one solve per minibatch).
     let field = Mlp::<f32>::new(MlpConfig::new(2, &[64, 64, 64], Activation::Tanh), 0)?;
-    let mut cnf = Cnf::new(field, Integrator::default_dopri5());
+    let mut cnf = Cnf::new(
+        field,
+        SolverSpec::adaptive(Method::Dopri5, 1e-5, 1e-5).unwrap(),
+    );
     let mut adam = Adam::new(cnf.field.num_params(), AdamConfig::default())?;
     let mut rng = StdRng::seed_from_u64(0);
 

@@ -18,7 +18,8 @@
 use std::time::Instant;
 
 use cnf::field::{Activation, Mlp, MlpConfig, VectorField};
-use cnf::flow::{Cnf, Integrator};
+use cnf::flow::Cnf;
+use cnf::ode::{Method, SolverSpec};
 use cnf::train::optim::{Adam, AdamConfig};
 use cnf::train::trainer::{Differentiation, MaximumLikelihood, Objective, TraceKind};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -107,7 +108,10 @@ fn main() {
     let config = MlpConfig::new(D, &[256, 256, 256], Activation::Tanh);
     let mlp = Mlp::<f32>::new(config, 0).expect("mlp");
     let n_params = mlp.num_params();
-    let cnf0 = Cnf::new(mlp, Integrator::default_dopri5());
+    let cnf0 = Cnf::new(
+        mlp,
+        SolverSpec::adaptive(Method::Dopri5, 1e-5, 1e-5).unwrap(),
+    );
 
     for (name, trace) in [
         ("hutchinson_rademacher_1", TraceKind::Rademacher),

@@ -5,9 +5,9 @@
 //! `$PY benches/peers/diffrax_steps.py` first (writes /tmp/cnf_sample_ref.csv: the base points
 //! z, diffrax's samples and diffrax's f64 reference), then
 //! `cargo run --release --example sample_steps [-- /tmp/cnf_sample_ref.csv]`.
-use cnf::field::{Activation, Mlp, Trace, VectorField};
-use cnf::flow::{log_normal, Cnf, Integrator, StepControl};
-use cnf::ode::{Dopri5, PiController, PiParams, Solver, Stats, StepController};
+use cnf::field::{Activation, Inputs, Mlp, Trace, VectorField};
+use cnf::flow::{log_normal, Cnf};
+use cnf::ode::{Dopri5, Method, PiController, PiParams, Solver, SolverSpec, Stats, StepController};
 use cnf::train::data::ToySet;
 use rand::{rngs::StdRng, SeedableRng};
 
@@ -97,7 +97,7 @@ fn solve<T: cnf::field::Real>(
             let mut s = mlp.scratch(z.len() / 2);
             let sol = solver
                 .solve(
-                    |t: T, y: &[T], dy: &mut [T]| mlp.eval_batch(&mut s, t, y, dy),
+                    |t: T, y: &[T], dy: &mut [T]| mlp.eval_batch(&mut s, Inputs::shared(t, y), dy),
                     T::one(),
                     T::zero(),
                     &z.to_vec(),
@@ -114,7 +114,13 @@ fn solve<T: cnf::field::Real>(
                 .solve(
                     |t: T, y: &[T], dy: &mut [T]| {
                         let (v, div) = dy.split_at_mut(2 * n);
-                        mlp.eval_div_batch(&mut s, t, &y[..2 * n], &Trace::Exact, v, div)
+                        mlp.eval_div_batch(
+                            &mut s,
+                            Inputs::shared(t, &y[..2 * n]),
+                            &Trace::Exact,
+                            v,
+                            div,
+                        )
                     },
                     T::zero(),
                     T::one(),
@@ -225,18 +231,19 @@ fn main() {
     }
     // The flow's own solves (Cnf::transform, as Cnf::sample; 2 threads over rows).
     for (name, control) in [
-        ("Auto (I for sampling)", StepControl::Auto),
-        ("Tableau (PI)", StepControl::Tableau),
+        ("default (I for sampling)", None),
+        ("the tableau's (PI)", Some(PiParams::DOPRI5)),
     ] {
-        let cnf = Cnf::new(
-            m32.clone(),
-            Integrator::default_dopri5().with_control(control),
-        );
+        let mut b = SolverSpec::builder(Method::Dopri5).rtol(1e-5).atol(1e-5);
+        if let Some(p) = control {
+            b = b.controller(p);
+        }
+        let cnf = Cnf::new(m32.clone(), b.build().unwrap());
         let out = cnf.transform(&z32, 1.0, 0.0).unwrap();
         let x: Vec<f64> = out.points.iter().map(|&v| f64::from(v)).collect();
         let (m, rms) = errors(&x, &sref);
         println!(
-            "Cnf::transform, StepControl::{name}: {} steps, nfe {}; vs reference: max {m:.3e} rms {rms:.3e}",
+            "Cnf::transform, controller {name}: {} steps, nfe {}; vs reference: max {m:.3e} rms {rms:.3e}",
             out.stats.accepted, out.stats.nfe
         );
     }

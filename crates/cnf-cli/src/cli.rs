@@ -182,8 +182,8 @@ pub struct SolverArgs {
     /// Error norm of adaptive solves over many points: rms over the batch (the peers'; cheapest)
     /// or per-sample (every point held to the tolerances; ~1.6x the evaluations)
     /// [default: the model's, rms].
-    #[arg(long, value_enum)]
-    pub error_norm: Option<cnf_train::model::ErrorNormConfig>,
+    #[arg(long, value_parser = ["rms", "per-sample"])]
+    pub error_norm: Option<String>,
 }
 
 #[derive(Debug, Args)]

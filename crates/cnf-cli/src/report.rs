@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use cnf_field::{Mlp, Real};
 use cnf_flow::{Batching, Cnf};
+use cnf_ode::cast;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Deserialize;
@@ -152,7 +153,7 @@ pub fn plot_model<T: Real>(
     };
     let steps = 20;
     let times: Vec<T> = (0..=steps)
-        .map(|k| T::from_f64(k as f64 / steps as f64).unwrap_or_else(T::nan))
+        .map(|k| cast::<T>(k as f64 / steps as f64))
         .collect();
     let mut paths: Vec<Vec<[f64; 2]>> = vec![Vec::new(); starts.len() / 2];
     for at in cnf.trajectory(&starts, &times)?.points {

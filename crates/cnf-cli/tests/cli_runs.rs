@@ -275,3 +275,51 @@ fn settings_do_not_claim_whitening_after_a_singular_covariance() {
     assert!(!err.contains("whitening fitted"), "{err}");
     assert!(err.contains("no whitening"), "{err}");
 }
+
+/// Minor: the "try f64" hint names a flag every command that solves has: `sample` and `plot`
+/// take `--f64` (they ran only in the model's precision). The f64 samples of an f32 model are
+/// those of the same weights in f64: close to the f32 ones, not equal.
+#[test]
+fn sample_and_plot_take_f64() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    ok(&strs(&tiny(&["--out", s(&m)])));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["sample", "--model", s(&m), "-n", "50"];
+        args.extend_from_slice(extra);
+        let out = cnf(&args);
+        assert!(out.status.success());
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (f32_rows, f32_note) = run(&[]);
+    let (f64_rows, f64_note) = run(&["--f64"]);
+    assert!(
+        f32_note.contains("f32") && f64_note.contains("f64"),
+        "{f64_note}"
+    );
+    assert_ne!(f32_rows, f64_rows);
+    let values = |text: &str| -> Vec<f64> {
+        text.lines()
+            .skip(1)
+            .flat_map(|l| l.split(',').map(|v| v.parse::<f64>().unwrap()))
+            .collect()
+    };
+    for (a, b) in values(&f32_rows).iter().zip(values(&f64_rows)) {
+        assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    let png = dir.path().join("p.png");
+    ok(&[
+        "plot",
+        "--model",
+        s(&m),
+        "--out",
+        s(&png),
+        "--resolution",
+        "20",
+        "--f64",
+    ]);
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+}

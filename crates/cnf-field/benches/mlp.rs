@@ -9,7 +9,7 @@
 
 use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::kernel::{Epilogue, GemmJob, PackedT};
-use cnf_field::{Activation, Mlp, MlpConfig, Real, Trace, VectorField};
+use cnf_field::{Activation, Inputs, Mlp, MlpConfig, Real, Trace, VectorField};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Instant;
@@ -52,12 +52,12 @@ fn problem<T: Real>() -> Problem<T> {
     let mlp = Mlp::new(MlpConfig::new(DIM, &HIDDEN, Activation::Tanh), 7).expect("valid config");
     let wave = |n: usize, f: f64| {
         (0..n)
-            .map(|i| T::from_f64((i as f64 * f).sin() * 2.0).unwrap_or_else(T::zero))
+            .map(|i| cnf_ode::cast::<T>((i as f64 * f).sin() * 2.0))
             .collect()
     };
     let (_, k, n) = GEMM_SHAPE;
     let mut packed = PackedT::default();
-    packed.refresh(&vec![T::from_f64(0.25).unwrap_or_else(T::one); n * k], n, k);
+    packed.refresh(&vec![cnf_ode::cast::<T>(0.25); n * k], n, k);
     Problem {
         mlp,
         z: wave(BATCH * DIM, 0.37),
@@ -114,8 +114,8 @@ fn kernel_gemm_once<T: Real>(a: &[T], b: (&[T], usize, usize), c: &mut [T]) {
 /// 2 eval + div + VJP, 3 eval.
 fn run_all<T: Real>(p: &Problem<T>) -> impl FnMut(usize) + '_ {
     let (m, k, n) = GEMM_SHAPE;
-    let a = vec![T::from_f64(0.5).unwrap_or_else(T::one); m * k];
-    let bm = vec![T::from_f64(0.25).unwrap_or_else(T::one); k * n];
+    let a = vec![cnf_ode::cast::<T>(0.5); m * k];
+    let bm = vec![cnf_ode::cast::<T>(0.25); k * n];
     let mut c = vec![T::zero(); m * n];
     let mut s = p.mlp.scratch(BATCH);
     let (mut v, mut div) = (vec![T::zero(); BATCH * DIM], vec![T::zero(); BATCH]);
@@ -128,16 +128,22 @@ fn run_all<T: Real>(p: &Problem<T>) -> impl FnMut(usize) + '_ {
         4 => kernel_gemm_once(&a, p.packed.view(), &mut c),
         1 => p.mlp.eval_div_batch(
             &mut s,
-            T::one(),
-            black_box(&p.z),
+            Inputs::shared(T::one(), black_box(&p.z)),
             &Trace::Exact,
             &mut v,
             &mut div,
         ),
-        3 => p.mlp.eval_batch(&mut s, T::one(), black_box(&p.z), &mut v),
+        3 => p
+            .mlp
+            .eval_batch(&mut s, Inputs::shared(T::one(), black_box(&p.z)), &mut v),
         _ => p.mlp.vjp_batch(
             &mut s,
-            VjpInput::new(T::one(), black_box(&p.z), Trace::Exact, &p.a_v, &p.a_div),
+            VjpInput::new(
+                Inputs::shared(T::one(), black_box(&p.z)),
+                Trace::Exact,
+                &p.a_v,
+                &p.a_div,
+            ),
             VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_th),
         ),
     }
@@ -259,7 +265,7 @@ const ACT_LEN: usize = BATCH * 64;
 /// every run sees the same values, spread over [-4, 4] like pre-activations).
 fn activation_cases<T: Real>() -> (Vec<(&'static str, Activation, usize)>, Vec<T>) {
     let x = (0..ACT_LEN)
-        .map(|i| T::from_f64((i as f64 * 0.618).sin() * 4.0).unwrap_or_else(T::zero))
+        .map(|i| cnf_ode::cast::<T>((i as f64 * 0.618).sin() * 4.0))
         .collect();
     let mut cases = vec![
         ("libm_tanh", Activation::Tanh, 0),
@@ -360,7 +366,7 @@ impl<T: Real> Layer<T> {
     fn new() -> Self {
         let wave = |n: usize, f: f64, a: f64| {
             (0..n)
-                .map(|i| T::from_f64((i as f64 * f).sin() * a).unwrap_or_else(T::zero))
+                .map(|i| cnf_ode::cast::<T>((i as f64 * f).sin() * a))
                 .collect::<Vec<T>>()
         };
         Self {

@@ -7,8 +7,8 @@
 //! point for the divergence and `d * nt` nested passes per point for the VJP.
 
 use crate::field::{
-    contract_tangents, frobenius_from_tangents, kinetic_from_v, Integrands, Trace, VectorField,
-    VjpInput, VjpOutput,
+    contract_tangents, frobenius_from_tangents, kinetic_from_v, Inputs, Integrands, Trace,
+    VectorField, VjpInput, VjpOutput,
 };
 use crate::real::{cast, Real};
 use autodiff::{F, FT};
@@ -98,30 +98,33 @@ impl<T: Real, G: GenericField> VectorField<T> for DualField<G> {
         s
     }
 
-    fn eval_batch(&self, _s: &mut DualScratch<T>, t: T, z: &[T], out: &mut [T]) {
+    fn eval_batch(&self, _s: &mut DualScratch<T>, x: Inputs<'_, T>, out: &mut [T]) {
         let d = self.inner.dim();
-        debug_assert_eq!(z.len(), out.len());
-        for (zb, ob) in z.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-            self.inner.eval(t, zb, ob);
+        debug_assert_eq!(x.z.len(), out.len());
+        debug_assert!(x.context.is_empty(), "dual fields take no context");
+        let rows = x.z.chunks_exact(d).zip(out.chunks_exact_mut(d));
+        for (b, (zb, ob)) in rows.enumerate() {
+            self.inner.eval(x.t.at(b), zb, ob);
         }
     }
 
     fn eval_div_batch(
         &self,
         s: &mut DualScratch<T>,
-        t: T,
-        z: &[T],
+        x: Inputs<'_, T>,
         trace: &Trace<T>,
         v: &mut [T],
         div: &mut [T],
     ) {
         let d = self.inner.dim();
+        let z = x.z;
         let batch = z.len() / d;
+        debug_assert!(x.context.is_empty(), "dual fields take no context");
         let nt = trace.tangents_per_point(batch, d);
         s.ensure(batch, nt, d);
         trace.fill_tangents(batch, d, &mut s.tangents);
-        let t1 = FT::cst(t);
         for b in 0..batch {
+            let t1 = FT::cst(x.t.at(b));
             for p in 0..nt {
                 let row = b * nt + p;
                 let u = &s.tangents[row * d..][..d];
@@ -143,14 +146,13 @@ impl<T: Real, G: GenericField> VectorField<T> for DualField<G> {
     fn eval_penalties_batch(
         &self,
         s: &mut DualScratch<T>,
-        t: T,
-        z: &[T],
+        x: Inputs<'_, T>,
         trace: &Trace<T>,
         out: Integrands<'_, T>,
     ) {
         let d = self.inner.dim();
-        let batch = z.len() / d;
-        self.eval_div_batch(s, t, z, trace, out.v, out.div);
+        let batch = x.batch(d);
+        self.eval_div_batch(s, x, trace, out.v, out.div);
         if !out.kinetic.is_empty() {
             kinetic_from_v(d, out.v, out.kinetic);
         }
@@ -161,7 +163,9 @@ impl<T: Real, G: GenericField> VectorField<T> for DualField<G> {
     }
 
     fn vjp_batch(&self, s: &mut DualScratch<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
-        let VjpInput { t, z, trace, .. } = input;
+        let VjpInput { x, trace, .. } = input;
+        let z = x.z;
+        debug_assert!(x.context.is_empty(), "dual fields take no context");
         let (a_v, a_div) = (input.a_v, input.a_div);
         let VjpOutput { v, div, g_z, .. } = out;
         let d = self.inner.dim();
@@ -170,8 +174,8 @@ impl<T: Real, G: GenericField> VectorField<T> for DualField<G> {
         s.ensure(batch, nt, d);
         trace.fill_tangents(batch, d, &mut s.tangents);
         let norm = trace.norm(batch, d);
-        let t2 = Dual2::cst(FT::cst(t));
         for b in 0..batch {
+            let t2 = Dual2::cst(FT::cst(x.t.at(b)));
             let mut div_b = T::zero();
             // Inner direction e_m gives d/dz_m; outer direction u_p gives J u_p.
             for m in 0..d {
@@ -207,5 +211,5 @@ impl<T: Real, G: GenericField> VectorField<T> for DualField<G> {
 /// Converts a parameter stored as `T` to the evaluation type `S` (f64, f32 or a dual).
 #[inline]
 pub(crate) fn param<S: Float, T: Real>(x: T) -> S {
-    cast::<S, T>(x)
+    cast::<S>(x)
 }

@@ -69,7 +69,7 @@ pub enum FieldError {
 }
 
 /// Checks that `buf` holds exactly `expected` elements (the product of `shape`).
-pub fn check_len<T>(what: &str, buf: &[T], shape: &[usize]) -> Result<(), FieldError> {
+pub(crate) fn check_len<T>(what: &str, buf: &[T], shape: &[usize]) -> Result<(), FieldError> {
     let expected: usize = shape.iter().product();
     if buf.len() == expected {
         Ok(())
@@ -83,7 +83,7 @@ pub fn check_len<T>(what: &str, buf: &[T], shape: &[usize]) -> Result<(), FieldE
 }
 
 /// Checks that every entry of `buf` is finite.
-pub fn check_finite<T: num_traits::Float>(what: &str, buf: &[T]) -> Result<(), FieldError> {
+pub(crate) fn check_finite<T: num_traits::Float>(what: &str, buf: &[T]) -> Result<(), FieldError> {
     match buf.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
         Some(index) => Err(FieldError::NonFinite {

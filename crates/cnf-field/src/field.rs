@@ -61,7 +61,7 @@ impl<T: Real> Trace<'_, T> {
             Trace::Exact => T::one(),
             Trace::Hutchinson(_) => {
                 let k = self.tangents_per_point(batch, dim);
-                T::one() / cast::<T, usize>(k.max(1))
+                T::one() / cast::<T>(k.max(1))
             }
         }
     }
@@ -127,8 +127,109 @@ pub fn seed_tangent_cotangents<T: Real>(
     }
 }
 
+/// The time of a batch: one value shared by every row (an ODE solve), or one per row (flow
+/// matching draws a time per sample).
+#[derive(Clone, Copy, Debug)]
+pub enum Time<'a, T> {
+    /// One time for the whole batch.
+    Shared(T),
+    /// `t[b]` for row `b`, `(B)`.
+    PerRow(&'a [T]),
+}
+
+impl<'a, T: Copy> Time<'a, T> {
+    /// The time of row `b`.
+    ///
+    /// # Panics
+    /// If the times are per row and `b` is out of range.
+    #[inline]
+    pub fn at(&self, b: usize) -> T {
+        match *self {
+            Time::Shared(t) => t,
+            Time::PerRow(t) => t[b],
+        }
+    }
+
+    /// The times of rows `r` (a shared time stays shared).
+    #[inline]
+    pub fn rows(&self, r: std::ops::Range<usize>) -> Self {
+        match *self {
+            Time::Shared(t) => Time::Shared(t),
+            Time::PerRow(t) => Time::PerRow(&t[r]),
+        }
+    }
+}
+
+/// What a field is evaluated at: the time (shared or per row), the points `z (B, d)` and the
+/// context `(B, k)`, a per-row conditioning vector (`k = 0`, empty, for unconditional fields).
+///
+/// The tangents (and so the divergence and `g_z`) are over `z` only.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a, T> {
+    /// Time, shared by the batch or one per row.
+    pub t: Time<'a, T>,
+    /// Points, `(B, d)` row-major.
+    pub z: &'a [T],
+    /// Context, `(B, k)` row-major; empty when `k = 0` (every field today: the MLP refuses a
+    /// nonempty context in debug builds, and [`ShapeCheck::inputs`] refuses it always).
+    pub context: &'a [T],
+}
+
+impl<'a, T> Inputs<'a, T> {
+    /// Points `z` at one shared time `t`, no context.
+    #[inline]
+    pub fn shared(t: T, z: &'a [T]) -> Self {
+        Self {
+            t: Time::Shared(t),
+            z,
+            context: &[],
+        }
+    }
+
+    /// Points `z` at times `t (B)`, one per row, no context.
+    #[inline]
+    pub fn per_row(t: &'a [T], z: &'a [T]) -> Self {
+        Self {
+            t: Time::PerRow(t),
+            z,
+            context: &[],
+        }
+    }
+
+    /// Number of rows `B` for points of dimension `dim`.
+    #[inline]
+    pub fn batch(&self, dim: usize) -> usize {
+        self.z.len() / dim.max(1)
+    }
+
+    /// The same inputs with other points (time and context kept): e.g. a stage's state.
+    #[inline]
+    pub fn with_z(self, z: &'a [T]) -> Self {
+        Self { z, ..self }
+    }
+}
+
+impl<T: Copy> Inputs<'_, T> {
+    /// Rows `r` of every per-row part (points, per-row times, context), for points of
+    /// dimension `dim`.
+    #[inline]
+    pub fn rows(&self, r: std::ops::Range<usize>, dim: usize) -> Self {
+        let batch = self.batch(dim);
+        let k = self.context.len().checked_div(batch).unwrap_or(0);
+        Self {
+            t: self.t.rows(r.clone()),
+            z: &self.z[r.start * dim..r.end * dim],
+            context: &self.context[r.start * k..r.end * k],
+        }
+    }
+}
+
 /// A time-dependent vector field `v(t, z)` on `R^d` with batched value, divergence and
 /// vector-Jacobian products.
+///
+/// The batched methods take their point as one [`Inputs`] value: the time ([`Time::Shared`]
+/// for an ODE solve, [`Time::PerRow`] for flow matching), the points `z (B, d)` and the
+/// context (empty today). Every field handles both kinds of time.
 pub trait VectorField<T: Real>: Send + Sync {
     /// Reusable work buffers.
     type Scratch: Send;
@@ -143,19 +244,18 @@ pub trait VectorField<T: Real>: Send + Sync {
     /// Work buffers sized for `batch` points; methods grow them if given a larger batch and
     /// otherwise do not allocate.
     fn scratch(&self, batch: usize) -> Self::Scratch;
-    /// `v(t, z)` for a batch: `z` is `(B, d)` row-major, `out` is `(B, d)`.
-    fn eval_batch(&self, s: &mut Self::Scratch, t: T, z: &[T], out: &mut [T]);
+    /// `v(t, z)` for a batch at `x`: `x.z` is `(B, d)` row-major, `out` is `(B, d)`.
+    fn eval_batch(&self, s: &mut Self::Scratch, x: Inputs<'_, T>, out: &mut [T]);
     /// `v` and the divergence together (one forward-tangent pass): `v (B, d)`, `div (B)`.
     fn eval_div_batch(
         &self,
         s: &mut Self::Scratch,
-        t: T,
-        z: &[T],
+        x: Inputs<'_, T>,
         trace: &Trace<T>,
         v: &mut [T],
         div: &mut [T],
     );
-    /// Vector-Jacobian products of `(v, div)` at `(input.t, input.z)` with cotangents
+    /// Vector-Jacobian products of `(v, div)` at `input.x` with cotangents
     /// `input.a_v (B, d)` and `input.a_div (B)`: ACCUMULATES (`+=`) `d/dz [a_v.v + a_div.div]`
     /// into `out.g_z (B, d)` and `d/dtheta` of the same (summed over the batch) into
     /// `out.g_theta (num_params)`. Also writes `out.v` and `out.div` computed on the way.
@@ -177,20 +277,19 @@ pub trait VectorField<T: Real>: Send + Sync {
     fn eval_penalties_batch(
         &self,
         s: &mut Self::Scratch,
-        t: T,
-        z: &[T],
+        x: Inputs<'_, T>,
         trace: &Trace<T>,
         out: Integrands<'_, T>,
     ) {
         let d = self.dim();
-        let batch = z.len() / d.max(1);
+        let batch = x.batch(d);
         let Integrands {
             v,
             div,
             kinetic,
             frobenius,
         } = out;
-        self.eval_div_batch(s, t, z, trace, v, div);
+        self.eval_div_batch(s, x, trace, v, div);
         if !kinetic.is_empty() {
             kinetic_from_v(d, v, kinetic);
         }
@@ -215,13 +314,19 @@ pub trait VectorField<T: Real>: Send + Sync {
                 a_v[b * d..][..d].copy_from_slice(&u[(b * nt + p) * d..][..d]);
             }
             g_z.fill(zero);
-            let input = VjpInput::new(t, z, Trace::Hutchinson(&[]), &a_v, &a_div);
+            let input = VjpInput::new(x, Trace::Hutchinson(&[]), &a_v, &a_div);
             let out = VjpOutput::new(&mut v2, &mut div2, &mut g_z, &mut g_theta);
             self.vjp_batch(s, input, out);
             for (f, row) in frobenius[..batch].iter_mut().zip(g_z.chunks_exact(d)) {
                 *f = *f + norm * row.iter().fold(zero, |acc, &x| acc + x * x);
             }
         }
+    }
+
+    /// Width `k` of the context rows the field takes (`Inputs::context` is `(B, k)`); 0, the
+    /// default and the only width today, for an unconditional field.
+    fn context_dim(&self) -> usize {
+        0
     }
 
     /// Whether `vjp_batch` differentiates the penalty integrands (see
@@ -315,14 +420,12 @@ pub struct Integrands<'a, T> {
     pub frobenius: &'a mut [T],
 }
 
-/// What [`VectorField::vjp_batch`] reads: the point `(t, z)`, how the divergence is taken, and
-/// the cotangents of `v` and `div`.
+/// What [`VectorField::vjp_batch`] reads: the point `x` (time, `z`, context), how the
+/// divergence is taken, and the cotangents of `v` and `div`.
 #[derive(Clone, Copy, Debug)]
 pub struct VjpInput<'a, T> {
-    /// Time.
-    pub t: T,
-    /// Points, `(B, d)` row-major.
-    pub z: &'a [T],
+    /// Where the field is evaluated: time, points `(B, d)`, context.
+    pub x: Inputs<'a, T>,
     /// How the divergence is computed.
     pub trace: Trace<'a, T>,
     /// Cotangent of `v`, `(B, d)`.
@@ -336,11 +439,10 @@ pub struct VjpInput<'a, T> {
 }
 
 impl<'a, T> VjpInput<'a, T> {
-    /// The point `(t, z)`, the trace, and the cotangents of `v` and `div` (no penalties).
-    pub fn new(t: T, z: &'a [T], trace: Trace<'a, T>, a_v: &'a [T], a_div: &'a [T]) -> Self {
+    /// The point `x`, the trace, and the cotangents of `v` and `div` (no penalties).
+    pub fn new(x: Inputs<'a, T>, trace: Trace<'a, T>, a_v: &'a [T], a_div: &'a [T]) -> Self {
         Self {
-            t,
-            z,
+            x,
             trace,
             a_v,
             a_div,
@@ -439,6 +541,16 @@ impl ShapeCheck {
         crate::error::check_len(what, buf, &[self.num_params])
     }
 
+    /// The inputs must have points `(B, d)`, one time per row if per row, and no context (no
+    /// field takes one yet: a nonempty context is a [`FieldError::Shape`] error).
+    pub fn inputs<T>(&self, x: &Inputs<'_, T>) -> Result<(), FieldError> {
+        self.points("z", x.z)?;
+        if let Time::PerRow(t) = x.t {
+            self.per_point("times", t)?;
+        }
+        crate::error::check_len("context", x.context, &[self.batch, 0])
+    }
+
     /// Hutchinson probes must be `(k, B, d)` with `k >= 1`.
     pub fn trace<T: Real>(&self, trace: &Trace<T>) -> Result<(), FieldError> {
         trace.check(self.batch, self.dim)
@@ -471,7 +583,7 @@ pub fn gaussian_probes<T: Real, R: Rng + ?Sized>(
     dim: usize,
 ) -> Vec<T> {
     (0..k * batch * dim)
-        .map(|_| cast::<T, f64>(StandardNormal.sample(rng)))
+        .map(|_| cast::<T>(Distribution::<f64>::sample(&StandardNormal, rng)))
         .collect()
 }
 
@@ -520,7 +632,7 @@ pub fn orthogonal_probes<T: Real, R: Rng + ?Sized>(
                 let dst = &mut out[((p0 + j) * batch + b) * dim..][..dim];
                 dst.iter_mut()
                     .zip(q)
-                    .for_each(|(o, &qi)| *o = cast::<T, f64>(qi * scale));
+                    .for_each(|(o, &qi)| *o = cast::<T>(qi * scale));
             }
             p0 += m;
         }

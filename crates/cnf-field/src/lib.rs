@@ -2,20 +2,21 @@
 //! `tr(dv/dz)` and the vector-Jacobian products the adjoint method needs.
 //!
 //! ```
-//! use cnf_field::{Activation, DualField, Mlp, MlpConfig, Trace, VectorField};
+//! use cnf_field::{Activation, DualField, Inputs, Mlp, MlpConfig, Trace, VectorField};
 //!
 //! // v(t, z) on R^2: one hidden layer of 16 tanh units, seeded PyTorch-style initialisation.
 //! let mlp = Mlp::<f64>::new(MlpConfig::new(2, &[16], Activation::Tanh), 0)?;
 //! let z = [0.5, -1.0, 2.0, 0.25, -0.3, 0.8]; // 3 points, (B, d) row-major
 //! let (mut v, mut div) = (vec![0.0; 6], vec![0.0; 3]);
 //! let mut scratch = mlp.scratch(3); // work buffers, reused across calls
-//! mlp.eval_div_batch(&mut scratch, 0.5, &z, &Trace::Exact, &mut v, &mut div);
+//! let x = Inputs::shared(0.5, &z); // one time for the batch (`Inputs::per_row`: one per point)
+//! mlp.eval_div_batch(&mut scratch, x, &Trace::Exact, &mut v, &mut div);
 //!
 //! // The dual-number reference path gives the same v and exact divergence.
 //! let reference = DualField::new(mlp.clone());
 //! let (mut v_ref, mut div_ref) = (vec![0.0; 6], vec![0.0; 3]);
 //! let mut s = reference.scratch(3);
-//! reference.eval_div_batch(&mut s, 0.5, &z, &Trace::Exact, &mut v_ref, &mut div_ref);
+//! reference.eval_div_batch(&mut s, x, &Trace::Exact, &mut v_ref, &mut div_ref);
 //! for (a, b) in v.iter().zip(&v_ref).chain(div.iter().zip(&div_ref)) {
 //!     assert!((a - b).abs() < 1e-12, "{a} vs {b}");
 //! }
@@ -30,7 +31,10 @@
 //!   cotangents come in a [`VjpInput`], the buffers it writes in a [`VjpOutput`]). Work buffers
 //!   live in a per-field `Scratch`, so the hot path does not allocate in steady state (apart
 //!   from the packing workspace the `gemm` crate allocates inside a GEMM call). Shapes in these
-//!   methods are only `debug_assert`ed; [`ShapeCheck`] validates user buffers up front.
+//!   methods are only `debug_assert`ed; [`ShapeCheck`] validates user buffers up front. Every
+//!   method takes its point as one [`Inputs`] value: the time ([`Time::Shared`] by the batch,
+//!   as in an ODE solve, or [`Time::PerRow`], as in flow matching), the points `z (B, d)` and a
+//!   per-row context (width 0 today; the slot conditional flows will fill).
 //!
 //! * **Primal + tangent carry** ([`Mlp`]). For a batch of `B` points the network runs as GEMMs:
 //!   per layer `a = h W^T + b`, `h' = s(a)`. Alongside, each point carries `nt` tangent
@@ -38,10 +42,16 @@
 //!   `A = U W^T`, `U' = s'(a) * A`. The time input has no tangent, so the first layer uses
 //!   only the `z` columns of `W0`. At the output the tangent rows are `J u_p`.
 //!
+//!   With per-row times a plain-concat layer is unchanged (the time column of `h_0` holds each
+//!   row's `t_b`, so `W0`'s time column gives the per-row term `w_t t_b`).
+//!
 //!   Concat-squash layers ([`LayerKind::ConcatSquash`], `h' = (W h + b) * sigmoid(Wg t + bg) +
-//!   Wb t`) are folded once per call into effective weights `diag(g) W`, `g * b + Wb t` (time
-//!   is shared by the batch), so the same GEMM pipeline runs them; the reverse pass chains the
-//!   effective-weight gradients back to `W, b, Wg, bg, Wb`.
+//!   Wb t`) at a shared time are folded once per call into effective weights `diag(g) W`,
+//!   `g * b + Wb t`, so the same GEMM pipeline runs them; the reverse pass chains the
+//!   effective-weight gradients back to `W, b, Wg, bg, Wb`. At per-row times the gates are a
+//!   `(B, out)` matrix applied after the stored weights' product (`a = G * (h W^T + b) +
+//!   t Wb^T`, tangents `G * (U W^T)`), and the reverse pass scales the cotangents by `G`
+//!   before the same products.
 //!
 //! * **Exact vs Hutchinson** ([`Trace`]). Exact: the `d` tangents are the unit vectors and the
 //!   divergence is the diagonal of `J`, `sum_j e_j.(J e_j)`. Hutchinson: the tangents are `k`
@@ -91,8 +101,8 @@ pub mod real;
 pub use dual::{DualField, DualScratch, GenericField};
 pub use error::FieldError;
 pub use field::{
-    gaussian_probes, orthogonal_probes, rademacher_probes, Integrands, ShapeCheck, Trace,
-    VectorField, VjpInput, VjpOutput,
+    gaussian_probes, orthogonal_probes, rademacher_probes, Inputs, Integrands, ShapeCheck, Time,
+    Trace, VectorField, VjpInput, VjpOutput,
 };
 pub use linear::Linear;
 pub use mlp::{

@@ -4,7 +4,7 @@
 
 use crate::dual::{grow, param, GenericField};
 use crate::error::{check_finite, check_len, FieldError};
-use crate::field::{kinetic_from_v, Integrands, Trace, VectorField, VjpInput, VjpOutput};
+use crate::field::{kinetic_from_v, Inputs, Integrands, Trace, VectorField, VjpInput, VjpOutput};
 use crate::real::Real;
 use num_traits::Float;
 use std::borrow::Cow;
@@ -121,24 +121,26 @@ impl<T: Real> VectorField<T> for Linear<T> {
         vec![T::zero(); batch * self.dim * self.dim]
     }
 
-    fn eval_batch(&self, _s: &mut Vec<T>, t: T, z: &[T], out: &mut [T]) {
-        debug_assert_eq!(z.len(), out.len());
+    fn eval_batch(&self, _s: &mut Vec<T>, x: Inputs<'_, T>, out: &mut [T]) {
+        debug_assert_eq!(x.z.len(), out.len());
+        debug_assert!(x.context.is_empty(), "the linear field takes no context");
         let d = self.dim;
-        for (zb, ob) in z.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-            GenericField::eval(self, t, zb, ob);
+        let rows = x.z.chunks_exact(d).zip(out.chunks_exact_mut(d));
+        for (b, (zb, ob)) in rows.enumerate() {
+            GenericField::eval(self, x.t.at(b), zb, ob);
         }
     }
 
     fn eval_div_batch(
         &self,
         s: &mut Vec<T>,
-        t: T,
-        z: &[T],
+        x: Inputs<'_, T>,
         trace: &Trace<T>,
         v: &mut [T],
         div: &mut [T],
     ) {
-        self.eval_batch(s, t, z, v);
+        self.eval_batch(s, x, v);
+        let z = x.z;
         let d = self.dim;
         let batch = z.len() / d;
         let nt = trace.tangents_per_point(batch, d);
@@ -162,16 +164,15 @@ impl<T: Real> VectorField<T> for Linear<T> {
     fn eval_penalties_batch(
         &self,
         s: &mut Vec<T>,
-        t: T,
-        z: &[T],
+        x: Inputs<'_, T>,
         trace: &Trace<T>,
         out: Integrands<'_, T>,
     ) {
         // Fills the tangents in `s` as a side effect.
-        self.eval_div_batch(s, t, z, trace, out.v, out.div);
+        self.eval_div_batch(s, x, trace, out.v, out.div);
         self.penalties(
             s,
-            z.len() / self.dim,
+            x.batch(self.dim),
             trace,
             out.v,
             out.kinetic,
@@ -184,10 +185,11 @@ impl<T: Real> VectorField<T> for Linear<T> {
     }
 
     fn vjp_batch(&self, s: &mut Vec<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
-        let VjpInput { t, z, trace, .. } = input;
+        let VjpInput { x, trace, .. } = input;
+        let z = x.z;
         let (a_div, g_z) = (input.a_div, out.g_z);
         // Fills the tangents in `s` as a side effect.
-        self.eval_div_batch(s, t, z, &trace, out.v, out.div);
+        self.eval_div_batch(s, x, &trace, out.v, out.div);
         let d = self.dim;
         let batch = z.len() / d;
         let nt = trace.tangents_per_point(batch, d);

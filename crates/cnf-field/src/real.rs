@@ -386,12 +386,8 @@ fn ln_1p_unit_f64(e: f64) -> f64 {
     (if big { std::f64::consts::LN_2 } else { 0.0 }) + l
 }
 
-/// Converts between float types without panicking (NaN if the value is not representable,
-/// which cannot happen between f32, f64 and the dual numbers built on them).
-#[inline]
-pub fn cast<S: Float, U: num_traits::ToPrimitive>(x: U) -> S {
-    S::from(x).unwrap_or_else(S::nan)
-}
+/// The workspace's one numeric cast ([`cnf_ode::cast`]), for the modules of this crate.
+pub(crate) use cnf_ode::cast;
 
 #[cfg(test)]
 mod tests {

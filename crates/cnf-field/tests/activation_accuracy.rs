@@ -357,10 +357,7 @@ fn softplus_swish_elu_reference(act: Activation, x: f64) -> [(f64, f64); 3] {
 /// Worst error of `apply` (and `apply_value`, bit for bit) in units of `eps * scale`
 /// (+ the smallest normal, for results in the subnormal range).
 fn worst_scaled_error<T: Real>(act: Activation, xs: &[f64]) -> [(f64, f64); 3] {
-    let xt: Vec<T> = xs
-        .iter()
-        .map(|&x| T::from_f64(x).unwrap_or_else(T::nan))
-        .collect();
+    let xt: Vec<T> = xs.iter().map(|&x| cnf_ode::cast::<T>(x)).collect();
     let mut value = xt.clone();
     act.apply_value(&mut value);
     let (mut y, mut d1, mut d2) = (
@@ -449,7 +446,7 @@ fn nan_in_nan_out() {
 
 fn assert_bias_fused_matches<T: Real>() {
     let (rows, width) = (7, 5);
-    let cast = |v: f64| T::from_f64(v).unwrap_or_else(T::nan);
+    let cast = |v: f64| cnf_ode::cast::<T>(v);
     let x: Vec<T> = (0..rows * width)
         .map(|i| cast((i as f64 * 0.77).sin() * 6.0))
         .collect();

@@ -3,7 +3,7 @@
 mod common;
 
 use cnf_field::field::VjpOutput;
-use cnf_field::{DualField, GenericField, Linear, Trace, VectorField};
+use cnf_field::{DualField, GenericField, Inputs, Linear, Trace, VectorField};
 use common::*;
 use proptest::prelude::*;
 
@@ -17,7 +17,7 @@ proptest! {
         let field = DualField::new(p.mlp.clone());
         let mut s = field.scratch(p.batch);
         let (mut v, mut div) = (vec![0.0; p.z.len()], vec![0.0; p.batch]);
-        field.eval_div_batch(&mut s, p.t, &p.z, &Trace::Exact, &mut v, &mut div);
+        field.eval_div_batch(&mut s, Inputs::shared(p.t, &p.z), &Trace::Exact, &mut v, &mut div);
         for b in 0..p.batch {
             let zb = &p.z[b * d..][..d];
             let eval = |z: &[f64]| {

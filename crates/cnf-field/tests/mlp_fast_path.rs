@@ -4,7 +4,7 @@ mod common;
 
 use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::{
-    gaussian_probes, rademacher_probes, DualField, LayerKind, Mlp, Trace, VectorField,
+    gaussian_probes, rademacher_probes, DualField, Inputs, LayerKind, Mlp, Trace, VectorField,
 };
 use common::*;
 use proptest::prelude::*;
@@ -31,7 +31,7 @@ proptest! {
             prop_assert!(max_rel_err(&div_fast, &div_dual) < 1e-12, "{:?} vs {:?}", div_fast, div_dual);
             let mut s = p.mlp.scratch(p.batch);
             let mut v_only = vec![0.0; p.z.len()];
-            p.mlp.eval_batch(&mut s, p.t, &p.z, &mut v_only);
+            p.mlp.eval_batch(&mut s, Inputs::shared(p.t, &p.z), &mut v_only);
             prop_assert_eq!(&v_only, &v_fast);
         }
     }
@@ -102,7 +102,7 @@ proptest! {
         let mut s = m32.scratch(p.batch);
         let (mut v, mut div) = (vec![0.0f32; z.len()], vec![0.0f32; p.batch]);
         let (mut g_z, mut g_th) = (vec![0.0f32; z.len()], vec![0.0f32; m32.num_params()]);
-        let input = VjpInput::new(p.t as f32, &z, Trace::Exact, &a_v, &a_div);
+        let input = VjpInput::new(Inputs::shared(p.t as f32, &z), Trace::Exact, &a_v, &a_div);
         m32.vjp_batch(&mut s, input, VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_th));
         // How far the f64 results move when every input and weight moves by one f32 rounding
         // (relative 2^-24, random signs; the largest of 4 draws): cancellation in a result

@@ -11,7 +11,7 @@ use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 
 use cnf_field::field::VjpOutput;
-use cnf_field::{rademacher_probes, Linear, Trace, VectorField};
+use cnf_field::{rademacher_probes, Inputs, Linear, Trace, VectorField};
 use common::*;
 use rand::SeedableRng;
 
@@ -92,8 +92,8 @@ fn steady_state_allocations<F: VectorField<f64>>(
     let (mut g_z, mut g_th) = (vec![0.0; p.z.len()], vec![0.0; f.num_params()]);
     let mut round = |s: &mut F::Scratch| {
         for trace in [Trace::Exact, Trace::Hutchinson(probes)] {
-            f.eval_batch(s, p.t, &p.z, &mut v);
-            f.eval_div_batch(s, p.t, &p.z, &trace, &mut v, &mut div);
+            f.eval_batch(s, Inputs::shared(p.t, &p.z), &mut v);
+            f.eval_div_batch(s, Inputs::shared(p.t, &p.z), &trace, &mut v, &mut div);
             f.vjp_batch(
                 s,
                 p.input(&trace),

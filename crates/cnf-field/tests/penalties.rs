@@ -4,7 +4,9 @@
 mod common;
 
 use cnf_field::field::{Integrands, VjpInput, VjpOutput};
-use cnf_field::{orthogonal_probes, rademacher_probes, DualField, Linear, Trace, VectorField};
+use cnf_field::{
+    orthogonal_probes, rademacher_probes, DualField, Inputs, Linear, Trace, VectorField,
+};
 use common::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -27,7 +29,7 @@ fn penalties<F: VectorField<f64>>(
         kinetic: &mut kin,
         frobenius: &mut frob,
     };
-    f.eval_penalties_batch(&mut s, t, z, trace, out);
+    f.eval_penalties_batch(&mut s, Inputs::shared(t, z), trace, out);
     (v, div, kin, frob)
 }
 
@@ -51,19 +53,18 @@ impl<F: VectorField<f64>> VectorField<f64> for DefaultPenalties<F> {
     fn scratch(&self, batch: usize) -> F::Scratch {
         self.0.scratch(batch)
     }
-    fn eval_batch(&self, s: &mut F::Scratch, t: f64, z: &[f64], out: &mut [f64]) {
-        self.0.eval_batch(s, t, z, out)
+    fn eval_batch(&self, s: &mut F::Scratch, x: Inputs<'_, f64>, out: &mut [f64]) {
+        self.0.eval_batch(s, x, out)
     }
     fn eval_div_batch(
         &self,
         s: &mut F::Scratch,
-        t: f64,
-        z: &[f64],
+        x: Inputs<'_, f64>,
         trace: &Trace<f64>,
         v: &mut [f64],
         div: &mut [f64],
     ) {
-        self.0.eval_div_batch(s, t, z, trace, v, div)
+        self.0.eval_div_batch(s, x, trace, v, div)
     }
     fn vjp_batch(&self, s: &mut F::Scratch, input: VjpInput<'_, f64>, out: VjpOutput<'_, f64>) {
         self.0.vjp_batch(s, input, out)
@@ -76,7 +77,7 @@ fn fd_frobenius<F: VectorField<f64>>(f: &F, t: f64, z: &[f64]) -> Vec<f64> {
     let eval = |zb: &[f64]| {
         let mut s = f.scratch(1);
         let mut v = vec![0.0; d];
-        f.eval_batch(&mut s, t, zb, &mut v);
+        f.eval_batch(&mut s, Inputs::shared(t, zb), &mut v);
         v
     };
     z.chunks(d)
@@ -230,8 +231,8 @@ fn linear_field_penalties_in_closed_form() {
     let mut s = lin.scratch(2);
     let (mut v2, mut div) = (vec![0.0; 4], vec![0.0; 2]);
     let (mut g_z, mut g_theta) = (vec![0.0; 4], vec![0.0; 6]);
-    let input =
-        VjpInput::new(0.0, &z, Trace::Exact, &zeros, &[0.0, 0.0]).with_penalties(&a_k, &a_f);
+    let input = VjpInput::new(Inputs::shared(0.0, &z), Trace::Exact, &zeros, &[0.0, 0.0])
+        .with_penalties(&a_k, &a_f);
     lin.vjp_batch(
         &mut s,
         input,

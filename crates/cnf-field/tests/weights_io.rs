@@ -2,7 +2,7 @@
 
 mod common;
 
-use cnf_field::{Activation, FieldError, LayerKind, Mlp, MlpConfig, Trace, VectorField};
+use cnf_field::{Activation, FieldError, Inputs, LayerKind, Mlp, MlpConfig, Trace, VectorField};
 use npyz::npz::{NpzArchive, NpzWriter};
 use npyz::WriterBuilder;
 use std::path::Path;
@@ -280,7 +280,13 @@ fn reference_npz_model_matches_direct_formula() {
     // Batched: all points at one time share the batch path.
     let mut s = m64.scratch(n);
     let (mut v, mut div) = (vec![0.0; 2 * n], vec![0.0; n]);
-    m64.eval_div_batch(&mut s, 0.75, &zs, &Trace::Exact, &mut v, &mut div);
+    m64.eval_div_batch(
+        &mut s,
+        Inputs::shared(0.75, &zs),
+        &Trace::Exact,
+        &mut v,
+        &mut div,
+    );
     assert!(common::max_rel_err(&v[6..8], &v_direct[6..8]) < 1e-12);
     assert!(common::max_rel_err(&div[3..4], &tr_direct[3..4]) < 1e-12);
 }

@@ -2,8 +2,9 @@
 //! 1e-5): log-density of 1024 points per batching, and one loss-and-gradient step of 512 points
 //! with each gradient method (exact trace).
 use cnf_field::{Activation, Mlp, Trace};
-use cnf_flow::{Batching, Cnf, Integrator};
+use cnf_flow::{Batching, Cnf};
 use cnf_ode::Differentiation;
+use cnf_ode::{Method, SolverSpec};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -14,7 +15,10 @@ const MODEL: &str = concat!(
 
 fn model() -> Cnf<f32, Mlp<f32>> {
     let mlp = Mlp::from_npz(MODEL, &[64, 64, 64], Activation::Tanh).expect("diffrax model");
-    Cnf::new(mlp, Integrator::default_dopri5())
+    Cnf::new(
+        mlp,
+        SolverSpec::adaptive(Method::Dopri5, 1e-5, 1e-5).unwrap(),
+    )
 }
 
 /// `n` deterministic points spread over the 8 modes (radius 2.83) with a little jitter.

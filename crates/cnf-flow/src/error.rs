@@ -44,7 +44,7 @@ pub enum FlowError {
         /// The solver's error: the cause (named `message` for compatibility with the callers
         /// that move it from one `Solve` into another).
         #[source]
-        message: OdeError<f64>,
+        message: OdeError,
         /// Work done before the failure.
         stats: Stats,
     },
@@ -55,4 +55,21 @@ pub enum FlowError {
     /// is allocated; the message names the figure), e.g. the exact trace of a very wide input.
     #[error("{0}")]
     TooLarge(String),
+}
+
+/// Turns a solver error into a flow error (the sample is filled in by the caller if known).
+/// Errors of the settings (tolerances, span, options) are not failures of a solve.
+pub(crate) fn solve_error(e: OdeError) -> FlowError {
+    let t = match &e {
+        OdeError::NonFinite { t, .. }
+        | OdeError::StepSizeTooSmall { t, .. }
+        | OdeError::MaxStepsExceeded { t, .. } => *t,
+        _ => return FlowError::Invalid(e.to_string()),
+    };
+    FlowError::Solve {
+        sample: None,
+        t,
+        stats: e.stats().copied().unwrap_or_default(),
+        message: e,
+    }
 }

@@ -2,12 +2,12 @@
 //!
 //! ```
 //! use cnf_field::Linear;
-//! use cnf_flow::{log_normal, Cnf, Integrator};
-//! use cnf_ode::Dopri5;
+//! use cnf_flow::{log_normal, Cnf};
+//! use cnf_ode::{Method, SolverSpec};
 //!
 //! // v(z) = A z with A = diag(0.5, -0.3): the flow from t = 0 to 1 maps x to exp(A) x.
 //! let field = Linear::new(2, &[0.5, 0.0, 0.0, -0.3], &[0.0, 0.0])?;
-//! let cnf = Cnf::new(field, Integrator::adaptive(Dopri5, 1e-8, 1e-8));
+//! let cnf = Cnf::new(field, SolverSpec::adaptive(Method::Dopri5, 1e-8, 1e-8)?);
 //! let x = [0.7, -1.2];
 //! let density = cnf.log_density(&x)?;
 //! println!("log p(x) = {} ({})", density.logp[0], density.stats); // stats: NFE, steps
@@ -35,8 +35,9 @@
 //! Sampling runs the other way: z ~ N(0, I) at t = 1 moved to t = 0 with dz/dt = v only.
 //!
 //! ## Pieces
-//! - [`Cnf`]: a [`cnf_field::VectorField`] plus an [`Integrator`] (any `cnf-ode` method, N fixed
-//!   steps or adaptive tolerances): [`Cnf::log_density`], [`Cnf::sample`], [`Cnf::transform`];
+//! - [`Cnf`]: a [`cnf_field::VectorField`] plus a [`cnf_ode::SolverSpec`] (any `cnf-ode`
+//!   method, N fixed steps or adaptive tolerances, the batch error norm): [`Cnf::log_density`],
+//!   [`Cnf::sample`], [`Cnf::transform`];
 //!   [`Batching`] chooses one solve for the whole batch (shared steps) or parallel solves of
 //!   chunks (down to one point each).
 //! - [`Cnf::loss_and_grad`]: the mean NLL and its gradient by the continuous adjoint method or
@@ -49,10 +50,8 @@ pub mod dynamics;
 mod error;
 mod flow;
 mod grad;
-mod integrator;
 mod rows;
 
 pub use error::FlowError;
 pub use flow::{log_normal, Batching, Cnf, Density, Trajectory, Transported};
-pub use grad::{LossGrad, LossOptions, Regularisation};
-pub use integrator::{BatchNorm, Integrator, StepControl};
+pub use grad::{LossGrad, LossOptions, Penalties, Regularisation};

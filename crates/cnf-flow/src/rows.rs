@@ -2,7 +2,7 @@
 //! uses every core. Each block has its own scratch (and its slice of the Hutchinson probes);
 //! parameter gradients are summed over the blocks.
 use cnf_field::field::{Integrands, VjpInput, VjpOutput};
-use cnf_field::{Real, Trace, VectorField};
+use cnf_field::{Inputs, Real, Trace, VectorField};
 use cnf_ode::VjpOut;
 use rayon::iter::Either;
 use rayon::prelude::*;
@@ -48,7 +48,7 @@ fn vjp_input<'a, T>(
     a_v: &'a [T],
     a_div: &'a [T],
 ) -> VjpInput<'a, T> {
-    VjpInput::new(t, z, trace_of(probes), a_v, a_div)
+    VjpInput::new(Inputs::shared(t, z), trace_of(probes), a_v, a_div)
 }
 
 /// A per-row penalty buffer in blocks of `rows`, or one empty slice per block when it is empty
@@ -153,7 +153,7 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             .par_iter_mut()
             .zip(z.par_chunks(bd))
             .zip(v.par_chunks_mut(bd))
-            .for_each(|((b, z), v)| field.eval_batch(&mut b.scratch, t, z, v));
+            .for_each(|((b, z), v)| field.eval_batch(&mut b.scratch, Inputs::shared(t, z), v));
     }
 
     /// Rows of each penalty block of the state: `rows` with penalties, else 0 (no blocks).
@@ -191,7 +191,7 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
                     kinetic,
                     frobenius,
                 };
-                field.eval_penalties_batch(&mut b.scratch, t, z, &trace, out);
+                field.eval_penalties_batch(&mut b.scratch, Inputs::shared(t, z), &trace, out);
             });
     }
 

@@ -2,9 +2,9 @@
 //! its backward tolerance matters on its own, Hutchinson traces, and fixed steps.
 mod common;
 use cnf_field::{gaussian_probes, rademacher_probes, Activation, Mlp, MlpConfig, Trace};
-use cnf_flow::{Cnf, Integrator};
+use cnf_flow::Cnf;
 use cnf_ode::Differentiation;
-use cnf_ode::{Dop853, Dopri5, Rk4};
+use cnf_ode::{Method, SolverSpec};
 use common::{fd_params, fd_x, loss, worst_rel, SMOOTH};
 use rand::{rngs::StdRng, SeedableRng};
 
@@ -23,7 +23,7 @@ const FLOOR_X: f64 = 2e-4;
 /// The loss of the exact flow: 24 fixed DOP853 steps, smooth in theta and x, so its finite
 /// differences are the true gradient (checked against 48 steps below).
 fn exact(field: Mlp<f64>) -> Cnf<f64, Mlp<f64>> {
-    Cnf::new(field, Integrator::fixed(Dop853, 24))
+    Cnf::new(field, SolverSpec::fixed(Method::Dop853, 24).unwrap())
 }
 
 /// (dL/dtheta, dL/dx) of the exact flow by finite differences.
@@ -45,7 +45,7 @@ fn exact_reference_is_converged() {
     let x = points();
     let a = loss(&exact(model()), &x, &Trace::Exact);
     let b = loss(
-        &Cnf::new(model(), Integrator::fixed(Dop853, 48)),
+        &Cnf::new(model(), SolverSpec::fixed(Method::Dop853, 48).unwrap()),
         &x,
         &Trace::Exact,
     );
@@ -61,7 +61,10 @@ fn adjoint_converges_with_tolerance() {
     let (g_ref, gx_ref) = true_gradient(&Trace::Exact);
     let mut errs = vec![];
     for tol in [1e-4, 1e-7, 1e-10] {
-        let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, tol, tol));
+        let cnf = Cnf::new(
+            model(),
+            SolverSpec::adaptive(Method::Dopri5, tol, tol).unwrap(),
+        );
         let g = cnf.loss_and_grad(&x, &Trace::Exact, adjoint(tol)).unwrap();
         let e = worst_rel(&g.grad, &g_ref, FLOOR);
         let ex = worst_rel(&g.grad_x, &gx_ref, FLOOR_X);
@@ -84,7 +87,10 @@ fn adjoint_converges_with_tolerance() {
 fn adjoint_backward_tolerance_matters() {
     let x = points();
     let (g_ref, gx_ref) = true_gradient(&Trace::Exact);
-    let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-10, 1e-10));
+    let cnf = Cnf::new(
+        model(),
+        SolverSpec::adaptive(Method::Dopri5, 1e-10, 1e-10).unwrap(),
+    );
     let err = |tol: f64| {
         let g = cnf.loss_and_grad(&x, &Trace::Exact, adjoint(tol)).unwrap();
         let e = (
@@ -114,7 +120,10 @@ fn hutchinson_adjoint_matches_finite_differences() {
     for (name, probes) in [("Rademacher k=1", &rad), ("Gaussian k=3", &gau)] {
         let trace = Trace::Hutchinson(probes);
         let (g_ref, gx_ref) = true_gradient(&trace);
-        let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-10, 1e-10));
+        let cnf = Cnf::new(
+            model(),
+            SolverSpec::adaptive(Method::Dopri5, 1e-10, 1e-10).unwrap(),
+        );
         let g = cnf.loss_and_grad(&x, &trace, adjoint(1e-10)).unwrap();
         let e = worst_rel(&g.grad, &g_ref, FLOOR);
         let ex = worst_rel(&g.grad_x, &gx_ref, FLOOR_X);
@@ -133,7 +142,7 @@ fn fixed_step_adjoint_converges_to_finite_differences() {
     let x = points();
     let mut errs = vec![];
     for n in [3, 6, 12, 24] {
-        let cnf = Cnf::new(model(), Integrator::fixed(Rk4, n));
+        let cnf = Cnf::new(model(), SolverSpec::fixed(Method::Rk4, n).unwrap());
         let g = cnf.loss_and_grad(&x, &Trace::Exact, adjoint(1.0)).unwrap();
         assert_eq!((g.forward.accepted, g.backward.accepted), (n, n));
         let e = worst_rel(

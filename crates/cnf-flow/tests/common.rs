@@ -129,7 +129,7 @@ pub fn fd_x<F: VectorField<f64>>(
     let all: Vec<usize> = (0..x.len()).collect();
     let d = cnf.dim();
     let batch = x.len() / d;
-    let per_point = cnf.integrator.steps.is_some();
+    let per_point = cnf.solver.fixed_steps().is_some();
     idx.unwrap_or(&all)
         .iter()
         .map(|&i| {

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::{
-    gaussian_probes, rademacher_probes, Activation, LayerKind, Mlp, MlpConfig, Real, Trace,
+    gaussian_probes, rademacher_probes, Activation, Inputs, LayerKind, Mlp, MlpConfig, Real, Trace,
     VectorField,
 };
-use cnf_flow::{Cnf, Integrator};
+use cnf_flow::Cnf;
 use cnf_ode::Differentiation;
-use cnf_ode::{Dop853, Dopri5, Rk4, Tsit5};
+use cnf_ode::{Method, SolverSpec};
 use common::{fd_param_direction, fd_params, fd_x, in_pool, loss, worst_rel, Stencil, SMOOTH};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -37,8 +37,11 @@ fn backprop_matches_finite_differences_fixed_steps() {
     let mut rng = StdRng::seed_from_u64(3);
     let probes = rademacher_probes::<f64, _>(&mut rng, 1, 5, 2);
     for trace in [Trace::Exact, Trace::Hutchinson(&probes)] {
-        for integ in [Integrator::fixed(Rk4, 8), Integrator::fixed(Dopri5, 4)] {
-            let cnf = Cnf::new(model(), integ);
+        for integ in [
+            SolverSpec::fixed(Method::Rk4, 8).unwrap(),
+            SolverSpec::fixed(Method::Dopri5, 4).unwrap(),
+        ] {
+            let cnf = Cnf::new(model(), integ.clone());
             let g = cnf
                 .loss_and_grad(&x, &trace, Differentiation::Discretise)
                 .unwrap();
@@ -46,7 +49,7 @@ fn backprop_matches_finite_differences_fixed_steps() {
             let ex = worst_rel(&g.grad_x, &fd_x(&cnf, &x, &trace, None, SMOOTH), FLOOR);
             println!(
                 "backprop {} exact={}: worst rel err theta {e:.2e}, x {ex:.2e}",
-                integ.tableau.name,
+                integ.method(),
                 matches!(trace, Trace::Exact)
             );
             assert!(e < 1e-8 && ex < 1e-8, "theta {e}, x {ex}");
@@ -60,7 +63,10 @@ fn backprop_matches_finite_differences_fixed_steps() {
 #[test]
 fn backprop_adaptive_close_to_finite_differences() {
     let x = points();
-    let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-9, 1e-9));
+    let cnf = Cnf::new(
+        model(),
+        SolverSpec::adaptive(Method::Dopri5, 1e-9, 1e-9).unwrap(),
+    );
     let g = cnf
         .loss_and_grad(&x, &Trace::Exact, Differentiation::Discretise)
         .unwrap();
@@ -88,7 +94,10 @@ fn backprop_adaptive_close_to_finite_differences() {
 #[test]
 fn checkpointed_and_adjoint_at_forward_tolerances_are_the_same_values() {
     let x = points();
-    let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-7, 1e-7));
+    let cnf = Cnf::new(
+        model(),
+        SolverSpec::adaptive(Method::Dopri5, 1e-7, 1e-7).unwrap(),
+    );
     let full = cnf
         .loss_and_grad(&x, &Trace::Exact, Differentiation::Discretise)
         .unwrap();
@@ -262,28 +271,31 @@ fn gradients_of_random_models_match_finite_differences() {
                 Trace::Hutchinson(&probes)
             };
             let (tab, adaptive) = match c.method {
-                0 => (Integrator::fixed(Rk4, 6), Integrator::fixed(Rk4, 64)),
+                0 => (
+                    SolverSpec::fixed(Method::Rk4, 6).unwrap(),
+                    SolverSpec::fixed(Method::Rk4, 64).unwrap(),
+                ),
                 1 => (
-                    Integrator::fixed(Dopri5, 6),
-                    Integrator::adaptive(Dopri5, 1e-10, 1e-10),
+                    SolverSpec::fixed(Method::Dopri5, 6).unwrap(),
+                    SolverSpec::adaptive(Method::Dopri5, 1e-10, 1e-10).unwrap(),
                 ),
                 2 => (
-                    Integrator::fixed(Tsit5, 6),
-                    Integrator::adaptive(Tsit5, 1e-10, 1e-10),
+                    SolverSpec::fixed(Method::Tsit5, 6).unwrap(),
+                    SolverSpec::adaptive(Method::Tsit5, 1e-10, 1e-10).unwrap(),
                 ),
                 _ => (
-                    Integrator::fixed(Dop853, 6),
-                    Integrator::adaptive(Dop853, 1e-10, 1e-10),
+                    SolverSpec::fixed(Method::Dop853, 6).unwrap(),
+                    SolverSpec::adaptive(Method::Dop853, 1e-10, 1e-10).unwrap(),
                 ),
             };
-            let exact = Cnf::new(mlp.clone(), Integrator::fixed(Dop853, 24));
+            let exact = Cnf::new(mlp.clone(), SolverSpec::fixed(Method::Dop853, 24).unwrap());
             let smooth = c.act != Activation::Elu;
             // Three threads: 300 points make 2 row blocks (>= 128 rows each).
             let errs = in_pool(3, || {
                 if rayon::current_num_threads() >= 2 && c.batch >= 256 {
                     blocks.fetch_add(1, Ordering::Relaxed);
                 }
-                let fixed = Cnf::new(mlp.clone(), tab);
+                let fixed = Cnf::new(mlp.clone(), tab.clone());
                 let bp = fixed
                     .loss_and_grad(&x, &trace, Differentiation::Discretise)
                     .unwrap();
@@ -313,7 +325,7 @@ fn gradients_of_random_models_match_finite_differences() {
             println!(
                 "{} d={} {:?} {:?} {:?} B={} trace={} k={}: fixed backprop {:.1e}, \
                  backprop {:.1e}, adjoint {:.1e}",
-                tab.tableau.name,
+                tab.method(),
                 c.dim,
                 c.hidden,
                 c.act,
@@ -389,21 +401,20 @@ impl<T: Real, F: VectorField<T>> VectorField<T> for Counting<F> {
     fn scratch(&self, batch: usize) -> F::Scratch {
         self.inner.scratch(batch)
     }
-    fn eval_batch(&self, s: &mut F::Scratch, t: T, z: &[T], out: &mut [T]) {
+    fn eval_batch(&self, s: &mut F::Scratch, x: Inputs<'_, T>, out: &mut [T]) {
         self.evals.fetch_add(1, Ordering::Relaxed);
-        self.inner.eval_batch(s, t, z, out)
+        self.inner.eval_batch(s, x, out)
     }
     fn eval_div_batch(
         &self,
         s: &mut F::Scratch,
-        t: T,
-        z: &[T],
+        x: Inputs<'_, T>,
         trace: &Trace<T>,
         v: &mut [T],
         div: &mut [T],
     ) {
         self.evals.fetch_add(1, Ordering::Relaxed);
-        self.inner.eval_div_batch(s, t, z, trace, v, div)
+        self.inner.eval_div_batch(s, x, trace, v, div)
     }
     fn vjp_batch(&self, s: &mut F::Scratch, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
         self.vjps.fetch_add(1, Ordering::Relaxed);
@@ -436,7 +447,7 @@ fn backprop_does_one_vjp_per_live_stage() {
     in_pool(1, || {
         let cnf = Cnf::new(
             Counting::new(common::diffrax_model::<f32>()),
-            Integrator::adaptive(Dopri5, 1e-5, 1e-5),
+            SolverSpec::adaptive(Method::Dopri5, 1e-5, 1e-5).unwrap(),
         );
         let g = cnf
             .loss_and_grad(&x, &Trace::Exact, Differentiation::Discretise)
@@ -458,7 +469,10 @@ fn backprop_does_one_vjp_per_live_stage() {
         println!("Dopri5 adjoint: fwd {}, bwd {}", adj.forward, adj.backward);
         assert_eq!((evals, vjps), (adj.forward.nfe, adj.backward.nfe));
 
-        let cnf = Cnf::new(Counting::new(model()), Integrator::fixed(Rk4, 5));
+        let cnf = Cnf::new(
+            Counting::new(model()),
+            SolverSpec::fixed(Method::Rk4, 5).unwrap(),
+        );
         let g = cnf
             .loss_and_grad(&points(), &Trace::Exact, Differentiation::Discretise)
             .unwrap();

@@ -2,9 +2,10 @@
 //! with every solve, and a very wide input's exact trace is a typed error naming the memory it
 //! would need, never an aborting allocation.
 use cnf_field::{rademacher_probes, Activation, Mlp, MlpConfig, Trace, VectorField};
-use cnf_flow::{log_normal, Cnf, FlowError, Integrator};
+use cnf_flow::{log_normal, Cnf, FlowError};
 use cnf_ode::Differentiation;
-use cnf_ode::{Method, Tsit5};
+use cnf_ode::Method;
+use cnf_ode::SolverSpec;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -28,10 +29,10 @@ fn the_untrained_model_is_the_gaussian_in_f32() {
     // minimum at t = 1.0"; log-densities (0 -> 1) took 1e-6-sized first steps.
     let x: Vec<f32> = vec![0.3, -1.2, 2.5, 0.0, -0.7, 1.1, 4.0, -3.5];
     let integrators = [
-        Integrator::<f32>::default_dopri5(),
-        Integrator::adaptive(Tsit5, 1e-5, 1e-5),
-        Integrator::adaptive(Method::Bs3, 1e-6, 1e-6),
-        Integrator::adaptive(Method::Dop853, 1e-5, 1e-5),
+        SolverSpec::<f32>::adaptive(Method::Dopri5, 1e-5, 1e-5).unwrap(),
+        SolverSpec::adaptive(Method::Tsit5, 1e-5, 1e-5).unwrap(),
+        SolverSpec::adaptive(Method::Bs3, 1e-6, 1e-6).unwrap(),
+        SolverSpec::adaptive(Method::Dop853, 1e-5, 1e-5).unwrap(),
     ];
     for integrator in integrators {
         let cnf = Cnf::new(untrained(2), integrator);
@@ -76,7 +77,10 @@ fn a_very_wide_exact_trace_is_refused_with_the_memory_figure() {
     // aborted the process. The refusal comes before any buffer of that size exists.
     let d = 16_000;
     let mlp = Mlp::<f32>::new(MlpConfig::new(d, &[64, 64, 64], Activation::Tanh), 0).unwrap();
-    let cnf = Cnf::new(mlp, Integrator::default_dopri5());
+    let cnf = Cnf::new(
+        mlp,
+        SolverSpec::adaptive(Method::Dopri5, 1e-5, 1e-5).unwrap(),
+    );
     let rows = 50;
     let x: Vec<f32> = (0..rows * d)
         .map(|i| ((i % 97) as f32 - 48.0) / 30.0)

@@ -1,7 +1,7 @@
 //! Linear fields v = A z: z(1) = exp(A) x and D(1) = tr(A), so log p is known exactly.
 use cnf_field::Linear;
-use cnf_flow::{log_normal, Batching, Cnf, Integrator};
-use cnf_ode::{Dopri5, Rk4, Tsit5};
+use cnf_flow::{log_normal, Batching, Cnf};
+use cnf_ode::{Method, SolverSpec};
 use nalgebra::{DMatrix, DVector};
 use proptest::prelude::*;
 
@@ -25,12 +25,13 @@ proptest! {
         let n = 12 / d;
         let x = &xs[..n * d];
         for (integ, tol) in [
-            (Integrator::fixed(Rk4, 100), 1e-8),
-            (Integrator::adaptive(Dopri5, 1e-11, 1e-11), 1e-8),
-            (Integrator::adaptive(Tsit5, 1e-11, 1e-11), 1e-8),
+            (SolverSpec::fixed(Method::Rk4, 100).unwrap(), 1e-8),
+            (SolverSpec::adaptive(Method::Dopri5, 1e-11, 1e-11).unwrap(), 1e-8),
+            (SolverSpec::adaptive(Method::Tsit5, 1e-11, 1e-11).unwrap(), 1e-8),
         ] {
             for batching in [Batching::Whole, Batching::Chunks(1)] {
-                let cnf = Cnf::new(Linear::new(d, a, &b).unwrap(), integ).with_batching(batching);
+                let cnf = Cnf::new(Linear::new(d, a, &b).unwrap(), integ.clone())
+                    .with_batching(batching);
                 let dens = cnf.log_density(x).unwrap();
                 for (i, p) in x.chunks(d).enumerate() {
                     let (z, lp) = exact(a, d, p);
@@ -50,7 +51,7 @@ fn sample_then_forward_returns_the_base_points() {
     let a = [0.3, -0.7, 0.5, -0.2];
     let cnf = Cnf::new(
         Linear::new(2, &a, &[0.1, -0.2]).unwrap(),
-        Integrator::adaptive(Dopri5, 1e-10, 1e-10),
+        SolverSpec::adaptive(Method::Dopri5, 1e-10, 1e-10).unwrap(),
     );
     let z: Vec<f64> = (0..40)
         .map(|i| ((i * 37 % 17) as f64 - 8.0) / 4.0)
@@ -139,7 +140,10 @@ fn loss_and_gradients_of_linear_flow_match_closed_form() {
             Differentiation::Discretise,
             Differentiation::backsolve(1e-12, 1e-12),
         ] {
-            let cnf = Cnf::new(field.clone(), Integrator::adaptive(Dopri5, 1e-12, 1e-12));
+            let cnf = Cnf::new(
+                field.clone(),
+                SolverSpec::adaptive(Method::Dopri5, 1e-12, 1e-12).unwrap(),
+            );
             let g = cnf.loss_and_grad(&x, &trace, method).unwrap();
             // dL/dx = exp(A)^T z(1) / B with z(1) from the closed form.
             let mut gx_cf = vec![0.0; x.len()];

@@ -1,8 +1,8 @@
 //! Whole-batch solves split the field's rows over threads; results must not depend on the split.
 use cnf_field::{rademacher_probes, Activation, Mlp, MlpConfig, Trace};
-use cnf_flow::{Cnf, Integrator};
+use cnf_flow::Cnf;
 use cnf_ode::Differentiation;
-use cnf_ode::Dopri5;
+use cnf_ode::{Method, SolverSpec};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
@@ -21,7 +21,7 @@ fn results_do_not_depend_on_the_number_of_row_blocks() {
     let probes = rademacher_probes::<f64, _>(&mut rng, 2, b, 2);
     let cnf = Cnf::new(
         Mlp::new(MlpConfig::new(2, &[16, 16], Activation::Softplus), 5).unwrap(),
-        Integrator::adaptive(Dopri5, 1e-6, 1e-6),
+        SolverSpec::adaptive(Method::Dopri5, 1e-6, 1e-6).unwrap(),
     );
     for trace in [Trace::Exact, Trace::Hutchinson(&probes)] {
         let run = |threads| {

@@ -1,7 +1,7 @@
 //! The imported diffrax model reproduces scipy's log-densities (DOP853 at 1e-12, exact trace).
 mod common;
-use cnf_flow::{Batching, Cnf, Integrator};
-use cnf_ode::Dopri5;
+use cnf_flow::{Batching, Cnf};
+use cnf_ode::{Method, SolverSpec};
 use common::{diffrax_model, reference_rows};
 
 #[test]
@@ -11,7 +11,7 @@ fn logp_reference_f64_at_1e10() {
     let x: Vec<f64> = rows.iter().flat_map(|r| r.0).collect();
     let cnf = Cnf::new(
         diffrax_model::<f64>(),
-        Integrator::adaptive(Dopri5, 1e-10, 1e-10),
+        SolverSpec::adaptive(Method::Dopri5, 1e-10, 1e-10).unwrap(),
     );
     let dens = cnf.log_density(&x).unwrap();
     let mut worst = (0.0f64, 0.0f64);
@@ -45,7 +45,7 @@ fn logp_reference_f32() {
     ] {
         let cnf = Cnf::new(
             diffrax_model::<f32>(),
-            Integrator::adaptive(Dopri5, tol, tol),
+            SolverSpec::adaptive(Method::Dopri5, tol, tol).unwrap(),
         )
         .with_batching(batching);
         let dens = cnf.log_density(&x).unwrap();
@@ -73,24 +73,29 @@ fn logp_reference_f32() {
 /// past 3e-3.
 #[test]
 fn per_sample_norm_holds_every_point_of_a_batch() {
-    use cnf_flow::BatchNorm;
     use cnf_train_free_points::points;
     let rows = reference_rows();
     let mut x: Vec<f32> = rows.iter().flat_map(|r| r.0.map(|v| v as f32)).collect();
     x.extend(points(2000));
     let mut worst_of = Vec::new();
-    for norm in [BatchNorm::Rms, BatchNorm::PerSample] {
-        let cnf = Cnf::new(
-            diffrax_model::<f32>(),
-            Integrator::adaptive(Dopri5, 1e-5, 1e-5).with_norm(norm),
-        );
+    for per_sample in [false, true] {
+        let spec = SolverSpec::builder(Method::Dopri5)
+            .rtol(1e-5)
+            .atol(1e-5)
+            .per_sample_norm(per_sample)
+            .build()
+            .unwrap();
+        let cnf = Cnf::new(diffrax_model::<f32>(), spec);
         let dens = cnf.log_density(&x).unwrap();
         let worst = rows
             .iter()
             .enumerate()
             .map(|(i, r)| (f64::from(dens.logp[i]) - r.1).abs())
             .fold(0.0, f64::max);
-        println!("{norm:?}: max |logp err| {worst:.2e}, {}", dens.stats);
+        println!(
+            "per-sample {per_sample}: max |logp err| {worst:.2e}, {}",
+            dens.stats
+        );
         worst_of.push(worst);
     }
     assert!(worst_of[0] > 3e-3, "batch RMS: {}", worst_of[0]);

@@ -5,9 +5,9 @@
 mod common;
 
 use cnf_field::{rademacher_probes, Activation, Linear, Mlp, MlpConfig, Trace, VectorField};
-use cnf_flow::{log_normal, Cnf, FlowError, Integrator, LossOptions, Regularisation};
+use cnf_flow::{log_normal, Cnf, FlowError, LossOptions, Regularisation};
 use cnf_ode::Differentiation;
-use cnf_ode::{Dopri5, Rk4};
+use cnf_ode::{Method, SolverSpec};
 use common::{fd, worst_rel, SMOOTH};
 use rand::{rngs::StdRng, SeedableRng};
 
@@ -43,7 +43,10 @@ fn objective<F: VectorField<f64>>(
 fn integrals_of_a_linear_field_match_closed_forms() {
     let (a, w) = (0.4, 1.3);
     let field = Linear::new(2, &[a, -w, w, a], &[0.0, 0.0]).unwrap();
-    let cnf = Cnf::new(field, Integrator::adaptive(Dopri5, 1e-11, 1e-11));
+    let cnf = Cnf::new(
+        field,
+        SolverSpec::adaptive(Method::Dopri5, 1e-11, 1e-11).unwrap(),
+    );
     let x = [0.7, -1.2, 0.1, 0.4, -2.0, 0.5];
     for t1 in [1.0, 0.8, 1.25] {
         let g = cnf
@@ -64,7 +67,7 @@ fn integrals_of_a_linear_field_match_closed_forms() {
             nll -= (log_normal(&z) + 2.0 * a * t1) / 3.0;
         }
         let j = 2.0 * s * t1;
-        let (gk, gj) = (g.kinetic.unwrap(), g.frobenius.unwrap());
+        let (gk, gj) = (g.penalties.kinetic.unwrap(), g.penalties.jacobian.unwrap());
         println!(
             "T = {t1}: K {gk} vs {k}, J {gj} vs {j}, NLL {} vs {nll}",
             g.loss
@@ -81,7 +84,7 @@ fn integrals_of_a_linear_field_match_closed_forms() {
 #[test]
 fn hutchinson_frobenius_agrees_with_exact_in_expectation() {
     let field = Mlp::new(MlpConfig::new(2, &[8], Activation::Tanh), 4).unwrap();
-    let cnf = Cnf::new(field, Integrator::fixed(Rk4, 4));
+    let cnf = Cnf::new(field, SolverSpec::fixed(Method::Rk4, 4).unwrap());
     let x = [0.5, -1.0, 1.5, 0.3];
     let opts = options(0.0, 1.0, 1.0);
     let exact = cnf
@@ -100,17 +103,17 @@ fn hutchinson_frobenius_agrees_with_exact_in_expectation() {
                 &opts,
             )
             .unwrap();
-        let j = g.frobenius.unwrap();
+        let j = g.penalties.jacobian.unwrap();
         sum += j;
         sum_sq += j * j;
         assert_eq!(
-            g.kinetic, exact.kinetic,
+            g.penalties.kinetic, exact.penalties.kinetic,
             "the kinetic term does not use the probes"
         );
     }
     let mean = sum / n as f64;
     let se = ((sum_sq / n as f64 - mean * mean) / n as f64).sqrt();
-    let want = exact.frobenius.unwrap();
+    let want = exact.penalties.jacobian.unwrap();
     println!("Hutchinson J: mean {mean} (se {se}) vs exact {want}");
     assert!(se > 0.0);
     assert!((mean - want).abs() < 5.0 * se, "{mean} vs {want} (se {se})");
@@ -157,7 +160,7 @@ fn backprop_gradient_of_penalised_loss_matches_fd() {
             options(0.0, 0.2, 1.0),
             options(0.3, 0.2, 0.85),
         ] {
-            let cnf = Cnf::new(model(), Integrator::fixed(Rk4, 8));
+            let cnf = Cnf::new(model(), SolverSpec::fixed(Method::Rk4, 8).unwrap());
             let g = cnf
                 .loss_and_grad_with(&X, &trace, Differentiation::Discretise, &opts)
                 .unwrap();
@@ -177,7 +180,10 @@ fn backprop_gradient_of_penalised_loss_matches_fd() {
 #[test]
 fn adjoint_gradient_of_penalised_loss_matches_fd() {
     let opts = options(0.3, 0.2, 1.1);
-    let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-10, 1e-10));
+    let cnf = Cnf::new(
+        model(),
+        SolverSpec::adaptive(Method::Dopri5, 1e-10, 1e-10).unwrap(),
+    );
     let adjoint = Differentiation::backsolve(1e-10, 1e-10);
     let g = cnf
         .loss_and_grad_with(&X, &Trace::Exact, adjoint, &opts)
@@ -194,7 +200,10 @@ fn adjoint_gradient_of_penalised_loss_matches_fd() {
 /// z(T), D(T) (bit for bit) with and without them.
 #[test]
 fn error_control_ignores_the_penalty_states() {
-    let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-6, 1e-6));
+    let cnf = Cnf::new(
+        model(),
+        SolverSpec::adaptive(Method::Dopri5, 1e-6, 1e-6).unwrap(),
+    );
     for method in [
         Differentiation::Discretise,
         Differentiation::backsolve(1e-6, 1e-6),
@@ -214,7 +223,7 @@ fn error_control_ignores_the_penalty_states() {
 /// Bad weights and end times are typed errors.
 #[test]
 fn invalid_options_are_errors() {
-    let cnf = Cnf::new(model(), Integrator::fixed(Rk4, 2));
+    let cnf = Cnf::new(model(), SolverSpec::fixed(Method::Rk4, 2).unwrap());
     for opts in [
         options(-1.0, 0.0, 1.0),
         options(0.0, f64::NAN, 1.0),
@@ -234,7 +243,10 @@ fn invalid_options_are_errors() {
 /// (`tests/gradients.rs::local_error_penalty_gradient_equals_differences`).
 #[test]
 fn local_error_penalty_enters_linearly_and_leaves_the_steps_alone() {
-    let cnf = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-4, 1e-4));
+    let cnf = Cnf::new(
+        model(),
+        SolverSpec::adaptive(Method::Dopri5, 1e-4, 1e-4).unwrap(),
+    );
     for (kinetic, frobenius) in [(0.0, 0.0), (0.3, 0.2)] {
         let with = |w: f64| {
             let mut opts = options(kinetic, frobenius, 1.0);
@@ -243,9 +255,9 @@ fn local_error_penalty_enters_linearly_and_leaves_the_steps_alone() {
                 .unwrap()
         };
         let (g0, g1, g2) = (with(0.0), with(1.0), with(2.0));
-        assert_eq!(g0.local_error, None);
-        let r = g1.local_error.unwrap();
-        assert_eq!(g2.local_error, Some(r));
+        assert_eq!(g0.penalties.local_error, None);
+        let r = g1.penalties.local_error.unwrap();
+        assert_eq!(g2.penalties.local_error, Some(r));
         assert_eq!((g1.loss, g1.forward), (g0.loss, g0.forward));
         assert!(r > 0.0 && r < 1.0, "R = {r}");
         assert!((g2.penalty - g0.penalty - 2.0 * r).abs() < 1e-12);
@@ -271,8 +283,11 @@ fn local_error_penalty_enters_linearly_and_leaves_the_steps_alone() {
 /// differentiate), fixed steps (no tolerances to measure against), a negative weight.
 #[test]
 fn local_error_penalty_refusals() {
-    let adaptive = Cnf::new(model(), Integrator::adaptive(Dopri5, 1e-4, 1e-4));
-    let fixed = Cnf::new(model(), Integrator::fixed(Dopri5, 4));
+    let adaptive = Cnf::new(
+        model(),
+        SolverSpec::adaptive(Method::Dopri5, 1e-4, 1e-4).unwrap(),
+    );
+    let fixed = Cnf::new(model(), SolverSpec::fixed(Method::Dopri5, 4).unwrap());
     let adjoint = Differentiation::backsolve(1e-6, 1e-6);
     for (cnf, method, w) in [
         (&adaptive, adjoint, 1.0),

@@ -1,8 +1,8 @@
 //! `Cnf::trajectory`: one solve with output times gives the points along the flow. For a linear
 //! field v = A z the point at time t is exp(A t) x.
 use cnf_field::Linear;
-use cnf_flow::{Batching, Cnf, Integrator};
-use cnf_ode::{Dopri5, Tsit5};
+use cnf_flow::{Batching, Cnf};
+use cnf_ode::{Method, SolverSpec};
 use nalgebra::{DMatrix, DVector};
 
 #[test]
@@ -12,9 +12,12 @@ fn trajectory_of_a_linear_flow_is_exp_at() {
     let x: Vec<f64> = (0..15).map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0).collect();
     let times: Vec<f64> = (0..=10).map(|k| k as f64 / 10.0).collect();
     for (method, batching) in [
-        (Integrator::adaptive(Dopri5, 1e-10, 1e-10), Batching::Whole),
         (
-            Integrator::adaptive(Tsit5, 1e-10, 1e-10),
+            SolverSpec::adaptive(Method::Dopri5, 1e-10, 1e-10).unwrap(),
+            Batching::Whole,
+        ),
+        (
+            SolverSpec::adaptive(Method::Tsit5, 1e-10, 1e-10).unwrap(),
             Batching::Chunks(2),
         ),
     ] {
@@ -37,6 +40,9 @@ fn trajectory_of_a_linear_flow_is_exp_at() {
         let end = cnf.transform(&x, 0.0, 1.0).unwrap().points;
         assert_eq!(tr.points.last().unwrap(), &end);
     }
-    let cnf = Cnf::new(field, Integrator::default_dopri5());
+    let cnf = Cnf::new(
+        field,
+        SolverSpec::adaptive(Method::Dopri5, 1e-5, 1e-5).unwrap(),
+    );
     assert!(cnf.trajectory(&x, &[]).is_err());
 }

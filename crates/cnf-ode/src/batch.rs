@@ -13,7 +13,10 @@ pub struct Batch<T> {
 
 impl<T: Clone> Batch<T> {
     /// A batch over `data` (row-major, `data.len()` a multiple of `dim`).
-    pub fn new(data: Vec<T>, dim: usize) -> Result<Self, OdeError<T>> {
+    ///
+    /// # Errors
+    /// [`OdeError::DimensionMismatch`] when `dim` is 0 or does not divide `data.len()`.
+    pub fn new(data: Vec<T>, dim: usize) -> Result<Self, OdeError> {
         if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(OdeError::DimensionMismatch {
                 expected: dim,

@@ -2,7 +2,7 @@
 use num_traits::Float;
 
 use crate::tableau::Tableau;
-use crate::util::lit;
+use crate::util::cast;
 
 /// The parameters of a [`PiController`], in f64: what a [`Tableau`] carries as its default
 /// (`Tableau::controller`) and what a [`crate::SolverSpec`] stores.
@@ -67,8 +67,12 @@ impl PiParams {
     }
 
     /// Checks the ranges: safety in (0, 1], beta in [0, 1), fac_min in (0, 1],
-    /// fac_max >= 1, all finite. The error names the field (`controller.fac_max`).
-    pub fn validate<T>(&self) -> Result<(), crate::OdeError<T>> {
+    /// fac_max >= 1, all finite.
+    ///
+    /// # Errors
+    /// [`crate::OdeError::InvalidSetting`] naming the first field out of range
+    /// (`controller.fac_max`).
+    pub fn validate(&self) -> Result<(), crate::OdeError> {
         let checks: [(&str, f64, bool, &'static str); 4] = [
             (
                 "controller.safety",
@@ -145,7 +149,7 @@ impl<T: Float> PiController<T> {
             beta,
             fac_min,
             fac_max,
-            err_prev: lit(1e-4),
+            err_prev: cast(1e-4),
             prev_pow: None,
             rejected_last: false,
         }
@@ -164,7 +168,12 @@ impl<T: Float> PiController<T> {
     }
     /// A controller with these parameters.
     pub fn from_params(p: PiParams) -> Self {
-        Self::new(lit(p.safety), lit(p.beta), lit(p.fac_min), lit(p.fac_max))
+        Self::new(
+            cast(p.safety),
+            cast(p.beta),
+            cast(p.fac_min),
+            cast(p.fac_max),
+        )
     }
     /// The tableau's default controller ([`Tableau::controller`]): Hairer's DOPRI5 settings for
     /// the 5(4) and 3(2) pairs, Hairer's DOP853 settings for DOP853.
@@ -175,7 +184,7 @@ impl<T: Float> PiController<T> {
 
 impl<T: Float> StepController<T> for PiController<T> {
     fn decide(&mut self, err: T, h: T, error_order: u32) -> (bool, T) {
-        let expo = T::one() / lit(f64::from(error_order)) - lit::<T>(0.75) * self.beta;
+        let expo = T::one() / cast(f64::from(error_order)) - cast::<T>(0.75) * self.beta;
         let fac11 = err.powf(expo);
         let up = T::one() / self.fac_max;
         let down = T::one() / self.fac_min;
@@ -186,7 +195,7 @@ impl<T: Float> StepController<T> for PiController<T> {
             if self.rejected_last {
                 h_new = h_new.abs().min(h.abs()) * h.signum();
             }
-            self.err_prev = err.max(lit(1e-4));
+            self.err_prev = err.max(cast(1e-4));
             if self.beta != T::zero() {
                 self.prev_pow = Some((self.beta, self.err_prev.powf(self.beta)));
             }
@@ -198,7 +207,7 @@ impl<T: Float> StepController<T> for PiController<T> {
         }
     }
     fn reset(&mut self) {
-        self.err_prev = lit(1e-4);
+        self.err_prev = cast(1e-4);
         self.prev_pow = None;
         self.rejected_last = false;
     }
@@ -221,9 +230,9 @@ pub struct IController<T> {
 impl<T: Float> Default for IController<T> {
     fn default() -> Self {
         Self {
-            safety: lit(0.9),
-            fac_min: lit(0.2),
-            fac_max: lit(5.0),
+            safety: cast(0.9),
+            fac_min: cast(0.2),
+            fac_max: cast(5.0),
         }
     }
 }
@@ -233,7 +242,7 @@ impl<T: Float> StepController<T> for IController<T> {
         let opt = if err == T::zero() {
             self.fac_max
         } else {
-            self.safety * err.powf(-T::one() / lit(f64::from(error_order)))
+            self.safety * err.powf(-T::one() / cast(f64::from(error_order)))
         };
         let fac = opt.max(self.fac_min).min(self.fac_max);
         (err <= T::one(), h * fac)

@@ -10,7 +10,7 @@ use crate::options::Tolerances;
 use crate::state::State;
 use crate::system::OdeSystem;
 use crate::tableau::{ErrorEstimate, Tableau};
-use crate::util::lit;
+use crate::util::cast;
 
 pub(crate) struct Engine<T, S> {
     pub(crate) tab: &'static Tableau,
@@ -189,13 +189,13 @@ pub(crate) fn error_of<T: Float>(
         let groups = tol.groups_mut().expect("checked above");
         return groups.error(h, range, e5, r3);
     }
-    let nt: T = lit(y.len() as f64);
+    let nt: T = cast(y.len() as f64);
     let acc5 = tol.sum_sq_scaled(y, y_new, e5);
     match e3 {
         None => h.abs() * (acc5 / nt).sqrt(),
         Some(e3) => {
             let acc3 = tol.sum_sq_scaled(y, y_new, e3);
-            let mut deno = acc5 + lit::<T>(0.01) * acc3;
+            let mut deno = acc5 + cast::<T>(0.01) * acc3;
             if deno <= T::zero() {
                 deno = T::one();
             }
@@ -289,7 +289,7 @@ impl<T: Float, S: State<T>> Engine<T, S> {
                 row.iter()
                     .enumerate()
                     .filter(|(_, &c)| c != 0.0)
-                    .map(|(j, &c)| (j, lit::<T>(c))),
+                    .map(|(j, &c)| (j, cast::<T>(c))),
             );
             rows.push(start..terms.len());
         };
@@ -310,10 +310,10 @@ impl<T: Float, S: State<T>> Engine<T, S> {
         let n_k = tab.dense_stages().max(tab.end_stage() + 1);
         Self {
             tab,
-            c: tab.c.iter().map(|&c| lit(c)).collect(),
+            c: tab.c.iter().map(|&c| cast(c)).collect(),
             terms,
             rows,
-            extra_c: tab.dense.extra.iter().map(|(c, _)| lit(*c)).collect(),
+            extra_c: tab.dense.extra.iter().map(|(c, _)| cast(*c)).collect(),
             k: vec![y0.clone(); n_k],
             ytmp: y0.clone(),
             ytmp2: y0.clone(),
@@ -438,7 +438,7 @@ impl<T: Float, S: State<T>> Engine<T, S> {
         out_s.copy_from_slice(y.as_slice());
         for (wj, kj) in self.w64[..n].iter().zip(&self.k) {
             if *wj != 0.0 {
-                let f = h * lit::<T>(*wj);
+                let f = h * cast::<T>(*wj);
                 for (o, &kv) in out_s.iter_mut().zip(kj.as_slice()) {
                     *o = *o + f * kv;
                 }
@@ -496,7 +496,7 @@ impl<T: Float> Reverse<T> {
     pub(crate) fn new(tab: &'static Tableau, n: usize, with_error: bool) -> Self {
         let s = tab.stages();
         let err: Vec<T> = match tab.error {
-            ErrorEstimate::Embedded(e) if with_error => e.iter().map(|&c| lit(c)).collect(),
+            ErrorEstimate::Embedded(e) if with_error => e.iter().map(|&c| cast(c)).collect(),
             _ => Vec::new(),
         };
         let mut live = vec![false; s];
@@ -513,7 +513,7 @@ impl<T: Float> Reverse<T> {
                 row.iter()
                     .enumerate()
                     .filter(|(_, &c)| c != 0.0)
-                    .map(|(j, &c)| (j, lit::<T>(c))),
+                    .map(|(j, &c)| (j, cast::<T>(c))),
             );
             rows.push(start..terms.len());
         }
@@ -522,16 +522,16 @@ impl<T: Float> Reverse<T> {
             terms.extend(
                 (i + 1..s)
                     .filter(|&m| live[m] && tab.a[m][i] != 0.0)
-                    .map(|m| (m, lit::<T>(tab.a[m][i]))),
+                    .map(|m| (m, cast::<T>(tab.a[m][i]))),
             );
             if tab.b[i] != 0.0 {
-                terms.push((s, lit(tab.b[i])));
+                terms.push((s, cast(tab.b[i])));
             }
             rows.push(start..terms.len());
         }
         Self {
             n,
-            c: tab.c.iter().map(|&c| lit(c)).collect(),
+            c: tab.c.iter().map(|&c| cast(c)).collect(),
             terms,
             rows,
             live,

@@ -14,7 +14,7 @@
 //! (the example of the README's "Using the solvers on your own ODE").
 //!
 //! The pieces are independent, in the way of diffrax:
-//! - a **method** is a [`Tableau`] of constants ([`tableau`]): [`Euler`], [`Midpoint`], [`Heun`],
+//! - a **method** is a [`Tableau`] of constants: [`Euler`], [`Midpoint`], [`Heun`],
 //!   [`Rk4`] (fixed step), [`Bs3`], [`Dopri5`], [`Tsit5`], [`Dop853`] (adaptive); [`Method`]
 //!   names them all as one run-time value;
 //! - one **engine** performs a step of any tableau, its error estimate and its continuous
@@ -55,20 +55,24 @@ mod solver;
 mod spec;
 mod state;
 mod system;
-pub mod tableau;
+mod tableau;
 mod util;
 
 pub use batch::Batch;
 pub use controller::{IController, PiController, PiParams, StepController};
 pub use error::OdeError;
-pub use grad::{Differentiation, GradSolution, VjpOut, VjpSystem};
+pub use grad::{Differentiation, GradSolution, PenaltyRefusal, VjpOut, VjpSystem};
 pub use method::{Method, UnknownMethod};
 pub use norm::{Block, ErrorNorm, SampleLayout};
 pub use observer::{Observer, Step};
-pub use options::{Options, Stepping, Tolerance};
+pub use options::Tolerance;
 pub use solution::{DenseSolution, Solution, Stats};
 pub use solver::Solver;
 pub use spec::{SolverSpec, SolverSpecBuilder, Steps, DEFAULT_MAX_STEPS};
 pub use state::State;
 pub use system::OdeSystem;
-pub use tableau::{Bs3, Dop853, Dopri5, Euler, Heun, Midpoint, Rk4, RkMethod, Tableau, Tsit5};
+pub use tableau::{
+    Bs3, DenseOutput, Dop853, Dopri5, ErrorEstimate, Euler, Heun, Midpoint, Rk4, RkMethod, Tableau,
+    Tsit5,
+};
+pub use util::cast;

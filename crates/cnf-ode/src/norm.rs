@@ -109,7 +109,7 @@ impl SampleLayout {
     /// error norm covers the window `r` (see `grad::backsolve`): sample `b`'s group holds its
     /// components of both `y[r]` and its cotangent `a[r]`; `a_p` is shared. The window must
     /// start and end at block boundaries.
-    pub(crate) fn adjoint<T>(&self, n: usize, r: Range<usize>) -> Result<Self, OdeError<T>> {
+    pub(crate) fn adjoint(&self, n: usize, r: Range<usize>) -> Result<Self, OdeError> {
         let mut padded = self.blocks.clone();
         if n > self.len() {
             padded.push(Block::Shared(n - self.len()));
@@ -121,11 +121,12 @@ impl SampleLayout {
             if start >= r.start && end <= r.end {
                 inside.push(block);
             } else if start < r.end && end > r.start {
-                return Err(OdeError::InvalidOption(format!(
-                    "a per-sample error norm needs error_components {}..{} to start and end at \
-                     block boundaries of its layout (block {start}..{end} straddles it)",
-                    r.start, r.end
-                )));
+                return Err(OdeError::ErrorComponentsSplitBlock {
+                    start: r.start,
+                    end: r.end,
+                    block_start: start,
+                    block_end: end,
+                });
             }
             start = end;
         }
@@ -165,7 +166,7 @@ impl<T: Float> Groups<T> {
         layout: &SampleLayout,
         n: usize,
         norm: &Range<usize>,
-    ) -> Result<Self, OdeError<T>> {
+    ) -> Result<Self, OdeError> {
         let len = layout.len();
         if len > n {
             return Err(OdeError::DimensionMismatch {
@@ -213,7 +214,7 @@ impl<T: Float> Groups<T> {
     /// `n_norm * max_g (sum_{i in g} v_i / n_g)` for `v_i = sq(i)` over the components `norm`:
     /// the square of Hairer's unnormalised norm `sqrt(sum v_i)` when there is one group.
     pub(crate) fn sum_sq(&mut self, norm: Range<usize>, sq: impl Fn(usize) -> T) -> T {
-        let n: T = crate::util::lit(norm.len() as f64);
+        let n: T = crate::util::cast(norm.len() as f64);
         self.acc5.fill(T::zero());
         let acc = &mut self.acc5;
         for_each_in(&self.placed, norm, &mut |i, g| acc[g] = acc[g] + sq(i));
@@ -254,7 +255,7 @@ impl<T: Float> Groups<T> {
             if c == T::zero() {
                 continue;
             }
-            let mut deno = a5 + crate::util::lit::<T>(0.01) * a3;
+            let mut deno = a5 + crate::util::cast::<T>(0.01) * a3;
             if deno <= T::zero() {
                 deno = T::one();
             }
@@ -354,7 +355,7 @@ mod tests {
     fn adjoint_layout_groups_state_and_cotangent_of_each_sample() {
         // Whole window: [y (2 samples + 1 shared, padded by 1), a (same), a_p (1)].
         let l = SampleLayout::rows(2, 1).then_shared(1);
-        let t = l.adjoint::<f64>(4, 0..4).unwrap();
+        let t = l.adjoint(4, 0..4).unwrap();
         assert_eq!(
             t.blocks(),
             &[
@@ -372,13 +373,13 @@ mod tests {
         // A CNF state [z (2 x 2), D (2), K (2)] whose norm covers z and D: the backward state
         // is [K, a_K, z, D, a_z, a_D, a_p] and only z, D and their cotangents are grouped.
         let cnf = SampleLayout::rows(2, 2).then_columns(2);
-        let t = cnf.adjoint::<f64>(8, 0..6).unwrap();
+        let t = cnf.adjoint(8, 0..6).unwrap();
         let g = groups_of(&t, 17, 4..16);
         let want: Vec<usize> = vec![0, 0, 1, 1, 0, 1, 0, 0, 1, 1, 0, 1];
         assert_eq!(g.iter().map(|p| p.1).collect::<Vec<_>>(), want);
         // A window that splits a block is refused.
-        assert!(cnf.adjoint::<f64>(8, 0..5).is_err());
-        assert!(cnf.adjoint::<f64>(8, 1..6).is_err());
+        assert!(cnf.adjoint(8, 0..5).is_err());
+        assert!(cnf.adjoint(8, 1..6).is_err());
     }
 
     #[test]

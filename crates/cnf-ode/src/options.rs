@@ -3,7 +3,7 @@ use std::ops::Range;
 
 use num_traits::Float;
 
-use crate::error::OdeError;
+use crate::error::{check_tolerance, OdeError};
 use crate::norm::{ErrorNorm, Groups};
 
 /// A tolerance: one value for every component, or one per component.
@@ -41,63 +41,50 @@ pub(crate) struct Tolerances<T> {
 }
 
 impl<T: Float> Tolerances<T> {
+    /// Checks `rtol` and `atol` ([`check_tolerance`]: positive and finite) and their lengths
+    /// against a state of `n` components.
     pub(crate) fn new(
         rtol: &Tolerance<T>,
         atol: &Tolerance<T>,
         n: usize,
-    ) -> Result<Self, OdeError<T>> {
-        fn expand<T: Float>(t: &Tolerance<T>, n: usize, name: &str) -> Result<Vec<T>, OdeError<T>> {
-            let v = match t {
-                Tolerance::Scalar(x) => vec![*x],
-                Tolerance::PerComponent(v) if v.len() == n => v.clone(),
-                Tolerance::PerComponent(v) => {
-                    return Err(OdeError::DimensionMismatch {
-                        expected: n,
-                        found: v.len(),
-                    })
-                }
-            };
-            if v.iter().any(|x| !x.is_finite() || *x < T::zero()) {
-                return Err(OdeError::InvalidTolerance(format!(
-                    "{name} must be finite and non-negative"
-                )));
-            }
-            Ok(v)
-        }
-        let rtol = expand(rtol, n, "rtol")?;
-        let atol = expand(atol, n, "atol")?;
-        let tol = Self {
-            rtol,
-            atol,
+    ) -> Result<Self, OdeError> {
+        check_tolerance("rtol", rtol)?;
+        check_tolerance("atol", atol)?;
+        let expand = |t: &Tolerance<T>| match t {
+            Tolerance::Scalar(x) => Ok(vec![*x]),
+            Tolerance::PerComponent(v) if v.len() == n => Ok(v.clone()),
+            Tolerance::PerComponent(v) => Err(OdeError::DimensionMismatch {
+                expected: n,
+                found: v.len(),
+            }),
+        };
+        Ok(Self {
+            rtol: expand(rtol)?,
+            atol: expand(atol)?,
             norm: 0..n,
             n,
             groups: None,
-        };
-        if (0..n).any(|i| tol.rtol(i) == T::zero() && tol.atol(i) == T::zero()) {
-            return Err(OdeError::InvalidTolerance(
-                "rtol and atol are both zero for some component".into(),
-            ));
-        }
-        Ok(tol)
+        })
     }
     /// Only the components `range` enter the error norm (a seminorm); `None` keeps them all.
     pub(crate) fn with_norm_components(
         mut self,
         range: Option<Range<usize>>,
-    ) -> Result<Self, OdeError<T>> {
+    ) -> Result<Self, OdeError> {
         if let Some(r) = range {
             if r.start >= r.end || r.end > self.norm.end {
-                return Err(OdeError::InvalidOption(format!(
-                    "error_components {}..{} must be a non-empty range inside 0..{}",
-                    r.start, r.end, self.norm.end
-                )));
+                return Err(OdeError::InvalidErrorComponents {
+                    start: r.start,
+                    end: r.end,
+                    len: self.norm.end,
+                });
             }
             self.norm = r;
         }
         Ok(self)
     }
     /// Combine the components' errors with `norm` (after `with_norm_components`).
-    pub(crate) fn with_error_norm(mut self, norm: &ErrorNorm) -> Result<Self, OdeError<T>> {
+    pub(crate) fn with_error_norm(mut self, norm: &ErrorNorm) -> Result<Self, OdeError> {
         self.groups = match norm {
             ErrorNorm::Rms => None,
             ErrorNorm::PerSample(layout) => Some(Groups::new(layout, self.n, &self.norm)?),
@@ -184,24 +171,15 @@ impl<T: Float> Tolerances<T> {
     }
 }
 
-/// How steps are chosen.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Stepping {
-    /// Error-controlled steps (needs a method with an error estimate).
-    Adaptive,
-    /// Exactly N equal steps; the last one lands exactly on t_end.
-    Fixed(usize),
-}
-
-/// Solver settings. Build with [`crate::Solver`]'s methods.
+/// A [`crate::Solver`]'s settings, set with its builder methods.
 #[derive(Debug, Clone)]
-pub struct Options<T> {
+pub(crate) struct Options<T> {
     /// Relative tolerance (default 1e-6).
     pub rtol: Tolerance<T>,
     /// Absolute tolerance (default 1e-9).
     pub atol: Tolerance<T>,
-    /// Adaptive (default for methods with an error estimate) or N fixed steps.
-    pub stepping: Option<Stepping>,
+    /// Exactly N equal steps; `None`: adaptive (needs a method with an error estimate).
+    pub fixed_steps: Option<usize>,
     /// First step size; default Hairer's automatic estimate.
     pub h0: Option<T>,
     /// Largest step size magnitude; default the whole span.
@@ -224,9 +202,9 @@ pub struct Options<T> {
 impl<T: Float> Default for Options<T> {
     fn default() -> Self {
         Self {
-            rtol: Tolerance::Scalar(crate::util::lit(1e-6)),
-            atol: Tolerance::Scalar(crate::util::lit(1e-9)),
-            stepping: None,
+            rtol: Tolerance::Scalar(crate::util::cast(1e-6)),
+            atol: Tolerance::Scalar(crate::util::cast(1e-9)),
+            fixed_steps: None,
             h0: None,
             h_max: None,
             h_min: T::zero(),

@@ -18,7 +18,7 @@ use crate::options::Tolerances;
 use crate::state::State;
 use crate::system::OdeSystem;
 use crate::tableau::{ErrorEstimate, RkMethod, Tableau};
-use crate::util::lit;
+use crate::util::cast;
 
 /// Stage buffers of the array engine: enough for every built-in method (DOP853 with its dense
 /// output takes 16).
@@ -73,7 +73,7 @@ impl<T: Float> Sum<T> {
         if c == 0.0 {
             return;
         }
-        let c1: T = lit(c);
+        let c1: T = cast(c);
         match self.pending.take() {
             None => self.pending = Some((j, c1)),
             Some((j0, c0)) => {
@@ -197,7 +197,7 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
         let s = tab.stages();
         let last_in_y_new = if tab.fsal { s - 1 } else { s };
         let (done, rest) = self.k.split_at_mut(i);
-        let ti = t + lit::<T>(tab.c[i]) * h;
+        let ti = t + cast::<T>(tab.c[i]) * h;
         // The last FSAL stage is evaluated at y_new itself; one call site either way.
         let at: &mut S = if i == last_in_y_new {
             y_new
@@ -337,7 +337,7 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
                 done,
                 false,
             );
-            sys.rhs(t + lit::<T>(c) * h, &self.ytmp, &mut rest[0]);
+            sys.rhs(t + cast::<T>(c) * h, &self.ytmp, &mut rest[0]);
             self.nfe += 1;
         }
         self.dense_ready = true;
@@ -353,7 +353,7 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
         out_s.copy_from_slice(y.as_slice());
         for (wj, kj) in self.w64[..n].iter().zip(&self.k) {
             if *wj != 0.0 {
-                let f = h * lit::<T>(*wj);
+                let f = h * cast::<T>(*wj);
                 for (o, &kv) in out_s.iter_mut().zip(kj.as_slice()) {
                     *o = *o + f * kv;
                 }

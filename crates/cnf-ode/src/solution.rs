@@ -5,9 +5,17 @@ use num_traits::Float;
 
 use crate::state::State;
 use crate::tableau::Tableau;
-use crate::util::lit;
+use crate::util::cast;
 
-/// Work done by a solve.
+/// Work done by a solve. The work of several solves adds up with `+` and `+=`:
+///
+/// ```
+/// use cnf_ode::Stats;
+/// let a = Stats { nfe: 20, accepted: 3, rejected: 1 };
+/// let mut total = a + a;
+/// total += Stats { nfe: 1, ..Stats::default() };
+/// assert_eq!(total, Stats { nfe: 41, accepted: 6, rejected: 2 });
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Right-hand-side evaluations (including the initial-step estimate and dense-output stages).
@@ -16,6 +24,23 @@ pub struct Stats {
     pub accepted: usize,
     /// Rejected steps.
     pub rejected: usize,
+}
+
+impl std::ops::Add for Stats {
+    type Output = Stats;
+    fn add(self, other: Stats) -> Stats {
+        Stats {
+            nfe: self.nfe + other.nfe,
+            accepted: self.accepted + other.accepted,
+            rejected: self.rejected + other.rejected,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, other: Stats) {
+        *self = *self + other;
+    }
 }
 
 impl fmt::Display for Stats {
@@ -118,7 +143,7 @@ impl<T: Float, S: State<T>> DenseSolution<T, S> {
         let out_s = out.as_mut_slice();
         for (wj, kj) in w.iter().zip(&self.k[i * n..(i + 1) * n]) {
             if *wj != 0.0 {
-                let f = h * lit::<T>(*wj);
+                let f = h * cast::<T>(*wj);
                 for (o, &kv) in out_s.iter_mut().zip(kj.as_slice()) {
                     *o = *o + f * kv;
                 }

@@ -4,16 +4,16 @@ use num_traits::Float;
 
 use crate::controller::{PiController, StepController};
 use crate::engine::{Engine, Stepper};
-use crate::error::OdeError;
+use crate::error::{num, OdeError};
 use crate::norm::ErrorNorm;
 use crate::observer::{Observer, Step};
-use crate::options::{Options, Stepping, Tolerance, Tolerances};
+use crate::options::{Options, Tolerance, Tolerances};
 use crate::small::{self, ArrayEngine};
 use crate::solution::{DenseSolution, Solution, Stats};
 use crate::state::State;
 use crate::system::{OdeSystem, SliceFn};
 use crate::tableau::{RkMethod, Tableau};
-use crate::util::lit;
+use crate::util::cast;
 
 /// A configured solver: a method plus options. Reusable for many solves.
 ///
@@ -71,7 +71,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     }
     /// Exactly `n` equal steps (for any method).
     pub fn fixed_steps(mut self, n: usize) -> Self {
-        self.options.stepping = Some(Stepping::Fixed(n));
+        self.options.fixed_steps = Some(n);
         self
     }
     /// First step size (magnitude); default: Hairer's automatic estimate.
@@ -137,6 +137,22 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     /// [`Solution::interpolate`] can evaluate the solution anywhere in the span after the solve
     /// (default off). Memory grows with the number of steps: per step the state at its start and
     /// the method's dense stages (see [`crate::DenseSolution`]); the solution itself is unchanged.
+    ///
+    /// ```
+    /// use cnf_ode::{Dopri5, Solver};
+    /// // y' = -y: query y(t) at any t after one solve, without choosing output times first.
+    /// let sol = Solver::new(Dopri5).rtol(1e-9).atol(1e-12).dense(true)
+    ///     .solve(|_t, y, dy| dy[0] = -y[0], 0.0, 2.0, &[1.0])?;
+    /// let dense = sol.dense.as_ref().expect("recorded");
+    /// assert_eq!(dense.steps(), sol.stats.accepted);
+    /// for t in [0.1f64, 0.77, 1.5] {
+    ///     let y = sol.interpolate(t).expect("inside the span");
+    ///     assert!((y[0] - (-t).exp()).abs() < 1e-8, "t = {t}");
+    /// }
+    /// assert_eq!(sol.interpolate(2.0), Some(sol.y));
+    /// assert!(sol.interpolate(2.5).is_none()); // outside the span
+    /// # Ok::<(), cnf_ode::OdeError>(())
+    /// ```
     pub fn dense(mut self, on: bool) -> Self {
         self.dense = on;
         self
@@ -145,8 +161,8 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     pub fn step_controller(&self) -> &C {
         &self.controller
     }
-    /// The options in use.
-    pub fn options(&self) -> &Options<T> {
+    /// The settings in use.
+    pub(crate) fn options(&self) -> &Options<T> {
         &self.options
     }
     /// The method's tableau.
@@ -159,7 +175,29 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     /// needs no type annotations: `solver.solve(|t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0])`.
     /// For a system with state of its own (scratch buffers, counters) see
     /// [`Solver::solve_system`].
-    pub fn solve<S, F>(&self, f: F, t0: T, t1: T, y0: &S) -> Result<Solution<T, S>, OdeError<T>>
+    ///
+    /// ```
+    /// use cnf_ode::{Method, Solver};
+    /// // The harmonic oscillator y'' = -y, with the states at t = 0.5 and 1 too.
+    /// let sol = Solver::new(Method::Tsit5).rtol(1e-8).atol(1e-10).output_times(vec![0.5, 1.0])
+    ///     .solve(|_t, y, dy| { dy[0] = y[1]; dy[1] = -y[0]; }, 0.0, 2.0, &vec![1.0, 0.0])?;
+    /// assert!((sol.y[0] - 2f64.cos()).abs() < 1e-7);
+    /// assert!((sol.y_out[0][0] - 0.5f64.cos()).abs() < 1e-7);
+    /// assert!(sol.stats.nfe > 0 && sol.stats.rejected <= sol.stats.accepted);
+    /// # Ok::<(), cnf_ode::OdeError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Before any evaluation: [`OdeError::EmptyState`], [`OdeError::InvalidTolerance`] (each
+    /// tolerance positive and finite), [`OdeError::DimensionMismatch`] (a per-component
+    /// tolerance of another length), [`OdeError::InvalidSpan`], [`OdeError::OutputTimeOutsideSpan`],
+    /// [`OdeError::OutputTimesOutOfOrder`], [`OdeError::InvalidSetting`] (zero fixed steps, step
+    /// bounds), [`OdeError::NotAdaptive`] (no fixed steps for a method without an error estimate),
+    /// the error norm's [`OdeError::InvalidErrorComponents`] and
+    /// [`OdeError::ErrorComponentsSplitBlock`]. During the integration, with the work done so
+    /// far ([`OdeError::stats`]): [`OdeError::NonFinite`] (also for a non-finite `y0`),
+    /// [`OdeError::StepSizeTooSmall`], [`OdeError::MaxStepsExceeded`].
+    pub fn solve<S, F>(&self, f: F, t0: T, t1: T, y0: &S) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T>,
         F: FnMut(T, &[T], &mut [T]),
@@ -169,6 +207,9 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     }
 
     /// As [`Solver::solve`], calling `observer` after every accepted step.
+    ///
+    /// # Errors
+    /// As [`Solver::solve`].
     pub fn solve_observed<S, F, O>(
         &self,
         f: F,
@@ -176,7 +217,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         t1: T,
         y0: &S,
         observer: &mut O,
-    ) -> Result<Solution<T, S>, OdeError<T>>
+    ) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T>,
         F: FnMut(T, &[T], &mut [T]),
@@ -188,13 +229,16 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
 
     /// Integrates an [`OdeSystem`] (borrowed mutably for the solve: it may keep scratch
     /// buffers or count calls, and is given back afterwards).
+    ///
+    /// # Errors
+    /// As [`Solver::solve`].
     pub fn solve_system<S, F>(
         &self,
         sys: &mut F,
         t0: T,
         t1: T,
         y0: &S,
-    ) -> Result<Solution<T, S>, OdeError<T>>
+    ) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T>,
         F: OdeSystem<T, S>,
@@ -204,6 +248,9 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     }
 
     /// As [`Solver::solve_system`], calling `observer` after every accepted step.
+    ///
+    /// # Errors
+    /// As [`Solver::solve`].
     pub fn solve_system_observed<S, F, O>(
         &self,
         sys: &mut F,
@@ -211,7 +258,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         t1: T,
         y0: &S,
         observer: &mut O,
-    ) -> Result<Solution<T, S>, OdeError<T>>
+    ) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T>,
         F: OdeSystem<T, S>,
@@ -241,13 +288,16 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     /// assert_eq!(small.stats, general.stats);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// # Errors
+    /// As [`Solver::solve`].
     pub fn solve_small<S, F>(
         &self,
         sys: &mut F,
         t0: T,
         t1: T,
         y0: &S,
-    ) -> Result<Solution<T, S>, OdeError<T>>
+    ) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T> + Copy,
         F: OdeSystem<T, S>,
@@ -257,6 +307,9 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     }
 
     /// As [`Solver::solve_small`], calling `observer` after every accepted step.
+    ///
+    /// # Errors
+    /// As [`Solver::solve`].
     pub fn solve_small_observed<S, F, O>(
         &self,
         sys: &mut F,
@@ -264,7 +317,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         t1: T,
         y0: &S,
         observer: &mut O,
-    ) -> Result<Solution<T, S>, OdeError<T>>
+    ) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T> + Copy,
         F: OdeSystem<T, S>,
@@ -290,7 +343,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         y0: &S,
         observer: &mut O,
         engine: impl FnOnce(&'static Tableau, &S) -> E,
-    ) -> Result<Solution<T, S>, OdeError<T>>
+    ) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T>,
         F: OdeSystem<T, S>,
@@ -301,9 +354,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         let tab = self.method.tableau();
         let n = y0.len();
         if n == 0 {
-            return Err(OdeError::InvalidOption(
-                "the initial state has no components".into(),
-            ));
+            return Err(OdeError::EmptyState);
         }
         let mut tol = Tolerances::new(&self.options.rtol, &self.options.atol, n)?
             .with_norm_components(self.options.error_components.clone())?
@@ -311,7 +362,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         self.check_span(t0, t1)?;
         if y0.as_slice().iter().any(|x| !x.is_finite()) {
             return Err(OdeError::NonFinite {
-                t: t0,
+                t: num(t0),
                 stats: Stats::default(),
             });
         }
@@ -333,9 +384,9 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             run.next_out += 1;
         }
         if t0 != t1 {
-            match self.options.stepping {
-                Some(Stepping::Fixed(steps)) => run.fixed(sys, steps, observer)?,
-                None | Some(Stepping::Adaptive) => {
+            match self.options.fixed_steps {
+                Some(steps) => run.fixed(sys, steps, observer)?,
+                None => {
                     if !tab.is_adaptive() {
                         return Err(OdeError::NotAdaptive { method: tab.name });
                     }
@@ -362,26 +413,29 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         })
     }
 
-    fn check_span(&self, t0: T, t1: T) -> Result<(), OdeError<T>> {
+    /// Checks the span, the output times and the step settings.
+    fn check_span(&self, t0: T, t1: T) -> Result<(), OdeError> {
         if !t0.is_finite() || !t1.is_finite() {
-            return Err(OdeError::InvalidSpan("t0 and t1 must be finite".into()));
+            return Err(OdeError::InvalidSpan {
+                t0: num(t0),
+                t1: num(t1),
+            });
         }
         let dir = if t1 >= t0 { T::one() } else { -T::one() };
         let mut prev = t0;
         for &t in &self.options.t_out {
             if !t.is_finite() || (t - t0) * dir < T::zero() || (t - t1) * dir > T::zero() {
-                let num = |x: T| x.to_f64().unwrap_or(f64::NAN);
-                return Err(OdeError::InvalidSpan(format!(
-                    "output time {} outside [{}, {}]",
-                    num(t),
-                    num(t0),
-                    num(t1)
-                )));
+                return Err(OdeError::OutputTimeOutsideSpan {
+                    t: num(t),
+                    t0: num(t0),
+                    t1: num(t1),
+                });
             }
             if (t - prev) * dir < T::zero() {
-                return Err(OdeError::InvalidSpan(
-                    "output times must be in integration order".into(),
-                ));
+                return Err(OdeError::OutputTimesOutOfOrder {
+                    t: num(t),
+                    previous: num(prev),
+                });
             }
             prev = t;
         }
@@ -390,10 +444,9 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             requirement,
             value,
         };
-        if let Some(Stepping::Fixed(0)) = self.options.stepping {
+        if self.options.fixed_steps == Some(0) {
             return Err(setting("steps", "at least 1", 0.0));
         }
-        let num = |x: T| x.to_f64().unwrap_or(f64::NAN);
         for (field, h) in [
             ("initial_step", self.options.h0),
             ("max_step", self.options.h_max),
@@ -435,9 +488,9 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         }
     }
 
-    fn non_finite(&self, t: T) -> OdeError<T> {
+    fn non_finite(&self, t: T) -> OdeError {
         OdeError::NonFinite {
-            t,
+            t: num(t),
             stats: self.stats(),
         }
     }
@@ -450,7 +503,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         h: T,
         t_new: T,
         observer: &mut O,
-    ) -> Result<(), OdeError<T>>
+    ) -> Result<(), OdeError>
     where
         F: OdeSystem<T, S>,
         O: Observer<T, S> + ?Sized,
@@ -494,24 +547,19 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         Ok(())
     }
 
-    fn fixed<F, O>(
-        &mut self,
-        sys: &mut F,
-        steps: usize,
-        observer: &mut O,
-    ) -> Result<(), OdeError<T>>
+    fn fixed<F, O>(&mut self, sys: &mut F, steps: usize, observer: &mut O) -> Result<(), OdeError>
     where
         F: OdeSystem<T, S>,
         O: Observer<T, S> + ?Sized,
     {
         let (t0, span) = (self.t, self.t1 - self.t);
-        let nt: T = lit(steps as f64);
+        let nt: T = cast(steps as f64);
         for i in 1..=steps {
             // Times from t0 + span * i / N, not by accumulation: the last is exactly t1.
             let t_new = if i == steps {
                 self.t1
             } else {
-                t0 + span * (lit::<T>(i as f64) / nt)
+                t0 + span * (cast::<T>(i as f64) / nt)
             };
             let h = t_new - self.t;
             let (y, y_new) = split(&mut self.ys, self.cur);
@@ -529,7 +577,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         tol: &mut Tolerances<T>,
         ctrl: &mut C,
         observer: &mut O,
-    ) -> Result<(), OdeError<T>>
+    ) -> Result<(), OdeError>
     where
         F: OdeSystem<T, S>,
         O: Observer<T, S> + ?Sized,
@@ -557,12 +605,12 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         loop {
             if self.stats.accepted + self.stats.rejected >= opts.max_steps {
                 return Err(OdeError::MaxStepsExceeded {
-                    t: self.t,
+                    t: num(self.t),
                     max_steps: opts.max_steps,
                     stats: self.stats(),
                 });
             }
-            let h_floor = opts.h_min.max(lit::<T>(10.0) * eps * self.t.abs());
+            let h_floor = opts.h_min.max(cast::<T>(10.0) * eps * self.t.abs());
             if (h.abs() <= h_floor || h.abs() < T::min_positive_value())
                 && !reaches_end(h, self.t, self.t1)
             {
@@ -570,13 +618,13 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                     return Err(self.non_finite(self.t));
                 }
                 return Err(OdeError::StepSizeTooSmall {
-                    t: self.t,
-                    h,
+                    t: num(self.t),
+                    h: num(h),
                     stats: self.stats(),
                 });
             }
             // Stretch to t1 when within 1% of it, so no sliver of a step remains (Hairer).
-            let last = (self.t + lit::<T>(1.01) * h - self.t1) * dir >= T::zero();
+            let last = (self.t + cast::<T>(1.01) * h - self.t1) * dir >= T::zero();
             if last {
                 h = self.t1 - self.t;
             }
@@ -587,7 +635,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 // Too large a step can overflow; shrink hard and retry.
                 last_nonfinite = true;
                 self.stats.rejected += 1;
-                h = h * lit(0.1);
+                h = h * cast(0.1);
                 continue;
             }
             let (ok, h_new) = ctrl.decide(err, h, tab.error_order);
@@ -627,11 +675,11 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         let f0 = self.engine.k()[0].as_slice();
         let dnf = tol.sum_sq(y0, |i| f0[i]);
         let dny = tol.sum_sq(y0, |i| y0[i]);
-        let tiny: T = lit(1e-10);
+        let tiny: T = cast(1e-10);
         let mut h = if dnf <= tiny || dny <= tiny {
-            lit(1e-6)
+            cast(1e-6)
         } else {
-            (dny / dnf).sqrt() * lit(0.01)
+            (dny / dnf).sqrt() * cast(0.01)
         };
         h = h.min(h_max);
         // Explicit Euler step, then the second derivative estimate.
@@ -650,15 +698,15 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         let der2 = tol.sum_sq(y0, |i| f1[i] - f0[i]);
         let der2 = der2.sqrt() / h;
         let der12 = der2.abs().max(dnf.sqrt());
-        let h1 = if der12 <= lit(1e-15) {
-            lit::<T>(1e-6).max(h * lit(1e-3))
+        let h1 = if der12 <= cast(1e-15) {
+            cast::<T>(1e-6).max(h * cast(1e-3))
         } else {
-            (lit::<T>(0.01) / der12).powf(T::one() / lit(f64::from(tab.order)))
+            (cast::<T>(0.01) / der12).powf(T::one() / cast(f64::from(tab.order)))
         };
-        let h = (h * lit(100.0)).min(h1);
-        let h = if h.is_finite() { h } else { lit::<T>(1e-6) };
-        let floor = h_min.max(lit::<T>(10.0) * T::epsilon() * t0.abs());
-        h.max(floor * lit(10.0)).min(h_max)
+        let h = (h * cast(100.0)).min(h1);
+        let h = if h.is_finite() { h } else { cast::<T>(1e-6) };
+        let floor = h_min.max(cast::<T>(10.0) * T::epsilon() * t0.abs());
+        h.max(floor * cast(10.0)).min(h_max)
     }
 }
 

@@ -3,8 +3,10 @@
 use num_traits::Float;
 
 use crate::controller::{PiController, PiParams};
-use crate::error::OdeError;
+use crate::error::{check_tolerance, OdeError};
+use crate::grad::{Differentiation, PenaltyRefusal};
 use crate::method::Method;
+use crate::norm::{ErrorNorm, SampleLayout};
 use crate::options::Tolerance;
 use crate::solver::Solver;
 
@@ -23,8 +25,10 @@ pub enum Steps<T> {
 }
 
 /// A solver choice, validated once at construction: a [`Method`], fixed steps or adaptive
-/// tolerances, a step budget and the step-size controller's parameters. Every value a
-/// `SolverSpec` holds is valid; [`SolverSpec::solver`] builds the [`Solver`] it describes.
+/// tolerances, a step budget, the step-size controller's parameters and the error norm of
+/// batched states (the RMS over the state, or the largest per-sample RMS). Every value a
+/// `SolverSpec` holds is valid; [`SolverSpec::solver`] builds the [`Solver`] it describes
+/// ([`SolverSpec::solver_for`] for a state of samples).
 ///
 /// ```
 /// use cnf_ode::{Method, SolverSpec};
@@ -53,7 +57,9 @@ pub struct SolverSpec<T> {
     method: Method,
     steps: Steps<T>,
     max_steps: usize,
-    controller: PiParams,
+    /// `None`: the tableau's ([`crate::Tableau::controller`]).
+    controller: Option<PiParams>,
+    per_sample: bool,
 }
 
 /// Default step budget of a [`SolverSpec`] (accepted plus rejected steps).
@@ -62,16 +68,22 @@ pub const DEFAULT_MAX_STEPS: usize = 100_000;
 impl<T: Float> SolverSpec<T> {
     /// Adaptive steps of `method` with these tolerances; the tableau's default controller and
     /// [`DEFAULT_MAX_STEPS`].
+    ///
+    /// # Errors
+    /// As [`SolverSpecBuilder::build`].
     pub fn adaptive(
         method: Method,
         rtol: impl Into<Tolerance<T>>,
         atol: impl Into<Tolerance<T>>,
-    ) -> Result<Self, OdeError<T>> {
+    ) -> Result<Self, OdeError> {
         Self::builder(method).rtol(rtol).atol(atol).build()
     }
 
     /// Exactly `steps` equal steps of `method`.
-    pub fn fixed(method: Method, steps: usize) -> Result<Self, OdeError<T>> {
+    ///
+    /// # Errors
+    /// [`OdeError::InvalidSetting`] for zero steps.
+    pub fn fixed(method: Method, steps: usize) -> Result<Self, OdeError> {
         Self::builder(method).fixed_steps(steps).build()
     }
 
@@ -81,10 +93,11 @@ impl<T: Float> SolverSpec<T> {
         SolverSpecBuilder {
             method,
             fixed: None,
-            rtol: Tolerance::Scalar(crate::util::lit(1e-6)),
-            atol: Tolerance::Scalar(crate::util::lit(1e-9)),
+            rtol: Tolerance::Scalar(crate::util::cast(1e-6)),
+            atol: Tolerance::Scalar(crate::util::cast(1e-9)),
             max_steps: DEFAULT_MAX_STEPS,
             controller: None,
+            per_sample: false,
         }
     }
 
@@ -92,7 +105,8 @@ impl<T: Float> SolverSpec<T> {
     pub fn to_builder(&self) -> SolverSpecBuilder<T> {
         let mut b = Self::builder(self.method)
             .max_steps(self.max_steps)
-            .controller(self.controller);
+            .per_sample_norm(self.per_sample);
+        b.controller = self.controller;
         match &self.steps {
             Steps::Fixed(n) => b = b.fixed_steps(*n),
             Steps::Adaptive { rtol, atol } => b = b.rtol(rtol.clone()).atol(atol.clone()),
@@ -119,31 +133,94 @@ impl<T: Float> SolverSpec<T> {
     pub fn max_steps(&self) -> usize {
         self.max_steps
     }
-    /// The step-size controller's parameters.
+    /// The step-size controller's parameters (the tableau's unless set).
     pub fn controller(&self) -> PiParams {
+        self.controller.unwrap_or(self.method.tableau().controller)
+    }
+    /// The controller's parameters when set explicitly; `None` means the tableau's, which a
+    /// caller may adapt to the solve (cnf-flow moves points without log-density columns with
+    /// the tableau's controller without PI memory, [`PiParams::integral`]).
+    pub fn explicit_controller(&self) -> Option<PiParams> {
         self.controller
+    }
+    /// Whether adaptive solves of a state of several samples hold every sample to the
+    /// tolerances on its own ([`crate::ErrorNorm::PerSample`], see [`SolverSpec::solver_for`])
+    /// rather than the whole state on average ([`crate::ErrorNorm::Rms`], the default).
+    pub fn per_sample_norm(&self) -> bool {
+        self.per_sample
     }
 
     /// The same specification with other tolerances (adaptive from now on).
+    ///
+    /// # Errors
+    /// As [`SolverSpecBuilder::build`].
     pub fn with_tolerances(
         &self,
         rtol: impl Into<Tolerance<T>>,
         atol: impl Into<Tolerance<T>>,
-    ) -> Result<Self, OdeError<T>> {
+    ) -> Result<Self, OdeError> {
         let mut b = self.to_builder().rtol(rtol).atol(atol);
         b.fixed = None;
         b.build()
     }
 
-    /// The solver this describes.
+    /// The solver this describes, with the RMS error norm over the whole state.
     pub fn solver(&self) -> Solver<Method, T> {
         let s = Solver::new(self.method)
             .max_steps(self.max_steps)
-            .controller(PiController::from_params(self.controller));
+            .controller(PiController::from_params(self.controller()));
         match &self.steps {
             Steps::Fixed(n) => s.fixed_steps(*n),
             Steps::Adaptive { rtol, atol } => s.rtol(rtol.clone()).atol(atol.clone()),
         }
+    }
+
+    /// The solver for a state of samples laid out as `layout`: with
+    /// [`SolverSpec::per_sample_norm`], adaptive steps and more than one sample, the error norm
+    /// is [`ErrorNorm::PerSample`] over `layout`; otherwise [`SolverSpec::solver`] (one sample's
+    /// RMS is the per-sample norm exactly).
+    pub fn solver_for(&self, layout: SampleLayout) -> Solver<Method, T> {
+        let s = self.solver();
+        if self.per_sample && layout.samples() > 1 && self.fixed_steps().is_none() {
+            s.error_norm(ErrorNorm::PerSample(layout))
+        } else {
+            s
+        }
+    }
+
+    /// Whether solves of this specification can differentiate the local-error penalty with
+    /// `method` (checked by the solver too, with these reasons): not with `Backsolve`, only
+    /// with a method of one embedded pair, and only with adaptive steps (a fixed-step
+    /// specification has no tolerances to measure the errors against).
+    ///
+    /// # Errors
+    /// The [`PenaltyRefusal`] that says why not.
+    pub fn check_error_penalty(&self, method: &Differentiation<T>) -> Result<(), PenaltyRefusal> {
+        PenaltyRefusal::check(self.method.tableau(), method)?;
+        match self.steps {
+            Steps::Fixed(_) => Err(PenaltyRefusal::FixedSteps),
+            Steps::Adaptive { .. } => Ok(()),
+        }
+    }
+
+    /// The same specification in another precision (the tolerances converted, then validated
+    /// again: 1e-300 is 0 in f32).
+    pub fn cast<U: Float>(&self) -> Result<SolverSpec<U>, OdeError> {
+        let conv = |t: &Tolerance<T>| match t {
+            Tolerance::Scalar(v) => Tolerance::Scalar(crate::util::cast(*v)),
+            Tolerance::PerComponent(vs) => {
+                Tolerance::PerComponent(vs.iter().map(|&v| crate::util::cast(v)).collect())
+            }
+        };
+        let mut b = SolverSpec::<U>::builder(self.method)
+            .max_steps(self.max_steps)
+            .per_sample_norm(self.per_sample);
+        b.controller = self.controller;
+        match &self.steps {
+            Steps::Fixed(n) => b = b.fixed_steps(*n),
+            Steps::Adaptive { rtol, atol } => b = b.rtol(conv(rtol)).atol(conv(atol)),
+        }
+        b.build()
     }
 }
 
@@ -156,6 +233,7 @@ pub struct SolverSpecBuilder<T> {
     atol: Tolerance<T>,
     max_steps: usize,
     controller: Option<PiParams>,
+    per_sample: bool,
 }
 
 impl<T: Float> SolverSpecBuilder<T> {
@@ -184,6 +262,12 @@ impl<T: Float> SolverSpecBuilder<T> {
         self.controller = Some(p);
         self
     }
+    /// Holds every sample of a batched state to the tolerances on its own
+    /// ([`SolverSpec::per_sample_norm`]; default `false`, the RMS over the state).
+    pub fn per_sample_norm(mut self, on: bool) -> Self {
+        self.per_sample = on;
+        self
+    }
     /// The largest factor by which a step may grow (the controller's `fac_max`; 6 for DOP853
     /// by default, where scipy uses 10).
     pub fn step_growth_cap(mut self, fac_max: f64) -> Self {
@@ -192,10 +276,15 @@ impl<T: Float> SolverSpecBuilder<T> {
         self
     }
 
-    /// Validates and returns the specification. Errors name the field:
-    /// [`OdeError::InvalidSetting`] ("rtol must be positive and finite, got -1"),
-    /// [`OdeError::NotAdaptive`] for tolerances without fixed steps on a fixed-step method.
-    pub fn build(self) -> Result<SolverSpec<T>, OdeError<T>> {
+    /// Validates and returns the specification.
+    ///
+    /// # Errors
+    /// Each names the field: [`OdeError::InvalidTolerance`] ("rtol must be positive and finite,
+    /// got -1", the rule [`crate::Solver`] applies too), [`OdeError::InvalidSetting`] (zero
+    /// steps or step budget, an empty per-component tolerance, controller parameters out of
+    /// range), [`OdeError::NotAdaptive`] for tolerances without fixed steps on a fixed-step
+    /// method.
+    pub fn build(self) -> Result<SolverSpec<T>, OdeError> {
         let steps = match self.fixed {
             Some(0) => {
                 return Err(OdeError::InvalidSetting {
@@ -226,36 +315,16 @@ impl<T: Float> SolverSpecBuilder<T> {
                 value: 0.0,
             });
         }
-        let controller = self.controller.unwrap_or(self.method.tableau().controller);
-        controller.validate()?;
+        if let Some(c) = self.controller {
+            c.validate()?;
+        }
         Ok(SolverSpec {
             method: self.method,
             steps,
             max_steps: self.max_steps,
-            controller,
+            controller: self.controller,
+            per_sample: self.per_sample,
         })
-    }
-}
-
-fn check_tolerance<T: Float>(name: &str, tol: &Tolerance<T>) -> Result<(), OdeError<T>> {
-    let bad = |field: String, v: T| OdeError::InvalidSetting {
-        field,
-        requirement: "positive and finite",
-        value: v.to_f64().unwrap_or(f64::NAN),
-    };
-    let ok = |v: T| v.is_finite() && v > T::zero();
-    match tol {
-        Tolerance::Scalar(v) if !ok(*v) => Err(bad(name.into(), *v)),
-        Tolerance::Scalar(_) => Ok(()),
-        Tolerance::PerComponent(vs) if vs.is_empty() => Err(OdeError::InvalidSetting {
-            field: name.into(),
-            requirement: "a scalar or one value per component",
-            value: 0.0,
-        }),
-        Tolerance::PerComponent(vs) => match vs.iter().position(|&v| !ok(v)) {
-            Some(i) => Err(bad(format!("{name}[{i}]"), vs[i])),
-            None => Ok(()),
-        },
     }
 }
 
@@ -279,7 +348,8 @@ mod serde_impl {
     }
 
     /// The serialised form: `{"method": "dopri5", "rtol": 1e-5, "atol": 1e-5}` or
-    /// `{"method": "rk4", "steps": 10}`; `max_steps` and `controller` optional.
+    /// `{"method": "rk4", "steps": 10}`; `max_steps`, `controller` and `error_norm` (`"rms"`, the
+    /// default, or `"per-sample"`) optional.
     #[derive(Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub(super) struct RawSpec<T> {
@@ -294,6 +364,23 @@ mod serde_impl {
         max_steps: Option<usize>,
         #[serde(skip_serializing_if = "Option::is_none")]
         controller: Option<PiParams>,
+        #[serde(default, skip_serializing_if = "RawNorm::is_rms")]
+        error_norm: RawNorm,
+    }
+
+    /// The error norm of batched states by name.
+    #[derive(Serialize, Deserialize, Default, PartialEq)]
+    #[serde(rename_all = "kebab-case")]
+    pub(super) enum RawNorm {
+        #[default]
+        Rms,
+        PerSample,
+    }
+
+    impl RawNorm {
+        fn is_rms(&self) -> bool {
+            *self == RawNorm::Rms
+        }
     }
 
     fn tol<T>(t: RawTol<T>) -> Tolerance<T> {
@@ -310,9 +397,10 @@ mod serde_impl {
     }
 
     impl<T: Float> TryFrom<RawSpec<T>> for SolverSpec<T> {
-        type Error = OdeError<T>;
+        type Error = OdeError;
         fn try_from(r: RawSpec<T>) -> Result<Self, Self::Error> {
-            let mut b = SolverSpec::builder(r.method);
+            let mut b =
+                SolverSpec::builder(r.method).per_sample_norm(r.error_norm == RawNorm::PerSample);
             if let Some(n) = r.steps {
                 b = b.fixed_steps(n);
             }
@@ -338,14 +426,18 @@ mod serde_impl {
                 Steps::Fixed(n) => (Some(n), None, None),
                 Steps::Adaptive { rtol, atol } => (None, Some(raw(rtol)), Some(raw(atol))),
             };
-            let default = s.method.tableau().controller;
             RawSpec {
                 method: s.method,
                 steps,
                 rtol,
                 atol,
                 max_steps: Some(s.max_steps),
-                controller: (s.controller != default).then_some(s.controller),
+                controller: s.controller,
+                error_norm: if s.per_sample {
+                    RawNorm::PerSample
+                } else {
+                    RawNorm::Rms
+                },
             }
         }
     }
@@ -357,7 +449,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let msg = |e: OdeError<f64>| e.to_string();
+        let msg = |e: OdeError| e.to_string();
         assert_eq!(
             msg(SolverSpec::adaptive(Method::Dopri5, -1.0, 1e-9).unwrap_err()),
             "rtol must be positive and finite, got -1"
@@ -371,7 +463,7 @@ mod tests {
             "atol[1] must be positive and finite, got 0"
         );
         assert_eq!(
-            msg(SolverSpec::fixed(Method::Rk4, 0).unwrap_err()),
+            msg(SolverSpec::<f64>::fixed(Method::Rk4, 0).unwrap_err()),
             "steps must be at least 1, got 0"
         );
         assert_eq!(
@@ -379,14 +471,14 @@ mod tests {
             "Euler has no error estimate, so it needs a fixed number of steps"
         );
         assert_eq!(
-            msg(SolverSpec::builder(Method::Dop853)
+            msg(SolverSpec::<f64>::builder(Method::Dop853)
                 .step_growth_cap(0.5)
                 .build()
                 .unwrap_err()),
             "controller.fac_max must be at least 1 and finite, got 0.5"
         );
         assert_eq!(
-            msg(SolverSpec::builder(Method::Bs3)
+            msg(SolverSpec::<f64>::builder(Method::Bs3)
                 .max_steps(0)
                 .build()
                 .unwrap_err()),
@@ -471,5 +563,58 @@ mod tests {
             "{bad}"
         );
         assert!(serde_json::from_str::<Method>(r#""Dopri5""#).is_err());
+        // The per-sample norm and an explicit controller are kept.
+        let strict = SolverSpec::<f64>::builder(Method::Tsit5)
+            .per_sample_norm(true)
+            .controller(PiParams::DOPRI5)
+            .build()
+            .unwrap();
+        let json = serde_json::to_string(&strict).unwrap();
+        assert!(json.contains(r#""error_norm":"per-sample""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<SolverSpec<f64>>(&json).unwrap(),
+            strict
+        );
+    }
+
+    #[test]
+    fn per_sample_norm_casts_and_penalty_checks() {
+        let spec = SolverSpec::<f64>::builder(Method::Dopri5)
+            .rtol(1e-5)
+            .atol(1e-300)
+            .per_sample_norm(true)
+            .build()
+            .unwrap();
+        assert!(spec.per_sample_norm());
+        assert_eq!(spec.explicit_controller(), None);
+        // 1e-300 is 0 in f32: refused by the same rule, naming the field.
+        let e = spec.cast::<f32>().unwrap_err().to_string();
+        assert!(e.starts_with("atol"), "{e}");
+        let f = spec
+            .with_tolerances(1e-5, 1e-5)
+            .unwrap()
+            .cast::<f32>()
+            .unwrap();
+        assert!(f.per_sample_norm());
+        // The local-error penalty's preconditions.
+        let d = Differentiation::<f64>::Discretise;
+        assert_eq!(spec.check_error_penalty(&d), Ok(()));
+        assert_eq!(
+            spec.check_error_penalty(&Differentiation::adjoint()),
+            Err(PenaltyRefusal::Backsolve)
+        );
+        assert_eq!(
+            SolverSpec::<f64>::fixed(Method::Dopri5, 4)
+                .unwrap()
+                .check_error_penalty(&d),
+            Err(PenaltyRefusal::FixedSteps)
+        );
+        assert!(matches!(
+            SolverSpec::<f64>::builder(Method::Dop853)
+                .build()
+                .unwrap()
+                .check_error_penalty(&d),
+            Err(PenaltyRefusal::NoEmbeddedPair { .. })
+        ));
     }
 }

@@ -160,7 +160,7 @@ fn run(
     rates: &[f64],
     norm: ErrorNorm,
     window: Option<std::ops::Range<usize>>,
-) -> Result<(usize, usize, Vec<f64>), OdeError<f64>> {
+) -> Result<(usize, usize, Vec<f64>), OdeError> {
     let mut s = Solver::new(tab).rtol(1e-6).atol(1e-8).error_norm(norm);
     if let Some(w) = window {
         s = s.error_components(w);

@@ -27,11 +27,11 @@ fn invalid_tolerances() {
     let solve = |s: Solver<Dopri5, f64>| s.solve_system(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0);
     assert!(matches!(
         solve(Solver::new(Dopri5).rtol(-1e-6)),
-        Err(OdeError::InvalidTolerance(_))
+        Err(OdeError::InvalidTolerance { .. })
     ));
     assert!(matches!(
         solve(Solver::new(Dopri5).rtol(0.0).atol(0.0)),
-        Err(OdeError::InvalidTolerance(_))
+        Err(OdeError::InvalidTolerance { .. })
     ));
     assert!(matches!(
         solve(Solver::new(Dopri5).atol(vec![1e-6; 2])),
@@ -51,7 +51,10 @@ fn output_time_outside_span() {
             t1,
             &LORENZ.y0,
         );
-        assert!(matches!(r, Err(OdeError::InvalidSpan(_))), "{out}");
+        assert!(
+            matches!(r, Err(OdeError::OutputTimeOutsideSpan { .. })),
+            "{out}"
+        );
     }
 }
 
@@ -104,5 +107,5 @@ fn invalid_options() {
     let r = Solver::new(Rk4).solve_system(&mut lorenz_rhs, 0.0, 1.0, &LORENZ.y0);
     assert!(matches!(r, Err(OdeError::NotAdaptive { method: "RK4" })));
     let r = Solver::new(Dopri5).solve_system(&mut lorenz_rhs, 0.0, f64::INFINITY, &LORENZ.y0);
-    assert!(matches!(r, Err(OdeError::InvalidSpan(_))));
+    assert!(matches!(r, Err(OdeError::InvalidSpan { .. })));
 }

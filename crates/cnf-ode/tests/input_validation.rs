@@ -2,7 +2,7 @@
 use cnf_ode::{Dopri5, OdeError, Solver};
 
 #[test]
-fn empty_state_is_an_invalid_option() {
+fn empty_state_is_refused() {
     let err = Solver::new(Dopri5)
         .solve_system(
             &mut |_t: f64, _y: &Vec<f64>, _dy: &mut Vec<f64>| {},
@@ -11,10 +11,8 @@ fn empty_state_is_an_invalid_option() {
             &Vec::new(),
         )
         .unwrap_err();
-    assert!(
-        matches!(&err, OdeError::InvalidOption(m) if m.contains("no components")),
-        "{err}"
-    );
+    assert!(matches!(err, OdeError::EmptyState), "{err}");
+    assert_eq!(err.to_string(), "the initial state has no components");
 }
 
 #[test]

@@ -175,11 +175,22 @@ fn fixed_step_orders() {
         for (i, (order_of, p, n, scale)) in cases.into_iter().enumerate() {
             if let Some(q) = order_of(n, t1 * scale) {
                 let name = NAMES[i];
-                prop_assert!(
-                    (q - p).abs() < slack(p),
-                    "{name}: observed order {q:.2}, expected {p}"
-                );
-                ran[i] = true;
+                if (q - p).abs() < slack(p) {
+                    ran[i] = true;
+                    continue;
+                }
+                // The observed order converges to p as h -> 0: a draw still pre-asymptotic at n
+                // steps (DOP853 reached 7.47 on a shrunk draw with y0 = [0, 0, -0.34]) must come
+                // closer to p, within the slack, at 2n steps. When 2n steps are already below the
+                // noise floor the draw cannot tell (it is not counted as checked).
+                if let Some(q2) = order_of(2 * n, t1 * scale) {
+                    prop_assert!(
+                        (q2 - p).abs() < slack(p) && (q2 - p).abs() < (q - p).abs(),
+                        "{name}: observed order {q:.2} at {n} steps and {q2:.2} at {}, expected {p}",
+                        2 * n
+                    );
+                    ran[i] = true;
+                }
             }
         }
         Ok(ran)

@@ -7,7 +7,8 @@
 //!
 //! ```
 //! use cnf_field::{Activation, Mlp, MlpConfig, VectorField};
-//! use cnf_flow::{Cnf, Integrator};
+//! use cnf_flow::Cnf;
+//! use cnf_ode::{Method, SolverSpec};
 //! use cnf_train::data::ToySet;
 //! use cnf_train::optim::{Adam, AdamConfig};
 //! use cnf_train::trainer::{
@@ -21,7 +22,7 @@
 //! let mlp = Mlp::<f64>::new(MlpConfig::new(2, &[16], Activation::Tanh), 0)?;
 //! let adam = Adam::new(mlp.num_params(), AdamConfig { lr: 1e-2, ..AdamConfig::default() })?;
 //! let mut trainer: Trainer<'_, f64> = Trainer {
-//!     cnf: Cnf::new(mlp, Integrator::default_dopri5()),
+//!     cnf: Cnf::new(mlp, SolverSpec::adaptive(Method::Dopri5, 1e-5, 1e-5)?),
 //!     adam,
 //!     batches: Batches::Toy(set),
 //!     val: val.data().to_vec(),

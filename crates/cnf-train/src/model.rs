@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use cnf_field::{Mlp, MlpConfig, Real};
-use cnf_flow::{BatchNorm, Cnf, Integrator};
+use cnf_flow::Cnf;
 pub use cnf_ode::Method;
+use cnf_ode::{OdeError, PenaltyRefusal, SolverSpec, Steps, Tolerance};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{ColumnSelection, HeaderMode, Standardizer, Table};
@@ -66,135 +67,188 @@ impl Precision {
 
 /// Largest number of fixed steps per solve a config may ask for.
 pub const MAX_STEPS: usize = 1_000_000;
+/// Step budget of a model's adaptive solves (config.json's `solver.max_steps` when absent, as in
+/// every file written before it was recorded).
+pub const SOLVER_MAX_STEPS: usize = 10_000;
 
-/// The ODE solver of a model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SolverConfig {
-    /// The Runge-Kutta method.
-    pub method: Method,
-    /// Fixed number of steps (None: adaptive).
-    pub steps: Option<usize>,
-    /// Relative tolerance (adaptive).
-    pub rtol: f64,
-    /// Absolute tolerance (adaptive).
-    pub atol: f64,
-    /// Error norm of solves over several points (absent in config.json: the batch RMS).
-    #[serde(default, skip_serializing_if = "ErrorNormConfig::is_rms")]
-    pub error_norm: ErrorNormConfig,
+/// The solver of a new model: Dopri5 at rtol = atol = 1e-5 (the peers' setting), the batch RMS
+/// error norm, [`SOLVER_MAX_STEPS`].
+pub fn default_solver() -> SolverSpec<f64> {
+    SolverSpec::builder(Method::Dopri5)
+        .rtol(1e-5)
+        .atol(1e-5)
+        .max_steps(SOLVER_MAX_STEPS)
+        .build()
+        .expect("valid default solver")
 }
 
-/// How adaptive solves over several points measure the error (`cnf_flow::BatchNorm`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "kebab-case")]
-pub enum ErrorNormConfig {
-    /// RMS over the whole batch (the peers' way; cheapest).
-    #[default]
-    Rms,
-    /// The largest of the points' own RMS errors: every point held to the tolerances.
-    PerSample,
-}
-
-impl ErrorNormConfig {
-    /// Whether this is the default batch RMS.
-    pub fn is_rms(&self) -> bool {
-        *self == Self::Rms
-    }
-}
-
-impl Default for SolverConfig {
-    fn default() -> Self {
-        Self {
-            method: Method::Dopri5,
-            steps: None,
-            rtol: 1e-5,
-            atol: 1e-5,
-            error_norm: ErrorNormConfig::Rms,
-        }
-    }
-}
-
-impl SolverConfig {
-    /// Checks the settings; `source` names where they came from in the message
-    /// (e.g. "config.json: solver." or "--").
-    pub fn check(&self, source: &str) -> Result<(), TrainError> {
-        let tab = self.method.tableau();
-        match self.steps {
-            Some(n) if !(1..=MAX_STEPS).contains(&n) => Err(TrainError::Invalid(format!(
-                "{source}steps must be in 1..={}, got {n}",
-                MAX_STEPS
-            ))),
-            Some(_) => Ok(()),
-            None if !tab.is_adaptive() => Err(TrainError::Invalid(format!(
+/// A refused solver setting as a one-line message naming its source: `source` is what the
+/// field names are prefixed with ("--" for flags, "config.json: solver." for the file):
+/// "--rtol must be positive and finite, got -1", "rk4 is a fixed-step method: give --steps".
+pub fn solver_error(e: OdeError, source: &str) -> TrainError {
+    TrainError::Invalid(match e {
+        OdeError::NotAdaptive { method } => {
+            format!(
                 "{} is a fixed-step method: give {source}steps",
-                self.method
-            ))),
+                method.to_lowercase()
+            )
+        }
+        e @ (OdeError::InvalidSetting { .. } | OdeError::InvalidTolerance { .. }) => {
+            format!("{source}{e}")
+        }
+        e => format!("{source}: {e}"),
+    })
+}
+
+/// Checks that the tolerances of `spec` are normal positive numbers in `precision` (1e-300 is
+/// 0 in f32, 1e-40 subnormal: every step would be rejected); `source` as in [`solver_error`].
+pub fn check_solver_precision(
+    spec: &SolverSpec<f64>,
+    source: &str,
+    precision: Precision,
+) -> Result<(), TrainError> {
+    let Steps::Adaptive { rtol, atol } = spec.steps() else {
+        return Ok(());
+    };
+    if precision != Precision::F32 {
+        return Ok(());
+    }
+    for (name, tol) in [("rtol", rtol), ("atol", atol)] {
+        let values = match tol {
+            Tolerance::Scalar(v) => std::slice::from_ref(v),
+            Tolerance::PerComponent(vs) => vs.as_slice(),
+        };
+        if let Some(v) = values.iter().find(|v| !(**v as f32).is_normal()) {
+            return Err(TrainError::Invalid(format!(
+                "{source}{name} {v:e} is not a normal f32 number (the model's precision); \
+                 use a tolerance of at least {:e}, or f64",
+                f32::MIN_POSITIVE
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A model's solver (f64, as config.json records it) in the model's precision `T`.
+pub fn solver_in<T: Real>(spec: &SolverSpec<f64>) -> Result<SolverSpec<T>, TrainError> {
+    let precision = if T::NAME == "f32" {
+        Precision::F32
+    } else {
+        Precision::F64
+    };
+    check_solver_precision(spec, "", precision)?;
+    spec.cast::<T>().map_err(|e| solver_error(e, ""))
+}
+
+/// "dopri5 rtol 1e-5 atol 1e-5", "dopri5 rtol 1e-5 atol 1e-5 per-sample norm" or "rk4 with
+/// 10 steps".
+pub fn describe_solver(spec: &SolverSpec<f64>) -> String {
+    let tol = |t: &Tolerance<f64>| match t {
+        Tolerance::Scalar(v) => format!("{v:e}"),
+        Tolerance::PerComponent(vs) => format!("{vs:?}"),
+    };
+    match spec.steps() {
+        Steps::Fixed(n) => format!("{} with {n} steps", spec.method()),
+        Steps::Adaptive { rtol, atol } => format!(
+            "{} rtol {} atol {}{}",
+            spec.method(),
+            tol(rtol),
+            tol(atol),
+            if spec.per_sample_norm() {
+                " per-sample norm"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+/// config.json's `solver` block: a [`SolverSpec`] in the form every release has written
+/// (`{"method": "dopri5", "steps": null, "rtol": 1e-5, "atol": 1e-5}`, `"error_norm":
+/// "per-sample"` when not the batch RMS), plus `max_steps` and `controller` when they differ
+/// from the defaults. Reading validates through the spec's builder; messages name the field
+/// (`solver.rtol must be positive and finite, got -1`).
+mod solver_block {
+    use cnf_ode::{Method, PiParams, SolverSpec, Steps, Tolerance};
+    use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{solver_error, MAX_STEPS, SOLVER_MAX_STEPS};
+
+    #[derive(Serialize, Deserialize)]
+    struct Block {
+        method: Method,
+        #[serde(default)]
+        steps: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtol: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        atol: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_norm: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_steps: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        controller: Option<PiParams>,
+    }
+
+    pub fn serialize<S: Serializer>(spec: &SolverSpec<f64>, s: S) -> Result<S::Ok, S::Error> {
+        let scalar = |t: &Tolerance<f64>| match t {
+            Tolerance::Scalar(v) => Ok(*v),
+            Tolerance::PerComponent(_) => Err(serde::ser::Error::custom(
+                "config.json holds scalar tolerances, not one per component",
+            )),
+        };
+        let (steps, rtol, atol) = match spec.steps() {
+            Steps::Fixed(n) => (Some(*n), None, None),
+            Steps::Adaptive { rtol, atol } => (None, Some(scalar(rtol)?), Some(scalar(atol)?)),
+        };
+        Block {
+            method: spec.method(),
+            steps,
+            rtol,
+            atol,
+            error_norm: spec.per_sample_norm().then(|| "per-sample".to_string()),
+            max_steps: (spec.max_steps() != SOLVER_MAX_STEPS).then_some(spec.max_steps()),
+            controller: spec.explicit_controller(),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SolverSpec<f64>, D::Error> {
+        let b = Block::deserialize(d)?;
+        let bad = |m: String| D::Error::custom(m);
+        let per_sample = match b.error_norm.as_deref() {
+            None | Some("rms") => false,
+            Some("per-sample") => true,
+            Some(other) => {
+                return Err(bad(format!(
+                    "solver.error_norm must be rms or per-sample, got {other:?}"
+                )))
+            }
+        };
+        let mut builder = SolverSpec::builder(b.method)
+            .per_sample_norm(per_sample)
+            .max_steps(b.max_steps.unwrap_or(SOLVER_MAX_STEPS));
+        if let Some(c) = b.controller {
+            builder = builder.controller(c);
+        }
+        match b.steps {
+            Some(n) if n > MAX_STEPS => {
+                return Err(bad(format!(
+                    "solver.steps must be in 1..={MAX_STEPS}, got {n}"
+                )))
+            }
+            Some(n) => builder = builder.fixed_steps(n),
             None => {
-                for (name, v) in [("rtol", self.rtol), ("atol", self.atol)] {
-                    if !(v.is_finite() && v > 0.0) {
-                        return Err(TrainError::Invalid(format!(
-                            "{source}{name} must be positive and finite, got {v}"
-                        )));
-                    }
-                }
-                Ok(())
+                // Absent tolerances are refused by name (NaN is not positive).
+                builder = builder
+                    .rtol(b.rtol.unwrap_or(f64::NAN))
+                    .atol(b.atol.unwrap_or(f64::NAN))
             }
         }
-    }
-
-    /// [`SolverConfig::check`], and that the tolerances are normal positive numbers in
-    /// `precision` (1e-300 is 0 in f32: every step would be rejected).
-    pub fn check_for(&self, source: &str, precision: Precision) -> Result<(), TrainError> {
-        self.check(source)?;
-        if self.steps.is_some() || precision != Precision::F32 {
-            return Ok(());
-        }
-        for (name, v) in [("rtol", self.rtol), ("atol", self.atol)] {
-            if !(v as f32).is_normal() {
-                return Err(TrainError::Invalid(format!(
-                    "{source}{name} {v:e} is not a normal f32 number (the model's precision); \
-                     use a tolerance of at least {:e}, or f64",
-                    f32::MIN_POSITIVE
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// The flow's integrator (call [`SolverConfig::check_for`] first for a message that names
-    /// the source of a bad value).
-    pub fn integrator<T: Real>(&self) -> Result<Integrator<T>, TrainError> {
-        let precision = if T::NAME == "f32" {
-            Precision::F32
-        } else {
-            Precision::F64
-        };
-        self.check_for("", precision)?;
-        let tab = self.method.tableau();
-        let lit = |x: f64| T::from_f64(x).unwrap_or_else(T::nan);
-        let norm = match self.error_norm {
-            ErrorNormConfig::Rms => BatchNorm::Rms,
-            ErrorNormConfig::PerSample => BatchNorm::PerSample,
-        };
-        Ok(match self.steps {
-            Some(n) => Integrator::fixed(tab, n),
-            None => Integrator::adaptive(tab, lit(self.rtol), lit(self.atol)).with_norm(norm),
-        })
-    }
-
-    /// "dopri5 rtol 1e-5 atol 1e-5", "dopri5 rtol 1e-5 atol 1e-5 per-sample norm" or "rk4 with
-    /// 10 steps".
-    pub fn describe(&self) -> String {
-        match (self.steps, self.error_norm) {
-            (Some(n), _) => format!("{} with {n} steps", self.method),
-            (None, ErrorNormConfig::Rms) => {
-                format!("{} rtol {:e} atol {:e}", self.method, self.rtol, self.atol)
-            }
-            (None, ErrorNormConfig::PerSample) => format!(
-                "{} rtol {:e} atol {:e} per-sample norm",
-                self.method, self.rtol, self.atol
-            ),
-        }
+        builder
+            .build()
+            .map_err(|e| bad(solver_error(e, "solver.").to_string()))
     }
 }
 
@@ -299,8 +353,11 @@ impl DataSource {
 pub struct ModelConfig {
     /// The vector field.
     pub mlp: MlpConfig,
-    /// The solver used for training and, by default, evaluation.
-    pub solver: SolverConfig,
+    /// The solver used for training and, by default, evaluation (config.json's form: see
+    /// [`default_solver`]; read and written through a conversion that keeps the files of
+    /// earlier releases readable).
+    #[serde(with = "solver_block")]
+    pub solver: SolverSpec<f64>,
     /// Standardisation fitted on the training split (None: the model sees raw data).
     pub standardizer: Option<Standardizer>,
     /// The training data.
@@ -323,8 +380,11 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| TrainError::Invalid(format!("{CONFIG_FILE}: {m}"));
         self.mlp.validate().map_err(|e| bad(format!("mlp: {e}")))?;
-        self.solver
-            .check_for(&format!("{CONFIG_FILE}: solver."), self.precision)?;
+        check_solver_precision(
+            &self.solver,
+            &format!("{CONFIG_FILE}: solver."),
+            self.precision,
+        )?;
         let d = self.mlp.dim;
         if let Some(s) = &self.standardizer {
             if s.mean.len() != d || s.std.len() != d {
@@ -379,29 +439,25 @@ impl ModelConfig {
         }
         if let Some(tr) = self.training.as_ref() {
             if tr.regularisers.local_error != 0.0 {
-                if matches!(tr.grad, crate::trainer::Differentiation::Backsolve { .. }) {
-                    return Err(bad(
-                        "training.regularisers.local_error penalises the discrete steps: it \
-                         needs grad = backprop or checkpointed"
-                            .into(),
-                    ));
-                }
-                if self.solver.steps.is_some() {
-                    return Err(bad(
-                        "training.regularisers.local_error measures the steps' errors against \
-                         the tolerances of adaptive steps: remove solver.steps"
-                            .into(),
-                    ));
-                }
-                if !matches!(
-                    self.solver.method.tableau().error,
-                    cnf_ode::tableau::ErrorEstimate::Embedded(_)
-                ) {
-                    return Err(bad(format!(
-                        "training.regularisers.local_error needs a method with one embedded \
-                         pair (bs3, dopri5, tsit5), not {}",
-                        self.solver.method
-                    )));
+                // cnf-ode's check, its reasons named by config.json's fields.
+                if let Err(r) = self.solver.check_error_penalty(&tr.grad) {
+                    return Err(bad(match r {
+                        PenaltyRefusal::Backsolve => {
+                            "training.regularisers.local_error penalises the discrete steps: it \
+                             needs grad = backprop or checkpointed"
+                                .into()
+                        }
+                        PenaltyRefusal::FixedSteps => {
+                            "training.regularisers.local_error measures the steps' errors \
+                             against the tolerances of adaptive steps: remove solver.steps"
+                                .into()
+                        }
+                        _ => format!(
+                            "training.regularisers.local_error needs a method with one embedded \
+                             pair (bs3, dopri5, tsit5), not {}",
+                            self.solver.method()
+                        ),
+                    }));
                 }
             }
         }
@@ -550,10 +606,10 @@ impl ModelDir {
     pub fn load_cnf<T: Real>(
         &self,
         config: &ModelConfig,
-        solver: Option<&SolverConfig>,
+        solver: Option<&SolverSpec<f64>>,
     ) -> Result<Cnf<T, Mlp<T>>, TrainError> {
-        let integ = solver.unwrap_or(&config.solver).integrator::<T>()?;
-        Ok(Cnf::new(self.load_mlp(config)?, integ))
+        let spec = solver_in::<T>(solver.unwrap_or(&config.solver))?;
+        Ok(Cnf::new(self.load_mlp(config)?, spec))
     }
 }
 
@@ -639,4 +695,68 @@ pub fn log_density_table_at<T: Real>(
 /// Reads a table with the column selection the model was trained with.
 pub fn read_table_for(config: &ModelConfig, path: &Path) -> Result<Table, TrainError> {
     crate::data::read_table(path, &config.data.selection())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    struct Wrap {
+        #[serde(with = "solver_block")]
+        solver: SolverSpec<f64>,
+    }
+    fn read(json: &str) -> Result<SolverSpec<f64>, String> {
+        serde_json::from_str::<Wrap>(&format!(r#"{{"solver": {json}}}"#))
+            .map(|w| w.solver)
+            .map_err(|e| e.to_string())
+    }
+    fn write(spec: &SolverSpec<f64>) -> String {
+        let w = Wrap {
+            solver: spec.clone(),
+        };
+        serde_json::to_value(&w).unwrap()["solver"].to_string()
+    }
+
+    /// config.json's `solver` block as every release wrote it reads into the same spec, and
+    /// the spec is written back in the same form.
+    #[test]
+    fn solver_blocks_of_older_files_read_and_write_back() {
+        let old = r#"{"method":"dopri5","steps":null,"rtol":0.00001,"atol":0.00001}"#;
+        let spec = read(old).unwrap();
+        assert_eq!(spec, default_solver());
+        assert_eq!(spec.max_steps(), SOLVER_MAX_STEPS);
+        assert_eq!(
+            write(&spec),
+            r#"{"atol":0.00001,"method":"dopri5","rtol":0.00001,"steps":null}"#
+        );
+        // Fixed steps (old files also hold the unused tolerances) and the per-sample norm.
+        let fixed = read(r#"{"method":"rk4","steps":10,"rtol":1e-5,"atol":1e-5}"#).unwrap();
+        assert_eq!(fixed.fixed_steps(), Some(10));
+        assert_eq!(read(&write(&fixed)).unwrap(), fixed);
+        let strict = read(
+            r#"{"method":"tsit5","steps":null,"rtol":1e-6,"atol":1e-7,"error_norm":"per-sample"}"#,
+        )
+        .unwrap();
+        assert!(strict.per_sample_norm());
+        assert_eq!(read(&write(&strict)).unwrap(), strict);
+        assert_eq!(
+            describe_solver(&strict),
+            "tsit5 rtol 1e-6 atol 1e-7 per-sample norm"
+        );
+        assert_eq!(describe_solver(&fixed), "rk4 with 10 steps");
+        // Refusals name the field.
+        let e = read(r#"{"method":"dopri5","steps":null,"rtol":-1.0,"atol":1e-5}"#).unwrap_err();
+        assert!(
+            e.starts_with("solver.rtol must be positive and finite, got -1"),
+            "{e}"
+        );
+        let e = read(r#"{"method":"rk4","steps":null,"rtol":1e-5,"atol":1e-5}"#).unwrap_err();
+        assert!(
+            e.starts_with("rk4 is a fixed-step method: give solver.steps"),
+            "{e}"
+        );
+        let e = read(r#"{"method":"rk4","steps":2000000}"#).unwrap_err();
+        assert!(e.starts_with("solver.steps must be in 1..=1000000"), "{e}");
+    }
 }

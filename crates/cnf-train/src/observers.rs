@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use cnf_field::{Mlp, Real, VectorField};
+use cnf_flow::Penalties;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -54,12 +55,8 @@ struct MetricsLine {
     nfe_fwd: usize,
     nfe_bwd: usize,
     nfe_val: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kinetic: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jacobian: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    local_error: Option<f64>,
+    #[serde(flatten)]
+    penalties: Penalties<f64>,
     seconds: f64,
 }
 
@@ -80,9 +77,7 @@ impl<T: Real, F: VectorField<T>> Observer<T, F> for Metrics {
             nfe_fwd: ev.nfe_fwd,
             nfe_bwd: ev.nfe_bwd,
             nfe_val: ev.nfe_val,
-            kinetic: ev.kinetic,
-            jacobian: ev.jacobian,
-            local_error: ev.local_error,
+            penalties: ev.penalties,
             seconds: ev.seconds,
         })
         .map_err(TrainError::json("a metrics line"))?;
@@ -185,9 +180,7 @@ mod tests {
             nfe_fwd: 0,
             nfe_bwd: 0,
             nfe_val: 0,
-            kinetic: None,
-            jacobian: None,
-            local_error: None,
+            penalties: Penalties::none(),
             seconds: 0.0,
         }
     }

@@ -4,8 +4,9 @@
 use std::time::Instant;
 
 use cnf_field::field::orthogonal_probes;
-use cnf_field::{gaussian_probes, rademacher_probes, Mlp, Real, Trace, VectorField};
-use cnf_flow::{Cnf, LossOptions, Regularisation};
+use cnf_field::{gaussian_probes, rademacher_probes, Mlp, MlpScratch, Real, Trace, VectorField};
+use cnf_flow::{Cnf, LossOptions, Penalties, Regularisation};
+use cnf_ode::cast;
 pub use cnf_ode::Differentiation;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Table, ToySet};
 use crate::error::TrainError;
-use crate::fm::{FlowMatching, FmWork, MlpWork};
+use crate::fm::{FlowMatching, FmWork};
 use crate::optim::Adam;
 
 /// Steps per segment of [`Differentiation::Checkpointed`] when training with
@@ -57,6 +58,8 @@ pub fn describe_grad(grad: &Differentiation<f64>) -> String {
                 _ => format!("backsolve{tol}{norm}"),
             }
         }
+        // `Differentiation` is non-exhaustive: a method added to cnf-ode later.
+        other => format!("{other:?}"),
     }
 }
 
@@ -98,6 +101,12 @@ pub(crate) mod grad_serde {
                 tolerances,
                 seminorm,
             },
+            // `Differentiation` is non-exhaustive: a method config.json has no name for yet.
+            ref other => {
+                return Err(serde::ser::Error::custom(format!(
+                    "no config.json form for the gradient method {other:?}"
+                )))
+            }
         }
         .serialize(s)
     }
@@ -264,7 +273,6 @@ impl Regularisers {
     /// The loss options of one iteration: the weights, and the end time drawn from `rng` when
     /// STEER is on.
     pub fn options<T: Real>(&self, rng: &mut StdRng) -> LossOptions<T> {
-        let cast = |v: f64| T::from_f64(v).unwrap_or_else(T::nan);
         let end_time = if self.steer > 0.0 {
             1.0 + self.steer * rng.random_range(-1.0..=1.0)
         } else {
@@ -313,12 +321,9 @@ pub struct IterEvent {
     pub nfe_fwd: usize,
     /// Backward NFE (adjoint solve, or VJPs of backprop).
     pub nfe_bwd: usize,
-    /// Mean kinetic energy `int |v|^2 dt` of the minibatch, when regularised.
-    pub kinetic: Option<f64>,
-    /// Mean Jacobian Frobenius norm `int |dv/dz|_F^2 dt` of the minibatch, when regularised.
-    pub jacobian: Option<f64>,
-    /// The local-error penalty `sum_j |h_j| E_j` of the training solve, when weighted.
-    pub local_error: Option<f64>,
+    /// The minibatch's penalties (kinetic energy, Jacobian Frobenius norm, local error), when
+    /// computed.
+    pub penalties: Penalties<f64>,
     /// Seconds this iteration took.
     pub seconds: f64,
 }
@@ -338,12 +343,8 @@ pub struct ValEvent {
     pub nfe_bwd: usize,
     /// NFE of the validation log-density (the exact-trace solve behind `val_nll`).
     pub nfe_val: usize,
-    /// Mean kinetic energy of the iterations since the previous validation, when regularised.
-    pub kinetic: Option<f64>,
-    /// Mean Jacobian Frobenius norm of the same iterations, when regularised.
-    pub jacobian: Option<f64>,
-    /// Mean local-error penalty of the same iterations, when weighted.
-    pub local_error: Option<f64>,
+    /// Mean penalties of the iterations since the previous validation, when computed.
+    pub penalties: Penalties<f64>,
     /// Seconds since the start of training (this process).
     pub seconds: f64,
 }
@@ -394,9 +395,7 @@ pub struct Trainer<'a, T: Real, F: VectorField<T> = Mlp<T>> {
 }
 
 fn cast_vec<T: Real>(x: &[f64]) -> Vec<T> {
-    x.iter()
-        .map(|&v| T::from_f64(v).unwrap_or_else(T::nan))
-        .collect()
+    x.iter().map(|&v| cast::<T>(v)).collect()
 }
 
 /// Mean NLL of `x` under the flow (exact trace).
@@ -425,13 +424,8 @@ pub struct ObjectiveStep {
     pub nfe_fwd: usize,
     /// Field evaluations (or VJPs) of the backward pass.
     pub nfe_bwd: usize,
-    /// Regularisers added to `loss` in the gradient: mean kinetic energy and mean Jacobian
-    /// Frobenius norm of the minibatch (None when not regularised).
-    pub kinetic: Option<f64>,
-    /// See `kinetic`.
-    pub jacobian: Option<f64>,
-    /// The local-error penalty of the training solve (None when not weighted).
-    pub local_error: Option<f64>,
+    /// The penalties added (weighted) to `loss` in the gradient, when computed.
+    pub penalties: Penalties<f64>,
 }
 
 /// What training minimises: a value chosen per run (maximum likelihood, flow matching, ...).
@@ -486,7 +480,7 @@ impl<T: Real, F: VectorField<T>> Objective<T, F> for MaximumLikelihood {
         } else {
             Trace::Hutchinson(&probes)
         };
-        let method = self.grad.map(|v| T::from_f64(v).unwrap_or_else(T::nan));
+        let method = self.grad.map(|v| cast::<T>(v));
         let options = self.regularisers.options(rng);
         let lg = cnf.loss_and_grad_with(x, &trace, method, &options)?;
         *grad = lg.grad;
@@ -495,9 +489,7 @@ impl<T: Real, F: VectorField<T>> Objective<T, F> for MaximumLikelihood {
             loss: f(lg.loss),
             nfe_fwd: lg.forward.nfe,
             nfe_bwd: lg.backward.nfe,
-            kinetic: lg.kinetic.map(f),
-            jacobian: lg.frobenius.map(f),
-            local_error: lg.local_error.map(f),
+            penalties: lg.penalties.map(f),
         })
     }
 }
@@ -507,7 +499,7 @@ impl<T: Real, F: VectorField<T>> Objective<T, F> for MaximumLikelihood {
 pub struct FlowMatchingObjective<T: Real> {
     /// Path, coupling and time distribution.
     pub fm: FlowMatching,
-    work: Option<FmWork<T, MlpWork<T>>>,
+    work: Option<FmWork<T, MlpScratch<T>>>,
 }
 
 impl<T: Real> FlowMatchingObjective<T> {
@@ -540,9 +532,7 @@ impl<T: Real> Objective<T, Mlp<T>> for FlowMatchingObjective<T> {
             loss: step.loss.to_f64().unwrap_or(f64::NAN),
             nfe_fwd: 0,
             nfe_bwd: 1,
-            kinetic: None,
-            jacobian: None,
-            local_error: None,
+            penalties: Penalties::none(),
         })
     }
 }
@@ -580,7 +570,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
         let t0 = Instant::now();
         let s = self.settings.clone();
         let (mut losses, mut fwd, mut bwd) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut kinetic, mut jacobian, mut local_error) = (Vec::new(), Vec::new(), Vec::new());
+        let mut penalties = Vec::new();
         let diverged = |iter: usize, reason: String| TrainError::Diverged {
             iter,
             reason,
@@ -596,9 +586,8 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                 .loss_and_grad(&self.cnf, &x, &mut rng, &mut grad)
                 .map_err(|e| diverged(iter, e.to_string()))?;
             let loss = step.loss;
-            let penalties = [step.kinetic, step.jacobian, step.local_error];
             if !loss.is_finite()
-                || penalties.iter().flatten().any(|p| !p.is_finite())
+                || step.penalties.values().any(|p| !p.is_finite())
                 || grad.iter().any(|g| !g.is_finite())
             {
                 return Err(diverged(
@@ -612,9 +601,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                 loss,
                 nfe_fwd: step.nfe_fwd,
                 nfe_bwd: step.nfe_bwd,
-                kinetic: step.kinetic,
-                jacobian: step.jacobian,
-                local_error: step.local_error,
+                penalties: step.penalties,
                 seconds: it_start.elapsed().as_secs_f64(),
             };
             for o in &mut self.observers {
@@ -623,9 +610,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
             losses.push(loss);
             fwd.push(ev.nfe_fwd);
             bwd.push(ev.nfe_bwd);
-            kinetic.extend(ev.kinetic);
-            jacobian.extend(ev.jacobian);
-            local_error.extend(ev.local_error);
+            penalties.push(ev.penalties);
             iter += 1;
             if iter.is_multiple_of(s.val_every.max(1)) || iter == s.iters {
                 let (val_nll, nfe_val) =
@@ -640,17 +625,13 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                     nfe_fwd: median(&mut fwd),
                     nfe_bwd: median(&mut bwd),
                     nfe_val,
-                    kinetic: mean(&kinetic),
-                    jacobian: mean(&jacobian),
-                    local_error: mean(&local_error),
+                    penalties: Penalties::mean(&penalties),
                     seconds: t0.elapsed().as_secs_f64(),
                 };
                 losses.clear();
                 fwd.clear();
                 bwd.clear();
-                kinetic.clear();
-                jacobian.clear();
-                local_error.clear();
+                penalties.clear();
                 let mut stop = false;
                 for o in &mut self.observers {
                     stop |= o.on_validation(&ev, &self.cnf.field, &self.adam)? == Control::Stop;
@@ -667,11 +648,6 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
     }
 }
 
-/// The mean, or None for no values.
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
 fn median(v: &mut [usize]) -> usize {
     if v.is_empty() {
         return 0;
@@ -686,7 +662,7 @@ mod tests {
     use crate::gaussian::Gaussian;
     use crate::optim::AdamConfig;
     use cnf_field::Linear;
-    use cnf_flow::Integrator;
+    use cnf_ode::{Method, SolverSpec};
     use rand_distr::{Distribution, StandardNormal};
 
     /// Correlated Gaussian rows: x = mu + L e.
@@ -756,7 +732,7 @@ mod tests {
         )
         .unwrap();
         let mut trainer: Trainer<'_, f64, Linear<f64>> = Trainer {
-            cnf: Cnf::new(field, Integrator::fixed(cnf_ode::Rk4, 8)),
+            cnf: Cnf::new(field, SolverSpec::fixed(Method::Rk4, 8).unwrap()),
             adam,
             batches: Batches::Table(train.clone()),
             val: val.data().to_vec(),
@@ -796,7 +772,10 @@ mod tests {
         )
         .unwrap();
         let mut trainer: Trainer<'_, f64> = Trainer {
-            cnf: Cnf::new(mlp, Integrator::adaptive(cnf_ode::Dopri5, 1e-6, 1e-6)),
+            cnf: Cnf::new(
+                mlp,
+                SolverSpec::adaptive(Method::Dopri5, 1e-6, 1e-6).unwrap(),
+            ),
             adam,
             batches: Batches::Table(train.clone()),
             val: val.data().to_vec(),

@@ -7,8 +7,8 @@ use cnf_flow::Cnf;
 use cnf_train::data::{Standardizer, Table};
 use cnf_train::gaussian::Gaussian;
 use cnf_train::model::{
-    log_density_table, to_model_space, DataSource, ModelConfig, ModelDir, Precision, SolverConfig,
-    WEIGHTS_FILE,
+    default_solver, log_density_table, solver_in, to_model_space, DataSource, ModelConfig,
+    ModelDir, Precision, WEIGHTS_FILE,
 };
 use cnf_train::observers::Checkpointer;
 use cnf_train::optim::{Adam, AdamConfig};
@@ -49,7 +49,7 @@ fn correlated_table(n: usize, d: usize, seed: u64) -> Table {
 fn config(d: usize, standardizer: Standardizer) -> ModelConfig {
     ModelConfig {
         mlp: MlpConfig::new(d, &[16, 16], Activation::Tanh),
-        solver: SolverConfig::default(),
+        solver: default_solver(),
         standardizer: Some(standardizer),
         data: DataSource::Toy {
             name: "test".into(),
@@ -80,7 +80,7 @@ proptest! {
         let cfg = config(d, s);
         let mut mlp = Mlp::<f64>::new(cfg.mlp.clone(), seed).unwrap();
         mlp.zero_output();
-        let cnf = Cnf::new(mlp, cfg.solver.integrator::<f64>().unwrap());
+        let cnf = Cnf::new(mlp, solver_in::<f64>(&cfg.solver).unwrap());
         let (logp, _) = log_density_table(&cnf, &cfg, &test).unwrap();
         let g = Gaussian::fit(&train).unwrap();
         for (row, lp) in test.rows().zip(&logp) {
@@ -121,7 +121,7 @@ fn early_stopping_restores_the_best_validation_model() {
     let cfg = config(2, s.clone());
     let mut mlp = Mlp::<f64>::new(cfg.mlp.clone(), 3).unwrap();
     mlp.zero_output();
-    let integ = cfg.solver.integrator::<f64>().unwrap();
+    let integ = solver_in::<f64>(&cfg.solver).unwrap();
     let events = RefCell::new(Vec::new());
     // A large learning rate on 60 rows overfits quickly: validation gets worse after a while.
     let adam = Adam::new(
@@ -168,7 +168,7 @@ fn early_stopping_restores_the_best_validation_model() {
     assert!(last > best);
     let bytes = std::fs::read(md.path(WEIGHTS_FILE)).unwrap();
     let restored = Mlp::<f64>::from_safetensors_bytes(&bytes, cfg.mlp.clone()).unwrap();
-    let restored = Cnf::new(restored, cfg.solver.integrator::<f64>().unwrap());
+    let restored = Cnf::new(restored, solver_in::<f64>(&cfg.solver).unwrap());
     let (nll, _) = mean_nll(&restored, &trainer.val).unwrap();
     assert!(
         (nll - best).abs() < 1e-9,

@@ -3,13 +3,14 @@
 //! gradient equal the exact-trace ones to rounding; with `d > 4` they are a (different) estimate
 //! whose mean over iterations matches the exact loss. It is spelled "orthogonal" in config.json.
 use cnf_field::{Activation, Mlp, MlpConfig};
-use cnf_flow::{Cnf, Integrator};
+use cnf_flow::Cnf;
+use cnf_ode::{Method, SolverSpec};
 use cnf_train::trainer::{Differentiation, MaximumLikelihood, Objective, TraceKind};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn setup(d: usize) -> (Cnf<f64, Mlp<f64>>, Vec<f64>) {
     let mlp = Mlp::<f64>::new(MlpConfig::new(d, &[16, 16], Activation::Tanh), 4).unwrap();
-    let cnf = Cnf::new(mlp, Integrator::fixed(cnf_ode::Rk4, 4));
+    let cnf = Cnf::new(mlp, SolverSpec::fixed(Method::Rk4, 4).unwrap());
     let mut rng = StdRng::seed_from_u64(2);
     let x = (0..32 * d).map(|_| rng.random_range(-2.0..2.0)).collect();
     (cnf, x)

@@ -9,7 +9,7 @@ use cnf_train::atomic::{same_file, OutputFile};
 use cnf_train::data::table::default_names;
 use cnf_train::data::{read_table, ColumnSelection, Table};
 use cnf_train::error::{DataError, TrainError};
-use cnf_train::model::ModelConfig;
+use cnf_train::model::{describe_solver, ModelConfig};
 
 use super::inspect::{densities, open, precision, read_points};
 use super::solver_config;
@@ -263,7 +263,7 @@ pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
             args.input.display()
         );
     }
-    let solver = solver_config(&config.solver, &args.solver);
+    let solver = solver_config(&config.solver, &args.solver)?;
     let prec = precision(&config, args.f64);
 
     let target = output
@@ -320,7 +320,7 @@ pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
     eprintln!(
         "log-densities of {} points (data space, exact trace, {} in {}, {stats})",
         table.n_rows(),
-        solver.describe(),
+        describe_solver(&solver),
         prec.as_str()
     );
     Ok(())

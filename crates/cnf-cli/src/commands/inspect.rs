@@ -7,12 +7,15 @@ use serde::Serialize;
 
 use super::solver_config;
 use crate::cli::{EvalArgs, ImportArgs};
+use cnf_ode::SolverSpec;
 use cnf_train::data::{dequantize, read_table, toy_test};
 use cnf_train::data::{ColumnSelection, HeaderMode, Table, ToySet};
 use cnf_train::error::TrainError;
 use cnf_train::gaussian::Gaussian;
 use cnf_train::model::log_density_table_at;
-use cnf_train::model::{file_sha256, DataSource, ModelConfig, ModelDir, Precision, SolverConfig};
+use cnf_train::model::{
+    default_solver, describe_solver, file_sha256, DataSource, ModelConfig, ModelDir, Precision,
+};
 
 /// Points per log-density solve when streaming a file through `density`.
 const DENSITY_CHUNK: usize = 16_384;
@@ -49,7 +52,7 @@ pub(super) type DensitySink<'a> = dyn FnMut(&Table, &[f64]) -> Result<(), TrainE
 pub(super) fn densities(
     dir: &ModelDir,
     config: &ModelConfig,
-    solver: &SolverConfig,
+    solver: &SolverSpec<f64>,
     precision: Precision,
     table: &Table,
     sink: &mut DensitySink<'_>,
@@ -57,7 +60,7 @@ pub(super) fn densities(
     fn go<T: Real>(
         dir: &ModelDir,
         c: &ModelConfig,
-        s: &SolverConfig,
+        s: &SolverSpec<f64>,
         table: &Table,
         sink: &mut DensitySink<'_>,
     ) -> Result<cnf_ode::Stats, TrainError> {
@@ -84,9 +87,7 @@ pub(super) fn densities(
                     other => other,
                 }
             })?;
-            stats.nfe += st.nfe;
-            stats.accepted += st.accepted;
-            stats.rejected += st.rejected;
+            stats += st;
             sink(&part, &lp)?;
         }
         Ok(stats)
@@ -167,8 +168,7 @@ pub(super) fn read_points(config: &ModelConfig, path: &Path) -> Result<Table, Tr
 /// `cnf import`.
 pub fn import(args: &ImportArgs) -> Result<(), TrainError> {
     let mlp = Mlp::<f32>::from_npz(&args.npz, &args.arch.hidden(), args.arch.activation())?;
-    let solver = solver_config(&SolverConfig::default(), &args.solver);
-    solver.check("--")?;
+    let solver = solver_config(&default_solver(), &args.solver)?;
     let d = mlp.dim();
     let config = ModelConfig {
         mlp: mlp.config().clone(),
@@ -240,14 +240,14 @@ struct EvalReport {
 fn sample_w2(
     dir: &ModelDir,
     config: &ModelConfig,
-    solver: &SolverConfig,
+    solver: &SolverSpec<f64>,
     precision: Precision,
     test: &Table,
 ) -> Result<(f64, usize), TrainError> {
     fn go<T: Real>(
         dir: &ModelDir,
         c: &ModelConfig,
-        s: &SolverConfig,
+        s: &SolverSpec<f64>,
         test: &Table,
     ) -> Result<(f64, usize), TrainError> {
         let n = test.n_rows().min(cnf_train::fm::W2_MAX_POINTS);
@@ -359,7 +359,7 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
             ),
         )
     };
-    let solver = solver_config(&config.solver, &args.solver);
+    let solver = solver_config(&config.solver, &args.solver)?;
     let prec = precision(&config, args.f64);
     let mut logp = Vec::with_capacity(test.n_rows());
     let stats = densities(&dir, &config, &solver, prec, &test, &mut |_, lp| {
@@ -398,7 +398,7 @@ pub fn eval(args: &EvalArgs) -> Result<(), TrainError> {
         w2: w2.map(|w| w.0),
         w2_missing,
         w2_n: w2.map_or(0, |w| w.1),
-        solver: solver.describe(),
+        solver: describe_solver(&solver),
         precision: prec.as_str(),
         points,
     };

@@ -5,8 +5,9 @@ mod sample;
 mod train;
 
 use crate::cli::{Command, SolverArgs};
+use cnf_ode::{SolverSpec, Steps, Tolerance};
 use cnf_train::error::TrainError;
-use cnf_train::model::SolverConfig;
+use cnf_train::model::{default_solver, solver_error};
 
 pub use density::density;
 pub use inspect::{eval, import};
@@ -25,24 +26,40 @@ pub fn run(command: Command) -> Result<(), TrainError> {
     }
 }
 
-/// The config's solver with command-line overrides.
-pub fn solver_config(base: &SolverConfig, args: &SolverArgs) -> SolverConfig {
-    let mut s = base.clone();
-    if let Some(m) = args.method {
-        s.method = m;
-        s.steps = None;
+/// The config's solver with command-line overrides (`--method` starts from the method's own
+/// defaults: its controller, and fixed steps only with `--steps`), validated once by
+/// `SolverSpec`'s builder; messages name the flag ("rk4 is a fixed-step method: give --steps").
+pub fn solver_config(
+    base: &SolverSpec<f64>,
+    args: &SolverArgs,
+) -> Result<SolverSpec<f64>, TrainError> {
+    let method = args.method.unwrap_or(base.method());
+    // Tolerances: the flags', else the base's, else the command line's defaults.
+    let (rtol, atol) = match base.steps() {
+        Steps::Adaptive { rtol, atol } => (rtol.clone(), atol.clone()),
+        Steps::Fixed(_) => match default_solver().steps() {
+            Steps::Adaptive { rtol, atol } => (rtol.clone(), atol.clone()),
+            Steps::Fixed(_) => unreachable!("the default solver is adaptive"),
+        },
+    };
+    let mut b = SolverSpec::builder(method)
+        .max_steps(base.max_steps())
+        .per_sample_norm(
+            args.error_norm
+                .as_deref()
+                .map_or(base.per_sample_norm(), |n| n == "per-sample"),
+        )
+        .rtol(args.rtol.map_or(rtol, Tolerance::Scalar))
+        .atol(args.atol.map_or(atol, Tolerance::Scalar));
+    if let (None, Some(c)) = (args.method, base.explicit_controller()) {
+        b = b.controller(c);
     }
-    if args.steps.is_some() {
-        s.steps = args.steps;
+    let steps = match args.method {
+        Some(_) => args.steps,
+        None => args.steps.or(base.fixed_steps()),
+    };
+    if let Some(n) = steps {
+        b = b.fixed_steps(n);
     }
-    if let Some(r) = args.rtol {
-        s.rtol = r;
-    }
-    if let Some(a) = args.atol {
-        s.atol = a;
-    }
-    if let Some(n) = args.error_norm {
-        s.error_norm = n;
-    }
-    s
+    b.build().map_err(|e| solver_error(e, "--"))
 }

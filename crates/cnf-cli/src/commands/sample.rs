@@ -7,7 +7,7 @@ use std::io::{BufWriter, ErrorKind, Write};
 
 use cnf_field::{Mlp, Real};
 use cnf_flow::{Cnf, FlowError};
-use cnf_ode::Stats;
+use cnf_ode::{cast, Stats};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -18,7 +18,7 @@ use crate::report::STREAM_CHUNK;
 use crate::report::{fast, plot_density};
 use cnf_train::atomic::OutputFile;
 use cnf_train::error::TrainError;
-use cnf_train::model::{ModelConfig, ModelDir, Precision};
+use cnf_train::model::{describe_solver, ModelConfig, ModelDir, Precision};
 
 /// Column names of the samples: the model's, or x0, x1, ... when it recorded none.
 fn column_names(config: &ModelConfig) -> Vec<String> {
@@ -103,7 +103,7 @@ pub fn write_samples<T: Real, W: Write>(
     while report.written < n {
         let m = (n - report.written).min(STREAM_CHUNK);
         let z: Vec<T> = (0..m * d)
-            .map(|_| T::from_f64(StandardNormal.sample(&mut rng)).unwrap_or_else(T::nan))
+            .map(|_| cast::<T>(Distribution::<f64>::sample(&StandardNormal, &mut rng)))
             .collect();
         let offset = report.written;
         let moved = cnf
@@ -123,11 +123,7 @@ pub fn write_samples<T: Real, W: Write>(
                 },
                 other => other,
             })?;
-        report.stats = Stats {
-            nfe: report.stats.nfe + moved.stats.nfe,
-            accepted: report.stats.accepted + moved.stats.accepted,
-            rejected: report.stats.rejected + moved.stats.rejected,
-        };
+        report.stats += moved.stats;
         for (i, row) in moved.points.chunks_exact(d).enumerate() {
             // Back to data space (whitening included) when the model was standardised.
             let data: Option<Vec<f64>> = config.standardizer.as_ref().map(|s| {
@@ -177,8 +173,7 @@ fn sample_as<T: Real>(
 ) -> Result<SampleReport, TrainError> {
     // --method/--steps/--rtol/--atol replace the model's solver (e.g. a few Euler steps for a
     // flow-matching model, whose straight paths need few).
-    let solver = super::solver_config(&config.solver, &args.solver);
-    solver.check("--")?;
+    let solver = super::solver_config(&config.solver, &args.solver)?;
     let cnf = dir.load_cnf::<T>(config, Some(&solver))?;
     match args.output.as_deref() {
         // The project's one write path: a regular file is staged and renamed when complete (an
@@ -229,7 +224,7 @@ pub fn sample(args: &SampleArgs) -> Result<(), TrainError> {
     let name = format!(
         "{}, {}",
         precision.as_str(),
-        super::solver_config(&config.solver, &args.solver).describe()
+        describe_solver(&super::solver_config(&config.solver, &args.solver)?)
     );
     if report.closed_early {
         eprintln!(

@@ -2,7 +2,7 @@
 use std::path::{Path, PathBuf};
 
 use cnf_field::{Mlp, MlpConfig, Real, VectorField};
-use cnf_flow::Cnf;
+use cnf_flow::{Cnf, Penalties};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -16,8 +16,9 @@ use cnf_train::error::TrainError;
 use cnf_train::fm::{Coupling, FlowMatching, PathSpec, TimeDist};
 use cnf_train::model::to_model_space;
 use cnf_train::model::{
-    file_sha256, DataSource, ModelConfig, ModelDir, Precision, SolverConfig, TrainingConfig,
-    CHECKPOINT_FILE, METRICS_FILE, TRAINING_CURVE_FILE,
+    check_solver_precision, default_solver, describe_solver, file_sha256, solver_in, DataSource,
+    ModelConfig, ModelDir, Precision, TrainingConfig, CHECKPOINT_FILE, METRICS_FILE,
+    TRAINING_CURVE_FILE,
 };
 use cnf_train::observers::{Checkpoint, Checkpointer, Metrics};
 use cnf_train::optim::{Adam, AdamConfig};
@@ -441,7 +442,7 @@ fn resumed_config(args: &TrainArgs, dir: &ModelDir) -> Result<ModelConfig, Train
         args.arch.activation.map(Into::into),
         config.mlp.activation,
     )?;
-    let solver = solver_config(&config.solver, &args.solver);
+    let solver = solver_config(&config.solver, &args.solver)?;
     check_same(
         "--method/--steps/--rtol/--atol/--error-norm",
         Some(solver),
@@ -524,7 +525,7 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
         };
         let config = ModelConfig {
             mlp: MlpConfig::new(dim, &hidden, args.arch.activation()),
-            solver: solver_config(&SolverConfig::default(), &args.solver),
+            solver: solver_config(&default_solver(), &args.solver)?,
             standardizer: prep.standardizer.clone(),
             data: prep.source.clone(),
             seed,
@@ -561,7 +562,7 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
                 regularisers: regularisers(args)?,
             }),
         };
-        config.solver.check_for("--", config.precision)?;
+        check_solver_precision(&config.solver, "--", config.precision)?;
         config.validate()?;
         (config, prep, dir)
     };
@@ -611,7 +612,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         .training
         .as_ref()
         .ok_or_else(|| TrainError::Invalid("config.json has no training settings".into()))?;
-    let integ = config.solver.integrator::<T>()?;
+    let integ = solver_in::<T>(&config.solver)?;
     let val: Vec<T> = to_model_space(config, &prep.val)?;
     // --iters and --patience may change on resume; otherwise the run's own (or the defaults).
     let iters = args.iters.or(tr.iters).unwrap_or(DEFAULT_ITERS);
@@ -695,9 +696,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
             nfe_fwd: nfe,
             nfe_bwd: 0,
             nfe_val: nfe,
-            kinetic: None,
-            jacobian: None,
-            local_error: None,
+            penalties: Penalties::none(),
             seconds: 0.0,
         };
         for o in trainer.observers.iter_mut().skip(1) {
@@ -737,7 +736,7 @@ fn run<T: Real + Serialize + DeserializeOwned>(
         secs / (done - start).max(1) as f64,
         val_nll - log_det,
         trainer.val.len() / config.mlp.dim,
-        config.solver.describe(),
+        describe_solver(&config.solver),
         dir.dir.display()
     );
     if !args.no_plots {

@@ -12,7 +12,7 @@ const CASES: usize = 9;
 
 fn random<T: Real>(rng: &mut StdRng, len: usize, r: f64) -> Vec<T> {
     (0..len)
-        .map(|_| T::from_f64(rng.random_range(-r..r)).unwrap_or_else(T::zero))
+        .map(|_| cnf_ode::cast::<T>(rng.random_range(-r..r)))
         .collect()
 }
 

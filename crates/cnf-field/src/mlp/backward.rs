@@ -9,7 +9,7 @@
 //! `ga_prev = s'(a) gh + s''(a) sum_p gU_p * A_p` and `gA_prev = s'(a) gU`.
 
 use super::{Mlp, MlpScratch};
-use crate::field::{seed_penalty_cotangents, seed_tangent_cotangents, VjpInput};
+use crate::field::{seed_penalty_cotangents, seed_tangent_cotangents, Time, VjpInput};
 use crate::kernel::{fused_gemm, AlignedBuf, Epilogue, GemmJob};
 use crate::real::Real;
 
@@ -25,7 +25,13 @@ impl<T: Real> Mlp<T> {
         g_z: &mut [T],
         g_theta: &mut [T],
     ) {
-        let (t, trace, a_v, a_div) = (input.t, &input.trace, input.a_v, input.a_div);
+        let (trace, a_v, a_div) = (&input.trace, input.a_v, input.a_div);
+        // At per-row times concat-squash layers gated per row (`forward_row_gated`); plain
+        // concat layers need nothing: the time column of h0 holds every row's time.
+        let row_times = match input.x.t {
+            Time::PerRow(ts) if s.row_gates => Some(ts),
+            _ => None,
+        };
         let d = self.config.dim;
         let nt = s.nt;
         debug_assert_eq!(a_v.len(), batch * d);
@@ -47,6 +53,9 @@ impl<T: Real> Mlp<T> {
             g_w_eff,
             g_b_eff,
             packed,
+            row_gate,
+            lin,
+            tan_lin,
             ..
         } = s;
         g_primal[0][..batch * d].copy_from_slice(a_v);
@@ -66,14 +75,28 @@ impl<T: Real> Mlp<T> {
         for (l, slot) in self.slots.iter().enumerate().rev() {
             let (out, inp) = (slot.out, slot.inp);
             let in_tan = if l == 0 { d } else { inp };
-            let (w, _) = self.weights_at(w_eff, b_eff, l);
+            let (w, _) = self.weights_at(w_eff, b_eff, l, row_times.is_some());
+            if let (Some(ts), Some(g)) = (row_times, slot.gate) {
+                // Cotangents of a = G * lin + t Wb, A = G * tan_lin: the gate parameters'
+                // gradients, then ga, gA scaled by G in place (the cotangents of lin and
+                // tan_lin), which the products below take as a plain layer's.
+                let rows = RowGated {
+                    ts,
+                    gate: &row_gate[l][..batch * out],
+                    lin: &lin[l][..batch * out],
+                    tan_lin: &tan_lin[l][..batch * nt * out],
+                };
+                let ga = &mut g_primal[cur][..batch * out];
+                let g_a_tan = &mut g_tangent[cur][..batch * nt * out];
+                self.chain_row_gates(l, g, nt, rows, ga, g_a_tan, g_b_eff, g_theta);
+            }
             let (gp_cur, gp_next) = pick(g_primal, cur);
             let (gt_cur, gt_next) = pick(g_tangent, cur);
             let ga = &gp_cur[..batch * out];
             let g_a_tan = &gt_cur[..batch * nt * out];
 
             // Parameter gradients (of the effective weights first for concat-squash layers).
-            let (g_w, g_b) = if slot.gate.is_some() {
+            let (g_w, g_b) = if slot.gate.is_some() && row_times.is_none() {
                 g_w_eff[..out * inp].fill(T::zero());
                 g_b_eff[..out].fill(T::zero());
                 (&mut g_w_eff[..out * inp], &mut g_b_eff[..out])
@@ -116,7 +139,7 @@ impl<T: Real> Mlp<T> {
                     *g = *g + x;
                 }
             }
-            if let Some(g) = slot.gate {
+            if let (Some(g), Time::Shared(t)) = (slot.gate, input.x.t) {
                 self.chain_gates(l, g, t, &gate[l], g_w_eff, g_b_eff, g_theta);
             }
 
@@ -236,6 +259,78 @@ impl<T: Real> Mlp<T> {
             g_theta[wg] = g_theta[wg] + g_pre * t;
             g_theta[bg] = g_theta[bg] + g_pre;
             g_theta[wb] = g_theta[wb] + g_b_eff[o] * t;
+        }
+    }
+}
+
+/// What the reverse pass of a concat-squash layer at per-row times reads from the forward pass.
+struct RowGated<'a, T> {
+    /// Times `(B)`.
+    ts: &'a [T],
+    /// Gates `G (B, out)`.
+    gate: &'a [T],
+    /// `h W^T + b`, `(B, out)`.
+    lin: &'a [T],
+    /// `U W^T`, `(B * nt, out)`.
+    tan_lin: &'a [T],
+}
+
+impl<T: Real> Mlp<T> {
+    /// Chain rule through the per-row gates of concat-squash layer `l`
+    /// (`a = G * lin + t Wb^T`, `A = G * tan_lin`, `G = sigmoid(t Wg^T + bg)`): accumulates the
+    /// gradients of `Wg`, `bg`, `Wb` into `g_theta` and scales the cotangents `ga (B, out)` and
+    /// `g_a_tan (B * nt, out)` by `G` in place. `acc` (at least `out` values) is work memory.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn chain_row_gates(
+        &self,
+        l: usize,
+        gate_offset: usize,
+        nt: usize,
+        rows: RowGated<'_, T>,
+        ga: &mut [T],
+        g_a_tan: &mut [T],
+        acc: &mut [T],
+        g_theta: &mut [T],
+    ) {
+        let out = self.slots[l].out;
+        let acc = &mut acc[..out];
+        let (wg, rest) = g_theta[gate_offset..gate_offset + 3 * out].split_at_mut(out);
+        let (bg, wb) = rest.split_at_mut(out);
+        let row = nt * out;
+        let per_point = ga
+            .chunks_exact_mut(out)
+            .zip(rows.gate.chunks_exact(out))
+            .zip(rows.lin.chunks_exact(out))
+            .zip(rows.ts)
+            .enumerate();
+        for (b, (((ga, gate), lin), &t)) in per_point {
+            // d/dG = ga * lin + sum_p gA_p * tan_lin_p.
+            for ((a, &g), &x) in acc.iter_mut().zip(&*ga).zip(lin) {
+                *a = g * x;
+            }
+            if nt > 0 {
+                let g_tan = &mut g_a_tan[b * row..][..row];
+                let tan_lin = &rows.tan_lin[b * row..][..row];
+                for (g_row, x_row) in g_tan.chunks_exact(out).zip(tan_lin.chunks_exact(out)) {
+                    for ((a, &g), &x) in acc.iter_mut().zip(g_row).zip(x_row) {
+                        *a = *a + g * x;
+                    }
+                }
+                for g_row in g_tan.chunks_exact_mut(out) {
+                    for (g, &gt) in g_row.iter_mut().zip(gate) {
+                        *g = *g * gt;
+                    }
+                }
+            }
+            for o in 0..out {
+                let g = gate[o];
+                let g_pre = acc[o] * g * (T::one() - g);
+                wg[o] = wg[o] + g_pre * t;
+                bg[o] = bg[o] + g_pre;
+                wb[o] = wb[o] + ga[o] * t;
+                ga[o] = ga[o] * g;
+            }
         }
     }
 }

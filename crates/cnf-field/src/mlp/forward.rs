@@ -6,7 +6,9 @@
 
 use super::{LayerSlot, Mlp};
 use crate::dual::grow;
-use crate::field::{contract_tangents, frobenius_from_tangents, kinetic_from_v, Trace};
+use crate::field::{
+    contract_tangents, frobenius_from_tangents, kinetic_from_v, Inputs, Time, Trace,
+};
 use crate::kernel::{fused_gemm, narrow, AlignedBuf, Derivatives, Epilogue, GemmJob, PackedT};
 use crate::real::Real;
 
@@ -33,6 +35,14 @@ pub struct MlpScratch<T> {
     /// Gradients w.r.t. one layer's effective weights, before the chain rule to `W, b, gates`.
     pub(super) g_w_eff: Vec<T>,
     pub(super) g_b_eff: Vec<T>,
+    /// Concat-squash layers at per-row times (where no effective weights exist): the gates
+    /// `G = sigmoid(t Wg^T + bg)` of every row `(B, out_l)`, the gate's input `h W^T + b`
+    /// `(B, out_l)` and the tangents' `U W^T` `(B * nt, out_l)` before the gate.
+    pub(super) row_gate: Vec<AlignedBuf<T>>,
+    pub(super) lin: Vec<AlignedBuf<T>>,
+    pub(super) tan_lin: Vec<AlignedBuf<T>>,
+    /// Whether the last forward pass gated concat-squash layers per row.
+    pub(super) row_gates: bool,
     /// `W^T` of every layer for the fused kernel, repacked only when the weights change.
     pub(super) packed: Vec<PackedT<T>>,
     /// Tangents per point of the last forward pass.
@@ -94,19 +104,36 @@ impl<T: Real> MlpScratch<T> {
             }
         }
     }
+
+    /// The per-row gate buffers of concat-squash layers (see `row_gate`).
+    fn ensure_row_gates(&mut self, slots: &[LayerSlot], batch: usize, nt: usize) {
+        let layers = slots.len();
+        self.row_gate.resize_with(layers, AlignedBuf::default);
+        self.lin.resize_with(layers, AlignedBuf::default);
+        self.tan_lin.resize_with(layers, AlignedBuf::default);
+        for (l, s) in slots.iter().enumerate() {
+            if s.gate.is_some() {
+                self.row_gate[l].grow(batch * s.out);
+                self.lin[l].grow(batch * s.out);
+                self.tan_lin[l].grow(batch * nt * s.out);
+            }
+        }
+    }
 }
 
 impl<T: Real> Mlp<T> {
     /// Weights of layer `l` as used at this time: the stored ones, or the effective
-    /// (time-gated) ones of a concat-squash layer computed by `forward`.
+    /// (time-gated) ones of a concat-squash layer computed by `forward` at a shared time
+    /// (`row_gates` false; at per-row times the gates act after the stored weights).
     pub(super) fn weights_at<'a>(
         &'a self,
         w_eff: &'a [Vec<T>],
         b_eff: &'a [Vec<T>],
         l: usize,
+        row_gates: bool,
     ) -> (&'a [T], &'a [T]) {
         let slot = self.slots[l];
-        if slot.gate.is_some() {
+        if slot.gate.is_some() && !row_gates {
             (&w_eff[l][..slot.out * slot.inp], &b_eff[l][..slot.out])
         } else {
             self.layer(l)
@@ -141,29 +168,55 @@ impl<T: Real> Mlp<T> {
     pub(super) fn forward(
         &self,
         s: &mut MlpScratch<T>,
-        t: T,
-        z: &[T],
+        x: &Inputs<'_, T>,
         trace: Option<&Trace<T>>,
         second: bool,
         v: &mut [T],
     ) {
         let d = self.config.dim;
+        let z = x.z;
         let batch = z.len() / d;
         debug_assert_eq!(z.len(), batch * d);
         debug_assert_eq!(v.len(), batch * d);
+        debug_assert!(
+            x.context.is_empty(),
+            "the MLP takes no context (width 0); got {} values",
+            x.context.len()
+        );
         let nt = trace.map_or(0, |tr| tr.tangents_per_point(batch, d));
         s.ensure(&self.slots, batch, nt, second);
         s.nt = nt;
 
-        self.fold_gates(s, t);
         // h0 = [z, t] for concat, z for concat-squash (time enters through the gates).
         let width0 = self.slots[0].inp;
-        for (row, zb) in s.h[0].chunks_exact_mut(width0).zip(z.chunks_exact(d)) {
-            row[..d].copy_from_slice(zb);
-            if width0 > d {
-                row[d] = t;
+        let row_times = match x.t {
+            Time::Shared(t) => {
+                s.row_gates = false;
+                self.fold_gates(s, t);
+                for (row, zb) in s.h[0].chunks_exact_mut(width0).zip(z.chunks_exact(d)) {
+                    row[..d].copy_from_slice(zb);
+                    if width0 > d {
+                        row[d] = t;
+                    }
+                }
+                None
             }
-        }
+            Time::PerRow(ts) => {
+                debug_assert_eq!(ts.len(), batch);
+                let rows = s.h[0].chunks_exact_mut(width0).zip(z.chunks_exact(d));
+                for ((row, zb), &t) in rows.zip(ts) {
+                    row[..d].copy_from_slice(zb);
+                    if width0 > d {
+                        row[d] = t;
+                    }
+                }
+                s.row_gates = self.config.layer_kind == super::LayerKind::ConcatSquash;
+                if s.row_gates {
+                    s.ensure_row_gates(&self.slots, batch, nt);
+                }
+                s.row_gates.then_some(ts)
+            }
+        };
         if let Some(tr) = trace {
             tr.fill_tangents(batch, d, &mut s.u[0]);
         }
@@ -173,8 +226,12 @@ impl<T: Real> Mlp<T> {
         let simd = s.fused;
         let act = self.config.activation;
         for (l, slot) in self.slots.iter().enumerate() {
+            if let Some(ts) = row_times {
+                self.forward_row_gated(s, l, ts, second, v);
+                continue;
+            }
             let (out, inp) = (slot.out, slot.inp);
-            let (w, bias) = self.weights_at(&s.w_eff, &s.b_eff, l);
+            let (w, bias) = self.weights_at(&s.w_eff, &s.b_eff, l, false);
             // W^T as B: packed row-major, or W itself (B column-major) for the gemm crate and
             // for a narrow output layer (the kernel's dot-product layout).
             let wt = if !simd || (l == last && narrow::<T>(out)) {
@@ -247,6 +304,127 @@ impl<T: Real> Mlp<T> {
                 epilogue,
             };
             fused_gemm(job, simd);
+        }
+    }
+
+    /// Concat-squash layer `l` at per-row times `ts` (after layer `l - 1`):
+    /// `a = G * (h W^T + b) + t Wb^T` with `G = sigmoid(t Wg^T + bg)` per row, tangents
+    /// `A = G * (U W^T)`; then, for hidden layers, `h' = s(a)`, `U' = s'(a) * A` as in the
+    /// shared-time pass. The products run on the stored weights (the kernel when the pass is
+    /// fused), the gates as separate passes.
+    #[inline(never)]
+    fn forward_row_gated(
+        &self,
+        s: &mut MlpScratch<T>,
+        l: usize,
+        ts: &[T],
+        second: bool,
+        v: &mut [T],
+    ) {
+        let slot = self.slots[l];
+        let (out, inp) = (slot.out, slot.inp);
+        let batch = ts.len();
+        let nt = s.nt;
+        let last = l + 1 == self.slots.len();
+        let simd = s.fused;
+        let (w, bias) = self.layer(l);
+        let Some((wg, bg, wb)) = self.gate(l) else {
+            unreachable!("per-row gates on a concat-squash network only")
+        };
+        let wt = if !simd || (last && narrow::<T>(out)) {
+            (w, 1, inp)
+        } else {
+            s.packed[l].refresh(w, out, inp);
+            s.packed[l].view()
+        };
+
+        let gate = &mut s.row_gate[l][..batch * out];
+        for (g_row, &t) in gate.chunks_exact_mut(out).zip(ts) {
+            for ((g, &wg), &bg) in g_row.iter_mut().zip(wg).zip(bg) {
+                let r = wg * t + bg;
+                *g = T::one() / (T::one() + (-r).exp());
+            }
+        }
+        let gate = &s.row_gate[l][..batch * out];
+        let lin = &mut s.lin[l][..batch * out];
+        let job = GemmJob {
+            m: batch,
+            k: inp,
+            n: out,
+            a: (&s.h[l][..batch * inp], inp, 1),
+            b: wt,
+            c: &mut *lin,
+            epilogue: Epilogue::Store { bias: Some(bias) },
+        };
+        fused_gemm(job, simd);
+        let (_, h_next) = s.h.split_at_mut(l + 1);
+        let primal: &mut [T] = if last {
+            v
+        } else {
+            &mut h_next[0][..batch * out]
+        };
+        for (((a, lin), g), &t) in primal
+            .chunks_exact_mut(out)
+            .zip(lin.chunks_exact(out))
+            .zip(gate.chunks_exact(out))
+            .zip(ts)
+        {
+            for (((a, &lin), &g), &wb) in a.iter_mut().zip(lin).zip(g).zip(wb) {
+                *a = g * lin + wb * t;
+            }
+        }
+        let act = self.config.activation;
+        if !last {
+            if nt > 0 || second {
+                let d2s = second.then(|| &mut s.d2s[l][..batch * out]);
+                act.apply(primal, &mut s.ds[l][..batch * out], d2s);
+            } else {
+                act.apply_value(primal);
+            }
+        }
+        if nt == 0 {
+            return;
+        }
+
+        let tan_lin = &mut s.tan_lin[l][..batch * nt * out];
+        let job = GemmJob {
+            m: batch * nt,
+            k: inp,
+            n: out,
+            a: (&s.u[l][..batch * nt * inp], inp, 1),
+            b: wt,
+            c: &mut *tan_lin,
+            epilogue: Epilogue::Store { bias: None },
+        };
+        fused_gemm(job, simd);
+        let tan = &mut s.tan[l][..batch * nt * out];
+        for ((a_pt, lin_pt), g) in tan
+            .chunks_exact_mut(nt * out)
+            .zip(tan_lin.chunks_exact(nt * out))
+            .zip(gate.chunks_exact(out))
+        {
+            for (a, lin) in a_pt.chunks_exact_mut(out).zip(lin_pt.chunks_exact(out)) {
+                for ((a, &lin), &g) in a.iter_mut().zip(lin).zip(g) {
+                    *a = g * lin;
+                }
+            }
+        }
+        if last {
+            return;
+        }
+        let (_, u_next) = s.u.split_at_mut(l + 1);
+        let u_next = &mut u_next[0][..batch * nt * out];
+        let ds = &s.ds[l][..batch * out];
+        for ((u_pt, a_pt), ds) in u_next
+            .chunks_exact_mut(nt * out)
+            .zip(tan.chunks_exact(nt * out))
+            .zip(ds.chunks_exact(out))
+        {
+            for (u, a) in u_pt.chunks_exact_mut(out).zip(a_pt.chunks_exact(out)) {
+                for ((u, &a), &ds) in u.iter_mut().zip(a).zip(ds) {
+                    *u = ds * a;
+                }
+            }
         }
     }
 

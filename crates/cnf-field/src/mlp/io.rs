@@ -63,7 +63,7 @@ fn assemble<T: Real>(
             });
         }
         check_finite(&name, &values)?;
-        params.extend(values.iter().map(|&x| cast::<T, f64>(x)));
+        params.extend(values.iter().map(|&x| cast::<T>(x)));
     }
     // from_params re-checks finiteness, which catches f64 values overflowing f32.
     Mlp::from_params(config, params)

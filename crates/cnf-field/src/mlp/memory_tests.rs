@@ -13,9 +13,7 @@ fn exact_outputs<T: Real>(mlp: &Mlp<T>, z: &[T]) -> Vec<Vec<T>> {
     let (dim, n) = (mlp.config().dim, mlp.num_params());
     let batch = z.len() / dim;
     let wave = |len: usize, f: f64| -> Vec<T> {
-        (0..len)
-            .map(|i| cast::<T, f64>((i as f64 * f).sin()))
-            .collect()
+        (0..len).map(|i| cast::<T>((i as f64 * f).sin())).collect()
     };
     let (a_v, a_div, a_kin, a_frob) = (
         wave(batch * dim, 0.7),
@@ -23,11 +21,17 @@ fn exact_outputs<T: Real>(mlp: &Mlp<T>, z: &[T]) -> Vec<Vec<T>> {
         wave(batch, 0.9),
         wave(batch, 0.4),
     );
-    let t = cast::<T, f64>(0.3);
+    let t = cast::<T>(0.3);
     let zero = || vec![T::zero(); batch];
     let mut s = mlp.scratch(batch);
     let (mut v1, mut div1) = (vec![T::zero(); batch * dim], zero());
-    mlp.eval_div_batch(&mut s, t, z, &Trace::Exact, &mut v1, &mut div1);
+    mlp.eval_div_batch(
+        &mut s,
+        Inputs::shared(t, z),
+        &Trace::Exact,
+        &mut v1,
+        &mut div1,
+    );
     let (mut v2, mut div2, mut kin2, mut frob2) =
         (vec![T::zero(); batch * dim], zero(), zero(), zero());
     let out = Integrands {
@@ -36,7 +40,7 @@ fn exact_outputs<T: Real>(mlp: &Mlp<T>, z: &[T]) -> Vec<Vec<T>> {
         kinetic: &mut kin2,
         frobenius: &mut frob2,
     };
-    mlp.eval_penalties_batch(&mut s, t, z, &Trace::Exact, out);
+    mlp.eval_penalties_batch(&mut s, Inputs::shared(t, z), &Trace::Exact, out);
     let (mut v3, mut div3, mut kin3, mut frob3) =
         (vec![T::zero(); batch * dim], zero(), zero(), zero());
     // g_z and g_theta accumulate: start from non-zero values.
@@ -44,7 +48,8 @@ fn exact_outputs<T: Real>(mlp: &Mlp<T>, z: &[T]) -> Vec<Vec<T>> {
     let mut g_th = wave(n, 0.1);
     mlp.vjp_batch(
         &mut s,
-        VjpInput::new(t, z, Trace::Exact, &a_v, &a_div).with_penalties(&a_kin, &a_frob),
+        VjpInput::new(Inputs::shared(t, z), Trace::Exact, &a_v, &a_div)
+            .with_penalties(&a_kin, &a_frob),
         VjpOutput::new(&mut v3, &mut div3, &mut g_z, &mut g_th)
             .with_penalties(&mut kin3, &mut frob3),
     );
@@ -68,7 +73,7 @@ fn rel_err<T: Real>(a: &[T], b: &[T]) -> f64 {
 fn points<T: Real>(batch: usize, dim: usize, seed: u64) -> Vec<T> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..batch * dim)
-        .map(|_| cast::<T, f64>(rng.random_range(-2.0..2.0)))
+        .map(|_| cast::<T>(rng.random_range(-2.0..2.0)))
         .collect()
 }
 
@@ -105,8 +110,7 @@ fn blocked_matches_whole<T: Real>(kind: LayerKind, tol: f64) {
     let (mut v, mut div) = (vec![T::zero(); batch * 3], vec![T::zero(); batch]);
     oracle.eval_div_batch(
         &mut s,
-        cast::<T, f64>(0.3),
-        &z,
+        Inputs::shared(cast::<T>(0.3), &z),
         &Trace::Exact,
         &mut v,
         &mut div,
@@ -202,14 +206,13 @@ fn a_very_wide_input_is_refused_with_the_figure_and_v_stays_cheap() {
     // v and a one-probe Hutchinson divergence work within a few MB.
     let z = points::<f32>(batch, d, 2);
     let mut v = vec![0.0f32; batch * d];
-    mlp.eval_batch(&mut s, 0.5, &z, &mut v);
+    mlp.eval_batch(&mut s, Inputs::shared(0.5, &z), &mut v);
     assert!(v.iter().all(|x| x.is_finite()));
     let probes = rademacher_probes::<f32, _>(&mut StdRng::seed_from_u64(3), 1, batch, d);
     let mut div = vec![0.0f32; batch];
     mlp.eval_div_batch(
         &mut s,
-        0.5,
-        &z,
+        Inputs::shared(0.5, &z),
         &Trace::Hutchinson(&probes),
         &mut v,
         &mut div,

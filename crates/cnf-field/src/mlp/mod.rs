@@ -10,7 +10,7 @@ pub use forward::MlpScratch;
 
 use crate::dual::{param, GenericField};
 use crate::error::{check_finite, check_len, FieldError};
-use crate::field::{Integrands, Trace, VectorField, VjpInput, VjpOutput};
+use crate::field::{Inputs, Integrands, Time, Trace, VectorField, VjpInput, VjpOutput};
 use crate::real::{cast, Real};
 use num_traits::Float;
 use rand::rngs::StdRng;
@@ -178,9 +178,16 @@ pub struct Mlp<T> {
 }
 
 /// Values of scratch one point needs with `nt` tangents (and the reverse pass's buffers if
-/// `backward`), as [`MlpScratch::ensure`] sizes them; `None` if the count overflows. The
-/// time-gate buffers, a function of the weights alone, are not counted.
-fn values_per_point(slots: &[LayerSlot], nt: usize, backward: bool) -> Option<usize> {
+/// `backward`), as [`MlpScratch::ensure`] sizes them, plus with `row_gates` the per-row gate
+/// buffers of concat-squash layers at per-row times (`MlpScratch::ensure_row_gates`); `None`
+/// if the count overflows. The shared-time gate buffers, a function of the weights alone, are
+/// not counted.
+fn values_per_point(
+    slots: &[LayerSlot],
+    nt: usize,
+    backward: bool,
+    row_gates: bool,
+) -> Option<usize> {
     let layers = slots.len();
     let dim = slots.last()?.out;
     let mut n = 0usize;
@@ -191,6 +198,9 @@ fn values_per_point(slots: &[LayerSlot], nt: usize, backward: bool) -> Option<us
         if l + 1 < layers {
             n = n.checked_add(s.out.checked_mul(1 + usize::from(backward))?)?;
         }
+        if row_gates && s.gate.is_some() {
+            n = n.checked_add(s.out.checked_mul(nt.checked_add(2)?)?)?;
+        }
     }
     if backward {
         let widest = slots.iter().map(|s| s.inp.max(s.out)).max()?;
@@ -199,10 +209,12 @@ fn values_per_point(slots: &[LayerSlot], nt: usize, backward: bool) -> Option<us
     Some(n)
 }
 
-/// Rows per exact-trace block for a budget of `bytes`.
-fn exact_rows_for<T>(slots: &[LayerSlot], bytes: usize) -> usize {
+/// Rows per exact-trace block for a budget of `bytes` (with the per-row gate buffers if
+/// `row_gates`).
+fn exact_rows_for<T>(slots: &[LayerSlot], bytes: usize, row_gates: bool) -> usize {
     let dim = slots.last().map_or(0, |s| s.out);
-    match values_per_point(slots, dim, true).and_then(|v| v.checked_mul(size_of::<T>())) {
+    let values = values_per_point(slots, dim, true, row_gates);
+    match values.and_then(|v| v.checked_mul(size_of::<T>())) {
         Some(per_point) if per_point > 0 => (bytes / per_point).max(1),
         _ => 1,
     }
@@ -259,14 +271,13 @@ impl<T: Real> Mlp<T> {
             let bound = 1.0 / (slot.inp as f64).sqrt();
             params.extend(
                 (0..slot.out * slot.inp + slot.out)
-                    .map(|_| cast::<T, f64>(rng.random_range(-bound..bound))),
+                    .map(|_| cast::<T>(rng.random_range(-bound..bound))),
             );
             if slot.gate.is_some() {
-                params
-                    .extend((0..3 * slot.out).map(|_| cast::<T, f64>(rng.random_range(-1.0..1.0))));
+                params.extend((0..3 * slot.out).map(|_| cast::<T>(rng.random_range(-1.0..1.0))));
             }
         }
-        let exact_rows = exact_rows_for::<T>(&slots, TRACE_BLOCK_BYTES);
+        let exact_rows = exact_rows_for::<T>(&slots, TRACE_BLOCK_BYTES, false);
         Ok(Self {
             config,
             slots,
@@ -283,7 +294,7 @@ impl<T: Real> Mlp<T> {
         check_len("parameters", &params, &[config.num_params()])?;
         check_finite("parameters", &params)?;
         let slots = slots_of(&config);
-        let exact_rows = exact_rows_for::<T>(&slots, TRACE_BLOCK_BYTES);
+        let exact_rows = exact_rows_for::<T>(&slots, TRACE_BLOCK_BYTES, false);
         Ok(Self {
             config,
             slots,
@@ -297,7 +308,7 @@ impl<T: Real> Mlp<T> {
     /// rows (default [`TRACE_BLOCK_BYTES`]): batches whose scratch would exceed it are
     /// evaluated in blocks of as many rows as fit (at least one).
     pub fn with_trace_block_bytes(mut self, bytes: usize) -> Self {
-        self.exact_rows = exact_rows_for::<T>(&self.slots, bytes);
+        self.exact_rows = exact_rows_for::<T>(&self.slots, bytes, false);
         self.block_bytes = bytes;
         self
     }
@@ -308,7 +319,7 @@ impl<T: Real> Mlp<T> {
     /// The exact trace is evaluated in blocks of rows, so its scratch is about
     /// `min(rows, block) * scratch_bytes(1, d, true)`.
     pub fn scratch_bytes(&self, rows: usize, tangents: usize, backward: bool) -> Option<usize> {
-        values_per_point(&self.slots, tangents, backward)?
+        values_per_point(&self.slots, tangents, backward, false)?
             .checked_mul(size_of::<T>())?
             .checked_mul(rows)
     }
@@ -318,11 +329,19 @@ impl<T: Real> Mlp<T> {
         self.exact_rows
     }
 
-    /// Rows per block for `trace` over `batch` points, when the batch must be split: only the
-    /// exact trace is (Hutchinson probes are laid out for the whole batch, and few).
+    /// Rows per block for `trace` over `batch` points at times `t`, when the batch must be
+    /// split: only the exact trace is (Hutchinson probes are laid out for the whole batch, and
+    /// few). Concat-squash layers at per-row times keep per-row gate buffers too, so their
+    /// blocks are smaller.
     #[inline(always)]
-    fn split_rows(&self, trace: &Trace<T>, batch: usize) -> Option<usize> {
-        (batch > self.exact_rows && matches!(trace, Trace::Exact)).then_some(self.exact_rows)
+    fn split_rows(&self, trace: &Trace<T>, t: &Time<'_, T>, batch: usize) -> Option<usize> {
+        let rows = match t {
+            Time::PerRow(_) if self.config.layer_kind == LayerKind::ConcatSquash => {
+                exact_rows_for::<T>(&self.slots, self.block_bytes, true)
+            }
+            _ => self.exact_rows,
+        };
+        (batch > rows && matches!(trace, Trace::Exact)).then_some(rows)
     }
 
     /// Sets the output layer's weights and bias to zero (and, for concat-squash, its time
@@ -400,8 +419,8 @@ impl<T: Real> Mlp<T> {
         Mlp {
             config: self.config.clone(),
             slots: self.slots.clone(),
-            params: self.params.iter().map(|&x| cast::<U, T>(x)).collect(),
-            exact_rows: exact_rows_for::<U>(&self.slots, self.block_bytes),
+            params: self.params.iter().map(|&x| cast::<U>(x)).collect(),
+            exact_rows: exact_rows_for::<U>(&self.slots, self.block_bytes, false),
             block_bytes: self.block_bytes,
         }
     }
@@ -415,7 +434,7 @@ impl<T: Real> Mlp<T> {
         self.check_point(z)?;
         let mut out = vec![T::zero(); self.config.dim];
         let mut s = self.scratch(1);
-        self.eval_batch(&mut s, t, z, &mut out);
+        self.eval_batch(&mut s, Inputs::shared(t, z), &mut out);
         Ok(out)
     }
 
@@ -425,7 +444,8 @@ impl<T: Real> Mlp<T> {
         let mut v = vec![T::zero(); self.config.dim];
         let mut div = [T::zero()];
         let mut s = self.scratch(1);
-        self.eval_div_batch(&mut s, t, z, &Trace::Exact, &mut v, &mut div);
+        let x = Inputs::shared(t, z);
+        self.eval_div_batch(&mut s, x, &Trace::Exact, &mut v, &mut div);
         Ok(div[0])
     }
 }
@@ -452,9 +472,9 @@ fn human_bytes(bytes: usize) -> String {
 impl<T: Real> Mlp<T> {
     /// `vjp_batch` over one block of rows.
     fn vjp_rows(&self, s: &mut MlpScratch<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
-        let (t, z, trace) = (input.t, input.z, &input.trace);
-        let batch = z.len() / self.config.dim;
-        self.forward(s, t, z, Some(trace), true, out.v);
+        let trace = &input.trace;
+        let batch = input.x.batch(self.config.dim);
+        self.forward(s, &input.x, Some(trace), true, out.v);
         self.contract(s, batch, trace, out.div);
         self.penalties(s, batch, trace, out.v, out.kinetic, out.frobenius);
         self.backward(s, batch, &input, out.v, out.g_z, out.g_theta);
@@ -464,13 +484,12 @@ impl<T: Real> Mlp<T> {
     fn penalties_rows(
         &self,
         s: &mut MlpScratch<T>,
-        t: T,
-        z: &[T],
+        x: &Inputs<'_, T>,
         trace: &Trace<T>,
         out: Integrands<'_, T>,
     ) {
-        let batch = z.len() / self.config.dim;
-        self.forward(s, t, z, Some(trace), false, out.v);
+        let batch = x.batch(self.config.dim);
+        self.forward(s, x, Some(trace), false, out.v);
         self.contract(s, batch, trace, out.div);
         self.penalties(s, batch, trace, out.v, out.kinetic, out.frobenius);
     }
@@ -556,40 +575,39 @@ impl<T: Real> VectorField<T> for Mlp<T> {
         s
     }
 
-    fn eval_batch(&self, s: &mut MlpScratch<T>, t: T, z: &[T], out: &mut [T]) {
-        self.forward(s, t, z, None, false, out);
+    fn eval_batch(&self, s: &mut MlpScratch<T>, x: Inputs<'_, T>, out: &mut [T]) {
+        self.forward(s, &x, None, false, out);
     }
 
     fn eval_div_batch(
         &self,
         s: &mut MlpScratch<T>,
-        t: T,
-        z: &[T],
+        x: Inputs<'_, T>,
         trace: &Trace<T>,
         v: &mut [T],
         div: &mut [T],
     ) {
         let d = self.config.dim;
-        let batch = z.len() / d;
-        if let Some(rows) = self.split_rows(trace, batch) {
+        let batch = x.batch(d);
+        if let Some(rows) = self.split_rows(trace, &x.t, batch) {
             for r0 in (0..batch).step_by(rows) {
                 let r = r0..(r0 + rows).min(batch);
-                self.forward(s, t, rows_of(z, r.clone(), d), Some(trace), false, {
+                self.forward(s, &x.rows(r.clone(), d), Some(trace), false, {
                     rows_of_mut(v, r.clone(), d)
                 });
                 self.contract(s, r.len(), trace, rows_of_mut(div, r, 1));
             }
             return;
         }
-        self.forward(s, t, z, Some(trace), false, v);
+        self.forward(s, &x, Some(trace), false, v);
         self.contract(s, batch, trace, div);
     }
 
     fn vjp_batch(&self, s: &mut MlpScratch<T>, input: VjpInput<'_, T>, out: VjpOutput<'_, T>) {
-        let (t, z, trace) = (input.t, input.z, &input.trace);
+        let (x, trace) = (input.x, &input.trace);
         let d = self.config.dim;
-        let batch = z.len() / d;
-        if let Some(rows) = self.split_rows(trace, batch) {
+        let batch = x.batch(d);
+        if let Some(rows) = self.split_rows(trace, &x.t, batch) {
             // Blocks of rows: every output but g_theta is per row, and g_theta accumulates.
             let VjpOutput {
                 v,
@@ -602,10 +620,11 @@ impl<T: Real> VectorField<T> for Mlp<T> {
             for r0 in (0..batch).step_by(rows) {
                 let r = r0..(r0 + rows).min(batch);
                 let part = |buf, width| rows_of(buf, r.clone(), width);
-                let input = VjpInput::new(t, part(z, d), Trace::Exact, part(input.a_v, d), {
-                    part(input.a_div, 1)
-                })
-                .with_penalties(part(input.a_kinetic, 1), part(input.a_frobenius, 1));
+                let input =
+                    VjpInput::new(x.rows(r.clone(), d), Trace::Exact, part(input.a_v, d), {
+                        part(input.a_div, 1)
+                    })
+                    .with_penalties(part(input.a_kinetic, 1), part(input.a_frobenius, 1));
                 let out = VjpOutput::new(
                     rows_of_mut(v, r.clone(), d),
                     rows_of_mut(div, r.clone(), 1),
@@ -626,14 +645,13 @@ impl<T: Real> VectorField<T> for Mlp<T> {
     fn eval_penalties_batch(
         &self,
         s: &mut MlpScratch<T>,
-        t: T,
-        z: &[T],
+        x: Inputs<'_, T>,
         trace: &Trace<T>,
         out: Integrands<'_, T>,
     ) {
         let d = self.config.dim;
-        let batch = z.len() / d;
-        if let Some(rows) = self.split_rows(trace, batch) {
+        let batch = x.batch(d);
+        if let Some(rows) = self.split_rows(trace, &x.t, batch) {
             let Integrands {
                 v,
                 div,
@@ -648,11 +666,11 @@ impl<T: Real> VectorField<T> for Mlp<T> {
                     kinetic: rows_of_mut(kinetic, r.clone(), 1),
                     frobenius: rows_of_mut(frobenius, r.clone(), 1),
                 };
-                self.penalties_rows(s, t, rows_of(z, r, d), trace, out);
+                self.penalties_rows(s, &x.rows(r, d), trace, out);
             }
             return;
         }
-        self.penalties_rows(s, t, z, trace, out);
+        self.penalties_rows(s, &x, trace, out);
     }
 
     /// Refuses tangents whose scratch per point is over [`MAX_POINT_SCRATCH_BYTES`], naming the

@@ -1,21 +1,27 @@
 //! The fast path on the fused SIMD kernel against the same passes on the oracle (the `gemm`
 //! crate with separate elementwise passes): `v`, the trace and the VJP with penalties, f32 and
-//! f64, over random architectures (widths around the kernel's 16-lane panels) and batches.
+//! f64, over random architectures (widths around the kernel's 16-lane panels) and batches, at a
+//! shared time and at per-row times.
 
 use super::*;
 use crate::field::{rademacher_probes, VjpInput, VjpOutput};
 use proptest::prelude::*;
 use rand::Rng;
 
-/// Every output of one `vjp_batch` with penalties, then `eval_batch`'s `v`.
-fn outputs<T: Real>(mlp: &Mlp<T>, z: &[T], probes: Option<&[T]>, oracle: bool) -> Vec<Vec<T>> {
+/// Every output of one `vjp_batch` with penalties, then `eval_batch`'s `v`, at time 0.3 or at
+/// the per-row times `ts`.
+fn outputs<T: Real>(
+    mlp: &Mlp<T>,
+    z: &[T],
+    ts: Option<&[T]>,
+    probes: Option<&[T]>,
+    oracle: bool,
+) -> Vec<Vec<T>> {
     let (dim, n) = (mlp.config().dim, mlp.num_params());
     let batch = z.len() / dim;
     let trace = probes.map_or(Trace::Exact, Trace::Hutchinson);
     let wave = |len: usize, f: f64| -> Vec<T> {
-        (0..len)
-            .map(|i| cast::<T, f64>((i as f64 * f).sin()))
-            .collect()
+        (0..len).map(|i| cast::<T>((i as f64 * f).sin())).collect()
     };
     let (a_v, a_div, a_kin, a_frob) = (
         wave(batch * dim, 0.7),
@@ -25,7 +31,10 @@ fn outputs<T: Real>(mlp: &Mlp<T>, z: &[T], probes: Option<&[T]>, oracle: bool) -
     );
     let mut s = mlp.scratch(batch);
     s.oracle = oracle;
-    let t = cast::<T, f64>(0.3);
+    let x = match ts {
+        Some(ts) => Inputs::per_row(ts, z),
+        None => Inputs::shared(cast::<T>(0.3), z),
+    };
     let mut o = vec![
         vec![T::zero(); batch * dim],
         vec![T::zero(); batch],
@@ -40,10 +49,10 @@ fn outputs<T: Real>(mlp: &Mlp<T>, z: &[T], probes: Option<&[T]>, oracle: bool) -
     };
     mlp.vjp_batch(
         &mut s,
-        VjpInput::new(t, z, trace, &a_v, &a_div).with_penalties(&a_kin, &a_frob),
+        VjpInput::new(x, trace, &a_v, &a_div).with_penalties(&a_kin, &a_frob),
         VjpOutput::new(v, div, g_z, g_th).with_penalties(kin, frob),
     );
-    mlp.eval_batch(&mut s, t, z, v_only);
+    mlp.eval_batch(&mut s, x, v_only);
     o
 }
 
@@ -53,18 +62,23 @@ fn check<T: Real>(
     batch: usize,
     seed: u64,
     hutchinson: bool,
+    per_row: bool,
     tol: f64,
 ) -> Result<(), TestCaseError> {
     let mlp = Mlp::<T>::new(config, seed).expect("valid config");
     let dim = mlp.config().dim;
     let mut rng = StdRng::seed_from_u64(seed);
     let z: Vec<T> = (0..batch * dim)
-        .map(|_| cast::<T, f64>(rng.random_range(-2.0..2.0)))
+        .map(|_| cast::<T>(rng.random_range(-2.0..2.0)))
         .collect();
     let probes = rademacher_probes::<T, _>(&mut rng, 2, batch, dim);
     let probes = hutchinson.then_some(&probes[..]);
-    let fast = outputs(&mlp, &z, probes, false);
-    let oracle = outputs(&mlp, &z, probes, true);
+    let ts: Vec<T> = (0..batch)
+        .map(|_| cast::<T>(rng.random_range(-1.0..1.5)))
+        .collect();
+    let ts = per_row.then_some(&ts[..]);
+    let fast = outputs(&mlp, &z, ts, probes, false);
+    let oracle = outputs(&mlp, &z, ts, probes, true);
     let names = [
         "v",
         "div",
@@ -117,13 +131,27 @@ proptest! {
     fn simd_forward_and_vjp_match_oracle_f32(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f32>(config, batch, seed, hutchinson, 2e-5)?;
+        check::<f32>(config, batch, seed, hutchinson, false, 2e-5)?;
     }
 
     #[test]
     fn simd_forward_and_vjp_match_oracle_f64(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f64>(config, batch, seed, hutchinson, 1e-13)?;
+        check::<f64>(config, batch, seed, hutchinson, false, 1e-13)?;
+    }
+
+    #[test]
+    fn simd_per_row_times_match_oracle_f32(
+        config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
+    ) {
+        check::<f32>(config, batch, seed, hutchinson, true, 2e-5)?;
+    }
+
+    #[test]
+    fn simd_per_row_times_match_oracle_f64(
+        config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
+    ) {
+        check::<f64>(config, batch, seed, hutchinson, true, 1e-13)?;
     }
 }

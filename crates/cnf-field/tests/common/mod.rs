@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use cnf_field::field::{VjpInput, VjpOutput};
-use cnf_field::{Activation, LayerKind, Mlp, MlpConfig, Trace, VectorField};
+use cnf_field::{Activation, Inputs, LayerKind, Mlp, MlpConfig, Trace, VectorField};
 
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -30,7 +30,12 @@ pub struct Problem {
 impl Problem {
     /// The VJP input at this problem's time, points and cotangents.
     pub fn input<'a>(&'a self, trace: &Trace<'a, f64>) -> VjpInput<'a, f64> {
-        VjpInput::new(self.t, &self.z, *trace, &self.a_v, &self.a_div)
+        VjpInput::new(
+            Inputs::shared(self.t, &self.z),
+            *trace,
+            &self.a_v,
+            &self.a_div,
+        )
     }
 }
 
@@ -87,7 +92,7 @@ pub fn objective<F: VectorField<f64>>(f: &F, p: &Problem, z: &[f64], trace: &Tra
     let mut s = f.scratch(p.batch);
     let mut v = vec![0.0; z.len()];
     let mut div = vec![0.0; p.batch];
-    f.eval_div_batch(&mut s, p.t, z, trace, &mut v, &mut div);
+    f.eval_div_batch(&mut s, Inputs::shared(p.t, z), trace, &mut v, &mut div);
     v.iter().zip(&p.a_v).map(|(x, y)| x * y).sum::<f64>()
         + div.iter().zip(&p.a_div).map(|(x, y)| x * y).sum::<f64>()
 }
@@ -153,7 +158,7 @@ pub fn eval_div<F: VectorField<f64>>(
 ) -> (Vec<f64>, Vec<f64>) {
     let mut s = f.scratch(p.batch);
     let (mut v, mut div) = (vec![0.0; p.z.len()], vec![0.0; p.batch]);
-    f.eval_div_batch(&mut s, p.t, &p.z, trace, &mut v, &mut div);
+    f.eval_div_batch(&mut s, Inputs::shared(p.t, &p.z), trace, &mut v, &mut div);
     (v, div)
 }
 

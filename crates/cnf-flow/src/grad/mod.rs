@@ -25,9 +25,8 @@ use cnf_field::{Real, Trace, VectorField};
 use cnf_ode::{Differentiation, Stats};
 
 use crate::dynamics::Augmented;
-use crate::error::FlowError;
+use crate::error::{solve_error, FlowError};
 use crate::flow::{log_normal, Cnf};
-use crate::integrator::solve_error;
 use crate::rows::{check_memory, RowParallel};
 
 /// RNODE's regularisers: weights of the batch means of `K = int_0^T |v|^2 dt` (kinetic energy,
@@ -104,19 +103,73 @@ impl<T: Real> Default for LossOptions<T> {
     }
 }
 
+/// The penalties of a training solve, unweighted, each present when it was computed: RNODE's
+/// kinetic energy and Jacobian Frobenius norm (batch means, when regularised) and ERNODE's
+/// local-error penalty (when weighted). One value from the flow's gradient to the trainer's
+/// events and metrics.jsonl (whose fields are these names).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Penalties<T> {
+    /// Mean over the batch of `K = int |v|^2 dt` (sum over dimensions).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub kinetic: Option<T>,
+    /// Mean over the batch of `J = int |dv/dz|_F^2 dt`.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub jacobian: Option<T>,
+    /// The local-error penalty `R = sum_j |h_j| E_j` of the forward solve.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub local_error: Option<T>,
+}
+
+impl<T: Copy> Penalties<T> {
+    /// None computed.
+    pub fn none() -> Self {
+        Self {
+            kinetic: None,
+            jacobian: None,
+            local_error: None,
+        }
+    }
+    /// The same penalties with each value converted by `f` (e.g. to f64).
+    pub fn map<U>(self, f: impl Fn(T) -> U) -> Penalties<U> {
+        Penalties {
+            kinetic: self.kinetic.map(&f),
+            jacobian: self.jacobian.map(&f),
+            local_error: self.local_error.map(&f),
+        }
+    }
+    /// The values present.
+    pub fn values(&self) -> impl Iterator<Item = T> {
+        [self.kinetic, self.jacobian, self.local_error]
+            .into_iter()
+            .flatten()
+    }
+}
+
+impl Penalties<f64> {
+    /// Each penalty's mean over the entries of `all` that hold it (None where none does).
+    pub fn mean(all: &[Self]) -> Self {
+        let mean = |get: fn(&Self) -> Option<f64>| {
+            let v: Vec<f64> = all.iter().filter_map(get).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        Self {
+            kinetic: mean(|p| p.kinetic),
+            jacobian: mean(|p| p.jacobian),
+            local_error: mean(|p| p.local_error),
+        }
+    }
+}
+
 /// Loss, gradient and the work of both passes.
 #[derive(Debug, Clone)]
 pub struct LossGrad<T> {
     /// Mean negative log-likelihood of the batch (at the solve's end time).
     pub loss: T,
-    /// The weighted regularisers, `w_K mean K + w_J mean J` (0 without regularisation).
+    /// The weighted penalties, `w_K mean K + w_J mean J + w_R R` (0 without any).
     pub penalty: T,
-    /// Mean over the batch of `K = int |v|^2 dt`, when regularised.
-    pub kinetic: Option<T>,
-    /// Mean over the batch of `J = int |dv/dz|_F^2 dt`, when regularised.
-    pub frobenius: Option<T>,
-    /// The local-error penalty `R` of the forward solve (unweighted), when weighted.
-    pub local_error: Option<T>,
+    /// The unweighted penalties, when computed.
+    pub penalties: Penalties<T>,
     /// d(loss + penalty)/dtheta, one entry per parameter of the field.
     pub grad: Vec<T>,
     /// dL/dx, `(B, d)`.
@@ -158,14 +211,11 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             )));
         }
         let penalised = reg.is_active();
-        // cnf-ode refuses the penalty with the adjoint (Backsolve) itself; a fixed-step flow
-        // solver carries no tolerances to measure the errors against.
-        if reg.local_error != T::zero() && self.integrator.steps.is_some() {
-            return Err(FlowError::Invalid(
-                "the local-error penalty measures the steps' errors against the tolerances of \
-                 an adaptive solve: fixed steps have none"
-                    .into(),
-            ));
+        // cnf-ode's one check of the local-error penalty's preconditions, before any work.
+        if reg.local_error != T::zero() {
+            self.solver
+                .check_error_penalty(&method)
+                .map_err(|r| solve_error(r.into()))?;
         }
         if penalised && !self.field.differentiates_penalties() {
             return Err(FlowError::Invalid(
@@ -208,7 +258,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             }
         };
         let columns = if penalised { 3 } else { 1 };
-        let mut solver = self.integrator.batch_solver(b, self.dim(), columns)?;
+        let mut solver = self.solver_for(b, columns);
         if penalised {
             // The penalty integrals do not steer the steps (RNODE passes them 1e20 tolerances).
             solver = solver.error_components(0..n + b);
@@ -245,9 +295,11 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         Ok(LossGrad {
             loss: loss * inv_b,
             penalty,
-            kinetic,
-            frobenius,
-            local_error,
+            penalties: Penalties {
+                kinetic,
+                jacobian: frobenius,
+                local_error,
+            },
             grad: g.grad_p,
             grad_x,
             forward: g.forward,

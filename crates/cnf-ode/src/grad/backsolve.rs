@@ -136,7 +136,7 @@ pub(super) fn solve<M, T, C, V, L>(
     y0: &[T],
     cotangent: L,
     (rtol, atol, seminorm): (T, T, bool),
-) -> Result<GradSolution<T>, OdeError<T>>
+) -> Result<GradSolution<T>, OdeError>
 where
     M: RkMethod + Clone,
     T: Float,

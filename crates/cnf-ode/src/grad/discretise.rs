@@ -6,13 +6,13 @@ use num_traits::Float;
 use super::{terminal, GradSolution, VjpSystem};
 use crate::controller::StepController;
 use crate::engine::{Engine, Reverse};
-use crate::error::OdeError;
+use crate::error::{num, OdeError};
 use crate::observer::Step;
 use crate::options::Tolerances;
 use crate::solution::Stats;
 use crate::solver::Solver;
 use crate::tableau::{ErrorEstimate, RkMethod, Tableau};
-use crate::util::lit;
+use crate::util::cast;
 
 /// The forward solve records (t, h) of every accepted step and, with `every = None`,
 /// `[y, k_0, .., k_{s-1}]` of each into one contiguous tape; with `every = Some(k)` only the
@@ -28,7 +28,7 @@ pub(super) fn solve<M, T, C, V, L>(
     cotangent: L,
     every: Option<usize>,
     error_weight: T,
-) -> Result<GradSolution<T>, OdeError<T>>
+) -> Result<GradSolution<T>, OdeError>
 where
     M: RkMethod,
     T: Float,
@@ -114,7 +114,7 @@ where
     }
     if back.grad_p.iter().any(|v| !v.is_finite()) {
         return Err(OdeError::NonFinite {
-            t: t0,
+            t: num(t0),
             stats: back.stats,
         });
     }
@@ -144,7 +144,7 @@ impl<T: Float> Backward<T> {
         sys: &mut V,
         (t, h): (T, T),
         rec: &[T],
-    ) -> Result<(), OdeError<T>> {
+    ) -> Result<(), OdeError> {
         let rev = &mut self.rev;
         let (y, stages) = rec.split_at(rec.len() / (rev.stages() + 1));
         let grad_p = &mut self.grad_p;
@@ -161,7 +161,7 @@ impl<T: Float> Backward<T> {
         self.stats.accepted += 1;
         if rev.cotangent_mut().iter().any(|v| !v.is_finite()) {
             return Err(OdeError::NonFinite {
-                t,
+                t: num(t),
                 stats: self.stats,
             });
         }
@@ -199,25 +199,24 @@ impl<T: Float> LocalError<T> {
         tab: &'static Tableau,
         n: usize,
         weight: T,
-    ) -> Result<Self, OdeError<T>> {
+    ) -> Result<Self, OdeError> {
         let ErrorEstimate::Embedded(weights) = tab.error else {
-            return Err(OdeError::InvalidOption(format!(
-                "the local-error penalty needs a method with one embedded pair; {} has none",
-                tab.name
-            )));
+            return Err(OdeError::NoEmbeddedPair { method: tab.name });
         };
         if !weight.is_finite() || weight < T::zero() {
-            return Err(OdeError::InvalidOption(
-                "the local-error penalty's weight must be finite and >= 0".into(),
-            ));
+            return Err(OdeError::InvalidSetting {
+                field: "error_weight".into(),
+                requirement: "finite and non-negative",
+                value: num(weight),
+            });
         }
         let opts = solver.options();
         let tol = Tolerances::new(&opts.rtol, &opts.atol, n)?
             .with_norm_components(opts.error_components.clone())?;
         Ok(Self {
             weight,
-            e: weights.iter().map(|&c| lit(c)).collect(),
-            b: tab.b.iter().map(|&c| lit(c)).collect(),
+            e: weights.iter().map(|&c| cast(c)).collect(),
+            b: tab.b.iter().map(|&c| cast(c)).collect(),
             tol,
             y_new: vec![T::zero(); n],
             r_bar: vec![T::zero(); n],
@@ -241,7 +240,7 @@ impl<T: Float> LocalError<T> {
             }
         }
         let range = self.tol.norm_range();
-        let count: T = lit(range.len() as f64);
+        let count: T = cast(range.len() as f64);
         let sc = |tol: &Tolerances<T>, i: usize, a: T, b: T| tol.scale(i, a.abs().max(b.abs()));
         let sum = range.clone().fold(T::zero(), |acc, i| {
             let q = self.r_bar[i] / sc(&self.tol, i, y[i], self.y_new[i]);

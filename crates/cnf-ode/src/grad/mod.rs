@@ -24,16 +24,69 @@ mod system;
 use num_traits::Float;
 
 use crate::controller::StepController;
-use crate::error::OdeError;
-use crate::options::{Tolerance, Tolerances};
+use crate::error::{check_tolerance, num, OdeError};
+use crate::options::Tolerance;
 use crate::solution::Stats;
 use crate::solver::Solver;
 use crate::tableau::RkMethod;
 
 pub use system::{VjpOut, VjpSystem};
 
+/// Why a solve cannot differentiate the local-error penalty
+/// ([`Solver::solve_with_gradient_and_error_penalty`]): the one check of its preconditions,
+/// made by the solver and, before any work, by [`crate::SolverSpec::check_error_penalty`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PenaltyRefusal {
+    /// The penalty is a property of the discrete steps: `Backsolve` cannot differentiate it.
+    Backsolve,
+    /// The method has no single embedded pair (DOP853, the fixed-step methods).
+    NoEmbeddedPair {
+        /// The method's name.
+        method: &'static str,
+    },
+    /// A [`crate::SolverSpec`] with fixed steps carries no tolerances to measure the errors
+    /// against.
+    FixedSteps,
+}
+
+impl PenaltyRefusal {
+    /// The refusal, if any, of the penalty for `tableau` differentiated by `method`.
+    pub(crate) fn check<T>(
+        tableau: &crate::tableau::Tableau,
+        method: &Differentiation<T>,
+    ) -> Result<(), Self> {
+        if matches!(method, Differentiation::Backsolve { .. }) {
+            return Err(Self::Backsolve);
+        }
+        if !matches!(tableau.error, crate::tableau::ErrorEstimate::Embedded(_)) {
+            return Err(Self::NoEmbeddedPair {
+                method: tableau.name,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl From<PenaltyRefusal> for OdeError {
+    fn from(r: PenaltyRefusal) -> Self {
+        match r {
+            PenaltyRefusal::Backsolve => OdeError::Unsupported(
+                "the local-error penalty is a property of the discrete steps: differentiate it \
+                 with Discretise or Checkpointed, not Backsolve",
+            ),
+            PenaltyRefusal::NoEmbeddedPair { method } => OdeError::NoEmbeddedPair { method },
+            PenaltyRefusal::FixedSteps => OdeError::Unsupported(
+                "the local-error penalty measures the steps' errors against the tolerances of \
+                 adaptive steps: fixed steps have none",
+            ),
+        }
+    }
+}
+
 /// How [`Solver::solve_with_gradient`] differentiates the solve.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Differentiation<T> {
     /// Reverse mode through the accepted steps: exact for the discrete solve; memory grows with
     /// the number of steps (`(s + 1) n` values each).
@@ -127,7 +180,7 @@ where
     ///
     /// The solver's settings (method, stepping, tolerances, step bounds, controller) apply to
     /// the forward solve; the backward solve of `Backsolve` uses the same settings with its own
-    /// tolerances. Output times are not supported here (an `InvalidOption` error).
+    /// tolerances. Output times are not supported here.
     ///
     /// ```
     /// use cnf_ode::{Differentiation, Dopri5, Solver, VjpOut, VjpSystem};
@@ -152,6 +205,14 @@ where
     ///     assert!((g.grad_p[0] + 2.0 * e).abs() < 1e-8);
     /// }
     /// ```
+    ///
+    /// # Errors
+    /// Those of [`Solver::solve`] for the forward solve (and the backward one of `Backsolve`);
+    /// before any evaluation also [`OdeError::Unsupported`] (output times; `Backsolve` at the
+    /// forward tolerances when these are per component), [`OdeError::InvalidSetting`]
+    /// (`Checkpointed { every: 0 }`) and [`OdeError::InvalidTolerance`] (`Backsolve`'s own
+    /// tolerances); [`OdeError::NonFinite`] at t1 when the cotangent of the loss is not finite,
+    /// and at the failing step when the reverse pass overflows.
     pub fn solve_with_gradient<V, L>(
         &self,
         sys: &mut V,
@@ -160,7 +221,7 @@ where
         y0: &[T],
         cotangent: L,
         method: Differentiation<T>,
-    ) -> Result<GradSolution<T>, OdeError<T>>
+    ) -> Result<GradSolution<T>, OdeError>
     where
         V: VjpSystem<T> + ?Sized,
         L: FnOnce(&[T], &mut [T]),
@@ -177,7 +238,12 @@ where
     /// so only [`Differentiation::Discretise`] and [`Differentiation::Checkpointed`] can
     /// differentiate it (the step sizes are constants of the reverse pass, as for the loss);
     /// `Backsolve` with a non-zero weight and methods without one embedded pair (DOP853, fixed
-    /// tableaus) are `InvalidOption` errors. `R` is returned in [`GradSolution::local_error`].
+    /// tableaus) are refused. `R` is returned in [`GradSolution::local_error`].
+    ///
+    /// # Errors
+    /// Those of [`Solver::solve_with_gradient`]; with a non-zero weight also
+    /// [`OdeError::Unsupported`] (`Backsolve`), [`OdeError::NoEmbeddedPair`], and
+    /// [`OdeError::InvalidSetting`] for a negative or non-finite weight.
     pub fn solve_with_gradient_and_error_penalty<V, L>(
         &self,
         sys: &mut V,
@@ -186,30 +252,28 @@ where
         cotangent: L,
         method: Differentiation<T>,
         error_weight: T,
-    ) -> Result<GradSolution<T>, OdeError<T>>
+    ) -> Result<GradSolution<T>, OdeError>
     where
         V: VjpSystem<T> + ?Sized,
         L: FnOnce(&[T], &mut [T]),
     {
-        if error_weight != T::zero() && matches!(method, Differentiation::Backsolve { .. }) {
-            return Err(OdeError::InvalidOption(
-                "the local-error penalty is a property of the discrete steps: differentiate it \
-                 with Discretise or Checkpointed, not Backsolve"
-                    .into(),
-            ));
+        if error_weight != T::zero() {
+            PenaltyRefusal::check(self.tableau(), &method)?;
         }
         if !self.options().t_out.is_empty() {
-            return Err(OdeError::InvalidOption(
-                "output times are not supported by solve_with_gradient".into(),
+            return Err(OdeError::Unsupported(
+                "output times are not supported by solve_with_gradient",
             ));
         }
         match method {
             Differentiation::Discretise => {
                 discretise::solve(self, sys, (t0, t1), y0, cotangent, None, error_weight)
             }
-            Differentiation::Checkpointed { every: 0 } => Err(OdeError::InvalidOption(
-                "Checkpointed needs every >= 1".into(),
-            )),
+            Differentiation::Checkpointed { every: 0 } => Err(OdeError::InvalidSetting {
+                field: "Checkpointed.every".into(),
+                requirement: "at least 1",
+                value: 0.0,
+            }),
             Differentiation::Checkpointed { every } => discretise::solve(
                 self,
                 sys,
@@ -228,16 +292,16 @@ where
                     None => match (&self.options().rtol, &self.options().atol) {
                         (Tolerance::Scalar(r), Tolerance::Scalar(a)) => (*r, *a),
                         _ => {
-                            return Err(OdeError::InvalidOption(
+                            return Err(OdeError::Unsupported(
                                 "Backsolve at the forward tolerances needs scalar forward \
-                                 tolerances (the backward state is longer): give its own"
-                                    .into(),
+                                 tolerances (the backward state is longer): give its own",
                             ))
                         }
                     },
                 };
                 // Fail on bad backward tolerances before the forward solve is spent.
-                Tolerances::new(&Tolerance::Scalar(rtol), &Tolerance::Scalar(atol), 1)?;
+                check_tolerance("Backsolve.tolerances.rtol", &Tolerance::Scalar(rtol))?;
+                check_tolerance("Backsolve.tolerances.atol", &Tolerance::Scalar(atol))?;
                 backsolve::solve(self, sys, t0, t1, y0, cotangent, (rtol, atol, seminorm))
             }
         }
@@ -250,12 +314,12 @@ fn terminal<T: Float, L: FnOnce(&[T], &mut [T])>(
     cotangent: L,
     t1: T,
     forward: Stats,
-) -> Result<Vec<T>, OdeError<T>> {
+) -> Result<Vec<T>, OdeError> {
     let mut a = vec![T::zero(); y1.len()];
     cotangent(y1, &mut a);
     if a.iter().any(|v| !v.is_finite()) {
         return Err(OdeError::NonFinite {
-            t: t1,
+            t: num(t1),
             stats: forward,
         });
     }

@@ -16,6 +16,7 @@ use crate::controller::PiParams;
 
 /// How a method estimates its local error.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum ErrorEstimate {
     /// No estimate: a fixed-step method.
     None,

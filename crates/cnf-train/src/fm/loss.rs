@@ -10,16 +10,31 @@
 //! the mean over batch *and* dimensions, which is TorchCFM's `torch.mean((vt - ut) ** 2)`, so
 //! loss values compare with its tutorials. Its gradient is the VJP of `v` with the cotangent
 //! `a_v = 2 (v - u) / (B d)`; no divergence (trace) is involved.
+//!
+//! # The field's calls
+//!
+//! Every sample has its own time, so the field is called with [`Time::PerRow`]
+//! ([`Inputs::per_row`]): one batched `eval_batch` and one batched `vjp_batch` per loss and
+//! gradient, for any [`VectorField`] (the MLP takes per-row times natively: a plain-concat
+//! first layer reads each row's time from its time column, concat-squash gates are per row).
+//!
+//! The VJP is that of `v` only: the divergence cotangent is zero, and the trace is a Hutchinson
+//! estimator with *no* probes (`Trace::Hutchinson(&[])`), for which `tangents_per_point` is 0:
+//! the MLP then carries no tangent rows at all (the path `eval_batch` takes) instead of `d`
+//! rows per point with [`Trace::Exact`]. The divergence it reports is 0 and unused. (The
+//! gradient tests check this against finite differences for the MLP of both layer kinds and a
+//! hand-written field.)
 
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::coupling::{check_finite, Coupling, CouplingWork};
-use super::field::PointTimeField;
-use super::path::{c, PathSpec, ProbabilityPath};
+use super::path::{PathSpec, ProbabilityPath};
 use super::FmError;
-use cnf_field::Real;
+use cnf_field::field::{VjpInput, VjpOutput};
+use cnf_field::{Inputs, Real, Time, Trace, VectorField};
+use cnf_ode::cast;
 
 /// One flow-matching batch: data `x (B, d)`, base draws `e (B, d)` already paired with `x` row
 /// by row, times `t (B)` in `[0, 1]`, and the path's extra noise `(B, d)` (may be empty when the
@@ -39,9 +54,13 @@ pub struct FmBatch<'a, T> {
 }
 
 /// Buffers of the loss (the path points, targets, field values and cotangents), reused across
-/// calls, and the field's own work.
-pub struct FmWork<T: Real, W> {
-    field: W,
+/// calls, and the field's scratch `S` ([`VectorField::Scratch`]).
+pub struct FmWork<T: Real, S> {
+    scratch: S,
+    /// The VJP's divergence cotangent (zeros), divergence (unused) and `g_z` (unused).
+    a_div: Vec<T>,
+    div: Vec<T>,
+    g_z: Vec<T>,
     xt: Vec<T>,
     ut: Vec<T>,
     v: Vec<T>,
@@ -55,11 +74,14 @@ pub struct FmWork<T: Real, W> {
     coupling: CouplingWork,
 }
 
-impl<T: Real, W> FmWork<T, W> {
-    /// Buffers for `field`.
-    pub fn new<F: PointTimeField<T, Work = W>>(field: &F) -> Self {
+impl<T: Real, S> FmWork<T, S> {
+    /// Buffers for `field` (they grow with the batch on first use).
+    pub fn new<F: VectorField<T, Scratch = S> + ?Sized>(field: &F) -> Self {
         Self {
-            field: field.work(),
+            scratch: field.scratch(0),
+            a_div: Vec::new(),
+            div: Vec::new(),
+            g_z: Vec::new(),
             xt: Vec::new(),
             ut: Vec::new(),
             v: Vec::new(),
@@ -75,12 +97,12 @@ impl<T: Real, W> FmWork<T, W> {
 }
 
 /// Checks the batch against the field and path; returns `(B, d)`.
-fn check_batch<T: Real, F: PointTimeField<T>, P: ProbabilityPath<T> + ?Sized>(
+fn check_batch<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
     field: &F,
     path: &P,
     batch: &FmBatch<T>,
 ) -> Result<(usize, usize), FmError> {
-    let d = field.fm_dim();
+    let d = field.dim();
     let b = batch.t.len();
     if b == 0 {
         return Err(FmError::EmptyBatch);
@@ -123,10 +145,44 @@ fn check_batch<T: Real, F: PointTimeField<T>, P: ProbabilityPath<T> + ?Sized>(
     Ok((b, d))
 }
 
-/// Fills `xt`, `ut` and evaluates `v` (and, with `grad`, the VJP); returns the loss.
-fn run<T: Real, F: PointTimeField<T>, P: ProbabilityPath<T> + ?Sized>(
+/// Sets `buf` to `n` zeros if it is shorter (existing entries are kept zero by all callers).
+fn resize<T: Real>(buf: &mut Vec<T>, n: usize) {
+    if buf.len() < n {
+        buf.resize(n, T::zero());
+    }
+}
+
+/// The only call of [`VectorField::vjp_batch`] in this module tree: `v(t_b, x_t[b])` of the
+/// batch (`work.xt`, `work.a` hold the points and `a_v`, `(B, d)`) and
+/// `g_theta += d/dtheta sum_b a_v[b] . v[b]` (zero divergence cotangent, an empty Hutchinson
+/// probe set so no tangent work). Adapt here if `vjp_batch`'s argument list changes.
+fn vjp_v_only<T: Real, F: VectorField<T> + ?Sized>(
     field: &F,
-    work: &mut FmWork<T, F::Work>,
+    work: &mut FmWork<T, F::Scratch>,
+    t: &[T],
+    n: usize,
+    g_theta: &mut [T],
+) {
+    let b = t.len();
+    resize(&mut work.g_z, n);
+    resize(&mut work.a_div, b);
+    resize(&mut work.div, b);
+    work.g_z[..n].fill(T::zero());
+    let x = Inputs::per_row(t, &work.xt[..n]);
+    let input = VjpInput::new(x, Trace::Hutchinson(&[]), &work.a[..n], &work.a_div[..b]);
+    let out = VjpOutput::new(
+        &mut work.v[..n],
+        &mut work.div[..b],
+        &mut work.g_z[..n],
+        g_theta,
+    );
+    field.vjp_batch(&mut work.scratch, input, out);
+}
+
+/// Fills `xt`, `ut` and evaluates `v` (and, with `grad`, the VJP); returns the loss.
+fn run<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
+    field: &F,
+    work: &mut FmWork<T, F::Scratch>,
     path: &P,
     batch: &FmBatch<T>,
     grad: Option<&mut [T]>,
@@ -151,11 +207,16 @@ fn run<T: Real, F: PointTimeField<T>, P: ProbabilityPath<T> + ?Sized>(
         let (xt, ut) = (&mut work.xt[r.clone()], &mut work.ut[r.clone()]);
         path.interpolate(batch.t[i], &batch.x[r.clone()], &batch.e[r], nz, xt, ut);
     }
-    let scale = T::one() / c::<T>(n as f64);
+    let scale = T::one() / cast::<T>(n as f64);
+    let x = Inputs {
+        t: Time::PerRow(batch.t),
+        z: &work.xt[..n],
+        context: &[],
+    };
     match grad {
-        None => field.eval_points(&mut work.field, batch.t, &work.xt[..n], &mut work.v[..n]),
+        None => field.eval_batch(&mut work.scratch, x, &mut work.v[..n]),
         Some(grad) => {
-            let np = field.fm_num_params();
+            let np = field.num_params();
             if grad.len() != np {
                 return Err(FmError::Shape {
                     what: "gradient (num_params)",
@@ -164,20 +225,13 @@ fn run<T: Real, F: PointTimeField<T>, P: ProbabilityPath<T> + ?Sized>(
                 });
             }
             // a_v needs v: evaluate first, then the VJP (which evaluates v again on the way).
-            field.eval_points(&mut work.field, batch.t, &work.xt[..n], &mut work.v[..n]);
+            field.eval_batch(&mut work.scratch, x, &mut work.v[..n]);
             let two = scale + scale;
             for k in 0..n {
                 work.a[k] = two * (work.v[k] - work.ut[k]);
             }
             grad.fill(T::zero());
-            field.vjp_points(
-                &mut work.field,
-                batch.t,
-                &work.xt[..n],
-                &work.a[..n],
-                &mut work.v[..n],
-                grad,
-            );
+            vjp_v_only(field, work, batch.t, n, grad);
         }
     }
     let sum = work.v[..n]
@@ -193,9 +247,9 @@ fn run<T: Real, F: PointTimeField<T>, P: ProbabilityPath<T> + ?Sized>(
 ///
 /// The gradient is the VJP of `v` alone, through the field's batched fast path. Inputs are
 /// validated: shapes, finite values, `t` in `[0, 1]`, non-empty batch.
-pub fn fm_loss_and_grad<T: Real, F: PointTimeField<T>, P: ProbabilityPath<T> + ?Sized>(
+pub fn fm_loss_and_grad<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
     field: &F,
-    work: &mut FmWork<T, F::Work>,
+    work: &mut FmWork<T, F::Scratch>,
     path: &P,
     batch: &FmBatch<T>,
     grad: &mut [T],
@@ -204,9 +258,9 @@ pub fn fm_loss_and_grad<T: Real, F: PointTimeField<T>, P: ProbabilityPath<T> + ?
 }
 
 /// The flow-matching loss only (no gradient), e.g. for a validation batch.
-pub fn fm_loss<T: Real, F: PointTimeField<T>, P: ProbabilityPath<T> + ?Sized>(
+pub fn fm_loss<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
     field: &F,
-    work: &mut FmWork<T, F::Work>,
+    work: &mut FmWork<T, F::Scratch>,
     path: &P,
     batch: &FmBatch<T>,
 ) -> Result<T, FmError> {
@@ -295,16 +349,16 @@ impl FlowMatching {
     /// One batch: draws `e ~ N(0, I)`, the times and the path noise from `rng`, pairs `e` with
     /// the data `x (B, d)` by the coupling, and writes the loss gradient to `grad`
     /// (`num_params`, overwritten).
-    pub fn step<T: Real, F: PointTimeField<T>, R: Rng + ?Sized>(
+    pub fn step<T: Real, F: VectorField<T> + ?Sized, R: Rng + ?Sized>(
         &self,
         field: &F,
-        work: &mut FmWork<T, F::Work>,
+        work: &mut FmWork<T, F::Scratch>,
         x: &[T],
         rng: &mut R,
         grad: &mut [T],
     ) -> Result<FmStep<T>, FmError> {
         self.validate()?;
-        let d = field.fm_dim();
+        let d = field.dim();
         if d == 0 || !x.len().is_multiple_of(d) || x.is_empty() {
             return Err(FmError::Shape {
                 what: "data batch x (B, d)",
@@ -315,11 +369,12 @@ impl FlowMatching {
         check_finite("data batch", x)?;
         let b = x.len() / d;
         let n = b * d;
-        let normal = |rng: &mut R| c::<T>(StandardNormal.sample(rng));
+        let normal = |rng: &mut R| cast::<T>(Distribution::<f64>::sample(&StandardNormal, rng));
         work.e.clear();
         work.e.extend((0..n).map(|_| normal(rng)));
         work.t.clear();
-        work.t.extend((0..b).map(|_| c::<T>(self.time.sample(rng))));
+        work.t
+            .extend((0..b).map(|_| cast::<T>(self.time.sample(rng))));
         work.noise.clear();
         if ProbabilityPath::<T>::uses_noise(&self.path) {
             work.noise.extend((0..n).map(|_| normal(rng)));

@@ -19,8 +19,8 @@
 //!   Sinkhorn ([`sinkhorn`]).
 //! * [`fm_loss_and_grad`] / [`fm_loss`]: loss `1/(B d) sum |v(t_b, x_t) - u_t|^2` (TorchCFM's
 //!   mean) and its parameter gradient through the field's VJP only, for any
-//!   [`PointTimeField`] (one time per sample: [`cnf_field::Mlp`] directly, any other
-//!   `VectorField` through [`ByTime`]).
+//!   [`cnf_field::VectorField`], called once per batch with one time per sample
+//!   ([`cnf_field::Time::PerRow`]).
 //! * [`FlowMatching`] `{ path, coupling, time }`: [`FlowMatching::step`] draws the base points,
 //!   times and noise, couples, and returns the loss and gradient of one batch.
 //! * [`w2_distance`]: the 2-Wasserstein distance between sample sets (a sample-quality metric).
@@ -51,7 +51,6 @@
 
 pub mod assign;
 pub mod coupling;
-pub mod field;
 pub mod loss;
 pub mod path;
 pub mod w2;
@@ -61,7 +60,6 @@ pub use coupling::{
     sinkhorn, squared_distances, squared_distances_into, Coupling, CouplingWork, SinkhornPlan,
     MAX_OT_POINTS,
 };
-pub use field::{ByTime, MlpWork, PointTimeField};
 pub use loss::{fm_loss, fm_loss_and_grad, FlowMatching, FmBatch, FmStep, FmWork, TimeDist};
 pub use path::{CosinePath, LipmanPath, PathSpec, ProbabilityPath, StraightPath};
 pub use w2::{w2_distance, W2_MAX_POINTS};

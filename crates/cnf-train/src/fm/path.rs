@@ -14,6 +14,7 @@
 //! conditional target velocity `u_t = d x_t / dt` (with `x, e, n` held fixed).
 
 use cnf_field::Real;
+use cnf_ode::cast;
 use serde::{Deserialize, Serialize};
 
 use super::FmError;
@@ -63,7 +64,7 @@ impl<T: Real> ProbabilityPath<T> for StraightPath {
 
     fn interpolate(&self, t: T, x: &[T], e: &[T], noise: &[T], xt: &mut [T], ut: &mut [T]) {
         let one_t = T::one() - t;
-        let sigma = c::<T>(self.sigma);
+        let sigma = cast::<T>(self.sigma);
         for i in 0..xt.len() {
             let n = if self.sigma > 0.0 {
                 sigma * noise[i]
@@ -121,7 +122,7 @@ impl<T: Real> ProbabilityPath<T> for LipmanPath {
     }
 
     fn interpolate(&self, t: T, x: &[T], e: &[T], _noise: &[T], xt: &mut [T], ut: &mut [T]) {
-        let s = c::<T>(self.sigma_min);
+        let s = cast::<T>(self.sigma_min);
         let k = T::one() - s;
         let be = s + k * t;
         let one_t = T::one() - t;
@@ -148,7 +149,7 @@ impl<T: Real> ProbabilityPath<T> for CosinePath {
     }
 
     fn interpolate(&self, t: T, x: &[T], e: &[T], _noise: &[T], xt: &mut [T], ut: &mut [T]) {
-        let half_pi = c::<T>(std::f64::consts::FRAC_PI_2);
+        let half_pi = cast::<T>(std::f64::consts::FRAC_PI_2);
         let (s, co) = (half_pi * t).sin_cos();
         for i in 0..xt.len() {
             xt[i] = co * x[i] + s * e[i];
@@ -236,10 +237,6 @@ fn check_sigma(name: &'static str, value: f64, max: f64) -> Result<(), FmError> 
             },
         })
     }
-}
-
-pub(crate) fn c<T: Real>(x: f64) -> T {
-    T::from_f64(x).unwrap_or_else(T::nan)
 }
 
 #[cfg(test)]

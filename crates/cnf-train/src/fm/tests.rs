@@ -3,8 +3,9 @@
 
 use super::*;
 use cnf_field::field::{VjpInput, VjpOutput};
-use cnf_field::{Activation, LayerKind, Mlp, MlpConfig, Trace, VectorField};
-use cnf_flow::{Cnf, Integrator};
+use cnf_field::{Activation, Inputs, LayerKind, Mlp, MlpConfig, Time, Trace, VectorField};
+use cnf_flow::Cnf;
+use cnf_ode::{Method, SolverSpec};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -142,7 +143,7 @@ proptest! {
         let m = mlp(dim, &hidden, kind, act, seed);
         let mut rng = StdRng::seed_from_u64(seed ^ 0xABCD);
         let mut data = Owned::draw(&mut rng, batch, dim);
-        // Repeated times exercise the grouping of the generic path.
+        // Repeated times (rows sharing a time in one batched call).
         if batch > 2 {
             data.t[1] = data.t[0];
         }
@@ -151,31 +152,41 @@ proptest! {
 }
 
 #[test]
-fn by_time_wrapper_matches_the_mlp_fast_path() {
+fn one_batched_call_matches_the_samples_one_at_a_time() {
+    // The batch's loss and gradient (one per-row-time call) are the means of the samples'
+    // (each a batch of one, at its own shared time), for both layer kinds.
     let mut rng = StdRng::seed_from_u64(3);
-    let m = mlp(2, &[16, 16], LayerKind::Concat, Activation::Tanh, 4);
+    let path = PathSpec::Straight { sigma: 0.1 };
     let mut data = Owned::draw(&mut rng, 40, 2);
     data.t[5] = data.t[6];
     data.t[7] = 0.0;
     data.t[8] = 1.0;
-    let path = PathSpec::Straight { sigma: 0.1 };
-    let np = VectorField::num_params(&m);
-    let (mut g1, mut g2) = (vec![0.0; np], vec![0.0; np]);
-    let l1 = fm_loss_and_grad(&m, &mut FmWork::new(&m), &path, &data.batch(), &mut g1).unwrap();
-    let wrapped = ByTime(&m);
-    let l2 = fm_loss_and_grad(
-        &wrapped,
-        &mut FmWork::new(&wrapped),
-        &path,
-        &data.batch(),
-        &mut g2,
-    )
-    .unwrap();
-    assert!((l1 - l2).abs() < 1e-13);
-    for (a, b) in g1.iter().zip(&g2) {
-        assert!((a - b).abs() < 1e-12 * (1.0 + a.abs()));
+    let m = mlp(2, &[16, 16], LayerKind::Concat, Activation::Tanh, 4);
+    for kind in [LayerKind::Concat, LayerKind::ConcatSquash] {
+        let m = mlp(2, &[16, 16], kind, Activation::Tanh, 4);
+        let np = VectorField::num_params(&m);
+        let mut work = FmWork::new(&m);
+        let (mut g1, mut g2, mut g) = (vec![0.0; np], vec![0.0; np], vec![0.0; np]);
+        let l1 = fm_loss_and_grad(&m, &mut work, &path, &data.batch(), &mut g1).unwrap();
+        let mut l2 = 0.0;
+        for i in 0..40 {
+            let one = FmBatch {
+                x: &data.x[2 * i..2 * i + 2],
+                e: &data.e[2 * i..2 * i + 2],
+                t: &data.t[i..i + 1],
+                noise: &data.noise[2 * i..2 * i + 2],
+            };
+            l2 += fm_loss_and_grad(&m, &mut work, &path, &one, &mut g).unwrap() / 40.0;
+            for (a, b) in g2.iter_mut().zip(&g) {
+                *a += b / 40.0;
+            }
+        }
+        assert!((l1 - l2).abs() < 1e-13, "{kind:?}");
+        for (a, b) in g1.iter().zip(&g2) {
+            assert!((a - b).abs() < 1e-12 * (1.0 + a.abs()), "{kind:?}");
+        }
     }
-    // The work follows a change of architecture (rebuilt, not stale).
+    // The work follows a change of architecture (the scratch grows; nothing goes stale).
     let m2 = mlp(2, &[8], LayerKind::Concat, Activation::Tanh, 5);
     let mut work = FmWork::new(&m);
     let mut g3 = vec![0.0; VectorField::num_params(&m2)];
@@ -392,10 +403,11 @@ impl VectorField<f64> for GaussField {
         &mut self.theta
     }
     fn scratch(&self, _batch: usize) {}
-    fn eval_batch(&self, _s: &mut (), t: f64, z: &[f64], out: &mut [f64]) {
+    fn eval_batch(&self, _s: &mut (), x: Inputs<'_, f64>, out: &mut [f64]) {
         let d = self.mu.len();
-        let k = self.k(t) + self.theta[0];
-        for (i, (o, zi)) in out.iter_mut().zip(z).enumerate() {
+        for (i, (o, zi)) in out.iter_mut().zip(x.z).enumerate() {
+            let t = x.t.at(i / d);
+            let k = self.k(t) + self.theta[0];
             let m = self.mu[i % d];
             *o = -m + k * (zi - (1.0 - t) * m) + self.theta[1];
         }
@@ -403,22 +415,25 @@ impl VectorField<f64> for GaussField {
     fn eval_div_batch(
         &self,
         s: &mut (),
-        t: f64,
-        z: &[f64],
+        x: Inputs<'_, f64>,
         _trace: &Trace<f64>,
         v: &mut [f64],
         div: &mut [f64],
     ) {
-        self.eval_batch(s, t, z, v);
-        div.fill((self.k(t) + self.theta[0]) * self.mu.len() as f64);
+        self.eval_batch(s, x, v);
+        for (b, div) in div.iter_mut().enumerate() {
+            *div = (self.k(x.t.at(b)) + self.theta[0]) * self.mu.len() as f64;
+        }
     }
     fn vjp_batch(&self, s: &mut (), input: VjpInput<'_, f64>, out: VjpOutput<'_, f64>) {
-        let VjpInput { t, z, trace, .. } = input;
+        let VjpInput { x, trace, .. } = input;
+        let z = x.z;
         let (a_v, g_z, g_theta) = (input.a_v, out.g_z, out.g_theta);
-        self.eval_div_batch(s, t, z, &trace, out.v, out.div);
+        self.eval_div_batch(s, x, &trace, out.v, out.div);
         let d = self.mu.len();
-        let k = self.k(t) + self.theta[0];
         for (i, a) in a_v.iter().enumerate() {
+            let t = x.t.at(i / d);
+            let k = self.k(t) + self.theta[0];
             g_z[i] += a * k;
             g_theta[0] += a * (z[i] - (1.0 - t) * self.mu[i % d]);
             g_theta[1] += a;
@@ -457,7 +472,7 @@ fn closed_form_field_carries_the_data_gaussian_to_the_base() {
     };
     let cnf = Cnf::new(
         field,
-        Integrator::default_dopri5().with_tolerances(1e-9, 1e-9),
+        SolverSpec::adaptive(Method::Dopri5, 1e-9, 1e-9).unwrap(),
     );
     let mut rng = StdRng::seed_from_u64(31);
     let x = gauss_data(&mut rng, 50, &MU, S);
@@ -491,10 +506,9 @@ fn closed_form_field_is_a_stationary_point_of_the_expected_loss() {
         s: S,
         theta: [0.0; 2],
     };
-    let by = ByTime(&field);
-    let mut work = FmWork::new(&by);
+    let mut work = FmWork::new(&field);
     let mut grad = [0.0; 2];
-    let l0 = fm_loss_and_grad(&by, &mut work, &path, &batch, &mut grad).unwrap();
+    let l0 = fm_loss_and_grad(&field, &mut work, &path, &batch, &mut grad).unwrap();
     // Per-sample gradient contributions for the standard errors.
     let mut per = vec![[0.0f64; 2]; n];
     for i in 0..n {
@@ -505,7 +519,7 @@ fn closed_form_field_is_a_stationary_point_of_the_expected_loss() {
             noise: &[],
         };
         let mut g = [0.0; 2];
-        fm_loss_and_grad(&by, &mut work, &path, &one, &mut g).unwrap();
+        fm_loss_and_grad(&field, &mut work, &path, &one, &mut g).unwrap();
         per[i] = g;
     }
     for k in 0..2 {
@@ -530,8 +544,7 @@ fn closed_form_field_is_a_stationary_point_of_the_expected_loss() {
             theta: [0.2, 0.0],
             ..field.clone()
         };
-        let by2 = ByTime(&f2);
-        fm_loss(&by2, &mut FmWork::new(&by2), &path, &batch).unwrap()
+        fm_loss(&f2, &mut FmWork::new(&f2), &path, &batch).unwrap()
     };
     assert!(l_pert > l0, "{l_pert} <= {l0}");
     struct Frozen(GaussField);
@@ -550,28 +563,39 @@ fn closed_form_field_is_a_stationary_point_of_the_expected_loss() {
             &mut self.0.theta
         }
         fn scratch(&self, _b: usize) {}
-        fn eval_batch(&self, s: &mut (), _t: f64, z: &[f64], out: &mut [f64]) {
-            self.0.eval_batch(s, 0.5, z, out)
+        fn eval_batch(&self, s: &mut (), x: Inputs<'_, f64>, out: &mut [f64]) {
+            self.0.eval_batch(s, x.frozen(), out)
         }
         fn eval_div_batch(
             &self,
             s: &mut (),
-            _t: f64,
-            z: &[f64],
+            x: Inputs<'_, f64>,
             tr: &Trace<f64>,
             v: &mut [f64],
             div: &mut [f64],
         ) {
-            self.0.eval_div_batch(s, 0.5, z, tr, v, div)
+            self.0.eval_div_batch(s, x.frozen(), tr, v, div)
         }
         fn vjp_batch(&self, s: &mut (), input: VjpInput<'_, f64>, out: VjpOutput<'_, f64>) {
-            self.0.vjp_batch(s, VjpInput { t: 0.5, ..input }, out)
+            let x = input.x.frozen();
+            self.0.vjp_batch(s, VjpInput { x, ..input }, out)
+        }
+    }
+    /// The time frozen at 1/2.
+    trait Frozen05 {
+        fn frozen(self) -> Self;
+    }
+    impl Frozen05 for Inputs<'_, f64> {
+        fn frozen(self) -> Self {
+            Inputs {
+                t: Time::Shared(0.5),
+                ..self
+            }
         }
     }
     let frozen = Frozen(field.clone());
-    let byf = ByTime(&frozen);
     let mut gf = [0.0; 2];
-    fm_loss_and_grad(&byf, &mut FmWork::new(&byf), &path, &batch, &mut gf).unwrap();
+    fm_loss_and_grad(&frozen, &mut FmWork::new(&frozen), &path, &batch, &mut gf).unwrap();
     let se0 = {
         let mean = per.iter().map(|g| g[0]).sum::<f64>() / n as f64;
         (per.iter().map(|g| (g[0] - mean).powi(2)).sum::<f64>() / ((n - 1) * n) as f64).sqrt()
@@ -627,7 +651,7 @@ fn trained_mlp_log_density_matches_the_true_gaussian() {
     m.params_mut().copy_from_slice(&avg);
     let test = gauss_data(&mut StdRng::seed_from_u64(42), 200, &MU, S);
     let log_p_error = |m: Mlp<f64>| -> (f64, f64) {
-        let cnf = Cnf::new(m, Integrator::default_dopri5().with_tolerances(1e-7, 1e-7));
+        let cnf = Cnf::new(m, SolverSpec::adaptive(Method::Dopri5, 1e-7, 1e-7).unwrap());
         let dens = cnf.log_density(&test).unwrap();
         let errs: Vec<f64> = dens
             .logp

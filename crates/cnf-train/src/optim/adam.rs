@@ -4,6 +4,7 @@
 //! not rescaled by Adam's per-parameter step size. Matches `torch.optim.AdamW`
 //! (and `torch.optim.Adam` when `weight_decay == 0`).
 
+use cnf_ode::cast;
 use num_traits::Float;
 use serde::{Deserialize, Serialize};
 
@@ -157,12 +158,6 @@ impl<T: Float> Adam<T> {
         }
         Ok(())
     }
-}
-
-/// f64 to `T`. Every `Float` (f32, f64) represents any f64 up to rounding,
-/// so the NaN fallback is never taken for those types.
-fn cast<T: Float>(x: f64) -> T {
-    T::from(x).unwrap_or_else(T::nan)
 }
 
 #[cfg(test)]
