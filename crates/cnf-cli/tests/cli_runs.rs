@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{cnf, fails, ok, s, strs, tiny_train as tiny};
+use common::{cnf, fails, ok, parse_csv, s, strs, tiny_train as tiny};
 
 /// A deterministic, correlated 2-column table `x,y` of `rows` rows, scaled by `scale`.
 fn write_table(path: &Path, rows: usize, scale: f64) {
@@ -301,12 +301,7 @@ fn sample_and_plot_take_f64() {
         "{f64_note}"
     );
     assert_ne!(f32_rows, f64_rows);
-    let values = |text: &str| -> Vec<f64> {
-        text.lines()
-            .skip(1)
-            .flat_map(|l| l.split(',').map(|v| v.parse::<f64>().unwrap()))
-            .collect()
-    };
+    let values = |text: &str| -> Vec<f64> { parse_csv(text).1.concat() };
     for (a, b) in values(&f32_rows).iter().zip(values(&f64_rows)) {
         assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
     }

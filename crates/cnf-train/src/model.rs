@@ -538,17 +538,21 @@ impl ModelDir {
     pub fn holds_run(&self) -> bool {
         RUN_FILES.iter().any(|f| self.path(f).exists())
     }
+    /// Refuses a folder that holds a model or run: "DIR already holds a model; {what_to_do}".
+    pub fn refuse_existing(&self, what_to_do: &str) -> Result<(), TrainError> {
+        if self.holds_run() {
+            return Err(TrainError::Invalid(format!(
+                "{} already holds a model; {what_to_do}",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
     /// Readies the folder for a new model: refuses when it holds one unless `force`, and then
     /// removes the old run's files.
     pub fn clear_for_new(&self, force: bool) -> Result<(), TrainError> {
-        if !self.holds_run() {
-            return Ok(());
-        }
         if !force {
-            return Err(TrainError::Invalid(format!(
-                "{} already holds a model; use --force to replace it",
-                self.dir.display()
-            )));
+            return self.refuse_existing("use --force to replace it");
         }
         for f in RUN_FILES {
             match std::fs::remove_file(self.path(f)) {

@@ -11,7 +11,7 @@ use cnf_train::data::{read_table, ColumnSelection, Table};
 use cnf_train::error::{DataError, TrainError};
 use cnf_train::model::{describe_solver, ModelConfig};
 
-use super::inspect::{densities, open, precision, read_points};
+use super::inspect::{densities, lacks_columns, open, precision, read_points};
 use super::solver_config;
 use crate::cli::DensityArgs;
 
@@ -87,18 +87,7 @@ fn read_model_columns(config: &ModelConfig, path: &Path) -> Result<Table, TrainE
                     Err(TrainError::Data(DataError::NotNumeric { .. })) => {}
                     other => return other,
                 }
-                let missing: Vec<&str> = config
-                    .columns
-                    .iter()
-                    .filter(|c| !available.contains(c))
-                    .map(String::as_str)
-                    .collect();
-                return Err(TrainError::Invalid(format!(
-                    "{}: the header lacks the model's column(s) {} (the model was trained on {})",
-                    path.display(),
-                    missing.join(", "),
-                    config.columns.join(", ")
-                )));
+                return Err(lacks_columns(config, path, &available));
             }
             Err(TrainError::Data(DataError::UnknownColumn { .. })) => {}
             Err(e) => return Err(e),

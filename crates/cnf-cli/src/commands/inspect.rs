@@ -141,28 +141,32 @@ pub(super) fn read_points(config: &ModelConfig, path: &Path) -> Result<Table, Tr
     if headerless && all.n_cols() == config.mlp.dim {
         return Ok(all);
     }
+    if headerless {
+        return Err(TrainError::Invalid(format!(
+            "{}: {} columns without a header, the model expects {} ({})",
+            path.display(),
+            all.n_cols(),
+            config.mlp.dim,
+            config.columns.join(", ")
+        )));
+    }
+    Err(lacks_columns(config, path, names))
+}
+
+/// The error for a header (`names`) that lacks some of the model's columns.
+pub(super) fn lacks_columns(config: &ModelConfig, path: &Path, names: &[String]) -> TrainError {
     let missing: Vec<&str> = config
         .columns
         .iter()
         .filter(|c| !names.contains(c))
         .map(String::as_str)
         .collect();
-    Err(TrainError::Invalid(if headerless {
-        format!(
-            "{}: {} columns without a header, the model expects {} ({})",
-            path.display(),
-            all.n_cols(),
-            config.mlp.dim,
-            config.columns.join(", ")
-        )
-    } else {
-        format!(
-            "{}: the header lacks the model's column(s) {} (the model was trained on {})",
-            path.display(),
-            missing.join(", "),
-            config.columns.join(", ")
-        )
-    }))
+    TrainError::Invalid(format!(
+        "{}: the header lacks the model's column(s) {} (the model was trained on {})",
+        path.display(),
+        missing.join(", "),
+        config.columns.join(", ")
+    ))
 }
 
 /// `cnf import`.

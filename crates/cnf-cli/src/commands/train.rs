@@ -567,14 +567,10 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
         (config, prep, dir)
     };
     let _lock = dir.lock()?;
-    if !args.resume && dir.holds_run() && !args.force {
+    if !args.resume && !args.force {
         // Refused before any work; with --force the old run is removed only once everything
         // the new one needs has been checked (in `run`, right before its first write).
-        return Err(TrainError::Invalid(format!(
-            "{} already holds a model; use --resume to continue its training or --force to \
-             replace it",
-            dir.dir.display()
-        )));
+        dir.refuse_existing("use --resume to continue its training or --force to replace it")?;
     }
     match config.precision {
         Precision::F64 => run::<f64>(args, prep, &dir, &config),
