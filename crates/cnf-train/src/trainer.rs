@@ -1,6 +1,7 @@
 //! The training loop, in the way of argmin's executor: one loop, and observers for everything
 //! else (progress bar, metrics file, checkpoints, early stopping). Adding a concern adds an
 //! observer, not a flag.
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use cnf_field::field::orthogonal_probes;
@@ -347,31 +348,29 @@ pub struct ValEvent {
     pub penalties: Penalties<f64>,
     /// Seconds since the start of training (this process).
     pub seconds: f64,
-}
-
-/// Whether training goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// Keep going.
-    Continue,
-    /// Stop now (e.g. early stopping).
-    Stop,
+    /// Whether this validates the starting model before any iteration
+    /// ([`Trainer::validate_untrained`]): displays of progress may leave it out.
+    pub untrained: bool,
 }
 
 /// Watches training (argmin's observer pattern): the loop calls every observer with the event
 /// and, at validations, the model and optimiser as they are. `F` is the vector field being
-/// trained (any [`VectorField`]; the MLP by default).
+/// trained (any [`VectorField`]; the MLP by default). Any observer may end the run by
+/// returning [`ControlFlow::Break`] from a validation (early stopping is one such observer).
 pub trait Observer<T: Real, F: VectorField<T> = Mlp<T>> {
     /// After every iteration.
     fn on_iter(&mut self, _ev: &IterEvent) {}
     /// After every validation, with the model and optimiser as they are now.
+    ///
+    /// # Errors
+    /// Whatever the observer's own work fails with (e.g. writing a file); the run stops with it.
     fn on_validation(
         &mut self,
         _ev: &ValEvent,
         _model: &F,
         _adam: &Adam<T>,
-    ) -> Result<Control, TrainError> {
-        Ok(Control::Continue)
+    ) -> Result<ControlFlow<()>, TrainError> {
+        Ok(ControlFlow::Continue(()))
     }
     /// Once at the end (also after a stop).
     fn on_finish(&mut self) {}
@@ -627,16 +626,13 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                     nfe_val,
                     penalties: Penalties::mean(&penalties),
                     seconds: t0.elapsed().as_secs_f64(),
+                    untrained: false,
                 };
                 losses.clear();
                 fwd.clear();
                 bwd.clear();
                 penalties.clear();
-                let mut stop = false;
-                for o in &mut self.observers {
-                    stop |= o.on_validation(&ev, &self.cnf.field, &self.adam)? == Control::Stop;
-                }
-                if stop {
+                if self.tell_validation(&ev)?.is_break() {
                     break;
                 }
             }
@@ -645,6 +641,44 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
             o.on_finish();
         }
         Ok(iter)
+    }
+}
+
+impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
+    /// Validates the model as it is, before any iteration, and tells every observer (the event
+    /// has `untrained` set, iteration 0, training loss = validation NLL): when training never
+    /// beats the start, the best model kept is the start (for whitened tables, the Gaussian
+    /// baseline).
+    ///
+    /// # Errors
+    /// A failed validation solve, or an observer's error.
+    pub fn validate_untrained(&mut self) -> Result<ControlFlow<()>, TrainError> {
+        let (val_nll, nfe) = mean_nll(&self.cnf, &self.val)?;
+        let ev = ValEvent {
+            iter: 0,
+            train_nll: val_nll,
+            val_nll,
+            nfe_fwd: nfe,
+            nfe_bwd: 0,
+            nfe_val: nfe,
+            penalties: Penalties::none(),
+            seconds: 0.0,
+            untrained: true,
+        };
+        self.tell_validation(&ev)
+    }
+
+    /// Calls every observer (all of them, in order) with a validation; `Break` when any asks.
+    fn tell_validation(&mut self, ev: &ValEvent) -> Result<ControlFlow<()>, TrainError> {
+        let mut stop = false;
+        for o in &mut self.observers {
+            stop |= o.on_validation(ev, &self.cnf.field, &self.adam)?.is_break();
+        }
+        Ok(if stop {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Issue 12: a table model starts as the full-covariance Gaussian fitted to its training data
 //! (whitening + a zero field), and early stopping keeps the best validation model.
 use std::cell::RefCell;
+use std::ops::ControlFlow;
 
 use cnf_field::{Activation, Mlp, MlpConfig, VectorField};
 use cnf_flow::Cnf;
@@ -10,10 +11,10 @@ use cnf_train::model::{
     default_solver, log_density_table, solver_in, to_model_space, DataSource, ModelConfig,
     ModelDir, Precision, WEIGHTS_FILE,
 };
-use cnf_train::observers::Checkpointer;
+use cnf_train::observers::{BestSoFar, BestWeights, EarlyStopping, ResumeFile};
 use cnf_train::optim::{Adam, AdamConfig};
 use cnf_train::trainer::{
-    mean_nll, Batches, Control, Differentiation, Observer, TraceKind, TrainSettings, Trainer,
+    mean_nll, Batches, Differentiation, Observer, TraceKind, TrainSettings, Trainer,
     ValEvent,
 };
 use proptest::prelude::*;
@@ -102,9 +103,9 @@ impl Observer<f64> for Record<'_> {
         ev: &ValEvent,
         _: &Mlp<f64>,
         _: &Adam<f64>,
-    ) -> Result<Control, cnf_train::error::TrainError> {
+    ) -> Result<ControlFlow<()>, cnf_train::error::TrainError> {
         self.0.borrow_mut().push(ev.clone());
-        Ok(Control::Continue)
+        Ok(ControlFlow::Continue(()))
     }
 }
 
@@ -149,7 +150,9 @@ fn early_stopping_restores_the_best_validation_model() {
         },
         observers: vec![
             Box::new(Record(&events)),
-            Box::new(Checkpointer::new(md.clone(), f64::INFINITY, 0, Some(3))),
+            Box::new(BestWeights::new(md.clone(), BestSoFar::default())),
+            Box::new(ResumeFile::new(md.clone(), BestSoFar::default())),
+            Box::new(EarlyStopping::new(3, BestSoFar::default())),
         ],
     };
     let done = trainer.run(0).unwrap();

@@ -1,0 +1,417 @@
+//! A model folder's flow in the precision chosen at run time: [`AnyModel`] is the one place
+//! where f32 and f64 part ways; [`LoadedFlow`] adds the folder's standardisation, so that points
+//! go in and come out in data space as f64, row-major.
+use std::io::{ErrorKind, Write};
+
+use cnf_field::{Mlp, Real};
+use cnf_flow::{Batching, Cnf, FlowError};
+use cnf_ode::{cast, SolverSpec, Stats};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::data::Table;
+use crate::error::TrainError;
+use crate::model::{
+    describe_solver, log_density_table_at, to_model_space, ModelConfig, ModelDir, Precision,
+};
+
+/// Points per ODE solve when evaluating and sampling: parallel solves of this many points (each
+/// with its own adaptive steps) are ~10x faster than one solve of a whole large batch.
+pub const SOLVE_POINTS: usize = 1024;
+
+/// Points per log-density call when a table is streamed through
+/// [`LoadedFlow::log_density_chunks`].
+pub const DENSITY_CHUNK: usize = 16_384;
+
+/// Points drawn, solved and written at a time by [`LoadedFlow::write_samples`]: a multiple of
+/// [`SOLVE_POINTS`], so the solves (and so the samples) are those of one
+/// `Cnf::sample(n, rng)` call with `Batching::Chunks(SOLVE_POINTS)`.
+pub const STREAM_CHUNK: usize = 64 * SOLVE_POINTS;
+
+/// The flow of a model folder in f32 or f64: the precision is chosen once, here.
+#[derive(Debug, Clone)]
+pub enum AnyModel {
+    /// Single precision.
+    F32(Cnf<f32, Mlp<f32>>),
+    /// Double precision.
+    F64(Cnf<f64, Mlp<f64>>),
+}
+
+/// Runs `$body` with `$cnf` bound to the flow in its own precision.
+macro_rules! with_cnf {
+    ($model:expr, $cnf:ident => $body:expr) => {
+        match $model {
+            AnyModel::F32($cnf) => $body,
+            AnyModel::F64($cnf) => $body,
+        }
+    };
+}
+
+fn to_f64<T: Real>(x: &[T]) -> Vec<f64> {
+    x.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).collect()
+}
+
+impl AnyModel {
+    /// The weights of `dir` in `precision`, with `solver`, solving [`SOLVE_POINTS`] points at a
+    /// time in parallel.
+    ///
+    /// # Errors
+    /// The weights cannot be read or do not match `config`; the solver's tolerances are not
+    /// normal numbers in `precision`.
+    pub fn load(
+        dir: &ModelDir,
+        config: &ModelConfig,
+        solver: &SolverSpec<f64>,
+        precision: Precision,
+    ) -> Result<Self, TrainError> {
+        let chunks = Batching::Chunks(SOLVE_POINTS);
+        Ok(match precision {
+            Precision::F32 => Self::F32(dir.load_cnf(config, Some(solver))?.with_batching(chunks)),
+            Precision::F64 => Self::F64(dir.load_cnf(config, Some(solver))?.with_batching(chunks)),
+        })
+    }
+
+    /// The precision the flow runs in.
+    pub fn precision(&self) -> Precision {
+        match self {
+            Self::F32(_) => Precision::F32,
+            Self::F64(_) => Precision::F64,
+        }
+    }
+
+    /// The dimension of the points.
+    pub fn dim(&self) -> usize {
+        with_cnf!(self, c => c.dim())
+    }
+}
+
+/// A model folder's flow loaded for use: data-space points in and out (f64, row-major), the
+/// standardisation applied and undone inside.
+#[derive(Debug, Clone)]
+pub struct LoadedFlow {
+    pub(crate) model: AnyModel,
+    pub(crate) config: ModelConfig,
+    pub(crate) solver: SolverSpec<f64>,
+}
+
+/// What [`LoadedFlow::write_samples`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampleReport {
+    /// Rows written.
+    pub written: usize,
+    /// Work of all solves.
+    pub stats: Stats,
+    /// The reader went away (a closed pipe, e.g. `| head`) before all rows were written.
+    pub closed_early: bool,
+}
+
+impl LoadedFlow {
+    /// The flow in its precision.
+    pub fn model(&self) -> &AnyModel {
+        &self.model
+    }
+    /// The model folder's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    /// The solver the flow uses (the model's, or the one asked for).
+    pub fn solver(&self) -> &SolverSpec<f64> {
+        &self.solver
+    }
+    /// "dopri5 rtol 1e-5 atol 1e-5": the solver in the command line's words.
+    pub fn describe_solver(&self) -> String {
+        describe_solver(&self.solver)
+    }
+    /// The precision the flow runs in.
+    pub fn precision(&self) -> Precision {
+        self.model.precision()
+    }
+    /// The dimension of the points.
+    pub fn dim(&self) -> usize {
+        self.config.mlp.dim
+    }
+
+    /// Data-space log-densities of `x` (`(n, d)` row-major, the model's columns in order).
+    ///
+    /// # Errors
+    /// `x` is not a whole number of rows; a value overflows the model's precision; a solve
+    /// fails.
+    pub fn log_density(&self, x: &[f64]) -> Result<Vec<f64>, TrainError> {
+        let d = self.dim();
+        if d == 0 || !x.len().is_multiple_of(d) {
+            return Err(TrainError::Invalid(format!(
+                "{} values are not whole rows of {d} columns",
+                x.len()
+            )));
+        }
+        let table = Table::new(x.len() / d, d, x.to_vec(), self.config.columns.clone())?;
+        Ok(self.log_density_table(&table, 0)?.0)
+    }
+
+    /// Data-space log-densities of a table in the model's columns whose first row is row
+    /// `first_row` of a larger whole (messages name rows of the whole), with the work done.
+    ///
+    /// # Errors
+    /// As [`LoadedFlow::log_density`].
+    pub fn log_density_table(
+        &self,
+        table: &Table,
+        first_row: usize,
+    ) -> Result<(Vec<f64>, Stats), TrainError> {
+        with_cnf!(&self.model, c => log_density_table_at(c, &self.config, table, first_row))
+    }
+
+    /// Log-densities of a table [`DENSITY_CHUNK`] rows at a time, each part handed to `sink`
+    /// with its values as soon as it is done; returns the work of all solves.
+    ///
+    /// # Errors
+    /// As [`LoadedFlow::log_density`] (a non-finite result names its row in the whole table),
+    /// or what `sink` returns.
+    pub fn log_density_chunks(
+        &self,
+        table: &Table,
+        sink: &mut dyn FnMut(&Table, &[f64]) -> Result<(), TrainError>,
+    ) -> Result<Stats, TrainError> {
+        let mut stats = Stats::default();
+        let rows: Vec<usize> = (0..table.n_rows()).collect();
+        for (k, idx) in rows.chunks(DENSITY_CHUNK).enumerate() {
+            let part = table.select_rows(idx);
+            let first = k * DENSITY_CHUNK;
+            let (lp, st) = self.log_density_table(&part, first).map_err(|e| match e {
+                TrainError::Flow(FlowError::NonFiniteOutput {
+                    sample,
+                    quantity,
+                    precision,
+                }) => TrainError::Flow(FlowError::NonFiniteOutput {
+                    sample: sample + first,
+                    quantity,
+                    precision,
+                }),
+                other => other,
+            })?;
+            stats += st;
+            sink(&part, &lp)?;
+        }
+        Ok(stats)
+    }
+
+    /// Number of ODE solves [`LoadedFlow::log_density_chunks`] makes for `n` points.
+    pub fn solves_for(n: usize) -> usize {
+        (0..n)
+            .step_by(DENSITY_CHUNK)
+            .map(|start| (n - start).min(DENSITY_CHUNK).div_ceil(SOLVE_POINTS))
+            .sum()
+    }
+
+    /// `n` samples in model space drawn with `rng`, as f64.
+    fn sample_model_space(&self, n: usize, rng: &mut StdRng) -> Result<Vec<f64>, TrainError> {
+        with_cnf!(&self.model, c => Ok(to_f64(&c.sample(n, rng)?.points)))
+    }
+
+    /// Model-space points (f64, row-major) back in data space.
+    fn to_data_space(&self, z: Vec<f64>) -> Vec<f64> {
+        match &self.config.standardizer {
+            Some(s) => z
+                .chunks(self.dim().max(1))
+                .flat_map(|r| s.inverse_row(r))
+                .collect(),
+            None => z,
+        }
+    }
+
+    /// `n` samples in data space (`(n, d)` row-major) drawn with `rng`: base points z ~ N(0, I)
+    /// moved from t = 1 to t = 0, standardisation undone.
+    ///
+    /// # Errors
+    /// A solve fails.
+    pub fn sample_with(&self, n: usize, rng: &mut StdRng) -> Result<Vec<f64>, TrainError> {
+        let z = self.sample_model_space(n, rng)?;
+        Ok(self.to_data_space(z))
+    }
+
+    /// `n` samples in data space from `StdRng::seed_from_u64(seed)`; see
+    /// [`LoadedFlow::sample_with`].
+    ///
+    /// # Errors
+    /// A solve fails.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<Vec<f64>, TrainError> {
+        self.sample_with(n, &mut StdRng::seed_from_u64(seed))
+    }
+
+    /// Paths of points from t = 0 to 1 at `times` (0 first, 1 last): one data-space `(n, d)`
+    /// buffer per time. The paths start at `starts` (data space) or, without them, at `n`
+    /// samples drawn with `rng`. One solve with each method's continuous extension between
+    /// its steps.
+    ///
+    /// # Errors
+    /// A start overflows the model's precision; the times are not increasing; a solve fails.
+    pub fn trajectories(
+        &self,
+        starts: Option<&[f64]>,
+        n: usize,
+        rng: &mut StdRng,
+        times: &[f64],
+    ) -> Result<Vec<Vec<f64>>, TrainError> {
+        let d = self.dim();
+        let starts: Vec<f64> = match starts {
+            Some(x) => {
+                let t = Table::with_default_names(x.len() / d.max(1), d, x.to_vec())?;
+                to_model_space::<f64>(&self.config, &t)?
+            }
+            None => self.sample_model_space(n, rng)?,
+        };
+        let paths: Vec<Vec<f64>> = with_cnf!(&self.model, c => {
+            let x: Vec<_> = starts.iter().map(|&v| cast(v)).collect();
+            let t: Vec<_> = times.iter().map(|&v| cast(v)).collect();
+            c.trajectory(&x, &t)?.points.iter().map(|p| to_f64(p)).collect()
+        });
+        Ok(paths.into_iter().map(|p| self.to_data_space(p)).collect())
+    }
+
+    /// Draws `n` samples from `seed` and writes them as CSV (a header with the model's column
+    /// names, then one data-space row per sample) to `out`, [`STREAM_CHUNK`] points at a time,
+    /// so memory does not grow with `n`. The rows are exactly those of [`LoadedFlow::sample`]
+    /// with the same seed. Values are written in the model's precision (the shortest text
+    /// that reads back to the same number), or as f64 when the model was trained on
+    /// standardised data (then `z * std + mean` is computed in f64). A reader that goes away
+    /// (a closed pipe) ends the output quietly.
+    ///
+    /// # Errors
+    /// A solve fails; a sample is not finite; writing fails other than by a closed pipe.
+    pub fn write_samples<W: Write>(
+        &self,
+        n: usize,
+        seed: u64,
+        out: &mut W,
+    ) -> Result<SampleReport, TrainError> {
+        with_cnf!(&self.model, c => write_samples(c, &self.config, n, seed, out))
+    }
+}
+
+/// Column names of the samples: the model's, or x0, x1, ... when it recorded none.
+fn column_names(config: &ModelConfig) -> Vec<String> {
+    let d = config.mlp.dim;
+    if config.columns.len() == d {
+        config.columns.clone()
+    } else {
+        (0..d).map(|i| format!("x{i}")).collect()
+    }
+}
+
+fn write_samples<T: Real, W: Write>(
+    cnf: &Cnf<T, Mlp<T>>,
+    config: &ModelConfig,
+    n: usize,
+    seed: u64,
+    out: &mut W,
+) -> Result<SampleReport, TrainError> {
+    let d = config.mlp.dim;
+    if cnf.dim() != d || d == 0 {
+        return Err(TrainError::Invalid(format!(
+            "the model's field has {} dimensions, its config {d}",
+            cnf.dim()
+        )));
+    }
+    if let Some(s) = &config.standardizer {
+        if s.mean.len() != d || s.std.len() != d {
+            return Err(TrainError::Invalid(format!(
+                "the standardisation has {} means and {} scales for {d} dimensions",
+                s.mean.len(),
+                s.std.len()
+            )));
+        }
+    }
+    let mut report = SampleReport::default();
+    // The csv crate's writer (names with commas or quotes are quoted). A closed pipe ends the
+    // output quietly; any other write error is reported.
+    let mut w = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 16)
+        .from_writer(&mut *out);
+    let io = |r: std::io::Result<()>| -> Result<bool, TrainError> {
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(TrainError::io("writing the samples")(e)),
+        }
+    };
+    let csv = |r: Result<(), csv::Error>| -> Result<bool, TrainError> {
+        match r.map_err(csv::Error::into_kind) {
+            Ok(()) => Ok(true),
+            Err(csv::ErrorKind::Io(e)) => io(Err(e)),
+            Err(other) => Err(TrainError::Invalid(format!(
+                "writing the samples: {other:?}"
+            ))),
+        }
+    };
+    if !csv(w.write_record(column_names(config)))? {
+        report.closed_early = true;
+        return Ok(report);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut field = String::with_capacity(32);
+    while report.written < n {
+        let m = (n - report.written).min(STREAM_CHUNK);
+        let z: Vec<T> = (0..m * d)
+            .map(|_| cast::<T>(Distribution::<f64>::sample(&StandardNormal, &mut rng)))
+            .collect();
+        let offset = report.written;
+        let moved = cnf
+            .transform(&z, T::one(), T::zero())
+            .map_err(|e| match e {
+                // Name the sample by its index in the whole draw, not in this chunk.
+                FlowError::Solve {
+                    sample: Some(i),
+                    t,
+                    message,
+                    stats,
+                } => FlowError::Solve {
+                    sample: Some(i + offset),
+                    t,
+                    message,
+                    stats,
+                },
+                other => other,
+            })?;
+        report.stats += moved.stats;
+        for (i, row) in moved.points.chunks_exact(d).enumerate() {
+            // Back to data space (whitening included) when the model was standardised.
+            let data: Option<Vec<f64>> = config
+                .standardizer
+                .as_ref()
+                .map(|s| s.inverse_row(&to_f64(row)));
+            for (j, &v) in row.iter().enumerate() {
+                use std::fmt::Write as _;
+                field.clear();
+                let ok = match &data {
+                    Some(x) => {
+                        let x = x[j];
+                        x.is_finite() && write!(field, "{x}").is_ok()
+                    }
+                    None => v.is_finite() && write!(field, "{v}").is_ok(),
+                };
+                if !ok {
+                    return Err(FlowError::NonFiniteOutput {
+                        sample: offset + i,
+                        quantity: "sample",
+                        precision: T::NAME,
+                    }
+                    .into());
+                }
+                if !csv(w.write_field(&field))? {
+                    report.closed_early = true;
+                    return Ok(report);
+                }
+            }
+            if !csv(w.write_record(None::<&[u8]>))? {
+                report.closed_early = true;
+                return Ok(report);
+            }
+            report.written += 1;
+        }
+    }
+    if !io(w.flush())? {
+        report.closed_early = true;
+    }
+    Ok(report)
+}

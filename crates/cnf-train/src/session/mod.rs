@@ -1,0 +1,521 @@
+//! The training session: a model folder opened or created, its data prepared, trained (new or
+//! resumed) with observers, and the read-side operations on it (log-densities, samples,
+//! evaluation, trajectories). The precision is chosen once ([`AnyModel`]); points go in and come
+//! out as f64 slices, row-major, in data space; every failure is a [`TrainError`]. The `cnf`
+//! command maps its arguments onto this type; bindings to other languages call the same.
+//!
+//! ```
+//! use cnf_train::session::{EvalOptions, RunPlan, Session, TrainOptions};
+//! use cnf_train::model::DataSource;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let data = DataSource::from_name("8gaussians", None)?;
+//! let options = TrainOptions {
+//!     hidden: Some(vec![16]),
+//!     iters: Some(4),
+//!     batch: Some(32),
+//!     val_every: Some(2),
+//!     ..TrainOptions::default()
+//! };
+//! let plan = RunPlan::new(data, &options, Some(dir.path().join("run")))?;
+//! let mut session = Session::start(plan, false)?;
+//! let summary = session.train(Vec::new())?;
+//! assert_eq!(summary.iterations, 4);
+//!
+//! // The folder is a model: open it again and use it (data space, f64, row-major).
+//! let session = Session::open(dir.path().join("run"))?;
+//! let flow = session.flow(&EvalOptions::default())?;
+//! let logp = flow.log_density(&[0.0, 0.0, 2.0, 0.0])?;
+//! assert_eq!(logp.len(), 2);
+//! let x = flow.sample(3, 0)?;
+//! assert_eq!(x.len(), 3 * 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+mod any_model;
+mod eval;
+mod points;
+mod prepare;
+mod train;
+
+use std::path::{Path, PathBuf};
+
+use cnf_field::{Activation, MlpConfig};
+use cnf_ode::{SolverSpec, Steps, Tolerance};
+
+pub use any_model::{AnyModel, LoadedFlow, SampleReport, DENSITY_CHUNK, SOLVE_POINTS, STREAM_CHUNK};
+pub use eval::Evaluation;
+pub use prepare::TableDefaults;
+pub use train::TrainSummary;
+
+use crate::data::{Table, ToySet};
+use crate::error::TrainError;
+use crate::fm::FlowMatching;
+use crate::model::{
+    default_solver, file_sha256, solver_error, DataSource, FolderLock, Method, ModelConfig,
+    ModelDir, Precision,
+};
+use crate::observers::checkpoint_iter;
+use crate::trainer::{Differentiation, Regularisers, TraceKind};
+use prepare::Prepared;
+
+/// Hidden widths of a new model on a toy set unless given.
+pub const DEFAULT_HIDDEN: [usize; 3] = [64, 64, 64];
+/// Adam's learning rate unless given (the peers' protocol).
+pub const DEFAULT_LR: f64 = 1e-3;
+/// Minibatch size unless given.
+pub const DEFAULT_BATCH: usize = 512;
+/// Validation interval unless given (toy sets).
+pub const DEFAULT_VAL_EVERY: usize = 100;
+/// Iterations unless given (toy sets).
+pub const DEFAULT_ITERS: usize = 1000;
+/// Iterations of flow matching on a toy set unless given: a flow-matching iteration (no ODE
+/// solve) costs about 1/25 of a maximum-likelihood one, and 10k of them reach maximum
+/// likelihood's test NLL on 8gaussians to about 0.01 nats (docs/flow_matching.md).
+pub const DEFAULT_ITERS_FM: usize = 10_000;
+/// Validation interval of flow matching on a toy set unless given (10 exact-NLL validations, as
+/// for maximum likelihood's 1000 iterations).
+pub const DEFAULT_VAL_EVERY_FM: usize = 1000;
+
+/// Changes to a model's solver. `method` starts from the method's own defaults (its
+/// controller, and fixed steps only with `steps`); tolerances not given are the base's (or the
+/// default solver's when the base has fixed steps).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SolverOverrides {
+    /// Another Runge-Kutta method.
+    pub method: Option<Method>,
+    /// Fixed steps per solve.
+    pub steps: Option<usize>,
+    /// Relative tolerance of adaptive methods.
+    pub rtol: Option<f64>,
+    /// Absolute tolerance of adaptive methods.
+    pub atol: Option<f64>,
+    /// Per-sample error norm (`false`: the batch RMS).
+    pub per_sample_norm: Option<bool>,
+}
+
+impl SolverOverrides {
+    /// `base` with these changes, validated once by `SolverSpec`'s builder; messages name the
+    /// command line's flags ("rk4 is a fixed-step method: give --steps").
+    ///
+    /// # Errors
+    /// The resulting solver is invalid (a fixed-step method without steps, a bad tolerance).
+    pub fn apply(&self, base: &SolverSpec<f64>) -> Result<SolverSpec<f64>, TrainError> {
+        let method = self.method.unwrap_or(base.method());
+        let tolerances = |s: &SolverSpec<f64>| match s.steps() {
+            Steps::Adaptive { rtol, atol } => Some((rtol.clone(), atol.clone())),
+            Steps::Fixed(_) => None,
+        };
+        let (rtol, atol) = tolerances(base)
+            .or_else(|| tolerances(&default_solver()))
+            .unwrap_or((Tolerance::Scalar(1e-5), Tolerance::Scalar(1e-5)));
+        let mut b = SolverSpec::builder(method)
+            .max_steps(base.max_steps())
+            .per_sample_norm(self.per_sample_norm.unwrap_or(base.per_sample_norm()))
+            .rtol(self.rtol.map_or(rtol, Tolerance::Scalar))
+            .atol(self.atol.map_or(atol, Tolerance::Scalar));
+        if let (None, Some(c)) = (self.method, base.explicit_controller()) {
+            b = b.controller(c);
+        }
+        let steps = match self.method {
+            Some(_) => self.steps,
+            None => self.steps.or(base.fixed_steps()),
+        };
+        if let Some(n) = steps {
+            b = b.fixed_steps(n);
+        }
+        b.build().map_err(|e| solver_error(e, "--"))
+    }
+}
+
+/// How a session's flow is loaded for use: the model's solver with changes, in the model's
+/// precision unless another is asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvalOptions {
+    /// Changes to the model's solver.
+    pub solver: SolverOverrides,
+    /// The precision to run in (None: the model's).
+    pub precision: Option<Precision>,
+}
+
+/// The trace of a new run's training loss: automatic (exact up to
+/// [`crate::trainer::EXACT_TRACE_MAX_DIM`] dimensions) or a given estimator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceSetting {
+    /// [`TraceKind::auto`] of the data's dimension.
+    Auto,
+    /// This estimator.
+    Kind(TraceKind),
+}
+
+impl TraceSetting {
+    /// The estimator for `dim` dimensions.
+    pub fn kind(self, dim: usize) -> TraceKind {
+        match self {
+            Self::Auto => TraceKind::auto(dim),
+            Self::Kind(k) => k,
+        }
+    }
+}
+
+/// Settings of a new run; `None` (or the default) leaves a setting to the session, which
+/// chooses from the data ([`TableDefaults`] for tables, the objective's protocol for toy
+/// sets).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainOptions {
+    /// Seed of initialisation, split, batches and probes (default 0).
+    pub seed: Option<u64>,
+    /// Hidden widths.
+    pub hidden: Option<Vec<usize>>,
+    /// Nonlinearity (default tanh).
+    pub activation: Option<Activation>,
+    /// Changes to the default solver (Dopri5, rtol = atol = 1e-5).
+    pub solver: SolverOverrides,
+    /// Minibatch size.
+    pub batch: Option<usize>,
+    /// Adam's learning rate.
+    pub lr: Option<f64>,
+    /// Decoupled weight decay.
+    pub weight_decay: Option<f64>,
+    /// Trace of the training loss.
+    pub trace: Option<TraceSetting>,
+    /// Iterations.
+    pub iters: Option<usize>,
+    /// Validation interval.
+    pub val_every: Option<usize>,
+    /// Early stopping after this many validations without improvement.
+    pub patience: Option<usize>,
+    /// Gradient method (default backprop).
+    pub grad: Option<Differentiation<f64>>,
+    /// Train by flow matching with these settings (None: maximum likelihood).
+    pub flow_matching: Option<FlowMatching>,
+    /// RNODE's regularisers and STEER (maximum likelihood).
+    pub regularisers: Regularisers,
+    /// Precision (default f32).
+    pub precision: Option<Precision>,
+}
+
+/// What may change when a run is resumed; everything else is the run's config.json.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResumeOptions {
+    /// The run's data, given again as [`DataSource::from_name`] takes it (a toy set by name, a
+    /// table file recognised by content: it may have moved). None: what config.json records.
+    pub data: Option<String>,
+    /// Total iterations to reach.
+    pub iters: Option<usize>,
+    /// A new learning rate (replacing the checkpoint's).
+    pub lr: Option<f64>,
+    /// A new patience.
+    pub patience: Option<usize>,
+}
+
+/// A run ready to start: its folder, config and prepared data, checked before anything is
+/// written. [`RunPlan::notes`] and [`RunPlan::settings`] say what was found and chosen.
+pub struct RunPlan {
+    dir: ModelDir,
+    config: ModelConfig,
+    prepared: Prepared,
+    settings: Option<String>,
+    resume: Option<ResumeOptions>,
+    start: usize,
+}
+
+impl RunPlan {
+    /// A new run on `data` with `options`, into `out` (default: the first of `runs/NAME`,
+    /// `runs/NAME-2`, ... that holds no run, NAME the data's).
+    ///
+    /// # Errors
+    /// The data cannot be read or prepared; a setting is invalid.
+    pub fn new(
+        data: DataSource,
+        options: &TrainOptions,
+        out: Option<PathBuf>,
+    ) -> Result<Self, TrainError> {
+        let seed = options.seed.unwrap_or(0);
+        let prep = prepare::prepare(&data, seed)?;
+        let dir = ModelDir::new(out.unwrap_or_else(|| default_out(&prep.name)));
+        let dim = prep.val.n_cols();
+        let mut settings = None;
+        let auto = prep.n_train.map(|n| {
+            let a = TableDefaults::choose(n, dim);
+            let whitened = prep.standardizer.as_ref().is_some_and(|s| s.is_whitened());
+            settings = Some(a.describe(n, dim, whitened, options));
+            a
+        });
+        let hidden = match (&options.hidden, &auto) {
+            (Some(h), _) => h.clone(),
+            (None, Some(a)) => a.hidden.clone(),
+            (None, None) => DEFAULT_HIDDEN.to_vec(),
+        };
+        // Toy sets: each objective's own protocol (tables choose from their size).
+        let (toy_iters, toy_val_every) = if options.flow_matching.is_some() {
+            (DEFAULT_ITERS_FM, DEFAULT_VAL_EVERY_FM)
+        } else {
+            (DEFAULT_ITERS, DEFAULT_VAL_EVERY)
+        };
+        let pick = |given: Option<usize>, table: fn(&TableDefaults) -> usize, toy: usize| {
+            given.unwrap_or(auto.as_ref().map_or(toy, table))
+        };
+        let config = ModelConfig {
+            mlp: MlpConfig::new(
+                dim,
+                &hidden,
+                options.activation.unwrap_or(Activation::Tanh),
+            ),
+            solver: options.solver.apply(&default_solver())?,
+            standardizer: prep.standardizer.clone(),
+            data: prep.source.clone(),
+            seed,
+            columns: prep.columns.clone(),
+            precision: options.precision.unwrap_or(Precision::F32),
+            training: Some(crate::model::TrainingConfig {
+                batch: pick(options.batch, |a| a.batch, DEFAULT_BATCH),
+                grad: options.grad.unwrap_or(Differentiation::Discretise),
+                trace: match (options.trace, &auto) {
+                    (None, Some(a)) => a.trace,
+                    (t, _) => t.unwrap_or(TraceSetting::Auto).kind(dim),
+                },
+                lr: options
+                    .lr
+                    .unwrap_or(auto.as_ref().map_or(DEFAULT_LR, |a| a.lr)),
+                weight_decay: options
+                    .weight_decay
+                    .unwrap_or(auto.as_ref().map_or(0.0, |a| a.weight_decay)),
+                val_every: pick(options.val_every, |a| a.val_every, toy_val_every),
+                iters: Some(pick(options.iters, |a| a.iters, toy_iters)),
+                patience: options.patience.or(auto.as_ref().map(|a| a.patience)),
+                flow_matching: options.flow_matching,
+                regularisers: options.regularisers,
+            }),
+        };
+        crate::model::check_solver_precision(&config.solver, "--", config.precision)?;
+        config.validate()?;
+        Ok(Self {
+            dir,
+            config,
+            prepared: prep,
+            settings,
+            resume: None,
+            start: 0,
+        })
+    }
+
+    /// Continues the run in `dir` from its checkpoint, with its config.json's settings and
+    /// data (checked to be the same data when `options.data` gives it again).
+    ///
+    /// # Errors
+    /// The folder holds no run to resume (no training settings, no checkpoint), its data is
+    /// missing, changed or not the data given.
+    pub fn resume(dir: impl Into<PathBuf>, options: ResumeOptions) -> Result<Self, TrainError> {
+        let dir = ModelDir::new(dir);
+        let mut config = dir.config()?;
+        if config.training.is_none() {
+            return Err(TrainError::Invalid(format!(
+                "{} holds no training settings (an imported model?): nothing to resume",
+                dir.dir.display()
+            )));
+        }
+        if let (None, DataSource::Table { path, .. }) = (&options.data, &config.data) {
+            if !path.is_file() {
+                return Err(TrainError::Invalid(format!(
+                    "the run's data {} is not there (config.json records it{}); pass --data with \
+                     the file, which is recognised by its SHA-256",
+                    path.display(),
+                    if path.is_relative() {
+                        " relative to the folder training ran in"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        if let Some(data) = &options.data {
+            // The same data: the same toy set, or a file with the same content (wherever it
+            // is now: the run continues on the file given).
+            let same = match (DataSource::from_name(data, None)?, &mut config.data) {
+                (DataSource::Toy { name: a }, DataSource::Toy { name: b }) => a == *b,
+                (DataSource::Table { path: given, .. }, DataSource::Table { sha256, path, .. }) => {
+                    let same = sha256.as_deref() == Some(file_sha256(&given)?.as_str());
+                    if same {
+                        *path = given;
+                    }
+                    same
+                }
+                _ => false,
+            };
+            if !same {
+                return Err(TrainError::Invalid(format!(
+                    "--data {data:?} is not the data of the run being resumed ({}); resume \
+                     continues with the run's own data, so --data may be left out",
+                    config.data.describe()
+                )));
+            }
+        }
+        let prepared = prepare::prepare(&config.data, config.seed)?;
+        let start = checkpoint_iter(&dir)?;
+        Ok(Self {
+            dir,
+            config,
+            prepared,
+            settings: None,
+            resume: Some(options),
+            start,
+        })
+    }
+
+    /// The run's configuration (what config.json holds or will hold).
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    /// The run's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir.dir
+    }
+    /// What the data preparation found (a numeric first row read as data, collinear columns,
+    /// dequantised integer columns), one line each.
+    pub fn notes(&self) -> &[String] {
+        &self.prepared.notes
+    }
+    /// For a new run on a table: the settings chosen from its size and why.
+    pub fn settings(&self) -> Option<&str> {
+        self.settings.as_deref()
+    }
+    /// Whether this resumes a run.
+    pub fn is_resume(&self) -> bool {
+        self.resume.is_some()
+    }
+    /// The iteration training starts at (the checkpoint's when resuming, else 0).
+    pub fn start_iter(&self) -> usize {
+        self.start
+    }
+}
+
+/// The first folder of `runs/<name>`, `runs/<name>-2`, ... that holds no run.
+fn default_out(name: &str) -> PathBuf {
+    let base = Path::new("runs");
+    (1..)
+        .map(|k| match k {
+            1 => base.join(name),
+            _ => base.join(format!("{name}-{k}")),
+        })
+        .find(|p| !ModelDir::new(p).holds_run())
+        .unwrap_or_else(|| base.join(name))
+}
+
+/// A model folder in use: opened to read (log-densities, samples, evaluation) or started to
+/// train (then it holds the folder's lock until dropped).
+pub struct Session {
+    dir: ModelDir,
+    config: ModelConfig,
+    run: Option<train::Run>,
+}
+
+impl Session {
+    /// Opens the model folder `dir` (its config.json read and validated).
+    ///
+    /// # Errors
+    /// `dir` holds no readable, valid config.json.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, TrainError> {
+        let dir = ModelDir::new(dir);
+        let config = dir.config()?;
+        Ok(Self {
+            dir,
+            config,
+            run: None,
+        })
+    }
+
+    /// Takes the folder of `plan` (its lock) to train in it. A new run is refused in a folder
+    /// that holds a model unless `force`; then the old run's files are removed, but only when
+    /// training starts ([`Session::train`]), after everything it needs has been checked.
+    ///
+    /// # Errors
+    /// Another process holds the folder; the folder holds a model and neither `force` nor a
+    /// resume was asked for.
+    pub fn start(plan: RunPlan, force: bool) -> Result<Self, TrainError> {
+        let lock: FolderLock = plan.dir.lock()?;
+        if plan.resume.is_none() && !force {
+            plan.dir
+                .refuse_existing("use --resume to continue its training or --force to replace it")?;
+        }
+        Ok(Self {
+            dir: plan.dir,
+            config: plan.config,
+            run: Some(train::Run {
+                prepared: Some(plan.prepared),
+                resume: plan.resume,
+                force,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    /// The model folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir.dir
+    }
+    /// The folder's path of one of its files (`crate::model::METRICS_FILE`, ...).
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path(file)
+    }
+    /// The dimension of the model's points.
+    pub fn dim(&self) -> usize {
+        self.config.mlp.dim
+    }
+
+    /// The model's flow (best weights) loaded as `options` say.
+    ///
+    /// # Errors
+    /// The weights cannot be read; the solver changes are invalid or their tolerances not
+    /// normal numbers in the precision.
+    pub fn flow(&self, options: &EvalOptions) -> Result<LoadedFlow, TrainError> {
+        let solver = options.solver.apply(&self.config.solver)?;
+        let precision = options.precision.unwrap_or(self.config.precision);
+        let model = AnyModel::load(&self.dir, &self.config, &solver, precision)?;
+        Ok(LoadedFlow {
+            model,
+            config: self.config.clone(),
+            solver,
+        })
+    }
+
+    /// Data-space log-densities of `x` (`(n, d)` row-major); see [`LoadedFlow::log_density`].
+    ///
+    /// # Errors
+    /// As [`Session::flow`] and [`LoadedFlow::log_density`].
+    pub fn log_density(&self, x: &[f64], options: &EvalOptions) -> Result<Vec<f64>, TrainError> {
+        self.flow(options)?.log_density(x)
+    }
+
+    /// `n` data-space samples (`(n, d)` row-major) from `seed`; see [`LoadedFlow::sample`].
+    ///
+    /// # Errors
+    /// As [`Session::flow`] and [`LoadedFlow::sample`].
+    pub fn sample(&self, n: usize, seed: u64, options: &EvalOptions) -> Result<Vec<f64>, TrainError> {
+        self.flow(options)?.sample(n, seed)
+    }
+
+    /// Up to `max_rows` points of the training data (data space, row-major): the toy set's
+    /// fixed test set, or the rows of the table file (with the model's column selection);
+    /// empty for an imported model.
+    ///
+    /// # Errors
+    /// The toy set is unknown or the table cannot be read.
+    pub fn data_points(&self, max_rows: usize) -> Result<Vec<f64>, TrainError> {
+        let table: Option<Table> = match &self.config.data {
+            DataSource::Toy { name } => {
+                let set: ToySet = prepare::toy_set(name)?;
+                Some(crate::data::toy_test(set))
+            }
+            DataSource::Table { path, .. } => Some(crate::model::read_table_for(&self.config, path)?),
+            DataSource::Imported { .. } => None,
+        };
+        Ok(table.map_or_else(Vec::new, |t| {
+            let n = t.data().len().min(max_rows * t.n_cols());
+            t.data()[..n].to_vec()
+        }))
+    }
+}
