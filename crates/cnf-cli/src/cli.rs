@@ -5,8 +5,10 @@ use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cnf_field::{Activation, MlpConfig};
 
+use cnf_train::model::Precision;
 pub use cnf_train::model::{Method, MAX_STEPS};
-use cnf_train::trainer::{grad_from_name, Differentiation, GRAD_NAMES};
+use cnf_train::session::{EvalOptions, SolverOverrides, TraceSetting, DEFAULT_HIDDEN};
+use cnf_train::trainer::{grad_from_name, Differentiation, TraceKind, GRAD_NAMES};
 
 /// Continuous normalizing flows: train density models, evaluate log-densities, sample, plot.
 #[derive(Debug, Parser)]
@@ -71,6 +73,18 @@ pub enum TraceArg {
     Gaussian,
     /// Hutchinson with min(d, 4) orthogonal probes per point (lower variance, 4 tangent passes).
     Orthogonal,
+}
+
+impl From<TraceArg> for TraceSetting {
+    fn from(t: TraceArg) -> Self {
+        match t {
+            TraceArg::Auto => TraceSetting::Auto,
+            TraceArg::Exact => TraceSetting::Kind(TraceKind::Exact),
+            TraceArg::Rademacher => TraceSetting::Kind(TraceKind::Rademacher),
+            TraceArg::Gaussian => TraceSetting::Kind(TraceKind::Gaussian),
+            TraceArg::Orthogonal => TraceSetting::Kind(TraceKind::Orthogonal),
+        }
+    }
 }
 
 /// What training minimises.
@@ -155,7 +169,9 @@ pub struct ArchArgs {
 impl ArchArgs {
     /// The hidden widths (default 64,64,64).
     pub fn hidden(&self) -> Vec<usize> {
-        self.hidden.clone().unwrap_or_else(|| vec![64, 64, 64])
+        self.hidden
+            .clone()
+            .unwrap_or_else(|| DEFAULT_HIDDEN.to_vec())
     }
     /// The activation (default tanh).
     pub fn activation(&self) -> Activation {
@@ -184,6 +200,26 @@ pub struct SolverArgs {
     /// [default: the model's, rms].
     #[arg(long, value_parser = ["rms", "per-sample"])]
     pub error_norm: Option<String>,
+}
+
+impl SolverArgs {
+    /// The changes these flags make to a model's solver.
+    pub fn overrides(&self) -> SolverOverrides {
+        SolverOverrides {
+            method: self.method,
+            steps: self.steps,
+            rtol: self.rtol,
+            atol: self.atol,
+            per_sample_norm: self.error_norm.as_deref().map(|n| n == "per-sample"),
+        }
+    }
+    /// How a model is loaded for evaluation: these solver changes, in f64 when `f64`.
+    pub fn eval_options(&self, f64: bool) -> EvalOptions {
+        EvalOptions {
+            solver: self.overrides(),
+            precision: f64.then_some(Precision::F64),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

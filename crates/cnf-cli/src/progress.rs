@@ -1,8 +1,8 @@
 //! The progress bar of `cnf train`: an observer of the library's training loop.
-use cnf_field::{Real, VectorField};
-use cnf_train::error::TrainError;
-use cnf_train::optim::Adam;
-use cnf_train::trainer::{Control, IterEvent, Observer, ValEvent};
+use std::ops::ControlFlow;
+
+use cnf_train::observers::EventObserver;
+use cnf_train::trainer::{IterEvent, ValEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// An indicatif bar: iteration, loss, NFE, it/s, ETA.
@@ -29,7 +29,7 @@ impl Progress {
     }
 }
 
-impl<T: Real, F: VectorField<T>> Observer<T, F> for Progress {
+impl EventObserver for Progress {
     fn on_iter(&mut self, ev: &IterEvent) {
         self.bar.set_position(ev.iter as u64 + 1);
         self.bar.set_message(format!(
@@ -37,7 +37,12 @@ impl<T: Real, F: VectorField<T>> Observer<T, F> for Progress {
             ev.loss, ev.nfe_fwd, ev.nfe_bwd, self.best
         ));
     }
-    fn on_validation(&mut self, ev: &ValEvent, _: &F, _: &Adam<T>) -> Result<Control, TrainError> {
+    fn on_validation(&mut self, ev: &ValEvent) -> ControlFlow<()> {
+        if ev.untrained {
+            // The bar starts at the first iteration; the starting model's figure is in the
+            // metrics file.
+            return ControlFlow::Continue(());
+        }
         self.best = self.best.min(ev.val_nll);
         let line = format!(
             "iter {:>5}  train loss {:.4}  val NLL {:.4}  nfe fwd/bwd {}/{}  {:.1} s",
@@ -48,7 +53,7 @@ impl<T: Real, F: VectorField<T>> Observer<T, F> for Progress {
         } else {
             self.bar.println(line);
         }
-        Ok(Control::Continue)
+        ControlFlow::Continue(())
     }
     fn on_finish(&mut self) {
         self.bar.finish_and_clear();

@@ -3,33 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use cnf_field::{Mlp, Real};
-use cnf_flow::{Batching, Cnf};
-use cnf_ode::cast;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Deserialize;
 
 use crate::plot::{density_heatmap, samples_vs_data, training_curve, trajectories};
-use cnf_train::data::toy_test;
-use cnf_train::data::{Table, ToySet};
 use cnf_train::error::{PlotError, TrainError};
-use cnf_train::model::log_density_table;
-use cnf_train::model::{DataSource, ModelConfig};
-
-/// Points per ODE solve when plotting and sampling: parallel solves of this many points (each
-/// with its own adaptive steps) are ~10x faster than one solve of a whole large batch.
-pub const SOLVE_CHUNK: usize = 1024;
-
-/// Points drawn, solved and written at a time by `cnf sample`: a multiple of
-/// [`SOLVE_CHUNK`], so the solves (and so the samples) are the same as one
-/// `Cnf::sample(n, rng)` call with `Batching::Chunks(SOLVE_CHUNK)`.
-pub const STREAM_CHUNK: usize = 64 * SOLVE_CHUNK;
-
-/// The flow with [`SOLVE_CHUNK`]-point parallel solves.
-pub fn fast<T: Real>(cnf: &Cnf<T, Mlp<T>>) -> Cnf<T, Mlp<T>> {
-    cnf.clone().with_batching(Batching::Chunks(SOLVE_CHUNK))
-}
+use cnf_train::model::ModelConfig;
+use cnf_train::session::{EvalOptions, LoadedFlow, Session};
 
 /// The names of a 2-D model's two axes: the data's column names when recorded, else x0, x1.
 pub fn axis_names(config: &ModelConfig) -> [String; 2] {
@@ -52,53 +33,28 @@ pub fn bounds(config: &ModelConfig) -> [f64; 4] {
     }
 }
 
-fn to_f64<T: Real>(x: &[T]) -> Vec<f64> {
-    x.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).collect()
-}
-
 fn pairs(x: &[f64]) -> Vec<[f64; 2]> {
     x.chunks_exact(2).map(|p| [p[0], p[1]]).collect()
 }
 
-/// Model-space points back to data space.
-fn to_data_space(config: &ModelConfig, x: Vec<f64>) -> Result<Vec<f64>, TrainError> {
-    Ok(match &config.standardizer {
-        Some(s) => s
-            .inverse(&Table::with_default_names(x.len() / 2, 2, x)?)?
-            .data()
-            .to_vec(),
-        None => x,
-    })
-}
-
-/// The heat map of the model's density in data space.
-pub fn plot_density<T: Real>(
-    cnf: &Cnf<T, Mlp<T>>,
-    config: &ModelConfig,
-    path: &Path,
-    resolution: usize,
-) -> Result<(), TrainError> {
-    let cnf = &fast(cnf);
-    let [x, y] = axis_names(config);
+/// The heat map of a 2-D model's density in data space.
+pub fn plot_density(flow: &LoadedFlow, path: &Path, resolution: usize) -> Result<(), TrainError> {
+    let [x, y] = axis_names(flow.config());
     // The heat map takes an `Fn`; keep the first failure to report it after drawing.
     let failure = std::cell::RefCell::new(None);
     density_heatmap(
         path,
         |pts| {
             let flat: Vec<f64> = pts.iter().flatten().copied().collect();
-            let table = Table::with_default_names(pts.len(), 2, flat);
-            match table
-                .map_err(TrainError::from)
-                .and_then(|t| log_density_table(cnf, config, &t))
-            {
-                Ok((lp, _)) => lp,
+            match flow.log_density(&flat) {
+                Ok(lp) => lp,
                 Err(e) => {
                     failure.borrow_mut().get_or_insert(e);
                     vec![f64::NEG_INFINITY; pts.len()]
                 }
             }
         },
-        bounds(config),
+        bounds(flow.config()),
         resolution,
         "learned density p(x)",
         [&x, &y],
@@ -106,34 +62,18 @@ pub fn plot_density<T: Real>(
     failure.into_inner().map_or(Ok(()), Err)
 }
 
-/// density.png, samples.png and trajectories.png in `dir`.
-pub fn plot_model<T: Real>(
-    cnf: &Cnf<T, Mlp<T>>,
-    config: &ModelConfig,
-    dir: &Path,
-) -> Result<(), TrainError> {
-    let cnf = &fast(cnf);
+/// density.png, samples.png and trajectories.png of a 2-D model (its best weights, in its
+/// precision) in `dir`.
+pub fn plot_model(session: &Session, dir: &Path) -> Result<(), TrainError> {
+    let flow = session.flow(&EvalOptions::default())?;
+    let config = session.config();
     let b = bounds(config);
     let [x, y] = axis_names(config);
     let labels = [x.as_str(), y.as_str()];
-    plot_density(cnf, config, &dir.join("density.png"), 150)?;
+    plot_density(&flow, &dir.join("density.png"), 150)?;
     let mut rng = StdRng::seed_from_u64(config.seed.wrapping_add(7));
-    let samples = to_data_space(config, to_f64(&cnf.sample(2000, &mut rng)?.points))?;
-    let data: Vec<f64> = match &config.data {
-        DataSource::Toy { name } => {
-            let set: ToySet = name
-                .parse()
-                .map_err(|e: cnf_train::data::toy::UnknownToySet| {
-                    TrainError::Invalid(e.to_string())
-                })?;
-            toy_test(set).data()[..4000].to_vec()
-        }
-        DataSource::Table { path, .. } => {
-            let t = cnf_train::model::read_table_for(config, path)?;
-            t.data()[..t.data().len().min(4000)].to_vec()
-        }
-        DataSource::Imported { .. } => Vec::new(),
-    };
+    let samples = flow.sample_with(2000, &mut rng)?;
+    let data = session.data_points(2000)?;
     samples_vs_data(
         dir.join("samples.png"),
         &pairs(&samples),
@@ -141,24 +81,13 @@ pub fn plot_model<T: Real>(
         b,
         labels,
     )?;
-    // Trajectories of a few points from t = 0 to 1, in model space: one solve with 21 output
-    // times (each method's continuous extension between its steps).
-    let starts: Vec<T> = if data.len() >= 24 {
-        cnf_train::model::to_model_space(
-            config,
-            &Table::with_default_names(12, 2, data[..24].to_vec())?,
-        )?
-    } else {
-        cnf.sample(12, &mut rng)?.points
-    };
+    // Trajectories of 12 points from t = 0 to 1: the first data points, or samples.
     let steps = 20;
-    let times: Vec<T> = (0..=steps)
-        .map(|k| cast::<T>(k as f64 / steps as f64))
-        .collect();
-    let mut paths: Vec<Vec<[f64; 2]>> = vec![Vec::new(); starts.len() / 2];
-    for at in cnf.trajectory(&starts, &times)?.points {
-        let shown = to_data_space(config, to_f64(&at))?;
-        for (p, xy) in paths.iter_mut().zip(pairs(&shown)) {
+    let times: Vec<f64> = (0..=steps).map(|k| k as f64 / steps as f64).collect();
+    let starts = (data.len() >= 24).then(|| &data[..24]);
+    let mut paths: Vec<Vec<[f64; 2]>> = vec![Vec::new(); 12];
+    for at in flow.trajectories(starts, 12, &mut rng, &times)? {
+        for (p, xy) in paths.iter_mut().zip(pairs(&at)) {
             p.push(xy);
         }
     }

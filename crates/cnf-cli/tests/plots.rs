@@ -5,7 +5,7 @@ use std::process::Command;
 
 use cnf_cli::plot::{HEATMAP_SIZE, SAMPLES_VS_DATA_SIZE, TRAINING_CURVE_SIZE, TRAJECTORIES_SIZE};
 use cnf_cli::report::{plot_model, plot_training_curve, MetricsError};
-use cnf_train::model::ModelDir;
+use cnf_train::session::Session;
 
 const NPZ: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -62,12 +62,10 @@ fn import(dir: &Path) -> PathBuf {
 #[test]
 fn a_model_folder_gets_its_three_pngs() {
     let dir = tempfile::tempdir().unwrap();
-    let md = ModelDir::new(import(dir.path()));
-    let config = md.config().unwrap();
-    let cnf = md.load_cnf::<f32>(&config, None).unwrap();
+    let session = Session::open(import(dir.path())).unwrap();
     let out = dir.path().join("pngs");
     std::fs::create_dir(&out).unwrap();
-    plot_model(&cnf, &config, &out).unwrap();
+    plot_model(&session, &out).unwrap();
     assert_eq!(png_size(&out.join("density.png")), HEATMAP_SIZE);
     assert_eq!(png_size(&out.join("samples.png")), SAMPLES_VS_DATA_SIZE);
     assert_eq!(png_size(&out.join("trajectories.png")), TRAJECTORIES_SIZE);

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cnf_cli::report::{SOLVE_CHUNK, STREAM_CHUNK};
 use cnf_flow::Batching;
 use cnf_train::model::ModelDir;
+use cnf_train::session::{SOLVE_POINTS as SOLVE_CHUNK, STREAM_CHUNK};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 

@@ -14,8 +14,7 @@ use cnf_train::model::{
 use cnf_train::observers::{BestSoFar, BestWeights, EarlyStopping, ResumeFile};
 use cnf_train::optim::{Adam, AdamConfig};
 use cnf_train::trainer::{
-    mean_nll, Batches, Differentiation, Observer, TraceKind, TrainSettings, Trainer,
-    ValEvent,
+    mean_nll, Batches, Differentiation, Observer, TraceKind, TrainSettings, Trainer, ValEvent,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};

@@ -7,21 +7,14 @@ use std::path::{Path, PathBuf};
 
 use cnf_train::atomic::{same_file, OutputFile};
 use cnf_train::data::table::default_names;
-use cnf_train::data::{read_table, ColumnSelection, Table};
-use cnf_train::error::{DataError, TrainError};
-use cnf_train::model::{describe_solver, ModelConfig};
+use cnf_train::data::Table;
+use cnf_train::error::TrainError;
+use cnf_train::session::{is_npy, LoadedFlow, Session};
 
-use super::inspect::{densities, lacks_columns, open, precision, read_points};
-use super::solver_config;
 use crate::cli::DensityArgs;
 
 /// The name of the appended column.
 const LOGP: &str = "logp";
-
-fn is_npy(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-}
 
 /// Where the result goes: `None` for standard output. An output that is the input file is
 /// refused unless `--in-place` asks for it; `--in-place` alone means the input.
@@ -59,41 +52,6 @@ fn output_path(args: &DensityArgs) -> Result<Option<PathBuf>, TrainError> {
             }
         }
     }
-}
-
-/// The model's columns of the input as numbers: by name when the header has them (other
-/// columns may hold anything, words too), else, without a header, all columns in order.
-fn read_model_columns(config: &ModelConfig, path: &Path) -> Result<Table, TrainError> {
-    if !is_npy(path) {
-        let by_name = ColumnSelection {
-            columns: Some(config.columns.clone()),
-            ..Default::default()
-        };
-        match read_table(path, &by_name) {
-            Ok(t) if t.names() == config.columns.as_slice() => {
-                if let Some(note) = t.header_note() {
-                    eprintln!("note: {note}");
-                }
-                return Ok(t);
-            }
-            // Selected by index (a header of numbers): decide as without a header.
-            Ok(_) => {}
-            Err(TrainError::Data(DataError::UnknownColumn { available, .. }))
-                if available != default_names(available.len()) =>
-            {
-                // A damaged file is reported as such first (a ragged row, a non-finite
-                // value), as by `read_points`; a word in another column is no damage.
-                match read_points(config, path) {
-                    Err(TrainError::Data(DataError::NotNumeric { .. })) => {}
-                    other => return other,
-                }
-                return Err(lacks_columns(config, path, &available));
-            }
-            Err(TrainError::Data(DataError::UnknownColumn { .. })) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    read_points(config, path)
 }
 
 /// A CSV reader with the settings of the numeric reader (`cnf_train::data::read_csv`), so that
@@ -226,48 +184,15 @@ impl Passthrough {
     }
 }
 
-/// `cnf density`: every column of the input, in order, as it was written, with `logp` (the
-/// data-space log-density) appended, or replacing an input column named `logp`. Only the
-/// model's columns must be numbers. A `.npy` input (or a pipe, which cannot be read twice)
-/// gives the model's columns and `logp`.
-pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
-    let output = output_path(args)?;
-    let (dir, config) = open(&args.model)?;
-    if config.columns.iter().any(|c| c == LOGP) {
-        return Err(TrainError::Invalid(format!(
-            "the model has a column named {LOGP}, the name of the output's log-density column; \
-             rename that column and retrain"
-        )));
-    }
-    let table = read_model_columns(&config, &args.input)?;
-    let regular = std::fs::metadata(&args.input).is_ok_and(|m| m.is_file());
-    let mut raw = if regular && !is_npy(&args.input) {
-        Some(Passthrough::open(&args.input, table.n_rows())?)
-    } else {
-        None
-    };
-    if raw.as_ref().is_some_and(|r| r.logp.is_some()) {
-        eprintln!(
-            "note: {} has a {LOGP} column: its values are replaced",
-            args.input.display()
-        );
-    }
-    let solver = solver_config(&config.solver, &args.solver)?;
-    let prec = precision(&config, args.f64);
-
-    let target = output
-        .as_ref()
-        .map_or("standard output".to_string(), |p| p.display().to_string());
-    // Nothing replaces an existing file until every row is written (`commit`).
-    let mut file = output.as_deref().map(OutputFile::create).transpose()?;
-    let mut stdout;
-    let sink: &mut dyn Write = match file.as_mut() {
-        Some(f) => f,
-        None => {
-            stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-            &mut stdout
-        }
-    };
+/// Writes the header and, as the log-densities come, the rows: the input's own fields
+/// (`raw`) or, without them, the model's columns; returns the work of the solves.
+fn write_rows(
+    flow: &LoadedFlow,
+    table: &Table,
+    raw: &mut Option<Passthrough>,
+    sink: &mut dyn Write,
+    target: &str,
+) -> Result<cnf_train::session::Stats, TrainError> {
     let mut w = csv::WriterBuilder::new()
         .buffer_capacity(1 << 16)
         .from_writer(sink);
@@ -283,7 +208,7 @@ pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
             .collect(),
     };
     w.write_record(&header).map_err(|e| fail(e.to_string()))?;
-    let stats = densities(&dir, &config, &solver, prec, &table, &mut |part, lp| {
+    let stats = flow.log_density_chunks(table, &mut |part, lp| {
         for (row, v) in part.rows().zip(lp) {
             let v = v.to_string();
             match raw.as_mut() {
@@ -302,15 +227,57 @@ pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
         Ok(())
     })?;
     w.flush().map_err(|e| fail(e.to_string()))?;
-    drop(w);
-    if let Some(f) = file {
-        f.commit()?;
+    Ok(stats)
+}
+
+/// `cnf density`: every column of the input, in order, as it was written, with `logp` (the
+/// data-space log-density) appended, or replacing an input column named `logp`. Only the
+/// model's columns must be numbers. A `.npy` input (or a pipe, which cannot be read twice)
+/// gives the model's columns and `logp`.
+pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
+    let output = output_path(args)?;
+    let session = Session::open(&args.model)?;
+    if session.config().columns.iter().any(|c| c == LOGP) {
+        return Err(TrainError::Invalid(format!(
+            "the model has a column named {LOGP}, the name of the output's log-density column; \
+             rename that column and retrain"
+        )));
     }
+    let mut notes = Vec::new();
+    let table = session.read_points(&args.input, &mut notes);
+    notes.iter().for_each(|n| eprintln!("{n}"));
+    let table = table?;
+    let regular = std::fs::metadata(&args.input).is_ok_and(|m| m.is_file());
+    let mut raw = if regular && !is_npy(&args.input) {
+        Some(Passthrough::open(&args.input, table.n_rows())?)
+    } else {
+        None
+    };
+    if raw.as_ref().is_some_and(|r| r.logp.is_some()) {
+        let input = args.input.display();
+        eprintln!("note: {input} has a {LOGP} column: its values are replaced");
+    }
+    let flow = session.flow(&args.solver.eval_options(args.f64))?;
+    let target = output
+        .as_ref()
+        .map_or("standard output".to_string(), |p| p.display().to_string());
+    // Nothing replaces an existing file until every row is written (`commit`).
+    let stats = match output.as_deref().map(OutputFile::create).transpose()? {
+        Some(mut f) => {
+            let stats = write_rows(&flow, &table, &mut raw, &mut f, &target)?;
+            f.commit()?;
+            stats
+        }
+        None => {
+            let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            write_rows(&flow, &table, &mut raw, &mut out, &target)?
+        }
+    };
     eprintln!(
         "log-densities of {} points (data space, exact trace, {} in {}, {stats})",
         table.n_rows(),
-        describe_solver(&solver),
-        prec.as_str()
+        flow.describe_solver(),
+        flow.precision().as_str()
     );
     Ok(())
 }

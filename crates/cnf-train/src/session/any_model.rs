@@ -95,6 +95,9 @@ pub struct LoadedFlow {
     pub(crate) solver: SolverSpec<f64>,
 }
 
+/// Receives a part of a table and its data-space log-densities.
+pub type DensitySink<'a> = dyn FnMut(&Table, &[f64]) -> Result<(), TrainError> + 'a;
+
 /// What [`LoadedFlow::write_samples`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SampleReport {
@@ -171,7 +174,7 @@ impl LoadedFlow {
     pub fn log_density_chunks(
         &self,
         table: &Table,
-        sink: &mut dyn FnMut(&Table, &[f64]) -> Result<(), TrainError>,
+        sink: &mut DensitySink<'_>,
     ) -> Result<Stats, TrainError> {
         let mut stats = Stats::default();
         let rows: Vec<usize> = (0..table.n_rows()).collect();

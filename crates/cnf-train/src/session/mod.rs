@@ -39,11 +39,15 @@ mod train;
 
 use std::path::{Path, PathBuf};
 
-use cnf_field::{Activation, MlpConfig};
+use cnf_field::{Activation, Mlp, MlpConfig, VectorField};
 use cnf_ode::{SolverSpec, Steps, Tolerance};
 
-pub use any_model::{AnyModel, LoadedFlow, SampleReport, DENSITY_CHUNK, SOLVE_POINTS, STREAM_CHUNK};
+pub use any_model::{
+    AnyModel, DensitySink, LoadedFlow, SampleReport, DENSITY_CHUNK, SOLVE_POINTS, STREAM_CHUNK,
+};
+pub use cnf_ode::Stats;
 pub use eval::Evaluation;
+pub use points::is_npy;
 pub use prepare::TableDefaults;
 pub use train::TrainSummary;
 
@@ -256,11 +260,7 @@ impl RunPlan {
             given.unwrap_or(auto.as_ref().map_or(toy, table))
         };
         let config = ModelConfig {
-            mlp: MlpConfig::new(
-                dim,
-                &hidden,
-                options.activation.unwrap_or(Activation::Tanh),
-            ),
+            mlp: MlpConfig::new(dim, &hidden, options.activation.unwrap_or(Activation::Tanh)),
             solver: options.solver.apply(&default_solver())?,
             standardizer: prep.standardizer.clone(),
             data: prep.source.clone(),
@@ -387,6 +387,65 @@ impl RunPlan {
     pub fn start_iter(&self) -> usize {
         self.start
     }
+    /// The iteration training runs to (the resume's, else the run's).
+    pub fn iters(&self) -> usize {
+        total_iters(&self.config, self.resume.as_ref())
+    }
+}
+
+/// The iteration a run trains to: the resume's when given, else config.json's (else the
+/// default of files that did not record it).
+fn total_iters(config: &ModelConfig, resume: Option<&ResumeOptions>) -> usize {
+    resume
+        .and_then(|r| r.iters)
+        .or(config.training.as_ref().and_then(|t| t.iters))
+        .unwrap_or(DEFAULT_ITERS)
+}
+
+/// Imports weights trained elsewhere (an .npz with W0.., b0.. in torch layout) as the model
+/// folder `out` (refused when it holds a model, unless `force`): an f32 model with the
+/// default solver changed by `solver`. Returns the session and the number of parameters.
+///
+/// # Errors
+/// The .npz cannot be read or does not match the architecture; the solver is invalid; the
+/// folder is taken.
+pub fn import_npz(
+    npz: &Path,
+    hidden: &[usize],
+    activation: Activation,
+    solver: &SolverOverrides,
+    out: &Path,
+    force: bool,
+) -> Result<(Session, usize), TrainError> {
+    let mlp = Mlp::<f32>::from_npz(npz, hidden, activation)?;
+    let solver = solver.apply(&default_solver())?;
+    let d = mlp.dim();
+    let config = ModelConfig {
+        mlp: mlp.config().clone(),
+        solver,
+        standardizer: None,
+        data: DataSource::Imported {
+            path: npz.to_path_buf(),
+        },
+        seed: 0,
+        columns: (0..d).map(|i| format!("x{i}")).collect(),
+        precision: Precision::F32,
+        training: None,
+    };
+    let dir = ModelDir::new(out);
+    let _lock = dir.lock()?;
+    dir.clear_for_new(force)?;
+    dir.save_weights(&mlp)?;
+    dir.save_config(&config)?;
+    let n = mlp.num_params();
+    Ok((
+        Session {
+            dir,
+            config,
+            run: None,
+        },
+        n,
+    ))
 }
 
 /// The first folder of `runs/<name>`, `runs/<name>-2`, ... that holds no run.
@@ -434,8 +493,9 @@ impl Session {
     pub fn start(plan: RunPlan, force: bool) -> Result<Self, TrainError> {
         let lock: FolderLock = plan.dir.lock()?;
         if plan.resume.is_none() && !force {
-            plan.dir
-                .refuse_existing("use --resume to continue its training or --force to replace it")?;
+            plan.dir.refuse_existing(
+                "use --resume to continue its training or --force to replace it",
+            )?;
         }
         Ok(Self {
             dir: plan.dir,
@@ -494,7 +554,12 @@ impl Session {
     ///
     /// # Errors
     /// As [`Session::flow`] and [`LoadedFlow::sample`].
-    pub fn sample(&self, n: usize, seed: u64, options: &EvalOptions) -> Result<Vec<f64>, TrainError> {
+    pub fn sample(
+        &self,
+        n: usize,
+        seed: u64,
+        options: &EvalOptions,
+    ) -> Result<Vec<f64>, TrainError> {
         self.flow(options)?.sample(n, seed)
     }
 
@@ -510,7 +575,9 @@ impl Session {
                 let set: ToySet = prepare::toy_set(name)?;
                 Some(crate::data::toy_test(set))
             }
-            DataSource::Table { path, .. } => Some(crate::model::read_table_for(&self.config, path)?),
+            DataSource::Table { path, .. } => {
+                Some(crate::model::read_table_for(&self.config, path)?)
+            }
             DataSource::Imported { .. } => None,
         };
         Ok(table.map_or_else(Vec::new, |t| {

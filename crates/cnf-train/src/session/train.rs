@@ -8,15 +8,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::prepare::Prepared;
-use super::{ResumeOptions, Session, DEFAULT_ITERS};
+use super::{ResumeOptions, Session};
 use crate::error::TrainError;
 use crate::model::{
     describe_solver, log_det, solver_in, to_model_space, write_atomic, FolderLock, Precision,
     CHECKPOINT_FILE, METRICS_FILE,
 };
 use crate::observers::{
-    BestSoFar, BestWeights, Checkpoint, EarlyStopping, EventObserver, Events, Metrics,
-    ResumeFile,
+    BestSoFar, BestWeights, Checkpoint, EarlyStopping, EventObserver, Events, Metrics, ResumeFile,
 };
 use crate::optim::{Adam, AdamConfig};
 use crate::trainer::{mean_nll, FlowMatchingObjective, Observer, TrainSettings, Trainer};
@@ -111,7 +110,7 @@ impl Session {
         let val: Vec<T> = to_model_space(&config, &prep.val)?;
         let given = resume.clone().unwrap_or_default();
         // Iterations and patience may change on resume; otherwise the run's own.
-        let iters = given.iters.or(tr.iters).unwrap_or(DEFAULT_ITERS);
+        let iters = super::total_iters(&config, resume.as_ref());
         let patience = given.patience.or(tr.patience);
         let adam_cfg = AdamConfig {
             lr: tr.lr,
