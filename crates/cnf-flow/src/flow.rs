@@ -474,7 +474,8 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// for one row equal one draw for each of `n` copies of that row.
     ///
     /// # Errors
-    /// [`FlowError::ContextShape`] for a context that is not whole rows of width `k`,
+    /// [`FlowError::ContextShape`] for a context that is not whole rows of width `k` (or is
+    /// empty for a conditional field),
     /// [`FlowError::NonFiniteContext`], [`FlowError::Solve`] when a solve fails.
     pub fn sample_given<R: Rng + ?Sized>(
         &self,
@@ -487,7 +488,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             0 => 1,
             k => context.len() / k,
         };
-        if context.len() != rows * k {
+        if context.len() != rows * k || rows == 0 {
             return Err(FlowError::ContextShape {
                 len: context.len(),
                 rows: None,
