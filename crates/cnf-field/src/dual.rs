@@ -218,8 +218,7 @@ impl<T: Real, G: GenericField> VectorField<T> for DualField<G> {
                         let outer = u.get(i).copied().unwrap_or(T::zero());
                         s.z2[i] = F::new(F::new(z[b * d + i], seed(i)), F::new(outer, T::zero()));
                     }
-                    self.inner
-                        .eval(t2, &s.z2[..d], &s.c2[..k], &mut s.o2[..d]);
+                    self.inner.eval(t2, &s.z2[..d], &s.c2[..k], &mut s.o2[..d]);
                     let o = &s.o2[..d];
                     if p == 0 {
                         // (dv/dz_m or dv/dc) e_m, shared by all outer directions.

@@ -313,7 +313,10 @@ fn old_config_files_load_with_no_context() {
     let old = r#"{"dim": 2, "hidden": [8, 8], "activation": "tanh", "layer_kind": "concat"}"#;
     let config: MlpConfig = serde_json::from_str(old).unwrap();
     assert_eq!(config.context_dim, 0);
-    assert_eq!(config, MlpConfig::new(2, &[8, 8], cnf_field::Activation::Tanh));
+    assert_eq!(
+        config,
+        MlpConfig::new(2, &[8, 8], cnf_field::Activation::Tanh)
+    );
     let json = serde_json::to_string(&config).unwrap();
     assert!(!json.contains("context"), "{json}");
     let cond = config.clone().with_context(3);

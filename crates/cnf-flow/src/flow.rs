@@ -149,7 +149,10 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
                 width: k,
             });
         }
-        match c.chunks(k.max(1)).position(|r| r.iter().any(|v| !v.is_finite())) {
+        match c
+            .chunks(k.max(1))
+            .position(|r| r.iter().any(|v| !v.is_finite()))
+        {
             Some(row) => Err(FlowError::NonFiniteContext { row }),
             None => Ok(()),
         }

@@ -91,10 +91,7 @@ fn one_draw_per_row_equals_n_draws_for_one_row() {
     let base: Vec<f64> = (0..3 * 4 * 2)
         .map(|_| StandardNormal.sample(&mut rng))
         .collect();
-    let repeated: Vec<f64> = contexts
-        .chunks(2)
-        .flat_map(|c| c.repeat(4))
-        .collect();
+    let repeated: Vec<f64> = contexts.chunks(2).flat_map(|c| c.repeat(4)).collect();
     let back = cnf
         .transform_given(&draws.points, &repeated, 0.0, 1.0)
         .unwrap();
@@ -131,9 +128,8 @@ fn unconditional_sample_is_the_empty_context() {
 fn chunks_slice_the_context() {
     let cnf = flow(2, tight());
     let mut rng = StdRng::seed_from_u64(4);
-    let mut normal = |n: usize| -> Vec<f64> {
-        (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()
-    };
+    let mut normal =
+        |n: usize| -> Vec<f64> { (0..n).map(|_| StandardNormal.sample(&mut rng)).collect() };
     let (x, c) = (normal(2 * 9), normal(2 * 9));
     let whole = cnf.log_density_given(&x, &c, &Trace::Exact).unwrap();
     for chunk in [1, 4] {
@@ -144,7 +140,10 @@ fn chunks_slice_the_context() {
         }
         let t = chunked.transform_given(&x, &c, 0.0, 1.0).unwrap();
         for (a, b) in t.points.iter().zip(&whole.z1) {
-            assert!((a - b).abs() < 1e-6, "transform, chunks of {chunk}: {a} vs {b}");
+            assert!(
+                (a - b).abs() < 1e-6,
+                "transform, chunks of {chunk}: {a} vs {b}"
+            );
         }
     }
 }
@@ -157,9 +156,8 @@ fn conditional_loss_gradient_matches_finite_differences() {
     let solver = SolverSpec::fixed(Method::Rk4, 12).unwrap();
     let cnf = flow(2, solver);
     let mut rng = StdRng::seed_from_u64(12);
-    let mut normal = |n: usize| -> Vec<f64> {
-        (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()
-    };
+    let mut normal =
+        |n: usize| -> Vec<f64> { (0..n).map(|_| StandardNormal.sample(&mut rng)).collect() };
     let (x, c) = (normal(2 * 6), normal(2 * 6));
     let options = LossOptions::default();
     let g = cnf
@@ -234,7 +232,11 @@ fn bad_contexts_are_typed_errors() {
         "the context has 3 values, not 2 rows of the model's context width 2"
     );
     let plain = flow(0, tight());
-    assert!(shape(plain.log_density_given(&x, &[1.0, 2.0], &Trace::Exact)));
+    assert!(shape(plain.log_density_given(
+        &x,
+        &[1.0, 2.0],
+        &Trace::Exact
+    )));
     assert!(shape(plain.sample_given(&[1.0], 2, &mut rng)));
 }
 
@@ -246,15 +248,22 @@ fn f32_conditional_density_agrees_with_f64() {
     let solver32 = SolverSpec::adaptive(Method::Dopri5, 1e-6f32, 1e-6).unwrap();
     let f32_flow = Cnf::new(m32.clone(), solver32);
     let f64_flow = Cnf::new(m32.cast::<f64>(), tight());
-    let x: Vec<f32> = (0..40).map(|i| cast::<f32>((i as f64 * 0.7).sin() * 2.0)).collect();
-    let c: Vec<f32> = (0..20).map(|i| cast::<f32>((i as f64 * 0.3).cos())).collect();
+    let x: Vec<f32> = (0..40)
+        .map(|i| cast::<f32>((i as f64 * 0.7).sin() * 2.0))
+        .collect();
+    let c: Vec<f32> = (0..20)
+        .map(|i| cast::<f32>((i as f64 * 0.3).cos()))
+        .collect();
     let up = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
     let a = f32_flow.log_density_given(&x, &c, &Trace::Exact).unwrap();
     let b = f64_flow
         .log_density_given(&up(&x), &up(&c), &Trace::Exact)
         .unwrap();
     for (p, q) in a.logp.iter().zip(&b.logp) {
-        assert!((*p as f64 - q).abs() < 1e-3 * q.abs().max(1.0), "{p} vs {q}");
+        assert!(
+            (*p as f64 - q).abs() < 1e-3 * q.abs().max(1.0),
+            "{p} vs {q}"
+        );
     }
     assert_eq!(VectorField::<f32>::context_dim(&m32), 1);
 }

@@ -216,7 +216,9 @@ impl<T: Real> Mlp<T> {
             }
         };
         if k > 0 {
-            let rows = s.h[0].chunks_exact_mut(width0).zip(x.context.chunks_exact(k));
+            let rows = s.h[0]
+                .chunks_exact_mut(width0)
+                .zip(x.context.chunks_exact(k));
             for (row, cb) in rows {
                 row[width0 - k..].copy_from_slice(cb);
             }
