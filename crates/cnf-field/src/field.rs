@@ -170,8 +170,9 @@ pub struct Inputs<'a, T> {
     pub t: Time<'a, T>,
     /// Points, `(B, d)` row-major.
     pub z: &'a [T],
-    /// Context, `(B, k)` row-major; empty when `k = 0` (every field today: the MLP refuses a
-    /// nonempty context in debug builds, and [`ShapeCheck::inputs`] refuses it always).
+    /// Context, `(B, k)` row-major, `k` the field's [`VectorField::context_dim`]; empty for
+    /// unconditional fields (`k = 0`). The hot-path methods only `debug_assert` its shape;
+    /// [`ShapeCheck::inputs`] checks it.
     pub context: &'a [T],
 }
 
@@ -202,6 +203,12 @@ impl<'a, T> Inputs<'a, T> {
         self.z.len() / dim.max(1)
     }
 
+    /// The same inputs with a context `c (B, k)`: row `b` of `c` conditions point `b`.
+    #[inline]
+    pub fn with_context(self, context: &'a [T]) -> Self {
+        Self { context, ..self }
+    }
+
     /// The same inputs with other points (time and context kept): e.g. a stage's state.
     #[inline]
     pub fn with_z(self, z: &'a [T]) -> Self {
@@ -229,7 +236,8 @@ impl<T: Copy> Inputs<'_, T> {
 ///
 /// The batched methods take their point as one [`Inputs`] value: the time ([`Time::Shared`]
 /// for an ODE solve, [`Time::PerRow`] for flow matching), the points `z (B, d)` and the
-/// context (empty today). Every field handles both kinds of time.
+/// context `(B, k)`, `k` = [`VectorField::context_dim`] (empty for unconditional fields). Every
+/// field handles both kinds of time. Tangents, divergences and `g_z` are over `z` only.
 pub trait VectorField<T: Real>: Send + Sync {
     /// Reusable work buffers.
     type Scratch: Send;
@@ -324,7 +332,7 @@ pub trait VectorField<T: Real>: Send + Sync {
     }
 
     /// Width `k` of the context rows the field takes (`Inputs::context` is `(B, k)`); 0, the
-    /// default and the only width today, for an unconditional field.
+    /// default, for an unconditional field.
     fn context_dim(&self) -> usize {
         0
     }
@@ -477,6 +485,9 @@ pub struct VjpOutput<'a, T> {
     /// `+= d/dtheta` of the same summed over the batch, `(num_params)` (may be empty for
     /// parameter-free fields).
     pub g_theta: &'a mut [T],
+    /// `+= d/dc` of the same, `(B, k)` like the context; empty = not wanted. Fields with a
+    /// context fill it ([`crate::Mlp`], [`crate::DualField`]).
+    pub g_context: &'a mut [T],
     /// Kinetic integrand `|v|^2` per point, `(B)`; empty = not wanted.
     pub kinetic: &'a mut [T],
     /// Frobenius integrand per point, `(B)`; empty = not wanted.
@@ -491,9 +502,16 @@ impl<'a, T> VjpOutput<'a, T> {
             div,
             g_z,
             g_theta,
+            g_context: &mut [],
             kinetic: &mut [],
             frobenius: &mut [],
         }
+    }
+
+    /// The same outputs, also accumulating `d/dc` into `g_context (B, k)`.
+    pub fn with_context_grad(mut self, g_context: &'a mut [T]) -> Self {
+        self.g_context = g_context;
+        self
     }
 
     /// The same outputs, also writing the penalty integrands (`(B)` each, or empty).
@@ -514,6 +532,8 @@ pub struct ShapeCheck {
     pub num_params: usize,
     /// Number of points.
     pub batch: usize,
+    /// Width `k` of the context rows.
+    pub context_dim: usize,
 }
 
 impl ShapeCheck {
@@ -523,6 +543,7 @@ impl ShapeCheck {
             dim: f.dim(),
             num_params: f.num_params(),
             batch,
+            context_dim: f.context_dim(),
         }
     }
 
@@ -541,14 +562,17 @@ impl ShapeCheck {
         crate::error::check_len(what, buf, &[self.num_params])
     }
 
-    /// The inputs must have points `(B, d)`, one time per row if per row, and no context (no
-    /// field takes one yet: a nonempty context is a [`FieldError::Shape`] error).
+    /// The inputs must have points `(B, d)`, one time per row if per row, and a context
+    /// `(B, k)` (empty for `k = 0`); each mismatch is a [`FieldError::Shape`] error.
+    ///
+    /// # Errors
+    /// [`FieldError::Shape`] naming the first part of the wrong length.
     pub fn inputs<T>(&self, x: &Inputs<'_, T>) -> Result<(), FieldError> {
         self.points("z", x.z)?;
         if let Time::PerRow(t) = x.t {
             self.per_point("times", t)?;
         }
-        crate::error::check_len("context", x.context, &[self.batch, 0])
+        crate::error::check_len("context", x.context, &[self.batch, self.context_dim])
     }
 
     /// Hutchinson probes must be `(k, B, d)` with `k >= 1`.

@@ -86,7 +86,7 @@ impl<T: Real> GenericField for Linear<T> {
         self.dim
     }
 
-    fn eval<S: Float>(&self, _t: S, z: &[S], out: &mut [S]) {
+    fn eval<S: Float>(&self, _t: S, z: &[S], _c: &[S], out: &mut [S]) {
         let d = self.dim;
         for (i, o) in out[..d].iter_mut().enumerate() {
             let row = &self.a()[i * d..][..d];
@@ -127,7 +127,7 @@ impl<T: Real> VectorField<T> for Linear<T> {
         let d = self.dim;
         let rows = x.z.chunks_exact(d).zip(out.chunks_exact_mut(d));
         for (b, (zb, ob)) in rows.enumerate() {
-            GenericField::eval(self, x.t.at(b), zb, ob);
+            GenericField::eval(self, x.t.at(b), zb, &[], ob);
         }
     }
 

@@ -22,7 +22,7 @@ proptest! {
             let zb = &p.z[b * d..][..d];
             let eval = |z: &[f64]| {
                 let mut out = vec![0.0; d];
-                GenericField::eval(&p.mlp, p.t, z, &mut out);
+                GenericField::eval(&p.mlp, p.t, z, &[], &mut out);
                 out
             };
             let jac = fd_jacobian(&eval, zb, 1e-5);

@@ -19,6 +19,26 @@ pub enum FlowError {
         /// 0-based index of the first point with a NaN or infinite coordinate.
         sample: usize,
     },
+    /// The context is not one row of the field's context width per point (or per context row,
+    /// when sampling).
+    #[error(
+        "the context has {len} values, not {} of the model's context width {width}",
+        rows.map_or_else(|| "whole rows".to_string(), |r| format!("{r} rows"))
+    )]
+    ContextShape {
+        /// Length of the flat row-major context given.
+        len: usize,
+        /// Rows expected: one per point, or `None` when sampling (any whole number of rows).
+        rows: Option<usize>,
+        /// The field's context width `k`.
+        width: usize,
+    },
+    /// A context value is NaN or infinite.
+    #[error("context row {row} has a non-finite value")]
+    NonFiniteContext {
+        /// 0-based index of the first context row with a NaN or infinite value.
+        row: usize,
+    },
     /// A finite input gave a non-finite result in the flow's precision (e.g. a point so far
     /// out that log N(z) underflows to -inf in f32).
     #[error(

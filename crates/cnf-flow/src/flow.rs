@@ -138,6 +138,33 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         Ok(x.len() / d)
     }
 
+    /// Checks a context for `rows` points: `(rows, k)` for the field's context width `k` (empty
+    /// for unconditional fields), finite.
+    pub(crate) fn check_context(&self, c: &[T], rows: usize) -> Result<(), FlowError> {
+        let k = self.field.context_dim();
+        if Some(c.len()) != rows.checked_mul(k) {
+            return Err(FlowError::ContextShape {
+                len: c.len(),
+                rows: Some(rows),
+                width: k,
+            });
+        }
+        match c
+            .chunks(k.max(1))
+            .position(|r| r.iter().any(|v| !v.is_finite()))
+        {
+            Some(row) => Err(FlowError::NonFiniteContext { row }),
+            None => Ok(()),
+        }
+    }
+
+    /// The context of chunk `ci` of `n` points (empty for unconditional fields).
+    fn context_chunk<'c>(&self, c: &'c [T], ci: usize, n: usize) -> &'c [T] {
+        let k = self.field.context_dim();
+        let start = (ci * n * k).min(c.len());
+        &c[start..(start + n * k).min(c.len())]
+    }
+
     fn chunk_len(&self, b: usize) -> usize {
         match self.batching {
             Batching::Whole => b.max(1),
@@ -145,15 +172,43 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         }
     }
 
-    /// Exact log-densities log p(x) = log N(z(1)) + D(1) of the points `x (B, d)`.
+    /// Exact log-densities log p(x) = log N(z(1)) + D(1) of the points `x (B, d)` (an
+    /// unconditional flow; see [`Cnf::log_density_given`]).
+    ///
+    /// # Errors
+    /// As [`Cnf::log_density_given`].
     pub fn log_density(&self, x: &[T]) -> Result<Density<T>, FlowError> {
-        self.log_density_with(x, &Trace::Exact)
+        self.log_density_given(x, &[], &Trace::Exact)
     }
 
     /// Log-densities with the divergence computed as `trace` says (Hutchinson probes must be
     /// laid out for the whole input, `(k, B, d)`; they are only supported with whole batches).
+    ///
+    /// # Errors
+    /// As [`Cnf::log_density_given`].
     pub fn log_density_with(&self, x: &[T], trace: &Trace<T>) -> Result<Density<T>, FlowError> {
+        self.log_density_given(x, &[], trace)
+    }
+
+    /// Conditional log-densities log p(x | c) of the points `x (B, d)`, row `b` of `context`
+    /// `(B, k)` conditioning point `b` (empty for an unconditional field, `k = 0`), with the
+    /// divergence (over `x` only) computed as `trace` says.
+    ///
+    /// # Errors
+    /// [`FlowError::Shape`] / [`FlowError::NonFiniteInput`] for bad points,
+    /// [`FlowError::ContextShape`] / [`FlowError::NonFiniteContext`] for a context that is not
+    /// `(B, k)` or not finite, [`FlowError::Invalid`] for bad probes,
+    /// [`FlowError::TooLarge`] for a trace over the field's memory limit,
+    /// [`FlowError::Solve`] when the solve fails and [`FlowError::NonFiniteOutput`] when a
+    /// log-density overflows the precision.
+    pub fn log_density_given(
+        &self,
+        x: &[T],
+        context: &[T],
+        trace: &Trace<T>,
+    ) -> Result<Density<T>, FlowError> {
         let b = self.check_points(x)?;
+        self.check_context(context, b)?;
         let d = self.dim();
         if let Trace::Hutchinson(_) = trace {
             trace
@@ -174,9 +229,12 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             .par_chunks((n * d).max(1))
             .enumerate()
             .map(|(ci, xc)| {
-                self.solve_augmented(xc, trace).map_err(|e| {
-                    self.locate(e, xc, ci * n, |p| {
-                        self.solve_augmented(p, &Trace::Exact).map(|_| ())
+                let cc = self.context_chunk(context, ci, n);
+                self.solve_augmented(xc, cc, trace).map_err(|e| {
+                    self.locate(e, xc, ci * n, |i| {
+                        let one = self.context_chunk(cc, i, 1);
+                        self.solve_augmented(&xc[i * d..][..d], one, &Trace::Exact)
+                            .map(|_| ())
                     })
                 })
             })
@@ -208,14 +266,19 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         Ok(out)
     }
 
-    /// Solves (z, D) from t = 0 to 1 for one chunk; returns [z(1), D(1)].
-    fn solve_augmented(&self, x: &[T], trace: &Trace<T>) -> Result<(Vec<T>, Stats), FlowError> {
+    /// Solves (z, D) from t = 0 to 1 for one chunk and its context; returns [z(1), D(1)].
+    fn solve_augmented(
+        &self,
+        x: &[T],
+        context: &[T],
+        trace: &Trace<T>,
+    ) -> Result<(Vec<T>, Stats), FlowError> {
         let b = x.len() / self.dim();
         let mut y0 = Vec::with_capacity(x.len() + b);
         y0.extend_from_slice(x);
         y0.resize(x.len() + b, T::zero());
         let mut sys = Augmented {
-            rows: RowParallel::new(&self.field, b, trace),
+            rows: RowParallel::new(&self.field, b, trace).with_context(context),
             split: x.len(),
         };
         let sol = self
@@ -225,14 +288,15 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         Ok((sol.y, sol.stats))
     }
 
-    /// For a failed multi-point solve, finds the first point that fails on its own, so the
-    /// error can name it. Runs only after a failure.
+    /// For a failed multi-point solve, finds the first point that fails on its own
+    /// (`solve_one(i)` solves point `i` of `x`), so the error can name it. Runs only after a
+    /// failure.
     fn locate(
         &self,
         e: FlowError,
         x: &[T],
         offset: usize,
-        solve_one: impl Fn(&[T]) -> Result<(), FlowError>,
+        solve_one: impl Fn(usize) -> Result<(), FlowError>,
     ) -> FlowError {
         let FlowError::Solve {
             sample: None,
@@ -245,8 +309,8 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         };
         let d = self.dim();
         let sample = if x.len() > d {
-            x.chunks(d)
-                .position(|p| solve_one(p).is_err())
+            (0..x.len() / d)
+                .position(|i| solve_one(i).is_err())
                 .map(|i| i + offset)
         } else {
             Some(offset)
@@ -260,17 +324,41 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     }
 
     /// Moves points `x (B, d)` along the flow from time `t0` to `t1` (either direction).
+    ///
+    /// # Errors
+    /// As [`Cnf::transform_given`].
     pub fn transform(&self, x: &[T], t0: T, t1: T) -> Result<Transported<T>, FlowError> {
+        self.transform_given(x, &[], t0, t1)
+    }
+
+    /// Moves points `x (B, d)` along the conditional flow from time `t0` to `t1`, row `b` of
+    /// `context (B, k)` conditioning point `b` (empty for an unconditional field).
+    ///
+    /// # Errors
+    /// [`FlowError::Shape`] / [`FlowError::NonFiniteInput`] for bad points,
+    /// [`FlowError::ContextShape`] / [`FlowError::NonFiniteContext`] for a bad context,
+    /// [`FlowError::Solve`] when a solve fails.
+    pub fn transform_given(
+        &self,
+        x: &[T],
+        context: &[T],
+        t0: T,
+        t1: T,
+    ) -> Result<Transported<T>, FlowError> {
         let b = self.check_points(x)?;
+        self.check_context(context, b)?;
         let d = self.dim();
         let n = self.chunk_len(b);
         let parts: Vec<Result<(Vec<T>, Stats), FlowError>> = x
             .par_chunks((n * d).max(1))
             .enumerate()
             .map(|(ci, xc)| {
-                self.solve_transport(xc, t0, t1).map_err(|e| {
-                    self.locate(e, xc, ci * n, |p| {
-                        self.solve_transport(p, t0, t1).map(|_| ())
+                let cc = self.context_chunk(context, ci, n);
+                self.solve_transport(xc, cc, t0, t1).map_err(|e| {
+                    self.locate(e, xc, ci * n, |i| {
+                        let one = self.context_chunk(cc, i, 1);
+                        self.solve_transport(&xc[i * d..][..d], one, t0, t1)
+                            .map(|_| ())
                     })
                 })
             })
@@ -287,9 +375,16 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         Ok(out)
     }
 
-    fn solve_transport(&self, x: &[T], t0: T, t1: T) -> Result<(Vec<T>, Stats), FlowError> {
+    fn solve_transport(
+        &self,
+        x: &[T],
+        context: &[T],
+        t0: T,
+        t1: T,
+    ) -> Result<(Vec<T>, Stats), FlowError> {
+        let rows = RowParallel::new(&self.field, x.len() / self.dim(), &Trace::Exact);
         let mut sys = Transport {
-            rows: RowParallel::new(&self.field, x.len() / self.dim(), &Trace::Exact),
+            rows: rows.with_context(context),
         };
         let sol = self
             .solver_for(x.len() / self.dim(), 0)
@@ -301,8 +396,28 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// The points `x (B, d)` at each of `times` along the flow, in one solve from `times[0]`
     /// (each method's continuous extension gives the in-between times; the steps are those of a
     /// solve to the last time). Returns one `(B, d)` buffer per time.
+    ///
+    /// # Errors
+    /// As [`Cnf::trajectory_given`].
     pub fn trajectory(&self, x: &[T], times: &[T]) -> Result<Trajectory<T>, FlowError> {
+        self.trajectory_given(x, &[], times)
+    }
+
+    /// [`Cnf::trajectory`] of a conditional flow: row `b` of `context (B, k)` conditions point
+    /// `b` (empty for an unconditional field).
+    ///
+    /// # Errors
+    /// [`FlowError::Shape`] / [`FlowError::NonFiniteInput`] for bad points,
+    /// [`FlowError::ContextShape`] / [`FlowError::NonFiniteContext`] for a bad context,
+    /// [`FlowError::Invalid`] without times, [`FlowError::Solve`] when a solve fails.
+    pub fn trajectory_given(
+        &self,
+        x: &[T],
+        context: &[T],
+        times: &[T],
+    ) -> Result<Trajectory<T>, FlowError> {
         let b = self.check_points(x)?;
+        self.check_context(context, b)?;
         let (Some(&t0), Some(&t1)) = (times.first(), times.last()) else {
             return Err(FlowError::Invalid(
                 "trajectory needs at least one time".into(),
@@ -313,9 +428,11 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         type Part<T> = Result<(Vec<Vec<T>>, Stats), FlowError>;
         let parts: Vec<Part<T>> = x
             .par_chunks((n * d).max(1))
-            .map(|xc| {
+            .enumerate()
+            .map(|(ci, xc)| {
+                let rows = RowParallel::new(&self.field, xc.len() / d, &Trace::Exact);
                 let mut sys = Transport {
-                    rows: RowParallel::new(&self.field, xc.len() / d, &Trace::Exact),
+                    rows: rows.with_context(self.context_chunk(context, ci, n)),
                 };
                 let sol = self
                     .solver_for(xc.len() / d, 0)
@@ -340,14 +457,59 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     }
 
     /// Draws `n` samples: base points z ~ N(0, I) moved from t = 1 back to t = 0.
+    ///
+    /// # Errors
+    /// As [`Cnf::sample_given`].
     pub fn sample<R: Rng + ?Sized>(
         &self,
         n: usize,
         rng: &mut R,
     ) -> Result<Transported<T>, FlowError> {
-        let z: Vec<T> = (0..n * self.dim())
+        self.sample_given(&[], n, rng)
+    }
+
+    /// Draws `n` samples for each row of `context (m, k)`, all in one vectorised solve (or
+    /// the flow's chunks): row `i * n + j` of the result is draw `j` given context row `i`.
+    /// `n = 1` gives one draw per context row. For an unconditional field (`k = 0`) the
+    /// context is empty and counts as one row: `n` draws, as [`Cnf::sample`].
+    ///
+    /// The base points are drawn from `rng` in the order of the result's rows, so `n` draws
+    /// for one row equal one draw for each of `n` copies of that row.
+    ///
+    /// # Errors
+    /// [`FlowError::ContextShape`] for a context that is not whole rows of width `k` (or is
+    /// empty for a conditional field),
+    /// [`FlowError::NonFiniteContext`], [`FlowError::Solve`] when a solve fails.
+    pub fn sample_given<R: Rng + ?Sized>(
+        &self,
+        context: &[T],
+        n: usize,
+        rng: &mut R,
+    ) -> Result<Transported<T>, FlowError> {
+        let k = self.field.context_dim();
+        let rows = match k {
+            0 => 1,
+            k => context.len() / k,
+        };
+        if context.len() != rows * k || rows == 0 {
+            return Err(FlowError::ContextShape {
+                len: context.len(),
+                rows: None,
+                width: k,
+            });
+        }
+        self.check_context(context, rows)?;
+        let draws = rows.checked_mul(n).ok_or_else(|| {
+            FlowError::Invalid(format!("{n} draws for each of {rows} contexts overflow"))
+        })?;
+        let z: Vec<T> = (0..draws * self.dim())
             .map(|_| cast::<T>(Distribution::<f64>::sample(&StandardNormal, rng)))
             .collect();
-        self.transform(&z, T::one(), T::zero())
+        // Each context row repeated for its n draws.
+        let repeated: Vec<T> = context
+            .chunks_exact(k.max(1))
+            .flat_map(|row| std::iter::repeat_n(row, n).flatten().copied())
+            .collect();
+        self.transform_given(&z, &repeated, T::one(), T::zero())
     }
 }

@@ -1,6 +1,6 @@
 //! The field evaluated over blocks of rows in parallel, so one whole-batch solve (shared steps)
-//! uses every core. Each block has its own scratch (and its slice of the Hutchinson probes);
-//! parameter gradients are summed over the blocks.
+//! uses every core. Each block has its own scratch (and its slice of the Hutchinson probes and
+//! of the context); parameter gradients are summed over the blocks.
 use cnf_field::field::{Integrands, VjpInput, VjpOutput};
 use cnf_field::{Inputs, Real, Trace, VectorField};
 use cnf_ode::VjpOut;
@@ -40,19 +40,18 @@ fn trace_of<T>(probes: &Option<Vec<T>>) -> Trace<'_, T> {
     }
 }
 
-/// The VJP input of a block at time `t`.
+/// The VJP input of a block at `x` (time, points, context).
 fn vjp_input<'a, T>(
     probes: &'a Option<Vec<T>>,
-    t: T,
-    z: &'a [T],
+    x: Inputs<'a, T>,
     a_v: &'a [T],
     a_div: &'a [T],
 ) -> VjpInput<'a, T> {
-    VjpInput::new(Inputs::shared(t, z), trace_of(probes), a_v, a_div)
+    VjpInput::new(x, trace_of(probes), a_v, a_div)
 }
 
-/// A per-row penalty buffer in blocks of `rows`, or one empty slice per block when it is empty
-/// (no penalties), so the blocks zip with it either way.
+/// A per-row buffer (penalties, context) in blocks of `rows` values, or one empty slice per
+/// block when it is empty (no penalties, no context), so the blocks zip with it either way.
 fn per_block<T: Sync>(
     buf: &[T],
     rows: usize,
@@ -87,6 +86,8 @@ pub struct RowParallel<'a, T: Real, F: VectorField<T>> {
     blocks: Vec<Block<T, F::Scratch>>,
     /// Whether the right-hand side carries the penalty integrands `[kinetic, frobenius]`.
     penalties: bool,
+    /// The context of every row, `(rows, k)` (empty for unconditional fields).
+    context: &'a [T],
 }
 
 impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
@@ -131,7 +132,20 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             block,
             blocks,
             penalties: false,
+            context: &[],
         }
+    }
+
+    /// The same rows conditioned on `context (rows, k)`, sliced with the blocks (checked by
+    /// the flow before).
+    pub fn with_context(mut self, context: &'a [T]) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// Context values per block.
+    fn context_block(&self) -> usize {
+        self.block * self.field.context_dim()
     }
 
     /// The same rows, also computing the penalty integrands `|v|^2` and `|dv/dz|_F^2` (one
@@ -148,12 +162,16 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
 
     /// v (rows, d).
     pub fn eval(&mut self, t: T, z: &[T], v: &mut [T]) {
-        let (field, bd) = (self.field, self.block * self.dim);
+        let (field, bd, bc) = (self.field, self.block * self.dim, self.context_block());
+        let nb = self.blocks.len();
         self.blocks
             .par_iter_mut()
             .zip(z.par_chunks(bd))
             .zip(v.par_chunks_mut(bd))
-            .for_each(|((b, z), v)| field.eval_batch(&mut b.scratch, Inputs::shared(t, z), v));
+            .zip(per_block(self.context, bc, nb))
+            .for_each(|(((b, z), v), c)| {
+                field.eval_batch(&mut b.scratch, Inputs::shared(t, z).with_context(c), v)
+            });
     }
 
     /// Rows of each penalty block of the state: `rows` with penalties, else 0 (no blocks).
@@ -170,6 +188,7 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
     /// is its `eval_div_batch`.
     pub fn eval_div(&mut self, t: T, z: &[T], f: &mut [T]) {
         let (field, bd, br) = (self.field, self.block * self.dim, self.block);
+        let bc = self.context_block();
         let (n, nb) = (z.len(), self.blocks.len());
         let rows = n / self.dim;
         let pen = self.penalty_rows(rows);
@@ -183,7 +202,8 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             .zip(div.par_chunks_mut(br))
             .zip(per_block_mut(kin, br, nb))
             .zip(per_block_mut(frob, br, nb))
-            .for_each(|(((((b, z), v), div), kinetic), frobenius)| {
+            .zip(per_block(self.context, bc, nb))
+            .for_each(|((((((b, z), v), div), kinetic), frobenius), c)| {
                 let trace = trace_of(&b.probes);
                 let out = Integrands {
                     v,
@@ -191,7 +211,8 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
                     kinetic,
                     frobenius,
                 };
-                field.eval_penalties_batch(&mut b.scratch, Inputs::shared(t, z), &trace, out);
+                let x = Inputs::shared(t, z).with_context(c);
+                field.eval_penalties_batch(&mut b.scratch, x, &trace, out);
             });
     }
 
@@ -212,9 +233,11 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
         let g_z = &mut out.a_y[..n];
         let g_theta = out.a_p;
         let (field, bd, br) = (self.field, self.block * self.dim, self.block);
+        let (bc, context) = (self.context_block(), self.context);
         let nb = self.blocks.len();
         if let [b] = self.blocks.as_mut_slice() {
-            let input = vjp_input(&b.probes, t, z, a_v, a_div).with_penalties(a_kin, a_frob);
+            let x = Inputs::shared(t, z).with_context(context);
+            let input = vjp_input(&b.probes, x, a_v, a_div).with_penalties(a_kin, a_frob);
             let out = VjpOutput::new(v, div, g_z, g_theta).with_penalties(kin, frob);
             field.vjp_batch(&mut b.scratch, input, out);
             return;
@@ -231,10 +254,12 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             .zip(per_block(a_frob, br, nb))
             .zip(per_block_mut(kin, br, nb))
             .zip(per_block_mut(frob, br, nb))
+            .zip(per_block(context, bc, nb))
             .for_each(
-                |((((((((((b, z), a_v), a_div), v), div), g_z), a_k), a_f), k), f)| {
+                |(((((((((((b, z), a_v), a_div), v), div), g_z), a_k), a_f), k), f), c)| {
                     b.g_theta.fill(T::zero());
-                    let input = vjp_input(&b.probes, t, z, a_v, a_div).with_penalties(a_k, a_f);
+                    let x = Inputs::shared(t, z).with_context(c);
+                    let input = vjp_input(&b.probes, x, a_v, a_div).with_penalties(a_k, a_f);
                     let out = VjpOutput::new(v, div, g_z, &mut b.g_theta).with_penalties(k, f);
                     field.vjp_batch(&mut b.scratch, input, out);
                 },

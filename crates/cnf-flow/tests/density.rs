@@ -112,7 +112,7 @@ impl GenericField for Square {
     fn dim(&self) -> usize {
         2
     }
-    fn eval<S: Float>(&self, _t: S, z: &[S], out: &mut [S]) {
+    fn eval<S: Float>(&self, _t: S, z: &[S], _c: &[S], out: &mut [S]) {
         for (o, &x) in out.iter_mut().zip(z) {
             *o = x * x;
         }

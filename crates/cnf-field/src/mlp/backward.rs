@@ -13,18 +13,30 @@ use crate::field::{seed_penalty_cotangents, seed_tangent_cotangents, Time, VjpIn
 use crate::kernel::{fused_gemm, AlignedBuf, Epilogue, GemmJob};
 use crate::real::Real;
 
+/// The gradients a reverse pass accumulates into: `g_z (B, d)`, `g_theta (num_params)` and
+/// `g_context (B, k)` (empty = not wanted).
+pub(super) struct Grads<'a, T> {
+    pub g_z: &'a mut [T],
+    pub g_theta: &'a mut [T],
+    pub g_context: &'a mut [T],
+}
+
 impl<T: Real> Mlp<T> {
-    /// Reverse pass after `forward(.., second = true, ..)`; accumulates into `g_z`, `g_theta`.
-    /// `v` is the output of that forward pass (for the kinetic penalty's cotangent).
+    /// Reverse pass after `forward(.., second = true, ..)`; accumulates into `grads`. `v` is
+    /// the output of that forward pass (for the kinetic penalty's cotangent).
     pub(super) fn backward(
         &self,
         s: &mut MlpScratch<T>,
         batch: usize,
         input: &VjpInput<'_, T>,
         v: &[T],
-        g_z: &mut [T],
-        g_theta: &mut [T],
+        grads: Grads<'_, T>,
     ) {
+        let Grads {
+            g_z,
+            g_theta,
+            g_context,
+        } = grads;
         let (trace, a_v, a_div) = (&input.trace, input.a_v, input.a_div);
         // At per-row times concat-squash layers gated per row (`forward_row_gated`); plain
         // concat layers need nothing: the time column of h0 holds every row's time.
@@ -157,7 +169,7 @@ impl<T: Real> Mlp<T> {
                 fused_gemm(job, simd);
             };
             if l == 0 {
-                // The z columns of W0 (the time column has no state cotangent): a narrow
+                // The z columns of W0 (time and context columns have no state cotangent): a narrow
                 // product, so B = W0[:, :d] column-major, as rows of the packed W0^T.
                 packed[0].refresh(w, out, inp);
                 let (wt, ld, _) = packed[0].view();
@@ -171,6 +183,22 @@ impl<T: Real> Mlp<T> {
                     epilogue: Epilogue::Accumulate,
                 };
                 fused_gemm(job, simd);
+                let k = self.config.context_dim;
+                if !g_context.is_empty() && k > 0 {
+                    // d/dc = ga W0[:, c0..c0 + k], the context columns of the first layer.
+                    let c0 = self.config.context_start();
+                    debug_assert_eq!(g_context.len(), batch * k);
+                    T::gemm(
+                        batch,
+                        out,
+                        k,
+                        T::one(),
+                        (ga, out, 1),
+                        (&w[c0..], inp, 1),
+                        T::one(),
+                        (g_context, k, 1),
+                    );
+                }
                 break;
             }
 

@@ -15,7 +15,7 @@ use crate::real::Real;
 /// Work buffers of the MLP fast path (grown on demand, never shrunk).
 #[derive(Clone, Debug, Default)]
 pub struct MlpScratch<T> {
-    /// `h[l]`: input of layer `l`, `(B, in_l)`; `h[0] = [z, t]`.
+    /// `h[l]`: input of layer `l`, `(B, in_l)`; `h[0] = [z, t, c]`.
     pub(super) h: Vec<AlignedBuf<T>>,
     /// `u[l]`: tangent input of layer `l`, `(B * nt, in_l)` (`(B * nt, d)` for `l = 0`).
     pub(super) u: Vec<AlignedBuf<T>>,
@@ -178,24 +178,22 @@ impl<T: Real> Mlp<T> {
         let batch = z.len() / d;
         debug_assert_eq!(z.len(), batch * d);
         debug_assert_eq!(v.len(), batch * d);
-        debug_assert!(
-            x.context.is_empty(),
-            "the MLP takes no context (width 0); got {} values",
-            x.context.len()
-        );
+        let k = self.config.context_dim;
+        debug_assert_eq!(x.context.len(), batch * k, "context (B, k)");
         let nt = trace.map_or(0, |tr| tr.tangents_per_point(batch, d));
         s.ensure(&self.slots, batch, nt, second);
         s.nt = nt;
 
-        // h0 = [z, t] for concat, z for concat-squash (time enters through the gates).
+        // h0 = [z, t, c] for concat, [z, c] for concat-squash (time enters through the gates).
         let width0 = self.slots[0].inp;
+        let timed = self.config.context_start() > d;
         let row_times = match x.t {
             Time::Shared(t) => {
                 s.row_gates = false;
                 self.fold_gates(s, t);
                 for (row, zb) in s.h[0].chunks_exact_mut(width0).zip(z.chunks_exact(d)) {
                     row[..d].copy_from_slice(zb);
-                    if width0 > d {
+                    if timed {
                         row[d] = t;
                     }
                 }
@@ -206,7 +204,7 @@ impl<T: Real> Mlp<T> {
                 let rows = s.h[0].chunks_exact_mut(width0).zip(z.chunks_exact(d));
                 for ((row, zb), &t) in rows.zip(ts) {
                     row[..d].copy_from_slice(zb);
-                    if width0 > d {
+                    if timed {
                         row[d] = t;
                     }
                 }
@@ -217,6 +215,14 @@ impl<T: Real> Mlp<T> {
                 s.row_gates.then_some(ts)
             }
         };
+        if k > 0 {
+            let rows = s.h[0]
+                .chunks_exact_mut(width0)
+                .zip(x.context.chunks_exact(k));
+            for (row, cb) in rows {
+                row[width0 - k..].copy_from_slice(cb);
+            }
+        }
         if let Some(tr) = trace {
             tr.fill_tangents(batch, d, &mut s.u[0]);
         }
@@ -277,7 +283,8 @@ impl<T: Real> Mlp<T> {
                 continue;
             }
 
-            // A = U W^T (the time column of W0 has no tangent, so layer 0 uses W0[:, :d]), and
+            // A = U W^T (the time and context columns of W0 have no tangent, so layer 0 uses
+            // W0[:, :d]), and
             // for hidden layers U' = s'(a) * A (s'(a) broadcast over the nt tangent rows of a
             // point); A itself is kept for the reverse pass and, at the output, the trace.
             let in_tan = if l == 0 { d } else { inp };
@@ -386,12 +393,14 @@ impl<T: Real> Mlp<T> {
             return;
         }
 
+        // Layer 0's tangents are over z only (W0[:, :d]; the context columns have none).
+        let in_tan = if l == 0 { self.config.dim } else { inp };
         let tan_lin = &mut s.tan_lin[l][..batch * nt * out];
         let job = GemmJob {
             m: batch * nt,
-            k: inp,
+            k: in_tan,
             n: out,
-            a: (&s.u[l][..batch * nt * inp], inp, 1),
+            a: (&s.u[l][..batch * nt * in_tan], in_tan, 1),
             b: wt,
             c: &mut *tan_lin,
             epilogue: Epilogue::Store { bias: None },

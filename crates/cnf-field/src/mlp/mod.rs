@@ -1,4 +1,5 @@
-//! The MLP vector field `v(t, z) = MLP([z, t])` with a batched primal + tangent fast path.
+//! The MLP vector field `v(t, z, c) = MLP([z, t, c])` with a batched primal + tangent fast path
+//! (`c`, the per-row context, has width `k >= 0`; `k = 0` is the unconditional field).
 
 pub mod activation;
 mod backward;
@@ -7,6 +8,8 @@ mod io;
 
 pub use activation::Activation;
 pub use forward::MlpScratch;
+
+use backward::Grads;
 
 use crate::dual::{param, GenericField};
 use crate::error::{check_finite, check_len, FieldError};
@@ -29,8 +32,10 @@ pub enum LayerKind {
     ConcatSquash,
 }
 
-/// Architecture of an [`Mlp`]: `[z, t] (d + 1) -> hidden[0] -> ... -> hidden[n-1] -> d`
-/// (input `z (d)` for concat-squash layers, which take `t` through their gates).
+/// Architecture of an [`Mlp`]: `[z, t, c] (d + 1 + k) -> hidden[0] -> ... -> hidden[n-1] -> d`
+/// (input `[z, c] (d + k)` for concat-squash layers, which take `t` through their gates). The
+/// context `c` (width `k`, 0 for an unconditional field) enters the first layer only, as extra
+/// columns of `W0` after those of `z` (and `t`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MlpConfig {
     /// State dimension `d`.
@@ -42,6 +47,14 @@ pub struct MlpConfig {
     /// How time enters.
     #[serde(default)]
     pub layer_kind: LayerKind,
+    /// Width `k` of the per-row context (0: unconditional). Files without it load with 0, and
+    /// 0 is not written, so unconditional configurations read as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub context_dim: usize,
+}
+
+fn is_zero(k: &usize) -> bool {
+    *k == 0
 }
 
 impl MlpConfig {
@@ -52,10 +65,21 @@ impl MlpConfig {
             hidden: hidden.to_vec(),
             activation,
             layer_kind: LayerKind::Concat,
+            context_dim: 0,
         }
     }
 
+    /// The same architecture taking a per-row context of width `k` into its first layer.
+    pub fn with_context(mut self, k: usize) -> Self {
+        self.context_dim = k;
+        self
+    }
+
     /// Rejects zero dimensions and zero widths.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidConfig`] for a zero dimension or width, or a network over
+    /// [`MlpConfig::MAX_WIDTH`] units per layer or [`MlpConfig::MAX_PARAMS`] parameters.
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.dim == 0 {
             return Err(FieldError::InvalidConfig("dim must be positive".into()));
@@ -70,7 +94,7 @@ impl MlpConfig {
         let widest = self
             .hidden
             .iter()
-            .chain([&self.dim])
+            .chain([&self.dim, &self.context_dim])
             .copied()
             .max()
             .unwrap_or(0);
@@ -108,8 +132,15 @@ impl MlpConfig {
         widths.windows(2).map(|w| (w[1], w[0])).collect()
     }
 
-    /// Width of the network input: `d + 1` for `[z, t]`, `d` for concat-squash.
+    /// Width of the network input: `d + 1 + k` for `[z, t, c]`, `d + k` for concat-squash's
+    /// `[z, c]`.
     pub fn input_width(&self) -> usize {
+        self.context_start() + self.context_dim
+    }
+
+    /// Column of the first layer's input where the context starts: after `z` and, for plain
+    /// concat, `t`.
+    pub fn context_start(&self) -> usize {
         match self.layer_kind {
             LayerKind::Concat => self.dim + 1,
             LayerKind::ConcatSquash => self.dim,
@@ -425,11 +456,16 @@ impl<T: Real> Mlp<T> {
         }
     }
 
+    /// A single point of an unconditional field (these helpers take no context).
     fn check_point(&self, z: &[T]) -> Result<(), FieldError> {
+        check_len("context", &[] as &[T], &[self.config.context_dim])?;
         check_len("z", z, &[self.config.dim])
     }
 
-    /// `v(t, z)` for a single point.
+    /// `v(t, z)` for a single point of an unconditional field.
+    ///
+    /// # Errors
+    /// [`FieldError::Shape`] if `z` is not one point or the field takes a context.
     pub fn eval(&self, t: T, z: &[T]) -> Result<Vec<T>, FieldError> {
         self.check_point(z)?;
         let mut out = vec![T::zero(); self.config.dim];
@@ -438,7 +474,10 @@ impl<T: Real> Mlp<T> {
         Ok(out)
     }
 
-    /// Exact divergence `tr(dv/dz)` at a single point.
+    /// Exact divergence `tr(dv/dz)` at a single point of an unconditional field.
+    ///
+    /// # Errors
+    /// [`FieldError::Shape`] if `z` is not one point or the field takes a context.
     pub fn divergence(&self, t: T, z: &[T]) -> Result<T, FieldError> {
         self.check_point(z)?;
         let mut v = vec![T::zero(); self.config.dim];
@@ -477,7 +516,12 @@ impl<T: Real> Mlp<T> {
         self.forward(s, &input.x, Some(trace), true, out.v);
         self.contract(s, batch, trace, out.div);
         self.penalties(s, batch, trace, out.v, out.kinetic, out.frobenius);
-        self.backward(s, batch, &input, out.v, out.g_z, out.g_theta);
+        let grads = Grads {
+            g_z: out.g_z,
+            g_theta: out.g_theta,
+            g_context: out.g_context,
+        };
+        self.backward(s, batch, &input, out.v, grads);
     }
 
     /// `eval_penalties_batch` over one block of rows.
@@ -500,12 +544,17 @@ impl<T: Real> GenericField for Mlp<T> {
         self.config.dim
     }
 
+    fn context_dim(&self) -> usize {
+        self.config.context_dim
+    }
+
     /// Straightforward per-point evaluation (allocates; it is the reference path).
-    fn eval<S: Float>(&self, t: S, z: &[S], out: &mut [S]) {
+    fn eval<S: Float>(&self, t: S, z: &[S], c: &[S], out: &mut [S]) {
         let mut h: Vec<S> = z.to_vec();
         if self.config.layer_kind == LayerKind::Concat {
             h.push(t);
         }
+        h.extend_from_slice(c);
         let last = self.slots.len() - 1;
         for (l, s) in self.slots.iter().enumerate() {
             let (w, b) = self.layer(l);
@@ -614,9 +663,11 @@ impl<T: Real> VectorField<T> for Mlp<T> {
                 div,
                 g_z,
                 g_theta,
+                g_context,
                 kinetic,
                 frobenius,
             } = out;
+            let k = self.config.context_dim;
             for r0 in (0..batch).step_by(rows) {
                 let r = r0..(r0 + rows).min(batch);
                 let part = |buf, width| rows_of(buf, r.clone(), width);
@@ -633,8 +684,9 @@ impl<T: Real> VectorField<T> for Mlp<T> {
                 )
                 .with_penalties(
                     rows_of_mut(kinetic, r.clone(), 1),
-                    rows_of_mut(frobenius, r, 1),
-                );
+                    rows_of_mut(frobenius, r.clone(), 1),
+                )
+                .with_context_grad(rows_of_mut(g_context, r, k));
                 self.vjp_rows(s, input, out);
             }
             return;
@@ -695,6 +747,10 @@ impl<T: Real> VectorField<T> for Mlp<T> {
 
     fn differentiates_penalties(&self) -> bool {
         true
+    }
+
+    fn context_dim(&self) -> usize {
+        self.config.context_dim
     }
 }
 

@@ -1,15 +1,15 @@
 //! The fast path on the fused SIMD kernel against the same passes on the oracle (the `gemm`
 //! crate with separate elementwise passes): `v`, the trace and the VJP with penalties, f32 and
-//! f64, over random architectures (widths around the kernel's 16-lane panels) and batches, at a
-//! shared time and at per-row times.
+//! f64, over random architectures (widths around the kernel's 16-lane panels, context widths 0
+//! to 3) and batches, at a shared time and at per-row times.
 
 use super::*;
 use crate::field::{rademacher_probes, VjpInput, VjpOutput};
 use proptest::prelude::*;
 use rand::Rng;
 
-/// Every output of one `vjp_batch` with penalties, then `eval_batch`'s `v`, at time 0.3 or at
-/// the per-row times `ts`.
+/// Every output of one `vjp_batch` with penalties (and `d/dc`), then `eval_batch`'s `v`, at
+/// time 0.3 or at the per-row times `ts`, with a context when the network takes one.
 fn outputs<T: Real>(
     mlp: &Mlp<T>,
     z: &[T],
@@ -17,7 +17,7 @@ fn outputs<T: Real>(
     probes: Option<&[T]>,
     oracle: bool,
 ) -> Vec<Vec<T>> {
-    let (dim, n) = (mlp.config().dim, mlp.num_params());
+    let (dim, n, k) = (mlp.config().dim, mlp.num_params(), mlp.config().context_dim);
     let batch = z.len() / dim;
     let trace = probes.map_or(Trace::Exact, Trace::Hutchinson);
     let wave = |len: usize, f: f64| -> Vec<T> {
@@ -29,12 +29,14 @@ fn outputs<T: Real>(
         wave(batch, 0.9),
         wave(batch, 0.4),
     );
+    let context = wave(batch * k, 0.5);
     let mut s = mlp.scratch(batch);
     s.oracle = oracle;
     let x = match ts {
         Some(ts) => Inputs::per_row(ts, z),
         None => Inputs::shared(cast::<T>(0.3), z),
-    };
+    }
+    .with_context(&context);
     let mut o = vec![
         vec![T::zero(); batch * dim],
         vec![T::zero(); batch],
@@ -43,14 +45,17 @@ fn outputs<T: Real>(
         vec![T::zero(); batch * dim],
         vec![T::zero(); n],
         vec![T::zero(); batch * dim],
+        vec![T::zero(); batch * k],
     ];
-    let [v, div, kin, frob, g_z, g_th, v_only] = &mut o[..] else {
+    let [v, div, kin, frob, g_z, g_th, v_only, g_c] = &mut o[..] else {
         unreachable!()
     };
     mlp.vjp_batch(
         &mut s,
         VjpInput::new(x, trace, &a_v, &a_div).with_penalties(&a_kin, &a_frob),
-        VjpOutput::new(v, div, g_z, g_th).with_penalties(kin, frob),
+        VjpOutput::new(v, div, g_z, g_th)
+            .with_penalties(kin, frob)
+            .with_context_grad(g_c),
     );
     mlp.eval_batch(&mut s, x, v_only);
     o
@@ -87,6 +92,7 @@ fn check<T: Real>(
         "g_z",
         "g_theta",
         "v (eval)",
+        "g_context",
     ];
     for ((x, y), name) in fast.iter().zip(&oracle).zip(names) {
         let f = |v: &T| v.to_f64().unwrap_or(f64::NAN);
@@ -117,10 +123,11 @@ fn configs() -> impl Strategy<Value = MlpConfig> {
             Just(Activation::Elu)
         ],
         prop_oneof![Just(LayerKind::Concat), Just(LayerKind::ConcatSquash)],
+        prop_oneof![Just(0usize), 1usize..=3],
     )
-        .prop_map(|(dim, hidden, act, kind)| MlpConfig {
+        .prop_map(|(dim, hidden, act, kind, k)| MlpConfig {
             layer_kind: kind,
-            ..MlpConfig::new(dim, &hidden, act)
+            ..MlpConfig::new(dim, &hidden, act).with_context(k)
         })
 }
 

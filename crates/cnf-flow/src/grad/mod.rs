@@ -184,6 +184,9 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// Mean NLL of the batch `x (B, d)` and its gradient w.r.t. the field's parameters, with the
     /// divergence computed as `trace` says (the same probes serve the forward and backward pass)
     /// and the gradient as `method` says.
+    ///
+    /// # Errors
+    /// As [`Cnf::loss_and_grad_given`].
     pub fn loss_and_grad(
         &self,
         x: &[T],
@@ -195,9 +198,34 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
 
     /// [`Cnf::loss_and_grad`] with regularisers and an end time: the gradient is that of
     /// `loss + penalty`.
+    ///
+    /// # Errors
+    /// As [`Cnf::loss_and_grad_given`].
     pub fn loss_and_grad_with(
         &self,
         x: &[T],
+        trace: &Trace<T>,
+        method: Differentiation<T>,
+        options: &LossOptions<T>,
+    ) -> Result<LossGrad<T>, FlowError> {
+        self.loss_and_grad_given(x, &[], trace, method, options)
+    }
+
+    /// The conditional form of [`Cnf::loss_and_grad_with`]: the mean of -log p(x_b | c_b)
+    /// over the batch, row `b` of `context (B, k)` conditioning point `b` (empty for an
+    /// unconditional field). The gradient reaches every parameter, the context's first-layer
+    /// weights included.
+    ///
+    /// # Errors
+    /// [`FlowError::Invalid`] for bad weights, end time, probes or an empty batch;
+    /// [`FlowError::Shape`] / [`FlowError::NonFiniteInput`] for bad points;
+    /// [`FlowError::ContextShape`] / [`FlowError::NonFiniteContext`] for a bad context;
+    /// [`FlowError::TooLarge`] for a trace over the field's memory limit;
+    /// [`FlowError::Solve`] when the forward or backward solve fails.
+    pub fn loss_and_grad_given(
+        &self,
+        x: &[T],
+        context: &[T],
         trace: &Trace<T>,
         method: Differentiation<T>,
         options: &LossOptions<T>,
@@ -223,6 +251,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             ));
         }
         let b = self.check_points(x)?;
+        self.check_context(context, b)?;
         if b == 0 {
             return Err(FlowError::Invalid(
                 "the batch is empty: the mean NLL needs at least one point".into(),
@@ -239,7 +268,9 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         y0.extend_from_slice(x);
         y0.resize(len, T::zero());
         let mut sys = Augmented {
-            rows: RowParallel::new(&self.field, b, trace).with_penalties(penalised),
+            rows: RowParallel::new(&self.field, b, trace)
+                .with_penalties(penalised)
+                .with_context(context),
             split: n,
         };
         // dL/dz(T) = z(T) / B, dL/dD(T) = -1/B, dL/dK(T) = w_K / B, dL/dJ(T) = w_J / B.
