@@ -55,6 +55,7 @@ pub mod gaussian;
 pub mod model;
 pub mod observers;
 pub mod optim;
+pub mod sbi;
 pub mod session;
 pub mod trainer;
 
