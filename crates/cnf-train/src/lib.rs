@@ -1,7 +1,10 @@
 //! cnf-train: training continuous normalizing flows as a library: data (toy sets, CSV / .npy
 //! tables, splits, standardisation), the Adam optimiser, a full-covariance Gaussian baseline,
 //! model folders (config + weights, written atomically), the training loop with observers, and
-//! flow matching. The `cnf` command is the separate crate `cnf-cli`; this crate builds without
+//! flow matching. [`session::Session`] puts them together: a model folder opened or trained
+//! (new or resumed) with the precision chosen once, and its log-densities, samples and
+//! evaluation, f64 slices in and out; the `cnf` command and other languages' bindings call it.
+//! Below, the loop itself. The `cnf` command is the separate crate `cnf-cli`; this crate builds without
 //! clap, plotters or indicatif (the optional `clap` feature derives `clap::ValueEnum` on the
 //! choice enums for it).
 //!
@@ -36,7 +39,7 @@
 //!         seed: 0,
 //!         regularisers: Default::default(), // RNODE's kinetic/Jacobian weights, STEER
 //!     },
-//!     observers: Vec::new(), // progress, metrics, checkpoints, early stopping: `observers`
+//!     observers: Vec::new(), // metrics, best weights, resume file, early stopping: `observers`
 //! };
 //! let done = trainer.run(0)?; // maximum likelihood from iteration 0
 //! assert_eq!(done, 5);

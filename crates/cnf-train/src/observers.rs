@@ -304,6 +304,19 @@ pub trait EventObserver {
     fn on_finish(&mut self) {}
 }
 
+/// A borrowed observer observes too (the caller keeps it, to read what it saw).
+impl<O: EventObserver + ?Sized> EventObserver for &mut O {
+    fn on_iter(&mut self, ev: &IterEvent) {
+        (**self).on_iter(ev);
+    }
+    fn on_validation(&mut self, ev: &ValEvent) -> ControlFlow<()> {
+        (**self).on_validation(ev)
+    }
+    fn on_finish(&mut self) {
+        (**self).on_finish();
+    }
+}
+
 /// An [`EventObserver`] as an [`Observer`] of any precision and field.
 pub struct Events<'a>(pub &'a mut dyn EventObserver);
 

@@ -213,8 +213,9 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
     {
         eprintln!("{note}");
     }
-    let (resuming, start, iters) = (plan.is_resume(), plan.start_iter(), plan.iters());
+    let resuming = plan.is_resume();
     let mut session = Session::start(plan, args.force)?;
+    let (start, iters) = session.iterations().unwrap_or_default();
     if resuming {
         eprintln!("resuming {} at iteration {start}", session.dir().display());
     }

@@ -220,7 +220,6 @@ pub struct RunPlan {
     prepared: Prepared,
     settings: Option<String>,
     resume: Option<ResumeOptions>,
-    start: usize,
 }
 
 impl RunPlan {
@@ -295,7 +294,6 @@ impl RunPlan {
             prepared: prep,
             settings,
             resume: None,
-            start: 0,
         })
     }
 
@@ -351,14 +349,12 @@ impl RunPlan {
             }
         }
         let prepared = prepare::prepare(&config.data, config.seed)?;
-        let start = checkpoint_iter(&dir)?;
         Ok(Self {
             dir,
             config,
             prepared,
             settings: None,
             resume: Some(options),
-            start,
         })
     }
 
@@ -382,14 +378,6 @@ impl RunPlan {
     /// Whether this resumes a run.
     pub fn is_resume(&self) -> bool {
         self.resume.is_some()
-    }
-    /// The iteration training starts at (the checkpoint's when resuming, else 0).
-    pub fn start_iter(&self) -> usize {
-        self.start
-    }
-    /// The iteration training runs to (the resume's, else the run's).
-    pub fn iters(&self) -> usize {
-        total_iters(&self.config, self.resume.as_ref())
     }
 }
 
@@ -489,14 +477,20 @@ impl Session {
     ///
     /// # Errors
     /// Another process holds the folder; the folder holds a model and neither `force` nor a
-    /// resume was asked for.
+    /// resume was asked for; a resumed run has no checkpoint.
     pub fn start(plan: RunPlan, force: bool) -> Result<Self, TrainError> {
         let lock: FolderLock = plan.dir.lock()?;
-        if plan.resume.is_none() && !force {
-            plan.dir.refuse_existing(
-                "use --resume to continue its training or --force to replace it",
-            )?;
-        }
+        let start = match plan.resume {
+            Some(_) => checkpoint_iter(&plan.dir)?,
+            None => {
+                if !force {
+                    plan.dir.refuse_existing(
+                        "use --resume to continue its training or --force to replace it",
+                    )?;
+                }
+                0
+            }
+        };
         Ok(Self {
             dir: plan.dir,
             config: plan.config,
@@ -504,6 +498,7 @@ impl Session {
                 prepared: Some(plan.prepared),
                 resume: plan.resume,
                 force,
+                start,
                 _lock: lock,
             }),
         })
@@ -524,6 +519,12 @@ impl Session {
     /// The dimension of the model's points.
     pub fn dim(&self) -> usize {
         self.config.mlp.dim
+    }
+    /// For a started run: the iteration training starts at (the checkpoint's when resuming,
+    /// else 0) and the one it runs to. None for a session opened to read.
+    pub fn iterations(&self) -> Option<(usize, usize)> {
+        let run = self.run.as_ref()?;
+        Some((run.start, total_iters(&self.config, run.resume.as_ref())))
     }
 
     /// The model's flow (best weights) loaded as `options` say.

@@ -26,6 +26,8 @@ pub(super) struct Run {
     pub prepared: Option<Prepared>,
     pub resume: Option<ResumeOptions>,
     pub force: bool,
+    /// The iteration training starts at (the checkpoint's when resuming).
+    pub start: usize,
     pub _lock: FolderLock,
 }
 
