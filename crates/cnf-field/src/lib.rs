@@ -34,13 +34,16 @@
 //!   methods are only `debug_assert`ed; [`ShapeCheck`] validates user buffers up front. Every
 //!   method takes its point as one [`Inputs`] value: the time ([`Time::Shared`] by the batch,
 //!   as in an ODE solve, or [`Time::PerRow`], as in flow matching), the points `z (B, d)` and a
-//!   per-row context (width 0 today; the slot conditional flows will fill).
+//!   per-row context `c (B, k)` ([`VectorField::context_dim`]; empty for unconditional
+//!   fields, `(B, k)` for the conditional [`Mlp`] of [`MlpConfig::with_context`], which takes
+//!   it into its first layer: `v(t, z, c) = MLP([z, t, c])`). Tangents and the divergence are
+//!   over `z` only; [`VjpOutput::with_context_grad`] also accumulates `d/dc`.
 //!
 //! * **Primal + tangent carry** ([`Mlp`]). For a batch of `B` points the network runs as GEMMs:
 //!   per layer `a = h W^T + b`, `h' = s(a)`. Alongside, each point carries `nt` tangent
 //!   directions `U` (rows `(b, p)` of a `(B * nt, width)` matrix, so one GEMM moves all of them):
-//!   `A = U W^T`, `U' = s'(a) * A`. The time input has no tangent, so the first layer uses
-//!   only the `z` columns of `W0`. At the output the tangent rows are `J u_p`.
+//!   `A = U W^T`, `U' = s'(a) * A`. The time and context inputs have no tangent, so the first
+//!   layer uses only the `z` columns of `W0`. At the output the tangent rows are `J u_p`.
 //!
 //!   With per-row times a plain-concat layer is unchanged (the time column of `h_0` holds each
 //!   row's `t_b`, so `W0`'s time column gives the per-row term `w_t t_b`).

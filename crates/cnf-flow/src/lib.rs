@@ -40,6 +40,29 @@
 //!   [`Cnf::sample`], [`Cnf::transform`];
 //!   [`Batching`] chooses one solve for the whole batch (shared steps) or parallel solves of
 //!   chunks (down to one point each).
+//! - Conditional flows p(x | c): a field with a context ([`cnf_field::VectorField::context_dim`]
+//!   `k > 0`) and the `_given` forms, the context `(rows, k)` after the points:
+//!   [`Cnf::log_density_given`], [`Cnf::transform_given`], [`Cnf::trajectory_given`],
+//!   [`Cnf::sample_given`] (`n` draws per context row in one solve) and
+//!   [`Cnf::loss_and_grad_given`]; the unconditional methods are these with an empty context.
+//!
+//! ```
+//! use cnf_field::{Activation, Mlp, MlpConfig, Trace};
+//! use cnf_flow::Cnf;
+//! use cnf_ode::{Method, SolverSpec};
+//! use rand::{rngs::StdRng, SeedableRng};
+//!
+//! // v(t, z, c) on R^2 conditioned on one number c per point.
+//! let config = MlpConfig::new(2, &[16, 16], Activation::Tanh).with_context(1);
+//! let cnf = Cnf::new(Mlp::<f64>::new(config, 1)?, SolverSpec::adaptive(Method::Dopri5, 1e-6, 1e-6)?);
+//! let given = [0.5, -2.0]; // two context rows
+//! let draws = cnf.sample_given(&given, 3, &mut StdRng::seed_from_u64(0))?; // 3 draws each
+//! assert_eq!(draws.points.len(), 2 * 3 * 2);
+//! let c = [0.5, 0.5, 0.5, -2.0, -2.0, -2.0]; // the context of each draw
+//! let density = cnf.log_density_given(&draws.points, &c, &Trace::Exact)?;
+//! assert_eq!(density.logp.len(), 6);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //! - [`Cnf::loss_and_grad`]: the mean NLL and its gradient by the continuous adjoint method or
 //!   by reverse mode through the solver's steps, as `cnf-ode`'s [`cnf_ode::Differentiation`]
 //!   says (`Discretise`, `Checkpointed`, `Backsolve`).
