@@ -54,6 +54,7 @@ mod solution;
 mod solver;
 mod spec;
 mod state;
+mod stepper;
 mod system;
 mod tableau;
 mod util;

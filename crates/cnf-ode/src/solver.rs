@@ -3,7 +3,7 @@
 use num_traits::Float;
 
 use crate::controller::{PiController, StepController};
-use crate::engine::{Engine, Stepper};
+use crate::engine::Engine;
 use crate::error::{num, OdeError};
 use crate::norm::ErrorNorm;
 use crate::observer::{Observer, Step};
@@ -11,6 +11,7 @@ use crate::options::{Options, Tolerance, Tolerances};
 use crate::small::{self, ArrayEngine};
 use crate::solution::{DenseSolution, Solution, Stats};
 use crate::state::State;
+use crate::stepper::{Attempt, StepFailure, Stepper};
 use crate::system::{OdeSystem, SliceFn};
 use crate::tableau::{RkMethod, Tableau};
 use crate::util::cast;
@@ -366,8 +367,12 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
                 stats: Stats::default(),
             });
         }
+        let engine = engine(tab, y0);
+        let dense = self
+            .dense
+            .then(|| DenseSolution::new(engine.dense_vectors().1, t0, y0));
         let mut run = Run {
-            engine: engine(tab, y0),
+            engine,
             ys: [y0.clone(), y0.clone()],
             cur: 0,
             t: t0,
@@ -376,7 +381,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             t_out: &self.options.t_out,
             next_out: 0,
             y_out: Vec::with_capacity(self.options.t_out.len()),
-            dense: self.dense.then(|| DenseSolution::new(tab, t0, y0)),
+            dense,
         };
         // Output times at t0 are the initial state.
         while run.next_out < run.t_out.len() && run.t_out[run.next_out] == t0 {
@@ -387,8 +392,10 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             match self.options.fixed_steps {
                 Some(steps) => run.fixed(sys, steps, observer)?,
                 None => {
-                    if !tab.is_adaptive() {
-                        return Err(OdeError::NotAdaptive { method: tab.name });
+                    if !run.engine.is_adaptive() {
+                        return Err(OdeError::NotAdaptive {
+                            method: run.engine.name(),
+                        });
                     }
                     let mut ctrl = self.controller.clone();
                     ctrl.reset();
@@ -481,10 +488,13 @@ struct Run<'a, T, S, E> {
 }
 
 impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
+    /// The driver's step counts with the method's work.
     fn stats(&self) -> Stats {
+        let work = self.engine.work();
         Stats {
-            nfe: self.engine.nfe(),
-            ..self.stats
+            accepted: self.stats.accepted,
+            rejected: self.stats.rejected,
+            ..work
         }
     }
 
@@ -492,6 +502,18 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         OdeError::NonFinite {
             t: num(t),
             stats: self.stats(),
+        }
+    }
+
+    /// The error of a failed attempt that no smaller step could avoid.
+    #[cold]
+    fn failure(&self, failure: StepFailure, h: T) -> OdeError {
+        match failure {
+            StepFailure::Singular => OdeError::SingularMatrix {
+                t: num(self.t),
+                h: num(h),
+                stats: self.stats(),
+            },
         }
     }
 
@@ -528,17 +550,19 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         }
         if let Some(dense) = &mut self.dense {
             self.engine.prepare_dense(sys, self.t, h, y, y_new);
-            dense.push(h, t_new, self.engine.k(), y_new);
+            dense.push(h, t_new, self.engine.dense_vectors().0, y_new);
         }
+        let work = self.engine.work();
         observer.on_step(&Step {
             t_prev: self.t,
             t: t_new,
             y_prev: y,
             y: y_new,
-            stages: &self.engine.k()[..self.engine.tab().stages()],
+            stages: self.engine.stages(),
             stats: Stats {
-                nfe: self.engine.nfe(),
-                ..self.stats
+                accepted: self.stats.accepted,
+                rejected: self.stats.rejected,
+                ..work
             },
         });
         self.engine.accept();
@@ -563,10 +587,12 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
             };
             let h = t_new - self.t;
             let (y, y_new) = split(&mut self.ys, self.cur);
-            self.engine.step(sys, self.t, h, y, y_new);
-            self.accept(sys, h, t_new, observer)?;
+            match self.engine.attempt(sys, self.t, h, y, y_new, None) {
+                Attempt::Done { .. } => self.accept(sys, h, t_new, observer)?,
+                Attempt::Failed(failure) => return Err(self.failure(failure, h)),
+            }
         }
-        self.stats.nfe = self.engine.nfe();
+        self.stats = self.stats();
         Ok(())
     }
 
@@ -583,15 +609,15 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T>,
     {
-        let tab = self.engine.tab();
+        let error_order = self.engine.error_order();
         let dir = (self.t1 - self.t).signum();
         let span = (self.t1 - self.t).abs();
         let h_max = opts.h_max.unwrap_or(span).min(span);
         let t0 = self.t;
         let f0_finite = {
             let y = &self.ys[self.cur];
-            let k0 = self.engine.ensure_k0(sys, t0, y);
-            k0.as_slice().iter().all(|x| x.is_finite())
+            let (f0, _) = self.engine.derivative(sys, t0, y);
+            f0.as_slice().iter().all(|x| x.is_finite())
         };
         if !f0_finite {
             return Err(self.non_finite(t0));
@@ -602,6 +628,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         } * dir;
         let eps = T::epsilon();
         let mut last_nonfinite = false;
+        let mut last_failure = None;
         loop {
             if self.stats.accepted + self.stats.rejected >= opts.max_steps {
                 return Err(OdeError::MaxStepsExceeded {
@@ -617,6 +644,9 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 if last_nonfinite {
                     return Err(self.non_finite(self.t));
                 }
+                if let Some(failure) = last_failure {
+                    return Err(self.failure(failure, h));
+                }
                 return Err(OdeError::StepSizeTooSmall {
                     t: num(self.t),
                     h: num(h),
@@ -629,8 +659,16 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 h = self.t1 - self.t;
             }
             let (y, y_new) = split(&mut self.ys, self.cur);
-            self.engine.step(sys, self.t, h, y, y_new);
-            let err = self.engine.error_norm(h, y, y_new, tol);
+            let err = match self.engine.attempt(sys, self.t, h, y, y_new, Some(tol)) {
+                Attempt::Done { err } => err,
+                Attempt::Failed(failure) => {
+                    // Retry with a quarter of the step; reported if the steps collapse.
+                    last_failure = Some(failure);
+                    self.stats.rejected += 1;
+                    h = h * cast(0.25);
+                    continue;
+                }
+            };
             if !err.is_finite() {
                 // Too large a step can overflow; shrink hard and retry.
                 last_nonfinite = true;
@@ -638,9 +676,10 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 h = h * cast(0.1);
                 continue;
             }
-            let (ok, h_new) = ctrl.decide(err, h, tab.error_order);
+            let (ok, h_new) = ctrl.decide(err, h, error_order);
             if ok {
                 last_nonfinite = false;
+                last_failure = None;
                 let t_new = if last { self.t1 } else { self.t + h };
                 self.accept(sys, h, t_new, observer)?;
                 if last {
@@ -652,7 +691,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 h = h_new;
             }
         }
-        self.stats.nfe = self.engine.nfe();
+        self.stats = self.stats();
         Ok(())
     }
 
@@ -668,12 +707,13 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         h_max: T,
         h_min: T,
     ) -> T {
-        let tab = self.engine.tab();
+        let order = self.engine.order();
         let (t0, dir) = (self.t, (self.t1 - self.t).signum());
         let (y0, y1) = split(&mut self.ys, self.cur);
+        let (f0, f1) = self.engine.derivative(sys, t0, y0);
         let y0 = y0.as_slice();
-        let f0 = self.engine.k()[0].as_slice();
-        let dnf = tol.sum_sq(y0, |i| f0[i]);
+        let f0s = f0.as_slice();
+        let dnf = tol.sum_sq(y0, |i| f0s[i]);
         let dny = tol.sum_sq(y0, |i| y0[i]);
         let tiny: T = cast(1e-10);
         let mut h = if dnf <= tiny || dny <= tiny {
@@ -683,25 +723,20 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         };
         h = h.min(h_max);
         // Explicit Euler step, then the second derivative estimate.
-        for (y1i, (&y0i, &f0i)) in y1.as_mut_slice().iter_mut().zip(y0.iter().zip(f0)) {
+        for (y1i, (&y0i, &f0i)) in y1.as_mut_slice().iter_mut().zip(y0.iter().zip(f0s)) {
             *y1i = y0i + h * dir * f0i;
         }
-        // Use the last stage buffer as scratch for f(t0 + h, y1).
-        let scratch = tab.end_stage();
-        sys.rhs(t0 + h * dir, y1, &mut self.engine.k_mut()[scratch]);
-        self.engine.add_nfe(1);
-        let (f0, f1) = (
-            self.engine.k()[0].as_slice(),
-            self.engine.k()[scratch].as_slice(),
-        );
-        let y0 = self.ys[self.cur].as_slice();
+        // f(t0 + h, y1) into the method's scratch state.
+        sys.rhs(t0 + h * dir, y1, f1);
+        let (f0, f1) = (f0s, f1.as_slice());
         let der2 = tol.sum_sq(y0, |i| f1[i] - f0[i]);
+        self.engine.add_nfe(1);
         let der2 = der2.sqrt() / h;
         let der12 = der2.abs().max(dnf.sqrt());
         let h1 = if der12 <= cast(1e-15) {
             cast::<T>(1e-6).max(h * cast(1e-3))
         } else {
-            (cast::<T>(0.01) / der12).powf(T::one() / cast(f64::from(tab.order)))
+            (cast::<T>(0.01) / der12).powf(T::one() / cast(f64::from(order)))
         };
         let h = (h * cast(100.0)).min(h1);
         let h = if h.is_finite() { h } else { cast::<T>(1e-6) };
