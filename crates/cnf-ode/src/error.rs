@@ -150,6 +150,16 @@ pub enum OdeError {
         /// The method's name.
         method: &'static str,
     },
+    /// Reverse-mode differentiation through the steps ([`crate::Differentiation::Discretise`],
+    /// [`crate::Differentiation::Checkpointed`]) was asked of an implicit method.
+    #[error(
+        "reverse mode through the steps (Discretise, Checkpointed) needs an explicit method; \
+         {method} is implicit: differentiate it with Backsolve"
+    )]
+    NotExplicit {
+        /// The method's name.
+        method: &'static str,
+    },
     /// A combination of valid settings that the gradient of a solve does not support (the
     /// message says which and what to do instead).
     #[error("{0}")]

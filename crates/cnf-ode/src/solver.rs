@@ -5,15 +5,18 @@ use num_traits::Float;
 use crate::controller::{PiController, StepController};
 use crate::engine::Engine;
 use crate::error::{num, OdeError};
+use crate::jacobian::Sparsity;
+use crate::method::{OdeMethod, Scheme};
 use crate::norm::ErrorNorm;
 use crate::observer::{Observer, Step};
 use crate::options::{Options, Tolerance, Tolerances};
+use crate::rosenbrock::RosenbrockStepper;
 use crate::small::{self, ArrayEngine};
 use crate::solution::{DenseSolution, Solution, Stats};
 use crate::state::State;
 use crate::stepper::{Attempt, StepFailure, Stepper};
 use crate::system::{OdeSystem, SliceFn};
-use crate::tableau::{RkMethod, Tableau};
+use crate::tableau::RkMethod;
 use crate::util::cast;
 
 /// A configured solver: a method plus options. Reusable for many solves.
@@ -38,11 +41,11 @@ pub struct Solver<M, T, C = PiController<T>> {
     dense: bool,
 }
 
-impl<M: RkMethod, T: Float> Solver<M, T> {
+impl<M: OdeMethod, T: Float> Solver<M, T> {
     /// A solver for `method` with default options (adaptive when the method has an error
     /// estimate, rtol 1e-6, atol 1e-9) and the method's default PI controller.
     pub fn new(method: M) -> Self {
-        let controller = PiController::for_tableau(method.tableau());
+        let controller = PiController::from_params(method.scheme().controller());
         Self {
             method,
             options: Options::default(),
@@ -59,7 +62,7 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
     }
 }
 
-impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
+impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
     /// Relative tolerance, scalar or per component.
     pub fn rtol(mut self, rtol: impl Into<Tolerance<T>>) -> Self {
         self.options.rtol = rtol.into();
@@ -124,7 +127,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         self.options.error_norm = norm;
         self
     }
-    /// Replace the step-size controller (default: [`PiController::for_tableau`]) by any
+    /// Replace the step-size controller (default: the method's, [`Scheme::controller`]) by any
     /// [`StepController`], e.g. an [`crate::IController`].
     pub fn controller<C2: StepController<T>>(self, c: C2) -> Solver<M, T, C2> {
         Solver {
@@ -166,9 +169,27 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     pub(crate) fn options(&self) -> &Options<T> {
         &self.options
     }
-    /// The method's tableau.
-    pub fn tableau(&self) -> &'static Tableau {
-        self.method.tableau()
+    /// What the method is (its tableau, for an explicit method).
+    pub fn scheme(&self) -> Scheme {
+        self.method.scheme()
+    }
+    /// Where the Jacobian can be non-zero, so that the implicit methods' finite-difference
+    /// Jacobians perturb structurally independent columns together (default: dense, one
+    /// evaluation per column). Unused by explicit methods and by systems with their own
+    /// Jacobian ([`OdeSystem::jacobian`]).
+    ///
+    /// ```
+    /// use cnf_ode::{Method, Solver, Sparsity};
+    /// // Two uncoupled stiff decays: a diagonal Jacobian costs one evaluation, not two.
+    /// let diag = Sparsity::new(2, [(0, 0), (1, 1)])?;
+    /// let sol = Solver::new(Method::Rodas5p).jacobian_sparsity(diag).rtol(1e-8).atol(1e-12)
+    ///     .solve(|_t, y, dy| { dy[0] = -1e4 * y[0]; dy[1] = -y[1]; }, 0.0, 1.0, &[1.0, 1.0])?;
+    /// assert!((sol.y[1] - (-1.0f64).exp()).abs() < 1e-7);
+    /// # Ok::<(), cnf_ode::OdeError>(())
+    /// ```
+    pub fn jacobian_sparsity(mut self, pattern: Sparsity) -> Self {
+        self.options.sparsity = Some(pattern);
+        self
     }
 
     /// Integrates dy/dt = f(t, y) from (t0, y0) to t1 (t1 < t0 integrates backwards). `f`
@@ -266,9 +287,37 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T> + Clone,
     {
-        self.drive(sys, t0, t1, y0, observer, Engine::new)
+        match self.method.scheme() {
+            Scheme::Explicit(tab) => {
+                self.drive(sys, t0, t1, y0, observer, |y0| Engine::new(tab, y0))
+            }
+            Scheme::Rosenbrock(ros) => {
+                let pattern = self.sparsity(y0.len())?;
+                let floor = match &self.options.atol {
+                    Tolerance::Scalar(a) => vec![*a],
+                    Tolerance::PerComponent(v) => v.clone(),
+                };
+                self.drive(sys, t0, t1, y0, observer, |y0| {
+                    RosenbrockStepper::new(ros, y0, pattern, floor)
+                })
+            }
+        }
     }
 
+    /// The Jacobian's pattern for a state of `n` components.
+    fn sparsity(&self, n: usize) -> Result<Sparsity, OdeError> {
+        match &self.options.sparsity {
+            None => Ok(Sparsity::dense(n)),
+            Some(p) if p.dim() == n => Ok(p.clone()),
+            Some(p) => Err(OdeError::DimensionMismatch {
+                expected: n,
+                found: p.dim(),
+            }),
+        }
+    }
+}
+
+impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     /// As [`Solver::solve_system`] for small states that are `Copy`: `[T; N]`, nalgebra's
     /// `SVector` (feature `nalgebra`), small structs of your own. The stage buffers are an array
     /// inside the engine (no heap buffers, no indirection) and, when the method is a unit type
@@ -325,16 +374,17 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T> + Clone,
     {
-        if !small::fits(self.method.tableau()) {
-            return self.drive(sys, t0, t1, y0, observer, Engine::new);
+        let tab = self.method.tableau();
+        if !small::fits(tab) {
+            return self.drive(sys, t0, t1, y0, observer, |y0| Engine::new(tab, y0));
         }
         let method = &self.method;
-        self.drive(sys, t0, t1, y0, observer, |_, y0| {
-            ArrayEngine::new(method, y0)
-        })
+        self.drive(sys, t0, t1, y0, observer, |y0| ArrayEngine::new(method, y0))
     }
+}
 
-    /// The solve with the engine `engine(tableau, y0)`.
+impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
+    /// The solve with the stepper `engine(y0)`.
     #[inline]
     pub(crate) fn drive<S, F, O, E>(
         &self,
@@ -343,7 +393,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         t1: T,
         y0: &S,
         observer: &mut O,
-        engine: impl FnOnce(&'static Tableau, &S) -> E,
+        engine: impl FnOnce(&S) -> E,
     ) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T>,
@@ -352,7 +402,6 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         C: StepController<T> + Clone,
         E: Stepper<T, S>,
     {
-        let tab = self.method.tableau();
         let n = y0.len();
         if n == 0 {
             return Err(OdeError::EmptyState);
@@ -367,7 +416,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
                 stats: Stats::default(),
             });
         }
-        let engine = engine(tab, y0);
+        let engine = engine(y0);
         let dense = self
             .dense
             .then(|| DenseSolution::new(engine.dense_vectors().1, t0, y0));

@@ -11,7 +11,6 @@ use crate::system::OdeSystem;
 
 /// The outcome of one attempted step.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[allow(dead_code)] // `Failed` comes with the implicit methods.
 pub(crate) enum Attempt<T> {
     /// The step was computed: `err` is its scaled error norm (accept when `err <= 1`; 0 when no
     /// estimate was asked for). A non-finite `err` means the step overflowed.
@@ -26,7 +25,6 @@ pub(crate) enum Attempt<T> {
 /// Why an attempt failed; the driver retries with a smaller step and reports the last failure
 /// if the step size collapses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Constructed by the implicit methods.
 pub(crate) enum StepFailure {
     /// The iteration matrix was singular to working precision.
     Singular,
