@@ -6,7 +6,7 @@ use crate::controller::{PiController, StepController};
 use crate::engine::Engine;
 use crate::error::{num, OdeError};
 use crate::jacobian::Sparsity;
-use crate::method::{OdeMethod, Scheme};
+use crate::method::{Method, OdeMethod, Scheme};
 use crate::norm::ErrorNorm;
 use crate::observer::{Observer, Step};
 use crate::options::{Options, Tolerance, Tolerances};
@@ -380,6 +380,55 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         }
         let method = &self.method;
         self.drive(sys, t0, t1, y0, observer, |y0| ArrayEngine::new(method, y0))
+    }
+}
+
+/// [`Method`] chosen at run time: the explicit methods on the array engine with the tableau
+/// read at run time (as a `&'static Tableau`), the stiff ones on the general path.
+impl<T: Float, C> Solver<Method, T, C> {
+    /// As [`Solver::solve_system`] for small `Copy` states (see the generic `solve_small`).
+    ///
+    /// # Errors
+    /// As [`Solver::solve`].
+    pub fn solve_small<S, F>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+    ) -> Result<Solution<T, S>, OdeError>
+    where
+        S: State<T> + Copy,
+        F: OdeSystem<T, S>,
+        C: StepController<T> + Clone,
+    {
+        self.solve_small_observed(sys, t0, t1, y0, &mut ())
+    }
+
+    /// As [`Solver::solve_small`], calling `observer` after every accepted step.
+    ///
+    /// # Errors
+    /// As [`Solver::solve`].
+    pub fn solve_small_observed<S, F, O>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+        observer: &mut O,
+    ) -> Result<Solution<T, S>, OdeError>
+    where
+        S: State<T> + Copy,
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+        C: StepController<T> + Clone,
+    {
+        match self.method.tableau() {
+            Some(tab) if small::fits(tab) => {
+                self.drive(sys, t0, t1, y0, observer, |y0| ArrayEngine::new(&tab, y0))
+            }
+            _ => self.solve_system_observed(sys, t0, t1, y0, observer),
+        }
     }
 }
 
