@@ -36,6 +36,7 @@ fn peer<const N: usize>(p: &Problem<N>, dop853: bool, tol: f64) -> (Stats, [f64;
             nfe: stats.num_eval as usize,
             accepted: stats.accepted_steps as usize,
             rejected: stats.rejected_steps as usize,
+            ..Stats::default()
         },
         y.as_slice().try_into().expect("length N"),
     )

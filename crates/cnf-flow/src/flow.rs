@@ -108,7 +108,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         let solver = self.solver.solver_for(layout);
         match self.solver.explicit_controller() {
             None if columns == 0 => solver.controller(PiController::from_params(
-                self.solver.method().tableau().controller.integral(),
+                self.solver.method().controller().integral(),
             )),
             _ => solver,
         }

@@ -41,6 +41,15 @@ impl PiParams {
         fac_max: 6.0,
     };
 
+    /// The Rosenbrock methods' controller: safety 0.9, no PI memory, factors in [0.2, 6]
+    /// (the bounds of Hairer's RODAS).
+    pub const ROSENBROCK: Self = Self {
+        safety: 0.9,
+        beta: 0.0,
+        fac_min: 0.2,
+        fac_max: 6.0,
+    };
+
     /// Hairer's DOPRI5 safety and factor bounds with `beta = 0`: the elementary (integral, I)
     /// controller h_new = h * clamp(0.9 err^(-1/5), 0.2, 10) with no memory of earlier errors.
     /// It is what diffrax's `PIDController(rtol, atol)` defaults to (pcoeff 0, icoeff 1,

@@ -7,7 +7,9 @@ use num_traits::Float;
 
 use crate::grad::{VjpOut, VjpSystem};
 use crate::options::Tolerances;
+use crate::solution::Stats;
 use crate::state::State;
+use crate::stepper::{Attempt, Interpolant, Stepper};
 use crate::system::OdeSystem;
 use crate::tableau::{ErrorEstimate, Tableau};
 use crate::util::cast;
@@ -204,66 +206,61 @@ pub(crate) fn error_of<T: Float>(
     }
 }
 
-/// What the driver ([`crate::Solver`]'s loop) needs of an engine: the general one over any
-/// [`State`] ([`Engine`]) and the one for small `Copy` states with stage buffers on the stack
-/// ([`crate::small::ArrayEngine`]).
-pub(crate) trait Stepper<T, S> {
-    /// The method's tableau.
-    fn tab(&self) -> &'static Tableau;
-    /// Evaluations so far.
-    fn nfe(&self) -> usize;
-    /// Count `n` more evaluations (the initial step's).
-    fn add_nfe(&mut self, n: usize);
-    /// The stage buffers (main, end derivative, extra dense stages).
-    fn k(&self) -> &[S];
-    /// The stage buffers, mutable (scratch for the initial step).
-    fn k_mut(&mut self) -> &mut [S];
-    /// f(t, y) into k[0] unless already there.
-    fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> &S;
-    /// One step of size h from (t, y) into y_new.
-    fn step<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &mut S);
-    /// The scaled error norm of the last step.
-    fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T;
-    /// The extra stages of the continuous extension of the last step.
-    fn prepare_dense<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &S);
-    /// y(t + theta h) from the continuous extension of the last step.
-    fn interpolate(&mut self, theta: T, h: T, y: &S, out: &mut S);
-    /// The last step was accepted.
-    fn accept(&mut self);
-}
-
 impl<T: Float, S: State<T>> Stepper<T, S> for Engine<T, S> {
     #[inline(always)]
-    fn tab(&self) -> &'static Tableau {
-        self.tab
+    fn name(&self) -> &'static str {
+        self.tab.name
     }
     #[inline(always)]
-    fn nfe(&self) -> usize {
-        self.nfe
+    fn order(&self) -> u32 {
+        self.tab.order
+    }
+    #[inline(always)]
+    fn error_order(&self) -> u32 {
+        self.tab.error_order
+    }
+    #[inline(always)]
+    fn is_adaptive(&self) -> bool {
+        self.tab.is_adaptive()
+    }
+    #[inline(always)]
+    fn work(&self) -> Stats {
+        Stats {
+            nfe: self.nfe,
+            ..Stats::default()
+        }
     }
     #[inline(always)]
     fn add_nfe(&mut self, n: usize) {
         self.nfe += n;
     }
     #[inline(always)]
-    fn k(&self) -> &[S] {
-        &self.k
+    fn derivative<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> (&S, &mut S) {
+        self.ensure_k0(sys, t, y);
+        // The end-derivative buffer is free between steps.
+        let (head, tail) = self.k.split_at_mut(self.tab.end_stage());
+        (&head[0], &mut tail[0])
     }
     #[inline(always)]
-    fn k_mut(&mut self) -> &mut [S] {
-        &mut self.k
+    fn attempt<F: OdeSystem<T, S>>(
+        &mut self,
+        sys: &mut F,
+        t: T,
+        h: T,
+        y: &S,
+        y_new: &mut S,
+        tol: Option<&mut Tolerances<T>>,
+    ) -> Attempt<T> {
+        Engine::step(self, sys, t, h, y, y_new);
+        let err = match tol {
+            Some(tol) => Engine::error_norm(self, h, y, y_new, tol),
+            None => T::zero(),
+        };
+        Attempt::Done { err }
     }
     #[inline(always)]
-    fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> &S {
-        Engine::ensure_k0(self, sys, t, y)
-    }
-    #[inline(always)]
-    fn step<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &mut S) {
-        Engine::step(self, sys, t, h, y, y_new)
-    }
-    #[inline(always)]
-    fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
-        Engine::error_norm(self, h, y, y_new, tol)
+    fn stages(&self) -> &[S] {
+        &self.k[..self.tab.stages()]
     }
     #[inline(always)]
     fn prepare_dense<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &S) {
@@ -274,8 +271,21 @@ impl<T: Float, S: State<T>> Stepper<T, S> for Engine<T, S> {
         Engine::interpolate(self, theta, h, y, out)
     }
     #[inline(always)]
+    fn dense_vectors(&self) -> (&[S], Interpolant) {
+        (&self.k[..self.tab.dense_stages()], rk_interpolant(self.tab))
+    }
+    #[inline(always)]
     fn accept(&mut self) {
         Engine::accept(self)
+    }
+}
+
+/// The continuous extension of a tableau: y + h sum_j w_j(theta) k_j over its dense stages.
+pub(crate) fn rk_interpolant(tab: &Tableau) -> Interpolant {
+    Interpolant {
+        weights: tab.dense.weights,
+        vectors: tab.dense_stages(),
+        times_h: true,
     }
 }
 

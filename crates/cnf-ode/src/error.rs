@@ -8,9 +8,9 @@ use crate::solution::Stats;
 /// Why a solve failed, or why its settings were refused.
 ///
 /// Times and step sizes are f64 whatever the solve's precision, so an error of an f32 solve and
-/// one of an f64 solve have the same type. The first three variants are failures of an
-/// integration and carry its [`Stats`] ([`OdeError::stats`]); the others are refusals of the
-/// inputs, raised before any evaluation.
+/// one of an f64 solve have the same type. `NonFinite`, `StepSizeTooSmall`, `MaxStepsExceeded`
+/// and `SingularMatrix` are failures of an integration and carry its [`Stats`]
+/// ([`OdeError::stats`]); the others are refusals of the inputs, raised before any evaluation.
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
 pub enum OdeError {
@@ -39,6 +39,17 @@ pub enum OdeError {
         t: f64,
         /// The budget.
         max_steps: usize,
+        /// Work done until then.
+        stats: Stats,
+    },
+    /// The iteration matrix of an implicit method (I - h gamma J) was singular to working
+    /// precision for every step size down to the smallest one.
+    #[error("singular iteration matrix at t = {t:?} (step {h:?}) ({stats})")]
+    SingularMatrix {
+        /// Time reached.
+        t: f64,
+        /// The last step size tried (signed).
+        h: f64,
         /// Work done until then.
         stats: Stats,
     },
@@ -139,6 +150,16 @@ pub enum OdeError {
         /// The method's name.
         method: &'static str,
     },
+    /// Reverse-mode differentiation through the steps ([`crate::Differentiation::Discretise`],
+    /// [`crate::Differentiation::Checkpointed`]) was asked of an implicit method.
+    #[error(
+        "reverse mode through the steps (Discretise, Checkpointed) needs an explicit method; \
+         {method} is implicit: differentiate it with Backsolve"
+    )]
+    NotExplicit {
+        /// The method's name.
+        method: &'static str,
+    },
     /// A combination of valid settings that the gradient of a solve does not support (the
     /// message says which and what to do instead).
     #[error("{0}")]
@@ -151,7 +172,8 @@ impl OdeError {
         match self {
             Self::NonFinite { stats, .. }
             | Self::StepSizeTooSmall { stats, .. }
-            | Self::MaxStepsExceeded { stats, .. } => Some(stats),
+            | Self::MaxStepsExceeded { stats, .. }
+            | Self::SingularMatrix { stats, .. } => Some(stats),
             _ => None,
         }
     }

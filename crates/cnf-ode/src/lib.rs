@@ -1,4 +1,4 @@
-//! # cnf-ode: explicit Runge-Kutta solvers over any `num_traits::Float` state
+//! # cnf-ode: explicit Runge-Kutta and stiff (Rosenbrock) solvers over any `num_traits::Float` state
 //!
 //! ```
 //! use cnf_ode::{Method, Solver};
@@ -16,7 +16,10 @@
 //! The pieces are independent, in the way of diffrax:
 //! - a **method** is a [`Tableau`] of constants: [`Euler`], [`Midpoint`], [`Heun`],
 //!   [`Rk4`] (fixed step), [`Bs3`], [`Dopri5`], [`Tsit5`], [`Dop853`] (adaptive); [`Method`]
-//!   names them all as one run-time value;
+//!   names them all as one run-time value, with the stiff methods [`Method::Rodas5p`] and
+//!   [`Method::Rosenbrock23`] (Rosenbrock: automatic Jacobians by finite differences, grouped
+//!   by a [`Sparsity`] pattern, or given by [`WithJacobian`], or exact by dual numbers through
+//!   [`Dual`]; a dense LU behind [`LinearSolver`]);
 //! - one **engine** performs a step of any tableau, its error estimate and its continuous
 //!   extension (`engine.rs`);
 //! - a **step-size controller** ([`StepController`]) decides acceptance: by default a
@@ -45,15 +48,19 @@ mod controller;
 mod engine;
 mod error;
 mod grad;
+mod jacobian;
+mod linalg;
 mod method;
 mod norm;
 mod observer;
 mod options;
+mod rosenbrock;
 mod small;
 mod solution;
 mod solver;
 mod spec;
 mod state;
+mod stepper;
 mod system;
 mod tableau;
 mod util;
@@ -62,15 +69,18 @@ pub use batch::Batch;
 pub use controller::{IController, PiController, PiParams, StepController};
 pub use error::OdeError;
 pub use grad::{Differentiation, GradSolution, PenaltyRefusal, VjpOut, VjpSystem};
-pub use method::{Method, UnknownMethod};
+pub use jacobian::{finite_difference_jacobian, Sparsity};
+pub use linalg::{DenseLu, LinearSolver, Singular};
+pub use method::{Method, OdeMethod, Scheme, UnknownMethod};
 pub use norm::{Block, ErrorNorm, SampleLayout};
 pub use observer::{Observer, Step};
 pub use options::Tolerance;
+pub use rosenbrock::RosenbrockTableau;
 pub use solution::{DenseSolution, Solution, Stats};
 pub use solver::Solver;
 pub use spec::{SolverSpec, SolverSpecBuilder, Steps, DEFAULT_MAX_STEPS};
 pub use state::State;
-pub use system::OdeSystem;
+pub use system::{Dual, GenericSystem, OdeSystem, WithJacobian};
 pub use tableau::{
     Bs3, DenseOutput, Dop853, Dopri5, ErrorEstimate, Euler, Heun, Midpoint, Rk4, RkMethod, Tableau,
     Tsit5,

@@ -2,10 +2,76 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::controller::PiParams;
+use crate::rosenbrock::{RosenbrockTableau, RODAS5P_TABLEAU, ROS23_TABLEAU};
 use crate::tableau::{Bs3, Dop853, Dopri5, Euler, Heun, Midpoint, Rk4, RkMethod, Tableau, Tsit5};
 
-/// The Runge-Kutta methods of `cnf-ode`, as one enum: the run-time counterpart of the unit
-/// structs [`Euler`], [`Dopri5`], ... It parses from and prints as its lower-case name
+/// What a method is to the solver: an explicit Runge-Kutta tableau, or a Rosenbrock method
+/// (linearly implicit, for stiff problems: it needs the Jacobian, automatic by default).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// An explicit Runge-Kutta method.
+    Explicit(&'static Tableau),
+    /// A Rosenbrock method.
+    Rosenbrock(&'static RosenbrockTableau),
+}
+
+impl Scheme {
+    /// The method's display name ("Dopri5", "Rodas5P").
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Explicit(t) => t.name,
+            Self::Rosenbrock(r) => r.name,
+        }
+    }
+    /// Order of the propagated solution.
+    pub fn order(self) -> u32 {
+        match self {
+            Self::Explicit(t) => t.order,
+            Self::Rosenbrock(r) => r.order,
+        }
+    }
+    /// The step-size controller the method is used with: the tableau's
+    /// ([`Tableau::controller`]), or [`PiParams::ROSENBROCK`].
+    pub fn controller(self) -> PiParams {
+        match self {
+            Self::Explicit(t) => t.controller,
+            Self::Rosenbrock(_) => PiParams::ROSENBROCK,
+        }
+    }
+    /// True for methods with an error estimate.
+    pub fn is_adaptive(self) -> bool {
+        match self {
+            Self::Explicit(t) => t.is_adaptive(),
+            Self::Rosenbrock(_) => true,
+        }
+    }
+    /// The tableau of an explicit method.
+    pub fn tableau(self) -> Option<&'static Tableau> {
+        match self {
+            Self::Explicit(t) => Some(t),
+            Self::Rosenbrock(_) => None,
+        }
+    }
+}
+
+/// A method a [`crate::Solver`] can run: every [`RkMethod`] (the unit structs, a
+/// `&'static Tableau`) and [`Method`].
+pub trait OdeMethod {
+    /// What the method is.
+    fn scheme(&self) -> Scheme;
+}
+
+impl<M: RkMethod> OdeMethod for M {
+    fn scheme(&self) -> Scheme {
+        Scheme::Explicit(self.tableau())
+    }
+}
+
+/// The methods of `cnf-ode`, as one enum: the run-time counterpart of the unit
+/// structs [`Euler`], [`Dopri5`], ..., and the stiff methods [`Method::Rodas5p`] and
+/// [`Method::Rosenbrock23`]. It parses from and prints as its lower-case name
 /// (`"dopri5".parse::<Method>()`, alias `"rk45"` for Dopri5), and with the `serde` feature it
 /// (de)serialises as that name.
 ///
@@ -38,11 +104,31 @@ pub enum Method {
     Tsit5,
     /// Dormand-Prince 8(5,3).
     Dop853,
+    /// Rodas5P (Steinebach 2023): Rosenbrock, order 5(4), L-stable, stiffly accurate dense
+    /// output; for stiff problems at moderate to tight tolerances.
+    Rodas5p,
+    /// Rosenbrock23 (Shampine and Reichelt's ode23s): Rosenbrock, order 2(3), L-stable; for
+    /// stiff problems at loose tolerances.
+    Rosenbrock23,
 }
 
 impl Method {
-    /// Every method, fixed-step ones first, in order of increasing order.
-    pub const ALL: [Method; 8] = [
+    /// Every method: the explicit ones ([`Method::EXPLICIT`]), then the stiff ones.
+    pub const ALL: [Method; 10] = [
+        Method::Euler,
+        Method::Midpoint,
+        Method::Heun,
+        Method::Rk4,
+        Method::Bs3,
+        Method::Dopri5,
+        Method::Tsit5,
+        Method::Dop853,
+        Method::Rodas5p,
+        Method::Rosenbrock23,
+    ];
+
+    /// The explicit Runge-Kutta methods, fixed-step ones first, in order of increasing order.
+    pub const EXPLICIT: [Method; 8] = [
         Method::Euler,
         Method::Midpoint,
         Method::Heun,
@@ -64,39 +150,59 @@ impl Method {
             Self::Dopri5 => "dopri5",
             Self::Tsit5 => "tsit5",
             Self::Dop853 => "dop853",
+            Self::Rodas5p => "rodas5p",
+            Self::Rosenbrock23 => "rosenbrock23",
         }
     }
 
-    /// The method's tableau.
-    pub fn tableau(self) -> &'static Tableau {
+    /// What the method is: an explicit tableau or a Rosenbrock method.
+    pub fn scheme(self) -> Scheme {
         match self {
-            Self::Euler => Euler.tableau(),
-            Self::Midpoint => Midpoint.tableau(),
-            Self::Heun => Heun.tableau(),
-            Self::Rk4 => Rk4.tableau(),
-            Self::Bs3 => Bs3.tableau(),
-            Self::Dopri5 => Dopri5.tableau(),
-            Self::Tsit5 => Tsit5.tableau(),
-            Self::Dop853 => Dop853.tableau(),
+            Self::Euler => Scheme::Explicit(Euler.tableau()),
+            Self::Midpoint => Scheme::Explicit(Midpoint.tableau()),
+            Self::Heun => Scheme::Explicit(Heun.tableau()),
+            Self::Rk4 => Scheme::Explicit(Rk4.tableau()),
+            Self::Bs3 => Scheme::Explicit(Bs3.tableau()),
+            Self::Dopri5 => Scheme::Explicit(Dopri5.tableau()),
+            Self::Tsit5 => Scheme::Explicit(Tsit5.tableau()),
+            Self::Dop853 => Scheme::Explicit(Dop853.tableau()),
+            Self::Rodas5p => Scheme::Rosenbrock(&RODAS5P_TABLEAU),
+            Self::Rosenbrock23 => Scheme::Rosenbrock(&ROS23_TABLEAU),
         }
+    }
+
+    /// The tableau of an explicit method; `None` for the stiff ones.
+    pub fn tableau(self) -> Option<&'static Tableau> {
+        self.scheme().tableau()
+    }
+
+    /// The step-size controller's parameters the method is used with by default.
+    pub fn controller(self) -> PiParams {
+        self.scheme().controller()
     }
 
     /// True for methods with an error estimate (they can choose their own steps).
     pub fn is_adaptive(self) -> bool {
-        self.tableau().is_adaptive()
+        self.scheme().is_adaptive()
     }
 
-    /// The method whose tableau this is (the same static), if it is one of [`Method::ALL`].
+    /// True for the explicit Runge-Kutta methods (reverse-mode differentiation through the
+    /// steps, [`crate::Differentiation::Discretise`], needs one).
+    pub fn is_explicit(self) -> bool {
+        matches!(self.scheme(), Scheme::Explicit(_))
+    }
+
+    /// The method whose tableau this is (the same static), if it is one of [`Method::EXPLICIT`].
     pub fn from_tableau(tab: &Tableau) -> Option<Self> {
-        Self::ALL
+        Self::EXPLICIT
             .into_iter()
-            .find(|m| std::ptr::eq(m.tableau(), tab))
+            .find(|m| m.tableau().is_some_and(|t| std::ptr::eq(t, tab)))
     }
 }
 
-impl RkMethod for Method {
-    fn tableau(&self) -> &'static Tableau {
-        Method::tableau(*self)
+impl OdeMethod for Method {
+    fn scheme(&self) -> Scheme {
+        Method::scheme(*self)
     }
 }
 
@@ -152,12 +258,10 @@ mod tests {
     fn names_round_trip_and_map_to_distinct_tableaux() {
         for m in Method::ALL {
             assert_eq!(m.name().parse::<Method>(), Ok(m));
-            assert_eq!(Method::from_tableau(m.tableau()), Some(m));
-            assert_eq!(
-                m.tableau().name.to_lowercase(),
-                m.name(),
-                "tableau name of {m}"
-            );
+            assert_eq!(m.scheme().name().to_lowercase(), m.name(), "name of {m}");
+        }
+        for m in Method::EXPLICIT {
+            assert_eq!(Method::from_tableau(m.tableau().unwrap()), Some(m));
         }
         let adaptive: Vec<_> = Method::ALL.iter().filter(|m| m.is_adaptive()).collect();
         assert_eq!(
@@ -166,7 +270,9 @@ mod tests {
                 &Method::Bs3,
                 &Method::Dopri5,
                 &Method::Tsit5,
-                &Method::Dop853
+                &Method::Dop853,
+                &Method::Rodas5p,
+                &Method::Rosenbrock23
             ]
         );
         assert_eq!("rk45".parse::<Method>(), Ok(Method::Dopri5));

@@ -197,6 +197,9 @@ pub(crate) struct Options<T> {
     /// How the components' errors combine into the step's error ([`ErrorNorm::Rms`] by default,
     /// or the largest per-sample RMS).
     pub error_norm: ErrorNorm,
+    /// Where the Jacobian can be non-zero, for grouped finite differences (implicit methods;
+    /// default dense).
+    pub sparsity: Option<crate::jacobian::Sparsity>,
 }
 
 impl<T: Float> Default for Options<T> {
@@ -212,6 +215,7 @@ impl<T: Float> Default for Options<T> {
             t_out: Vec::new(),
             error_components: None,
             error_norm: ErrorNorm::Rms,
+            sparsity: None,
         }
     }
 }

@@ -13,9 +13,11 @@ use std::marker::PhantomData;
 
 use num_traits::Float;
 
-use crate::engine::{error_of, Stepper};
+use crate::engine::{error_of, rk_interpolant};
 use crate::options::Tolerances;
+use crate::solution::Stats;
 use crate::state::State;
+use crate::stepper::{Attempt, Interpolant, Stepper};
 use crate::system::OdeSystem;
 use crate::tableau::{ErrorEstimate, RkMethod, Tableau};
 use crate::util::cast;
@@ -216,41 +218,26 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
     }
 }
 
-impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_, M, T, S> {
+impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
+    /// f(t, y) into k[0] unless already there.
     #[inline(always)]
-    fn tab(&self) -> &'static Tableau {
-        self.method.tableau()
-    }
-    #[inline(always)]
-    fn nfe(&self) -> usize {
-        self.nfe
-    }
-    #[inline(always)]
-    fn add_nfe(&mut self, n: usize) {
-        self.nfe += n;
-    }
-    #[inline(always)]
-    fn k(&self) -> &[S] {
-        let tab = self.method.tableau();
-        &self.k[..tab.dense_stages().max(tab.end_stage() + 1)]
-    }
-    #[inline(always)]
-    fn k_mut(&mut self) -> &mut [S] {
-        let tab = self.method.tableau();
-        &mut self.k[..tab.dense_stages().max(tab.end_stage() + 1)]
-    }
-    #[inline(always)]
-    fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> &S {
+    fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) {
         if !self.k0_valid {
             sys.rhs(t, y, &mut self.k[0]);
             self.nfe += 1;
             self.k0_valid = true;
         }
-        &self.k[0]
     }
 
     #[inline(always)]
-    fn step<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &mut S) {
+    pub(crate) fn step<F: OdeSystem<T, S>>(
+        &mut self,
+        sys: &mut F,
+        t: T,
+        h: T,
+        y: &S,
+        y_new: &mut S,
+    ) {
         self.ensure_k0(sys, t, y);
         // States of whole 16-byte lanes ([f64; 4]) are read from a local copy, which the stages
         // keep in registers, rather than through `y`, a pointer into the driver's state pair
@@ -292,7 +279,7 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
     }
 
     #[inline(always)]
-    fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
+    pub(crate) fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
         let tab = self.method.tableau();
         let (e5, e3): (&[f64], &[f64]) = match tab.error {
             ErrorEstimate::None => (&[], &[]),
@@ -314,7 +301,69 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
         );
         error_of(h, (y, y_new), tol, &mut self.ytmp.as_mut_slice()[range], r3)
     }
+}
 
+impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_, M, T, S> {
+    #[inline(always)]
+    fn name(&self) -> &'static str {
+        self.method.tableau().name
+    }
+    #[inline(always)]
+    fn order(&self) -> u32 {
+        self.method.tableau().order
+    }
+    #[inline(always)]
+    fn error_order(&self) -> u32 {
+        self.method.tableau().error_order
+    }
+    #[inline(always)]
+    fn is_adaptive(&self) -> bool {
+        self.method.tableau().is_adaptive()
+    }
+    #[inline(always)]
+    fn work(&self) -> Stats {
+        Stats {
+            nfe: self.nfe,
+            ..Stats::default()
+        }
+    }
+    #[inline(always)]
+    fn add_nfe(&mut self, n: usize) {
+        self.nfe += n;
+    }
+    #[inline(always)]
+    fn derivative<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> (&S, &mut S) {
+        self.ensure_k0(sys, t, y);
+        // The end-derivative buffer is free between steps.
+        let (head, tail) = self.k.split_at_mut(self.method.tableau().end_stage());
+        (&head[0], &mut tail[0])
+    }
+    #[inline(always)]
+    fn attempt<F: OdeSystem<T, S>>(
+        &mut self,
+        sys: &mut F,
+        t: T,
+        h: T,
+        y: &S,
+        y_new: &mut S,
+        tol: Option<&mut Tolerances<T>>,
+    ) -> Attempt<T> {
+        self.step(sys, t, h, y, y_new);
+        let err = match tol {
+            Some(tol) => self.error_norm(h, y, y_new, tol),
+            None => T::zero(),
+        };
+        Attempt::Done { err }
+    }
+    #[inline(always)]
+    fn stages(&self) -> &[S] {
+        &self.k[..self.method.tableau().stages()]
+    }
+    #[inline(always)]
+    fn dense_vectors(&self) -> (&[S], Interpolant) {
+        let tab = self.method.tableau();
+        (&self.k[..tab.dense_stages()], rk_interpolant(tab))
+    }
     fn prepare_dense<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &S) {
         if self.dense_ready {
             return;

@@ -4,26 +4,39 @@ use std::fmt;
 use num_traits::Float;
 
 use crate::state::State;
-use crate::tableau::Tableau;
+use crate::stepper::Interpolant;
 use crate::util::cast;
 
-/// Work done by a solve. The work of several solves adds up with `+` and `+=`:
+/// Work done by a solve, under scipy's and CVODE's names. The work of several solves adds up
+/// with `+` and `+=`:
 ///
 /// ```
 /// use cnf_ode::Stats;
-/// let a = Stats { nfe: 20, accepted: 3, rejected: 1 };
+/// let a = Stats { nfe: 20, accepted: 3, rejected: 1, ..Stats::default() };
 /// let mut total = a + a;
 /// total += Stats { nfe: 1, ..Stats::default() };
-/// assert_eq!(total, Stats { nfe: 41, accepted: 6, rejected: 2 });
+/// assert_eq!(total, Stats { nfe: 41, accepted: 6, rejected: 2, ..Stats::default() });
 /// ```
+///
+/// Explicit methods leave the linear-algebra counters at zero. Right-hand-side evaluations
+/// spent on finite-difference Jacobians count in `nfe` too.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Right-hand-side evaluations (including the initial-step estimate and dense-output stages).
+    /// Right-hand-side evaluations (including the initial-step estimate, dense-output stages and
+    /// finite-difference Jacobians).
     pub nfe: usize,
     /// Accepted steps.
     pub accepted: usize,
-    /// Rejected steps.
+    /// Rejected steps (error too large, or a failed attempt: singular iteration matrix,
+    /// non-finite stage).
     pub rejected: usize,
+    /// Jacobian evaluations (scipy's `njev`), by any means: user-supplied, finite differences or
+    /// dual numbers.
+    pub jacobians: usize,
+    /// LU factorisations of an iteration matrix (scipy's `nlu`).
+    pub factorisations: usize,
+    /// Linear solves with a factorised matrix (one right-hand side each).
+    pub linear_solves: usize,
 }
 
 impl std::ops::Add for Stats {
@@ -33,6 +46,9 @@ impl std::ops::Add for Stats {
             nfe: self.nfe + other.nfe,
             accepted: self.accepted + other.accepted,
             rejected: self.rejected + other.rejected,
+            jacobians: self.jacobians + other.jacobians,
+            factorisations: self.factorisations + other.factorisations,
+            linear_solves: self.linear_solves + other.linear_solves,
         }
     }
 }
@@ -49,7 +65,16 @@ impl fmt::Display for Stats {
             f,
             "nfe {}, accepted {}, rejected {}",
             self.nfe, self.accepted, self.rejected
-        )
+        )?;
+        // Explicit solves print as they always did.
+        if self.jacobians + self.factorisations + self.linear_solves > 0 {
+            write!(
+                f,
+                ", jacobians {}, LU {}, solves {}",
+                self.jacobians, self.factorisations, self.linear_solves
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -75,27 +100,28 @@ pub struct Solution<T, S> {
 /// [`crate::Solver::dense`]`(true)`: query the solution anywhere in the span afterwards with
 /// [`Solution::interpolate`].
 ///
-/// Memory: per accepted step, the state at its start and the method's dense-output stages
+/// Memory: per accepted step, the state at its start and the method's dense-output vectors
 /// (`Tableau::dense_stages()`: 7 states for Dopri5 and Tsit5, 4 for BS3, 16 for DOP853, 1-4
-/// for the fixed-step methods), plus the final state. DOP853 evaluates its 3 extra dense stages
-/// on every step (3 more evaluations per step); the other methods evaluate nothing more.
+/// for the fixed-step methods; 4 for Rodas5P, 2 for Rosenbrock23), plus the final state.
+/// DOP853 evaluates its 3 extra dense stages on every step (3 more evaluations per step); the
+/// other methods evaluate nothing more.
 #[derive(Debug, Clone)]
 pub struct DenseSolution<T, S> {
-    tab: &'static Tableau,
+    interp: Interpolant,
     /// Start time of each step, then the final time.
     t: Vec<T>,
     /// Step size of each step (signed).
     h: Vec<T>,
     /// State at the start of each step, then the final state.
     y: Vec<S>,
-    /// `tab.dense_stages()` stage derivatives per step, step after step.
+    /// `interp.vectors` vectors per step, step after step.
     k: Vec<S>,
 }
 
 impl<T: Float, S: State<T>> DenseSolution<T, S> {
-    pub(crate) fn new(tab: &'static Tableau, t0: T, y0: &S) -> Self {
+    pub(crate) fn new(interp: Interpolant, t0: T, y0: &S) -> Self {
         Self {
-            tab,
+            interp,
             t: vec![t0],
             h: Vec::new(),
             y: vec![y0.clone()],
@@ -104,11 +130,11 @@ impl<T: Float, S: State<T>> DenseSolution<T, S> {
     }
 
     /// Records an accepted step from the last recorded end to `t_new` of size `h` (its dense
-    /// stages are `k`), ending at `y_new`.
+    /// vectors are `k`), ending at `y_new`.
     pub(crate) fn push(&mut self, h: T, t_new: T, k: &[S], y_new: &S) {
         self.h.push(h);
         self.t.push(t_new);
-        self.k.extend_from_slice(&k[..self.tab.dense_stages()]);
+        self.k.extend_from_slice(&k[..self.interp.vectors]);
         self.y.push(y_new.clone());
     }
 
@@ -136,14 +162,18 @@ impl<T: Float, S: State<T>> DenseSolution<T, S> {
             return Some(self.y[i + 1].clone());
         }
         let y = &self.y[i];
-        let n = self.tab.dense_stages();
+        let n = self.interp.vectors;
         let mut w = vec![0.0; n];
-        (self.tab.dense.weights)(((t - ts) / h).to_f64().unwrap_or(f64::NAN), &mut w);
+        (self.interp.weights)(((t - ts) / h).to_f64().unwrap_or(f64::NAN), &mut w);
         let mut out = y.clone();
         let out_s = out.as_mut_slice();
         for (wj, kj) in w.iter().zip(&self.k[i * n..(i + 1) * n]) {
             if *wj != 0.0 {
-                let f = h * cast::<T>(*wj);
+                let f = if self.interp.times_h {
+                    h * cast::<T>(*wj)
+                } else {
+                    cast::<T>(*wj)
+                };
                 for (o, &kv) in out_s.iter_mut().zip(kj.as_slice()) {
                     *o = *o + f * kv;
                 }

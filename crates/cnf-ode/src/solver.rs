@@ -3,16 +3,20 @@
 use num_traits::Float;
 
 use crate::controller::{PiController, StepController};
-use crate::engine::{Engine, Stepper};
+use crate::engine::Engine;
 use crate::error::{num, OdeError};
+use crate::jacobian::Sparsity;
+use crate::method::{Method, OdeMethod, Scheme};
 use crate::norm::ErrorNorm;
 use crate::observer::{Observer, Step};
 use crate::options::{Options, Tolerance, Tolerances};
+use crate::rosenbrock::RosenbrockStepper;
 use crate::small::{self, ArrayEngine};
 use crate::solution::{DenseSolution, Solution, Stats};
 use crate::state::State;
+use crate::stepper::{Attempt, StepFailure, Stepper};
 use crate::system::{OdeSystem, SliceFn};
-use crate::tableau::{RkMethod, Tableau};
+use crate::tableau::RkMethod;
 use crate::util::cast;
 
 /// A configured solver: a method plus options. Reusable for many solves.
@@ -37,11 +41,11 @@ pub struct Solver<M, T, C = PiController<T>> {
     dense: bool,
 }
 
-impl<M: RkMethod, T: Float> Solver<M, T> {
+impl<M: OdeMethod, T: Float> Solver<M, T> {
     /// A solver for `method` with default options (adaptive when the method has an error
     /// estimate, rtol 1e-6, atol 1e-9) and the method's default PI controller.
     pub fn new(method: M) -> Self {
-        let controller = PiController::for_tableau(method.tableau());
+        let controller = PiController::from_params(method.scheme().controller());
         Self {
             method,
             options: Options::default(),
@@ -58,7 +62,7 @@ impl<M: RkMethod, T: Float> Solver<M, T> {
     }
 }
 
-impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
+impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
     /// Relative tolerance, scalar or per component.
     pub fn rtol(mut self, rtol: impl Into<Tolerance<T>>) -> Self {
         self.options.rtol = rtol.into();
@@ -123,7 +127,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         self.options.error_norm = norm;
         self
     }
-    /// Replace the step-size controller (default: [`PiController::for_tableau`]) by any
+    /// Replace the step-size controller (default: the method's, [`Scheme::controller`]) by any
     /// [`StepController`], e.g. an [`crate::IController`].
     pub fn controller<C2: StepController<T>>(self, c: C2) -> Solver<M, T, C2> {
         Solver {
@@ -165,9 +169,27 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     pub(crate) fn options(&self) -> &Options<T> {
         &self.options
     }
-    /// The method's tableau.
-    pub fn tableau(&self) -> &'static Tableau {
-        self.method.tableau()
+    /// What the method is (its tableau, for an explicit method).
+    pub fn scheme(&self) -> Scheme {
+        self.method.scheme()
+    }
+    /// Where the Jacobian can be non-zero, so that the implicit methods' finite-difference
+    /// Jacobians perturb structurally independent columns together (default: dense, one
+    /// evaluation per column). Unused by explicit methods and by systems with their own
+    /// Jacobian ([`OdeSystem::jacobian`]).
+    ///
+    /// ```
+    /// use cnf_ode::{Method, Solver, Sparsity};
+    /// // Two uncoupled stiff decays: a diagonal Jacobian costs one evaluation, not two.
+    /// let diag = Sparsity::new(2, [(0, 0), (1, 1)])?;
+    /// let sol = Solver::new(Method::Rodas5p).jacobian_sparsity(diag).rtol(1e-8).atol(1e-12)
+    ///     .solve(|_t, y, dy| { dy[0] = -1e4 * y[0]; dy[1] = -y[1]; }, 0.0, 1.0, &[1.0, 1.0])?;
+    /// assert!((sol.y[1] - (-1.0f64).exp()).abs() < 1e-7);
+    /// # Ok::<(), cnf_ode::OdeError>(())
+    /// ```
+    pub fn jacobian_sparsity(mut self, pattern: Sparsity) -> Self {
+        self.options.sparsity = Some(pattern);
+        self
     }
 
     /// Integrates dy/dt = f(t, y) from (t0, y0) to t1 (t1 < t0 integrates backwards). `f`
@@ -265,9 +287,37 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T> + Clone,
     {
-        self.drive(sys, t0, t1, y0, observer, Engine::new)
+        match self.method.scheme() {
+            Scheme::Explicit(tab) => {
+                self.drive(sys, t0, t1, y0, observer, |y0| Engine::new(tab, y0))
+            }
+            Scheme::Rosenbrock(ros) => {
+                let pattern = self.sparsity(y0.len())?;
+                let floor = match &self.options.atol {
+                    Tolerance::Scalar(a) => vec![*a],
+                    Tolerance::PerComponent(v) => v.clone(),
+                };
+                self.drive(sys, t0, t1, y0, observer, |y0| {
+                    RosenbrockStepper::new(ros, y0, pattern, floor)
+                })
+            }
+        }
     }
 
+    /// The Jacobian's pattern for a state of `n` components.
+    fn sparsity(&self, n: usize) -> Result<Sparsity, OdeError> {
+        match &self.options.sparsity {
+            None => Ok(Sparsity::dense(n)),
+            Some(p) if p.dim() == n => Ok(p.clone()),
+            Some(p) => Err(OdeError::DimensionMismatch {
+                expected: n,
+                found: p.dim(),
+            }),
+        }
+    }
+}
+
+impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     /// As [`Solver::solve_system`] for small states that are `Copy`: `[T; N]`, nalgebra's
     /// `SVector` (feature `nalgebra`), small structs of your own. The stage buffers are an array
     /// inside the engine (no heap buffers, no indirection) and, when the method is a unit type
@@ -324,16 +374,66 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T> + Clone,
     {
-        if !small::fits(self.method.tableau()) {
-            return self.drive(sys, t0, t1, y0, observer, Engine::new);
+        let tab = self.method.tableau();
+        if !small::fits(tab) {
+            return self.drive(sys, t0, t1, y0, observer, |y0| Engine::new(tab, y0));
         }
         let method = &self.method;
-        self.drive(sys, t0, t1, y0, observer, |_, y0| {
-            ArrayEngine::new(method, y0)
-        })
+        self.drive(sys, t0, t1, y0, observer, |y0| ArrayEngine::new(method, y0))
+    }
+}
+
+/// [`Method`] chosen at run time: the explicit methods on the array engine with the tableau
+/// read at run time (as a `&'static Tableau`), the stiff ones on the general path.
+impl<T: Float, C> Solver<Method, T, C> {
+    /// As [`Solver::solve_system`] for small `Copy` states (see the generic `solve_small`).
+    ///
+    /// # Errors
+    /// As [`Solver::solve`].
+    pub fn solve_small<S, F>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+    ) -> Result<Solution<T, S>, OdeError>
+    where
+        S: State<T> + Copy,
+        F: OdeSystem<T, S>,
+        C: StepController<T> + Clone,
+    {
+        self.solve_small_observed(sys, t0, t1, y0, &mut ())
     }
 
-    /// The solve with the engine `engine(tableau, y0)`.
+    /// As [`Solver::solve_small`], calling `observer` after every accepted step.
+    ///
+    /// # Errors
+    /// As [`Solver::solve`].
+    pub fn solve_small_observed<S, F, O>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+        observer: &mut O,
+    ) -> Result<Solution<T, S>, OdeError>
+    where
+        S: State<T> + Copy,
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+        C: StepController<T> + Clone,
+    {
+        match self.method.tableau() {
+            Some(tab) if small::fits(tab) => {
+                self.drive(sys, t0, t1, y0, observer, |y0| ArrayEngine::new(&tab, y0))
+            }
+            _ => self.solve_system_observed(sys, t0, t1, y0, observer),
+        }
+    }
+}
+
+impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
+    /// The solve with the stepper `engine(y0)`.
     #[inline]
     pub(crate) fn drive<S, F, O, E>(
         &self,
@@ -342,7 +442,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         t1: T,
         y0: &S,
         observer: &mut O,
-        engine: impl FnOnce(&'static Tableau, &S) -> E,
+        engine: impl FnOnce(&S) -> E,
     ) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T>,
@@ -351,7 +451,6 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         C: StepController<T> + Clone,
         E: Stepper<T, S>,
     {
-        let tab = self.method.tableau();
         let n = y0.len();
         if n == 0 {
             return Err(OdeError::EmptyState);
@@ -366,8 +465,12 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
                 stats: Stats::default(),
             });
         }
+        let engine = engine(y0);
+        let dense = self
+            .dense
+            .then(|| DenseSolution::new(engine.dense_vectors().1, t0, y0));
         let mut run = Run {
-            engine: engine(tab, y0),
+            engine,
             ys: [y0.clone(), y0.clone()],
             cur: 0,
             t: t0,
@@ -376,7 +479,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             t_out: &self.options.t_out,
             next_out: 0,
             y_out: Vec::with_capacity(self.options.t_out.len()),
-            dense: self.dense.then(|| DenseSolution::new(tab, t0, y0)),
+            dense,
         };
         // Output times at t0 are the initial state.
         while run.next_out < run.t_out.len() && run.t_out[run.next_out] == t0 {
@@ -387,8 +490,10 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
             match self.options.fixed_steps {
                 Some(steps) => run.fixed(sys, steps, observer)?,
                 None => {
-                    if !tab.is_adaptive() {
-                        return Err(OdeError::NotAdaptive { method: tab.name });
+                    if !run.engine.is_adaptive() {
+                        return Err(OdeError::NotAdaptive {
+                            method: run.engine.name(),
+                        });
                     }
                     let mut ctrl = self.controller.clone();
                     ctrl.reset();
@@ -481,10 +586,13 @@ struct Run<'a, T, S, E> {
 }
 
 impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
+    /// The driver's step counts with the method's work.
     fn stats(&self) -> Stats {
+        let work = self.engine.work();
         Stats {
-            nfe: self.engine.nfe(),
-            ..self.stats
+            accepted: self.stats.accepted,
+            rejected: self.stats.rejected,
+            ..work
         }
     }
 
@@ -492,6 +600,18 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         OdeError::NonFinite {
             t: num(t),
             stats: self.stats(),
+        }
+    }
+
+    /// The error of a failed attempt that no smaller step could avoid.
+    #[cold]
+    fn failure(&self, failure: StepFailure, h: T) -> OdeError {
+        match failure {
+            StepFailure::Singular => OdeError::SingularMatrix {
+                t: num(self.t),
+                h: num(h),
+                stats: self.stats(),
+            },
         }
     }
 
@@ -528,17 +648,19 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         }
         if let Some(dense) = &mut self.dense {
             self.engine.prepare_dense(sys, self.t, h, y, y_new);
-            dense.push(h, t_new, self.engine.k(), y_new);
+            dense.push(h, t_new, self.engine.dense_vectors().0, y_new);
         }
+        let work = self.engine.work();
         observer.on_step(&Step {
             t_prev: self.t,
             t: t_new,
             y_prev: y,
             y: y_new,
-            stages: &self.engine.k()[..self.engine.tab().stages()],
+            stages: self.engine.stages(),
             stats: Stats {
-                nfe: self.engine.nfe(),
-                ..self.stats
+                accepted: self.stats.accepted,
+                rejected: self.stats.rejected,
+                ..work
             },
         });
         self.engine.accept();
@@ -563,10 +685,12 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
             };
             let h = t_new - self.t;
             let (y, y_new) = split(&mut self.ys, self.cur);
-            self.engine.step(sys, self.t, h, y, y_new);
-            self.accept(sys, h, t_new, observer)?;
+            match self.engine.attempt(sys, self.t, h, y, y_new, None) {
+                Attempt::Done { .. } => self.accept(sys, h, t_new, observer)?,
+                Attempt::Failed(failure) => return Err(self.failure(failure, h)),
+            }
         }
-        self.stats.nfe = self.engine.nfe();
+        self.stats = self.stats();
         Ok(())
     }
 
@@ -583,15 +707,15 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T>,
     {
-        let tab = self.engine.tab();
+        let error_order = self.engine.error_order();
         let dir = (self.t1 - self.t).signum();
         let span = (self.t1 - self.t).abs();
         let h_max = opts.h_max.unwrap_or(span).min(span);
         let t0 = self.t;
         let f0_finite = {
             let y = &self.ys[self.cur];
-            let k0 = self.engine.ensure_k0(sys, t0, y);
-            k0.as_slice().iter().all(|x| x.is_finite())
+            let (f0, _) = self.engine.derivative(sys, t0, y);
+            f0.as_slice().iter().all(|x| x.is_finite())
         };
         if !f0_finite {
             return Err(self.non_finite(t0));
@@ -602,6 +726,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         } * dir;
         let eps = T::epsilon();
         let mut last_nonfinite = false;
+        let mut last_failure = None;
         loop {
             if self.stats.accepted + self.stats.rejected >= opts.max_steps {
                 return Err(OdeError::MaxStepsExceeded {
@@ -617,6 +742,9 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 if last_nonfinite {
                     return Err(self.non_finite(self.t));
                 }
+                if let Some(failure) = last_failure {
+                    return Err(self.failure(failure, h));
+                }
                 return Err(OdeError::StepSizeTooSmall {
                     t: num(self.t),
                     h: num(h),
@@ -629,8 +757,16 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 h = self.t1 - self.t;
             }
             let (y, y_new) = split(&mut self.ys, self.cur);
-            self.engine.step(sys, self.t, h, y, y_new);
-            let err = self.engine.error_norm(h, y, y_new, tol);
+            let err = match self.engine.attempt(sys, self.t, h, y, y_new, Some(tol)) {
+                Attempt::Done { err } => err,
+                Attempt::Failed(failure) => {
+                    // Retry with a quarter of the step; reported if the steps collapse.
+                    last_failure = Some(failure);
+                    self.stats.rejected += 1;
+                    h = h * cast(0.25);
+                    continue;
+                }
+            };
             if !err.is_finite() {
                 // Too large a step can overflow; shrink hard and retry.
                 last_nonfinite = true;
@@ -638,9 +774,10 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 h = h * cast(0.1);
                 continue;
             }
-            let (ok, h_new) = ctrl.decide(err, h, tab.error_order);
+            let (ok, h_new) = ctrl.decide(err, h, error_order);
             if ok {
                 last_nonfinite = false;
+                last_failure = None;
                 let t_new = if last { self.t1 } else { self.t + h };
                 self.accept(sys, h, t_new, observer)?;
                 if last {
@@ -652,7 +789,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 h = h_new;
             }
         }
-        self.stats.nfe = self.engine.nfe();
+        self.stats = self.stats();
         Ok(())
     }
 
@@ -668,12 +805,13 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         h_max: T,
         h_min: T,
     ) -> T {
-        let tab = self.engine.tab();
+        let order = self.engine.order();
         let (t0, dir) = (self.t, (self.t1 - self.t).signum());
         let (y0, y1) = split(&mut self.ys, self.cur);
+        let (f0, f1) = self.engine.derivative(sys, t0, y0);
         let y0 = y0.as_slice();
-        let f0 = self.engine.k()[0].as_slice();
-        let dnf = tol.sum_sq(y0, |i| f0[i]);
+        let f0s = f0.as_slice();
+        let dnf = tol.sum_sq(y0, |i| f0s[i]);
         let dny = tol.sum_sq(y0, |i| y0[i]);
         let tiny: T = cast(1e-10);
         let mut h = if dnf <= tiny || dny <= tiny {
@@ -683,25 +821,20 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         };
         h = h.min(h_max);
         // Explicit Euler step, then the second derivative estimate.
-        for (y1i, (&y0i, &f0i)) in y1.as_mut_slice().iter_mut().zip(y0.iter().zip(f0)) {
+        for (y1i, (&y0i, &f0i)) in y1.as_mut_slice().iter_mut().zip(y0.iter().zip(f0s)) {
             *y1i = y0i + h * dir * f0i;
         }
-        // Use the last stage buffer as scratch for f(t0 + h, y1).
-        let scratch = tab.end_stage();
-        sys.rhs(t0 + h * dir, y1, &mut self.engine.k_mut()[scratch]);
-        self.engine.add_nfe(1);
-        let (f0, f1) = (
-            self.engine.k()[0].as_slice(),
-            self.engine.k()[scratch].as_slice(),
-        );
-        let y0 = self.ys[self.cur].as_slice();
+        // f(t0 + h, y1) into the method's scratch state.
+        sys.rhs(t0 + h * dir, y1, f1);
+        let (f0, f1) = (f0s, f1.as_slice());
         let der2 = tol.sum_sq(y0, |i| f1[i] - f0[i]);
+        self.engine.add_nfe(1);
         let der2 = der2.sqrt() / h;
         let der12 = der2.abs().max(dnf.sqrt());
         let h1 = if der12 <= cast(1e-15) {
             cast::<T>(1e-6).max(h * cast(1e-3))
         } else {
-            (cast::<T>(0.01) / der12).powf(T::one() / cast(f64::from(tab.order)))
+            (cast::<T>(0.01) / der12).powf(T::one() / cast(f64::from(order)))
         };
         let h = (h * cast(100.0)).min(h1);
         let h = if h.is_finite() { h } else { cast::<T>(1e-6) };

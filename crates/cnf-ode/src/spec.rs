@@ -135,7 +135,7 @@ impl<T: Float> SolverSpec<T> {
     }
     /// The step-size controller's parameters (the tableau's unless set).
     pub fn controller(&self) -> PiParams {
-        self.controller.unwrap_or(self.method.tableau().controller)
+        self.controller.unwrap_or(self.method.controller())
     }
     /// The controller's parameters when set explicitly; `None` means the tableau's, which a
     /// caller may adapt to the solve (cnf-flow moves points without log-density columns with
@@ -196,7 +196,7 @@ impl<T: Float> SolverSpec<T> {
     /// # Errors
     /// The [`PenaltyRefusal`] that says why not.
     pub fn check_error_penalty(&self, method: &Differentiation<T>) -> Result<(), PenaltyRefusal> {
-        PenaltyRefusal::check(self.method.tableau(), method)?;
+        PenaltyRefusal::check(self.method.scheme(), method)?;
         match self.steps {
             Steps::Fixed(_) => Err(PenaltyRefusal::FixedSteps),
             Steps::Adaptive { .. } => Ok(()),
@@ -271,7 +271,7 @@ impl<T: Float> SolverSpecBuilder<T> {
     /// The largest factor by which a step may grow (the controller's `fac_max`; 6 for DOP853
     /// by default, where scipy uses 10).
     pub fn step_growth_cap(mut self, fac_max: f64) -> Self {
-        let p = self.controller.unwrap_or(self.method.tableau().controller);
+        let p = self.controller.unwrap_or(self.method.controller());
         self.controller = Some(p.with_fac_max(fac_max));
         self
     }
@@ -297,7 +297,7 @@ impl<T: Float> SolverSpecBuilder<T> {
             None => {
                 if !self.method.is_adaptive() {
                     return Err(OdeError::NotAdaptive {
-                        method: self.method.tableau().name,
+                        method: self.method.scheme().name(),
                     });
                 }
                 check_tolerance("rtol", &self.rtol)?;

@@ -246,7 +246,8 @@ fn fixed_steps_take_exactly_n_steps() {
         Stats {
             nfe: 4 * 49,
             accepted: 49,
-            rejected: 0
+            rejected: 0,
+            ..Stats::default()
         }
     );
 }

@@ -85,7 +85,8 @@ fn check<const N: usize>(p: &Problem<N>, pins: &[Pin]) {
             Stats {
                 nfe,
                 accepted,
-                rejected
+                rejected,
+                ..Stats::default()
             },
             "{name}"
         );

@@ -6,9 +6,9 @@ use num_traits::Float;
 use super::{terminal, GradSolution, VjpOut, VjpSystem};
 use crate::controller::StepController;
 use crate::error::OdeError;
+use crate::method::OdeMethod;
 use crate::norm::ErrorNorm;
 use crate::solver::Solver;
-use crate::tableau::RkMethod;
 
 /// Where the backward state keeps `y` and its cotangent `a` (n components each) when the
 /// forward error norm covers only the window `r` of `y`: `[y_out, a_out, y[r], a[r], a_p]`
@@ -138,7 +138,7 @@ pub(super) fn solve<M, T, C, V, L>(
     (rtol, atol, seminorm): (T, T, bool),
 ) -> Result<GradSolution<T>, OdeError>
 where
-    M: RkMethod + Clone,
+    M: OdeMethod + Clone,
     T: Float,
     C: StepController<T> + Clone,
     V: VjpSystem<T> + ?Sized,

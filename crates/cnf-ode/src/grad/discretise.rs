@@ -7,11 +7,12 @@ use super::{terminal, GradSolution, VjpSystem};
 use crate::controller::StepController;
 use crate::engine::{Engine, Reverse};
 use crate::error::{num, OdeError};
+use crate::method::{OdeMethod, Scheme};
 use crate::observer::Step;
 use crate::options::Tolerances;
 use crate::solution::Stats;
 use crate::solver::Solver;
-use crate::tableau::{ErrorEstimate, RkMethod, Tableau};
+use crate::tableau::{ErrorEstimate, Tableau};
 use crate::util::cast;
 
 /// The forward solve records (t, h) of every accepted step and, with `every = None`,
@@ -30,13 +31,20 @@ pub(super) fn solve<M, T, C, V, L>(
     error_weight: T,
 ) -> Result<GradSolution<T>, OdeError>
 where
-    M: RkMethod,
+    M: OdeMethod,
     T: Float,
     C: StepController<T> + Clone,
     V: VjpSystem<T> + ?Sized,
     L: FnOnce(&[T], &mut [T]),
 {
-    let tab = solver.tableau();
+    let tab = match solver.scheme() {
+        Scheme::Explicit(tab) => tab,
+        other => {
+            return Err(OdeError::NotExplicit {
+                method: other.name(),
+            })
+        }
+    };
     let (n, s) = (y0.len(), tab.stages());
     let stride = (s + 1) * n;
     // A penalty that cannot be honoured fails before the forward solve is spent.
@@ -194,7 +202,7 @@ struct LocalError<T> {
 }
 
 impl<T: Float> LocalError<T> {
-    fn new<M: RkMethod, C>(
+    fn new<M: OdeMethod, C>(
         solver: &Solver<M, T, C>,
         tab: &'static Tableau,
         n: usize,

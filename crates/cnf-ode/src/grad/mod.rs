@@ -25,10 +25,10 @@ use num_traits::Float;
 
 use crate::controller::StepController;
 use crate::error::{check_tolerance, num, OdeError};
+use crate::method::{OdeMethod, Scheme};
 use crate::options::Tolerance;
 use crate::solution::Stats;
 use crate::solver::Solver;
-use crate::tableau::RkMethod;
 
 pub use system::{VjpOut, VjpSystem};
 
@@ -52,19 +52,16 @@ pub enum PenaltyRefusal {
 
 impl PenaltyRefusal {
     /// The refusal, if any, of the penalty for `tableau` differentiated by `method`.
-    pub(crate) fn check<T>(
-        tableau: &crate::tableau::Tableau,
-        method: &Differentiation<T>,
-    ) -> Result<(), Self> {
+    pub(crate) fn check<T>(scheme: Scheme, method: &Differentiation<T>) -> Result<(), Self> {
         if matches!(method, Differentiation::Backsolve { .. }) {
             return Err(Self::Backsolve);
         }
-        if !matches!(tableau.error, crate::tableau::ErrorEstimate::Embedded(_)) {
-            return Err(Self::NoEmbeddedPair {
-                method: tableau.name,
-            });
+        match scheme.tableau() {
+            Some(tab) if matches!(tab.error, crate::tableau::ErrorEstimate::Embedded(_)) => Ok(()),
+            _ => Err(Self::NoEmbeddedPair {
+                method: scheme.name(),
+            }),
         }
-        Ok(())
     }
 }
 
@@ -170,7 +167,7 @@ pub struct GradSolution<T> {
 
 impl<M, T, C> Solver<M, T, C>
 where
-    M: RkMethod + Clone,
+    M: OdeMethod + Clone,
     T: Float,
     C: StepController<T> + Clone,
 {
@@ -258,7 +255,7 @@ where
         L: FnOnce(&[T], &mut [T]),
     {
         if error_weight != T::zero() {
-            PenaltyRefusal::check(self.tableau(), &method)?;
+            PenaltyRefusal::check(self.scheme(), &method)?;
         }
         if !self.options().t_out.is_empty() {
             return Err(OdeError::Unsupported(

@@ -1,0 +1,155 @@
+//! Linear algebra for implicit methods: a small linear-solver trait (factorise, then solve in
+//! place) and a dense LU with partial pivoting over any `num_traits::Float`.
+//!
+//! nalgebra's and faer's LU need `RealField`/`ComplexField`, which a generic `Float` state
+//! (f32, f64, dual numbers) does not give, so the dense LU is written here; a banded or sparse
+//! backend implements [`LinearSolver`] and the methods do not change.
+use num_traits::Float;
+
+/// The matrix given to [`LinearSolver::factorise`] is singular to working precision: a pivot
+/// is zero or not finite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Singular {
+    /// The column without a usable pivot.
+    pub column: usize,
+}
+
+/// A linear solver for the iteration matrix of an implicit method.
+pub trait LinearSolver<T> {
+    /// Factorises the `n` x `n` matrix `a` (row-major, `n * n` values), replacing the previous
+    /// factorisation.
+    ///
+    /// # Errors
+    /// [`Singular`] when a pivot is zero or not finite; the solver is then unusable until the
+    /// next successful factorisation.
+    fn factorise(&mut self, a: &[T], n: usize) -> Result<(), Singular>;
+    /// Overwrites `b` with the solution x of A x = b, A the last factorised matrix.
+    fn solve_in_place(&self, b: &mut [T]);
+}
+
+/// Dense LU with partial (row) pivoting, P A = L U, stored in place: O(n^3 / 3) to factorise,
+/// O(n^2) per solve. Buffers are kept between factorisations of the same size.
+#[derive(Debug, Clone, Default)]
+pub struct DenseLu<T> {
+    n: usize,
+    /// L below the diagonal (unit diagonal implied) and U on and above it, row-major.
+    lu: Vec<T>,
+    /// Row `i` of P A is row `piv[i]` of A, as a sequence of swaps: at step k rows k and
+    /// `piv[k]` were exchanged.
+    piv: Vec<usize>,
+}
+
+impl<T: Float> DenseLu<T> {
+    /// An empty solver (allocates on the first factorisation).
+    pub fn new() -> Self {
+        Self {
+            n: 0,
+            lu: Vec::new(),
+            piv: Vec::new(),
+        }
+    }
+}
+
+impl<T: Float> LinearSolver<T> for DenseLu<T> {
+    fn factorise(&mut self, a: &[T], n: usize) -> Result<(), Singular> {
+        debug_assert_eq!(a.len(), n * n);
+        self.n = n;
+        self.lu.clear();
+        self.lu.extend_from_slice(a);
+        self.piv.clear();
+        self.piv.resize(n, 0);
+        let lu = &mut self.lu;
+        for k in 0..n {
+            // The largest pivot of column k at or below the diagonal.
+            let mut p = k;
+            let mut best = lu[k * n + k].abs();
+            for i in k + 1..n {
+                let v = lu[i * n + k].abs();
+                if v > best {
+                    best = v;
+                    p = i;
+                }
+            }
+            if best == T::zero() || !best.is_finite() {
+                return Err(Singular { column: k });
+            }
+            self.piv[k] = p;
+            if p != k {
+                for j in 0..n {
+                    lu.swap(k * n + j, p * n + j);
+                }
+            }
+            let inv = T::one() / lu[k * n + k];
+            let (top, below) = lu.split_at_mut((k + 1) * n);
+            let row_k = &top[k * n..];
+            for row in below.chunks_exact_mut(n) {
+                let l = row[k] * inv;
+                row[k] = l;
+                if l != T::zero() {
+                    for (x, &u) in row[k + 1..].iter_mut().zip(&row_k[k + 1..]) {
+                        *x = *x - l * u;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn solve_in_place(&self, b: &mut [T]) {
+        let (n, lu) = (self.n, &self.lu);
+        debug_assert_eq!(b.len(), n);
+        for k in 0..n {
+            b.swap(k, self.piv[k]);
+        }
+        // L y = P b (unit lower triangular), then U x = y.
+        for i in 1..n {
+            let row = &lu[i * n..i * n + i];
+            let s = row
+                .iter()
+                .zip(&b[..i])
+                .fold(T::zero(), |s, (&l, &y)| s + l * y);
+            b[i] = b[i] - s;
+        }
+        for i in (0..n).rev() {
+            let row = &lu[i * n + i + 1..(i + 1) * n];
+            let s = row
+                .iter()
+                .zip(&b[i + 1..])
+                .fold(T::zero(), |s, (&u, &x)| s + u * x);
+            b[i] = (b[i] - s) / lu[i * n + i];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A x = b for a matrix that needs pivoting (zero leading entry), checked by the residual
+    /// in exact small integers.
+    #[test]
+    fn solves_with_pivoting() {
+        let a = [0.0, 2.0, 1.0, 1.0, 1.0, 1.0, 4.0, -1.0, 3.0];
+        let x = [1.0, -2.0, 3.0];
+        let mut b: Vec<f64> = (0..3)
+            .map(|i| (0..3).map(|j| a[i * 3 + j] * x[j]).sum())
+            .collect();
+        let mut lu = DenseLu::new();
+        lu.factorise(&a, 3).unwrap();
+        lu.solve_in_place(&mut b);
+        for (got, want) in b.iter().zip(x) {
+            assert!((got - want).abs() < 1e-14, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_singular_matrix() {
+        let a = [1.0, 2.0, 2.0, 4.0];
+        assert_eq!(DenseLu::new().factorise(&a, 2), Err(Singular { column: 1 }));
+        let nan = [f64::NAN, 0.0, 0.0, 1.0];
+        assert_eq!(
+            DenseLu::new().factorise(&nan, 2),
+            Err(Singular { column: 0 })
+        );
+    }
+}

@@ -1,0 +1,513 @@
+//! The stiff methods (Rodas5P, Rosenbrock23) against mathematics: closed forms of linear stiff
+//! systems, the observed order on Prothero-Robinson, the Bari test set's reference solutions,
+//! automatic Jacobians against analytic ones, the work counters' arithmetic, typed errors.
+use cnf_ode::{
+    finite_difference_jacobian, Differentiation, Dual, GenericSystem, Method, OdeError, OdeSystem,
+    Solver, Sparsity, Stats, VjpOut, VjpSystem, WithJacobian,
+};
+use proptest::prelude::*;
+
+const STIFF: [Method; 2] = [Method::Rodas5p, Method::Rosenbrock23];
+
+/// A = V diag(lambda) V^-1 with V unit upper triangular (its inverse exact in small integers):
+/// y(t) = V diag(exp(lambda t)) V^-1 y0 in closed form.
+struct Eigen {
+    lambda: [f64; 3],
+}
+
+const V: [[f64; 3]; 3] = [[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0]];
+const V_INV: [[f64; 3]; 3] = [[1.0, -1.0, 1.0], [0.0, 1.0, -1.0], [0.0, 0.0, 1.0]];
+
+impl Eigen {
+    fn matrix(&self) -> [[f64; 3]; 3] {
+        let mut a = [[0.0; 3]; 3];
+        for (i, row) in a.iter_mut().enumerate() {
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = (0..3).map(|k| V[i][k] * self.lambda[k] * V_INV[k][j]).sum();
+            }
+        }
+        a
+    }
+    fn exact(&self, t: f64, y0: &[f64]) -> Vec<f64> {
+        let z: Vec<f64> = (0..3)
+            .map(|k| (self.lambda[k] * t).exp() * (0..3).map(|j| V_INV[k][j] * y0[j]).sum::<f64>())
+            .collect();
+        (0..3)
+            .map(|i| (0..3).map(|k| V[i][k] * z[k]).sum())
+            .collect()
+    }
+}
+
+fn linear(a: [[f64; 3]; 3]) -> impl FnMut(f64, &[f64], &mut [f64]) {
+    move |_t, y, dy| {
+        for (d, row) in dy.iter_mut().zip(&a) {
+            *d = row.iter().zip(y).map(|(a, y)| a * y).sum();
+        }
+    }
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn linear_stiff_system_matches_its_exponential() {
+    let p = Eigen {
+        lambda: [-1.0, -100.0, -1e4],
+    };
+    let y0 = [1.0, 2.0, -1.0];
+    for m in STIFF {
+        let rtol = if m == Method::Rodas5p { 1e-9 } else { 1e-6 };
+        let sol = Solver::new(m)
+            .rtol(rtol)
+            .atol(rtol * 1e-3)
+            .dense(true)
+            .output_times(vec![0.5])
+            .solve(linear(p.matrix()), 0.0, 2.0, &y0.to_vec())
+            .unwrap();
+        let err = max_abs_diff(&sol.y, &p.exact(2.0, &y0));
+        assert!(err < 20.0 * rtol, "{m}: error {err:e} at rtol {rtol:e}");
+        // The output time and the dense output come from the method's continuous extension.
+        let mid = max_abs_diff(&sol.y_out[0], &p.exact(0.5, &y0));
+        assert!(mid < 50.0 * rtol, "{m}: output time error {mid:e}");
+        for t in [0.013, 0.31, 1.77] {
+            let d = max_abs_diff(&sol.interpolate(t).unwrap(), &p.exact(t, &y0));
+            assert!(d < 100.0 * rtol, "{m}: dense error {d:e} at t = {t}");
+        }
+        // An explicit method needs steps of the order of 1/|lambda_max| for stability: the
+        // stiff method takes far fewer.
+        let explicit = Solver::new(Method::Dopri5)
+            .rtol(rtol)
+            .atol(rtol * 1e-3)
+            .solve(linear(p.matrix()), 0.0, 2.0, &y0.to_vec())
+            .unwrap();
+        assert!(
+            5 * sol.stats.accepted < explicit.stats.accepted,
+            "{m}: {} steps against Dopri5's {}",
+            sol.stats.accepted,
+            explicit.stats.accepted
+        );
+    }
+}
+
+/// Prothero-Robinson y' = lambda (y - phi(t)) + phi'(t), phi = sin, lambda = -1e6: the solution
+/// is phi itself; written generically so that df/dt and J are exact (dual numbers).
+struct ProtheroRobinson;
+
+impl GenericSystem for ProtheroRobinson {
+    fn rhs<U: num_traits::Float>(&mut self, t: U, y: &[U], dy: &mut [U]) {
+        let lambda = U::from(-1e6).unwrap();
+        dy[0] = lambda * (y[0] - t.sin()) + t.cos();
+    }
+}
+
+/// The error at t = 1 of n fixed steps.
+fn pr_error(m: Method, n: usize) -> f64 {
+    let sol = Solver::new(m)
+        .fixed_steps(n)
+        .solve_system(&mut Dual::new(ProtheroRobinson), 0.0, 1.0, &vec![0.0])
+        .unwrap();
+    (sol.y[0] - 1f64.sin()).abs()
+}
+
+#[test]
+fn prothero_robinson_keeps_its_order_in_the_stiff_limit() {
+    // In the stiff limit (|lambda h| >= 1e4 here) Rosenbrock methods drop toward their stage
+    // order (1) unless their coefficients satisfy the Prothero-Robinson conditions: Rodas5P
+    // satisfies them to order 3 (as Rodas4P, Steinebach), ode23s keeps its order 2.
+    for (m, claimed) in [(Method::Rodas5p, 3.0), (Method::Rosenbrock23, 2.0)] {
+        let errs: Vec<f64> = [8, 16, 32, 64].iter().map(|&n| pr_error(m, n)).collect();
+        for w in errs.windows(2) {
+            let order = (w[0] / w[1]).log2();
+            assert!(
+                order > claimed - 0.3,
+                "{m}: observed order {order:.2} (errors {errs:?})"
+            );
+        }
+    }
+}
+
+/// ROBER, the Robertson chemical kinetics (Bari test set).
+fn rober(_t: f64, y: &[f64], dy: &mut [f64]) {
+    dy[0] = -0.04 * y[0] + 1e4 * y[1] * y[2];
+    dy[2] = 3e7 * y[1] * y[1];
+    dy[1] = -dy[0] - dy[2];
+}
+
+/// HIRES (Bari test set).
+fn hires(_t: f64, y: &[f64], f: &mut [f64]) {
+    f[0] = -1.71 * y[0] + 0.43 * y[1] + 8.32 * y[2] + 0.0007;
+    f[1] = 1.71 * y[0] - 8.75 * y[1];
+    f[2] = -10.03 * y[2] + 0.43 * y[3] + 0.035 * y[4];
+    f[3] = 8.32 * y[1] + 1.71 * y[2] - 1.12 * y[3];
+    f[4] = -1.745 * y[4] + 0.43 * y[5] + 0.43 * y[6];
+    f[5] = -280.0 * y[5] * y[7] + 0.69 * y[3] + 1.71 * y[4] - 0.43 * y[5] + 0.69 * y[6];
+    f[6] = 280.0 * y[5] * y[7] - 1.81 * y[6];
+    f[7] = -f[6];
+}
+
+/// VDPOL with epsilon = 1e-6 (Bari test set).
+fn vdpol(_t: f64, y: &[f64], f: &mut [f64]) {
+    f[0] = y[1];
+    f[1] = ((1.0 - y[0] * y[0]) * y[1] - y[0]) / 1e-6;
+}
+
+/// The reference end point of a Bari problem from tests/data/bari_reference.txt.
+fn reference(name: &str) -> (f64, Vec<f64>) {
+    let text = include_str!("data/bari_reference.txt");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .expect("problem in the reference file");
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().expect("a number"))
+        .collect();
+    (v[0], v[1..].to_vec())
+}
+
+/// Significant correct digits at the end point: -log10 of the largest relative error.
+fn scd(y: &[f64], r: &[f64]) -> f64 {
+    -y.iter()
+        .zip(r)
+        .map(|(a, b)| ((a - b) / b).abs())
+        .fold(0.0, f64::max)
+        .log10()
+}
+
+type Rhs = fn(f64, &[f64], &mut [f64]);
+
+/// Each Bari problem at each tolerance reaches its correct digits, with atol = 1e-4 rtol
+/// except ROBER's tiny y2 (atol 1e-10 rtol). Rodas5P: -log10(rtol) - 1 (the target).
+/// Rosenbrock23 controls the local error of its order-2 solution per step, so its global error
+/// follows rtol^(2/3) (tolerance proportionality p / (p + 1)): at least 2/3 (-log10 rtol)
+/// digits; it is the method for loose tolerances.
+#[test]
+fn bari_test_set_end_points() {
+    let problems: [(&str, Rhs, Vec<f64>, f64); 3] = [
+        ("rober", rober, vec![1.0, 0.0, 0.0], 1e-10),
+        ("vdpol", vdpol, vec![2.0, 0.0], 1e-4),
+        (
+            "hires",
+            hires,
+            vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057],
+            1e-4,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, f, y0, atol_factor) in problems {
+        let (t1, r) = reference(name);
+        for (m, rtols) in [
+            (Method::Rodas5p, &[1e-4, 1e-6, 1e-8, 1e-10][..]),
+            (Method::Rosenbrock23, &[1e-4, 1e-5, 1e-6][..]),
+        ] {
+            for &rtol in rtols {
+                let sol = Solver::new(m)
+                    .rtol(rtol)
+                    .atol(rtol * atol_factor)
+                    .max_steps(1_000_000)
+                    .solve(f, 0.0, t1, &y0)
+                    .unwrap_or_else(|e| panic!("{name} {m} {rtol:e}: {e}"));
+                let digits = scd(&sol.y, &r);
+                let line = format!(
+                    "{name} {m} rtol {rtol:e}: {digits:.2} digits ({})",
+                    sol.stats
+                );
+                println!("{line}");
+                let target = match m {
+                    Method::Rodas5p => -rtol.log10() - 1.0,
+                    _ => -rtol.log10() * 2.0 / 3.0,
+                };
+                if digits < target {
+                    failures.push(line);
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The counters obey each method's arithmetic, and one solve per method is pinned (a change
+/// of steps or work shows as a diff). ROBER, rtol 1e-6, atol 1e-10, finite-difference Jacobian.
+#[test]
+fn counters_follow_the_methods_arithmetic() {
+    let n = 3;
+    for m in STIFF {
+        let s = Solver::new(m)
+            .rtol(1e-6)
+            .atol(1e-10)
+            .solve(rober, 0.0, 1e11, &vec![1.0, 0.0, 0.0])
+            .unwrap()
+            .stats;
+        let attempts = s.accepted + s.rejected;
+        // One Jacobian (and df/dt) per point steps start from, reused by rejected attempts;
+        // one LU per attempt.
+        assert_eq!(s.jacobians, s.accepted, "{m}");
+        assert_eq!(s.factorisations, attempts, "{m}");
+        let jac_nfe = (n + 1) * s.jacobians; // n columns + df/dt
+        let (solves, nfe) = match m {
+            // 8 stages, 7 new evaluations per attempt, f(t, y) per point, and the initial step.
+            Method::Rodas5p => (8 * attempts, 7 * attempts + s.accepted + jac_nfe + 1),
+            // 3 solves, 2 evaluations per attempt (FSAL), f(t0, y0) and the initial step.
+            _ => (3 * attempts, 2 * attempts + jac_nfe + 2),
+        };
+        assert_eq!(s.linear_solves, solves, "{m}");
+        assert_eq!(s.nfe, nfe, "{m}: {s}");
+        let pinned = match m {
+            Method::Rodas5p => PINNED_RODAS5P,
+            _ => PINNED_ROS23,
+        };
+        assert_eq!(s, pinned, "{m}");
+    }
+}
+
+const PINNED_RODAS5P: Stats = Stats {
+    nfe: 2520,
+    accepted: 207,
+    rejected: 5,
+    jacobians: 207,
+    factorisations: 212,
+    linear_solves: 1696,
+};
+const PINNED_ROS23: Stats = Stats {
+    nfe: 5882,
+    accepted: 980,
+    rejected: 0,
+    jacobians: 980,
+    factorisations: 980,
+    linear_solves: 2940,
+};
+
+/// ROBER written once for any float type: its Jacobian by dual numbers.
+struct Rober;
+
+impl GenericSystem for Rober {
+    fn rhs<U: num_traits::Float>(&mut self, _t: U, y: &[U], dy: &mut [U]) {
+        let c = |x: f64| U::from(x).unwrap();
+        dy[0] = c(-0.04) * y[0] + c(1e4) * y[1] * y[2];
+        dy[2] = c(3e7) * y[1] * y[1];
+        dy[1] = -dy[0] - dy[2];
+    }
+}
+
+fn rober_jacobian(y: &[f64]) -> Vec<f64> {
+    vec![
+        -0.04,
+        1e4 * y[2],
+        1e4 * y[1],
+        0.04,
+        -1e4 * y[2] - 6e7 * y[1],
+        -1e4 * y[1],
+        0.0,
+        6e7 * y[1],
+        0.0,
+    ]
+}
+
+#[test]
+fn automatic_jacobians_match_the_analytic_one() {
+    let y = vec![0.7, 3e-5, 0.2];
+    let exact = rober_jacobian(&y);
+    let mut dual = vec![0.0; 9];
+    assert!(OdeSystem::<f64, Vec<f64>>::jacobian(
+        &mut Dual::new(Rober),
+        0.0,
+        &y,
+        &mut dual
+    ));
+    assert!(max_abs_diff(&dual, &exact) < 1e-9, "{dual:?}");
+    let fd = finite_difference_jacobian(
+        &mut |t, y: &Vec<f64>, dy: &mut Vec<f64>| rober(t, y, dy),
+        0.0,
+        &y,
+        None,
+        1e-12,
+    );
+    for (i, (a, b)) in fd.iter().zip(&exact).enumerate() {
+        // Forward differences: relative error of order sqrt(eps) times the second derivative.
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+            "entry {i}: {a} vs {b}"
+        );
+    }
+}
+
+/// A tridiagonal system: grouped differences (3 evaluations) give the dense ones (n) exactly,
+/// column by column, since each group perturbs columns that share no row.
+#[test]
+fn grouped_differences_equal_dense_ones() {
+    let n = 10;
+    let f = |_t: f64, y: &Vec<f64>, dy: &mut Vec<f64>| {
+        for i in 0..n {
+            let left = if i > 0 { y[i - 1] } else { 0.0 };
+            let right = if i + 1 < n { y[i + 1] } else { 0.0 };
+            dy[i] = left - 2.0 * y[i] * y[i] + right.sin();
+        }
+    };
+    let pattern = Sparsity::new(
+        n,
+        (0..n).flat_map(|i| [(i, i), (i, i.saturating_sub(1)), (i, (i + 1).min(n - 1))]),
+    )
+    .unwrap();
+    assert_eq!(pattern.groups(), 3);
+    let y: Vec<f64> = (0..n).map(|i| 0.1 * i as f64).collect();
+    let dense = finite_difference_jacobian(&mut { f }, 0.0, &y, None, 1e-9);
+    let grouped = finite_difference_jacobian(&mut { f }, 0.0, &y, Some(&pattern), 1e-9);
+    assert_eq!(dense, grouped);
+}
+
+#[test]
+fn a_user_jacobian_is_used_and_counted() {
+    let mut sys = WithJacobian::new(
+        |t: f64, y: &[f64], dy: &mut [f64]| rober(t, y, dy),
+        |_t: f64, y: &[f64], jac: &mut [f64]| jac.copy_from_slice(&rober_jacobian(y)),
+    );
+    let with = Solver::new(Method::Rodas5p)
+        .rtol(1e-6)
+        .atol(1e-10)
+        .solve_system(&mut sys, 0.0, 1e5, &vec![1.0, 0.0, 0.0])
+        .unwrap();
+    let fd = Solver::new(Method::Rodas5p)
+        .rtol(1e-6)
+        .atol(1e-10)
+        .solve(rober, 0.0, 1e5, &vec![1.0, 0.0, 0.0])
+        .unwrap();
+    // The analytic Jacobian saves its 3 column evaluations per Jacobian (df/dt stays a
+    // difference), with nearly the same steps.
+    let s = with.stats;
+    assert_eq!(
+        s.nfe,
+        7 * (s.accepted + s.rejected) + s.accepted + s.jacobians + 1
+    );
+    assert!(max_abs_diff(&with.y, &fd.y) < 1e-6);
+}
+
+#[test]
+fn typed_errors() {
+    // A Jacobian that is not finite: the iteration matrix is singular at every step size.
+    let mut bad = WithJacobian::new(
+        |_t: f64, y: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+        |_t: f64, _y: &[f64], jac: &mut [f64]| jac[0] = f64::NAN,
+    );
+    for m in STIFF {
+        let err = Solver::new(m)
+            .solve_system(&mut bad, 0.0, 1.0, &vec![1.0])
+            .unwrap_err();
+        assert!(matches!(err, OdeError::SingularMatrix { .. }), "{m}: {err}");
+        assert!(err.stats().unwrap().factorisations > 0);
+        // A sparsity pattern of another size is refused before any evaluation.
+        let err = Solver::new(m)
+            .jacobian_sparsity(Sparsity::new(3, [(0, 0)]).unwrap())
+            .solve(|_t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[1.0])
+            .unwrap_err();
+        assert_eq!(
+            err,
+            OdeError::DimensionMismatch {
+                expected: 1,
+                found: 3
+            }
+        );
+        // Blow-up at t = 1: the step size collapses.
+        let err = Solver::new(m)
+            .solve(|_t, y, dy| dy[0] = y[0] * y[0], 0.0, 2.0, &[1.0])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                OdeError::StepSizeTooSmall { .. } | OdeError::NonFinite { .. }
+            ),
+            "{m}: {err}"
+        );
+        let t = match err {
+            OdeError::StepSizeTooSmall { t, .. } | OdeError::NonFinite { t, .. } => t,
+            _ => unreachable!(),
+        };
+        assert!((t - 1.0).abs() < 1e-3, "{m}: stopped at {t}");
+        // Non-finite initial state.
+        let err = Solver::new(m)
+            .solve(|_t, y, dy| dy[0] = -y[0], 0.0, 1.0, &[f64::NAN])
+            .unwrap_err();
+        assert!(matches!(err, OdeError::NonFinite { .. }), "{m}: {err}");
+    }
+    assert!(Sparsity::new(2, [(0, 2)]).is_err());
+}
+
+/// dy/dt = -p y: y(1) = y0 e^-p.
+struct Decay(f64);
+
+impl VjpSystem<f64> for Decay {
+    fn num_params(&self) -> usize {
+        1
+    }
+    fn rhs(&mut self, _t: f64, y: &[f64], dy: &mut [f64]) {
+        dy[0] = -self.0 * y[0];
+    }
+    fn vjp(&mut self, _t: f64, y: &[f64], a: &[f64], out: VjpOut<'_, f64>) {
+        out.f[0] = -self.0 * y[0];
+        out.a_y[0] += -self.0 * a[0];
+        out.a_p[0] += -y[0] * a[0];
+    }
+}
+
+#[test]
+fn gradients_refuse_reverse_mode_and_backsolve_any_method() {
+    for m in STIFF {
+        let solver = Solver::new(m).rtol(1e-8).atol(1e-10);
+        for method in [
+            Differentiation::Discretise,
+            Differentiation::Checkpointed { every: 2 },
+        ] {
+            let err = solver
+                .solve_with_gradient(
+                    &mut Decay(0.5),
+                    0.0,
+                    1.0,
+                    &[2.0],
+                    |_y, a| a[0] = 1.0,
+                    method,
+                )
+                .unwrap_err();
+            assert!(matches!(err, OdeError::NotExplicit { .. }), "{m}: {err}");
+        }
+        let g = solver
+            .solve_with_gradient(
+                &mut Decay(0.5),
+                0.0,
+                1.0,
+                &[2.0],
+                |_y, a| a[0] = 1.0,
+                Differentiation::backsolve(1e-8, 1e-10),
+            )
+            .unwrap();
+        let e = (-0.5f64).exp();
+        let tol = if m == Method::Rodas5p { 1e-6 } else { 1e-4 };
+        assert!((g.grad_y0[0] - e).abs() < tol, "{m}: {}", g.grad_y0[0]);
+        assert!((g.grad_p[0] + 2.0 * e).abs() < tol, "{m}: {}", g.grad_p[0]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Random stable linear systems with eigenvalues from -0.1 to -1e5 against their closed
+    /// form, at the requested tolerance (global error within 100 rtol of the largest component).
+    #[test]
+    fn random_stable_linear_systems(
+        l in proptest::array::uniform3(-1.0f64..5.0),
+        y0 in proptest::array::uniform3(-1.0f64..1.0),
+        which in 0usize..2,
+    ) {
+        let p = Eigen { lambda: [-(10f64.powf(l[0])), -(10f64.powf(l[1])), -(10f64.powf(l[2]))] };
+        let m = STIFF[which];
+        let rtol = if m == Method::Rodas5p { 1e-7 } else { 1e-5 };
+        let sol = Solver::new(m).rtol(rtol).atol(rtol * 1e-3)
+            .solve(linear(p.matrix()), 0.0, 1.0, &y0.to_vec()).unwrap();
+        let exact = p.exact(1.0, &y0);
+        let scale = y0.iter().fold(0.0f64, |a, x| a.max(x.abs())).max(1e-3);
+        let err = max_abs_diff(&sol.y, &exact);
+        prop_assert!(err <= 100.0 * rtol * scale, "{}: error {:e} ({:?})", m, err, p.lambda);
+    }
+}
