@@ -24,6 +24,11 @@ pub struct Step<'a, T, S> {
 pub trait Observer<T, S> {
     /// Called after each accepted step.
     fn on_step(&mut self, step: &Step<'_, T, S>);
+    /// Asked after each `on_step`: true ends the solve at that step, with
+    /// [`crate::StopReason::Observer`] (default: never).
+    fn stop(&self) -> bool {
+        false
+    }
 }
 
 /// No observer.

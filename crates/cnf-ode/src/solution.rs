@@ -3,6 +3,7 @@ use std::fmt;
 
 use num_traits::Float;
 
+use crate::event::{EventRecord, StopReason};
 use crate::state::State;
 use crate::stepper::Interpolant;
 use crate::util::cast;
@@ -78,15 +79,18 @@ impl fmt::Display for Stats {
     }
 }
 
-/// The result of a solve: the exact final state at `t_end`, the states at the requested output
-/// times, and statistics.
+/// The result of a solve: the exact final state at `t_end` (or where a terminal event or an
+/// observer stopped the solve), the states at the requested output times, the located events,
+/// and statistics.
 #[derive(Debug, Clone)]
 pub struct Solution<T, S> {
-    /// Final time (exactly the requested `t_end`).
+    /// Final time: exactly the requested `t_end`, or the time of a terminal event or of the step
+    /// after which an observer stopped the solve ([`Solution::stop`]).
     pub t: T,
-    /// State at `t`.
+    /// State at `t` (after the action of a terminal event, if it has one).
     pub y: S,
-    /// Requested output times, in the order given.
+    /// The output times reached, in the order given (all requested ones unless the solve
+    /// stopped early).
     pub t_out: Vec<T>,
     /// States at `t_out`.
     pub y_out: Vec<S>,
@@ -94,6 +98,11 @@ pub struct Solution<T, S> {
     pub stats: Stats,
     /// Every step's continuous extension, when recorded ([`crate::Solver::dense`]).
     pub dense: Option<DenseSolution<T, S>>,
+    /// The located events in time order (empty for a solve without events:
+    /// [`crate::Solver::solve_with_events`]).
+    pub events: Vec<EventRecord<T, S>>,
+    /// Why the solve ended.
+    pub stop: StopReason,
 }
 
 /// The continuous extension of every accepted step of a solve, recorded with
@@ -110,7 +119,8 @@ pub struct DenseSolution<T, S> {
     interp: Interpolant,
     /// Start time of each step, then the final time.
     t: Vec<T>,
-    /// Step size of each step (signed).
+    /// Step size of each step (signed): the interpolant's h, longer than the step when an event
+    /// ended it early.
     h: Vec<T>,
     /// State at the start of each step, then the final state.
     y: Vec<S>,
