@@ -230,8 +230,8 @@ impl<'a, T: Float, S: State<T>> Detector<'a, T, S> {
             // After an action the functions that fired sit at their root (up to the root's
             // tolerance, on either side): start just past it so that leaving it is no event.
             self.restarted = false;
-            let delta = (cast::<T>(100.0) * T::epsilon() * (t.abs() + h.abs()))
-                .min(h.abs() * cast(0.5));
+            let delta =
+                (cast::<T>(100.0) * T::epsilon() * (t.abs() + h.abs())).min(h.abs() * cast(0.5));
             t_lo = t + delta * dir;
             interp((t_lo - t) / h, &mut self.y_mid);
             evaluate(&mut self.events, t_lo, &self.y_mid, &mut self.g_left, stats)?;
@@ -255,6 +255,19 @@ impl<'a, T: Float, S: State<T>> Detector<'a, T, S> {
                 self.hi.copy_from_slice(&self.top);
                 self.y_root.clone_from(&self.y_top);
                 let t_root = self.locate(t, h, t_lo, t_top, &mut interp, stats)?;
+                // A function whose own root lies within the tolerance past this one crosses at
+                // the same root (they differ by rounding): it fires with the others.
+                let t_near = t_root + root_tol(t_root) * dir;
+                if (t_top - t_near) * dir > T::zero() {
+                    interp((t_near - t) / h, &mut self.y_mid);
+                    evaluate(&mut self.events, t_near, &self.y_mid, &mut self.mid, stats)?;
+                    for (i, e) in self.events.iter().enumerate() {
+                        let (lo, hi, near) = (self.lo[i], self.hi[i], self.mid[i]);
+                        if !crosses(e.direction, lo, hi) && crosses(e.direction, lo, near) {
+                            self.hi[i] = near;
+                        }
+                    }
+                }
                 let fired: Vec<usize> = (0..self.events.len())
                     .filter(|&i| crosses(self.events[i].direction, self.lo[i], self.hi[i]))
                     .collect();
@@ -271,7 +284,10 @@ impl<'a, T: Float, S: State<T>> Detector<'a, T, S> {
                     fired,
                 });
                 if terminal || action {
-                    return Ok(Cut::At { t: t_root, terminal });
+                    return Ok(Cut::At {
+                        t: t_root,
+                        terminal,
+                    });
                 }
                 // Continue from the root: the functions that fired are on their new side or zero.
                 t_lo = t_root;
@@ -353,8 +369,7 @@ impl<'a, T: Float, S: State<T>> Detector<'a, T, S> {
         let Some(mut imax) = first else {
             return Ok(t_hi);
         };
-        let tol = cast::<T>(4.0) * T::epsilon() * t_lo.abs().max(t_hi.abs());
-        let tol = tol.max(T::min_positive_value());
+        let tol = root_tol(t_lo.abs().max(t_hi.abs()));
         let half: T = cast(0.5);
         let (mut alpha, mut side, mut side_prev) = (T::one(), 0u8, 3u8);
         for _ in 0..MAX_ITERATIONS {
@@ -415,6 +430,11 @@ impl<'a, T: Float, S: State<T>> Detector<'a, T, S> {
         }
         Ok(t_hi)
     }
+}
+
+/// The width to which a root is bracketed: 4 ulps of t.
+fn root_tol<T: Float>(t: T) -> T {
+    (cast::<T>(4.0) * T::epsilon() * t.abs()).max(T::min_positive_value())
 }
 
 /// Every event function at (t, y) into `out`; a non-finite value is an error.

@@ -126,6 +126,9 @@ pub struct DenseSolution<T, S> {
     y: Vec<S>,
     /// `interp.vectors` vectors per step, step after step.
     k: Vec<S>,
+    /// Steps at whose end an event's action changed the state: (step, state at its end before
+    /// the action); `y` holds the state after it, where the next step starts.
+    jumps: Vec<(usize, S)>,
 }
 
 impl<T: Float, S: State<T>> DenseSolution<T, S> {
@@ -136,6 +139,15 @@ impl<T: Float, S: State<T>> DenseSolution<T, S> {
             h: Vec::new(),
             y: vec![y0.clone()],
             k: Vec::new(),
+            jumps: Vec::new(),
+        }
+    }
+
+    /// An event's action changed the state at the end of the last recorded step to `y`.
+    pub(crate) fn jump(&mut self, y: &S) {
+        if let (Some(step), Some(last)) = (self.h.len().checked_sub(1), self.y.last_mut()) {
+            let before = std::mem::replace(last, y.clone());
+            self.jumps.push((step, before));
         }
     }
 
@@ -155,7 +167,9 @@ impl<T: Float, S: State<T>> DenseSolution<T, S> {
 
     /// The state at `t` (None outside the span): the state itself at the start of the span and
     /// at every step end, else the continuous extension of the step containing `t`, evaluated
-    /// exactly as for output times.
+    /// exactly as for output times. At an event whose action changed the state, the state
+    /// before the action (as the event's record and output times have it); after it, the
+    /// solution from the changed state.
     pub fn interpolate(&self, t: T) -> Option<S> {
         let (t0, t1) = (self.t[0], *self.t.last()?);
         let dir = if t1 >= t0 { T::one() } else { -T::one() };
@@ -169,6 +183,9 @@ impl<T: Float, S: State<T>> DenseSolution<T, S> {
         let i = self.t[1..].partition_point(|&te| (t - te) * dir > T::zero());
         let (ts, h, t_end) = (self.t[i], *self.h.get(i)?, self.t[i + 1]);
         if t == t_end {
+            if let Ok(j) = self.jumps.binary_search_by_key(&i, |(step, _)| *step) {
+                return Some(self.jumps[j].1.clone());
+            }
             return Some(self.y[i + 1].clone());
         }
         let y = &self.y[i];

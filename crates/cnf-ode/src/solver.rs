@@ -684,6 +684,9 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         if let (Cut::At { terminal, .. }, Some(events)) = (cut, &mut self.events) {
             if events.act(t_new, &mut self.ys[self.cur])? {
                 self.engine.restart();
+                if let Some(dense) = &mut self.dense {
+                    dense.jump(&self.ys[self.cur]);
+                }
                 if self.ys[self.cur].as_slice().iter().any(|x| !x.is_finite()) {
                     return Err(self.non_finite(t_new));
                 }
