@@ -823,6 +823,8 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 match self.accept(sys, h, t_new, observer)? {
                     Next::Stop => break,
                     Next::Continue if last => break,
+                    // An action exactly at the end.
+                    Next::Cut if self.t == self.t1 => break,
                     _ => {}
                 }
                 h = h_new.abs().min(h_max) * dir;

@@ -333,6 +333,26 @@ fn roots_at_t0_and_at_a_step_end_are_reported_once() {
         .unwrap();
     assert_eq!(times(&sol), vec![0.5]);
     assert_eq!(sol.stats.accepted, 4);
+    // ... and exactly at the end of the span, adaptive: the solve ends there, once.
+    for terminal in [false, true] {
+        // In t: the last step lands exactly on t1 = 0.5 (y there carries Dopri5's rounding).
+        let mut event =
+            Event::new(|t, _y: &[f64]| t - 0.5).action(|_t, y: &mut Vec<f64>| y[0] = 2.0);
+        if terminal {
+            event = event.terminal(1);
+        }
+        let sol = Solver::new(Dopri5)
+            .solve_with_events(unit_speed, 0.0, 0.5, &vec![0.0], vec![event])
+            .unwrap();
+        assert_eq!(times(&sol), vec![0.5]);
+        assert_eq!((sol.t, sol.y[0]), (0.5, 2.0));
+        let stop = if terminal {
+            StopReason::TerminalEvent
+        } else {
+            StopReason::End
+        };
+        assert_eq!(sol.stop, stop);
+    }
 }
 
 #[test]
