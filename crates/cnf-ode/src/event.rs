@@ -53,11 +53,16 @@ pub enum Direction {
 /// # Ok::<(), cnf_ode::OdeError>(())
 /// ```
 pub struct Event<'a, T, S> {
-    g: Box<dyn FnMut(T, &[T]) -> T + 'a>,
+    g: EventFn<'a, T>,
     direction: Direction,
     terminal: Option<usize>,
-    action: Option<Box<dyn FnMut(T, &mut S) + 'a>>,
+    action: Option<Action<'a, T, S>>,
 }
+
+/// An event function g(t, y).
+type EventFn<'a, T> = Box<dyn FnMut(T, &[T]) -> T + 'a>;
+/// An event's action on the state.
+type Action<'a, T, S> = Box<dyn FnMut(T, &mut S) + 'a>;
 
 impl<T, S> fmt::Debug for Event<'_, T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -228,7 +228,7 @@ fn bouncing_ball_matches_its_closed_form_over_100_bounces() {
         let events = vec![Event::new(|_t, y: &[f64]| y[0])
             .direction(Direction::Down)
             .terminal(n)
-            .action(|_t, y: &mut Vec<f64>| y[1] = -E * y[1])];
+            .action(|_t, y: &mut Vec<f64>| y[1] *= -E)];
         let sol = Solver::new(method)
             .rtol(1e-10)
             .atol(1e-12)
