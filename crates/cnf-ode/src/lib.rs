@@ -23,7 +23,11 @@
 //!   [`PiController`] with the tableau's parameters ([`Tableau::controller`]), or an
 //!   [`IController`], or your own;
 //! - the **driver** ([`Solver`]) runs the loop: output times, dense output, observers,
-//!   statistics, errors; [`SolverSpec`] is a validated description that builds one.
+//!   statistics, errors; [`SolverSpec`] is a validated description that builds one;
+//! - **events** ([`Event`], [`Solver::solve_with_events`]): zeros of g(t, y) located on each
+//!   step's continuous extension, with a direction, a terminal count and an action that changes
+//!   the state; the [`Solution`] lists them ([`EventRecord`]) and says why the solve ended
+//!   ([`StopReason`]).
 //!
 //! Right-hand sides are closures over slices ([`Solver::solve`]) or [`OdeSystem`]s that keep
 //! state ([`Solver::solve_system`]); small `Copy` states (`[T; N]`, `SVector`) have a path of

@@ -1,7 +1,9 @@
 //! Observers: called after every accepted step (progress, recording, events).
 use crate::solution::Stats;
 
-/// An accepted step from `t_prev` to `t`.
+/// An accepted step from `t_prev` to `t`. When an event with an action or a terminal count
+/// ends the step early ([`crate::Event`]), `t` is the event time and `y` the state there (before
+/// the action); `stages` stay those of the whole attempted step.
 #[derive(Debug)]
 pub struct Step<'a, T, S> {
     /// Start of the step.
