@@ -278,6 +278,9 @@ impl<T: Float, S: State<T>> Stepper<T, S> for Engine<T, S> {
     fn accept(&mut self) {
         Engine::accept(self)
     }
+    fn restart(&mut self) {
+        Engine::restart(self)
+    }
 }
 
 /// The continuous extension of a tableau: y + h sum_j w_j(theta) k_j over its dense stages.

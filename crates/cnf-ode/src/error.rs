@@ -160,6 +160,30 @@ pub enum OdeError {
         /// The method's name.
         method: &'static str,
     },
+    /// An event function returned NaN or an infinite value.
+    #[error("event function {index} is not finite at t = {t:?} (value {value}) ({stats})")]
+    EventNonFinite {
+        /// The event's index among those given to the solve.
+        index: usize,
+        /// Where it was evaluated.
+        t: f64,
+        /// The value it returned.
+        value: f64,
+        /// Work done until then.
+        stats: Stats,
+    },
+    /// An event's action changed the number of components of the state.
+    #[error("the action of event {index} changed the state's size from {expected} to {found} at t = {t:?}")]
+    EventStateSize {
+        /// The event's index among those given to the solve.
+        index: usize,
+        /// The event time.
+        t: f64,
+        /// Components before the action.
+        expected: usize,
+        /// Components after it.
+        found: usize,
+    },
     /// A combination of valid settings that the gradient of a solve does not support (the
     /// message says which and what to do instead).
     #[error("{0}")]
@@ -173,7 +197,8 @@ impl OdeError {
             Self::NonFinite { stats, .. }
             | Self::StepSizeTooSmall { stats, .. }
             | Self::MaxStepsExceeded { stats, .. }
-            | Self::SingularMatrix { stats, .. } => Some(stats),
+            | Self::SingularMatrix { stats, .. }
+            | Self::EventNonFinite { stats, .. } => Some(stats),
             _ => None,
         }
     }

@@ -26,7 +26,11 @@
 //!   [`PiController`] with the tableau's parameters ([`Tableau::controller`]), or an
 //!   [`IController`], or your own;
 //! - the **driver** ([`Solver`]) runs the loop: output times, dense output, observers,
-//!   statistics, errors; [`SolverSpec`] is a validated description that builds one.
+//!   statistics, errors; [`SolverSpec`] is a validated description that builds one;
+//! - **events** ([`Event`], [`Solver::solve_with_events`]): zeros of g(t, y) located on each
+//!   step's continuous extension, with a direction, a terminal count and an action that changes
+//!   the state; the [`Solution`] lists them ([`EventRecord`]) and says why the solve ended
+//!   ([`StopReason`]).
 //!
 //! Right-hand sides are closures over slices ([`Solver::solve`]) or [`OdeSystem`]s that keep
 //! state ([`Solver::solve_system`]); small `Copy` states (`[T; N]`, `SVector`) have a path of
@@ -47,6 +51,7 @@ mod batch;
 mod controller;
 mod engine;
 mod error;
+mod event;
 mod grad;
 mod jacobian;
 mod linalg;
@@ -68,6 +73,7 @@ mod util;
 pub use batch::Batch;
 pub use controller::{IController, PiController, PiParams, StepController};
 pub use error::OdeError;
+pub use event::{Direction, Event, EventRecord, StopReason, SIGN_CHECKS};
 pub use grad::{Differentiation, GradSolution, PenaltyRefusal, VjpOut, VjpSystem};
 pub use jacobian::{finite_difference_jacobian, Sparsity};
 pub use linalg::{DenseLu, LinearSolver, Singular};

@@ -1,7 +1,9 @@
 //! Observers: called after every accepted step (progress, recording, events).
 use crate::solution::Stats;
 
-/// An accepted step from `t_prev` to `t`.
+/// An accepted step from `t_prev` to `t`. When an event with an action or a terminal count
+/// ends the step early ([`crate::Event`]), `t` is the event time and `y` the state there (before
+/// the action); `stages` stay those of the whole attempted step.
 #[derive(Debug)]
 pub struct Step<'a, T, S> {
     /// Start of the step.
@@ -24,6 +26,11 @@ pub struct Step<'a, T, S> {
 pub trait Observer<T, S> {
     /// Called after each accepted step.
     fn on_step(&mut self, step: &Step<'_, T, S>);
+    /// Asked after each `on_step`: true ends the solve at that step, with
+    /// [`crate::StopReason::Observer`] (default: never).
+    fn stop(&self) -> bool {
+        false
+    }
 }
 
 /// No observer.

@@ -657,4 +657,9 @@ impl<T: Float, S: State<T>> Stepper<T, S> for RosenbrockStepper<T, S> {
             Kind::Rodas(_) => self.f0_valid = false,
         }
     }
+    fn restart(&mut self) {
+        self.f0_valid = false;
+        self.jac_valid = false;
+        self.dense_ready = false;
+    }
 }

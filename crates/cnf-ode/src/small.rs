@@ -422,4 +422,9 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
         }
         self.dense_ready = false;
     }
+
+    fn restart(&mut self) {
+        self.k0_valid = false;
+        self.dense_ready = false;
+    }
 }

@@ -3,6 +3,7 @@ use std::fmt;
 
 use num_traits::Float;
 
+use crate::event::{EventRecord, StopReason};
 use crate::state::State;
 use crate::stepper::Interpolant;
 use crate::util::cast;
@@ -78,15 +79,18 @@ impl fmt::Display for Stats {
     }
 }
 
-/// The result of a solve: the exact final state at `t_end`, the states at the requested output
-/// times, and statistics.
+/// The result of a solve: the exact final state at `t_end` (or where a terminal event or an
+/// observer stopped the solve), the states at the requested output times, the located events,
+/// and statistics.
 #[derive(Debug, Clone)]
 pub struct Solution<T, S> {
-    /// Final time (exactly the requested `t_end`).
+    /// Final time: exactly the requested `t_end`, or the time of a terminal event or of the step
+    /// after which an observer stopped the solve ([`Solution::stop`]).
     pub t: T,
-    /// State at `t`.
+    /// State at `t` (after the action of a terminal event, if it has one).
     pub y: S,
-    /// Requested output times, in the order given.
+    /// The output times reached, in the order given (all requested ones unless the solve
+    /// stopped early).
     pub t_out: Vec<T>,
     /// States at `t_out`.
     pub y_out: Vec<S>,
@@ -94,6 +98,11 @@ pub struct Solution<T, S> {
     pub stats: Stats,
     /// Every step's continuous extension, when recorded ([`crate::Solver::dense`]).
     pub dense: Option<DenseSolution<T, S>>,
+    /// The located events in time order (empty for a solve without events:
+    /// [`crate::Solver::solve_with_events`]).
+    pub events: Vec<EventRecord<T, S>>,
+    /// Why the solve ended.
+    pub stop: StopReason,
 }
 
 /// The continuous extension of every accepted step of a solve, recorded with
@@ -110,12 +119,16 @@ pub struct DenseSolution<T, S> {
     interp: Interpolant,
     /// Start time of each step, then the final time.
     t: Vec<T>,
-    /// Step size of each step (signed).
+    /// Step size of each step (signed): the interpolant's h, longer than the step when an event
+    /// ended it early.
     h: Vec<T>,
     /// State at the start of each step, then the final state.
     y: Vec<S>,
     /// `interp.vectors` vectors per step, step after step.
     k: Vec<S>,
+    /// Steps at whose end an event's action changed the state: (step, state at its end before
+    /// the action); `y` holds the state after it, where the next step starts.
+    jumps: Vec<(usize, S)>,
 }
 
 impl<T: Float, S: State<T>> DenseSolution<T, S> {
@@ -126,6 +139,15 @@ impl<T: Float, S: State<T>> DenseSolution<T, S> {
             h: Vec::new(),
             y: vec![y0.clone()],
             k: Vec::new(),
+            jumps: Vec::new(),
+        }
+    }
+
+    /// An event's action changed the state at the end of the last recorded step to `y`.
+    pub(crate) fn jump(&mut self, y: &S) {
+        if let (Some(step), Some(last)) = (self.h.len().checked_sub(1), self.y.last_mut()) {
+            let before = std::mem::replace(last, y.clone());
+            self.jumps.push((step, before));
         }
     }
 
@@ -145,7 +167,9 @@ impl<T: Float, S: State<T>> DenseSolution<T, S> {
 
     /// The state at `t` (None outside the span): the state itself at the start of the span and
     /// at every step end, else the continuous extension of the step containing `t`, evaluated
-    /// exactly as for output times.
+    /// exactly as for output times. At an event whose action changed the state, the state
+    /// before the action (as the event's record and output times have it); after it, the
+    /// solution from the changed state.
     pub fn interpolate(&self, t: T) -> Option<S> {
         let (t0, t1) = (self.t[0], *self.t.last()?);
         let dir = if t1 >= t0 { T::one() } else { -T::one() };
@@ -159,6 +183,9 @@ impl<T: Float, S: State<T>> DenseSolution<T, S> {
         let i = self.t[1..].partition_point(|&te| (t - te) * dir > T::zero());
         let (ts, h, t_end) = (self.t[i], *self.h.get(i)?, self.t[i + 1]);
         if t == t_end {
+            if let Ok(j) = self.jumps.binary_search_by_key(&i, |(step, _)| *step) {
+                return Some(self.jumps[j].1.clone());
+            }
             return Some(self.y[i + 1].clone());
         }
         let y = &self.y[i];

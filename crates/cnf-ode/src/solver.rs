@@ -5,6 +5,7 @@ use num_traits::Float;
 use crate::controller::{PiController, StepController};
 use crate::engine::Engine;
 use crate::error::{num, OdeError};
+use crate::event::{Cut, Detector, Event, StopReason};
 use crate::jacobian::Sparsity;
 use crate::method::{Method, OdeMethod, Scheme};
 use crate::norm::ErrorNorm;
@@ -287,9 +288,88 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T> + Clone,
     {
+        self.solve_events_observed(sys, t0, t1, y0, Vec::new(), observer)
+    }
+
+    /// As [`Solver::solve`], locating the zeros of the `events`' functions on the way (see
+    /// [`Event`] and docs/ode.md, "Events"): the solution's `events` lists them, `stop` says
+    /// whether a terminal event ended the solve, and an event's action may change the state.
+    ///
+    /// ```
+    /// use cnf_ode::{Direction, Dopri5, Event, Solver};
+    /// // y = sin t crosses zero going down at pi and 3 pi, going up at 2 pi.
+    /// let events = vec![Event::new(|_t, y: &[f64]| y[0]).direction(Direction::Down)];
+    /// let sol = Solver::new(Dopri5).rtol(1e-10).atol(1e-12)
+    ///     .solve_with_events(|_t, y, dy| { dy[0] = y[1]; dy[1] = -y[0]; }, 0.0, 10.0, &vec![0.0, 1.0], events)?;
+    /// let times: Vec<f64> = sol.events.iter().map(|e| e.t).collect();
+    /// assert_eq!(times.len(), 2);
+    /// assert!((times[0] - std::f64::consts::PI).abs() < 1e-9);
+    /// assert!((times[1] - 3.0 * std::f64::consts::PI).abs() < 1e-9);
+    /// # Ok::<(), cnf_ode::OdeError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Solver::solve`], and [`OdeError::InvalidSetting`] (a terminal count of 0),
+    /// [`OdeError::EventNonFinite`] (an event function returned NaN or infinity),
+    /// [`OdeError::EventStateSize`] (an action changed the state's size).
+    pub fn solve_with_events<S, F>(
+        &self,
+        f: F,
+        t0: T,
+        t1: T,
+        y0: &S,
+        events: Vec<Event<'_, T, S>>,
+    ) -> Result<Solution<T, S>, OdeError>
+    where
+        S: State<T>,
+        F: FnMut(T, &[T], &mut [T]),
+        C: StepController<T> + Clone,
+    {
+        self.solve_system_with_events(&mut SliceFn(f), t0, t1, y0, events, &mut ())
+    }
+
+    /// As [`Solver::solve_with_events`] for an [`OdeSystem`], calling `observer` after every
+    /// accepted step (a step that an event ends early is seen as ending at the event).
+    ///
+    /// # Errors
+    /// As [`Solver::solve_with_events`].
+    pub fn solve_system_with_events<S, F, O>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+        events: Vec<Event<'_, T, S>>,
+        observer: &mut O,
+    ) -> Result<Solution<T, S>, OdeError>
+    where
+        S: State<T>,
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+        C: StepController<T> + Clone,
+    {
+        self.solve_events_observed(sys, t0, t1, y0, events, observer)
+    }
+
+    /// The solve with the method's stepper, locating `events` (none: no cost).
+    fn solve_events_observed<S, F, O>(
+        &self,
+        sys: &mut F,
+        t0: T,
+        t1: T,
+        y0: &S,
+        events: Vec<Event<'_, T, S>>,
+        observer: &mut O,
+    ) -> Result<Solution<T, S>, OdeError>
+    where
+        S: State<T>,
+        F: OdeSystem<T, S>,
+        O: Observer<T, S> + ?Sized,
+        C: StepController<T> + Clone,
+    {
         match self.method.scheme() {
             Scheme::Explicit(tab) => {
-                self.drive(sys, t0, t1, y0, observer, |y0| Engine::new(tab, y0))
+                self.drive(sys, t0, t1, y0, observer, |y0| Engine::new(tab, y0), events)
             }
             Scheme::Rosenbrock(ros) => {
                 let pattern = self.sparsity(y0.len())?;
@@ -297,9 +377,15 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
                     Tolerance::Scalar(a) => vec![*a],
                     Tolerance::PerComponent(v) => v.clone(),
                 };
-                self.drive(sys, t0, t1, y0, observer, |y0| {
-                    RosenbrockStepper::new(ros, y0, pattern, floor)
-                })
+                self.drive(
+                    sys,
+                    t0,
+                    t1,
+                    y0,
+                    observer,
+                    |y0| RosenbrockStepper::new(ros, y0, pattern, floor),
+                    events,
+                )
             }
         }
     }
@@ -376,10 +462,26 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
     {
         let tab = self.method.tableau();
         if !small::fits(tab) {
-            return self.drive(sys, t0, t1, y0, observer, |y0| Engine::new(tab, y0));
+            return self.drive(
+                sys,
+                t0,
+                t1,
+                y0,
+                observer,
+                |y0| Engine::new(tab, y0),
+                Vec::new(),
+            );
         }
         let method = &self.method;
-        self.drive(sys, t0, t1, y0, observer, |y0| ArrayEngine::new(method, y0))
+        self.drive(
+            sys,
+            t0,
+            t1,
+            y0,
+            observer,
+            |y0| ArrayEngine::new(method, y0),
+            Vec::new(),
+        )
     }
 }
 
@@ -424,17 +526,24 @@ impl<T: Float, C> Solver<Method, T, C> {
         C: StepController<T> + Clone,
     {
         match self.method.tableau() {
-            Some(tab) if small::fits(tab) => {
-                self.drive(sys, t0, t1, y0, observer, |y0| ArrayEngine::new(&tab, y0))
-            }
+            Some(tab) if small::fits(tab) => self.drive(
+                sys,
+                t0,
+                t1,
+                y0,
+                observer,
+                |y0| ArrayEngine::new(&tab, y0),
+                Vec::new(),
+            ),
             _ => self.solve_system_observed(sys, t0, t1, y0, observer),
         }
     }
 }
 
 impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
-    /// The solve with the stepper `engine(y0)`.
+    /// The solve with the stepper `engine(y0)`, locating `events` (none: no cost).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn drive<S, F, O, E>(
         &self,
         sys: &mut F,
@@ -443,6 +552,7 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
         y0: &S,
         observer: &mut O,
         engine: impl FnOnce(&S) -> E,
+        events: Vec<Event<'_, T, S>>,
     ) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T>,
@@ -465,6 +575,10 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
                 stats: Stats::default(),
             });
         }
+        let events = match events.is_empty() {
+            true => None,
+            false => Some(Detector::new(events, t0, y0)?),
+        };
         let engine = engine(y0);
         let dense = self
             .dense
@@ -480,6 +594,8 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
             next_out: 0,
             y_out: Vec::with_capacity(self.options.t_out.len()),
             dense,
+            events,
+            stop: StopReason::End,
         };
         // Output times at t0 are the initial state.
         while run.next_out < run.t_out.len() && run.t_out[run.next_out] == t0 {
@@ -502,7 +618,7 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
             }
         }
         Ok(Solution {
-            t: t1,
+            t: run.t,
             y: {
                 let [a, b] = run.ys;
                 if run.cur == 0 {
@@ -511,10 +627,12 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
                     b
                 }
             },
-            t_out: self.options.t_out.clone(),
+            t_out: self.options.t_out[..run.y_out.len()].to_vec(),
             y_out: run.y_out,
             stats: run.stats,
             dense: run.dense,
+            events: run.events.map(|d| d.records).unwrap_or_default(),
+            stop: run.stop,
         })
     }
 
@@ -583,6 +701,20 @@ struct Run<'a, T, S, E> {
     y_out: Vec<S>,
     /// The recorded continuous extension ([`Solver::dense`]).
     dense: Option<DenseSolution<T, S>>,
+    /// The events being located, if any.
+    events: Option<Detector<'a, T, S>>,
+    stop: StopReason,
+}
+
+/// How the loop goes on after an accepted step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// With the next step.
+    Continue,
+    /// An event ended the step early (the rest of the span is still ahead).
+    Cut,
+    /// The solve ends here ([`Run::stop`] says why).
+    Stop,
 }
 
 impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
@@ -616,14 +748,15 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
     }
 
     /// Bookkeeping after an accepted step of size h from t to t_new (y_new holds the state):
-    /// output times in (t, t_new], the observer, then the new state becomes current.
+    /// events (which may end the step early), output times in (t, t_new], the observer, then
+    /// the new state becomes current and an event's action may change it.
     fn accept<F, O>(
         &mut self,
         sys: &mut F,
         h: T,
-        t_new: T,
+        mut t_new: T,
         observer: &mut O,
-    ) -> Result<(), OdeError>
+    ) -> Result<Next, OdeError>
     where
         F: OdeSystem<T, S>,
         O: Observer<T, S> + ?Sized,
@@ -633,6 +766,25 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
             return Err(self.non_finite(self.t));
         }
         self.stats.accepted += 1;
+        let mut cut = Cut::None;
+        if let Some(events) = &mut self.events {
+            let (engine, t) = (&mut self.engine, self.t);
+            let stats = Stats {
+                accepted: self.stats.accepted,
+                rejected: self.stats.rejected,
+                ..engine.work()
+            };
+            let y_end: &S = y_new;
+            let interp = |theta, out: &mut S| {
+                engine.prepare_dense(sys, t, h, y, y_end);
+                engine.interpolate(theta, h, y, out);
+            };
+            cut = events.scan(t, h, t_new, y_end, interp, stats)?;
+            if let Cut::At { t: t_event, .. } = cut {
+                y_new.clone_from(events.state_at_cut());
+                t_new = t_event;
+            }
+        }
         let dir = h.signum();
         while self.next_out < self.t_out.len()
             && (self.t_out[self.next_out] - t_new) * dir <= T::zero()
@@ -663,10 +815,32 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 ..work
             },
         });
+        let observer_stop = observer.stop();
         self.engine.accept();
         self.cur = 1 - self.cur;
         self.t = t_new;
-        Ok(())
+        let mut next = Next::Continue;
+        if let (Cut::At { terminal, .. }, Some(events)) = (cut, &mut self.events) {
+            if events.act(t_new, &mut self.ys[self.cur])? {
+                self.engine.restart();
+                if let Some(dense) = &mut self.dense {
+                    dense.jump(&self.ys[self.cur]);
+                }
+                if self.ys[self.cur].as_slice().iter().any(|x| !x.is_finite()) {
+                    return Err(self.non_finite(t_new));
+                }
+            }
+            next = Next::Cut;
+            if terminal {
+                self.stop = StopReason::TerminalEvent;
+                next = Next::Stop;
+            }
+        }
+        if observer_stop && next != Next::Stop {
+            self.stop = StopReason::Observer;
+            next = Next::Stop;
+        }
+        Ok(next)
     }
 
     fn fixed<F, O>(&mut self, sys: &mut F, steps: usize, observer: &mut O) -> Result<(), OdeError>
@@ -676,7 +850,8 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
     {
         let (t0, span) = (self.t, self.t1 - self.t);
         let nt: T = cast(steps as f64);
-        for i in 1..=steps {
+        let mut i = 1;
+        while i <= steps {
             // Times from t0 + span * i / N, not by accumulation: the last is exactly t1.
             let t_new = if i == steps {
                 self.t1
@@ -686,7 +861,12 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
             let h = t_new - self.t;
             let (y, y_new) = split(&mut self.ys, self.cur);
             match self.engine.attempt(sys, self.t, h, y, y_new, None) {
-                Attempt::Done { .. } => self.accept(sys, h, t_new, observer)?,
+                Attempt::Done { .. } => match self.accept(sys, h, t_new, observer)? {
+                    Next::Stop => break,
+                    // An event ended the step early: the rest of it is the next step.
+                    Next::Cut if self.t != t_new => {}
+                    _ => i += 1,
+                },
                 Attempt::Failed(failure) => return Err(self.failure(failure, h)),
             }
         }
@@ -779,9 +959,12 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 last_nonfinite = false;
                 last_failure = None;
                 let t_new = if last { self.t1 } else { self.t + h };
-                self.accept(sys, h, t_new, observer)?;
-                if last {
-                    break;
+                match self.accept(sys, h, t_new, observer)? {
+                    Next::Stop => break,
+                    Next::Continue if last => break,
+                    // An action exactly at the end.
+                    Next::Cut if self.t == self.t1 => break,
+                    _ => {}
                 }
                 h = h_new.abs().min(h_max) * dir;
             } else {

@@ -83,4 +83,7 @@ pub(crate) trait Stepper<T, S> {
     fn dense_vectors(&self) -> (&[S], Interpolant);
     /// The last attempt was accepted (carry over what the next step can reuse).
     fn accept(&mut self);
+    /// The state was changed between steps (an event's action): forget everything carried over
+    /// (the FSAL stage, a method's history), so the next attempt starts from the state alone.
+    fn restart(&mut self);
 }
