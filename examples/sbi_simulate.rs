@@ -18,7 +18,14 @@ use cnf::train::data::{write_csv, Table};
 use cnf::train::sbi::{task, Observation};
 use rand::{rngs::StdRng, SeedableRng};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opt = |name: &str| {
         args.iter()
@@ -61,7 +68,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let m: usize = opt("--n-reference").map_or(Ok(10_000), str::parse)?;
         let mut rng = StdRng::seed_from_u64(seed.wrapping_add(1));
         let draws = task.reference_posterior(obs, m, &mut rng)?;
-        write_csv(reference, &Table::new(m, task.theta_dim(), draws, task.theta_names())?)?;
+        write_csv(
+            reference,
+            &Table::new(m, task.theta_dim(), draws, task.theta_names())?,
+        )?;
         eprintln!("{reference}: {m} exact posterior draws for observation {number} of {name}");
     }
     Ok(())
