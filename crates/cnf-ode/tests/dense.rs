@@ -73,7 +73,7 @@ fn interpolant_has_the_dense_output_order() {
         (Method::Tsit5, 4, 8),
         (Method::Dop853, 7, 4),
         (Method::Rosenbrock23, 2, 16),
-        (Method::Rodas5p, 3, 8),
+        (Method::Rodas5p, 4, 8),
     ];
     for (m, dense_order, n) in cases {
         let max_err = |n: usize| {
