@@ -20,22 +20,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .action(move |_t, y: &mut Vec<f64>| y[1] *= -e),
         Event::new(|_t, y: &[f64]| y[1]).direction(Direction::Down),
     ];
-    let sol = Solver::new(Dopri5).rtol(1e-10).atol(1e-12).solve_with_events(
-        |_t, y, dy| {
-            dy[0] = y[1];
-            dy[1] = -g;
-        },
-        0.0,
-        100.0,
-        &vec![h0, 0.0],
-        events,
-    )?;
+    let sol = Solver::new(Dopri5)
+        .rtol(1e-10)
+        .atol(1e-12)
+        .solve_with_events(
+            |_t, y, dy| {
+                dy[0] = y[1];
+                dy[1] = -g;
+            },
+            0.0,
+            100.0,
+            &vec![h0, 0.0],
+            events,
+        )?;
     assert_eq!(sol.stop, StopReason::TerminalEvent);
 
     let t1 = (2.0 * h0 / g).sqrt();
     let mut exact = t1;
     let mut k = 0;
-    println!("{:>6} {:>20} {:>20} {:>10}", "impact", "t", "closed form", "error");
+    println!(
+        "{:>6} {:>20} {:>20} {:>10}",
+        "impact", "t", "closed form", "error"
+    );
     for record in sol.events.iter().filter(|r| r.fired.contains(&0)) {
         println!(
             "{:>6} {:>20.15} {:>20.15} {:>10.1e}",

@@ -161,14 +161,12 @@ pub enum OdeError {
         method: &'static str,
     },
     /// An event function returned NaN or an infinite value.
-    #[error("event function {index} is not finite at t = {t:?} (value {value}) ({stats})")]
+    #[error("event function {index} is not finite at t = {t:?} ({stats})")]
     EventNonFinite {
         /// The event's index among those given to the solve.
         index: usize,
         /// Where it was evaluated.
         t: f64,
-        /// The value it returned.
-        value: f64,
         /// Work done until then.
         stats: Stats,
     },

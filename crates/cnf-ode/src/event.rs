@@ -456,7 +456,6 @@ fn evaluate<T: Float, S: State<T>>(
             return Err(OdeError::EventNonFinite {
                 index: i,
                 t: num(t),
-                value: num(v),
                 stats,
             });
         }
