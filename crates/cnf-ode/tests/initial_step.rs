@@ -2,13 +2,13 @@
 //! item 6): with f = 0 (an untrained flow is the identity) Hairer's estimate is 1e-6, which in f32
 //! at |t| = 1 is below the step floor 10 eps |t| = 1.2e-6; the solve failed on its own first step
 //! with "step size -9.99e-7 below the minimum at t = 1.0".
-use cnf_ode::{Bs3, Dop853, Dopri5, Method, OdeError, RkMethod, Solver, Tsit5};
+use cnf_ode::{Bs3, Dop853, Dopri5, Method, OdeError, OdeMethod, Solver, Tsit5};
 
 /// The methods with an error estimate, as a `Method` chosen at run time.
 const ADAPTIVE: [Method; 4] = [Method::Bs3, Method::Dopri5, Method::Tsit5, Method::Dop853];
 
 /// y' = rate * y in f32 over (t0, t1) with default tolerances: the result and the accepted steps.
-fn solve_f32<M: RkMethod>(method: M, rate: f32, t0: f32, t1: f32) -> (Vec<f32>, usize) {
+fn solve_f32<M: OdeMethod>(method: M, rate: f32, t0: f32, t1: f32) -> (Vec<f32>, usize) {
     let y0 = vec![1.5f32, -0.25, 3.0];
     let sol = Solver::new(method)
         .solve(
