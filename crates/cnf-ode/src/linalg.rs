@@ -98,8 +98,8 @@ impl<T: Float> LinearSolver<T> for DenseLu<T> {
     fn solve_in_place(&self, b: &mut [T]) {
         let (n, lu) = (self.n, &self.lu);
         debug_assert_eq!(b.len(), n);
-        for k in 0..n {
-            b.swap(k, self.piv[k]);
+        for (k, &p) in self.piv.iter().enumerate() {
+            b.swap(k, p);
         }
         // L y = P b (unit lower triangular), then U x = y.
         for i in 1..n {
