@@ -35,13 +35,23 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// One of our runs: largest relative error at the end point, work, median ms.
-fn run(m: Method, f: fn(f64, &[f64], &mut [f64]), y0: &[f64], t1: f64, rtol: f64, atol: f64, reference: &[f64]) -> (f64, Stats, f64) {
+fn run(
+    m: Method,
+    f: fn(f64, &[f64], &mut [f64]),
+    y0: &[f64],
+    t1: f64,
+    rtol: f64,
+    atol: f64,
+    reference: &[f64],
+) -> (f64, Stats, f64) {
     let solver = Solver::new(m).rtol(rtol).atol(atol).max_steps(1_000_000);
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..REPEATS {
         let start = Instant::now();
-        let sol = solver.solve(f, 0.0, t1, &black_box(y0.to_vec())).expect("solves");
+        let sol = solver
+            .solve(f, 0.0, t1, &black_box(y0.to_vec()))
+            .expect("solves");
         times.push(start.elapsed().as_secs_f64() * 1e3);
         last = Some(sol);
     }
@@ -68,9 +78,13 @@ fn at_error(points: &[(f64, f64)], err: f64) -> Option<f64> {
 }
 
 fn main() {
-    let python = std::env::var("SCIPY_PYTHON").unwrap_or_else(|_| "/tmp/venv-scipy/bin/python".into());
+    let python =
+        std::env::var("SCIPY_PYTHON").unwrap_or_else(|_| "/tmp/venv-scipy/bin/python".into());
     let out = Command::new(&python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/scipy_stiff.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/peers/scipy_stiff.py"
+        ))
         .arg(REPEATS.to_string())
         .output();
     let scipy: Vec<Value> = match out {
@@ -91,8 +105,19 @@ fn main() {
         .find(|v| v["reference"] == "vdp_mu1e3")
         .and_then(|v| serde_json::from_value(v["y"].clone()).ok())
         .unwrap_or_default();
-    let rober_ref = vec![0.2083340149701255e-07, 0.8333360770334713e-13, 0.9999999791665050];
-    type Problem = (&'static str, fn(f64, &[f64], &mut [f64]), Vec<f64>, f64, f64, Vec<f64>);
+    let rober_ref = vec![
+        0.2083340149701255e-07,
+        0.8333360770334713e-13,
+        0.9999999791665050,
+    ];
+    type Problem = (
+        &'static str,
+        fn(f64, &[f64], &mut [f64]),
+        Vec<f64>,
+        f64,
+        f64,
+        Vec<f64>,
+    );
     let problems: Vec<Problem> = vec![
         ("rober", rober, vec![1.0, 0.0, 0.0], 1e11, 1e-10, rober_ref),
         ("vdp_mu1e3", vdp, vec![2.0, 0.0], 3000.0, 1e-3, vdp_ref),
@@ -107,7 +132,12 @@ fn main() {
             let mut c: Vec<(f64, f64)> = scipy
                 .iter()
                 .filter(|v| v["problem"] == name && v["solver"] == solver)
-                .map(|v| (v["rel_error"].as_f64().unwrap_or(f64::NAN), v[key].as_f64().unwrap_or(f64::NAN)))
+                .map(|v| {
+                    (
+                        v["rel_error"].as_f64().unwrap_or(f64::NAN),
+                        v[key].as_f64().unwrap_or(f64::NAN),
+                    )
+                })
                 .collect();
             c.sort_by(|a, b| a.0.total_cmp(&b.0));
             c
@@ -141,7 +171,10 @@ fn main() {
                         "time_ratio_peer_over_ours": sms / ms}));
                 }
             }
-            println!("{}", json!({"summary": name, "solver": format!("cnf-ode {m}"), "at_equal_error": ratios}));
+            println!(
+                "{}",
+                json!({"summary": name, "solver": format!("cnf-ode {m}"), "at_equal_error": ratios})
+            );
         }
     }
 }

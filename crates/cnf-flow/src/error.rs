@@ -5,6 +5,17 @@ use thiserror::Error;
 /// Why a flow computation failed.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum FlowError {
+    /// The flow's solver is an implicit (stiff) method: over a batch the augmented system's
+    /// Jacobian is block-diagonal but the stiff methods factorise it densely, and a CNF's field
+    /// is not stiff; the explicit methods are the ones for flows.
+    #[error(
+        "{method} is an implicit (stiff) method; a flow's solves use an explicit one \
+         (dopri5, tsit5, bs3, dop853, or a fixed-step method)"
+    )]
+    ImplicitMethod {
+        /// The method asked for.
+        method: cnf_ode::Method,
+    },
     /// The input is not a whole number of points of the field's dimension.
     #[error("input has {len} values, not a multiple of the dimension {dim}")]
     Shape {
@@ -64,7 +75,7 @@ pub enum FlowError {
         /// The solver's error: the cause (named `message` for compatibility with the callers
         /// that move it from one `Solve` into another).
         #[source]
-        message: OdeError,
+        message: Box<OdeError>,
         /// Work done before the failure.
         stats: Stats,
     },
@@ -90,6 +101,6 @@ pub(crate) fn solve_error(e: OdeError) -> FlowError {
         sample: None,
         t,
         stats: e.stats().copied().unwrap_or_default(),
-        message: e,
+        message: Box::new(e),
     }
 }

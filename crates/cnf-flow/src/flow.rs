@@ -123,8 +123,9 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         self.field.dim()
     }
 
-    /// Checks a `(B, d)` buffer and returns B.
+    /// Checks the method and a `(B, d)` buffer and returns B.
     pub(crate) fn check_points(&self, x: &[T]) -> Result<usize, FlowError> {
+        check_method(self.solver.method())?;
         let d = self.dim();
         if d == 0 || !x.len().is_multiple_of(d) {
             return Err(FlowError::Shape {
@@ -511,5 +512,23 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             .flat_map(|row| std::iter::repeat_n(row, n).flatten().copied())
             .collect();
         self.transform_given(&z, &repeated, T::one(), T::zero())
+    }
+}
+
+/// Whether a flow can solve with `method`: the explicit methods only (see
+/// [`FlowError::ImplicitMethod`]).
+///
+/// ```
+/// use cnf_ode::Method;
+/// assert!(cnf_flow::check_method(Method::Dopri5).is_ok());
+/// assert!(cnf_flow::check_method(Method::Rodas5p).is_err());
+/// ```
+///
+/// # Errors
+/// [`FlowError::ImplicitMethod`] for a stiff method.
+pub fn check_method(method: Method) -> Result<(), FlowError> {
+    match method.is_explicit() {
+        true => Ok(()),
+        false => Err(FlowError::ImplicitMethod { method }),
     }
 }

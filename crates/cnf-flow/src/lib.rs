@@ -76,5 +76,5 @@ mod grad;
 mod rows;
 
 pub use error::FlowError;
-pub use flow::{log_normal, Batching, Cnf, Density, Trajectory, Transported};
+pub use flow::{check_method, log_normal, Batching, Cnf, Density, Trajectory, Transported};
 pub use grad::{LossGrad, LossOptions, Penalties, Regularisation};

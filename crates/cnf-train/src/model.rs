@@ -100,13 +100,16 @@ pub fn solver_error(e: OdeError, source: &str) -> TrainError {
     })
 }
 
-/// Checks that the tolerances of `spec` are normal positive numbers in `precision` (1e-300 is
+/// Checks that `spec` names a method a flow can use (explicit) and that its tolerances are normal positive numbers in `precision` (1e-300 is
 /// 0 in f32, 1e-40 subnormal: every step would be rejected); `source` as in [`solver_error`].
 pub fn check_solver_precision(
     spec: &SolverSpec<f64>,
     source: &str,
     precision: Precision,
 ) -> Result<(), TrainError> {
+    if let Err(e) = cnf_flow::check_method(spec.method()) {
+        return Err(TrainError::Invalid(format!("{source}method: {e}")));
+    }
     let Steps::Adaptive { rtol, atol } = spec.steps() else {
         return Ok(());
     };
