@@ -61,7 +61,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let m: usize = opt("--n-reference").map_or(Ok(10_000), str::parse)?;
         let mut rng = StdRng::seed_from_u64(seed.wrapping_add(1));
         let draws = task.reference_posterior(obs, m, &mut rng)?;
-        write_csv(reference, &Table::new(m, task.theta_dim(), draws, task.theta_names())?)?;
+        write_csv(
+            reference,
+            &Table::new(m, task.theta_dim(), draws, task.theta_names())?,
+        )?;
         eprintln!("{reference}: {m} exact posterior draws for observation {number} of {name}");
     }
     Ok(())
