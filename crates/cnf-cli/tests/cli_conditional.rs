@@ -43,11 +43,7 @@ fn train_sample_density_eval_and_resume_a_conditional_model() {
     let sims = dir.path().join("sims.csv");
     simulations(&sims, 300);
     let model = dir.path().join("post");
-    let err = trained(
-        &sims,
-        &model,
-        &["--context", "x_1,x_2", "--drop", "id", "--iters", "4"],
-    );
+    let err = trained(&sims, &model, &["--context", "x_1,x_2", "--drop", "id"]);
     assert!(err.contains("p(theta_1, theta_2 | x_1, x_2)"), "{err}");
     let c = json_file(&model.join("config.json"));
     assert_eq!(c["columns"], serde_json::json!(["theta_1", "theta_2"]));
@@ -77,7 +73,9 @@ fn train_sample_density_eval_and_resume_a_conditional_model() {
     assert_eq!(rows.len(), 5);
 
     // Several rows: an index column; the first given row's draws are those of the one-row
-    // file (the base points are drawn in the order of the rows).
+    // file (the base points are drawn in the order of the rows), up to the solver's tolerance
+    // (rtol = atol = 1e-5: the batch's RMS error norm steps a solve of 15 points differently
+    // from one of 5).
     let three = dir.path().join("three.csv");
     std::fs::write(&three, "x_1,x_2\n0.3,0.1\n-0.5,0.2\n0.0,0.0\n").unwrap();
     let out3 = ok(&[
@@ -96,11 +94,12 @@ fn train_sample_density_eval_and_resume_a_conditional_model() {
         assert_eq!(r[0], (i / 5) as f64);
     }
     for (a, b) in rows.iter().zip(&rows3[..5]) {
-        assert_eq!(
-            a[..],
-            b[1..],
-            "row 0 of the three-row draw = the one-row draw"
-        );
+        for (u, v) in a.iter().zip(&b[1..]) {
+            assert!(
+                (u - v).abs() < 1e-4,
+                "row 0 of three {v} vs the one-row draw {u}"
+            );
+        }
     }
     // Different conditions give different draws from the same base points.
     assert_ne!(rows3[0][1..], rows3[5][1..]);
@@ -112,7 +111,8 @@ fn train_sample_density_eval_and_resume_a_conditional_model() {
     assert_eq!(d1.len(), 300);
     let reordered = dir.path().join("reordered.csv");
     let mut text = String::from("x_2,theta_2,x_1,theta_1\n");
-    for r in &d1[..20] {
+    // All rows: the same batch, so the same adaptive steps and the same numbers.
+    for r in &d1 {
         text += &format!("{},{},{},{}\n", r[4], r[2], r[3], r[1]);
     }
     std::fs::write(&reordered, text).unwrap();
