@@ -101,6 +101,7 @@ fn check_against_the_exact_posterior(objective_fm: bool) {
     let n = gap.len() as f64;
     let kl = gap.iter().sum::<f64>() / n;
     let se = (gap.iter().map(|g| (g - kl).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+    eprintln!("held-out E KL(p || q) estimate {kl:.4} +- {se:.4} nats");
     assert!(
         kl < 0.06 && kl > -3.0 * se - 0.01,
         "held-out E KL(p || q) estimate {kl:.4} +- {se:.4} nats"
@@ -119,6 +120,10 @@ fn check_against_the_exact_posterior(objective_fm: bool) {
         let mean = col.iter().sum::<f64>() / m as f64;
         let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m as f64 - 1.0);
         let exact = GAIN * x_o[j];
+        eprintln!(
+            "theta_{}: mean {mean:.4} (exact {exact:.4}), variance {var:.5} (exact {POST_VAR})",
+            j + 1
+        );
         assert!(
             (mean - exact).abs() < 0.35 * sd,
             "theta_{}: posterior mean {mean:.4}, exact {exact:.4}",
