@@ -222,8 +222,8 @@ impl LoadedFlow {
         }
     }
 
-    /// Data-space log-densities of a table in the model's columns whose first row is row
-    /// `first_row` of a larger whole (messages name rows of the whole), with the work done.
+    /// Data-space log-densities of a table in the model's input columns (x, then the context
+    /// of a conditional model: log p(x | c)) whose first row is row `first_row` of a larger whole (messages name rows of the whole), with the work done.
     ///
     /// # Errors
     /// As [`LoadedFlow::log_density`].
