@@ -115,11 +115,11 @@ fn check_against_the_exact_posterior(objective_fm: bool) {
         .unwrap();
     assert_eq!(draws.len(), m * D);
     let sd = POST_VAR.sqrt();
-    for j in 0..D {
+    for (j, &x_oj) in x_o.iter().enumerate() {
         let col: Vec<f64> = draws.iter().skip(j).step_by(D).copied().collect();
         let mean = col.iter().sum::<f64>() / m as f64;
         let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m as f64 - 1.0);
-        let exact = GAIN * x_o[j];
+        let exact = GAIN * x_oj;
         eprintln!(
             "theta_{}: mean {mean:.4} (exact {exact:.4}), variance {var:.5} (exact {POST_VAR})",
             j + 1

@@ -229,7 +229,7 @@ pub fn task(name: &str) -> Result<Box<dyn Task>, SbiError> {
 
 /// Checks that `values` is whole rows of `width` finite numbers; returns the number of rows.
 fn check_rows(what: &'static str, values: &[f64], width: usize) -> Result<usize, SbiError> {
-    if width == 0 || values.len() % width != 0 {
+    if width == 0 || !values.len().is_multiple_of(width) {
         return Err(SbiError::Shape {
             what,
             len: values.len(),

@@ -443,7 +443,8 @@ fn write_samples<T: Real, W: Write>(
 ) -> Result<SampleReport, TrainError> {
     let d = config.mlp.dim;
     let k = config.context_dim();
-    let given_rows = if k == 0 { 1 } else { given.len() / k };
+    // No context (k = 0) counts as one given row.
+    let given_rows = given.len().checked_div(k).unwrap_or(1);
     let total = given_rows.checked_mul(n).ok_or_else(|| {
         TrainError::Invalid(format!(
             "{n} draws for each of {given_rows} given rows overflow"

@@ -201,6 +201,6 @@ impl Session {
             columns: Some(wanted.clone()),
             ..Default::default()
         };
-        Ok(read_table(path, &by_name)?)
+        read_table(path, &by_name)
     }
 }
