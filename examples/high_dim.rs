@@ -134,6 +134,7 @@ fn main() {
                 &mut objective,
                 &cnf,
                 x,
+                &[],
                 &mut irng,
                 &mut grad,
             )

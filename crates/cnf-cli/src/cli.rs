@@ -234,6 +234,11 @@ pub struct TrainArgs {
     /// Columns to drop (names or 0-based indices), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub drop: Option<Vec<String>>,
+    /// Context columns (names), comma-separated: train the conditional density p(x | c) of the
+    /// other columns (or those of --columns) given these, e.g. a posterior p(theta | x) on
+    /// simulations (standardised with the training split's statistics).
+    #[arg(long, value_delimiter = ',')]
+    pub context: Option<Vec<String>>,
     /// Whether a CSV file's first row names the columns: auto (when any field is not a
     /// number; a first row of numbers is read as data, with a note), yes (even if numeric:
     /// `400,500`), no (data; columns x0, x1, ...) [default: auto; with --resume: the run's].
@@ -335,7 +340,8 @@ pub struct DensityArgs {
     /// Model folder.
     #[arg(long)]
     pub model: PathBuf,
-    /// CSV (or .npy) of points: the model's columns, by name, among any others.
+    /// CSV (or .npy) of points: the model's columns, by name, among any others (for a
+    /// conditional model also its context columns: log p(x | c) per row).
     #[arg(long)]
     pub input: PathBuf,
     /// Output CSV: the input's columns with `logp` appended (default: standard output).
@@ -358,9 +364,14 @@ pub struct SampleArgs {
     /// Model folder.
     #[arg(long)]
     pub model: PathBuf,
-    /// Number of samples.
+    /// Number of samples (for a conditional model: for each row of --given).
     #[arg(short = 'n', long)]
     pub n: usize,
+    /// CSV of the conditions of a conditional model: its context columns by name, one row per
+    /// condition. One row gives -n rows of the modelled columns; several rows add a first
+    /// column `given_row` (0-based row of this file) to each draw.
+    #[arg(long)]
+    pub given: Option<PathBuf>,
     /// Output CSV (default: standard output).
     #[arg(long)]
     pub output: Option<PathBuf>,

@@ -11,7 +11,7 @@ pub use cnf_ode::Method;
 use cnf_ode::{OdeError, PenaltyRefusal, SolverSpec, Steps, Tolerance};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{ColumnSelection, HeaderMode, Standardizer, Table};
+use crate::data::{ColumnSelection, ContextColumns, HeaderMode, Standardizer, Table};
 use crate::error::TrainError;
 
 /// File names inside a model folder.
@@ -367,8 +367,13 @@ pub struct ModelConfig {
     pub data: DataSource,
     /// Seed of the data split / toy sampling.
     pub seed: u64,
-    /// Names of the data columns.
+    /// Names of the modelled columns x (the points of p(x) or p(x | c)).
     pub columns: Vec<String>,
+    /// The context columns c of a conditional model p(x | c), by name, with the training
+    /// split's statistics (absent: an unconditional model, as in every file written before
+    /// conditional models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextColumns>,
     /// Precision the model was trained in.
     pub precision: Precision,
     /// How it was trained (None for imported models).
@@ -377,6 +382,22 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The width `k` of the context (0 for an unconditional model).
+    pub fn context_dim(&self) -> usize {
+        self.context.as_ref().map_or(0, ContextColumns::width)
+    }
+
+    /// The names of the columns a point is read from: the modelled columns, then the context
+    /// columns (the order of tables in the model's columns).
+    pub fn input_columns(&self) -> Vec<String> {
+        let context = self.context.as_ref().map(|c| c.columns.as_slice());
+        self.columns
+            .iter()
+            .chain(context.unwrap_or_default())
+            .cloned()
+            .collect()
+    }
+
     /// Checks everything that the weights and the data do not check themselves: the network's
     /// sizes, the solver, the standardisation (one positive finite scale per dimension) and the
     /// column names. Messages name the field of config.json.
@@ -428,10 +449,21 @@ impl ModelConfig {
                 self.columns.len()
             )));
         }
+        if let Some(c) = &self.context {
+            c.validate().map_err(bad)?;
+        }
+        if self.mlp.context_dim != self.context_dim() {
+            return Err(bad(format!(
+                "mlp.context_dim is {} but the context block names {} columns",
+                self.mlp.context_dim,
+                self.context_dim()
+            )));
+        }
         // Columns are matched by name (`density`, `eval`): a repeated name would make two model
         // columns read the same data.
-        for (j, c) in self.columns.iter().enumerate() {
-            if let Some(k) = self.columns[..j].iter().position(|o| o == c) {
+        let columns = self.input_columns();
+        for (j, c) in columns.iter().enumerate() {
+            if let Some(k) = columns[..j].iter().position(|o| o == c) {
                 return Err(bad(format!(
                     "columns {} and {} are both named {c:?}, so points cannot be matched to \
                      them; retrain on a file with distinct column names",
@@ -662,6 +694,35 @@ pub fn to_model_space_at<T: Real>(
         .collect()
 }
 
+/// The points and the context (both `(n, .)` row-major, in precision T) of a table in the
+/// model's input columns ([`ModelConfig::input_columns`]: x, then c): x standardised as
+/// [`to_model_space_at`] does, c with the training split's context statistics. The context is
+/// empty for an unconditional model. `first_row` numbers rows in messages.
+///
+/// # Errors
+/// The table does not have the model's number of input columns; a value overflows T.
+pub fn to_model_space_given<T: Real>(
+    config: &ModelConfig,
+    table: &Table,
+    first_row: usize,
+) -> Result<(Vec<T>, Vec<T>), TrainError> {
+    let Some(context) = &config.context else {
+        return Ok((to_model_space_at(config, table, first_row)?, Vec::new()));
+    };
+    let (d, k) = (config.mlp.dim, context.width());
+    if table.n_cols() != d + k {
+        return Err(TrainError::Invalid(format!(
+            "the data has {} columns, the model reads {} ({})",
+            table.n_cols(),
+            d + k,
+            config.input_columns().join(", ")
+        )));
+    }
+    let x = to_model_space_at(config, &table.select_columns(0..d), first_row)?;
+    let c = context.to_model_space(&table.select_columns(d..d + k), first_row)?;
+    Ok((x, c))
+}
+
 /// log|det| of the standardisation (0 without one): log p_data = log p_model + this.
 pub fn log_det(config: &ModelConfig) -> f64 {
     config
@@ -670,7 +731,8 @@ pub fn log_det(config: &ModelConfig) -> f64 {
         .map_or(0.0, Standardizer::log_det)
 }
 
-/// Data-space log-densities of a table.
+/// Data-space log-densities of a table in the model's input columns (x, then the context of
+/// a conditional model: log p(x | c)).
 pub fn log_density_table<T: Real>(
     cnf: &Cnf<T, Mlp<T>>,
     config: &ModelConfig,
@@ -687,8 +749,8 @@ pub fn log_density_table_at<T: Real>(
     table: &Table,
     first_row: usize,
 ) -> Result<(Vec<f64>, cnf_ode::Stats), TrainError> {
-    let x: Vec<T> = to_model_space_at(config, table, first_row)?;
-    let dens = cnf.log_density(&x)?;
+    let (x, c) = to_model_space_given::<T>(config, table, first_row)?;
+    let dens = cnf.log_density_given(&x, &c, &cnf_field::Trace::Exact)?;
     let ld = log_det(config);
     Ok((
         dens.logp

@@ -1,6 +1,7 @@
 //! The training loop, in the way of argmin's executor: one loop, and observers for everything
 //! else (progress bar, metrics file, checkpoints, early stopping). Adding a concern adds an
 //! observer, not a flag.
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
@@ -175,7 +176,8 @@ impl TraceKind {
 pub enum Batches {
     /// Fresh samples of a toy set every iteration (infinite data, FFJORD's protocol).
     Toy(ToySet),
-    /// Random rows (with replacement) of a training table, already standardised.
+    /// Random rows (with replacement) of a training table, already standardised; for a
+    /// conditional field each row is the point followed by its context, `[x | c]`.
     Table(Table),
 }
 
@@ -385,7 +387,8 @@ pub struct Trainer<'a, T: Real, F: VectorField<T> = Mlp<T>> {
     pub adam: Adam<T>,
     /// Minibatches.
     pub batches: Batches,
-    /// Validation points (model space), `(N, d)`.
+    /// Validation points (model space), `(N, d + k)`: each point followed by its context (`k`
+    /// the field's context width, 0 for an unconditional field).
     pub val: Vec<T>,
     /// Settings.
     pub settings: TrainSettings,
@@ -397,12 +400,40 @@ fn cast_vec<T: Real>(x: &[f64]) -> Vec<T> {
     x.iter().map(|&v| cast::<T>(v)).collect()
 }
 
+/// Rows `[x | c]` (`(N, d + k)`) split into the points `(N, d)` and their context `(N, k)`;
+/// for `k = 0` the rows themselves, uncopied.
+fn split_context<T: Copy>(rows: &[T], d: usize, k: usize) -> (Cow<'_, [T]>, Vec<T>) {
+    if k == 0 {
+        return (Cow::Borrowed(rows), Vec::new());
+    }
+    let n = rows.len() / (d + k);
+    let (mut x, mut c) = (Vec::with_capacity(n * d), Vec::with_capacity(n * k));
+    for row in rows.chunks_exact(d + k) {
+        x.extend_from_slice(&row[..d]);
+        c.extend_from_slice(&row[d..]);
+    }
+    (Cow::Owned(x), c)
+}
+
 /// Mean NLL of `x` under the flow (exact trace).
 pub fn mean_nll<T: Real, F: VectorField<T>>(
     cnf: &Cnf<T, F>,
     x: &[T],
 ) -> Result<(f64, usize), TrainError> {
-    let dens = cnf.log_density(x)?;
+    mean_nll_given(cnf, x, &[])
+}
+
+/// Mean conditional NLL `-log p(x | c)` of the points `x (N, d)` given `context (N, k)`
+/// (empty for an unconditional flow), exact trace.
+///
+/// # Errors
+/// The flow refuses the points or the context; a solve fails.
+pub fn mean_nll_given<T: Real, F: VectorField<T>>(
+    cnf: &Cnf<T, F>,
+    x: &[T],
+    context: &[T],
+) -> Result<(f64, usize), TrainError> {
+    let dens = cnf.log_density_given(x, context, &Trace::Exact)?;
     let n = dens.logp.len().max(1) as f64;
     let nll = -dens
         .logp
@@ -411,6 +442,19 @@ pub fn mean_nll<T: Real, F: VectorField<T>>(
         .sum::<f64>()
         / n;
     Ok((nll, dens.stats.nfe))
+}
+
+/// Mean NLL of `rows` (`(N, d + k)`: points followed by their context, model space), exact
+/// trace.
+///
+/// # Errors
+/// As [`mean_nll_given`].
+pub fn mean_nll_rows<T: Real, F: VectorField<T>>(
+    cnf: &Cnf<T, F>,
+    rows: &[T],
+) -> Result<(f64, usize), TrainError> {
+    let (x, c) = split_context(rows, cnf.dim(), cnf.field.context_dim());
+    mean_nll_given(cnf, &x, &c)
 }
 
 /// The loss and gradient of one minibatch, with the work it took.
@@ -433,11 +477,13 @@ pub struct ObjectiveStep {
 pub trait Objective<T: Real, F: VectorField<T>> {
     /// Short name for metrics and config ("ml", "fm").
     fn name(&self) -> &'static str;
-    /// Loss and gradient of the minibatch `x (B, d)` (model space).
+    /// Loss and gradient of the minibatch `x (B, d)` given `context (B, k)` (model space;
+    /// the context is empty for an unconditional field).
     fn loss_and_grad(
         &mut self,
         cnf: &Cnf<T, F>,
         x: &[T],
+        context: &[T],
         rng: &mut StdRng,
         grad: &mut Vec<T>,
     ) -> Result<ObjectiveStep, TrainError>;
@@ -464,6 +510,7 @@ impl<T: Real, F: VectorField<T>> Objective<T, F> for MaximumLikelihood {
         &mut self,
         cnf: &Cnf<T, F>,
         x: &[T],
+        context: &[T],
         rng: &mut StdRng,
         grad: &mut Vec<T>,
     ) -> Result<ObjectiveStep, TrainError> {
@@ -481,7 +528,7 @@ impl<T: Real, F: VectorField<T>> Objective<T, F> for MaximumLikelihood {
         };
         let method = self.grad.map(|v| cast::<T>(v));
         let options = self.regularisers.options(rng);
-        let lg = cnf.loss_and_grad_with(x, &trace, method, &options)?;
+        let lg = cnf.loss_and_grad_given(x, context, &trace, method, &options)?;
         *grad = lg.grad;
         let f = |v: T| v.to_f64().unwrap_or(f64::NAN);
         Ok(ObjectiveStep {
@@ -518,6 +565,7 @@ impl<T: Real> Objective<T, Mlp<T>> for FlowMatchingObjective<T> {
         &mut self,
         cnf: &Cnf<T, Mlp<T>>,
         x: &[T],
+        context: &[T],
         rng: &mut StdRng,
         grad: &mut Vec<T>,
     ) -> Result<ObjectiveStep, TrainError> {
@@ -525,7 +573,7 @@ impl<T: Real> Objective<T, Mlp<T>> for FlowMatchingObjective<T> {
         grad.resize(cnf.field.num_params(), T::zero());
         let step = self
             .fm
-            .step(&cnf.field, work, x, rng, grad)
+            .step_given(&cnf.field, work, x, context, rng, grad)
             .map_err(|e| TrainError::Invalid(format!("flow matching: {e}")))?;
         Ok(ObjectiveStep {
             loss: step.loss.to_f64().unwrap_or(f64::NAN),
@@ -579,10 +627,11 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
         let mut iter = start;
         while iter < s.iters {
             let it_start = Instant::now();
-            let x: Vec<T> = cast_vec(&self.batches.batch(s.seed, iter, s.batch));
+            let rows: Vec<T> = cast_vec(&self.batches.batch(s.seed, iter, s.batch));
+            let (x, context) = split_context(&rows, self.cnf.dim(), self.cnf.field.context_dim());
             let mut rng = iter_rng(s.seed, iter, 1);
             let step = objective
-                .loss_and_grad(&self.cnf, &x, &mut rng, &mut grad)
+                .loss_and_grad(&self.cnf, &x, &context, &mut rng, &mut grad)
                 .map_err(|e| diverged(iter, e.to_string()))?;
             let loss = step.loss;
             if !loss.is_finite()
@@ -612,8 +661,8 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
             penalties.push(ev.penalties);
             iter += 1;
             if iter.is_multiple_of(s.val_every.max(1)) || iter == s.iters {
-                let (val_nll, nfe_val) =
-                    mean_nll(&self.cnf, &self.val).map_err(|e| diverged(iter, e.to_string()))?;
+                let (val_nll, nfe_val) = mean_nll_rows(&self.cnf, &self.val)
+                    .map_err(|e| diverged(iter, e.to_string()))?;
                 if !val_nll.is_finite() {
                     return Err(diverged(iter, "non-finite validation NLL".into()));
                 }
@@ -653,7 +702,7 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
     /// # Errors
     /// A failed validation solve, or an observer's error.
     pub fn validate_untrained(&mut self) -> Result<ControlFlow<()>, TrainError> {
-        let (val_nll, nfe) = mean_nll(&self.cnf, &self.val)?;
+        let (val_nll, nfe) = mean_nll_rows(&self.cnf, &self.val)?;
         let ev = ValEvent {
             iter: 0,
             train_nll: val_nll,

@@ -56,6 +56,7 @@ fn config(d: usize, standardizer: Standardizer) -> ModelConfig {
         },
         seed: 0,
         columns: (0..d).map(|j| format!("x{j}")).collect(),
+        context: None,
         precision: Precision::F64,
         training: None,
     }

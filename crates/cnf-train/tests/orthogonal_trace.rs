@@ -25,7 +25,8 @@ fn loss_grad(cnf: &Cnf<f64, Mlp<f64>>, x: &[f64], trace: TraceKind, seed: u64) -
     let mut grad = Vec::new();
     let mut rng = StdRng::seed_from_u64(seed);
     let step =
-        Objective::<f64, Mlp<f64>>::loss_and_grad(&mut obj, cnf, x, &mut rng, &mut grad).unwrap();
+        Objective::<f64, Mlp<f64>>::loss_and_grad(&mut obj, cnf, x, &[], &mut rng, &mut grad)
+            .unwrap();
     (step.loss, grad)
 }
 

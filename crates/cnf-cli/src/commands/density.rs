@@ -247,6 +247,13 @@ pub fn density(args: &DensityArgs) -> Result<(), TrainError> {
     let table = session.read_points(&args.input, &mut notes);
     notes.iter().for_each(|n| eprintln!("{n}"));
     let table = table?;
+    if let Some(ctx) = &session.config().context {
+        let d = session.dim();
+        let context = table.select_columns(d..d + ctx.width());
+        ctx.far_outside(&context)
+            .iter()
+            .for_each(|w| eprintln!("{w}"));
+    }
     let regular = std::fs::metadata(&args.input).is_ok_and(|m| m.is_file());
     let mut raw = if regular && !is_npy(&args.input) {
         Some(Passthrough::open(&args.input, table.n_rows())?)

@@ -24,18 +24,34 @@ fn print_text(e: &Evaluation) {
         .map_or(" (one point: no standard error)".to_string(), |s| {
             format!(" +- {s:.4}")
         });
+    let (what, gaussian) = if e.given.is_empty() {
+        ("test NLL", "full-covariance Gaussian")
+    } else {
+        (
+            "test conditional NLL -log p(x | c)",
+            "linear-Gaussian p(x | c)",
+        )
+    };
+    if !e.given.is_empty() {
+        println!("conditional model: c = {}", e.given.join(", "));
+    }
     println!(
-        "test NLL {:.4}{spread} nats ({:.4} per dimension) on {} points of {} (data space, exact \
+        "{what} {:.4}{spread} nats ({:.4} per dimension) on {} points of {} (data space, exact \
          trace, {}, {}, NFE {} in {} solves of up to {SOLVE_POINTS} points)",
         e.test_nll, e.test_nll_per_dim, e.n, e.points, e.solver, e.precision, e.nfe, e.solves
     );
     if let (Some(g), Some(s)) = (e.gaussian_nll, e.gaussian_stderr) {
-        println!("full-covariance Gaussian fitted to the training split: {g:.4} +- {s:.4} nats");
+        println!("{gaussian} fitted to the training split: {g:.4} +- {s:.4} nats");
     }
     if let Some(w) = &e.gaussian_warning {
         println!("warning: {w}");
     }
     match (e.w2, &e.w2_missing) {
+        (Some(w2), _) if !e.given.is_empty() => println!(
+            "sample quality: W2 {w2:.4} between {} rows (x ~ model given c, c) (seed 0) and the \
+             {} test rows (x, c) (data space, exact OT)",
+            e.w2_n, e.w2_n
+        ),
         (Some(w2), _) => println!(
             "sample quality: W2 {w2:.4} between {} model samples (seed 0) and {} test points \
              (data space, exact OT)",

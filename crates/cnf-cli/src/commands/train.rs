@@ -95,6 +95,7 @@ fn train_options(args: &TrainArgs) -> Result<TrainOptions, TrainError> {
         flow_matching: flow_matching(args)?,
         regularisers: regularisers(args)?,
         precision: args.f64.then_some(Precision::F64),
+        context: args.context.clone(),
     })
 }
 
@@ -139,8 +140,24 @@ fn check_resume_flags(args: &TrainArgs, config: &ModelConfig) -> Result<(), Trai
     } = &config.data
     {
         check_same("--header", args.header, *header)?;
-        check_same("--columns", args.columns.clone().map(Some), columns.clone())?;
-        check_same("--drop", args.drop.clone(), drop.clone())?;
+        match &config.context {
+            // A conditional run records its modelled and context columns by name.
+            Some(c) => {
+                check_same("--columns", args.columns.clone(), config.columns.clone())?;
+                check_same("--context", args.context.clone(), c.columns.clone())?;
+            }
+            None => {
+                check_same("--columns", args.columns.clone().map(Some), columns.clone())?;
+                check_same("--drop", args.drop.clone(), drop.clone())?;
+            }
+        }
+    }
+    if config.context.is_none() && args.context.is_some() {
+        return Err(TrainError::Invalid(
+            "--context: the run being resumed is unconditional; a conditional model is a new \
+             run"
+            .into(),
+        ));
     }
     check_same(
         "--hidden",
@@ -227,6 +244,13 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
     if let Some(fm) = fm {
         eprintln!("objective: flow matching ({fm:?}); validation: exact NLL through the ODE");
     }
+    if !session.context_columns().is_empty() {
+        eprintln!(
+            "conditional model p({} | {}): validation on the exact conditional NLL",
+            session.config().columns.join(", "),
+            session.context_columns().join(", ")
+        );
+    }
     let s = session.train(vec![Box::new(Progress::new(start, iters))])?;
     println!(
         "trained {} iterations in {:.1} s ({:.4} s/iter); best model: validation NLL {:.4} nats \
@@ -243,7 +267,8 @@ pub fn train(args: &TrainArgs) -> Result<(), TrainError> {
     if !args.no_plots {
         let curve = session.path(TRAINING_CURVE_FILE);
         plot_training_curve(&session.path(METRICS_FILE), &curve)?;
-        if session.dim() == 2 {
+        // The plots draw an unconditional density.
+        if session.dim() == 2 && session.context_columns().is_empty() {
             plot_model(&session, session.dir())?;
         }
     }

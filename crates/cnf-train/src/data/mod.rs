@@ -1,6 +1,7 @@
 //! Data: the in-memory [`Table`], CSV and `.npy` input/output, toy sets and
 //! standardisation.
 
+pub mod context;
 mod csv;
 mod npy;
 mod protocol;
@@ -8,6 +9,7 @@ pub mod standardize;
 pub mod table;
 pub mod toy;
 
+pub use context::ContextColumns;
 pub use csv::{read_csv, write_csv, write_csv_to, ColumnSelection, HeaderMode};
 pub use npy::read_npy;
 pub use protocol::{read_table, toy_test, toy_validation, SPLIT, TOY_TEST_SEED};

@@ -206,6 +206,51 @@ impl Table {
         }
     }
 
+    /// A new table of the columns `cols` (a range of column indices, clamped to the table).
+    pub fn select_columns(&self, cols: std::ops::Range<usize>) -> Table {
+        let cols = cols.start.min(self.n_cols)..cols.end.min(self.n_cols);
+        let width = cols.len();
+        let mut data = Vec::with_capacity(self.n_rows * width);
+        for row in self.rows() {
+            data.extend_from_slice(&row[cols.clone()]);
+        }
+        Table {
+            n_rows: self.n_rows,
+            n_cols: width,
+            data,
+            names: self.names[cols].to_vec(),
+            header_note: None,
+        }
+    }
+
+    /// The columns of `self` followed by those of `right`, row by row.
+    ///
+    /// # Errors
+    /// [`DataError::Shape`] when the tables have different numbers of rows.
+    pub fn concat_columns(&self, right: &Table) -> Result<Table, DataError> {
+        if right.n_rows != self.n_rows {
+            return Err(DataError::Shape {
+                n_rows: self.n_rows,
+                n_cols: right.n_cols,
+                expected: self.n_rows * right.n_cols,
+                found: right.data.len(),
+            });
+        }
+        let n_cols = self.n_cols + right.n_cols;
+        let mut data = Vec::with_capacity(self.n_rows * n_cols);
+        for (a, b) in self.rows().zip(right.rows()) {
+            data.extend_from_slice(a);
+            data.extend_from_slice(b);
+        }
+        Ok(Table {
+            n_rows: self.n_rows,
+            n_cols,
+            data,
+            names: self.names.iter().chain(&right.names).cloned().collect(),
+            header_note: None,
+        })
+    }
+
     /// Splits the rows into (train, validation, test) by a random permutation
     /// drawn from `seed`. Sizes are `floor(f * n)` for train and validation;
     /// test gets the remainder so that no row is lost.

@@ -160,6 +160,7 @@ fn vjp_v_only<T: Real, F: VectorField<T> + ?Sized>(
     field: &F,
     work: &mut FmWork<T, F::Scratch>,
     t: &[T],
+    context: &[T],
     n: usize,
     g_theta: &mut [T],
 ) {
@@ -168,7 +169,7 @@ fn vjp_v_only<T: Real, F: VectorField<T> + ?Sized>(
     resize(&mut work.a_div, b);
     resize(&mut work.div, b);
     work.g_z[..n].fill(T::zero());
-    let x = Inputs::per_row(t, &work.xt[..n]);
+    let x = Inputs::per_row(t, &work.xt[..n]).with_context(context);
     let input = VjpInput::new(x, Trace::Hutchinson(&[]), &work.a[..n], &work.a_div[..b]);
     let out = VjpOutput::new(
         &mut work.v[..n],
@@ -180,15 +181,26 @@ fn vjp_v_only<T: Real, F: VectorField<T> + ?Sized>(
 }
 
 /// Fills `xt`, `ut` and evaluates `v` (and, with `grad`, the VJP); returns the loss.
+/// `context` is `(B, k)`, row `b` conditioning sample `b` (empty for an unconditional field).
 fn run<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
     field: &F,
     work: &mut FmWork<T, F::Scratch>,
     path: &P,
     batch: &FmBatch<T>,
+    context: &[T],
     grad: Option<&mut [T]>,
 ) -> Result<T, FmError> {
     let (b, d) = check_batch(field, path, batch)?;
     let n = b * d;
+    let k = field.context_dim();
+    if context.len() != b * k {
+        return Err(FmError::Shape {
+            what: "context c (B, k)",
+            expected: b * k,
+            found: context.len(),
+        });
+    }
+    check_finite("context", context)?;
     for buf in [&mut work.xt, &mut work.ut, &mut work.v, &mut work.a] {
         if buf.len() < n {
             buf.resize(n, T::zero());
@@ -211,7 +223,7 @@ fn run<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
     let x = Inputs {
         t: Time::PerRow(batch.t),
         z: &work.xt[..n],
-        context: &[],
+        context,
     };
     match grad {
         None => field.eval_batch(&mut work.scratch, x, &mut work.v[..n]),
@@ -231,7 +243,7 @@ fn run<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
                 work.a[k] = two * (work.v[k] - work.ut[k]);
             }
             grad.fill(T::zero());
-            vjp_v_only(field, work, batch.t, n, grad);
+            vjp_v_only(field, work, batch.t, context, n, grad);
         }
     }
     let sum = work.v[..n]
@@ -254,7 +266,7 @@ pub fn fm_loss_and_grad<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<
     batch: &FmBatch<T>,
     grad: &mut [T],
 ) -> Result<T, FmError> {
-    run(field, work, path, batch, Some(grad))
+    run(field, work, path, batch, &[], Some(grad))
 }
 
 /// The flow-matching loss only (no gradient), e.g. for a validation batch.
@@ -264,7 +276,7 @@ pub fn fm_loss<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Siz
     path: &P,
     batch: &FmBatch<T>,
 ) -> Result<T, FmError> {
-    run(field, work, path, batch, None)
+    run(field, work, path, batch, &[], None)
 }
 
 /// How the per-sample times are drawn.
@@ -349,6 +361,9 @@ impl FlowMatching {
     /// One batch: draws `e ~ N(0, I)`, the times and the path noise from `rng`, pairs `e` with
     /// the data `x (B, d)` by the coupling, and writes the loss gradient to `grad`
     /// (`num_params`, overwritten).
+    ///
+    /// # Errors
+    /// As [`FlowMatching::step_given`].
     pub fn step<T: Real, F: VectorField<T> + ?Sized, R: Rng + ?Sized>(
         &self,
         field: &F,
@@ -357,7 +372,35 @@ impl FlowMatching {
         rng: &mut R,
         grad: &mut [T],
     ) -> Result<FmStep<T>, FmError> {
+        self.step_given(field, work, x, &[], rng, grad)
+    }
+
+    /// [`FlowMatching::step`] for a conditional field: row `b` of `context (B, k)` conditions
+    /// sample `b` and is fed to the field with it (the target velocity does not depend on it:
+    /// each pair's path is that of p(x | c_b) with the base N(0, I)). The base draws must be
+    /// independent of the context, so a conditional field takes independent pairs only: an
+    /// OT plan over the batch would pair draws across contexts.
+    ///
+    /// # Errors
+    /// [`FmError::Shape`] / [`FmError::NonFinite`] for a bad batch or context,
+    /// [`FmError::BadSetting`] for bad settings or an OT coupling with a context.
+    pub fn step_given<T: Real, F: VectorField<T> + ?Sized, R: Rng + ?Sized>(
+        &self,
+        field: &F,
+        work: &mut FmWork<T, F::Scratch>,
+        x: &[T],
+        context: &[T],
+        rng: &mut R,
+        grad: &mut [T],
+    ) -> Result<FmStep<T>, FmError> {
         self.validate()?;
+        if field.context_dim() > 0 && self.coupling != Coupling::Independent {
+            return Err(FmError::BadSetting {
+                name: "coupling",
+                value: field.context_dim() as f64,
+                why: "context columns: a conditional field needs independent pairs",
+            });
+        }
         let d = field.dim();
         if d == 0 || !x.len().is_multiple_of(d) || x.is_empty() {
             return Err(FmError::Shape {
@@ -408,7 +451,7 @@ impl FlowMatching {
             t: &t,
             noise: &noise,
         };
-        let loss = fm_loss_and_grad(field, work, &self.path, &batch, grad);
+        let loss = run(field, work, &self.path, &batch, context, Some(grad));
         (work.e_paired, work.t, work.noise) = (e, t, noise);
         Ok(FmStep {
             loss: loss?,

@@ -135,12 +135,28 @@ impl LoadedFlow {
         self.config.mlp.dim
     }
 
-    /// Data-space log-densities of `x` (`(n, d)` row-major, the model's columns in order).
+    /// The width of the model's context (0: unconditional).
+    pub fn context_dim(&self) -> usize {
+        self.config.context_dim()
+    }
+
+    /// Data-space log-densities of `x` (`(n, d)` row-major, the model's columns in order) under
+    /// an unconditional model.
     ///
     /// # Errors
-    /// `x` is not a whole number of rows; a value overflows the model's precision; a solve
-    /// fails.
+    /// As [`LoadedFlow::log_density_given`]; a conditional model needs its context.
     pub fn log_density(&self, x: &[f64]) -> Result<Vec<f64>, TrainError> {
+        self.log_density_given(x, &[])
+    }
+
+    /// Data-space conditional log-densities log p(x | c) of `x` (`(n, d)` row-major, the
+    /// model's columns in order) given `c` (`(n, k)`, the model's context columns in order;
+    /// empty for an unconditional model).
+    ///
+    /// # Errors
+    /// `x` is not a whole number of rows; `c` is not one context row per point (or is given to
+    /// an unconditional model); a value overflows the model's precision; a solve fails.
+    pub fn log_density_given(&self, x: &[f64], c: &[f64]) -> Result<Vec<f64>, TrainError> {
         let d = self.dim();
         if d == 0 || !x.len().is_multiple_of(d) {
             return Err(TrainError::Invalid(format!(
@@ -148,12 +164,66 @@ impl LoadedFlow {
                 x.len()
             )));
         }
-        let table = Table::new(x.len() / d, d, x.to_vec(), self.config.columns.clone())?;
+        let n = x.len() / d;
+        let table = Table::new(n, d, x.to_vec(), self.config.columns.clone())?;
+        let table = match &self.config.context {
+            None => {
+                self.context_table(c)?;
+                table
+            }
+            Some(_) => {
+                let context = self.context_table(c)?;
+                if context.n_rows() != n {
+                    return Err(TrainError::Invalid(format!(
+                        "{} context rows for {n} points: give one context row per point",
+                        context.n_rows()
+                    )));
+                }
+                table.concat_columns(&context)?
+            }
+        };
         Ok(self.log_density_table(&table, 0)?.0)
     }
 
-    /// Data-space log-densities of a table in the model's columns whose first row is row
-    /// `first_row` of a larger whole (messages name rows of the whole), with the work done.
+    /// The data-space context rows `c` (`(m, k)` row-major) as a table of the model's context
+    /// columns; refused when empty for a conditional model or not empty for an unconditional
+    /// one.
+    fn context_table(&self, c: &[f64]) -> Result<Table, TrainError> {
+        match &self.config.context {
+            None if c.is_empty() => Ok(Table::with_default_names(0, 0, Vec::new())?),
+            None => Err(TrainError::Invalid(
+                "the model is unconditional: it takes no context (given values)".into(),
+            )),
+            Some(ctx) if c.is_empty() => Err(TrainError::Invalid(format!(
+                "the model is conditional on {}: give a context",
+                ctx.columns.join(", ")
+            ))),
+            Some(ctx) => {
+                let k = ctx.width();
+                if !c.len().is_multiple_of(k) {
+                    return Err(TrainError::Invalid(format!(
+                        "{} context values are not whole rows of {k} columns ({})",
+                        c.len(),
+                        ctx.columns.join(", ")
+                    )));
+                }
+                Ok(Table::new(c.len() / k, k, c.to_vec(), ctx.columns.clone())?)
+            }
+        }
+    }
+
+    /// The data-space context rows `c` in model space (standardised); empty for an
+    /// unconditional model.
+    fn context_model_space(&self, c: &[f64]) -> Result<Vec<f64>, TrainError> {
+        let table = self.context_table(c)?;
+        match &self.config.context {
+            None => Ok(Vec::new()),
+            Some(ctx) => ctx.to_model_space::<f64>(&table, 0),
+        }
+    }
+
+    /// Data-space log-densities of a table in the model's input columns (x, then the context
+    /// of a conditional model: log p(x | c)) whose first row is row `first_row` of a larger whole (messages name rows of the whole), with the work done.
     ///
     /// # Errors
     /// As [`LoadedFlow::log_density`].
@@ -207,9 +277,18 @@ impl LoadedFlow {
             .sum()
     }
 
-    /// `n` samples in model space drawn with `rng`, as f64.
-    fn sample_model_space(&self, n: usize, rng: &mut StdRng) -> Result<Vec<f64>, TrainError> {
-        with_cnf!(&self.model, c => Ok(to_f64(&c.sample(n, rng)?.points)))
+    /// `n` samples in model space for each row of the model-space context `given` (empty for
+    /// an unconditional model) drawn with `rng`, as f64.
+    fn sample_model_space(
+        &self,
+        n: usize,
+        given: &[f64],
+        rng: &mut StdRng,
+    ) -> Result<Vec<f64>, TrainError> {
+        with_cnf!(&self.model, c => {
+            let given: Vec<_> = given.iter().map(|&v| cast(v)).collect();
+            Ok(to_f64(&c.sample_given(&given, n, rng)?.points))
+        })
     }
 
     /// Model-space points (f64, row-major) back in data space.
@@ -229,8 +308,33 @@ impl LoadedFlow {
     /// # Errors
     /// A solve fails.
     pub fn sample_with(&self, n: usize, rng: &mut StdRng) -> Result<Vec<f64>, TrainError> {
-        let z = self.sample_model_space(n, rng)?;
+        self.sample_given_with(n, &[], rng)
+    }
+
+    /// `n` data-space samples for each row of `given` (`(m, k)` row-major, data space, the
+    /// model's context columns in order; empty for an unconditional model) drawn with `rng`:
+    /// `(m n, d)`, draw `j` of given row `i` at row `i n + j`.
+    ///
+    /// # Errors
+    /// `given` is not whole context rows (or is given to an unconditional model, or missing
+    /// for a conditional one); a solve fails.
+    pub fn sample_given_with(
+        &self,
+        n: usize,
+        given: &[f64],
+        rng: &mut StdRng,
+    ) -> Result<Vec<f64>, TrainError> {
+        let given = self.context_model_space(given)?;
+        let z = self.sample_model_space(n, &given, rng)?;
         Ok(self.to_data_space(z))
+    }
+
+    /// [`LoadedFlow::sample_given_with`] from `StdRng::seed_from_u64(seed)`.
+    ///
+    /// # Errors
+    /// As [`LoadedFlow::sample_given_with`].
+    pub fn sample_given(&self, n: usize, seed: u64, given: &[f64]) -> Result<Vec<f64>, TrainError> {
+        self.sample_given_with(n, given, &mut StdRng::seed_from_u64(seed))
     }
 
     /// `n` samples in data space from `StdRng::seed_from_u64(seed)`; see
@@ -262,7 +366,7 @@ impl LoadedFlow {
                 let t = Table::with_default_names(x.len() / d.max(1), d, x.to_vec())?;
                 to_model_space::<f64>(&self.config, &t)?
             }
-            None => self.sample_model_space(n, rng)?,
+            None => self.sample_model_space(n, &self.context_model_space(&[])?, rng)?,
         };
         let paths: Vec<Vec<f64>> = with_cnf!(&self.model, c => {
             let x: Vec<_> = starts.iter().map(|&v| cast(v)).collect();
@@ -288,9 +392,34 @@ impl LoadedFlow {
         seed: u64,
         out: &mut W,
     ) -> Result<SampleReport, TrainError> {
-        with_cnf!(&self.model, c => write_samples(c, &self.config, n, seed, out))
+        self.write_samples_given(n, seed, &[], out)
+    }
+
+    /// [`LoadedFlow::write_samples`] of a conditional model: `n` draws for each row of `given`
+    /// (`(m, k)` row-major, data space, the model's context columns in order), the rows those of
+    /// [`LoadedFlow::sample_given`] with the same seed. With several given rows, a first column
+    /// [`GIVEN_ROW`] holds the index (from 0) of the given row each draw belongs to.
+    ///
+    /// # Errors
+    /// As [`LoadedFlow::write_samples`]; `given` is not whole context rows (or is given to an
+    /// unconditional model, or missing for a conditional one).
+    pub fn write_samples_given<W: Write>(
+        &self,
+        n: usize,
+        seed: u64,
+        given: &[f64],
+        out: &mut W,
+    ) -> Result<SampleReport, TrainError> {
+        let given = self.context_model_space(given)?;
+        with_cnf!(&self.model, c => {
+            let given: Vec<_> = given.iter().map(|&v| cast(v)).collect();
+            write_samples(c, &self.config, n, seed, &given, out)
+        })
     }
 }
+
+/// The name of the index column of samples drawn for several given rows.
+pub const GIVEN_ROW: &str = "given_row";
 
 /// Column names of the samples: the model's, or x0, x1, ... when it recorded none.
 fn column_names(config: &ModelConfig) -> Vec<String> {
@@ -302,14 +431,26 @@ fn column_names(config: &ModelConfig) -> Vec<String> {
     }
 }
 
+/// `n` draws for each row of `given` (model space, `(m, k)`; empty for an unconditional
+/// model, which counts as one row) written as CSV.
 fn write_samples<T: Real, W: Write>(
     cnf: &Cnf<T, Mlp<T>>,
     config: &ModelConfig,
     n: usize,
     seed: u64,
+    given: &[T],
     out: &mut W,
 ) -> Result<SampleReport, TrainError> {
     let d = config.mlp.dim;
+    let k = config.context_dim();
+    // No context (k = 0) counts as one given row.
+    let given_rows = given.len().checked_div(k).unwrap_or(1);
+    let total = given_rows.checked_mul(n).ok_or_else(|| {
+        TrainError::Invalid(format!(
+            "{n} draws for each of {given_rows} given rows overflow"
+        ))
+    })?;
+    let indexed = given_rows > 1;
     if cnf.dim() != d || d == 0 {
         return Err(TrainError::Invalid(format!(
             "the model's field has {} dimensions, its config {d}",
@@ -347,20 +488,32 @@ fn write_samples<T: Real, W: Write>(
             ))),
         }
     };
-    if !csv(w.write_record(column_names(config)))? {
+    let header = indexed
+        .then(|| GIVEN_ROW.to_string())
+        .into_iter()
+        .chain(column_names(config));
+    if !csv(w.write_record(header))? {
         report.closed_early = true;
         return Ok(report);
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut field = String::with_capacity(32);
-    while report.written < n {
-        let m = (n - report.written).min(STREAM_CHUNK);
+    let mut context = Vec::new();
+    while report.written < total {
+        let m = (total - report.written).min(STREAM_CHUNK);
         let z: Vec<T> = (0..m * d)
             .map(|_| cast::<T>(Distribution::<f64>::sample(&StandardNormal, &mut rng)))
             .collect();
         let offset = report.written;
+        // Row r draws given row r / n (as `Cnf::sample_given` lays its rows out).
+        context.clear();
+        if k > 0 {
+            for r in offset..offset + m {
+                context.extend_from_slice(&given[(r / n) * k..][..k]);
+            }
+        }
         let moved = cnf
-            .transform(&z, T::one(), T::zero())
+            .transform_given(&z, &context, T::one(), T::zero())
             .map_err(|e| match e {
                 // Name the sample by its index in the whole draw, not in this chunk.
                 FlowError::Solve {
@@ -378,6 +531,15 @@ fn write_samples<T: Real, W: Write>(
             })?;
         report.stats += moved.stats;
         for (i, row) in moved.points.chunks_exact(d).enumerate() {
+            if indexed {
+                use std::fmt::Write as _;
+                field.clear();
+                let _ = write!(field, "{}", (offset + i) / n);
+                if !csv(w.write_field(&field))? {
+                    report.closed_early = true;
+                    return Ok(report);
+                }
+            }
             // Back to data space (whitening included) when the model was standardised.
             let data: Option<Vec<f64>> = config
                 .standardizer

@@ -15,7 +15,8 @@ use crate::model::{file_sha256, DataSource};
 /// The result of [`Session::evaluate`] (also the JSON object `cnf eval --json` prints).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {
-    /// Mean NLL of the test points (data space, exact trace).
+    /// Mean NLL of the test points (data space, exact trace): `-log p(x | c)` for a
+    /// conditional model.
     pub test_nll: f64,
     /// Test NLL divided by the number of dimensions.
     pub test_nll_per_dim: f64,
@@ -24,7 +25,8 @@ pub struct Evaluation {
     /// Standard error of `test_nll`; `null` for a single point.
     pub stderr: Option<f64>,
     /// NLL of the full-covariance Gaussian fitted to the training split (when the points are
-    /// the run's test split).
+    /// the run's test split); for a conditional model the conditional of the joint Gaussian of
+    /// x and c (a linear-Gaussian regression of x on c).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gaussian_nll: Option<f64>,
     /// Its standard error.
@@ -59,6 +61,10 @@ pub struct Evaluation {
     pub precision: &'static str,
     /// What the points are: the toy test set, the run's test split, or a whole file.
     pub points: String,
+    /// The context columns of a conditional model (the NLL is `-log p(x | c)`); empty for an
+    /// unconditional one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub given: Vec<String>,
 }
 
 /// Points to evaluate on.
@@ -82,14 +88,50 @@ fn mean_stderr(nll: &[f64]) -> (f64, Option<f64>) {
 }
 
 /// W2 between `n = min(rows, W2_MAX_POINTS)` samples of the model (seed 0) and the first `n`
-/// test points, in data space.
+/// test points, in data space. For a conditional model, one draw given each of those points'
+/// contexts, compared as rows `[x | c]` (the joint of the draws and the test contexts against
+/// the test rows).
 fn sample_w2(flow: &LoadedFlow, test: &Table) -> Result<(f64, usize), TrainError> {
     let n = test.n_rows().min(crate::fm::W2_MAX_POINTS);
-    let samples = flow.sample_with(n, &mut StdRng::seed_from_u64(0))?;
-    let d = test.n_cols();
-    let w2 = crate::fm::w2_distance(&samples, &test.data()[..n * d], d)
+    let first = test.select_rows(&(0..n).collect::<Vec<_>>());
+    let (d, k) = (flow.dim(), flow.context_dim());
+    let mut rng = StdRng::seed_from_u64(0);
+    let samples = if k == 0 {
+        flow.sample_with(n, &mut rng)?
+    } else {
+        let context = first.select_columns(d..d + k);
+        let x = flow.sample_given_with(1, context.data(), &mut rng)?;
+        Table::new(n, d, x, flow.config().columns.clone())?
+            .concat_columns(&context)?
+            .into_data()
+    };
+    let w2 = crate::fm::w2_distance(&samples, first.data(), d + k)
         .map_err(|e| TrainError::Invalid(format!("W2: {e}")))?;
     Ok((w2, n))
+}
+
+/// The Gaussian baseline's mean NLL on `test` and its standard error, with a warning when
+/// its covariance is nearly singular: the full-covariance Gaussian fitted to `train`, or, for
+/// a conditional model (`k` context columns last), the conditional of the joint Gaussian of
+/// `[x | c]`, log p(x | c) = log p(x, c) - log p(c) (linear-Gaussian regression of x on c).
+fn gaussian_baseline(
+    train: &Table,
+    test: &Table,
+    k: usize,
+) -> Result<(f64, Option<f64>, Option<String>), crate::error::DataError> {
+    let joint = Gaussian::fit(train)?;
+    if k == 0 {
+        let (nll, se) = joint.mean_nll(test)?;
+        return Ok((nll, Some(se), joint.warning()));
+    }
+    let d = train.n_cols() - k;
+    let marginal = Gaussian::fit(&train.select_columns(d..d + k))?;
+    let nll = test
+        .rows()
+        .map(|r| Ok(marginal.log_density(&r[d..])? - joint.log_density(r)?))
+        .collect::<Result<Vec<f64>, crate::error::DataError>>()?;
+    let (mean, se) = mean_stderr(&nll);
+    Ok((mean, se, joint.warning()))
 }
 
 impl Session {
@@ -197,13 +239,12 @@ impl Session {
         })?;
         let nll: Vec<f64> = logp.iter().map(|v| -v).collect();
         let (test_nll, stderr) = mean_stderr(&nll);
+        let k = self.config.context_dim();
         let (gaussian, gaussian_missing, gaussian_warning) = match &train {
-            Some(train) => {
-                match Gaussian::fit(train).and_then(|g| Ok((g.mean_nll(&test)?, g.warning()))) {
-                    Ok((g, warning)) => (Some(g), None, warning),
-                    Err(e) => (None, Some(format!("no Gaussian baseline: {e}")), None),
-                }
-            }
+            Some(train) => match gaussian_baseline(train, &test, k) {
+                Ok((nll, se, warning)) => (Some((nll, se)), None, warning),
+                Err(e) => (None, Some(format!("no Gaussian baseline: {e}")), None),
+            },
             None => (None, None, None),
         };
         let (w2, w2_missing) = match sample_w2(&flow, &test) {
@@ -217,7 +258,7 @@ impl Session {
             n: nll.len(),
             stderr,
             gaussian_nll: gaussian.map(|g| g.0),
-            gaussian_stderr: gaussian.map(|g| g.1),
+            gaussian_stderr: gaussian.and_then(|g| g.1),
             gaussian_missing,
             gaussian_warning,
             nfe: stats.nfe,
@@ -229,6 +270,7 @@ impl Session {
             solver: flow.describe_solver(),
             precision: flow.precision().as_str(),
             points,
+            given: self.context_columns().to_vec(),
         };
         Ok((evaluation, notes))
     }

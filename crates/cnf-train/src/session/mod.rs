@@ -43,7 +43,8 @@ use cnf_field::{Activation, Mlp, MlpConfig, VectorField};
 use cnf_ode::{SolverSpec, Steps, Tolerance};
 
 pub use any_model::{
-    AnyModel, DensitySink, LoadedFlow, SampleReport, DENSITY_CHUNK, SOLVE_POINTS, STREAM_CHUNK,
+    AnyModel, DensitySink, LoadedFlow, SampleReport, DENSITY_CHUNK, GIVEN_ROW, SOLVE_POINTS,
+    STREAM_CHUNK,
 };
 pub use cnf_ode::Stats;
 pub use eval::Evaluation;
@@ -196,6 +197,10 @@ pub struct TrainOptions {
     pub regularisers: Regularisers,
     /// Precision (default f32).
     pub precision: Option<Precision>,
+    /// Context columns of a table, by name: the run trains the conditional density p(x | c)
+    /// of the other columns (or those the data source selects) given these. None or empty:
+    /// an unconditional run.
+    pub context: Option<Vec<String>>,
 }
 
 /// What may change when a run is resumed; everything else is the run's config.json.
@@ -234,9 +239,28 @@ impl RunPlan {
         out: Option<PathBuf>,
     ) -> Result<Self, TrainError> {
         let seed = options.seed.unwrap_or(0);
-        let prep = prepare::prepare(&data, seed)?;
+        let context = options.context.clone().unwrap_or_default();
+        let data = match context.is_empty() {
+            true => data,
+            false => prepare::with_context(data, &context)?,
+        };
+        let mut prep = prepare::prepare(&data, seed, &context)?;
         let dir = ModelDir::new(out.unwrap_or_else(|| default_out(&prep.name)));
-        let dim = prep.val.n_cols();
+        let dim = prep.columns.len();
+        let mut flow_matching = options.flow_matching;
+        if let Some(fm) = flow_matching.as_mut().filter(|_| !context.is_empty()) {
+            if fm.coupling != crate::fm::Coupling::Independent {
+                // A minibatch OT plan would pair each point's base draw with points of other
+                // contexts, so the draws given one context would no longer be N(0, I).
+                prep.notes.push(format!(
+                    "note: the {} coupling pairs points across contexts; a conditional run \
+                     pairs independently instead (contexts are continuous: no two rows share \
+                     one)",
+                    fm.coupling.name()
+                ));
+                fm.coupling = crate::fm::Coupling::Independent;
+            }
+        }
         let mut settings = None;
         let auto = prep.n_train.map(|n| {
             let a = TableDefaults::choose(n, dim);
@@ -259,12 +283,14 @@ impl RunPlan {
             given.unwrap_or(auto.as_ref().map_or(toy, table))
         };
         let config = ModelConfig {
-            mlp: MlpConfig::new(dim, &hidden, options.activation.unwrap_or(Activation::Tanh)),
+            mlp: MlpConfig::new(dim, &hidden, options.activation.unwrap_or(Activation::Tanh))
+                .with_context(context.len()),
             solver: options.solver.apply(&default_solver())?,
             standardizer: prep.standardizer.clone(),
             data: prep.source.clone(),
             seed,
             columns: prep.columns.clone(),
+            context: prep.context.clone(),
             precision: options.precision.unwrap_or(Precision::F32),
             training: Some(crate::model::TrainingConfig {
                 batch: pick(options.batch, |a| a.batch, DEFAULT_BATCH),
@@ -282,7 +308,7 @@ impl RunPlan {
                 val_every: pick(options.val_every, |a| a.val_every, toy_val_every),
                 iters: Some(pick(options.iters, |a| a.iters, toy_iters)),
                 patience: options.patience.or(auto.as_ref().map(|a| a.patience)),
-                flow_matching: options.flow_matching,
+                flow_matching,
                 regularisers: options.regularisers,
             }),
         };
@@ -348,7 +374,8 @@ impl RunPlan {
                 )));
             }
         }
-        let prepared = prepare::prepare(&config.data, config.seed)?;
+        let context = config.context.as_ref().map(|c| c.columns.clone());
+        let prepared = prepare::prepare(&config.data, config.seed, &context.unwrap_or_default())?;
         Ok(Self {
             dir,
             config,
@@ -417,6 +444,7 @@ pub fn import_npz(
         },
         seed: 0,
         columns: (0..d).map(|i| format!("x{i}")).collect(),
+        context: None,
         precision: Precision::F32,
         training: None,
     };
@@ -527,6 +555,11 @@ impl Session {
         Some((run.start, total_iters(&self.config, run.resume.as_ref())))
     }
 
+    /// The model's context columns (empty for an unconditional model).
+    pub fn context_columns(&self) -> &[String] {
+        self.config.context.as_ref().map_or(&[], |c| &c.columns)
+    }
+
     /// The model's flow (best weights) loaded as `options` say.
     ///
     /// # Errors
@@ -549,6 +582,37 @@ impl Session {
     /// As [`Session::flow`] and [`LoadedFlow::log_density`].
     pub fn log_density(&self, x: &[f64], options: &EvalOptions) -> Result<Vec<f64>, TrainError> {
         self.flow(options)?.log_density(x)
+    }
+
+    /// Data-space log-densities log p(x | c) of `x` (`(n, d)` row-major) given the context
+    /// `c` (`(n, k)`, data space, the model's context columns in order); see
+    /// [`LoadedFlow::log_density_given`].
+    ///
+    /// # Errors
+    /// As [`Session::flow`] and [`LoadedFlow::log_density_given`].
+    pub fn log_density_given(
+        &self,
+        x: &[f64],
+        c: &[f64],
+        options: &EvalOptions,
+    ) -> Result<Vec<f64>, TrainError> {
+        self.flow(options)?.log_density_given(x, c)
+    }
+
+    /// `n` data-space samples for each row of `given` (`(m, k)`, data space, the model's
+    /// context columns in order) from `seed`: `(m n, d)` row-major, draw `j` of given row `i`
+    /// at row `i n + j`; see [`LoadedFlow::sample_given`].
+    ///
+    /// # Errors
+    /// As [`Session::flow`] and [`LoadedFlow::sample_given`].
+    pub fn sample_given(
+        &self,
+        n: usize,
+        seed: u64,
+        given: &[f64],
+        options: &EvalOptions,
+    ) -> Result<Vec<f64>, TrainError> {
+        self.flow(options)?.sample_given(n, seed, given)
     }
 
     /// `n` data-space samples (`(n, d)` row-major) from `seed`; see [`LoadedFlow::sample`].
@@ -582,6 +646,8 @@ impl Session {
             DataSource::Imported { .. } => None,
         };
         Ok(table.map_or_else(Vec::new, |t| {
+            // The modelled columns only (a conditional model's table also holds its context).
+            let t = t.select_columns(0..self.dim());
             let n = t.data().len().min(max_rows * t.n_cols());
             t.data()[..n].to_vec()
         }))

@@ -22,10 +22,11 @@ pub(super) fn read_points(
     path: &Path,
     notes: &mut Vec<String>,
 ) -> Result<Table, TrainError> {
+    let columns = config.input_columns();
     let mut all = read_table(path, &ColumnSelection::default())?;
     if let Some(note) = all.header_note() {
         let first: Vec<&str> = note.first_row.iter().map(|f| f.trim()).collect();
-        if config.columns.iter().all(|c| first.contains(&c.as_str())) {
+        if columns.iter().all(|c| first.contains(&c.as_str())) {
             // A numeric first row that names the model's columns (a model trained with
             // `--header yes` on `400,500`): it is the header.
             all = read_table(
@@ -40,9 +41,8 @@ pub(super) fn read_points(
         }
     }
     let names = all.names();
-    if config.columns.iter().all(|c| names.contains(c)) {
-        let idx: Vec<usize> = config
-            .columns
+    if columns.iter().all(|c| names.contains(c)) {
+        let idx: Vec<usize> = columns
             .iter()
             .filter_map(|c| names.iter().position(|n| n == c))
             .collect();
@@ -50,15 +50,10 @@ pub(super) fn read_points(
             .rows()
             .flat_map(|r| idx.iter().map(move |&j| r[j]))
             .collect();
-        return Ok(Table::new(
-            all.n_rows(),
-            idx.len(),
-            data,
-            config.columns.clone(),
-        )?);
+        return Ok(Table::new(all.n_rows(), idx.len(), data, columns)?);
     }
     let headerless = names == default_names(names.len()).as_slice();
-    if headerless && all.n_cols() == config.mlp.dim {
+    if headerless && all.n_cols() == columns.len() {
         return Ok(all);
     }
     if headerless {
@@ -66,8 +61,8 @@ pub(super) fn read_points(
             "{}: {} columns without a header, the model expects {} ({})",
             path.display(),
             all.n_cols(),
-            config.mlp.dim,
-            config.columns.join(", ")
+            columns.len(),
+            columns.join(", ")
         )));
     }
     Err(lacks_columns(config, path, names))
@@ -75,14 +70,17 @@ pub(super) fn read_points(
 
 /// The error for a header (`names`) that lacks some of the model's columns.
 fn lacks_columns(config: &ModelConfig, path: &Path, names: &[String]) -> TrainError {
-    let missing: Vec<&str> = config
-        .columns
+    let columns = config.input_columns();
+    let missing: Vec<&str> = columns
         .iter()
         .filter(|c| !names.contains(c))
         .map(String::as_str)
         .collect();
+    let context = config.context.as_ref().map_or(String::new(), |c| {
+        format!(" given {}", c.columns.join(", "))
+    });
     TrainError::Invalid(format!(
-        "{}: the header lacks the model's column(s) {} (the model was trained on {})",
+        "{}: the header lacks the model's column(s) {} (the model was trained on {}{context})",
         path.display(),
         missing.join(", "),
         config.columns.join(", ")
@@ -90,22 +88,23 @@ fn lacks_columns(config: &ModelConfig, path: &Path, names: &[String]) -> TrainEr
 }
 
 impl Session {
-    /// The model's columns of the file at `path` as numbers: by name when the header has them
-    /// (other columns may hold anything, words too), else, without a header, all columns in
-    /// order. Notes about the header go to `notes`, one line each.
+    /// The model's columns of the file at `path` as numbers (a conditional model's modelled
+    /// columns, then its context columns): by name when the header has them (other columns
+    /// may hold anything, words too), else, without a header, all columns in order. Notes about the header go to `notes`, one line each.
     ///
     /// # Errors
     /// The file cannot be read, is damaged (a ragged row, a non-finite value), or lacks the
     /// model's columns.
     pub fn read_points(&self, path: &Path, notes: &mut Vec<String>) -> Result<Table, TrainError> {
         let config = &self.config;
+        let columns = config.input_columns();
         if !is_npy(path) {
             let by_name = ColumnSelection {
-                columns: Some(config.columns.clone()),
+                columns: Some(columns.clone()),
                 ..Default::default()
             };
             match read_table(path, &by_name) {
-                Ok(t) if t.names() == config.columns.as_slice() => {
+                Ok(t) if t.names() == columns.as_slice() => {
                     if let Some(note) = t.header_note() {
                         notes.push(format!("note: {note}"));
                     }
@@ -129,5 +128,79 @@ impl Session {
             }
         }
         read_points(config, path, notes)
+    }
+}
+
+impl Session {
+    /// The context rows of the file at `path` for a conditional model: exactly the model's
+    /// context columns, by name (in any order), or, without a header, that many columns in
+    /// order. Notes about the header go to `notes`.
+    ///
+    /// # Errors
+    /// The model is unconditional; the file cannot be read, is damaged (a non-finite value), has
+    /// no rows, lacks a context column or has a column that is not one.
+    pub fn read_context(&self, path: &Path, notes: &mut Vec<String>) -> Result<Table, TrainError> {
+        let Some(context) = &self.config.context else {
+            return Err(TrainError::Invalid(format!(
+                "{}: the model in {} is unconditional (no context columns); leave out the \
+                 given values",
+                path.display(),
+                self.dir().display()
+            )));
+        };
+        let wanted = &context.columns;
+        let all = read_table(path, &ColumnSelection::default())?;
+        if let Some(note) = all.header_note() {
+            notes.push(format!("note: {note}"));
+        }
+        if all.n_rows() == 0 {
+            return Err(TrainError::Invalid(format!("{}: no rows", path.display())));
+        }
+        let names = all.names();
+        let headerless = names == default_names(names.len()).as_slice();
+        if headerless && all.n_cols() == wanted.len() {
+            return Ok(Table::new(
+                all.n_rows(),
+                all.n_cols(),
+                all.data().to_vec(),
+                wanted.clone(),
+            )?);
+        }
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|c| !names.contains(c))
+            .map(String::as_str)
+            .collect();
+        let extra: Vec<&str> = names
+            .iter()
+            .filter(|n| !wanted.contains(n))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            let mut why = Vec::new();
+            if !missing.is_empty() {
+                why.push(format!(
+                    "lacks the context column(s) {}",
+                    missing.join(", ")
+                ));
+            }
+            if !extra.is_empty() {
+                why.push(format!(
+                    "has column(s) {} that are not context columns",
+                    extra.join(", ")
+                ));
+            }
+            return Err(TrainError::Invalid(format!(
+                "{}: {} (the model is conditioned on {})",
+                path.display(),
+                why.join(" and "),
+                wanted.join(", ")
+            )));
+        }
+        let by_name = ColumnSelection {
+            columns: Some(wanted.clone()),
+            ..Default::default()
+        };
+        read_table(path, &by_name)
     }
 }

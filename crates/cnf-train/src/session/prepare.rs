@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::{dequantize, integer_columns, read_table, toy_validation, SPLIT};
-use crate::data::{ColumnSelection, Standardizer, Table, ToySet};
+use crate::data::{ColumnSelection, ContextColumns, Standardizer, Table, ToySet};
 use crate::error::{DataError, TrainError};
 use crate::model::{file_sha256, DataSource};
 use crate::trainer::{Batches, TraceKind, EXACT_TRACE_MAX_DIM};
@@ -14,6 +14,9 @@ pub(crate) struct Prepared {
     pub val: Table,
     pub source: DataSource,
     pub standardizer: Option<Standardizer>,
+    /// The context columns of a conditional run, fitted on the training split.
+    pub context: Option<ContextColumns>,
+    /// The modelled columns (x).
     pub columns: Vec<String>,
     pub name: String,
     /// Rows of the training split (tables).
@@ -72,9 +75,102 @@ impl DataSource {
     }
 }
 
-/// Loads the training data that `source` names, split with `seed`.
-pub(crate) fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainError> {
+/// The table source `source` with the context columns `context` (names) resolved: its
+/// selection names every column it reads, the modelled columns (those `--columns` selects, or
+/// all others) first, then the context columns.
+///
+/// # Errors
+/// `source` is not a table; a context column is not in the file, named twice or also
+/// selected as a modelled column; no column is left to model.
+pub(crate) fn with_context(
+    source: DataSource,
+    context: &[String],
+) -> Result<DataSource, TrainError> {
+    let DataSource::Table {
+        path,
+        sha256,
+        columns,
+        drop,
+        header,
+        split,
+    } = source
+    else {
+        return Err(TrainError::Invalid(
+            "--context selects columns of a table (CSV / .npy), not of a toy set".into(),
+        ));
+    };
+    for (j, c) in context.iter().enumerate() {
+        if context[..j].contains(c) {
+            return Err(TrainError::Invalid(format!("--context names {c:?} twice")));
+        }
+    }
+    let read = |columns: Option<Vec<String>>| {
+        let selection = ColumnSelection {
+            columns,
+            drop: drop.clone(),
+            header,
+        };
+        read_table(&path, &selection)
+    };
+    let available = read(None)?.names().to_vec();
+    let missing: Vec<&str> = context
+        .iter()
+        .filter(|c| !available.contains(c))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "--context: {} has no column(s) {} (its columns: {})",
+            path.display(),
+            missing.join(", "),
+            available.join(", ")
+        )));
+    }
+    let modelled: Vec<String> = match &columns {
+        Some(_) => read(columns.clone())?.names().to_vec(),
+        None => available
+            .iter()
+            .filter(|n| !context.contains(n))
+            .cloned()
+            .collect(),
+    };
+    if let Some(both) = modelled.iter().find(|n| context.contains(n)) {
+        return Err(TrainError::Invalid(format!(
+            "column {both:?} is both modelled (--columns) and a context column (--context)"
+        )));
+    }
+    if modelled.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "--context takes every column of {}: no column is left to model",
+            path.display()
+        )));
+    }
+    Ok(DataSource::Table {
+        path,
+        sha256,
+        columns: Some(
+            modelled
+                .into_iter()
+                .chain(context.iter().cloned())
+                .collect(),
+        ),
+        drop: Vec::new(),
+        header,
+        split,
+    })
+}
+
+/// Loads the training data that `source` names, split with `seed`; the last columns of a
+/// table, named `context`, are the context of a conditional run (empty: unconditional).
+pub(crate) fn prepare(
+    source: &DataSource,
+    seed: u64,
+    context: &[String],
+) -> Result<Prepared, TrainError> {
     match source {
+        DataSource::Toy { .. } if !context.is_empty() => Err(TrainError::Invalid(
+            "a toy set has no context columns: conditional models train on tables".into(),
+        )),
         DataSource::Toy { name } => {
             let set = toy_set(name)?;
             // FFJORD's protocol: fresh samples every iteration, raw coordinates.
@@ -83,6 +179,7 @@ pub(crate) fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainE
                 val: toy_validation(set, seed),
                 source: source.clone(),
                 standardizer: None,
+                context: None,
                 columns: vec!["x0".into(), "x1".into()],
                 name: set.name().to_string(),
                 n_train: None,
@@ -107,13 +204,37 @@ pub(crate) fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainE
                     path.display()
                 )));
             }
+            let k = context.len();
+            let d = table.n_cols().saturating_sub(k);
+            if table.names()[d..] != *context {
+                return Err(TrainError::Invalid(format!(
+                    "{}: the context columns {} are not the last columns read ({})",
+                    path.display(),
+                    context.join(", "),
+                    table.names().join(", ")
+                )));
+            }
             let (train, val, _test) = table.split_for_training(*split, seed, path)?;
-            // Integer-valued columns are dequantised (x + u, u ~ U(0, 1), fixed per row): the
-            // model is a density of x + u (docs/train.md).
-            let ints = integer_columns(&table);
+            // Integer-valued modelled columns are dequantised (x + u, u ~ U(0, 1), fixed per
+            // row): the model is a density of x + u (docs/train.md). A context is a condition,
+            // not a density's variable: it is used as it is.
+            let ints: Vec<usize> = integer_columns(&table)
+                .into_iter()
+                .filter(|&j| j < d)
+                .collect();
             let train = dequantize(&train, &ints, seed)?;
             let val = dequantize(&val, &ints, seed.wrapping_add(1))?;
             let whole = dequantize(&table, &ints, seed.wrapping_add(2))?;
+            let (train, train_c, whole) = if k == 0 {
+                (train, None, whole)
+            } else {
+                (
+                    train.select_columns(0..d),
+                    Some(train.select_columns(d..d + k)),
+                    whole.select_columns(0..d),
+                )
+            };
+            let context = train_c.as_ref().map(ContextColumns::fit).transpose()?;
             let mut standardizer = match Standardizer::fit_whitened(&train, &whole) {
                 Ok(s) => s,
                 Err(DataError::SingularCovariance) => {
@@ -140,11 +261,20 @@ pub(crate) fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainE
             if let DataSource::Table { sha256, .. } = &mut source {
                 *sha256 = Some(hash);
             }
+            let mut rows = standardizer.transform(&train)?;
+            if let (Some(c), Some(train_c)) = (&context, &train_c) {
+                // Batches are rows of [x | c], both in model space.
+                let z = c.to_model_space::<f64>(train_c, 0)?;
+                rows =
+                    rows.concat_columns(&Table::new(train_c.n_rows(), k, z, c.columns.clone())?)?;
+            }
             Ok(Prepared {
-                batches: Batches::Table(standardizer.transform(&train)?),
-                // Validation stays in data space: `to_model_space` standardises it once.
+                batches: Batches::Table(rows),
+                // Validation stays in data space (x, then c): `to_model_space_given`
+                // standardises it once.
                 val,
-                columns: table.names().to_vec(),
+                context,
+                columns: table.names()[..d].to_vec(),
                 n_train: Some(train.n_rows()),
                 source,
                 standardizer: Some(standardizer),

@@ -11,14 +11,14 @@ use super::prepare::Prepared;
 use super::{ResumeOptions, Session};
 use crate::error::TrainError;
 use crate::model::{
-    describe_solver, log_det, solver_in, to_model_space, write_atomic, FolderLock, Precision,
+    describe_solver, log_det, solver_in, to_model_space_given, write_atomic, FolderLock, Precision,
     CHECKPOINT_FILE, METRICS_FILE,
 };
 use crate::observers::{
     BestSoFar, BestWeights, Checkpoint, EarlyStopping, EventObserver, Events, Metrics, ResumeFile,
 };
 use crate::optim::{Adam, AdamConfig};
-use crate::trainer::{mean_nll, FlowMatchingObjective, Observer, TrainSettings, Trainer};
+use crate::trainer::{mean_nll_rows, FlowMatchingObjective, Observer, TrainSettings, Trainer};
 
 /// A session's training state between [`Session::start`] and [`Session::train`].
 pub(super) struct Run {
@@ -109,7 +109,18 @@ impl Session {
             .training
             .as_ref()
             .ok_or_else(|| TrainError::Invalid("config.json has no training settings".into()))?;
-        let val: Vec<T> = to_model_space(&config, &prep.val)?;
+        // Validation rows [x | c] in model space (c empty for an unconditional model).
+        let (val_x, val_c) = to_model_space_given::<T>(&config, &prep.val, 0)?;
+        let (d, k) = (config.mlp.dim, config.context_dim());
+        let val: Vec<T> = if k == 0 {
+            val_x
+        } else {
+            val_x
+                .chunks_exact(d)
+                .zip(val_c.chunks_exact(k))
+                .flat_map(|(x, c)| x.iter().chain(c).copied())
+                .collect()
+        };
         let given = resume.clone().unwrap_or_default();
         // Iterations and patience may change on resume; otherwise the run's own.
         let iters = super::total_iters(&config, resume.as_ref());
@@ -219,12 +230,12 @@ impl Session {
         })?;
         let seconds = t0.elapsed().as_secs_f64();
         let best_cnf = self.dir.load_cnf::<T>(&config, None)?;
-        let (val_nll, nfe) = mean_nll(&best_cnf, &trainer.val)?;
+        let (val_nll, nfe) = mean_nll_rows(&best_cnf, &trainer.val)?;
         Ok(TrainSummary {
             iterations: done - start,
             seconds,
             val_nll: val_nll - log_det,
-            val_points: trainer.val.len() / config.mlp.dim,
+            val_points: trainer.val.len() / (d + k),
             nfe,
             solver: describe_solver(&config.solver),
         })
