@@ -238,8 +238,8 @@ impl NativeModel {
         x: PyReadonlyArray2<'py, f64>,
         n_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let (data, n, _) = rows(&x);
-        let logp = detached(py, n_threads, || self.model.log_density(data, n))?;
+        let (data, n, d) = rows(&x);
+        let logp = detached(py, n_threads, || self.model.log_density(data, n, d))?;
         Ok(PyArray1::from_vec(py, logp))
     }
 

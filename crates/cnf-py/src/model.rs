@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use cnf_field::{Activation, Mlp, MlpConfig, Real, VectorField};
 use cnf_flow::{Batching, Cnf, Penalties};
 use cnf_ode::SolverSpec;
+use cnf_train::data::table::default_names;
 use cnf_train::data::{dequantize, integer_columns, Standardizer, Table, SPLIT};
 use cnf_train::error::{DataError, TrainError};
 use cnf_train::fm::{Coupling, FlowMatching, PathSpec, TimeDist};
@@ -192,21 +193,19 @@ impl Model {
         self.config.mlp.dim
     }
 
-    /// Data-space log-densities of `n` rows of `x` (row-major, the model's width), in solves of
-    /// [`SOLVE_CHUNK`] rows as `cnf density`.
+    /// Data-space log-densities of the `n` rows of `x` (row-major, `d` columns: the model's
+    /// width, else the `cnf density` error), in solves of [`SOLVE_CHUNK`] rows as that command.
     ///
     /// # Errors
-    /// A wrong width or a non-finite value (`ValueError`), a value beyond the model's
-    /// precision, a failed or non-finite solve.
-    pub fn log_density(&self, x: Vec<f64>, n: usize) -> Result<Vec<f64>, TrainError> {
-        let d = self.dim();
-        if n == 0 || x.len() != n * d {
-            return Err(TrainError::Invalid(format!(
-                "the data has {} values, not {n} rows of the model's {d} columns",
-                x.len()
-            )));
-        }
-        let table = Table::new(n, d, x, self.config.columns.clone())?;
+    /// A wrong width or a non-finite value, a value beyond the model's precision (all
+    /// `TrainError::Invalid`/`Data`), a failed or non-finite solve (`Flow`).
+    pub fn log_density(&self, x: Vec<f64>, n: usize, d: usize) -> Result<Vec<f64>, TrainError> {
+        let names = if d == self.dim() && self.config.columns.len() == d {
+            self.config.columns.clone()
+        } else {
+            default_names(d)
+        };
+        let table = Table::new(n, d, x, names)?;
         Ok(match &self.flow {
             Flow::F32(c) => log_density_table(c, &self.config, &table)?.0,
             Flow::F64(c) => log_density_table(c, &self.config, &table)?.0,
