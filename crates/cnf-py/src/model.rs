@@ -253,8 +253,10 @@ impl Model {
     ) -> Result<Self, TrainError> {
         let d = names.len();
         let table = Table::new(n, d, x, names)?;
-        let label = Path::new(ARRAY_SOURCE);
-        let (train, val, _test) = table.split_for_training(SPLIT, s.seed, label)?;
+        // Too few rows: "X, n_samples = 4: 4 data rows leave 3 for training and 0 for
+        // validation; ...: at least 10 rows in all".
+        let label = PathBuf::from(format!("X, n_samples = {n}"));
+        let (train, val, _test) = table.split_for_training(SPLIT, s.seed, &label)?;
         // As the command: integer-valued columns become x + U(0, 1), fixed per row.
         let ints = integer_columns(&table);
         let train = dequantize(&train, &ints, s.seed)?;

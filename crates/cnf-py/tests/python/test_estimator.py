@@ -8,21 +8,14 @@ from cnf_rs import CNFDensity
 
 from conftest import FAST
 
-# Adaptive solves share their steps within a block of up to 1024 rows (as `cnf density`), and
-# the step sizes follow the block's RMS error: a row's log-density moves within the solver's
-# tolerance (~1e-5, not the checks' 1e-7) when other rows join or leave its block. Rows split
-# at multiples of 1024 keep their values bit for bit (test_dask.py, test_threads.py).
-EXPECTED_FAILED = {
-    "check_methods_subset_invariance": "rows share adaptive steps within a 1024-row block; "
-    "values agree to the solver tolerance, not 1e-7",
-    "check_methods_sample_order_invariance": "rows share adaptive steps within a 1024-row "
-    "block; values agree to the solver tolerance, not 1e-7",
-}
+# No check is tagged out. Note on check_methods_subset_invariance and
+# check_methods_sample_order_invariance: adaptive solves share their steps within a block of up
+# to 1024 rows (as `cnf density`), so a row's value can move within the solver's tolerance when
+# other rows join its block; they pass here, and splits at multiples of 1024 are bit-identical
+# whatever the model (test_scaling.py).
 
 
-@parametrize_with_checks(
-    [CNFDensity(**FAST)], expected_failed_checks=lambda est: EXPECTED_FAILED
-)
+@parametrize_with_checks([CNFDensity(**FAST)])
 def test_sklearn_checks(estimator, check):
     check(estimator)
 
