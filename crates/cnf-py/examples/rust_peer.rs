@@ -24,7 +24,9 @@ fn time<T: Real>(
     n: usize,
     reps: usize,
 ) -> Result<(f64, f64), TrainError> {
-    let cnf: Cnf<T, Mlp<T>> = dir.load_cnf::<T>(config, None)?.with_batching(Batching::Chunks(1024));
+    let cnf: Cnf<T, Mlp<T>> = dir
+        .load_cnf::<T>(config, None)?
+        .with_batching(Batching::Chunks(1024));
     let (mut dens, mut samp) = (Vec::new(), Vec::new());
     for _ in 0..reps {
         let t0 = Instant::now();
@@ -35,7 +37,13 @@ fn time<T: Real>(
         let x: Vec<f64> = match &config.standardizer {
             Some(s) => z
                 .chunks_exact(config.mlp.dim)
-                .flat_map(|r| s.inverse_row(&r.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).collect::<Vec<_>>()))
+                .flat_map(|r| {
+                    s.inverse_row(
+                        &r.iter()
+                            .map(|v| v.to_f64().unwrap_or(f64::NAN))
+                            .collect::<Vec<_>>(),
+                    )
+                })
                 .collect(),
             None => z.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).collect(),
         };
@@ -52,7 +60,10 @@ fn main() -> Result<(), TrainError> {
             "usage: rust_peer MODEL_DIR POINTS.csv N_SAMPLES REPS".into(),
         ));
     };
-    let parse = |s: &str| s.parse::<usize>().map_err(|e| TrainError::Invalid(format!("{s}: {e}")));
+    let parse = |s: &str| {
+        s.parse::<usize>()
+            .map_err(|e| TrainError::Invalid(format!("{s}: {e}")))
+    };
     let dir = ModelDir::new(model);
     let config = dir.config()?;
     let table = read_table(points.as_ref(), &ColumnSelection::default())?;

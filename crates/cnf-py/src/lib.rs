@@ -58,8 +58,7 @@ fn with_threads<R: Send>(
     let n = match n_threads {
         Some(0) => {
             return Err(TrainError::Invalid(
-                "n_threads must be at least 1 (or None: RAYON_NUM_THREADS, else every core)"
-                    .into(),
+                "n_threads must be at least 1 (or None: RAYON_NUM_THREADS, else every core)".into(),
             ))
         }
         Some(n) => n,
@@ -111,7 +110,10 @@ fn model_solver(
     atol: Option<f64>,
 ) -> Result<SolverSpec<f64>, TrainError> {
     let base = default_solver();
-    let m = method_name.map(method).transpose()?.unwrap_or(base.method());
+    let m = method_name
+        .map(method)
+        .transpose()?
+        .unwrap_or(base.method());
     let b = SolverSpec::builder(m).max_steps(base.max_steps());
     let b = match (steps, base.steps()) {
         (Some(n), _) => b.fixed_steps(n),
@@ -122,6 +124,9 @@ fn model_solver(
     };
     b.build().map_err(|e| solver_error(e, ""))
 }
+
+/// What pickling stores: the constructor and its arguments.
+type Reduced<'py> = (Bound<'py, PyAny>, (String, Bound<'py, PyBytes>));
 
 /// A fitted or loaded density model (config.json + weights), in the precision it was trained in.
 #[pyclass(module = "cnf_rs._native", name = "NativeModel", frozen)]
@@ -225,7 +230,7 @@ impl NativeModel {
     fn __reduce__<'py>(
         &self,
         py: Python<'py>,
-    ) -> PyResult<(Bound<'py, PyAny>, (String, Bound<'py, PyBytes>))> {
+    ) -> PyResult<Reduced<'py>> {
         let rebuild = py.get_type::<NativeModel>().getattr("from_bytes")?;
         Ok((rebuild, self.to_bytes(py)?))
     }
@@ -289,7 +294,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ode::solve, m)?)?;
     m.add(
         "METHODS",
-        Method::ALL.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+        Method::ALL
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>(),
     )?;
     m.add("SOLVE_CHUNK", model::SOLVE_CHUNK)?;
     Ok(())

@@ -18,8 +18,8 @@ use cnf_train::model::{
 use cnf_train::observers::Checkpointer;
 use cnf_train::optim::{Adam, AdamConfig};
 use cnf_train::trainer::{
-    mean_nll, Batches, Differentiation, FlowMatchingObjective, TraceKind,
-    TrainSettings, Trainer, ValEvent,
+    mean_nll, Batches, Differentiation, FlowMatchingObjective, TraceKind, TrainSettings, Trainer,
+    ValEvent,
 };
 use rand::{rngs::StdRng, SeedableRng};
 use serde::{de::DeserializeOwned, Serialize};

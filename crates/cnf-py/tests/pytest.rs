@@ -65,11 +65,9 @@ fn python_package_passes_its_pytest_suite() {
     let python = venv(&target);
     let venv_dir = python.parent().and_then(Path::parent).expect("venv folder");
     let bin = venv_dir.join("bin");
-    let path = std::env::join_paths(
-        std::iter::once(bin.clone()).chain(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        )),
-    )
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .expect("PATH");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(
