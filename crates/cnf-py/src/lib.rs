@@ -227,10 +227,7 @@ impl NativeModel {
 
     /// Pickles as config.json's text and the weights' bytes: unpickling rebuilds the same model
     /// bit for bit (f32 weights travel as f32).
-    fn __reduce__<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Reduced<'py>> {
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Reduced<'py>> {
         let rebuild = py.get_type::<NativeModel>().getattr("from_bytes")?;
         Ok((rebuild, self.to_bytes(py)?))
     }

@@ -94,3 +94,18 @@ def test_python_reads_a_model_trained_by_the_cli(data, tmp_path, cnf_bin):
     np.testing.assert_array_equal(
         table[:, 2], est.score_samples(pd.DataFrame(x, columns=["a", "b"]))
     )
+
+
+def test_fit_trains_the_model_cnf_train_trains(data, tmp_path, cnf_bin):
+    """Same table, same settings: fit and `cnf train` keep the same weights, bit for bit."""
+    table = tmp_path / "t.csv"
+    np.savetxt(table, data, delimiter=",", fmt="%.17g", header="x0,x1", comments="")
+    out = tmp_path / "cli"
+    subprocess.run(
+        [cnf_bin, "train", "--data", table, "--iters", "20", "--val-every", "10", "--hidden",
+         "16,16", "--seed", "5", "--no-plots", "--out", out],
+        check=True, capture_output=True,
+    )
+    est = CNFDensity(hidden_layer_sizes=(16, 16), max_iter=20, validation_interval=10,
+                     random_state=5).fit(data)
+    assert est.model_.to_bytes()[1] == CNFDensity.load(out).model_.to_bytes()[1]
