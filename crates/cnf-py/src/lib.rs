@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cnf_field::Activation;
-use cnf_ode::{Method, SolverSpec, Steps, Tolerance};
+use cnf_ode::Method;
 use cnf_train::error::TrainError;
-use cnf_train::model::{default_solver, solver_error, Precision};
+use cnf_train::fm::{Coupling, FlowMatching, PathSpec, TimeDist};
+use cnf_train::model::Precision;
+use cnf_train::session::{SolverOverrides, TrainOptions};
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -19,7 +21,7 @@ use pyo3::types::PyBytes;
 mod model;
 mod ode;
 
-use model::{FitSettings, Model};
+use model::Model;
 
 create_exception!(
     cnf_rs,
@@ -102,29 +104,6 @@ pub(crate) fn method(name: &str) -> Result<Method, TrainError> {
         .map_err(|e: cnf_ode::UnknownMethod| TrainError::Invalid(e.to_string()))
 }
 
-/// The solver of a new model: the default (`default_solver`) with what is given replaced.
-fn model_solver(
-    method_name: Option<&str>,
-    steps: Option<usize>,
-    rtol: Option<f64>,
-    atol: Option<f64>,
-) -> Result<SolverSpec<f64>, TrainError> {
-    let base = default_solver();
-    let m = method_name
-        .map(method)
-        .transpose()?
-        .unwrap_or(base.method());
-    let b = SolverSpec::builder(m).max_steps(base.max_steps());
-    let b = match (steps, base.steps()) {
-        (Some(n), _) => b.fixed_steps(n),
-        (None, Steps::Adaptive { rtol: r, atol: a }) => b
-            .rtol(rtol.map_or_else(|| r.clone(), Tolerance::Scalar))
-            .atol(atol.map_or_else(|| a.clone(), Tolerance::Scalar)),
-        (None, Steps::Fixed(n)) => b.fixed_steps(*n),
-    };
-    b.build().map_err(|e| solver_error(e, ""))
-}
-
 /// What pickling stores: the constructor and its arguments.
 type Reduced<'py> = (Bound<'py, PyAny>, (String, Bound<'py, PyBytes>));
 
@@ -170,19 +149,33 @@ impl NativeModel {
                 columns.len()
             )));
         }
-        let settings = FitSettings {
+        let options = TrainOptions {
+            seed: Some(seed),
             hidden,
-            activation: activation
-                .parse::<Activation>()
-                .map_err(|e| py_err(e.into()))?,
-            iters,
+            activation: Some(
+                activation
+                    .parse::<Activation>()
+                    .map_err(|e| py_err(e.into()))?,
+            ),
+            solver: SolverOverrides {
+                method: method.map(crate::method).transpose().map_err(py_err)?,
+                steps,
+                rtol,
+                atol,
+                per_sample_norm: None,
+            },
             batch,
             lr,
             weight_decay,
-            patience,
+            iters,
             val_every,
-            solver: model_solver(method, steps, rtol, atol).map_err(py_err)?,
-            precision: match precision {
+            patience,
+            flow_matching: flow_matching.then_some(FlowMatching {
+                path: PathSpec::Straight { sigma: 0.0 },
+                coupling: Coupling::Independent,
+                time: TimeDist::Uniform,
+            }),
+            precision: Some(match precision {
                 "f32" => Precision::F32,
                 "f64" => Precision::F64,
                 other => {
@@ -190,12 +183,11 @@ impl NativeModel {
                         "precision must be \"f32\" or \"f64\", got {other:?}"
                     )))
                 }
-            },
-            seed,
-            flow_matching,
+            }),
+            ..TrainOptions::default()
         };
         let model = detached(py, n_threads, move || {
-            Model::fit(data, n, columns, &settings)
+            Model::fit(data, n, columns, &options)
         })?;
         Ok(Self { model })
     }

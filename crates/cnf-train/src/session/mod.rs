@@ -233,9 +233,44 @@ impl RunPlan {
         options: &TrainOptions,
         out: Option<PathBuf>,
     ) -> Result<Self, TrainError> {
+        let prep = prepare::prepare(&data, options.seed.unwrap_or(0))?;
+        let out = out.unwrap_or_else(|| default_out(&prep.name));
+        Self::of_prepared(prep, options, out)
+    }
+
+    /// A new run on a table held in memory (bindings fit arrays no file holds), into `out`:
+    /// prepared as a table file is; `source` is what config.json records as the data (a
+    /// [`DataSource::Table`], its split used) and `label` names the table in messages.
+    ///
+    /// # Errors
+    /// `source` is not a table; the table is too small to split or cannot be standardised (a
+    /// constant column); a setting is invalid.
+    pub fn from_table(
+        table: &Table,
+        source: DataSource,
+        label: &Path,
+        options: &TrainOptions,
+        out: PathBuf,
+    ) -> Result<Self, TrainError> {
+        let DataSource::Table { split, .. } = source else {
+            return Err(TrainError::Invalid(format!(
+                "a table held in memory is recorded as a table, not as {}",
+                source.describe()
+            )));
+        };
         let seed = options.seed.unwrap_or(0);
-        let prep = prepare::prepare(&data, seed)?;
-        let dir = ModelDir::new(out.unwrap_or_else(|| default_out(&prep.name)));
+        let prep = prepare::prepare_table(table, source, split, seed, label, "data".into())?;
+        Self::of_prepared(prep, options, out)
+    }
+
+    /// A new run on prepared data with `options`, into `out`.
+    fn of_prepared(
+        prep: Prepared,
+        options: &TrainOptions,
+        out: PathBuf,
+    ) -> Result<Self, TrainError> {
+        let seed = options.seed.unwrap_or(0);
+        let dir = ModelDir::new(out);
         let dim = prep.val.n_cols();
         let mut settings = None;
         let auto = prep.n_train.map(|n| {

@@ -95,11 +95,7 @@ pub(crate) fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainE
             split,
             ..
         } => {
-            let mut notes = Vec::new();
             let table = read_table(path, &source.selection())?;
-            if let Some(note) = table.header_note() {
-                notes.push(format!("note: {note}"));
-            }
             let hash = file_sha256(path)?;
             if sha256.as_ref().is_some_and(|h| *h != hash) {
                 return Err(TrainError::Invalid(format!(
@@ -107,56 +103,74 @@ pub(crate) fn prepare(source: &DataSource, seed: u64) -> Result<Prepared, TrainE
                     path.display()
                 )));
             }
-            let (train, val, _test) = table.split_for_training(*split, seed, path)?;
-            // Integer-valued columns are dequantised (x + u, u ~ U(0, 1), fixed per row): the
-            // model is a density of x + u (docs/train.md).
-            let ints = integer_columns(&table);
-            let train = dequantize(&train, &ints, seed)?;
-            let val = dequantize(&val, &ints, seed.wrapping_add(1))?;
-            let whole = dequantize(&table, &ints, seed.wrapping_add(2))?;
-            let mut standardizer = match Standardizer::fit_whitened(&train, &whole) {
-                Ok(s) => s,
-                Err(DataError::SingularCovariance) => {
-                    notes.push(
-                        "note: the training split's covariance is singular (collinear columns): \
-                         per-column standardisation only, no whitening"
-                            .into(),
-                    );
-                    Standardizer::fit(&train)?
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if !ints.is_empty() {
-                let names: Vec<&str> = ints.iter().map(|&j| table.names()[j].as_str()).collect();
-                notes.push(format!(
-                    "integer-valued column(s) {} dequantised with U(0, 1) noise: log-likelihoods \
-                     are those of the continuous density of x + u (a lower bound on the discrete \
-                     log-probability)",
-                    names.join(", ")
-                ));
-            }
-            standardizer.dequantized = ints;
             let mut source = source.clone();
             if let DataSource::Table { sha256, .. } = &mut source {
                 *sha256 = Some(hash);
             }
-            Ok(Prepared {
-                batches: Batches::Table(standardizer.transform(&train)?),
-                // Validation stays in data space: `to_model_space` standardises it once.
-                val,
-                columns: table.names().to_vec(),
-                n_train: Some(train.n_rows()),
-                source,
-                standardizer: Some(standardizer),
-                name: run_name(path),
-                notes,
-            })
+            prepare_table(&table, source, *split, seed, path, run_name(path))
         }
         DataSource::Imported { .. } => Err(TrainError::Invalid(
             "this model was imported, not trained here: it has no training data to resume with"
                 .into(),
         )),
     }
+}
+
+/// The training data of `table` (recorded in config.json as `source`, named `label` in
+/// messages): split with `seed`, integer-valued columns dequantised, standardised with the
+/// training split's statistics (whitened unless its covariance is singular).
+pub(crate) fn prepare_table(
+    table: &Table,
+    source: DataSource,
+    split: [f64; 3],
+    seed: u64,
+    label: &Path,
+    name: String,
+) -> Result<Prepared, TrainError> {
+    let mut notes = Vec::new();
+    if let Some(note) = table.header_note() {
+        notes.push(format!("note: {note}"));
+    }
+    let (train, val, _test) = table.split_for_training(split, seed, label)?;
+    // Integer-valued columns are dequantised (x + u, u ~ U(0, 1), fixed per row): the model is
+    // a density of x + u (docs/train.md).
+    let ints = integer_columns(table);
+    let train = dequantize(&train, &ints, seed)?;
+    let val = dequantize(&val, &ints, seed.wrapping_add(1))?;
+    let whole = dequantize(table, &ints, seed.wrapping_add(2))?;
+    let mut standardizer = match Standardizer::fit_whitened(&train, &whole) {
+        Ok(s) => s,
+        Err(DataError::SingularCovariance) => {
+            notes.push(
+                "note: the training split's covariance is singular (collinear columns): \
+                 per-column standardisation only, no whitening"
+                    .into(),
+            );
+            Standardizer::fit(&train)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !ints.is_empty() {
+        let names: Vec<&str> = ints.iter().map(|&j| table.names()[j].as_str()).collect();
+        notes.push(format!(
+            "integer-valued column(s) {} dequantised with U(0, 1) noise: log-likelihoods are \
+             those of the continuous density of x + u (a lower bound on the discrete \
+             log-probability)",
+            names.join(", ")
+        ));
+    }
+    standardizer.dequantized = ints;
+    Ok(Prepared {
+        batches: Batches::Table(standardizer.transform(&train)?),
+        // Validation stays in data space: `to_model_space` standardises it once.
+        val,
+        columns: table.names().to_vec(),
+        n_train: Some(train.n_rows()),
+        source,
+        standardizer: Some(standardizer),
+        name,
+        notes,
+    })
 }
 
 /// The name of a run on the table at `path`: its file stem, or `data` when the stem cannot
