@@ -13,7 +13,8 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::data::Table;
 use crate::error::TrainError;
 use crate::model::{
-    describe_solver, log_density_table_at, to_model_space, ModelConfig, ModelDir, Precision,
+    describe_solver, log_density_table_at, solver_in, to_model_space, ModelConfig, ModelDir,
+    Precision,
 };
 
 /// Points per ODE solve when evaluating and sampling: parallel solves of this many points (each
@@ -110,6 +111,40 @@ pub struct SampleReport {
 }
 
 impl LoadedFlow {
+    /// The flow of a model held in memory: its config.json (validated here) and the bytes of
+    /// its weights file, in the config's precision and solver (as [`AnyModel::load`]).
+    ///
+    /// # Errors
+    /// The config is invalid; the weights cannot be read or do not match its architecture;
+    /// the solver's tolerances are not normal numbers in the precision.
+    pub fn from_bytes(config: ModelConfig, weights: &[u8]) -> Result<Self, TrainError> {
+        config.validate()?;
+        let mlp = Mlp::<f64>::from_safetensors_bytes(weights, config.mlp.clone())?;
+        let chunks = Batching::Chunks(SOLVE_POINTS);
+        let solver = config.solver.clone();
+        let model = match config.precision {
+            Precision::F32 => AnyModel::F32(
+                Cnf::new(mlp.cast::<f32>(), solver_in::<f32>(&solver)?).with_batching(chunks),
+            ),
+            Precision::F64 => {
+                AnyModel::F64(Cnf::new(mlp, solver_in::<f64>(&solver)?).with_batching(chunks))
+            }
+        };
+        Ok(Self {
+            model,
+            config,
+            solver,
+        })
+    }
+
+    /// The bytes of the weights file (safetensors, in the flow's precision).
+    ///
+    /// # Errors
+    /// The weights cannot be serialised.
+    pub fn weights_bytes(&self) -> Result<Vec<u8>, TrainError> {
+        with_cnf!(&self.model, c => Ok(c.field.to_safetensors_bytes()?))
+    }
+
     /// The flow in its precision.
     pub fn model(&self) -> &AnyModel {
         &self.model

@@ -238,17 +238,53 @@ impl RunPlan {
         options: &TrainOptions,
         out: Option<PathBuf>,
     ) -> Result<Self, TrainError> {
-        let seed = options.seed.unwrap_or(0);
         let context = options.context.clone().unwrap_or_default();
         let data = match context.is_empty() {
             true => data,
             false => prepare::with_context(data, &context)?,
         };
-        let mut prep = prepare::prepare(&data, seed, &context)?;
-        let dir = ModelDir::new(out.unwrap_or_else(|| default_out(&prep.name)));
+        let prep = prepare::prepare(&data, options.seed.unwrap_or(0), &context)?;
+        let out = out.unwrap_or_else(|| default_out(&prep.name));
+        Self::of_prepared(prep, options, out)
+    }
+
+    /// A new run on a table held in memory (bindings fit arrays no file holds), into `out`:
+    /// prepared as a table file is; `source` is what config.json records as the data (a
+    /// [`DataSource::Table`], its split used) and `label` names the table in messages.
+    ///
+    /// # Errors
+    /// `source` is not a table; the table is too small to split or cannot be standardised (a
+    /// constant column); a setting is invalid.
+    pub fn from_table(
+        table: &Table,
+        source: DataSource,
+        label: &Path,
+        options: &TrainOptions,
+        out: PathBuf,
+    ) -> Result<Self, TrainError> {
+        let DataSource::Table { split, .. } = source else {
+            return Err(TrainError::Invalid(format!(
+                "a table held in memory is recorded as a table, not as {}",
+                source.describe()
+            )));
+        };
+        let seed = options.seed.unwrap_or(0);
+        let prep = prepare::prepare_table(table, source, split, seed, label, "data".into(), &[])?;
+        Self::of_prepared(prep, options, out)
+    }
+
+    /// A new run on prepared data with `options`, into `out`.
+    fn of_prepared(
+        mut prep: Prepared,
+        options: &TrainOptions,
+        out: PathBuf,
+    ) -> Result<Self, TrainError> {
+        let seed = options.seed.unwrap_or(0);
+        let dir = ModelDir::new(out);
         let dim = prep.columns.len();
+        let k = prep.context.as_ref().map_or(0, |c| c.columns.len());
         let mut flow_matching = options.flow_matching;
-        if let Some(fm) = flow_matching.as_mut().filter(|_| !context.is_empty()) {
+        if let Some(fm) = flow_matching.as_mut().filter(|_| k > 0) {
             if fm.coupling != crate::fm::Coupling::Independent {
                 // A minibatch OT plan would pair each point's base draw with points of other
                 // contexts, so the draws given one context would no longer be N(0, I).
@@ -284,7 +320,7 @@ impl RunPlan {
         };
         let config = ModelConfig {
             mlp: MlpConfig::new(dim, &hidden, options.activation.unwrap_or(Activation::Tanh))
-                .with_context(context.len()),
+                .with_context(k),
             solver: options.solver.apply(&default_solver())?,
             standardizer: prep.standardizer.clone(),
             data: prep.source.clone(),

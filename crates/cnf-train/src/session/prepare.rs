@@ -192,11 +192,7 @@ pub(crate) fn prepare(
             split,
             ..
         } => {
-            let mut notes = Vec::new();
             let table = read_table(path, &source.selection())?;
-            if let Some(note) = table.header_note() {
-                notes.push(format!("note: {note}"));
-            }
             let hash = file_sha256(path)?;
             if sha256.as_ref().is_some_and(|h| *h != hash) {
                 return Err(TrainError::Invalid(format!(
@@ -204,89 +200,108 @@ pub(crate) fn prepare(
                     path.display()
                 )));
             }
-            let k = context.len();
-            let d = table.n_cols().saturating_sub(k);
-            if table.names()[d..] != *context {
-                return Err(TrainError::Invalid(format!(
-                    "{}: the context columns {} are not the last columns read ({})",
-                    path.display(),
-                    context.join(", "),
-                    table.names().join(", ")
-                )));
-            }
-            let (train, val, _test) = table.split_for_training(*split, seed, path)?;
-            // Integer-valued modelled columns are dequantised (x + u, u ~ U(0, 1), fixed per
-            // row): the model is a density of x + u (docs/train.md). A context is a condition,
-            // not a density's variable: it is used as it is.
-            let ints: Vec<usize> = integer_columns(&table)
-                .into_iter()
-                .filter(|&j| j < d)
-                .collect();
-            let train = dequantize(&train, &ints, seed)?;
-            let val = dequantize(&val, &ints, seed.wrapping_add(1))?;
-            let whole = dequantize(&table, &ints, seed.wrapping_add(2))?;
-            let (train, train_c, whole) = if k == 0 {
-                (train, None, whole)
-            } else {
-                (
-                    train.select_columns(0..d),
-                    Some(train.select_columns(d..d + k)),
-                    whole.select_columns(0..d),
-                )
-            };
-            let context = train_c.as_ref().map(ContextColumns::fit).transpose()?;
-            let mut standardizer = match Standardizer::fit_whitened(&train, &whole) {
-                Ok(s) => s,
-                Err(DataError::SingularCovariance) => {
-                    notes.push(
-                        "note: the training split's covariance is singular (collinear columns): \
-                         per-column standardisation only, no whitening"
-                            .into(),
-                    );
-                    Standardizer::fit(&train)?
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if !ints.is_empty() {
-                let names: Vec<&str> = ints.iter().map(|&j| table.names()[j].as_str()).collect();
-                notes.push(format!(
-                    "integer-valued column(s) {} dequantised with U(0, 1) noise: log-likelihoods \
-                     are those of the continuous density of x + u (a lower bound on the discrete \
-                     log-probability)",
-                    names.join(", ")
-                ));
-            }
-            standardizer.dequantized = ints;
             let mut source = source.clone();
             if let DataSource::Table { sha256, .. } = &mut source {
                 *sha256 = Some(hash);
             }
-            let mut rows = standardizer.transform(&train)?;
-            if let (Some(c), Some(train_c)) = (&context, &train_c) {
-                // Batches are rows of [x | c], both in model space.
-                let z = c.to_model_space::<f64>(train_c, 0)?;
-                rows =
-                    rows.concat_columns(&Table::new(train_c.n_rows(), k, z, c.columns.clone())?)?;
-            }
-            Ok(Prepared {
-                batches: Batches::Table(rows),
-                // Validation stays in data space (x, then c): `to_model_space_given`
-                // standardises it once.
-                val,
-                context,
-                columns: table.names()[..d].to_vec(),
-                n_train: Some(train.n_rows()),
-                source,
-                standardizer: Some(standardizer),
-                name: run_name(path),
-                notes,
-            })
+            prepare_table(&table, source, *split, seed, path, run_name(path), context)
         }
         DataSource::Imported { .. } => Err(TrainError::Invalid(
             "this model was imported, not trained here: it has no training data to resume with"
                 .into(),
         )),
     }
+}
+
+/// The training data of `table` (recorded in config.json as `source`, named `label` in
+/// messages; its last columns, named `context`, condition a conditional run): split with
+/// `seed`, integer-valued modelled columns dequantised, standardised with the training split's
+/// statistics (whitened unless its covariance is singular).
+pub(crate) fn prepare_table(
+    table: &Table,
+    source: DataSource,
+    split: [f64; 3],
+    seed: u64,
+    label: &Path,
+    name: String,
+    context: &[String],
+) -> Result<Prepared, TrainError> {
+    let mut notes = Vec::new();
+    if let Some(note) = table.header_note() {
+        notes.push(format!("note: {note}"));
+    }
+    let k = context.len();
+    let d = table.n_cols().saturating_sub(k);
+    if table.names()[d..] != *context {
+        return Err(TrainError::Invalid(format!(
+            "{}: the context columns {} are not the last columns read ({})",
+            label.display(),
+            context.join(", "),
+            table.names().join(", ")
+        )));
+    }
+    let (train, val, _test) = table.split_for_training(split, seed, label)?;
+    // Integer-valued modelled columns are dequantised (x + u, u ~ U(0, 1), fixed per
+    // row): the model is a density of x + u (docs/train.md). A context is a condition,
+    // not a density's variable: it is used as it is.
+    let ints: Vec<usize> = integer_columns(table)
+        .into_iter()
+        .filter(|&j| j < d)
+        .collect();
+    let train = dequantize(&train, &ints, seed)?;
+    let val = dequantize(&val, &ints, seed.wrapping_add(1))?;
+    let whole = dequantize(table, &ints, seed.wrapping_add(2))?;
+    let (train, train_c, whole) = if k == 0 {
+        (train, None, whole)
+    } else {
+        (
+            train.select_columns(0..d),
+            Some(train.select_columns(d..d + k)),
+            whole.select_columns(0..d),
+        )
+    };
+    let context = train_c.as_ref().map(ContextColumns::fit).transpose()?;
+    let mut standardizer = match Standardizer::fit_whitened(&train, &whole) {
+        Ok(s) => s,
+        Err(DataError::SingularCovariance) => {
+            notes.push(
+                "note: the training split's covariance is singular (collinear columns): \
+                 per-column standardisation only, no whitening"
+                    .into(),
+            );
+            Standardizer::fit(&train)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !ints.is_empty() {
+        let names: Vec<&str> = ints.iter().map(|&j| table.names()[j].as_str()).collect();
+        notes.push(format!(
+            "integer-valued column(s) {} dequantised with U(0, 1) noise: log-likelihoods \
+             are those of the continuous density of x + u (a lower bound on the discrete \
+             log-probability)",
+            names.join(", ")
+        ));
+    }
+    standardizer.dequantized = ints;
+    let mut rows = standardizer.transform(&train)?;
+    if let (Some(c), Some(train_c)) = (&context, &train_c) {
+        // Batches are rows of [x | c], both in model space.
+        let z = c.to_model_space::<f64>(train_c, 0)?;
+        rows = rows.concat_columns(&Table::new(train_c.n_rows(), k, z, c.columns.clone())?)?;
+    }
+    Ok(Prepared {
+        batches: Batches::Table(rows),
+        // Validation stays in data space (x, then c): `to_model_space_given`
+        // standardises it once.
+        val,
+        context,
+        columns: table.names()[..d].to_vec(),
+        n_train: Some(train.n_rows()),
+        source,
+        standardizer: Some(standardizer),
+        name,
+        notes,
+    })
 }
 
 /// The name of a run on the table at `path`: its file stem, or `data` when the stem cannot

@@ -1,0 +1,5 @@
+from ._native import SolverError as SolverError
+from .density import CNFDensity as CNFDensity
+from .ode import OdeResult as OdeResult, solve as solve
+
+METHODS: tuple[str, ...]
