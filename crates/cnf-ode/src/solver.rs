@@ -32,7 +32,7 @@ use crate::util::cast;
 /// ```
 ///
 /// The step-size controller is a type parameter: [`PiController`] by default, with the
-/// tableau's parameters ([`Tableau::controller`]); any [`StepController`] can replace it
+/// tableau's parameters ([`crate::Tableau::controller`]); any [`StepController`] can replace it
 /// ([`Solver::controller`]).
 #[derive(Debug, Clone)]
 pub struct Solver<M, T, C = PiController<T>> {
