@@ -183,8 +183,9 @@ mod tests {
         let c = ContextColumns::fit(&train).unwrap();
         c.validate().unwrap();
         assert_eq!(c.mean, vec![1.5, 25.0]);
-        // Sample standard deviations (n - 1): sqrt(5/3) and 10 sqrt(5/3).
-        let s = (5.0f64 / 3.0).sqrt();
+        // Population standard deviations (divided by n, as the Standardizer's): sqrt(5/4) and
+        // 10 sqrt(5/4).
+        let s = (5.0f64 / 4.0).sqrt();
         assert!((c.std[0] - s).abs() < 1e-12 && (c.std[1] - 10.0 * s).abs() < 1e-9);
         let z: Vec<f64> = c.to_model_space(&train, 0).unwrap();
         assert!((z[0] + 1.5 / s).abs() < 1e-12 && (z[7] - 15.0 / (10.0 * s)).abs() < 1e-12);
