@@ -13,7 +13,7 @@ use crate::system::OdeSystem;
 /// ```
 /// use cnf_ode::Sparsity;
 /// // A tridiagonal 6 x 6 pattern: 3 groups of columns ({0, 3}, {1, 4}, {2, 5}).
-/// let p = Sparsity::new(6, (0..6).flat_map(|i| [(i, i), (i, i.saturating_sub(1)), (i, (i + 1).min(5))]))?;
+/// let p = Sparsity::new(6, (0..6usize).flat_map(|i| [(i, i), (i, i.saturating_sub(1)), (i, (i + 1).min(5))]))?;
 /// assert_eq!(p.groups(), 3);
 /// # Ok::<(), cnf_ode::OdeError>(())
 /// ```
