@@ -24,7 +24,7 @@ pub(crate) fn check_memory<T: Real, F: VectorField<T>>(
 /// Rows below which a block is not worth a thread.
 const MIN_ROWS_PER_BLOCK: usize = 128;
 
-struct Block<T, S> {
+struct RowBlock<T, S> {
     scratch: S,
     /// This block's probes, `(k, rows, d)`, for Hutchinson traces.
     probes: Option<Vec<T>>,
@@ -83,7 +83,7 @@ pub struct RowParallel<'a, T: Real, F: VectorField<T>> {
     dim: usize,
     /// Rows per block (the last block may be shorter).
     block: usize,
-    blocks: Vec<Block<T, F::Scratch>>,
+    blocks: Vec<RowBlock<T, F::Scratch>>,
     /// Whether the right-hand side carries the penalty integrands `[kinetic, frobenius]`.
     penalties: bool,
     /// The context of every row, `(rows, k)` (empty for unconditional fields).
@@ -115,7 +115,7 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
                         Some(mine)
                     }
                 };
-                Block {
+                RowBlock {
                     scratch: field.scratch(r1 - r0),
                     probes,
                     g_theta: if several {

@@ -194,12 +194,12 @@ impl<T: Float> PiController<T> {
 impl<T: Float> StepController<T> for PiController<T> {
     fn decide(&mut self, err: T, h: T, error_order: u32) -> (bool, T) {
         let expo = T::one() / cast(f64::from(error_order)) - cast::<T>(0.75) * self.beta;
-        let fac11 = err.powf(expo);
+        let err_pow = err.powf(expo);
         let up = T::one() / self.fac_max;
         let down = T::one() / self.fac_min;
         if err <= T::one() {
             let prev = self.prev_pow();
-            let fac = (fac11 / prev / self.safety).min(down).max(up);
+            let fac = (err_pow / prev / self.safety).min(down).max(up);
             let mut h_new = h / fac;
             if self.rejected_last {
                 h_new = h_new.abs().min(h.abs()) * h.signum();
@@ -212,7 +212,7 @@ impl<T: Float> StepController<T> for PiController<T> {
             (true, h_new)
         } else {
             self.rejected_last = true;
-            (false, h / down.min(fac11 / self.safety))
+            (false, h / down.min(err_pow / self.safety))
         }
     }
     fn reset(&mut self) {

@@ -19,7 +19,7 @@ pub(crate) struct Engine<T, S> {
     c: Vec<T>,
     /// The non-zero coefficients of every stage combination, flattened: (stage, coefficient).
     terms: Vec<(usize, T)>,
-    /// Ranges of `terms`: rows 1..s of A at 1..s (0 unused), then b, e5, e3, the extra rows.
+    /// Ranges of `terms`: rows 1..s of A at 1..s (0 unused), then b, err_main, err_aux, the extra rows.
     rows: Vec<Range<usize>>,
     /// Nodes of the extra dense-output stages.
     extra_c: Vec<T>,
@@ -37,7 +37,7 @@ pub(crate) struct Engine<T, S> {
     pub(crate) nfe: usize,
 }
 
-/// Index of b, e5 and e3 in `Engine::rows` (after the s rows of A), and of the first extra row.
+/// Index of b, err_main and err_aux in `Engine::rows` (after the s rows of A), and of the first extra row.
 const B: usize = 0;
 const E5: usize = 1;
 const E3: usize = 2;
@@ -145,7 +145,7 @@ pub(crate) fn sum_terms<T: Float, K: Stages<T> + ?Sized>(
 /// Flattened non-zero coefficients of one stage combination: (stage, coefficient).
 type Terms<T> = [(usize, T)];
 
-/// Hairer's scaled error norm of a step from the error weights `(e5, e3)` (e3 empty unless
+/// Hairer's scaled error norm of a step from the error weights `(err_main, err_aux)` (err_aux empty unless
 /// DOP853) over the components of `y` (the tolerances' norm window): the RMS, or the largest of
 /// the groups' (per-sample) norms.
 #[inline(always)]
@@ -153,55 +153,55 @@ fn scaled_error<T: Float, K: Stages<T> + ?Sized>(
     h: T,
     (y, y_new): (&[T], &[T]),
     tol: &mut Tolerances<T>,
-    (e5_terms, e3_terms): (&Terms<T>, &Terms<T>),
+    (main_terms, aux_terms): (&Terms<T>, &Terms<T>),
     k: &K,
-    (e5, e3): (&mut [T], &mut [T]),
+    (err_main, err_aux): (&mut [T], &mut [T]),
 ) -> T {
-    sum_terms(e5, e5_terms, k);
-    let e3 = if e3_terms.is_empty() {
+    sum_terms(err_main, main_terms, k);
+    let err_aux = if aux_terms.is_empty() {
         None
     } else {
-        sum_terms(e3, e3_terms, k);
-        Some(e3)
+        sum_terms(err_aux, aux_terms, k);
+        Some(err_aux)
     };
-    error_of(h, (y, y_new), tol, e5, e3)
+    error_of(h, (y, y_new), tol, err_main, err_aux)
 }
 
-/// The error norm of a step whose error combinations `e5` (and `e3` for DOP853) are formed, over
-/// the components of `y` (the tolerances' norm window). Overwrites `e5` and `e3` with a
+/// The error norm of a step whose error combinations `err_main` (and `err_aux` for DOP853) are formed, over
+/// the components of `y` (the tolerances' norm window). Overwrites `err_main` and `err_aux` with a
 /// per-sample norm.
 #[inline(always)]
 pub(crate) fn error_of<T: Float>(
     h: T,
     (y, y_new): (&[T], &[T]),
     tol: &mut Tolerances<T>,
-    e5: &mut [T],
-    e3: Option<&mut [T]>,
+    err_main: &mut [T],
+    err_aux: Option<&mut [T]>,
 ) -> T {
     if tol.groups_mut().is_some() {
         let range = tol.norm_range();
-        tol.square_scaled(y, y_new, e5);
-        let r3: &[T] = match e3 {
+        tol.square_scaled(y, y_new, err_main);
+        let aux: &[T] = match err_aux {
             None => &[],
-            Some(e3) => {
-                tol.square_scaled(y, y_new, e3);
-                e3
+            Some(err_aux) => {
+                tol.square_scaled(y, y_new, err_aux);
+                err_aux
             }
         };
         let groups = tol.groups_mut().expect("checked above");
-        return groups.error(h, range, e5, r3);
+        return groups.error(h, range, err_main, aux);
     }
     let nt: T = cast(y.len() as f64);
-    let acc5 = tol.sum_sq_scaled(y, y_new, e5);
-    match e3 {
-        None => h.abs() * (acc5 / nt).sqrt(),
-        Some(e3) => {
-            let acc3 = tol.sum_sq_scaled(y, y_new, e3);
-            let mut deno = acc5 + cast::<T>(0.01) * acc3;
-            if deno <= T::zero() {
-                deno = T::one();
+    let acc_main = tol.sum_sq_scaled(y, y_new, err_main);
+    match err_aux {
+        None => h.abs() * (acc_main / nt).sqrt(),
+        Some(err_aux) => {
+            let acc_aux = tol.sum_sq_scaled(y, y_new, err_aux);
+            let mut denom = acc_main + cast::<T>(0.01) * acc_aux;
+            if denom <= T::zero() {
+                denom = T::one();
             }
-            h.abs() * acc5 / (nt * deno).sqrt()
+            h.abs() * acc_main / (nt * denom).sqrt()
         }
     }
 }
@@ -309,14 +309,17 @@ impl<T: Float, S: State<T>> Engine<T, S> {
         for row in tab.a {
             push(row);
         }
-        let (e5, e3): (&[f64], &[f64]) = match tab.error {
+        let (err_main, err_aux): (&[f64], &[f64]) = match tab.error {
             ErrorEstimate::None => (&[], &[]),
             ErrorEstimate::Embedded(e) => (e, &[]),
-            ErrorEstimate::Dop853 { e5, e3 } => (e5, e3),
+            ErrorEstimate::Dop853 {
+                e5: err_main,
+                e3: err_aux,
+            } => (err_main, err_aux),
         };
         push(tab.b);
-        push(e5);
-        push(e3);
+        push(err_main);
+        push(err_aux);
         for (_, row) in tab.dense.extra {
             push(row);
         }
@@ -394,14 +397,21 @@ impl<T: Float, S: State<T>> Engine<T, S> {
     #[inline]
     pub(crate) fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
         let s = self.tab.stages();
-        let e5 = &self.terms[self.rows[s + E5].clone()];
-        let e3 = &self.terms[self.rows[s + E3].clone()];
+        let err_main = &self.terms[self.rows[s + E5].clone()];
+        let err_aux = &self.terms[self.rows[s + E3].clone()];
         let (y, y_new) = (y.as_slice(), y_new.as_slice());
         let range = tol.norm_range();
         let scratch = (self.ytmp.as_mut_slice(), self.ytmp2.as_mut_slice());
         if range.len() == y.len() {
             // Every component: the stage buffers as they are (no slicing on small states).
-            scaled_error(h, (y, y_new), tol, (e5, e3), &self.k[..], scratch)
+            scaled_error(
+                h,
+                (y, y_new),
+                tol,
+                (err_main, err_aux),
+                &self.k[..],
+                scratch,
+            )
         } else {
             let k = Window {
                 k: &self.k,
@@ -409,7 +419,7 @@ impl<T: Float, S: State<T>> Engine<T, S> {
             };
             let (y, y_new) = (&y[range.clone()], &y_new[range.clone()]);
             let scratch = (&mut scratch.0[range.clone()], &mut scratch.1[range]);
-            scaled_error(h, (y, y_new), tol, (e5, e3), &k, scratch)
+            scaled_error(h, (y, y_new), tol, (err_main, err_aux), &k, scratch)
         }
     }
 

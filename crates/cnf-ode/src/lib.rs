@@ -79,12 +79,12 @@ pub use jacobian::{finite_difference_jacobian, Sparsity};
 pub use linalg::{DenseLu, LinearSolver, Singular};
 pub use method::{Method, OdeMethod, Scheme, UnknownMethod};
 pub use norm::{Block, ErrorNorm, SampleLayout};
-pub use observer::{Observer, Step};
+pub use observer::{AcceptedStep, Observer};
 pub use options::Tolerance;
 pub use rosenbrock::RosenbrockTableau;
 pub use solution::{DenseSolution, Solution, Stats};
 pub use solver::Solver;
-pub use spec::{SolverSpec, SolverSpecBuilder, Steps, DEFAULT_MAX_STEPS};
+pub use spec::{SolverSpec, SolverSpecBuilder, StepSizing, DEFAULT_MAX_STEPS};
 pub use state::State;
 pub use system::{Dual, GenericSystem, OdeSystem, WithJacobian};
 pub use tableau::{

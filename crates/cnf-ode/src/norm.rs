@@ -156,8 +156,8 @@ pub(crate) struct Groups<T> {
     placed: Vec<Placed>,
     /// Components of each group inside the norm (samples, then the shared group).
     counts: Vec<T>,
-    acc5: Vec<T>,
-    acc3: Vec<T>,
+    acc_main: Vec<T>,
+    acc_aux: Vec<T>,
 }
 
 impl<T: Float> Groups<T> {
@@ -206,8 +206,8 @@ impl<T: Float> Groups<T> {
         Ok(Self {
             placed,
             counts,
-            acc5: vec![T::zero(); b + 1],
-            acc3: vec![T::zero(); b + 1],
+            acc_main: vec![T::zero(); b + 1],
+            acc_aux: vec![T::zero(); b + 1],
         })
     }
 
@@ -215,12 +215,12 @@ impl<T: Float> Groups<T> {
     /// the square of Hairer's unnormalised norm `sqrt(sum v_i)` when there is one group.
     pub(crate) fn sum_sq(&mut self, norm: Range<usize>, sq: impl Fn(usize) -> T) -> T {
         let n: T = crate::util::cast(norm.len() as f64);
-        self.acc5.fill(T::zero());
-        let acc = &mut self.acc5;
+        self.acc_main.fill(T::zero());
+        let acc = &mut self.acc_main;
         for_each_in(&self.placed, norm, &mut |i, g| acc[g] = acc[g] + sq(i));
         // acc_g (n / n_g) of the group with the largest mean: exactly the sum with one group.
         let (mut worst, mut at) = (T::zero(), None);
-        for (g, (&a, &c)) in self.acc5.iter().zip(&self.counts).enumerate() {
+        for (g, (&a, &c)) in self.acc_main.iter().zip(&self.counts).enumerate() {
             if c != T::zero() {
                 let v = a / c;
                 if at.is_none() || v.is_nan() || v > worst {
@@ -228,38 +228,38 @@ impl<T: Float> Groups<T> {
                 }
             }
         }
-        at.map_or(T::zero(), |g| self.acc5[g] * (n / self.counts[g]))
+        at.map_or(T::zero(), |g| self.acc_main[g] * (n / self.counts[g]))
     }
 
-    /// The step's error norm from the squared scaled errors `r5` (and `r3` for DOP853, empty
+    /// The step's error norm from the squared scaled errors `r5` (and `aux` for DOP853, empty
     /// otherwise) of the components `norm` (`r5[i - norm.start]` is component i's): the largest
     /// over the groups of Hairer's error of each group.
-    pub(crate) fn error(&mut self, h: T, norm: Range<usize>, r5: &[T], r3: &[T]) -> T {
+    pub(crate) fn error(&mut self, h: T, norm: Range<usize>, r5: &[T], aux: &[T]) -> T {
         let off = norm.start;
-        self.acc5.fill(T::zero());
-        let acc = &mut self.acc5;
+        self.acc_main.fill(T::zero());
+        let acc = &mut self.acc_main;
         for_each_in(&self.placed, norm.clone(), &mut |i, g| {
             acc[g] = acc[g] + r5[i - off]
         });
-        if r3.is_empty() {
-            return h.abs() * max_mean(&self.acc5, &self.counts).sqrt();
+        if aux.is_empty() {
+            return h.abs() * max_mean(&self.acc_main, &self.counts).sqrt();
         }
-        self.acc3.fill(T::zero());
-        let acc = &mut self.acc3;
+        self.acc_aux.fill(T::zero());
+        let acc = &mut self.acc_aux;
         for_each_in(&self.placed, norm, &mut |i, g| {
-            acc[g] = acc[g] + r3[i - off]
+            acc[g] = acc[g] + aux[i - off]
         });
-        // Per group: acc5 / sqrt(n (acc5 + 0.01 acc3)), as Hairer's DOP853 over the whole state.
+        // Per group: acc_main / sqrt(n (acc_main + 0.01 acc_aux)), as Hairer's DOP853 over the whole state.
         let mut worst = T::zero();
-        for ((&a5, &a3), &c) in self.acc5.iter().zip(&self.acc3).zip(&self.counts) {
+        for ((&a5, &a3), &c) in self.acc_main.iter().zip(&self.acc_aux).zip(&self.counts) {
             if c == T::zero() {
                 continue;
             }
-            let mut deno = a5 + crate::util::cast::<T>(0.01) * a3;
-            if deno <= T::zero() {
-                deno = T::one();
+            let mut denom = a5 + crate::util::cast::<T>(0.01) * a3;
+            if denom <= T::zero() {
+                denom = T::one();
             }
-            let e = h.abs() * a5 / (c * deno).sqrt();
+            let e = h.abs() * a5 / (c * denom).sqrt();
             if e.is_nan() {
                 return e;
             }

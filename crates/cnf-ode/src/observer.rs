@@ -5,7 +5,7 @@ use crate::solution::Stats;
 /// ends the step early ([`crate::Event`]), `t` is the event time and `y` the state there (before
 /// the action); `stages` stay those of the whole attempted step.
 #[derive(Debug)]
-pub struct Step<'a, T, S> {
+pub struct AcceptedStep<'a, T, S> {
     /// Start of the step.
     pub t_prev: T,
     /// End of the step.
@@ -25,7 +25,7 @@ pub struct Step<'a, T, S> {
 /// Receives every accepted step.
 pub trait Observer<T, S> {
     /// Called after each accepted step.
-    fn on_step(&mut self, step: &Step<'_, T, S>);
+    fn on_step(&mut self, step: &AcceptedStep<'_, T, S>);
     /// Asked after each `on_step`: true ends the solve at that step, with
     /// [`crate::StopReason::Observer`] (default: never).
     fn stop(&self) -> bool {
@@ -35,11 +35,11 @@ pub trait Observer<T, S> {
 
 /// No observer.
 impl<T, S> Observer<T, S> for () {
-    fn on_step(&mut self, _: &Step<'_, T, S>) {}
+    fn on_step(&mut self, _: &AcceptedStep<'_, T, S>) {}
 }
 
-impl<T, S, F: FnMut(&Step<'_, T, S>)> Observer<T, S> for F {
-    fn on_step(&mut self, step: &Step<'_, T, S>) {
+impl<T, S, F: FnMut(&AcceptedStep<'_, T, S>)> Observer<T, S> for F {
+    fn on_step(&mut self, step: &AcceptedStep<'_, T, S>) {
         self(step)
     }
 }

@@ -37,7 +37,7 @@ pub(crate) struct ArrayEngine<'m, M, T, S> {
     k: [S; MAX_STAGES],
     ytmp: S,
     ytmp2: S,
-    w64: [f64; MAX_STAGES],
+    dense_weights: [f64; MAX_STAGES],
     k0_valid: bool,
     dense_ready: bool,
     nfe: usize,
@@ -53,7 +53,7 @@ impl<'m, M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'m, M, T, S> {
             k: [*y0; MAX_STAGES],
             ytmp: *y0,
             ytmp2: *y0,
-            w64: [0.0; MAX_STAGES],
+            dense_weights: [0.0; MAX_STAGES],
             k0_valid: false,
             dense_ready: false,
             nfe: 0,
@@ -281,25 +281,44 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
     #[inline(always)]
     pub(crate) fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
         let tab = self.method.tableau();
-        let (e5, e3): (&[f64], &[f64]) = match tab.error {
+        let (err_main, err_aux): (&[f64], &[f64]) = match tab.error {
             ErrorEstimate::None => (&[], &[]),
             ErrorEstimate::Embedded(e) => (e, &[]),
-            ErrorEstimate::Dop853 { e5, e3 } => (e5, e3),
+            ErrorEstimate::Dop853 {
+                e5: err_main,
+                e3: err_aux,
+            } => (err_main, err_aux),
         };
         let range = tol.norm_range();
         let s = tab.stages();
-        sum_row::<T, S, MAX_STAGES>(self.ytmp.as_mut_slice(), e5, &self.k[..s], Self::UNROLL);
-        let r3 = if e3.is_empty() {
+        sum_row::<T, S, MAX_STAGES>(
+            self.ytmp.as_mut_slice(),
+            err_main,
+            &self.k[..s],
+            Self::UNROLL,
+        );
+        let aux = if err_aux.is_empty() {
             None
         } else {
-            sum_row::<T, S, MAX_STAGES>(self.ytmp2.as_mut_slice(), e3, &self.k[..s], Self::UNROLL);
+            sum_row::<T, S, MAX_STAGES>(
+                self.ytmp2.as_mut_slice(),
+                err_aux,
+                &self.k[..s],
+                Self::UNROLL,
+            );
             Some(&mut self.ytmp2.as_mut_slice()[range.clone()])
         };
         let (y, y_new) = (
             &y.as_slice()[range.clone()],
             &y_new.as_slice()[range.clone()],
         );
-        error_of(h, (y, y_new), tol, &mut self.ytmp.as_mut_slice()[range], r3)
+        error_of(
+            h,
+            (y, y_new),
+            tol,
+            &mut self.ytmp.as_mut_slice()[range],
+            aux,
+        )
     }
 }
 
@@ -396,11 +415,11 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
         let n = self.method.tableau().dense_stages();
         (self.method.tableau().dense.weights)(
             theta.to_f64().unwrap_or(f64::NAN),
-            &mut self.w64[..n],
+            &mut self.dense_weights[..n],
         );
         let out_s = out.as_mut_slice();
         out_s.copy_from_slice(y.as_slice());
-        for (wj, kj) in self.w64[..n].iter().zip(&self.k) {
+        for (wj, kj) in self.dense_weights[..n].iter().zip(&self.k) {
             if *wj != 0.0 {
                 let f = h * cast::<T>(*wj);
                 for (o, &kv) in out_s.iter_mut().zip(kj.as_slice()) {

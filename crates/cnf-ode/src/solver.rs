@@ -9,7 +9,7 @@ use crate::event::{Cut, Detector, Event, StopReason};
 use crate::jacobian::Sparsity;
 use crate::method::{Method, OdeMethod, Scheme};
 use crate::norm::ErrorNorm;
-use crate::observer::{Observer, Step};
+use crate::observer::{AcceptedStep, Observer};
 use crate::options::{Options, Tolerance, Tolerances};
 use crate::rosenbrock::RosenbrockStepper;
 use crate::small::{self, ArrayEngine};
@@ -803,7 +803,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
             dense.push(h, t_new, self.engine.dense_vectors().0, y_new);
         }
         let work = self.engine.work();
-        observer.on_step(&Step {
+        observer.on_step(&AcceptedStep {
             t_prev: self.t,
             t: t_new,
             y_prev: y,

@@ -12,7 +12,7 @@ use crate::solver::Solver;
 
 /// How a [`SolverSpec`] chooses its steps.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Steps<T> {
+pub enum StepSizing<T> {
     /// Exactly this many equal steps (any method).
     Fixed(usize),
     /// Error-controlled steps (methods with an error estimate).
@@ -55,7 +55,7 @@ pub enum Steps<T> {
 )]
 pub struct SolverSpec<T> {
     method: Method,
-    steps: Steps<T>,
+    steps: StepSizing<T>,
     max_steps: usize,
     /// `None`: the tableau's ([`crate::Tableau::controller`]).
     controller: Option<PiParams>,
@@ -108,8 +108,8 @@ impl<T: Float> SolverSpec<T> {
             .per_sample_norm(self.per_sample);
         b.controller = self.controller;
         match &self.steps {
-            Steps::Fixed(n) => b = b.fixed_steps(*n),
-            Steps::Adaptive { rtol, atol } => b = b.rtol(rtol.clone()).atol(atol.clone()),
+            StepSizing::Fixed(n) => b = b.fixed_steps(*n),
+            StepSizing::Adaptive { rtol, atol } => b = b.rtol(rtol.clone()).atol(atol.clone()),
         }
         b
     }
@@ -119,14 +119,14 @@ impl<T: Float> SolverSpec<T> {
         self.method
     }
     /// Fixed steps or adaptive tolerances.
-    pub fn steps(&self) -> &Steps<T> {
+    pub fn steps(&self) -> &StepSizing<T> {
         &self.steps
     }
     /// `Some(n)` for n fixed steps.
     pub fn fixed_steps(&self) -> Option<usize> {
         match self.steps {
-            Steps::Fixed(n) => Some(n),
-            Steps::Adaptive { .. } => None,
+            StepSizing::Fixed(n) => Some(n),
+            StepSizing::Adaptive { .. } => None,
         }
     }
     /// Step budget (accepted plus rejected steps) of an adaptive solve.
@@ -170,8 +170,8 @@ impl<T: Float> SolverSpec<T> {
             .max_steps(self.max_steps)
             .controller(PiController::from_params(self.controller()));
         match &self.steps {
-            Steps::Fixed(n) => s.fixed_steps(*n),
-            Steps::Adaptive { rtol, atol } => s.rtol(rtol.clone()).atol(atol.clone()),
+            StepSizing::Fixed(n) => s.fixed_steps(*n),
+            StepSizing::Adaptive { rtol, atol } => s.rtol(rtol.clone()).atol(atol.clone()),
         }
     }
 
@@ -198,8 +198,8 @@ impl<T: Float> SolverSpec<T> {
     pub fn check_error_penalty(&self, method: &Differentiation<T>) -> Result<(), PenaltyRefusal> {
         PenaltyRefusal::check(self.method.scheme(), method)?;
         match self.steps {
-            Steps::Fixed(_) => Err(PenaltyRefusal::FixedSteps),
-            Steps::Adaptive { .. } => Ok(()),
+            StepSizing::Fixed(_) => Err(PenaltyRefusal::FixedSteps),
+            StepSizing::Adaptive { .. } => Ok(()),
         }
     }
 
@@ -217,8 +217,8 @@ impl<T: Float> SolverSpec<T> {
             .per_sample_norm(self.per_sample);
         b.controller = self.controller;
         match &self.steps {
-            Steps::Fixed(n) => b = b.fixed_steps(*n),
-            Steps::Adaptive { rtol, atol } => b = b.rtol(conv(rtol)).atol(conv(atol)),
+            StepSizing::Fixed(n) => b = b.fixed_steps(*n),
+            StepSizing::Adaptive { rtol, atol } => b = b.rtol(conv(rtol)).atol(conv(atol)),
         }
         b.build()
     }
@@ -293,7 +293,7 @@ impl<T: Float> SolverSpecBuilder<T> {
                     value: 0.0,
                 })
             }
-            Some(n) => Steps::Fixed(n),
+            Some(n) => StepSizing::Fixed(n),
             None => {
                 if !self.method.is_adaptive() {
                     return Err(OdeError::NotAdaptive {
@@ -302,7 +302,7 @@ impl<T: Float> SolverSpecBuilder<T> {
                 }
                 check_tolerance("rtol", &self.rtol)?;
                 check_tolerance("atol", &self.atol)?;
-                Steps::Adaptive {
+                StepSizing::Adaptive {
                     rtol: self.rtol,
                     atol: self.atol,
                 }
@@ -333,7 +333,7 @@ mod serde_impl {
     use num_traits::Float;
     use serde::{Deserialize, Serialize};
 
-    use super::{SolverSpec, Steps};
+    use super::{SolverSpec, StepSizing};
     use crate::controller::PiParams;
     use crate::method::Method;
     use crate::options::Tolerance;
@@ -423,8 +423,8 @@ mod serde_impl {
     impl<T> From<SolverSpec<T>> for RawSpec<T> {
         fn from(s: SolverSpec<T>) -> Self {
             let (steps, rtol, atol) = match s.steps {
-                Steps::Fixed(n) => (Some(n), None, None),
-                Steps::Adaptive { rtol, atol } => (None, Some(raw(rtol)), Some(raw(atol))),
+                StepSizing::Fixed(n) => (Some(n), None, None),
+                StepSizing::Adaptive { rtol, atol } => (None, Some(raw(rtol)), Some(raw(atol))),
             };
             RawSpec {
                 method: s.method,
@@ -495,7 +495,7 @@ mod tests {
         assert_eq!(s.controller(), PiParams::DOPRI5);
         assert_eq!(
             s.steps(),
-            &Steps::Adaptive {
+            &StepSizing::Adaptive {
                 rtol: Tolerance::Scalar(1e-5),
                 atol: Tolerance::Scalar(1e-7)
             }

@@ -1,7 +1,7 @@
 //! Adaptive stepping, output times, states, directions and precisions.
 mod common;
 
-use cnf_ode::{Batch, Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Stats, Step, Tsit5};
+use cnf_ode::{AcceptedStep, Batch, Bs3, Dop853, Dopri5, Rk4, RkMethod, Solver, Stats, Tsit5};
 use cnf_testkit::problems::{lorenz_rhs, KEPLER, LORENZ};
 use common::{max_abs_diff, Linear};
 use nalgebra::{DVector, SVector};
@@ -215,7 +215,7 @@ fn output_times_are_accurate_and_do_not_change_steps() {
 fn last_step_lands_exactly_on_t_end() {
     for m in adaptive() {
         let mut last_t = f64::NAN;
-        let mut observer = |s: &Step<'_, f64, [f64; 4]>| last_t = s.t;
+        let mut observer = |s: &AcceptedStep<'_, f64, [f64; 4]>| last_t = s.t;
         let t_end = KEPLER.t_end;
         let sol = Solver::new(m.tableau())
             .rtol(1e-6)
@@ -231,7 +231,7 @@ fn last_step_lands_exactly_on_t_end() {
 fn fixed_steps_take_exactly_n_steps() {
     let mut count = 0;
     let mut last_t = f64::NAN;
-    let mut observer = |s: &Step<'_, f64, [f64; 3]>| {
+    let mut observer = |s: &AcceptedStep<'_, f64, [f64; 3]>| {
         count += 1;
         last_t = s.t;
     };

@@ -1,7 +1,8 @@
 //! The step controller is a type parameter of `Solver`: the default comes with the tableau, a
 //! second controller and a user's own controller plug in through `StepController`.
 use cnf_ode::{
-    Dop853, Dopri5, IController, PiController, PiParams, Solver, Step, StepController, Tsit5,
+    AcceptedStep, Dop853, Dopri5, IController, PiController, PiParams, Solver, StepController,
+    Tsit5,
 };
 
 /// Step sizes of the accepted steps of y' = -y on [0, 10] from a tiny first step.
@@ -13,7 +14,7 @@ fn accepted_steps<C: StepController<f64> + Clone>(solver: &Solver<Dop853, f64, C
             0.0,
             10.0,
             &[1.0],
-            &mut |s: &Step<'_, f64, [f64; 1]>| hs.push(s.t - s.t_prev),
+            &mut |s: &AcceptedStep<'_, f64, [f64; 1]>| hs.push(s.t - s.t_prev),
         )
         .unwrap();
     hs

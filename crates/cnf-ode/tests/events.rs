@@ -3,7 +3,7 @@
 use std::f64::consts::PI;
 
 use cnf_ode::{
-    Bs3, Direction, Dop853, Dopri5, Event, Method, Observer, OdeError, Rk4, Solver, Step,
+    AcceptedStep, Bs3, Direction, Dop853, Dopri5, Event, Method, Observer, OdeError, Rk4, Solver,
     StopReason, Tsit5, SIGN_CHECKS,
 };
 use proptest::prelude::*;
@@ -578,7 +578,7 @@ struct StopAfter {
 }
 
 impl Observer<f64, Vec<f64>> for StopAfter {
-    fn on_step(&mut self, step: &Step<'_, f64, Vec<f64>>) {
+    fn on_step(&mut self, step: &AcceptedStep<'_, f64, Vec<f64>>) {
         self.seen += 1;
         self.last_t = step.t;
     }

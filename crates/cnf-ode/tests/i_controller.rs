@@ -13,7 +13,7 @@
 //!   u = ln(h / h*), whose fixed point is h* 0.9^(1/0.65) ~ 0.850 h*, approached by a factor
 //!   ~0.53 per step: it needs more steps from a small first step, and its steady steps are
 //!   0.9^(1 - 1/0.65) ~ 1/1.058 of the I controller's.
-use cnf_ode::{Dopri5, PiController, PiParams, Solver, Step};
+use cnf_ode::{AcceptedStep, Dopri5, PiController, PiParams, Solver};
 
 /// Hairer's DOPRI5 nodes and error weights e = b - b_hat (dopri5.f: C2..C7, E1..E7).
 const C: [f64; 7] = [0.0, 0.2, 0.3, 0.8, 8.0 / 9.0, 1.0, 1.0];
@@ -45,7 +45,7 @@ fn steps(p: PiParams, h_star: f64, h0: f64, t1: f64) -> (Vec<f64>, usize) {
             0.0,
             t1,
             &[0.0],
-            &mut |s: &Step<'_, f64, [f64; 1]>| hs.push(s.t - s.t_prev),
+            &mut |s: &AcceptedStep<'_, f64, [f64; 1]>| hs.push(s.t - s.t_prev),
         )
         .unwrap();
     assert!((sol.y[0] - t1.powi(5) / 5.0).abs() < 1e-12 * t1.powi(5));

@@ -15,7 +15,7 @@ fn invariants(y: &[f64; 4]) -> (f64, f64) {
 fn kepler_invariants_drift_little() {
     let (e0, l0) = invariants(&KEPLER.y0);
     let mut worst = (0.0f64, 0.0f64);
-    let mut obs = |s: &cnf_ode::Step<'_, f64, [f64; 4]>| {
+    let mut obs = |s: &cnf_ode::AcceptedStep<'_, f64, [f64; 4]>| {
         let (e, l) = invariants(s.y);
         worst = (
             worst.0.max(((e - e0) / e0).abs()),

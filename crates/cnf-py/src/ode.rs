@@ -1,7 +1,7 @@
 //! `solve`: cnf-ode's solvers on a Python right-hand side `f(t, y) -> dy/dt`, for the
 //! `solve_ivp`-like wrapper in `cnf_rs.ode`. The solve runs with the GIL released; each
 //! evaluation of `f` takes it back for the call.
-use cnf_ode::{OdeError, SolverSpec, Stats, Step};
+use cnf_ode::{AcceptedStep, OdeError, SolverSpec, Stats};
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -109,7 +109,7 @@ pub fn solve<'py>(
                 dy.fill(f64::NAN);
             }
         };
-        let mut record = |s: &Step<'_, f64, Vec<f64>>| {
+        let mut record = |s: &AcceptedStep<'_, f64, Vec<f64>>| {
             if every_step {
                 ts.push(s.t);
                 ys.extend_from_slice(s.y);

@@ -151,9 +151,9 @@ pub fn dopri5_by_hand<const N: usize>(
         }
         let err = h.abs() * (acc / N as f64).sqrt();
 
-        let fac11 = err.powf(EXPO);
+        let err_pow = err.powf(EXPO);
         if err <= 1.0 {
-            let mut h_new = h / (fac11 / prev_pow / SAFETY).clamp(UP, DOWN);
+            let mut h_new = h / (err_pow / prev_pow / SAFETY).clamp(UP, DOWN);
             if rejected_last {
                 h_new = h_new.min(h);
             }
@@ -170,7 +170,7 @@ pub fn dopri5_by_hand<const N: usize>(
         } else {
             rejected_last = true;
             counts.rejected += 1;
-            h /= DOWN.min(fac11 / SAFETY);
+            h /= DOWN.min(err_pow / SAFETY);
         }
     }
 }

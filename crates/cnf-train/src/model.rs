@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use cnf_field::{Mlp, MlpConfig, Real};
 use cnf_flow::Cnf;
 pub use cnf_ode::Method;
-use cnf_ode::{OdeError, PenaltyRefusal, SolverSpec, Steps, Tolerance};
+use cnf_ode::{OdeError, PenaltyRefusal, SolverSpec, StepSizing, Tolerance};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{ColumnSelection, ContextColumns, HeaderMode, Standardizer, Table};
@@ -110,7 +110,7 @@ pub fn check_solver_precision(
     if let Err(e) = cnf_flow::check_method(spec.method()) {
         return Err(TrainError::Invalid(format!("{source}method: {e}")));
     }
-    let Steps::Adaptive { rtol, atol } = spec.steps() else {
+    let StepSizing::Adaptive { rtol, atol } = spec.steps() else {
         return Ok(());
     };
     if precision != Precision::F32 {
@@ -151,8 +151,8 @@ pub fn describe_solver(spec: &SolverSpec<f64>) -> String {
         Tolerance::PerComponent(vs) => format!("{vs:?}"),
     };
     match spec.steps() {
-        Steps::Fixed(n) => format!("{} with {n} steps", spec.method()),
-        Steps::Adaptive { rtol, atol } => format!(
+        StepSizing::Fixed(n) => format!("{} with {n} steps", spec.method()),
+        StepSizing::Adaptive { rtol, atol } => format!(
             "{} rtol {} atol {}{}",
             spec.method(),
             tol(rtol),
@@ -172,13 +172,13 @@ pub fn describe_solver(spec: &SolverSpec<f64>) -> String {
 /// from the defaults. Reading validates through the spec's builder; messages name the field
 /// (`solver.rtol must be positive and finite, got -1`).
 mod solver_block {
-    use cnf_ode::{Method, PiParams, SolverSpec, Steps, Tolerance};
+    use cnf_ode::{Method, PiParams, SolverSpec, StepSizing, Tolerance};
     use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 
     use super::{solver_error, MAX_STEPS, SOLVER_MAX_STEPS};
 
     #[derive(Serialize, Deserialize)]
-    struct Block {
+    struct RawSolver {
         method: Method,
         #[serde(default)]
         steps: Option<usize>,
@@ -202,10 +202,10 @@ mod solver_block {
             )),
         };
         let (steps, rtol, atol) = match spec.steps() {
-            Steps::Fixed(n) => (Some(*n), None, None),
-            Steps::Adaptive { rtol, atol } => (None, Some(scalar(rtol)?), Some(scalar(atol)?)),
+            StepSizing::Fixed(n) => (Some(*n), None, None),
+            StepSizing::Adaptive { rtol, atol } => (None, Some(scalar(rtol)?), Some(scalar(atol)?)),
         };
-        Block {
+        RawSolver {
             method: spec.method(),
             steps,
             rtol,
@@ -218,7 +218,7 @@ mod solver_block {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SolverSpec<f64>, D::Error> {
-        let b = Block::deserialize(d)?;
+        let b = RawSolver::deserialize(d)?;
         let bad = |m: String| D::Error::custom(m);
         let per_sample = match b.error_norm.as_deref() {
             None | Some("rms") => false,

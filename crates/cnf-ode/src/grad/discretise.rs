@@ -8,7 +8,7 @@ use crate::controller::StepController;
 use crate::engine::{Engine, Reverse};
 use crate::error::{num, OdeError};
 use crate::method::{OdeMethod, Scheme};
-use crate::observer::Step;
+use crate::observer::AcceptedStep;
 use crate::options::Tolerances;
 use crate::solution::Stats;
 use crate::solver::Solver;
@@ -55,7 +55,7 @@ where
     };
     let mut steps: Vec<(T, T)> = Vec::new();
     let mut tape: Vec<T> = Vec::new();
-    let mut record = |st: &Step<'_, T, Vec<T>>| {
+    let mut record = |st: &AcceptedStep<'_, T, Vec<T>>| {
         let i = steps.len();
         steps.push((st.t_prev, st.t - st.t_prev));
         match every {

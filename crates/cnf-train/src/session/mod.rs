@@ -40,7 +40,7 @@ mod train;
 use std::path::{Path, PathBuf};
 
 use cnf_field::{Activation, Mlp, MlpConfig, VectorField};
-use cnf_ode::{SolverSpec, Steps, Tolerance};
+use cnf_ode::{SolverSpec, StepSizing, Tolerance};
 
 pub use any_model::{
     AnyModel, DensitySink, LoadedFlow, SampleReport, DENSITY_CHUNK, GIVEN_ROW, SOLVE_POINTS,
@@ -107,8 +107,8 @@ impl SolverOverrides {
     pub fn apply(&self, base: &SolverSpec<f64>) -> Result<SolverSpec<f64>, TrainError> {
         let method = self.method.unwrap_or(base.method());
         let tolerances = |s: &SolverSpec<f64>| match s.steps() {
-            Steps::Adaptive { rtol, atol } => Some((rtol.clone(), atol.clone())),
-            Steps::Fixed(_) => None,
+            StepSizing::Adaptive { rtol, atol } => Some((rtol.clone(), atol.clone())),
+            StepSizing::Fixed(_) => None,
         };
         let (rtol, atol) = tolerances(base)
             .or_else(|| tolerances(&default_solver()))
