@@ -61,11 +61,18 @@ impl Scheme {
 pub trait OdeMethod {
     /// What the method is.
     fn scheme(&self) -> Scheme;
+    /// The method as an explicit Runge-Kutta method for [`crate::Solver::solve_small`]'s array
+    /// engine: the method itself for the unit types (a constant tableau the compiler unrolls),
+    /// the run-time tableau of an explicit [`Method`]; `None` for the other schemes.
+    fn explicit(&self) -> Option<impl RkMethod + '_>;
 }
 
 impl<M: RkMethod> OdeMethod for M {
     fn scheme(&self) -> Scheme {
         Scheme::Explicit(self.tableau())
+    }
+    fn explicit(&self) -> Option<impl RkMethod + '_> {
+        Some(self)
     }
 }
 
@@ -203,6 +210,9 @@ impl Method {
 impl OdeMethod for Method {
     fn scheme(&self) -> Scheme {
         Method::scheme(*self)
+    }
+    fn explicit(&self) -> Option<impl RkMethod + '_> {
+        self.tableau()
     }
 }
 

@@ -7,7 +7,7 @@ use crate::engine::Engine;
 use crate::error::{num, OdeError};
 use crate::event::{Cut, Detector, Event, StopReason};
 use crate::jacobian::Sparsity;
-use crate::method::{Method, OdeMethod, Scheme};
+use crate::method::{OdeMethod, Scheme};
 use crate::norm::ErrorNorm;
 use crate::observer::{AcceptedStep, Observer};
 use crate::options::{Options, Tolerance, Tolerances};
@@ -403,13 +403,15 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
     }
 }
 
-impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
+impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
     /// As [`Solver::solve_system`] for small states that are `Copy`: `[T; N]`, nalgebra's
     /// `SVector` (feature `nalgebra`), small structs of your own. The stage buffers are an array
     /// inside the engine (no heap buffers, no indirection) and, when the method is a unit type
     /// such as [`crate::Dopri5`] or [`crate::Rk4`] (not a `&'static Tableau` or a
     /// [`crate::Method`] chosen at run time), its tableau is a constant the compiler unrolls the
-    /// stage loops over, so a few-component state can stay in registers. Same steps and results
+    /// stage loops over, so a few-component state can stay in registers. A [`crate::Method`]
+    /// chosen at run time runs its explicit methods on the same engine with the tableau read at
+    /// run time, and the stiff ones on the general path. Same steps and results
     /// as [`Solver::solve_system`] (the same arithmetic in the same order), output times, dense
     /// output and error norms included; the generic path stays the one for large and batched
     /// states.
@@ -439,7 +441,7 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         F: OdeSystem<T, S>,
         C: StepController<T> + Clone,
     {
-        self.solve_small_observed(sys, t0, t1, y0, &mut ())
+        self.solve_small_with_events(sys, t0, t1, y0, Vec::new(), &mut ())
     }
 
     /// As [`Solver::solve_small`], calling `observer` after every accepted step.
@@ -460,63 +462,33 @@ impl<M: RkMethod, T: Float, C> Solver<M, T, C> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T> + Clone,
     {
-        let tab = self.method.tableau();
-        if !small::fits(tab) {
-            return self.drive(
-                sys,
-                t0,
-                t1,
-                y0,
-                observer,
-                |y0| Engine::new(tab, y0),
-                Vec::new(),
-            );
-        }
-        let method = &self.method;
-        self.drive(
-            sys,
-            t0,
-            t1,
-            y0,
-            observer,
-            |y0| ArrayEngine::new(method, y0),
-            Vec::new(),
-        )
+        self.solve_small_with_events(sys, t0, t1, y0, Vec::new(), observer)
     }
-}
 
-/// [`Method`] chosen at run time: the explicit methods on the array engine with the tableau
-/// read at run time (as a `&'static Tableau`), the stiff ones on the general path.
-impl<T: Float, C> Solver<Method, T, C> {
-    /// As [`Solver::solve_system`] for small `Copy` states (see the generic `solve_small`).
+    /// As [`Solver::solve_system_with_events`] for small `Copy` states, on the engine of
+    /// [`Solver::solve_small`].
+    ///
+    /// ```
+    /// use cnf_ode::{Direction, Dopri5, Event, Solver};
+    /// // A ball dropped from 1 m: y = 1 - g t^2 / 2 reaches the ground at sqrt(2 / g).
+    /// let g = 9.81;
+    /// let mut fall = |_t: f64, y: &[f64; 2], dy: &mut [f64; 2]| *dy = [y[1], -g];
+    /// let ground = vec![Event::new(|_t, y: &[f64]| y[0]).direction(Direction::Down).terminal(1)];
+    /// let sol = Solver::new(Dopri5).rtol(1e-10).atol(1e-12)
+    ///     .solve_small_with_events(&mut fall, 0.0, 10.0, &[1.0, 0.0], ground, &mut ())?;
+    /// assert!((sol.t - (2.0 / g).sqrt()).abs() < 1e-10);
+    /// # Ok::<(), cnf_ode::OdeError>(())
+    /// ```
     ///
     /// # Errors
-    /// As [`Solver::solve`].
-    pub fn solve_small<S, F>(
+    /// As [`Solver::solve_with_events`].
+    pub fn solve_small_with_events<S, F, O>(
         &self,
         sys: &mut F,
         t0: T,
         t1: T,
         y0: &S,
-    ) -> Result<Solution<T, S>, OdeError>
-    where
-        S: State<T> + Copy,
-        F: OdeSystem<T, S>,
-        C: StepController<T> + Clone,
-    {
-        self.solve_small_observed(sys, t0, t1, y0, &mut ())
-    }
-
-    /// As [`Solver::solve_small`], calling `observer` after every accepted step.
-    ///
-    /// # Errors
-    /// As [`Solver::solve`].
-    pub fn solve_small_observed<S, F, O>(
-        &self,
-        sys: &mut F,
-        t0: T,
-        t1: T,
-        y0: &S,
+        events: Vec<Event<'_, T, S>>,
         observer: &mut O,
     ) -> Result<Solution<T, S>, OdeError>
     where
@@ -525,17 +497,17 @@ impl<T: Float, C> Solver<Method, T, C> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T> + Clone,
     {
-        match self.method.tableau() {
-            Some(tab) if small::fits(tab) => self.drive(
+        match self.method.explicit() {
+            Some(m) if small::fits(m.tableau()) => self.drive(
                 sys,
                 t0,
                 t1,
                 y0,
                 observer,
-                |y0| ArrayEngine::new(&tab, y0),
-                Vec::new(),
+                |y0| ArrayEngine::new(&m, y0),
+                events,
             ),
-            _ => self.solve_system_observed(sys, t0, t1, y0, observer),
+            _ => self.solve_events_observed(sys, t0, t1, y0, events, observer),
         }
     }
 }

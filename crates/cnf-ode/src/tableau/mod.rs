@@ -129,6 +129,14 @@ impl RkMethod for &'static Tableau {
     }
 }
 
+/// A borrowed method is the method (its tableau, still a constant for the unit types).
+impl<M: RkMethod> RkMethod for &M {
+    #[inline(always)]
+    fn tableau(&self) -> &'static Tableau {
+        (**self).tableau()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
