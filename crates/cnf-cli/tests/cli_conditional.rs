@@ -37,6 +37,11 @@ fn trained(data: &Path, out: &Path, extra: &[&str]) -> String {
     err
 }
 
+/// `cnf sample --model MODEL -n N --given GIVEN` as arguments.
+fn sample_args<'a>(model: &'a Path, n: &'a str, given: &'a Path) -> [&'a str; 7] {
+    ["sample", "--model", s(model), "-n", n, "--given", s(given)]
+}
+
 #[test]
 fn train_sample_density_eval_and_resume_a_conditional_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,15 +64,7 @@ fn train_sample_density_eval_and_resume_a_conditional_model() {
     // One given row: -n rows of the modelled columns under their names.
     let one = dir.path().join("one.csv");
     std::fs::write(&one, "x_2,x_1\n0.1,0.3\n").unwrap();
-    let out = ok(&[
-        "sample",
-        "--model",
-        s(&model),
-        "-n",
-        "5",
-        "--given",
-        s(&one),
-    ]);
+    let out = ok(&sample_args(&model, "5", &one));
     let (header, rows) = parse_csv(&out);
     assert_eq!(header, ["theta_1", "theta_2"]);
     assert_eq!(rows.len(), 5);
@@ -78,15 +75,7 @@ fn train_sample_density_eval_and_resume_a_conditional_model() {
     // from one of 5).
     let three = dir.path().join("three.csv");
     std::fs::write(&three, "x_1,x_2\n0.3,0.1\n-0.5,0.2\n0.0,0.0\n").unwrap();
-    let out3 = ok(&[
-        "sample",
-        "--model",
-        s(&model),
-        "-n",
-        "5",
-        "--given",
-        s(&three),
-    ]);
+    let out3 = ok(&sample_args(&model, "5", &three));
     let (header, rows3) = parse_csv(&out3);
     assert_eq!(header, ["given_row", "theta_1", "theta_2"]);
     assert_eq!(rows3.len(), 15);
@@ -197,15 +186,7 @@ fn flow_matching_trains_conditionally_with_independent_pairs() {
     assert_eq!(c["columns"], serde_json::json!(["theta_1", "theta_2"]));
     let one = dir.path().join("one.csv");
     std::fs::write(&one, "x_1,x_2\n0.3,0.1\n").unwrap();
-    let (_, rows) = parse_csv(&ok(&[
-        "sample",
-        "--model",
-        s(&model),
-        "-n",
-        "3",
-        "--given",
-        s(&one),
-    ]));
+    let (_, rows) = parse_csv(&ok(&sample_args(&model, "3", &one)));
     assert_eq!(rows.len(), 3);
     ok(&[
         "train",
@@ -252,7 +233,7 @@ fn bad_conditional_input_gets_one_line_errors() {
         std::fs::write(&p, text).unwrap();
         p
     };
-    let sample = |g: &Path| fails(&["sample", "--model", s(&model), "-n", "2", "--given", s(g)]);
+    let sample = |g: &Path| fails(&sample_args(&model, "2", g));
     let e = fails(&["sample", "--model", s(&model), "-n", "2"]);
     assert!(
         e.contains("conditional on x_1, x_2") && e.contains("--given"),
@@ -266,15 +247,7 @@ fn bad_conditional_input_gets_one_line_errors() {
     assert!(e.contains("not finite"), "{e}");
     // Far outside the training range: a warning naming the column, and the draws.
     let far = given("far.csv", "x_1,x_2\n0.1,25\n");
-    let o = cnf(&[
-        "sample",
-        "--model",
-        s(&model),
-        "-n",
-        "2",
-        "--given",
-        s(&far),
-    ]);
+    let o = cnf(&sample_args(&model, "2", &far));
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -302,14 +275,6 @@ fn bad_conditional_input_gets_one_line_errors() {
     // An unconditional model refuses --given.
     let plain = dir.path().join("plain");
     ok(&strs(&tiny_train(&["--out", s(&plain)])));
-    let e = fails(&[
-        "sample",
-        "--model",
-        s(&plain),
-        "-n",
-        "2",
-        "--given",
-        s(&given("g.csv", "x_1,x_2\n0,0\n")),
-    ]);
+    let e = fails(&sample_args(&plain, "2", &given("g.csv", "x_1,x_2\n0,0\n")));
     assert!(e.contains("unconditional"), "{e}");
 }

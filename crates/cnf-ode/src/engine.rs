@@ -29,7 +29,7 @@ pub(crate) struct Engine<T, S> {
     ytmp: S,
     /// Scratch for the second error estimate (DOP853).
     ytmp2: S,
-    w64: Vec<f64>,
+    dense_weights: Vec<f64>,
     /// k[0] holds f(t, y) for the current (t, y).
     k0_valid: bool,
     /// Dense-output stages of the last step are computed.
@@ -206,39 +206,136 @@ pub(crate) fn error_of<T: Float>(
     }
 }
 
-impl<T: Float, S: State<T>> Stepper<T, S> for Engine<T, S> {
+/// The state an explicit Runge-Kutta engine carries between calls, borrowed at once.
+pub(crate) struct RkParts<'a, S> {
+    /// Stage derivatives, laid out as [`Engine::k`].
+    pub(crate) k: &'a mut [S],
+    /// Scratch for the continuous extension's weights.
+    pub(crate) dense_weights: &'a mut [f64],
+    /// k[0] holds f(t, y) for the current (t, y).
+    pub(crate) k0_valid: &'a mut bool,
+    /// Dense-output stages of the last step are computed.
+    pub(crate) dense_ready: &'a mut bool,
+    /// Right-hand-side evaluations so far.
+    pub(crate) nfe: &'a mut usize,
+}
+
+/// An explicit Runge-Kutta engine. The general [`Engine`] and the array engine of
+/// `Solver::solve_small` differ only in how they store the stages and run the stage
+/// arithmetic (`step`, `error_norm`, `prepare_dense`); the first stage, the carry-over between
+/// steps, interpolation and the stepper contract are written once, here.
+pub(crate) trait RkEngine<T: Float, S: State<T>> {
+    /// The method's tableau.
+    fn tab(&self) -> &'static Tableau;
+    /// The stage derivatives.
+    fn k(&self) -> &[S];
+    /// Right-hand-side evaluations so far.
+    fn nfe(&self) -> usize;
+    /// The carried state, mutably.
+    fn parts(&mut self) -> RkParts<'_, S>;
+    /// One step of size h from (t, y) into y_new. Leaves the stages in `k`.
+    fn step<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &mut S);
+    /// Scaled RMS norm of the local error estimate of the last step (Hairer's), over the
+    /// components the tolerances select. Uses the scratch buffers, so call it right after
+    /// `step`.
+    fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T;
+    /// Computes the stages the continuous extension of the last (accepted) step needs beyond
+    /// the main ones, once per step.
+    fn prepare_dense<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &S);
+
+    /// f(t, y) into k[0] unless already there (FSAL or reused end derivative).
+    #[inline(always)]
+    fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) {
+        let p = self.parts();
+        if !*p.k0_valid {
+            sys.rhs(t, y, &mut p.k[0]);
+            *p.nfe += 1;
+            *p.k0_valid = true;
+        }
+    }
+
+    /// y(t + theta h) from the continuous extension of the last step (after `prepare_dense`).
+    fn interpolate(&mut self, theta: T, h: T, y: &S, out: &mut S) {
+        let tab = self.tab();
+        let n = tab.dense_stages();
+        let p = self.parts();
+        (tab.dense.weights)(
+            theta.to_f64().unwrap_or(f64::NAN),
+            &mut p.dense_weights[..n],
+        );
+        let out_s = out.as_mut_slice();
+        out_s.copy_from_slice(y.as_slice());
+        for (wj, kj) in p.dense_weights[..n].iter().zip(p.k.iter()) {
+            if *wj != 0.0 {
+                let f = h * cast::<T>(*wj);
+                for (o, &kv) in out_s.iter_mut().zip(kj.as_slice()) {
+                    *o = *o + f * kv;
+                }
+            }
+        }
+    }
+
+    /// The last step was accepted: carry f(t_new, y_new) over as the next first stage when it
+    /// is known (FSAL, or computed for dense output).
+    #[inline(always)]
+    fn accept(&mut self) {
+        let tab = self.tab();
+        let p = self.parts();
+        if tab.fsal || (*p.dense_ready && tab.dense.end_derivative) {
+            p.k.swap(0, tab.end_stage());
+            *p.k0_valid = true;
+        } else {
+            *p.k0_valid = false;
+        }
+        *p.dense_ready = false;
+    }
+
+    /// Forget the carried-over first stage: the next step starts from a state of its own (an
+    /// event's action, a checkpoint replayed by the reverse pass).
+    fn restart(&mut self) {
+        let p = self.parts();
+        *p.k0_valid = false;
+        *p.dense_ready = false;
+    }
+}
+
+/// An explicit Runge-Kutta engine behind the stepper contract.
+pub(crate) struct RkStepper<E>(pub(crate) E);
+
+impl<T: Float, S: State<T>, E: RkEngine<T, S>> Stepper<T, S> for RkStepper<E> {
     #[inline(always)]
     fn name(&self) -> &'static str {
-        self.tab.name
+        self.0.tab().name
     }
     #[inline(always)]
     fn order(&self) -> u32 {
-        self.tab.order
+        self.0.tab().order
     }
     #[inline(always)]
     fn error_order(&self) -> u32 {
-        self.tab.error_order
+        self.0.tab().error_order
     }
     #[inline(always)]
     fn is_adaptive(&self) -> bool {
-        self.tab.is_adaptive()
+        self.0.tab().is_adaptive()
     }
     #[inline(always)]
     fn work(&self) -> Stats {
         Stats {
-            nfe: self.nfe,
+            nfe: self.0.nfe(),
             ..Stats::default()
         }
     }
     #[inline(always)]
     fn add_nfe(&mut self, n: usize) {
-        self.nfe += n;
+        *self.0.parts().nfe += n;
     }
     #[inline(always)]
     fn derivative<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> (&S, &mut S) {
-        self.ensure_k0(sys, t, y);
+        self.0.ensure_k0(sys, t, y);
         // The end-derivative buffer is free between steps.
-        let (head, tail) = self.k.split_at_mut(self.tab.end_stage());
+        let end = self.0.tab().end_stage();
+        let (head, tail) = self.0.parts().k.split_at_mut(end);
         (&head[0], &mut tail[0])
     }
     #[inline(always)]
@@ -251,35 +348,36 @@ impl<T: Float, S: State<T>> Stepper<T, S> for Engine<T, S> {
         y_new: &mut S,
         tol: Option<&mut Tolerances<T>>,
     ) -> Attempt<T> {
-        Engine::step(self, sys, t, h, y, y_new);
+        RkEngine::step(&mut self.0, sys, t, h, y, y_new);
         let err = match tol {
-            Some(tol) => Engine::error_norm(self, h, y, y_new, tol),
+            Some(tol) => RkEngine::error_norm(&mut self.0, h, y, y_new, tol),
             None => T::zero(),
         };
         Attempt::Done { err }
     }
     #[inline(always)]
     fn stages(&self) -> &[S] {
-        &self.k[..self.tab.stages()]
+        &self.0.k()[..self.0.tab().stages()]
     }
     #[inline(always)]
     fn prepare_dense<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &S) {
-        Engine::prepare_dense(self, sys, t, h, y, y_new)
+        RkEngine::prepare_dense(&mut self.0, sys, t, h, y, y_new)
     }
     #[inline(always)]
     fn interpolate(&mut self, theta: T, h: T, y: &S, out: &mut S) {
-        Engine::interpolate(self, theta, h, y, out)
+        RkEngine::interpolate(&mut self.0, theta, h, y, out)
     }
     #[inline(always)]
     fn dense_vectors(&self) -> (&[S], Interpolant) {
-        (&self.k[..self.tab.dense_stages()], rk_interpolant(self.tab))
+        let tab = self.0.tab();
+        (&self.0.k()[..tab.dense_stages()], rk_interpolant(tab))
     }
     #[inline(always)]
     fn accept(&mut self) {
-        Engine::accept(self)
+        RkEngine::accept(&mut self.0)
     }
     fn restart(&mut self) {
-        Engine::restart(self)
+        RkEngine::restart(&mut self.0)
     }
 }
 
@@ -333,40 +431,40 @@ impl<T: Float, S: State<T>> Engine<T, S> {
             k: vec![y0.clone(); n_k],
             ytmp: y0.clone(),
             ytmp2: y0.clone(),
-            w64: vec![0.0; n_k],
+            dense_weights: vec![0.0; n_k],
             k0_valid: false,
             dense_ready: false,
             nfe: 0,
         }
     }
+}
 
-    /// Forget the carried-over first stage: the next step starts from a state of its own (a
-    /// checkpoint replayed by the reverse pass).
-    pub(crate) fn restart(&mut self) {
-        self.k0_valid = false;
-        self.dense_ready = false;
+impl<T: Float, S: State<T>> RkEngine<T, S> for Engine<T, S> {
+    #[inline(always)]
+    fn tab(&self) -> &'static Tableau {
+        self.tab
     }
-
-    /// f(t, y) into k[0] unless already there (FSAL or reused end derivative).
-    pub(crate) fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> &S {
-        if !self.k0_valid {
-            sys.rhs(t, y, &mut self.k[0]);
-            self.nfe += 1;
-            self.k0_valid = true;
+    #[inline(always)]
+    fn k(&self) -> &[S] {
+        &self.k
+    }
+    #[inline(always)]
+    fn nfe(&self) -> usize {
+        self.nfe
+    }
+    #[inline(always)]
+    fn parts(&mut self) -> RkParts<'_, S> {
+        RkParts {
+            k: &mut self.k,
+            dense_weights: &mut self.dense_weights,
+            k0_valid: &mut self.k0_valid,
+            dense_ready: &mut self.dense_ready,
+            nfe: &mut self.nfe,
         }
-        &self.k[0]
     }
 
-    /// One step of size h from (t, y) into y_new. Leaves the stages in `k`.
     #[inline]
-    pub(crate) fn step<F: OdeSystem<T, S>>(
-        &mut self,
-        sys: &mut F,
-        t: T,
-        h: T,
-        y: &S,
-        y_new: &mut S,
-    ) {
+    fn step<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &mut S) {
         self.ensure_k0(sys, t, y);
         self.dense_ready = false;
         let s = self.tab.stages();
@@ -391,11 +489,9 @@ impl<T: Float, S: State<T>> Engine<T, S> {
         }
     }
 
-    /// Scaled RMS norm of the local error estimate of the last step (Hairer's), over the
-    /// components the tolerances select (all, or a seminorm's window: the others cost nothing).
-    /// Uses the scratch buffers, so call it right after `step`.
+    /// Over all components, or a seminorm's window (the others cost nothing).
     #[inline]
-    pub(crate) fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
+    fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
         let s = self.tab.stages();
         let err_main = &self.terms[self.rows[s + E5].clone()];
         let err_aux = &self.terms[self.rows[s + E3].clone()];
@@ -423,16 +519,7 @@ impl<T: Float, S: State<T>> Engine<T, S> {
         }
     }
 
-    /// Computes the stages the continuous extension of the last (accepted) step needs beyond the
-    /// main ones, once per step.
-    pub(crate) fn prepare_dense<F: OdeSystem<T, S>>(
-        &mut self,
-        sys: &mut F,
-        t: T,
-        h: T,
-        y: &S,
-        y_new: &S,
-    ) {
+    fn prepare_dense<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &S) {
         if self.dense_ready {
             return;
         }
@@ -451,35 +538,6 @@ impl<T: Float, S: State<T>> Engine<T, S> {
             self.nfe += 1;
         }
         self.dense_ready = true;
-    }
-
-    /// y(t + theta h) from the continuous extension of the last step (after `prepare_dense`).
-    pub(crate) fn interpolate(&mut self, theta: T, h: T, y: &S, out: &mut S) {
-        let n = self.tab.dense_stages();
-        (self.tab.dense.weights)(theta.to_f64().unwrap_or(f64::NAN), &mut self.w64[..n]);
-        let out_s = out.as_mut_slice();
-        out_s.copy_from_slice(y.as_slice());
-        for (wj, kj) in self.w64[..n].iter().zip(&self.k) {
-            if *wj != 0.0 {
-                let f = h * cast::<T>(*wj);
-                for (o, &kv) in out_s.iter_mut().zip(kj.as_slice()) {
-                    *o = *o + f * kv;
-                }
-            }
-        }
-    }
-
-    /// The last step was accepted: carry f(t_new, y_new) over as the next first stage when it is
-    /// known (FSAL, or computed for dense output).
-    pub(crate) fn accept(&mut self) {
-        let end = self.tab.end_stage();
-        if self.tab.fsal || (self.dense_ready && self.tab.dense.end_derivative) {
-            self.k.swap(0, end);
-            self.k0_valid = true;
-        } else {
-            self.k0_valid = false;
-        }
-        self.dense_ready = false;
     }
 }
 

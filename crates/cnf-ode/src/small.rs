@@ -13,11 +13,9 @@ use std::marker::PhantomData;
 
 use num_traits::Float;
 
-use crate::engine::{error_of, rk_interpolant};
+use crate::engine::{error_of, RkEngine, RkParts};
 use crate::options::Tolerances;
-use crate::solution::Stats;
 use crate::state::State;
-use crate::stepper::{Attempt, Interpolant, Stepper};
 use crate::system::OdeSystem;
 use crate::tableau::{ErrorEstimate, RkMethod, Tableau};
 use crate::util::cast;
@@ -218,26 +216,31 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
     }
 }
 
-impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
-    /// f(t, y) into k[0] unless already there.
+impl<M: RkMethod, T: Float, S: State<T> + Copy> RkEngine<T, S> for ArrayEngine<'_, M, T, S> {
     #[inline(always)]
-    fn ensure_k0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) {
-        if !self.k0_valid {
-            sys.rhs(t, y, &mut self.k[0]);
-            self.nfe += 1;
-            self.k0_valid = true;
+    fn tab(&self) -> &'static Tableau {
+        self.method.tableau()
+    }
+    #[inline(always)]
+    fn k(&self) -> &[S] {
+        &self.k
+    }
+    #[inline(always)]
+    fn nfe(&self) -> usize {
+        self.nfe
+    }
+    #[inline(always)]
+    fn parts(&mut self) -> RkParts<'_, S> {
+        RkParts {
+            k: &mut self.k,
+            dense_weights: &mut self.dense_weights,
+            k0_valid: &mut self.k0_valid,
+            dense_ready: &mut self.dense_ready,
+            nfe: &mut self.nfe,
         }
     }
-
     #[inline(always)]
-    pub(crate) fn step<F: OdeSystem<T, S>>(
-        &mut self,
-        sys: &mut F,
-        t: T,
-        h: T,
-        y: &S,
-        y_new: &mut S,
-    ) {
+    fn step<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &mut S) {
         self.ensure_k0(sys, t, y);
         // States of whole 16-byte lanes ([f64; 4]) are read from a local copy, which the stages
         // keep in registers, rather than through `y`, a pointer into the driver's state pair
@@ -279,7 +282,7 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
     }
 
     #[inline(always)]
-    pub(crate) fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
+    fn error_norm(&mut self, h: T, y: &S, y_new: &S, tol: &mut Tolerances<T>) -> T {
         let tab = self.method.tableau();
         let (err_main, err_aux): (&[f64], &[f64]) = match tab.error {
             ErrorEstimate::None => (&[], &[]),
@@ -320,69 +323,6 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
             aux,
         )
     }
-}
-
-impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_, M, T, S> {
-    #[inline(always)]
-    fn name(&self) -> &'static str {
-        self.method.tableau().name
-    }
-    #[inline(always)]
-    fn order(&self) -> u32 {
-        self.method.tableau().order
-    }
-    #[inline(always)]
-    fn error_order(&self) -> u32 {
-        self.method.tableau().error_order
-    }
-    #[inline(always)]
-    fn is_adaptive(&self) -> bool {
-        self.method.tableau().is_adaptive()
-    }
-    #[inline(always)]
-    fn work(&self) -> Stats {
-        Stats {
-            nfe: self.nfe,
-            ..Stats::default()
-        }
-    }
-    #[inline(always)]
-    fn add_nfe(&mut self, n: usize) {
-        self.nfe += n;
-    }
-    #[inline(always)]
-    fn derivative<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> (&S, &mut S) {
-        self.ensure_k0(sys, t, y);
-        // The end-derivative buffer is free between steps.
-        let (head, tail) = self.k.split_at_mut(self.method.tableau().end_stage());
-        (&head[0], &mut tail[0])
-    }
-    #[inline(always)]
-    fn attempt<F: OdeSystem<T, S>>(
-        &mut self,
-        sys: &mut F,
-        t: T,
-        h: T,
-        y: &S,
-        y_new: &mut S,
-        tol: Option<&mut Tolerances<T>>,
-    ) -> Attempt<T> {
-        self.step(sys, t, h, y, y_new);
-        let err = match tol {
-            Some(tol) => self.error_norm(h, y, y_new, tol),
-            None => T::zero(),
-        };
-        Attempt::Done { err }
-    }
-    #[inline(always)]
-    fn stages(&self) -> &[S] {
-        &self.k[..self.method.tableau().stages()]
-    }
-    #[inline(always)]
-    fn dense_vectors(&self) -> (&[S], Interpolant) {
-        let tab = self.method.tableau();
-        (&self.k[..tab.dense_stages()], rk_interpolant(tab))
-    }
     fn prepare_dense<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S, y_new: &S) {
         if self.dense_ready {
             return;
@@ -409,41 +349,5 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> Stepper<T, S> for ArrayEngine<'_
             self.nfe += 1;
         }
         self.dense_ready = true;
-    }
-
-    fn interpolate(&mut self, theta: T, h: T, y: &S, out: &mut S) {
-        let n = self.method.tableau().dense_stages();
-        (self.method.tableau().dense.weights)(
-            theta.to_f64().unwrap_or(f64::NAN),
-            &mut self.dense_weights[..n],
-        );
-        let out_s = out.as_mut_slice();
-        out_s.copy_from_slice(y.as_slice());
-        for (wj, kj) in self.dense_weights[..n].iter().zip(&self.k) {
-            if *wj != 0.0 {
-                let f = h * cast::<T>(*wj);
-                for (o, &kv) in out_s.iter_mut().zip(kj.as_slice()) {
-                    *o = *o + f * kv;
-                }
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn accept(&mut self) {
-        let tab = self.method.tableau();
-        let end = tab.end_stage();
-        if tab.fsal || (self.dense_ready && tab.dense.end_derivative) {
-            self.k.swap(0, end);
-            self.k0_valid = true;
-        } else {
-            self.k0_valid = false;
-        }
-        self.dense_ready = false;
-    }
-
-    fn restart(&mut self) {
-        self.k0_valid = false;
-        self.dense_ready = false;
     }
 }

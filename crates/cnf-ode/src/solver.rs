@@ -3,7 +3,7 @@
 use num_traits::Float;
 
 use crate::controller::{PiController, StepController};
-use crate::engine::Engine;
+use crate::engine::{Engine, RkStepper};
 use crate::error::{num, OdeError};
 use crate::event::{Cut, Detector, Event, StopReason};
 use crate::jacobian::Sparsity;
@@ -368,9 +368,15 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
         C: StepController<T> + Clone,
     {
         match self.method.scheme() {
-            Scheme::Explicit(tab) => {
-                self.drive(sys, t0, t1, y0, observer, |y0| Engine::new(tab, y0), events)
-            }
+            Scheme::Explicit(tab) => self.drive(
+                sys,
+                t0,
+                t1,
+                y0,
+                observer,
+                |y0| RkStepper(Engine::new(tab, y0)),
+                events,
+            ),
             Scheme::Rosenbrock(ros) => {
                 let pattern = self.sparsity(y0.len())?;
                 let floor = match &self.options.atol {
@@ -504,7 +510,7 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
                 t1,
                 y0,
                 observer,
-                |y0| ArrayEngine::new(&m, y0),
+                |y0| RkStepper(ArrayEngine::new(&m, y0)),
                 events,
             ),
             _ => self.solve_events_observed(sys, t0, t1, y0, events, observer),

@@ -477,36 +477,25 @@ fn an_action_cuts_the_step_and_dense_output_follows_the_new_state() {
 
 #[test]
 fn bad_event_input_is_a_typed_error() {
-    let solver = Solver::new(Dopri5);
+    // The error of a Dopri5 solve of y' = 1 from y(0) = 0 to t = 1 with `events`.
+    let fails = |events: Vec<Event<'_, f64, Vec<f64>>>| {
+        Solver::new(Dopri5)
+            .solve_with_events(unit_speed, 0.0, 1.0, &vec![0.0], events)
+            .unwrap_err()
+    };
     // NaN at t0.
-    let err = solver
-        .solve_with_events(
-            unit_speed,
-            0.0,
-            1.0,
-            &vec![0.0],
-            vec![
-                Event::new(|_t, _y: &[f64]| 0.0),
-                Event::new(|_t, _y: &[f64]| f64::NAN),
-            ],
-        )
-        .unwrap_err();
+    let err = fails(vec![
+        Event::new(|_t, _y: &[f64]| 0.0),
+        Event::new(|_t, _y: &[f64]| f64::NAN),
+    ]);
     assert!(
         matches!(err, OdeError::EventNonFinite { index: 1, t, .. } if t == 0.0),
         "{err}"
     );
     // Infinite later on: the error says where and carries the work done.
-    let err = solver
-        .solve_with_events(
-            unit_speed,
-            0.0,
-            1.0,
-            &vec![0.0],
-            vec![Event::new(|_t, y: &[f64]| {
-                1.0 / (0.5 - y[0]).max(0.0) - 1e300
-            })],
-        )
-        .unwrap_err();
+    let err = fails(vec![Event::new(|_t, y: &[f64]| {
+        1.0 / (0.5 - y[0]).max(0.0) - 1e300
+    })]);
     match &err {
         OdeError::EventNonFinite {
             index: 0, t, stats, ..
@@ -517,15 +506,9 @@ fn bad_event_input_is_a_typed_error() {
     }
     println!("{err}");
     // An action that changes the state's size.
-    let err = solver
-        .solve_with_events(
-            unit_speed,
-            0.0,
-            1.0,
-            &vec![0.0],
-            vec![Event::new(|_t, y: &[f64]| y[0] - 0.5).action(|_t, y: &mut Vec<f64>| y.push(1.0))],
-        )
-        .unwrap_err();
+    let err = fails(vec![
+        Event::new(|_t, y: &[f64]| y[0] - 0.5).action(|_t, y: &mut Vec<f64>| y.push(1.0))
+    ]);
     assert!(
         matches!(
             err,
@@ -540,33 +523,18 @@ fn bad_event_input_is_a_typed_error() {
     );
     println!("{err}");
     // A terminal count of zero.
-    let err = solver
-        .solve_with_events(
-            unit_speed,
-            0.0,
-            1.0,
-            &vec![0.0],
-            vec![
-                Event::new(|_t, y: &[f64]| y[0]),
-                Event::new(|_t, y: &[f64]| y[0]).terminal(0),
-            ],
-        )
-        .unwrap_err();
+    let err = fails(vec![
+        Event::new(|_t, y: &[f64]| y[0]),
+        Event::new(|_t, y: &[f64]| y[0]).terminal(0),
+    ]);
     assert_eq!(
         err.to_string(),
         "events[1].terminal must be at least 1, got 0"
     );
     // An action that makes the state non-finite.
-    let err = solver
-        .solve_with_events(
-            unit_speed,
-            0.0,
-            1.0,
-            &vec![0.0],
-            vec![Event::new(|_t, y: &[f64]| y[0] - 0.5)
-                .action(|_t, y: &mut Vec<f64>| y[0] = f64::INFINITY)],
-        )
-        .unwrap_err();
+    let err =
+        fails(vec![Event::new(|_t, y: &[f64]| y[0] - 0.5)
+            .action(|_t, y: &mut Vec<f64>| y[0] = f64::INFINITY)]);
     assert!(matches!(err, OdeError::NonFinite { .. }), "{err}");
 }
 

@@ -5,7 +5,7 @@ use num_traits::Float;
 
 use super::{terminal, GradSolution, VjpSystem};
 use crate::controller::StepController;
-use crate::engine::{Engine, Reverse};
+use crate::engine::{Engine, Reverse, RkEngine};
 use crate::error::{num, OdeError};
 use crate::method::{OdeMethod, Scheme};
 use crate::observer::AcceptedStep;
