@@ -163,9 +163,6 @@ fn combine_row<T: Float, S: State<T>, const MAX: usize>(
 }
 
 impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
-    /// True when the tableau is a compile-time constant: the method is a unit type.
-    const UNROLL: bool = std::mem::size_of::<M>() == 0;
-
     /// Stage `I` (a constant) of a step, if the method has that many stages.
     #[inline(always)]
     fn stage<const I: usize, F: OdeSystem<T, S>>(
@@ -210,7 +207,7 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> ArrayEngine<'_, M, T, S> {
             h,
             tab.a[i],
             done,
-            Self::UNROLL,
+            self.method.constant_tableau(),
         );
         sys.rhs(ti, at, &mut rest[0]);
     }
@@ -256,7 +253,7 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> RkEngine<T, S> for ArrayEngine<'
         self.dense_ready = false;
         let tab = self.method.tableau();
         let s = tab.stages();
-        if Self::UNROLL {
+        if self.method.constant_tableau() {
             // A unit method: its tableau is a constant, so each stage is its own code with
             // constant coefficients (the stages past `s` vanish at compile time).
             macro_rules! unrolled {
@@ -276,7 +273,7 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> RkEngine<T, S> for ArrayEngine<'
                 h,
                 tab.b,
                 &self.k[..s],
-                Self::UNROLL,
+                self.method.constant_tableau(),
             );
         }
     }
@@ -298,7 +295,7 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> RkEngine<T, S> for ArrayEngine<'
             self.ytmp.as_mut_slice(),
             err_main,
             &self.k[..s],
-            Self::UNROLL,
+            self.method.constant_tableau(),
         );
         let aux = if err_aux.is_empty() {
             None
@@ -307,7 +304,7 @@ impl<M: RkMethod, T: Float, S: State<T> + Copy> RkEngine<T, S> for ArrayEngine<'
                 self.ytmp2.as_mut_slice(),
                 err_aux,
                 &self.k[..s],
-                Self::UNROLL,
+                self.method.constant_tableau(),
             );
             Some(&mut self.ytmp2.as_mut_slice()[range.clone()])
         };

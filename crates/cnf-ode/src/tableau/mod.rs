@@ -105,6 +105,16 @@ impl Tableau {
 pub trait RkMethod {
     /// The tableau of the method.
     fn tableau(&self) -> &'static Tableau;
+    /// True when the tableau is a compile-time constant: the method is a zero-sized unit type
+    /// such as [`crate::Dopri5`] (also behind a reference). [`crate::Solver::solve_small`] then
+    /// unrolls its stage loops over the constant.
+    #[inline(always)]
+    fn constant_tableau(&self) -> bool
+    where
+        Self: Sized,
+    {
+        std::mem::size_of::<Self>() == 0
+    }
 }
 
 /// Implements `RkMethod` for a unit struct with a `TABLEAU` constant.
@@ -134,6 +144,10 @@ impl<M: RkMethod> RkMethod for &M {
     #[inline(always)]
     fn tableau(&self) -> &'static Tableau {
         (**self).tableau()
+    }
+    #[inline(always)]
+    fn constant_tableau(&self) -> bool {
+        (**self).constant_tableau()
     }
 }
 
