@@ -173,14 +173,12 @@ fn events_on_the_small_path_match_the_general_engine() {
     const G: f64 = 9.81;
     const E: f64 = 0.9;
     let n = 20;
-    let bounce = |method_small: &dyn Fn(
-        Vec<cnf_ode::Event<'_, f64, [f64; 2]>>,
-    ) -> cnf_ode::Solution<f64, [f64; 2]>| {
-        let events = vec![cnf_ode::Event::new(|_t, y: &[f64]| y[0])
+    // Impacts going down, each reflecting the speed with restitution E, until the n-th.
+    let impacts = || {
+        vec![cnf_ode::Event::new(|_t, y: &[f64]| y[0])
             .direction(cnf_ode::Direction::Down)
             .terminal(n)
-            .action(|_t, y: &mut [f64; 2]| y[1] *= -E)];
-        method_small(events)
+            .action(|_t, y: &mut [f64; 2]| y[1] *= -E)]
     };
     let ball = |_t: f64, y: &[f64; 2], dy: &mut [f64; 2]| *dy = [y[1], -G];
     let typed = Solver::new(Dopri5).rtol(1e-10).atol(1e-12).max_step(0.05);
@@ -188,21 +186,16 @@ fn events_on_the_small_path_match_the_general_engine() {
         .rtol(1e-10)
         .atol(1e-12)
         .max_step(0.05);
-    let small = bounce(&|ev| {
-        typed
-            .solve_small_with_events(&mut { ball }, 0.0, 100.0, &[1.0, 0.0], ev, &mut ())
-            .unwrap()
-    });
-    let small_dyn = bounce(&|ev| {
-        dynamic
-            .solve_small_with_events(&mut { ball }, 0.0, 100.0, &[1.0, 0.0], ev, &mut ())
-            .unwrap()
-    });
-    let general = bounce(&|ev| {
-        typed
-            .solve_system_with_events(&mut { ball }, 0.0, 100.0, &[1.0, 0.0], ev, &mut ())
-            .unwrap()
-    });
+    let y0 = [1.0, 0.0];
+    let small = typed
+        .solve_small_with_events(&mut { ball }, 0.0, 100.0, &y0, impacts(), &mut ())
+        .unwrap();
+    let small_dyn = dynamic
+        .solve_small_with_events(&mut { ball }, 0.0, 100.0, &y0, impacts(), &mut ())
+        .unwrap();
+    let general = typed
+        .solve_system_with_events(&mut { ball }, 0.0, 100.0, &y0, impacts(), &mut ())
+        .unwrap();
     assert_eq!(small.events.len(), n);
     for other in [&small_dyn, &general] {
         assert_eq!(small.stats, other.stats);
