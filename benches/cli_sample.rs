@@ -14,16 +14,12 @@ use std::time::Instant;
 
 use cnf::flow::Batching;
 use cnf::train::model::{ModelDir, Precision};
+use cnf_testkit::stats::median;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 const SEED: u64 = 0;
 const SOLVE_CHUNK: usize = 1024;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// The `cnf` binary next to this benchmark's folder (target/release/cnf).
 fn cnf_binary() -> Result<PathBuf, String> {

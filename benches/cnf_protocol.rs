@@ -27,6 +27,7 @@ use cnf::train::optim::{Adam, AdamConfig};
 use cnf::train::trainer::{
     mean_nll, Batches, IterEvent, Observer, Regularisers, TraceKind, TrainSettings, Trainer,
 };
+use cnf_testkit::stats::median;
 
 /// Collects every iteration's time and NFE (shared with the caller).
 struct Record(Rc<RefCell<Vec<IterEvent>>>);
@@ -34,11 +35,6 @@ impl Observer<f32> for Record {
     fn on_iter(&mut self, ev: &IterEvent) {
         self.0.borrow_mut().push(ev.clone());
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Dopri5 at rtol = atol = 1e-5 (the peers' setting), with `control` or the default controller.

@@ -27,6 +27,7 @@ use cnf_testkit::floor::dopri5_by_hand;
 use cnf_testkit::problems::{
     error_at_nfe, lorenz_rhs, lorenz_rk4_by_hand, Problem, ARENSTORF, KEPLER, LORENZ, TOLERANCES,
 };
+use cnf_testkit::stats::median;
 use ode_solvers::{OutputType, SVector, System};
 use serde_json::json;
 
@@ -37,11 +38,6 @@ macro_rules! rhs {
     ($p:ident) => {
         |t: f64, y: &[f64; _], dy: &mut [f64; _]| ($p.rhs)(t, y, dy)
     };
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 /// Median wall time (ms) of `REPEATS` runs of `f`, with the last run's result.

@@ -13,15 +13,11 @@ use cnf::flow::{Batching, Cnf};
 use cnf::ode::Differentiation;
 use cnf::ode::{Method, SolverSpec};
 use cnf::train::data::toy_test;
+use cnf_testkit::stats::median;
 use serde_json::json;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 const REPEATS: usize = 5;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn reference() -> (Vec<f32>, Vec<f64>) {
     let text = std::fs::read_to_string(format!("{DATA}/logp_reference.csv")).expect("reference");

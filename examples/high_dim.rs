@@ -22,6 +22,7 @@ use cnf::flow::Cnf;
 use cnf::ode::{Method, SolverSpec};
 use cnf::train::optim::{Adam, AdamConfig};
 use cnf::train::trainer::{Differentiation, MaximumLikelihood, Objective, TraceKind};
+use cnf_testkit::stats::median;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
 
@@ -78,11 +79,6 @@ fn standardise(x: &mut [f64]) {
             .step_by(D)
             .for_each(|a| *a = (*a - m) / s);
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -12,6 +12,7 @@
 use std::time::Instant;
 
 use cnf_field::{Activation, Mlp, MlpConfig, VectorField};
+use cnf_testkit::stats::median;
 use cnf_train::data::ToySet;
 use cnf_train::fm::FmWork;
 use cnf_train::fm::{squared_distances, AssignWork, Coupling, FlowMatching, PathSpec, TimeDist};
@@ -19,16 +20,6 @@ use cnf_train::optim::{Adam, AdamConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
 
 fn ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3

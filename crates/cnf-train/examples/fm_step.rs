@@ -12,22 +12,13 @@
 use std::time::Instant;
 
 use cnf_field::{Activation, Mlp, MlpConfig, VectorField};
+use cnf_testkit::stats::median;
 use cnf_train::data::ToySet;
 use cnf_train::fm::{Coupling, FlowMatching, FmWork, PathSpec, TimeDist};
 use cnf_train::optim::{Adam, AdamConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
 
 fn main() {
     let iters: usize = std::env::args()
