@@ -445,12 +445,15 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// // v(z) = A z, A = diag(0.5, -0.3): the flow maps x to exp(t A) x at time t.
     /// let field = Linear::new(2, &[0.5, 0.0, 0.0, -0.3], &[0.0, 0.0])?;
     /// let cnf = Cnf::new(field, SolverSpec::adaptive(Method::Dopri5, 1e-9, 1e-9)?);
-    /// let x = [1.0, 2.0];
-    /// let times = [0.0, 0.25, 1.0];
+    /// let x = [1.0f64, 2.0];
+    /// let times = [0.0f64, 0.25, 1.0];
     /// let path = cnf.trajectory(&x, &times)?;
+    /// assert_eq!(path.points.len(), times.len());
     /// for (t, points) in times.iter().zip(&path.points) {
     ///     let exact = [(0.5 * t).exp() * x[0], (-0.3 * t).exp() * x[1]];
-    ///     assert!((points[0] - exact[0]).abs() < 1e-6 && (points[1] - exact[1]).abs() < 1e-6);
+    ///     for (p, e) in points.iter().zip(exact) {
+    ///         assert!((p - e).abs() < 1e-6, "t = {t}: {p} vs {e}");
+    ///     }
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
