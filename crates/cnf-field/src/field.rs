@@ -67,6 +67,10 @@ impl<T: Real> Trace<'_, T> {
     }
 
     /// Checks that Hutchinson probes have the `(k, B, d)` layout with `k >= 1`.
+    ///
+    /// # Errors
+    /// [`FieldError::Shape`] if the probes are empty, `batch * dim` is zero, or their length
+    /// is not a multiple of `batch * dim`. [`Trace::Exact`] always passes.
     pub fn check(&self, batch: usize, dim: usize) -> Result<(), FieldError> {
         match self {
             Trace::Exact => Ok(()),
@@ -238,6 +242,33 @@ impl<T: Copy> Inputs<'_, T> {
 /// for an ODE solve, [`Time::PerRow`] for flow matching), the points `z (B, d)` and the
 /// context `(B, k)`, `k` = [`VectorField::context_dim`] (empty for unconditional fields). Every
 /// field handles both kinds of time. Tangents, divergences and `g_z` are over `z` only.
+///
+/// ```
+/// use cnf_field::{orthogonal_probes, Activation, Inputs, Mlp, MlpConfig, Trace, VectorField};
+/// use rand::{rngs::StdRng, SeedableRng};
+///
+/// let (d, batch) = (3, 4);
+/// let mlp = Mlp::<f64>::new(MlpConfig::new(d, &[16], Activation::Tanh), 0)?;
+/// let z: Vec<f64> = (0..batch * d).map(|i| (0.37 * i as f64).sin()).collect();
+/// let x = Inputs::shared(0.5, &z);
+/// let mut s = mlp.scratch(batch);
+///
+/// // v alone, then v with the exact divergence: the same v.
+/// let mut v = vec![0.0; batch * d];
+/// mlp.eval_batch(&mut s, x, &mut v);
+/// let (mut v2, mut exact) = (vec![0.0; batch * d], vec![0.0; batch]);
+/// mlp.eval_div_batch(&mut s, x, &Trace::Exact, &mut v2, &mut exact);
+/// assert!(v.iter().zip(&v2).all(|(a, b)| (a - b).abs() < 1e-14));
+///
+/// // Hutchinson with d orthogonal probes per point is the exact trace, not an estimate.
+/// let probes = orthogonal_probes::<f64, _>(&mut StdRng::seed_from_u64(1), d, batch, d);
+/// let mut estimate = vec![0.0; batch];
+/// mlp.eval_div_batch(&mut s, x, &Trace::Hutchinson(&probes), &mut v2, &mut estimate);
+/// for (e, h) in exact.iter().zip(&estimate) {
+///     assert!((e - h).abs() < 1e-12, "{e} vs {h}");
+/// }
+/// # Ok::<(), cnf_field::FieldError>(())
+/// ```
 pub trait VectorField<T: Real>: Send + Sync {
     /// Reusable work buffers.
     type Scratch: Send;
@@ -348,6 +379,10 @@ pub trait VectorField<T: Real>: Send + Sync {
     /// memory limits: an error naming the figure when it does not (the batched methods cannot
     /// fail, and a failed allocation aborts the process). The flow calls it before every solve
     /// with a trace. Default: no limit.
+    ///
+    /// # Errors
+    /// [`FieldError::TooLarge`] when the work memory for `tangents` directions per point is
+    /// over the field's limit (the default implementation never fails).
     fn check_tangents(&self, tangents: usize) -> Result<(), FieldError> {
         let _ = tangents;
         Ok(())
@@ -548,16 +583,25 @@ impl ShapeCheck {
     }
 
     /// `buf` must be a `(B, d)` matrix.
+    ///
+    /// # Errors
+    /// [`FieldError::Shape`] (named `what`) if `buf.len() != batch * dim`.
     pub fn points<T>(&self, what: &str, buf: &[T]) -> Result<(), FieldError> {
         crate::error::check_len(what, buf, &[self.batch, self.dim])
     }
 
     /// `buf` must hold one value per point.
+    ///
+    /// # Errors
+    /// [`FieldError::Shape`] (named `what`) if `buf.len() != batch`.
     pub fn per_point<T>(&self, what: &str, buf: &[T]) -> Result<(), FieldError> {
         crate::error::check_len(what, buf, &[self.batch])
     }
 
     /// `buf` must hold one value per parameter.
+    ///
+    /// # Errors
+    /// [`FieldError::Shape`] (named `what`) if `buf.len() != num_params`.
     pub fn per_param<T>(&self, what: &str, buf: &[T]) -> Result<(), FieldError> {
         crate::error::check_len(what, buf, &[self.num_params])
     }
@@ -576,6 +620,9 @@ impl ShapeCheck {
     }
 
     /// Hutchinson probes must be `(k, B, d)` with `k >= 1`.
+    ///
+    /// # Errors
+    /// [`FieldError::Shape`] as [`Trace::check`] for this batch and dimension.
     pub fn trace<T: Real>(&self, trace: &Trace<T>) -> Result<(), FieldError> {
         trace.check(self.batch, self.dim)
     }

@@ -91,6 +91,7 @@
 //!   [`Mlp::to_safetensors_bytes`]) and torch-layout `.npz` import ([`Mlp::from_npz`]).
 
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 pub mod dual;
 pub mod error;
 pub mod field;

@@ -18,6 +18,10 @@ pub struct Linear<T> {
 
 impl<T: Real> Linear<T> {
     /// Builds the field from `A (d x d, row-major)` and `b (d)`.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidConfig`] for `dim == 0`; [`FieldError::Shape`] if `a` is not
+    /// `d * d` values or `b` not `d`; [`FieldError::NonFinite`] for a NaN or infinite entry.
     pub fn new(dim: usize, a: &[T], b: &[T]) -> Result<Self, FieldError> {
         if dim == 0 {
             return Err(FieldError::InvalidConfig(

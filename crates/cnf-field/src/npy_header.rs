@@ -12,6 +12,11 @@ const MAX_HEADER_LEN: u64 = 1 << 20;
 /// against the stream, the nesting depth (its parser recurses) and that the product of the
 /// shape's non-zero dimensions fits in `u64` (so that no size derived from it overflows).
 /// Returns the bytes read, to be chained in front of the rest of the stream.
+///
+/// # Errors
+/// A one-line message when the stream is too short, lacks the magic string, has a version
+/// other than 1-3, a header longer than the stream (or than 1 MiB), a header that is not
+/// UTF-8, nested deeper than the parser allows, or a shape whose product overflows `u64`.
 pub fn read_checked(r: &mut impl Read, total_len: u64) -> Result<Vec<u8>, String> {
     let mut prefix = vec![0u8; 8];
     r.read_exact(&mut prefix)

@@ -176,6 +176,25 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// Exact log-densities log p(x) = log N(z(1)) + D(1) of the points `x (B, d)` (an
     /// unconditional flow; see [`Cnf::log_density_given`]).
     ///
+    /// ```
+    /// use cnf_field::{Activation, Mlp, MlpConfig};
+    /// use cnf_flow::{log_normal, Cnf};
+    /// use cnf_ode::{Method, SolverSpec};
+    ///
+    /// // A field whose output layer is zero is v = 0: the flow is the identity map, and
+    /// // log p(x) is the standard normal log-density.
+    /// let mut mlp = Mlp::<f64>::new(MlpConfig::new(2, &[8], Activation::Tanh), 0)?;
+    /// mlp.zero_output();
+    /// let cnf = Cnf::new(mlp, SolverSpec::adaptive(Method::Dopri5, 1e-6, 1e-6)?);
+    /// let x = [0.3, -1.2, 2.0, 0.5]; // two points
+    /// let density = cnf.log_density(&x)?;
+    /// assert_eq!(density.z1, x);
+    /// for (logp, point) in density.logp.iter().zip(x.chunks(2)) {
+    ///     assert!((logp - log_normal(point)).abs() < 1e-12);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Cnf::log_density_given`].
     pub fn log_density(&self, x: &[T]) -> Result<Density<T>, FlowError> {
@@ -198,7 +217,8 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// # Errors
     /// [`FlowError::Shape`] / [`FlowError::NonFiniteInput`] for bad points,
     /// [`FlowError::ContextShape`] / [`FlowError::NonFiniteContext`] for a context that is not
-    /// `(B, k)` or not finite, [`FlowError::Invalid`] for bad probes,
+    /// `(B, k)` or not finite, [`FlowError::Invalid`] for bad probes (or probes with chunked
+    /// batching), [`FlowError::ImplicitMethod`] for a stiff solver,
     /// [`FlowError::TooLarge`] for a trace over the field's memory limit,
     /// [`FlowError::Solve`] when the solve fails and [`FlowError::NonFiniteOutput`] when a
     /// log-density overflows the precision.
@@ -335,10 +355,29 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// Moves points `x (B, d)` along the conditional flow from time `t0` to `t1`, row `b` of
     /// `context (B, k)` conditioning point `b` (empty for an unconditional field).
     ///
+    /// ```
+    /// use cnf_field::{Activation, Mlp, MlpConfig};
+    /// use cnf_flow::Cnf;
+    /// use cnf_ode::{Method, SolverSpec};
+    ///
+    /// let config = MlpConfig::new(2, &[16], Activation::Tanh).with_context(1);
+    /// let solver = SolverSpec::adaptive(Method::Dopri5, 1e-10, 1e-10)?;
+    /// let cnf = Cnf::new(Mlp::<f64>::new(config, 2)?, solver);
+    /// let (x, c) = ([0.4, -0.8, 1.5, 0.1], [2.0, -1.0]);
+    /// // To the base and back under the same context: the points return.
+    /// let z = cnf.transform_given(&x, &c, 0.0, 1.0)?;
+    /// let back = cnf.transform_given(&z.points, &c, 1.0, 0.0)?;
+    /// for (a, b) in back.points.iter().zip(&x) {
+    ///     assert!((a - b).abs() < 1e-7, "{a} vs {b}");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`FlowError::Shape`] / [`FlowError::NonFiniteInput`] for bad points,
     /// [`FlowError::ContextShape`] / [`FlowError::NonFiniteContext`] for a bad context,
-    /// [`FlowError::Solve`] when a solve fails.
+    /// [`FlowError::ImplicitMethod`] for a stiff solver, [`FlowError::Invalid`] for a
+    /// non-finite `t0` or `t1`, [`FlowError::Solve`] when a solve fails.
     pub fn transform_given(
         &self,
         x: &[T],
@@ -398,6 +437,27 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// (each method's continuous extension gives the in-between times; the steps are those of a
     /// solve to the last time). Returns one `(B, d)` buffer per time.
     ///
+    /// ```
+    /// use cnf_field::Linear;
+    /// use cnf_flow::Cnf;
+    /// use cnf_ode::{Method, SolverSpec};
+    ///
+    /// // v(z) = A z, A = diag(0.5, -0.3): the flow maps x to exp(t A) x at time t.
+    /// let field = Linear::new(2, &[0.5, 0.0, 0.0, -0.3], &[0.0, 0.0])?;
+    /// let cnf = Cnf::new(field, SolverSpec::adaptive(Method::Dopri5, 1e-9, 1e-9)?);
+    /// let x = [1.0f64, 2.0];
+    /// let times = [0.0f64, 0.25, 1.0];
+    /// let path = cnf.trajectory(&x, &times)?;
+    /// assert_eq!(path.points.len(), times.len());
+    /// for (t, points) in times.iter().zip(&path.points) {
+    ///     let exact = [(0.5 * t).exp() * x[0], (-0.3 * t).exp() * x[1]];
+    ///     for (p, e) in points.iter().zip(exact) {
+    ///         assert!((p - e).abs() < 1e-6, "t = {t}: {p} vs {e}");
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Cnf::trajectory_given`].
     pub fn trajectory(&self, x: &[T], times: &[T]) -> Result<Trajectory<T>, FlowError> {
@@ -410,7 +470,9 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// # Errors
     /// [`FlowError::Shape`] / [`FlowError::NonFiniteInput`] for bad points,
     /// [`FlowError::ContextShape`] / [`FlowError::NonFiniteContext`] for a bad context,
-    /// [`FlowError::Invalid`] without times, [`FlowError::Solve`] when a solve fails.
+    /// [`FlowError::ImplicitMethod`] for a stiff solver, [`FlowError::Invalid`] without times
+    /// or for times that are not finite and monotone from the first to the last,
+    /// [`FlowError::Solve`] when a solve fails.
     pub fn trajectory_given(
         &self,
         x: &[T],
@@ -459,6 +521,27 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
 
     /// Draws `n` samples: base points z ~ N(0, I) moved from t = 1 back to t = 0.
     ///
+    /// ```
+    /// use cnf_field::Linear;
+    /// use cnf_flow::Cnf;
+    /// use cnf_ode::{Method, SolverSpec};
+    /// use rand::{rngs::StdRng, SeedableRng};
+    /// use rand_distr::{Distribution, StandardNormal};
+    ///
+    /// // v(z) = A z, A = diag(0.5, -0.3): a sample is exp(-A) z for a base point z.
+    /// let field = Linear::new(2, &[0.5, 0.0, 0.0, -0.3], &[0.0, 0.0])?;
+    /// let cnf = Cnf::new(field, SolverSpec::adaptive(Method::Dopri5, 1e-9, 1e-9)?);
+    /// let draws = cnf.sample(3, &mut StdRng::seed_from_u64(5))?;
+    /// // The base points, drawn from the same generator in the order of the rows.
+    /// let mut rng = StdRng::seed_from_u64(5);
+    /// for x in draws.points.chunks(2) {
+    ///     let z: [f64; 2] = [StandardNormal.sample(&mut rng), StandardNormal.sample(&mut rng)];
+    ///     assert!((x[0] - (-0.5f64).exp() * z[0]).abs() < 1e-6);
+    ///     assert!((x[1] - 0.3f64.exp() * z[1]).abs() < 1e-6);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Cnf::sample_given`].
     pub fn sample<R: Rng + ?Sized>(
@@ -477,10 +560,28 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// The base points are drawn from `rng` in the order of the result's rows, so `n` draws
     /// for one row equal one draw for each of `n` copies of that row.
     ///
+    /// ```
+    /// use cnf_field::{Activation, Mlp, MlpConfig};
+    /// use cnf_flow::Cnf;
+    /// use cnf_ode::{Method, SolverSpec};
+    /// use rand::{rngs::StdRng, SeedableRng};
+    ///
+    /// let config = MlpConfig::new(2, &[16], Activation::Tanh).with_context(1);
+    /// let solver = SolverSpec::adaptive(Method::Dopri5, 1e-6, 1e-6)?;
+    /// let cnf = Cnf::new(Mlp::<f64>::new(config, 4)?, solver);
+    /// let three = cnf.sample_given(&[0.5], 3, &mut StdRng::seed_from_u64(0))?;
+    /// let copies = cnf.sample_given(&[0.5, 0.5, 0.5], 1, &mut StdRng::seed_from_u64(0))?;
+    /// assert_eq!(three.points.len(), 3 * 2);
+    /// assert_eq!(three.points, copies.points);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`FlowError::ContextShape`] for a context that is not whole rows of width `k` (or is
     /// empty for a conditional field),
-    /// [`FlowError::NonFiniteContext`], [`FlowError::Solve`] when a solve fails.
+    /// [`FlowError::NonFiniteContext`], [`FlowError::Invalid`] if the number of draws
+    /// overflows, [`FlowError::ImplicitMethod`] for a stiff solver, [`FlowError::Solve`] when a
+    /// solve fails.
     pub fn sample_given<R: Rng + ?Sized>(
         &self,
         context: &[T],

@@ -69,6 +69,7 @@
 //! - The ODE systems of [`dynamics`] are ordinary `cnf-ode` systems: the flow adds equations, not
 //!   a new solver.
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 pub mod dynamics;
 mod error;
 mod flow;

@@ -47,6 +47,10 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts writing `path` (whose folder must exist). A symbolic link is followed: the file
     /// it points to is replaced, the link stays. An existing file's permissions are kept.
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] if `path` has no file name (`/`, `..`); [`TrainError::Io`] if
+    /// the temporary file cannot be created (no such folder, no permission).
     pub fn create(path: &Path) -> Result<Self, TrainError> {
         let path = match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_symlink() => {
@@ -103,6 +107,9 @@ impl AtomicFile {
     /// Flushes, syncs the data to disk and renames the file to its final name (replacing an
     /// existing file in one step). On failure the temporary file is removed and the target is
     /// untouched.
+    ///
+    /// # Errors
+    /// [`TrainError::Io`] naming the target if the flush, the sync or the rename fails.
     pub fn commit(mut self) -> Result<(), TrainError> {
         let io = |e: std::io::Error| TrainError::io(self.path.display())(e);
         let Some(writer) = self.writer.take() else {
@@ -154,6 +161,10 @@ impl Drop for AtomicFile {
 }
 
 /// Writes `bytes` to `path` atomically with an [`AtomicFile`], creating the folder if needed.
+///
+/// # Errors
+/// [`TrainError::Io`] if the folder cannot be created or the file cannot be written, synced or
+/// renamed into place; [`TrainError::Invalid`] if `path` has no file name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(TrainError::io(dir.display()))?;
@@ -176,6 +187,10 @@ pub enum OutputFile {
 
 impl OutputFile {
     /// Opens `path` for writing (nothing is replaced until [`OutputFile::commit`]).
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] if `path` is a folder or has no file name; [`TrainError::Io`] if
+    /// a special file cannot be opened for writing or the temporary file cannot be created.
     pub fn create(path: &Path) -> Result<Self, TrainError> {
         match std::fs::metadata(path) {
             Ok(m) if !m.is_file() && !m.is_dir() => {
@@ -194,6 +209,9 @@ impl OutputFile {
     }
 
     /// Completes the file: renames a staged file into place, flushes a special one.
+    ///
+    /// # Errors
+    /// [`TrainError::Io`] if the flush, sync or rename fails ([`AtomicFile::commit`]).
     pub fn commit(self) -> Result<(), TrainError> {
         match self {
             Self::Staged(f) => f.commit(),

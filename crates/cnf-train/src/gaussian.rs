@@ -47,6 +47,10 @@ impl Gaussian {
     /// Each column is scaled by its largest magnitude, centred (two passes) and standardised
     /// before products are formed. A constant column, fewer rows than columns plus one, or
     /// (nearly) collinear columns are [`DataError::SingularCovariance`].
+    ///
+    /// # Errors
+    /// [`DataError::TooFewRows`] for fewer than 2 rows; [`DataError::SingularCovariance`] for
+    /// no more rows than columns, a constant column or (nearly) collinear columns.
     pub fn fit(table: &Table) -> Result<Self, DataError> {
         let (n, d) = (table.n_rows(), table.n_cols());
         if n < 2 {
@@ -110,6 +114,24 @@ impl Gaussian {
     }
 
     /// A Gaussian with the given mean and covariance.
+    ///
+    /// ```
+    /// use cnf_train::gaussian::Gaussian;
+    /// use nalgebra::{DMatrix, DVector};
+    ///
+    /// // N(0, diag(1, 4)) at (1, 2): -(1 / 1 + 4 / 4) / 2 - ln(det cov) / 2 - ln(2 pi).
+    /// let cov = DMatrix::from_diagonal(&DVector::from_vec(vec![1.0, 4.0]));
+    /// let g = Gaussian::new(DVector::zeros(2), cov)?;
+    /// let exact = -1.0 - 2f64.ln() - (2.0 * std::f64::consts::PI).ln();
+    /// assert!((g.log_density(&[1.0, 2.0])? - exact).abs() < 1e-14);
+    /// assert!((g.log_det_covariance() - 4f64.ln()).abs() < 1e-14);
+    /// # Ok::<(), cnf_train::DataError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`DataError::ColumnCount`] if `cov` is not `d x d` for the mean's `d`;
+    /// [`DataError::SingularCovariance`] if a variance is not positive and finite or `cov` is
+    /// not (numerically) positive definite.
     pub fn new(mean: DVector<f64>, cov: DMatrix<f64>) -> Result<Self, DataError> {
         let d = mean.len();
         if cov.nrows() != d || cov.ncols() != d {
@@ -204,6 +226,9 @@ impl Gaussian {
     }
 
     /// `log N(row; mean, cov) = -|R^{-1} S^{-1} (x - mean)|^2 / 2 + log_norm`.
+    ///
+    /// # Errors
+    /// [`DataError::ColumnCount`] if `row` does not have the Gaussian's dimension.
     pub fn log_density(&self, row: &[f64]) -> Result<f64, DataError> {
         let d = self.dim();
         if row.len() != d {
@@ -238,6 +263,10 @@ impl Gaussian {
 
     /// Mean negative log-likelihood per row and its standard error
     /// (sample standard deviation over `sqrt(n)`; 0 for a single row).
+    ///
+    /// # Errors
+    /// [`DataError::TooFewRows`] for an empty table; [`DataError::ColumnCount`] if the table
+    /// does not have the Gaussian's dimension.
     pub fn mean_nll(&self, table: &Table) -> Result<(f64, f64), DataError> {
         let n = table.n_rows();
         if n == 0 {

@@ -50,6 +50,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 pub mod atomic;
 pub mod data;
 pub mod error;

@@ -73,6 +73,9 @@ pub const SOLVER_MAX_STEPS: usize = 10_000;
 
 /// The solver of a new model: Dopri5 at rtol = atol = 1e-5 (the peers' setting), the batch RMS
 /// error norm, [`SOLVER_MAX_STEPS`].
+///
+/// # Panics
+/// Never: the settings are constants that the spec's builder accepts.
 pub fn default_solver() -> SolverSpec<f64> {
     SolverSpec::builder(Method::Dopri5)
         .rtol(1e-5)
@@ -102,6 +105,10 @@ pub fn solver_error(e: OdeError, source: &str) -> TrainError {
 
 /// Checks that `spec` names a method a flow can use (explicit) and that its tolerances are normal positive numbers in `precision` (1e-300 is
 /// 0 in f32, 1e-40 subnormal: every step would be rejected); `source` as in [`solver_error`].
+///
+/// # Errors
+/// [`TrainError::Invalid`] for an implicit (stiff) method, or in f32 for a tolerance that is
+/// not a normal f32 number.
 pub fn check_solver_precision(
     spec: &SolverSpec<f64>,
     source: &str,
@@ -133,6 +140,10 @@ pub fn check_solver_precision(
 }
 
 /// A model's solver (f64, as config.json records it) in the model's precision `T`.
+///
+/// # Errors
+/// [`TrainError::Invalid`] as [`check_solver_precision`], or if the tolerances do not convert
+/// to `T`.
 pub fn solver_in<T: Real>(spec: &SolverSpec<f64>) -> Result<SolverSpec<T>, TrainError> {
     let precision = if T::NAME == "f32" {
         Precision::F32
@@ -401,6 +412,14 @@ impl ModelConfig {
     /// Checks everything that the weights and the data do not check themselves: the network's
     /// sizes, the solver, the standardisation (one positive finite scale per dimension) and the
     /// column names. Messages name the field of config.json.
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`], prefixed with `config.json:`, for the first inconsistency: an
+    /// architecture [`MlpConfig::validate`] refuses; a solver [`check_solver_precision`]
+    /// refuses; standardiser vectors of the wrong length, a non-positive or non-finite scale, a
+    /// non-finite mean, a malformed Cholesky factor or an out-of-range dequantised column; the
+    /// wrong number of column names; an inconsistent context block or context width; two input
+    /// columns of one name; a local-error weight the solver or gradient method cannot serve.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| TrainError::Invalid(format!("{CONFIG_FILE}: {m}"));
         self.mlp.validate().map_err(|e| bad(format!("mlp: {e}")))?;
@@ -501,6 +520,9 @@ impl ModelConfig {
 }
 
 /// SHA-256 of a file, in hex.
+///
+/// # Errors
+/// [`TrainError::Io`] naming the file if it cannot be opened or read.
 pub fn file_sha256(path: &Path) -> Result<String, TrainError> {
     use sha2::{Digest, Sha256};
     let mut f = std::fs::File::open(path).map_err(TrainError::io(path.display()))?;
@@ -513,6 +535,9 @@ pub fn file_sha256(path: &Path) -> Result<String, TrainError> {
 /// and a counter, so concurrent writers never share one), synced, renamed. On failure (e.g. a
 /// full disk) the temporary file is removed and `path` is untouched. (The project's one atomic
 /// write path, [`crate::atomic::AtomicFile`].)
+///
+/// # Errors
+/// As [`crate::atomic::write_atomic`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     crate::atomic::write_atomic(path, bytes)
 }
@@ -544,6 +569,10 @@ impl ModelDir {
     }
     /// Takes the folder's exclusive lock (creating the folder): a second process writing into
     /// the same folder gets a clear error instead of mixing its files with the first's.
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] if the path is a file, or another process holds the lock;
+    /// [`TrainError::Io`] if the folder or the lock file cannot be created or locked.
     pub fn lock(&self) -> Result<FolderLock, TrainError> {
         let p = self.path(LOCK_FILE);
         let io = |e: std::io::Error| TrainError::io(p.display())(e);
@@ -574,6 +603,9 @@ impl ModelDir {
         RUN_FILES.iter().any(|f| self.path(f).exists())
     }
     /// Refuses a folder that holds a model or run: "DIR already holds a model; {what_to_do}".
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] with that message when [`ModelDir::holds_run`].
     pub fn refuse_existing(&self, what_to_do: &str) -> Result<(), TrainError> {
         if self.holds_run() {
             return Err(TrainError::Invalid(format!(
@@ -585,6 +617,10 @@ impl ModelDir {
     }
     /// Readies the folder for a new model: refuses when it holds one unless `force`, and then
     /// removes the old run's files.
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] if the folder holds a run and `force` is false;
+    /// [`TrainError::Io`] if one of [`RUN_FILES`] exists but cannot be removed.
     pub fn clear_for_new(&self, force: bool) -> Result<(), TrainError> {
         if !force {
             return self.refuse_existing("use --force to replace it");
@@ -600,6 +636,10 @@ impl ModelDir {
         Ok(())
     }
     /// Reads `config.json`.
+    ///
+    /// # Errors
+    /// [`TrainError::Io`] if the file cannot be read; [`TrainError::Json`] if it is not a
+    /// configuration; [`TrainError::Invalid`] if [`ModelConfig::validate`] refuses it.
     pub fn config(&self) -> Result<ModelConfig, TrainError> {
         let p = self.path(CONFIG_FILE);
         let text = std::fs::read_to_string(&p).map_err(TrainError::io(format!(
@@ -612,15 +652,28 @@ impl ModelDir {
         Ok(config)
     }
     /// Writes `config.json`.
+    ///
+    /// # Errors
+    /// [`TrainError::Json`] if the configuration cannot be serialised (a solver with
+    /// per-component tolerances); otherwise as [`write_atomic`].
     pub fn save_config(&self, config: &ModelConfig) -> Result<(), TrainError> {
         let text = serde_json::to_string_pretty(config).map_err(TrainError::json(CONFIG_FILE))?;
         write_atomic(&self.path(CONFIG_FILE), text.as_bytes())
     }
     /// Writes the weights.
+    ///
+    /// # Errors
+    /// [`TrainError::Field`] if the weights cannot be serialised; otherwise as [`write_atomic`].
     pub fn save_weights<T: Real>(&self, mlp: &Mlp<T>) -> Result<(), TrainError> {
         write_atomic(&self.path(WEIGHTS_FILE), &mlp.to_safetensors_bytes()?)
     }
     /// Reads the weights in precision `T`.
+    ///
+    /// # Errors
+    /// [`TrainError::Io`] if `model.safetensors` cannot be read; [`TrainError::Json`] if its
+    /// stored architecture is not valid JSON; [`TrainError::Invalid`] if that architecture is
+    /// not `config.mlp`; [`TrainError::Field`] for weights
+    /// [`Mlp::from_safetensors_bytes`] refuses.
     pub fn load_mlp<T: Real>(&self, config: &ModelConfig) -> Result<Mlp<T>, TrainError> {
         let p = self.path(WEIGHTS_FILE);
         let bytes = std::fs::read(&p).map_err(TrainError::io(p.display()))?;
@@ -642,6 +695,10 @@ impl ModelDir {
         Ok(Mlp::<f64>::from_safetensors_bytes(&bytes, config.mlp.clone())?.cast::<T>())
     }
     /// The flow of this folder in precision `T`, with the solver of its config (or `solver`).
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] for a solver [`solver_in`] refuses; otherwise as
+    /// [`ModelDir::load_mlp`].
     pub fn load_cnf<T: Real>(
         &self,
         config: &ModelConfig,
@@ -654,12 +711,20 @@ impl ModelDir {
 
 /// Points of a table in model space (standardised when the model was), in precision T.
 /// A finite value that overflows T (1e39 in f32) is an error naming its row and column.
+///
+/// # Errors
+/// As [`to_model_space_at`].
 pub fn to_model_space<T: Real>(config: &ModelConfig, table: &Table) -> Result<Vec<T>, TrainError> {
     to_model_space_at(config, table, 0)
 }
 
 /// [`to_model_space`] of a part of a larger table whose first row is row `first_row` (counted
 /// from 0) of the whole: messages name the rows of the whole.
+///
+/// # Errors
+/// [`TrainError::Invalid`] if the table does not have the model's dimension or a value
+/// overflows `T`; [`TrainError::Data`] if the standardisation refuses the table
+/// ([`Standardizer::transform`]).
 pub fn to_model_space_at<T: Real>(
     config: &ModelConfig,
     table: &Table,
@@ -700,7 +765,8 @@ pub fn to_model_space_at<T: Real>(
 /// empty for an unconditional model. `first_row` numbers rows in messages.
 ///
 /// # Errors
-/// The table does not have the model's number of input columns; a value overflows T.
+/// [`TrainError::Invalid`] if the table does not have the model's number of input columns or a
+/// value overflows `T`; otherwise as [`to_model_space_at`].
 pub fn to_model_space_given<T: Real>(
     config: &ModelConfig,
     table: &Table,
@@ -733,6 +799,9 @@ pub fn log_det(config: &ModelConfig) -> f64 {
 
 /// Data-space log-densities of a table in the model's input columns (x, then the context of
 /// a conditional model: log p(x | c)).
+///
+/// # Errors
+/// As [`log_density_table_at`].
 pub fn log_density_table<T: Real>(
     cnf: &Cnf<T, Mlp<T>>,
     config: &ModelConfig,
@@ -743,6 +812,10 @@ pub fn log_density_table<T: Real>(
 
 /// [`log_density_table`] of a part of a larger table whose first row is row `first_row`
 /// (counted from 0) of the whole (for messages).
+///
+/// # Errors
+/// As [`to_model_space_given`] for the table, and [`TrainError::Flow`] when the flow refuses
+/// the points or a solve fails ([`Cnf::log_density_given`]).
 pub fn log_density_table_at<T: Real>(
     cnf: &Cnf<T, Mlp<T>>,
     config: &ModelConfig,
@@ -762,6 +835,9 @@ pub fn log_density_table_at<T: Real>(
 }
 
 /// Reads a table with the column selection the model was trained with.
+///
+/// # Errors
+/// As [`crate::data::read_table`].
 pub fn read_table_for(config: &ModelConfig, path: &Path) -> Result<Table, TrainError> {
     crate::data::read_table(path, &config.data.selection())
 }

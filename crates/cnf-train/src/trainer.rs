@@ -252,6 +252,10 @@ impl Regularisers {
     }
 
     /// Weights finite and >= 0; `steer` in `[0, 1)`.
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] naming the first weight that is negative or not finite, or a
+    /// `steer` outside `[0, 1)`.
     pub fn validate(&self) -> Result<(), TrainError> {
         for (name, w) in [
             ("kinetic", self.kinetic),
@@ -416,6 +420,27 @@ fn split_context<T: Copy>(rows: &[T], d: usize, k: usize) -> (Cow<'_, [T]>, Vec<
 }
 
 /// Mean NLL of `x` under the flow (exact trace).
+///
+/// ```
+/// use cnf_field::{Activation, Mlp, MlpConfig};
+/// use cnf_flow::{log_normal, Cnf};
+/// use cnf_ode::{Method, SolverSpec};
+/// use cnf_train::trainer::mean_nll;
+///
+/// // An untrained flow whose output layer is zero is the identity map: its NLL is that of
+/// // the standard normal.
+/// let mut mlp = Mlp::<f64>::new(MlpConfig::new(2, &[8], Activation::Tanh), 0)?;
+/// mlp.zero_output();
+/// let cnf = Cnf::new(mlp, SolverSpec::adaptive(Method::Dopri5, 1e-6, 1e-6)?);
+/// let x = [0.0, 1.0, -2.0, 0.5];
+/// let (nll, _nfe) = mean_nll(&cnf, &x)?;
+/// let exact = -(log_normal(&x[..2]) + log_normal(&x[2..])) / 2.0;
+/// assert!((nll - exact).abs() < 1e-12);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// As [`mean_nll_given`].
 pub fn mean_nll<T: Real, F: VectorField<T>>(
     cnf: &Cnf<T, F>,
     x: &[T],
@@ -427,7 +452,8 @@ pub fn mean_nll<T: Real, F: VectorField<T>>(
 /// (empty for an unconditional flow), exact trace.
 ///
 /// # Errors
-/// The flow refuses the points or the context; a solve fails.
+/// [`TrainError::Flow`] when the flow refuses the points or the context, or a solve fails
+/// ([`Cnf::log_density_given`]).
 pub fn mean_nll_given<T: Real, F: VectorField<T>>(
     cnf: &Cnf<T, F>,
     x: &[T],
@@ -479,6 +505,10 @@ pub trait Objective<T: Real, F: VectorField<T>> {
     fn name(&self) -> &'static str;
     /// Loss and gradient of the minibatch `x (B, d)` given `context (B, k)` (model space;
     /// the context is empty for an unconditional field).
+    ///
+    /// # Errors
+    /// Whatever the objective's computation fails with (a refused batch, a failed solve);
+    /// the trainer stops with [`TrainError::Diverged`] carrying its message.
     fn loss_and_grad(
         &mut self,
         cnf: &Cnf<T, F>,
@@ -550,6 +580,9 @@ pub struct FlowMatchingObjective<T: Real> {
 
 impl<T: Real> FlowMatchingObjective<T> {
     /// The objective of `fm` (checked).
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] for settings [`FlowMatching::validate`] refuses.
     pub fn new(fm: FlowMatching) -> Result<Self, TrainError> {
         fm.validate()
             .map_err(|e| TrainError::Invalid(format!("flow matching: {e}")))?;
@@ -587,6 +620,9 @@ impl<T: Real> Objective<T, Mlp<T>> for FlowMatchingObjective<T> {
 impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
     /// Trains by maximum likelihood (the settings' trace and gradient method) from iteration
     /// `start` to `settings.iters`; see [`Trainer::run_with`].
+    ///
+    /// # Errors
+    /// As [`Trainer::run_with`].
     pub fn run(&mut self, start: usize) -> Result<usize, TrainError> {
         let mut ml = MaximumLikelihood {
             trace: self.settings.trace,
@@ -600,6 +636,13 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
     /// iteration done. Validation is always the exact NLL through the ODE. A non-finite loss or
     /// gradient, or a failed solve, stops training with [`TrainError::Diverged`]; the parameters
     /// are not updated with bad values.
+    ///
+    /// # Errors
+    /// [`TrainError::Invalid`] before the first iteration if the validation's exact trace is
+    /// over the field's memory limit; [`TrainError::Diverged`] when an iteration's batch is
+    /// refused, its solve fails or its loss, penalties or gradient are not finite, and when a
+    /// validation fails or is not finite; [`TrainError::Optim`] if the optimiser does not hold
+    /// one moment per parameter of the field; any error an observer returns.
     pub fn run_with(
         &mut self,
         start: usize,

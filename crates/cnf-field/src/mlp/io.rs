@@ -75,12 +75,20 @@ fn malformed(e: impl std::fmt::Display) -> FieldError {
 
 impl<T: Real> Mlp<T> {
     /// The configuration as JSON.
+    ///
+    /// # Errors
+    /// [`FieldError::Json`] if serialisation fails (it does not for a valid configuration).
     pub fn config_json(&self) -> Result<String, FieldError> {
         Ok(serde_json::to_string_pretty(&self.config)?)
     }
 
     /// The weights as a safetensors document (tensors `W0, b0, ...` in the native precision;
     /// the JSON config is also stored in the metadata under `"config"`).
+    ///
+    /// # Errors
+    /// [`FieldError::Json`] if the configuration cannot be serialised and
+    /// [`FieldError::Malformed`] if the safetensors writer refuses the tensors (neither happens
+    /// for a network built by this crate).
     pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>, FieldError> {
         let dtype = if T::NAME == "f32" {
             Dtype::F32
@@ -112,6 +120,27 @@ impl<T: Real> Mlp<T> {
 
     /// Reads weights written by [`Mlp::to_safetensors_bytes`] (or any safetensors file with
     /// the f32 / f64 tensors of [`MlpConfig::tensor_specs`]) for the architecture `config`.
+    ///
+    /// ```
+    /// use cnf_field::{Activation, Mlp, MlpConfig, VectorField};
+    ///
+    /// let config = MlpConfig::new(2, &[8], Activation::Softplus);
+    /// let mlp = Mlp::<f32>::new(config.clone(), 3)?;
+    /// let bytes = mlp.to_safetensors_bytes()?;
+    /// // Round trip, and widened to f64 without loss (f32 -> f64 is exact).
+    /// assert_eq!(Mlp::<f32>::from_safetensors_bytes(&bytes, config.clone())?, mlp);
+    /// let wide = Mlp::<f64>::from_safetensors_bytes(&bytes, config)?;
+    /// assert!(wide.params().iter().zip(mlp.params()).all(|(&a, &b)| a == f64::from(b)));
+    /// # Ok::<(), cnf_field::FieldError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`FieldError::Malformed`] if `bytes` is not a safetensors document;
+    /// [`FieldError::InvalidConfig`] if `config` does not validate;
+    /// [`FieldError::MissingTensor`] for a tensor of the architecture absent from the file;
+    /// [`FieldError::UnsupportedDtype`] for a tensor that is not f32 / f64;
+    /// [`FieldError::Shape`] for a tensor of the wrong shape; [`FieldError::NonFinite`] for a
+    /// NaN or infinite weight (including f64 values beyond the range of f32 when `T = f32`).
     pub fn from_safetensors_bytes(bytes: &[u8], config: MlpConfig) -> Result<Self, FieldError> {
         let st = SafeTensors::deserialize(bytes).map_err(malformed)?;
         assemble(config, |name, _| {
@@ -141,6 +170,20 @@ impl<T: Real> Mlp<T> {
 
     /// Writes `dir/config.json` and `dir/model.safetensors` (creating `dir`). Not atomic; use
     /// [`Mlp::to_safetensors_bytes`] and [`Mlp::config_json`] to write atomically.
+    ///
+    /// ```
+    /// use cnf_field::{Activation, Mlp, MlpConfig};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let mlp = Mlp::<f64>::new(MlpConfig::new(3, &[4, 4], Activation::Tanh), 7)?;
+    /// mlp.save(dir.path())?;
+    /// assert_eq!(Mlp::<f64>::load(dir.path())?, mlp); // the weights bit for bit
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`FieldError::Io`] if the folder cannot be created or a file cannot be written;
+    /// [`FieldError::Json`] / [`FieldError::Malformed`] as [`Mlp::to_safetensors_bytes`].
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), FieldError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir)?;
@@ -150,6 +193,11 @@ impl<T: Real> Mlp<T> {
     }
 
     /// Reads a directory written by [`Mlp::save`].
+    ///
+    /// # Errors
+    /// [`FieldError::Io`] if `config.json` or `model.safetensors` cannot be read;
+    /// [`FieldError::Json`] if `config.json` is not a configuration; otherwise as
+    /// [`Mlp::from_safetensors_bytes`].
     pub fn load(dir: impl AsRef<Path>) -> Result<Self, FieldError> {
         let dir = dir.as_ref();
         let config: MlpConfig =
@@ -164,6 +212,15 @@ impl<T: Real> Mlp<T> {
     /// extra arrays (say `W4` when `hidden` has three widths) are a
     /// [`FieldError::UnusedTensors`] error, not silently dropped. Each array's header is
     /// checked against the archive before anything is allocated from it.
+    ///
+    /// # Errors
+    /// [`FieldError::Io`] if the file does not exist; [`FieldError::Malformed`] if it is not a
+    /// readable `.npz` or an array's header or data is damaged; [`FieldError::MissingTensor`]
+    /// for a missing `W_i` / `b_i`; [`FieldError::Shape`] if `W0` is not `(width, d + 1)` or
+    /// another array has the wrong shape; [`FieldError::InvalidConfig`] if `hidden` does not
+    /// validate; [`FieldError::UnusedTensors`] for arrays the architecture does not use;
+    /// [`FieldError::UnsupportedDtype`] for arrays other than f32 / f64;
+    /// [`FieldError::NonFinite`] for a NaN or infinite weight.
     pub fn from_npz(
         path: impl AsRef<Path>,
         hidden: &[usize],

@@ -293,6 +293,26 @@ impl<T: Real> Mlp<T> {
     /// Random initialisation like PyTorch's `nn.Linear`: every `W` and `b` entry drawn from
     /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, from a seeded `StdRng` (the concat-squash gates
     /// are `nn.Linear(1, out)`, so fan_in = 1).
+    ///
+    /// ```
+    /// use cnf_field::{Activation, Mlp, MlpConfig, VectorField};
+    ///
+    /// // d = 2 -> 16 -> 2; the first layer takes [z, t], so W0 is (16, 3).
+    /// let config = MlpConfig::new(2, &[16], Activation::Tanh);
+    /// let mlp = Mlp::<f64>::new(config.clone(), 0)?;
+    /// assert_eq!(mlp.num_params(), 16 * 3 + 16 + 2 * 16 + 2);
+    /// // Every entry within nn.Linear's bound 1/sqrt(fan_in).
+    /// let (w0, b0) = mlp.layer(0);
+    /// assert!(w0.iter().chain(b0).all(|w| w.abs() <= 1.0 / 3f64.sqrt()));
+    /// let (w1, b1) = mlp.layer(1);
+    /// assert!(w1.iter().chain(b1).all(|w| w.abs() <= 1.0 / 16f64.sqrt()));
+    /// // The seed fixes the weights.
+    /// assert_eq!(Mlp::<f64>::new(config, 0)?, mlp);
+    /// # Ok::<(), cnf_field::FieldError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidConfig`] if `config` does not validate ([`MlpConfig::validate`]).
     pub fn new(config: MlpConfig, seed: u64) -> Result<Self, FieldError> {
         config.validate()?;
         let slots = slots_of(&config);
@@ -320,6 +340,11 @@ impl<T: Real> Mlp<T> {
 
     /// Builds the MLP around an existing flat parameter buffer (checked for length and
     /// finiteness).
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidConfig`] if `config` does not validate; [`FieldError::Shape`] if
+    /// `params` does not hold [`MlpConfig::num_params`] values; [`FieldError::NonFinite`] for a
+    /// NaN or infinite parameter.
     pub fn from_params(config: MlpConfig, params: Vec<T>) -> Result<Self, FieldError> {
         config.validate()?;
         check_len("parameters", &params, &[config.num_params()])?;
@@ -475,6 +500,24 @@ impl<T: Real> Mlp<T> {
     }
 
     /// Exact divergence `tr(dv/dz)` at a single point of an unconditional field.
+    ///
+    /// ```
+    /// use cnf_field::{Activation, Mlp, MlpConfig};
+    ///
+    /// let mlp = Mlp::<f64>::new(MlpConfig::new(3, &[32, 32], Activation::Softplus), 1)?;
+    /// let (t, z) = (0.3, [0.2, -0.7, 1.1]);
+    /// // The trace of dv/dz by central differences of v in f64.
+    /// let h = 1e-5;
+    /// let mut fd = 0.0;
+    /// for j in 0..3 {
+    ///     let (mut up, mut down) = (z, z);
+    ///     up[j] += h;
+    ///     down[j] -= h;
+    ///     fd += (mlp.eval(t, &up)?[j] - mlp.eval(t, &down)?[j]) / (2.0 * h);
+    /// }
+    /// assert!((mlp.divergence(t, &z)? - fd).abs() < 1e-8);
+    /// # Ok::<(), cnf_field::FieldError>(())
+    /// ```
     ///
     /// # Errors
     /// [`FieldError::Shape`] if `z` is not one point or the field takes a context.

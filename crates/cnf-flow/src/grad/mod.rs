@@ -69,6 +69,9 @@ impl<T: Real> Regularisation<T> {
     }
 
     /// Weights must be finite and non-negative.
+    ///
+    /// # Errors
+    /// [`FlowError::Invalid`] naming the first weight that is negative, NaN or infinite.
     pub fn validate(&self) -> Result<(), FlowError> {
         for (name, w) in [
             ("kinetic", self.kinetic),
@@ -217,7 +220,10 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
     /// weights included.
     ///
     /// # Errors
-    /// [`FlowError::Invalid`] for bad weights, end time, probes or an empty batch;
+    /// [`FlowError::Invalid`] for bad weights, end time, probes or an empty batch, for a
+    /// penalty the field does not differentiate, or for a local-error weight the solve cannot
+    /// differentiate (fixed steps, `Backsolve`, a method without one embedded pair);
+    /// [`FlowError::ImplicitMethod`] for a stiff solver;
     /// [`FlowError::Shape`] / [`FlowError::NonFiniteInput`] for bad points;
     /// [`FlowError::ContextShape`] / [`FlowError::NonFiniteContext`] for a bad context;
     /// [`FlowError::TooLarge`] for a trace over the field's memory limit;

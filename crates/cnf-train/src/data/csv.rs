@@ -167,6 +167,36 @@ impl ColumnSelection {
 }
 
 /// Reads a numeric CSV file into a [`Table`], keeping the selected columns.
+///
+/// ```
+/// use cnf_train::data::{read_csv, write_csv, ColumnSelection};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("points.csv");
+/// std::fs::write(&path, "x,y,label\n0.5,-1,3\n2, 4e-1 ,7\n")?;
+/// let selection = ColumnSelection {
+///     drop: vec!["label".into()],
+///     ..ColumnSelection::default()
+/// };
+/// let table = read_csv(&path, &selection)?;
+/// assert_eq!(table.names(), ["x", "y"]);
+/// assert_eq!(table.data(), [0.5, -1.0, 2.0, 0.4]);
+/// // Written and read back: the same table, bit for bit.
+/// let copy = dir.path().join("copy.csv");
+/// write_csv(&copy, &table)?;
+/// assert_eq!(read_csv(&copy, &ColumnSelection::default())?, table);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`DataError::Io`] if the file cannot be opened or read; [`DataError::NoRows`] for a file
+/// without data rows; [`DataError::NotUtf8`] for a header field that is not UTF-8;
+/// [`DataError::UnknownColumn`], [`DataError::DuplicateColumn`],
+/// [`DataError::RepeatedColumn`] or [`DataError::NoColumns`] for a selection that does not
+/// resolve to distinct columns; [`DataError::RaggedRow`] for a line with another number of
+/// fields; [`DataError::NotNumeric`] / [`DataError::NonFinite`] for a kept field that is not a
+/// finite number; [`DataError::Csv`] for other malformed CSV. Every message names the file
+/// (and the line and column where there is one).
 pub fn read_csv(path: impl AsRef<Path>, selection: &ColumnSelection) -> Result<Table, DataError> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|source| DataError::Io {
@@ -366,6 +396,11 @@ fn parse_value(field: &[u8], path: &Path, line: usize, column: usize) -> Result<
 /// Writes `table` as CSV with a header row to `path`.
 /// The file is written atomically ([`crate::atomic::AtomicFile`]): an error leaves an existing
 /// file intact.
+///
+/// # Errors
+/// [`crate::error::TrainError::Invalid`] if `path` has no file name;
+/// [`crate::error::TrainError::Io`] if the file cannot be created, written or renamed into
+/// place.
 pub fn write_csv(path: impl AsRef<Path>, table: &Table) -> Result<(), crate::error::TrainError> {
     let path = path.as_ref();
     let mut file = crate::atomic::AtomicFile::create(path)?;
@@ -375,6 +410,9 @@ pub fn write_csv(path: impl AsRef<Path>, table: &Table) -> Result<(), crate::err
 
 /// Writes `table` as CSV with a header row to any writer. Values use Rust's
 /// shortest representation that reads back to the same `f64`.
+///
+/// # Errors
+/// The writer's I/O error.
 pub fn write_csv_to(writer: &mut impl Write, table: &Table) -> std::io::Result<()> {
     let header: Vec<String> = table.names().iter().map(|n| quote_if_needed(n)).collect();
     writeln!(writer, "{}", header.join(","))?;

@@ -13,6 +13,11 @@ use crate::error::DataError;
 ///
 /// The header is checked before anything is allocated from it: its length and the data size
 /// its shape and dtype claim must fit in the file, and the shape's product must not overflow.
+///
+/// # Errors
+/// [`DataError::Io`] if the file cannot be opened or read; [`DataError::Npy`] for a
+/// malformed or truncated file, an array that is not 1-D or 2-D float32 / float64, or a NaN or
+/// infinite value (naming its row and column); [`DataError::NoRows`] for a zero-sized array.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Table, DataError> {
     let path = path.as_ref();
     let npy_error = |message: String| DataError::Npy {

@@ -30,6 +30,11 @@ pub fn toy_test(set: ToySet) -> Table {
 
 /// Reads a CSV or .npy table. A `.npy` file has no header row: a header mode other than
 /// `auto` is refused for it rather than ignored.
+///
+/// # Errors
+/// [`TrainError::Data`] with [`DataError::Npy`] for a header mode other than `auto` on a
+/// `.npy` file, otherwise the errors of [`read_npy`] (a `.npy` extension, any case) or
+/// [`read_csv`].
 pub fn read_table(path: &Path, selection: &ColumnSelection) -> Result<Table, TrainError> {
     let is_npy = path
         .extension()

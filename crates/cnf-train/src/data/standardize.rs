@@ -52,6 +52,36 @@ impl Standardizer {
     /// constant). Values from the smallest subnormal up to `f64::MAX` are handled: columns of
     /// very large or very small magnitudes are scaled by their largest magnitude first, so
     /// sums neither overflow nor underflow.
+    ///
+    /// ```
+    /// use cnf_train::data::{Standardizer, Table};
+    ///
+    /// let data = vec![1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0, 40.0];
+    /// let table = Table::with_default_names(4, 2, data)?;
+    /// let s = Standardizer::fit(&table)?;
+    /// // Means 2.5 and 25; population standard deviations sqrt(1.25) and 10 sqrt(1.25).
+    /// let sd = 1.25f64.sqrt();
+    /// assert!((s.mean[0] - 2.5).abs() < 1e-15 && (s.mean[1] - 25.0).abs() < 1e-13);
+    /// assert!((s.std[0] - sd).abs() < 1e-15 && (s.std[1] - 10.0 * sd).abs() < 1e-13);
+    /// // log |det dz/dx| = -sum ln std.
+    /// assert!((s.log_det() + sd.ln() + (10.0 * sd).ln()).abs() < 1e-13);
+    /// // Standardised: zero mean and unit variance per column; the inverse gives the data back.
+    /// let z = s.transform(&table)?;
+    /// for j in 0..2 {
+    ///     let c = z.column(j).unwrap();
+    ///     let mean = c.iter().sum::<f64>() / 4.0;
+    ///     let var = c.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 4.0;
+    ///     assert!(mean.abs() < 1e-15 && (var - 1.0).abs() < 1e-14);
+    /// }
+    /// let back = s.inverse(&z)?;
+    /// assert!(back.data().iter().zip(table.data()).all(|(a, b)| (a - b).abs() < 1e-13));
+    /// # Ok::<(), cnf_train::DataError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`DataError::TooFewRows`] for fewer than 2 rows; [`DataError::ConstantColumn`] naming a
+    /// constant column; [`DataError::TooLargeToStandardise`] for a column whose mean or standard
+    /// deviation overflows even after rescaling.
     pub fn fit(table: &Table) -> Result<Self, DataError> {
         let n = table.n_rows();
         if n < 2 {
@@ -114,6 +144,11 @@ impl Standardizer {
     /// in `whole` (the table `train` was split from; a density fitted to `train` would put all
     /// its mass on one value of the column), else [`DataError::ConstantColumn`]. Collinear
     /// columns are [`DataError::SingularCovariance`].
+    ///
+    /// # Errors
+    /// As [`Standardizer::fit`] (with [`DataError::ConstantInSplit`] for a column constant only
+    /// in `train`), and [`DataError::SingularCovariance`] when `train` has no more rows than
+    /// columns or its columns are (nearly) collinear.
     pub fn fit_whitened(train: &Table, whole: &Table) -> Result<Self, DataError> {
         let mut s = match Self::fit(train) {
             Ok(s) => s,
@@ -203,6 +238,10 @@ impl Standardizer {
 
     /// `(x - mean) / std`, column by column (as `x / std - mean / std` where `x - mean`
     /// would overflow), then `L^{-1}` when whitening.
+    ///
+    /// # Errors
+    /// [`DataError::ColumnCount`] if `table` does not have the fitted number of columns;
+    /// [`DataError::NonFiniteValue`] if a standardised value overflows `f64`.
     pub fn transform(&self, table: &Table) -> Result<Table, DataError> {
         self.check_width(table)?;
         let d = table.n_cols();
@@ -214,6 +253,10 @@ impl Standardizer {
     }
 
     /// `(L z) * std + mean`, the inverse of [`Self::transform`].
+    ///
+    /// # Errors
+    /// [`DataError::ColumnCount`] if `table` does not have the fitted number of columns;
+    /// [`DataError::NonFiniteValue`] if a data-space value overflows `f64`.
     pub fn inverse(&self, table: &Table) -> Result<Table, DataError> {
         self.check_width(table)?;
         let data = table.rows().flat_map(|r| self.inverse_row(r)).collect();
@@ -267,6 +310,10 @@ pub fn integer_columns(table: &Table) -> Vec<usize> {
 
 /// `table` with `u ~ U(0, 1)` added to the columns `cols` (others unchanged), from a seeded
 /// generator: the same seed gives the same noise. Indices out of range are ignored.
+///
+/// # Errors
+/// [`DataError::NonFiniteValue`] if a value plus its noise is not finite (not for a [`Table`],
+/// whose values are finite and at most `f64::MAX`, to which `u < 1` adds nothing).
 pub fn dequantize(table: &Table, cols: &[usize], seed: u64) -> Result<Table, DataError> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xdec0_de5e_ed00_0001);

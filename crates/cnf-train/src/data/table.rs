@@ -66,6 +66,11 @@ impl std::fmt::Display for HeaderNote {
 
 impl Table {
     /// Builds a table, checking that the sizes agree and every value is finite.
+    ///
+    /// # Errors
+    /// [`DataError::Shape`] if `data` does not hold `n_rows * n_cols` values;
+    /// [`DataError::ColumnCount`] if there are not `n_cols` names;
+    /// [`DataError::NonFiniteValue`] naming the first NaN or infinite value.
     pub fn new(
         n_rows: usize,
         n_cols: usize,
@@ -117,6 +122,9 @@ impl Table {
     }
 
     /// Builds a table with default column names `x0`, `x1`, ...
+    ///
+    /// # Errors
+    /// [`DataError::Shape`] or [`DataError::NonFiniteValue`], as [`Table::new`].
     pub fn with_default_names(
         n_rows: usize,
         n_cols: usize,
@@ -126,6 +134,9 @@ impl Table {
     }
 
     /// Builds an `n x 2` table from points.
+    ///
+    /// # Errors
+    /// [`DataError::NonFiniteValue`] naming the first NaN or infinite coordinate.
     pub fn from_points(points: &[[f64; 2]]) -> Result<Self, DataError> {
         let data = points.iter().flatten().copied().collect();
         Self::with_default_names(points.len(), 2, data)
@@ -254,6 +265,24 @@ impl Table {
     /// Splits the rows into (train, validation, test) by a random permutation
     /// drawn from `seed`. Sizes are `floor(f * n)` for train and validation;
     /// test gets the remainder so that no row is lost.
+    ///
+    /// ```
+    /// use cnf_train::data::Table;
+    ///
+    /// let data: Vec<f64> = (0..20).map(f64::from).collect(); // rows (0, 1), (2, 3), ...
+    /// let table = Table::with_default_names(10, 2, data)?;
+    /// let (train, val, test) = table.split([0.8, 0.1, 0.1], 7)?;
+    /// assert_eq!((train.n_rows(), val.n_rows(), test.n_rows()), (8, 1, 1));
+    /// // A permutation of the rows: each row lands in exactly one part.
+    /// let parts = train.rows().chain(val.rows()).chain(test.rows());
+    /// let mut firsts: Vec<f64> = parts.map(|r| r[0]).collect();
+    /// firsts.sort_by(f64::total_cmp);
+    /// assert_eq!(firsts, (0..10).map(|i| 2.0 * f64::from(i)).collect::<Vec<_>>());
+    /// # Ok::<(), cnf_train::DataError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`DataError::BadSplit`] for fractions that are negative, not finite or do not sum to 1.
     pub fn split(
         &self,
         fractions: [f64; 3],
@@ -281,6 +310,10 @@ impl Table {
     /// [`Self::split`] for training: the training part must hold at least 2 rows (to fit a
     /// standardisation) and the validation part at least 1. Otherwise the error names `path`
     /// (the file the table came from), its real number of rows and how many would do.
+    ///
+    /// # Errors
+    /// [`DataError::BadSplit`] as [`Table::split`]; [`DataError::SplitTooSmall`] when the
+    /// split leaves fewer than 2 training rows or no validation row.
     pub fn split_for_training(
         &self,
         fractions: [f64; 3],

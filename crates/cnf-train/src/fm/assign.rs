@@ -51,6 +51,25 @@ use super::FmError;
 /// Minimises `sum_i cost[i, perm[i]]` over permutations of `0..n`; `cost` is `(n, n)` row-major
 /// and must be finite. Returns `perm` (the column of every row). Allocates its buffers; use
 /// [`AssignWork::solve`] to reuse them across calls.
+///
+/// ```
+/// use cnf_train::fm::{assignment_cost, linear_assignment};
+///
+/// // Row i is cheapest in column (i + 1) % 3, and the optimum takes all three.
+/// let cost = [
+///     5.0, 1.0, 9.0, //
+///     9.0, 5.0, 1.0, //
+///     1.0, 9.0, 5.0,
+/// ];
+/// let perm = linear_assignment(&cost, 3)?;
+/// assert_eq!(perm, [1, 2, 0]);
+/// assert_eq!(assignment_cost(&cost, 3, &perm), 3.0);
+/// # Ok::<(), cnf_train::fm::FmError>(())
+/// ```
+///
+/// # Errors
+/// [`FmError::Shape`] if `cost` does not hold `n * n` values; [`FmError::NonFinite`] for a NaN
+/// or infinite cost.
 pub fn linear_assignment(cost: &[f64], n: usize) -> Result<Vec<usize>, FmError> {
     let mut work = AssignWork::new();
     Ok(work.solve(cost, n)?.to_vec())
@@ -125,6 +144,9 @@ impl AssignWork {
     }
 
     /// [`linear_assignment`] into the reused buffers: the column of every row.
+    ///
+    /// # Errors
+    /// As [`linear_assignment`].
     pub fn solve(&mut self, cost: &[f64], n: usize) -> Result<&[usize], FmError> {
         let need = n.checked_mul(n).ok_or(FmError::Shape {
             what: "assignment cost",

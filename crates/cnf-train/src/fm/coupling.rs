@@ -57,6 +57,10 @@ impl Coupling {
     }
 
     /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`FmError::BadSetting`] for a Sinkhorn `epsilon` or `tol` that is not finite and
+    /// positive, or `max_iters == 0`.
     pub fn validate(&self) -> Result<(), FmError> {
         if let Self::Sinkhorn {
             epsilon,
@@ -101,6 +105,9 @@ impl Coupling {
     /// The partner of every data point: `partner[i]` indexes the row of `e` paired with row `i`
     /// of `x`. Both are `(B, dim)` row-major and must be finite. Allocates its buffers; use
     /// [`Coupling::pair_with`] in a loop.
+    ///
+    /// # Errors
+    /// As [`Coupling::pair_with`].
     pub fn pair<T: Real, R: Rng + ?Sized>(
         &self,
         x: &[T],
@@ -115,6 +122,12 @@ impl Coupling {
     /// [`Coupling::pair`] with reused buffers (the cost matrix, the assignment's work and the
     /// result): no allocation per call for the independent and exact couplings once the
     /// buffers have grown to the batch size.
+    ///
+    /// # Errors
+    /// [`FmError::BadSetting`] as [`Coupling::validate`]; [`FmError::Shape`] if `x` is not whole
+    /// rows of `dim > 0` or `e` differs from it in length; [`FmError::NonFinite`] for a NaN or
+    /// infinite entry; [`FmError::TooManyPoints`] for an OT coupling of more than
+    /// [`MAX_OT_POINTS`] points.
     pub fn pair_with<'w, T: Real, R: Rng + ?Sized>(
         &self,
         x: &[T],
@@ -281,6 +294,10 @@ impl SinkhornPlan {
 /// potentials carried over) down to the target, which converges far faster than starting at
 /// a small epsilon. If `max_iters` runs out first, the plan of the level reached is returned
 /// with its `marginal_error`.
+///
+/// # Errors
+/// [`FmError::BadSetting`] for settings [`Coupling::validate`] refuses; [`FmError::Shape`] if
+/// `cost` does not hold `n * n` values; [`FmError::NonFinite`] for a NaN or infinite cost.
 pub fn sinkhorn(
     cost: &[f64],
     n: usize,

@@ -259,6 +259,9 @@ fn run<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
 ///
 /// The gradient is the VJP of `v` alone, through the field's batched fast path. Inputs are
 /// validated: shapes, finite values, `t` in `[0, 1]`, non-empty batch.
+///
+/// # Errors
+/// As [`fm_loss`], and [`FmError::Shape`] if `grad` does not have `num_params` entries.
 pub fn fm_loss_and_grad<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
     field: &F,
     work: &mut FmWork<T, F::Scratch>,
@@ -270,6 +273,26 @@ pub fn fm_loss_and_grad<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<
 }
 
 /// The flow-matching loss only (no gradient), e.g. for a validation batch.
+///
+/// ```
+/// use cnf_field::{Activation, Mlp, MlpConfig};
+/// use cnf_train::fm::{fm_loss, FmBatch, FmWork, StraightPath};
+///
+/// // With v = 0 the loss is the mean of |u_t|^2 / d, and the straight path's target is e - x.
+/// let mut mlp = Mlp::<f64>::new(MlpConfig::new(2, &[8], Activation::Tanh), 0)?;
+/// mlp.zero_output();
+/// let (x, e, t) = ([1.0, 2.0, -1.0, 0.0], [0.0, 0.0, 1.0, 1.0], [0.25, 0.75]);
+/// let batch = FmBatch { x: &x, e: &e, t: &t, noise: &[] };
+/// let loss = fm_loss(&mlp, &mut FmWork::new(&mlp), &StraightPath::new(0.0)?, &batch)?;
+/// // (1 + 4 + 4 + 1) / (B d) with B = d = 2.
+/// assert!((loss - 10.0 / 4.0).abs() < 1e-15);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`FmError::EmptyBatch`] for no times; [`FmError::Shape`] if `x`, `e` (or the noise, when
+/// given or used) are not `(B, d)`; [`FmError::NonFinite`] for a NaN or infinite entry;
+/// [`FmError::BadTime`] for a time outside `[0, 1]`.
 pub fn fm_loss<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
     field: &F,
     work: &mut FmWork<T, F::Scratch>,
@@ -298,6 +321,9 @@ pub enum TimeDist {
 
 impl TimeDist {
     /// Checks the settings (finite mean, finite positive std).
+    ///
+    /// # Errors
+    /// [`FmError::BadSetting`] naming the time `mean` or `std` that is out of range.
     pub fn validate(&self) -> Result<(), FmError> {
         if let Self::LogitNormal { mean, std } = *self {
             if !mean.is_finite() {
@@ -352,6 +378,10 @@ pub struct FmStep<T> {
 
 impl FlowMatching {
     /// Checks the path, coupling and time settings.
+    ///
+    /// # Errors
+    /// [`FmError::BadSetting`] naming the first setting out of range ([`PathSpec::validate`],
+    /// [`Coupling::validate`], [`TimeDist::validate`]).
     pub fn validate(&self) -> Result<(), FmError> {
         self.path.validate()?;
         self.coupling.validate()?;
@@ -382,8 +412,10 @@ impl FlowMatching {
     /// OT plan over the batch would pair draws across contexts.
     ///
     /// # Errors
-    /// [`FmError::Shape`] / [`FmError::NonFinite`] for a bad batch or context,
-    /// [`FmError::BadSetting`] for bad settings or an OT coupling with a context.
+    /// [`FmError::Shape`] / [`FmError::NonFinite`] for a bad batch, context or gradient buffer,
+    /// [`FmError::BadSetting`] for bad settings or an OT coupling with a context,
+    /// [`FmError::TooManyPoints`] for an OT coupling of more than
+    /// [`MAX_OT_POINTS`](super::MAX_OT_POINTS) points.
     pub fn step_given<T: Real, F: VectorField<T> + ?Sized, R: Rng + ?Sized>(
         &self,
         field: &F,

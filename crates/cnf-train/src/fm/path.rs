@@ -46,6 +46,9 @@ pub struct StraightPath {
 
 impl StraightPath {
     /// The path with noise level `sigma` (finite, `>= 0`).
+    ///
+    /// # Errors
+    /// [`FmError::BadSetting`] for a negative or non-finite `sigma`.
     pub fn new(sigma: f64) -> Result<Self, FmError> {
         check_sigma("sigma", sigma, f64::INFINITY)?;
         Ok(Self { sigma })
@@ -105,6 +108,9 @@ pub struct LipmanPath {
 
 impl LipmanPath {
     /// The path with minimal width `sigma_min` in `[0, 1]`.
+    ///
+    /// # Errors
+    /// [`FmError::BadSetting`] for a `sigma_min` outside `[0, 1]` (or NaN).
     pub fn new(sigma_min: f64) -> Result<Self, FmError> {
         check_sigma("sigma_min", sigma_min, 1.0)?;
         Ok(Self { sigma_min })
@@ -184,6 +190,9 @@ impl Default for PathSpec {
 
 impl PathSpec {
     /// Checks the setting (finite, non-negative sigma; `sigma_min <= 1`).
+    ///
+    /// # Errors
+    /// [`FmError::BadSetting`] as [`StraightPath::new`] / [`LipmanPath::new`].
     pub fn validate(&self) -> Result<(), FmError> {
         match *self {
             Self::Straight { sigma } => StraightPath::new(sigma).map(|_| ()),

@@ -16,6 +16,21 @@ pub const W2_MAX_POINTS: usize = 2000;
 
 /// `W2` between the points `a (n, dim)` and `b (n, dim)` (row-major, finite, `1 <= n <=`
 /// [`W2_MAX_POINTS`]).
+///
+/// ```
+/// use cnf_train::fm::w2_distance;
+///
+/// // A set and its translate by (3, 4): W2 is the length of the shift, 5.
+/// let a = [0.0, 0.0, 1.0, 2.0, -1.0, 5.0];
+/// let b: Vec<f64> = a.chunks(2).flat_map(|p| [p[0] + 3.0, p[1] + 4.0]).collect();
+/// assert!((w2_distance(&a, &b, 2)? - 5.0).abs() < 1e-12);
+/// # Ok::<(), cnf_train::fm::FmError>(())
+/// ```
+///
+/// # Errors
+/// [`FmError::Shape`] if `a` is not whole rows of `dim > 0` or `b` differs from it in length;
+/// [`FmError::NonFinite`] for a NaN or infinite entry; [`FmError::EmptyBatch`] for no points;
+/// [`FmError::TooManyPoints`] above [`W2_MAX_POINTS`].
 pub fn w2_distance<T: Real>(a: &[T], b: &[T], dim: usize) -> Result<f64, FmError> {
     let n = check_pair(a, b, dim)?;
     if n == 0 {

@@ -42,6 +42,9 @@ impl Default for AdamConfig {
 
 impl AdamConfig {
     /// Checks `lr > 0`, betas in `[0, 1)`, `eps > 0`, `weight_decay >= 0`.
+    ///
+    /// # Errors
+    /// [`OptimError::BadSetting`] naming the first setting out of range or not finite.
     pub fn validate(&self) -> Result<(), OptimError> {
         let checks = [
             ("lr", self.lr, self.lr > 0.0, "must be positive"),
@@ -88,6 +91,27 @@ pub struct Adam<T> {
 
 impl<T: Float> Adam<T> {
     /// A fresh optimiser for `n_params` parameters.
+    ///
+    /// ```
+    /// use cnf_train::optim::{Adam, AdamConfig};
+    ///
+    /// // Bias correction makes the first step -lr * g / (|g| + eps): about lr against the
+    /// // gradient's sign, whatever its size.
+    /// let config = AdamConfig { lr: 0.1, ..AdamConfig::default() };
+    /// let mut adam = Adam::<f64>::new(2, config)?;
+    /// let mut params = [1.0, -2.0];
+    /// let grads = [1e-3, -50.0];
+    /// adam.step(&mut params, &grads)?;
+    /// for ((p, p0), g) in params.iter().zip([1.0, -2.0]).zip(grads) {
+    ///     let exact = p0 - 0.1 * g / (g.abs() + 1e-8);
+    ///     assert!((p - exact).abs() < 1e-12, "{p} vs {exact}");
+    /// }
+    /// assert_eq!(adam.step_count(), 1);
+    /// # Ok::<(), cnf_train::OptimError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`OptimError::BadSetting`] as [`AdamConfig::validate`].
     pub fn new(n_params: usize, config: AdamConfig) -> Result<Self, OptimError> {
         config.validate()?;
         Ok(Self {
@@ -109,6 +133,10 @@ impl<T: Float> Adam<T> {
     }
 
     /// Changes the learning rate (for schedules) and validates it.
+    ///
+    /// # Errors
+    /// [`OptimError::BadSetting`] for a learning rate that is not finite and positive (the
+    /// optimiser keeps the old one).
     pub fn set_lr(&mut self, lr: f64) -> Result<(), OptimError> {
         let config = AdamConfig { lr, ..self.config };
         config.validate()?;
@@ -119,6 +147,10 @@ impl<T: Float> Adam<T> {
     /// One update of `params` from `grads`:
     /// `p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
     ///  p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)`.
+    ///
+    /// # Errors
+    /// [`OptimError::Length`] if `params` or `grads` does not have [`Adam::n_params`] entries
+    /// (nothing is updated).
     pub fn step(&mut self, params: &mut [T], grads: &[T]) -> Result<(), OptimError> {
         if params.len() != self.m.len() || grads.len() != self.m.len() {
             return Err(OptimError::Length {
