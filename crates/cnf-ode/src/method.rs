@@ -134,6 +134,22 @@ pub enum Method {
     /// (scipy's `BDF`, MATLAB's ode15s), Jacobian and LU reused across steps; for large stiff
     /// systems where a Jacobian costs more than a few steps. It chooses its own step sizes and
     /// orders (a [`crate::Solver::controller`] is not consulted) and takes no fixed steps.
+    ///
+    /// ```
+    /// use cnf_ode::{Method, Solver};
+    /// // Robertson's kinetics to t = 1e11 (the Bari test set's ROBER), Jacobian automatic.
+    /// let rober = |_t: f64, y: &[f64], dy: &mut [f64]| {
+    ///     dy[0] = -0.04 * y[0] + 1e4 * y[1] * y[2];
+    ///     dy[2] = 3e7 * y[1] * y[1];
+    ///     dy[1] = -dy[0] - dy[2];
+    /// };
+    /// let sol = Solver::new("bdf".parse::<Method>()?).rtol(1e-6).atol(1e-12)
+    ///     .solve(rober, 0.0, 1e11, &[1.0, 0.0, 0.0])?;
+    /// assert!((sol.y[0] - 2.083340149701255e-8).abs() < 1e-4 * 2.1e-8);
+    /// // The Jacobian is reused across many steps.
+    /// assert!(10 * sol.stats.jacobians < sol.stats.accepted);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     Bdf,
 }
 
