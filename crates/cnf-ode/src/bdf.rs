@@ -56,9 +56,11 @@ fn spacing_matrix<T: Float>(k: usize, factor: T) -> Square<T> {
     r[0][..=k].fill(T::one());
     for i in 1..=k {
         let li: T = cast(i as f64);
-        for j in 1..=k {
+        let (done, rest) = r.split_at_mut(i);
+        let row = rest[0].iter_mut().zip(&done[i - 1]).enumerate();
+        for (j, (x, &above)) in row.take(k + 1).skip(1) {
             let lj: T = cast(j as f64);
-            r[i][j] = r[i - 1][j] * (li - T::one() - factor * lj) / li;
+            *x = above * (li - T::one() - factor * lj) / li;
         }
     }
     r
@@ -287,8 +289,8 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
     fn rescale(&mut self, factor: T) {
         let k = self.order;
         let (r, u) = (spacing_matrix(k, factor), spacing_matrix(k, T::one()));
-        for j in 1..=k {
-            let out = self.rescaled[j - 1].as_mut_slice();
+        for (j, out) in self.rescaled.iter_mut().enumerate().take(k) {
+            let (j, out) = (j + 1, out.as_mut_slice());
             out.fill(T::zero());
             for (i, di) in self.d.iter().enumerate().take(k + 1).skip(1) {
                 let c = (1..=k).fold(T::zero(), |s, l| s + r[i][l] * u[l][j]);
