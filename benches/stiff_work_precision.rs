@@ -1,13 +1,13 @@
-//! Work-precision of cnf-ode's stiff methods (Rodas5P, Rosenbrock23) against scipy's Radau and
-//! BDF on ROBER (to t = 1e11) and van der Pol (mu = 1e3, to t = 3000), in one run.
+//! Work-precision of cnf-ode's stiff methods (Rodas5P, Rosenbrock23, BDF) against scipy's Radau
+//! and BDF on ROBER (to t = 1e11) and van der Pol (mu = 1e3, to t = 3000), in one run.
 //!
 //! `cargo bench --bench stiff_work_precision` (scipy from `$SCIPY_PYTHON`, default
 //! `/tmp/venv-scipy/bin/python`; see benches/peers/scipy_stiff.py)
 //!
 //! Prints scipy's JSON lines, then one line per (problem, method, rtol) of ours (the same
 //! tolerances, automatic finite-difference Jacobians as scipy's), then per problem and method a
-//! summary at equal achieved error: scipy's better method's NFE, LU count and median time
-//! interpolated (log-log) at our error, against ours.
+//! summary at equal achieved error: scipy's better method's NFE, LU count, Jacobian count and
+//! median time interpolated (log-log) at our error, against ours.
 use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
@@ -142,7 +142,7 @@ fn main() {
             c.sort_by(|a, b| a.0.total_cmp(&b.0));
             c
         };
-        for m in [Method::Rodas5p, Method::Rosenbrock23] {
+        for m in [Method::Rodas5p, Method::Rosenbrock23, Method::Bdf] {
             let mut ratios = Vec::new();
             for rtol in RTOLS {
                 let (err, s, ms) = run(m, f, &y0, t1, rtol, rtol * atol_factor, &reference);
@@ -151,7 +151,8 @@ fn main() {
                     json!({"problem": name, "solver": format!("cnf-ode {m}"), "rtol": rtol,
                            "rel_error": err, "nfe": s.nfe, "njev": s.jacobians,
                            "nlu": s.factorisations, "steps": s.accepted, "rejected": s.rejected,
-                           "ms": ms})
+                           "newton_iterations": s.newton_iterations,
+                           "newton_failures": s.newton_failures, "ms": ms})
                 );
                 // The better scipy method at our error: the fewer evaluations.
                 let best = ["scipy Radau", "scipy BDF"]
@@ -161,13 +162,16 @@ fn main() {
                             *sv,
                             at_error(&curve(sv, "nfe"), err)?,
                             at_error(&curve(sv, "nlu"), err)?,
+                            at_error(&curve(sv, "njev"), err)?,
                             at_error(&curve(sv, "ms"), err)?,
                         ))
                     })
                     .min_by(|a, b| a.1.total_cmp(&b.1));
-                if let Some((sv, nfe, nlu, sms)) = best {
-                    ratios.push(json!({"rtol": rtol, "peer": sv, "peer_nfe": nfe.round(),
-                        "nfe": s.nfe, "peer_nlu": nlu.round(), "nlu": s.factorisations,
+                if let Some((sv, nfe, nlu, njev, sms)) = best {
+                    ratios.push(json!({"rtol": rtol, "error": err, "peer": sv,
+                        "peer_nfe": nfe.round(), "nfe": s.nfe, "peer_nlu": nlu.round(),
+                        "nlu": s.factorisations, "peer_njev": njev.round(), "njev": s.jacobians,
+                        "peer_ms": sms, "ms": ms,
                         "time_ratio_peer_over_ours": sms / ms}));
                 }
             }

@@ -8,8 +8,8 @@ use crate::solution::Stats;
 /// Why a solve failed, or why its settings were refused.
 ///
 /// Times and step sizes are f64 whatever the solve's precision, so an error of an f32 solve and
-/// one of an f64 solve have the same type. `NonFinite`, `StepSizeTooSmall`, `MaxStepsExceeded`
-/// and `SingularMatrix` are failures of an integration and carry its [`Stats`]
+/// one of an f64 solve have the same type. `NonFinite`, `StepSizeTooSmall`, `MaxStepsExceeded`,
+/// `SingularMatrix` and `NewtonFailure` are failures of an integration and carry its [`Stats`]
 /// ([`OdeError::stats`]); the others are refusals of the inputs, raised before any evaluation.
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
@@ -46,6 +46,17 @@ pub enum OdeError {
     /// precision for every step size down to the smallest one.
     #[error("singular iteration matrix at t = {t:?} (step {h:?}) ({stats})")]
     SingularMatrix {
+        /// Time reached.
+        t: f64,
+        /// The last step size tried (signed).
+        h: f64,
+        /// Work done until then.
+        stats: Stats,
+    },
+    /// The Newton iteration of an implicit step (BDF) did not converge, with a Jacobian
+    /// evaluated for the step, at every step size down to the smallest one.
+    #[error("Newton iteration failed to converge at t = {t:?} (step {h:?}) ({stats})")]
+    NewtonFailure {
         /// Time reached.
         t: f64,
         /// The last step size tried (signed).
@@ -196,6 +207,7 @@ impl OdeError {
             | Self::StepSizeTooSmall { stats, .. }
             | Self::MaxStepsExceeded { stats, .. }
             | Self::SingularMatrix { stats, .. }
+            | Self::NewtonFailure { stats, .. }
             | Self::EventNonFinite { stats, .. } => Some(stats),
             _ => None,
         }

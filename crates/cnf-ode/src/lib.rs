@@ -1,4 +1,4 @@
-//! # cnf-ode: explicit Runge-Kutta and stiff (Rosenbrock) solvers over any `num_traits::Float` state
+//! # cnf-ode: explicit Runge-Kutta and stiff (Rosenbrock, BDF) solvers over any `num_traits::Float` state
 //!
 //! ```
 //! use cnf_ode::{Method, Solver};
@@ -16,8 +16,9 @@
 //! The pieces are independent, in the way of diffrax:
 //! - a **method** is a [`Tableau`] of constants: [`Euler`], [`Midpoint`], [`Heun`],
 //!   [`Rk4`] (fixed step), [`Bs3`], [`Dopri5`], [`Tsit5`], [`Dop853`] (adaptive); [`Method`]
-//!   names them all as one run-time value, with the stiff methods [`Method::Rodas5p`] and
-//!   [`Method::Rosenbrock23`] (Rosenbrock: automatic Jacobians by finite differences, grouped
+//!   names them all as one run-time value, with the stiff methods [`Method::Rodas5p`],
+//!   [`Method::Rosenbrock23`] (Rosenbrock) and [`Method::Bdf`] (variable order 1-5, Newton
+//!   with Jacobian and LU reuse), all with automatic Jacobians by finite differences, grouped
 //!   by a [`Sparsity`] pattern, or given by [`WithJacobian`], or exact by dual numbers through
 //!   [`Dual`]; a dense LU behind [`LinearSolver`]);
 //! - one **engine** performs a step of any tableau, its error estimate and its continuous
@@ -48,6 +49,7 @@
 //! fields), `nalgebra` ([`State`] for `SVector` and `DVector`).
 #![warn(missing_docs)]
 mod batch;
+mod bdf;
 mod controller;
 mod engine;
 mod error;

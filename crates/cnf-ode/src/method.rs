@@ -3,11 +3,13 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::controller::PiParams;
+use crate::error::OdeError;
 use crate::rosenbrock::{RosenbrockTableau, RODAS5P_TABLEAU, ROS23_TABLEAU};
 use crate::tableau::{Bs3, Dop853, Dopri5, Euler, Heun, Midpoint, Rk4, RkMethod, Tableau, Tsit5};
 
-/// What a method is to the solver: an explicit Runge-Kutta tableau, or a Rosenbrock method
-/// (linearly implicit, for stiff problems: it needs the Jacobian, automatic by default).
+/// What a method is to the solver: an explicit Runge-Kutta tableau, a Rosenbrock method
+/// (linearly implicit, for stiff problems: it needs the Jacobian, automatic by default), or the
+/// variable-order BDF (implicit, Newton on the same Jacobian).
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum Scheme {
@@ -15,6 +17,9 @@ pub enum Scheme {
     Explicit(&'static Tableau),
     /// A Rosenbrock method.
     Rosenbrock(&'static RosenbrockTableau),
+    /// Variable-order (1-5), variable-step BDF in the NDF form (scipy's `BDF`, MATLAB's
+    /// ode15s); it chooses its own steps and orders.
+    Bdf,
 }
 
 impl Scheme {
@@ -23,35 +28,50 @@ impl Scheme {
         match self {
             Self::Explicit(t) => t.name,
             Self::Rosenbrock(r) => r.name,
+            Self::Bdf => "BDF",
         }
     }
-    /// Order of the propagated solution.
+    /// Order of the propagated solution (BDF: its highest order).
     pub fn order(self) -> u32 {
         match self {
             Self::Explicit(t) => t.order,
             Self::Rosenbrock(r) => r.order,
+            Self::Bdf => crate::bdf::MAX_ORDER as u32,
         }
     }
     /// The step-size controller the method is used with: the tableau's
-    /// ([`Tableau::controller`]), or [`PiParams::ROSENBROCK`].
+    /// ([`Tableau::controller`]), or [`PiParams::ROSENBROCK`] (which BDF, choosing its own
+    /// steps, does not consult).
     pub fn controller(self) -> PiParams {
         match self {
             Self::Explicit(t) => t.controller,
-            Self::Rosenbrock(_) => PiParams::ROSENBROCK,
+            Self::Rosenbrock(_) | Self::Bdf => PiParams::ROSENBROCK,
         }
     }
     /// True for methods with an error estimate.
     pub fn is_adaptive(self) -> bool {
         match self {
             Self::Explicit(t) => t.is_adaptive(),
-            Self::Rosenbrock(_) => true,
+            Self::Rosenbrock(_) | Self::Bdf => true,
+        }
+    }
+    /// The one rule for `steps` fixed steps: every method takes them but BDF, which chooses
+    /// its own steps and orders.
+    pub(crate) fn check_fixed_steps(self, steps: usize) -> Result<(), OdeError> {
+        match self {
+            Self::Bdf => Err(OdeError::InvalidSetting {
+                field: "steps".into(),
+                requirement: "unset for bdf, which chooses its own steps and orders",
+                value: steps as f64,
+            }),
+            _ => Ok(()),
         }
     }
     /// The tableau of an explicit method.
     pub fn tableau(self) -> Option<&'static Tableau> {
         match self {
             Self::Explicit(t) => Some(t),
-            Self::Rosenbrock(_) => None,
+            Self::Rosenbrock(_) | Self::Bdf => None,
         }
     }
 }
@@ -77,8 +97,8 @@ impl<M: RkMethod> OdeMethod for M {
 }
 
 /// The methods of `cnf-ode`, as one enum: the run-time counterpart of the unit
-/// structs [`Euler`], [`Dopri5`], ..., and the stiff methods [`Method::Rodas5p`] and
-/// [`Method::Rosenbrock23`]. It parses from and prints as its lower-case name
+/// structs [`Euler`], [`Dopri5`], ..., and the stiff methods [`Method::Rodas5p`],
+/// [`Method::Rosenbrock23`] and [`Method::Bdf`]. It parses from and prints as its lower-case name
 /// (`"dopri5".parse::<Method>()`, alias `"rk45"` for Dopri5), and with the `serde` feature it
 /// (de)serialises as that name.
 ///
@@ -117,11 +137,32 @@ pub enum Method {
     /// Rosenbrock23 (Shampine and Reichelt's ode23s): Rosenbrock, order 2(3), L-stable; for
     /// stiff problems at loose tolerances.
     Rosenbrock23,
+    /// BDF: variable order 1-5 and variable step in the quasi-constant step-size NDF form
+    /// (scipy's `BDF`, MATLAB's ode15s), Jacobian and LU reused across steps; for large stiff
+    /// systems where a Jacobian costs more than a few steps. It chooses its own step sizes and
+    /// orders (a [`crate::Solver::controller`] is not consulted) and takes no fixed steps.
+    ///
+    /// ```
+    /// use cnf_ode::{Method, Solver};
+    /// // Robertson's kinetics to t = 1e11 (the Bari test set's ROBER), Jacobian automatic.
+    /// let rober = |_t: f64, y: &[f64], dy: &mut [f64]| {
+    ///     dy[0] = -0.04 * y[0] + 1e4 * y[1] * y[2];
+    ///     dy[2] = 3e7 * y[1] * y[1];
+    ///     dy[1] = -dy[0] - dy[2];
+    /// };
+    /// let sol = Solver::new("bdf".parse::<Method>()?).rtol(1e-6).atol(1e-12)
+    ///     .solve(rober, 0.0, 1e11, &[1.0, 0.0, 0.0])?;
+    /// assert!((sol.y[0] - 2.083340149701255e-8).abs() < 1e-4 * 2.1e-8);
+    /// // The Jacobian is reused across many steps.
+    /// assert!(10 * sol.stats.jacobians < sol.stats.accepted);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Bdf,
 }
 
 impl Method {
     /// Every method: the explicit ones ([`Method::EXPLICIT`]), then the stiff ones.
-    pub const ALL: [Method; 10] = [
+    pub const ALL: [Method; 11] = [
         Method::Euler,
         Method::Midpoint,
         Method::Heun,
@@ -132,6 +173,7 @@ impl Method {
         Method::Dop853,
         Method::Rodas5p,
         Method::Rosenbrock23,
+        Method::Bdf,
     ];
 
     /// The explicit Runge-Kutta methods, fixed-step ones first, in order of increasing order.
@@ -159,10 +201,11 @@ impl Method {
             Self::Dop853 => "dop853",
             Self::Rodas5p => "rodas5p",
             Self::Rosenbrock23 => "rosenbrock23",
+            Self::Bdf => "bdf",
         }
     }
 
-    /// What the method is: an explicit tableau or a Rosenbrock method.
+    /// What the method is: an explicit tableau, a Rosenbrock method or BDF.
     pub fn scheme(self) -> Scheme {
         match self {
             Self::Euler => Scheme::Explicit(Euler.tableau()),
@@ -175,6 +218,7 @@ impl Method {
             Self::Dop853 => Scheme::Explicit(Dop853.tableau()),
             Self::Rodas5p => Scheme::Rosenbrock(&RODAS5P_TABLEAU),
             Self::Rosenbrock23 => Scheme::Rosenbrock(&ROS23_TABLEAU),
+            Self::Bdf => Scheme::Bdf,
         }
     }
 
@@ -282,7 +326,8 @@ mod tests {
                 &Method::Tsit5,
                 &Method::Dop853,
                 &Method::Rodas5p,
-                &Method::Rosenbrock23
+                &Method::Rosenbrock23,
+                &Method::Bdf
             ]
         );
         assert_eq!("rk45".parse::<Method>(), Ok(Method::Dopri5));

@@ -613,22 +613,7 @@ impl<T: Float, S: State<T>> Stepper<T, S> for RosenbrockStepper<T, S> {
     }
     fn interpolate(&mut self, theta: T, h: T, y: &S, out: &mut S) {
         let interp = self.dense_vectors().1;
-        let w = &mut self.w64[..interp.vectors];
-        (interp.weights)(theta.to_f64().unwrap_or(f64::NAN), w);
-        let out_s = out.as_mut_slice();
-        out_s.copy_from_slice(y.as_slice());
-        for (&wj, vj) in w.iter().zip(&self.dense) {
-            if wj != 0.0 {
-                let c = if interp.times_h {
-                    h * cast::<T>(wj)
-                } else {
-                    cast::<T>(wj)
-                };
-                for (o, &v) in out_s.iter_mut().zip(vj.as_slice()) {
-                    *o = *o + c * v;
-                }
-            }
-        }
+        interp.apply((theta, h), y, &self.dense, &mut self.w64, out);
     }
     fn dense_vectors(&self) -> (&[S], Interpolant) {
         let interp = match self.tab.kind {

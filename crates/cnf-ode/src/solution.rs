@@ -38,6 +38,12 @@ pub struct Stats {
     pub factorisations: usize,
     /// Linear solves with a factorised matrix (one right-hand side each).
     pub linear_solves: usize,
+    /// Newton iterations of implicit steps (scipy's and CVODE's `nniters`; BDF: one linear
+    /// solve and one evaluation each).
+    pub newton_iterations: usize,
+    /// Newton iterations that did not converge (CVODE's `nncfails`); each is retried with a
+    /// fresh Jacobian or a smaller step.
+    pub newton_failures: usize,
 }
 
 impl std::ops::Add for Stats {
@@ -50,6 +56,8 @@ impl std::ops::Add for Stats {
             jacobians: self.jacobians + other.jacobians,
             factorisations: self.factorisations + other.factorisations,
             linear_solves: self.linear_solves + other.linear_solves,
+            newton_iterations: self.newton_iterations + other.newton_iterations,
+            newton_failures: self.newton_failures + other.newton_failures,
         }
     }
 }
@@ -73,6 +81,13 @@ impl fmt::Display for Stats {
                 f,
                 ", jacobians {}, LU {}, solves {}",
                 self.jacobians, self.factorisations, self.linear_solves
+            )?;
+        }
+        if self.newton_iterations + self.newton_failures > 0 {
+            write!(
+                f,
+                ", newton {} (failed {})",
+                self.newton_iterations, self.newton_failures
             )?;
         }
         Ok(())

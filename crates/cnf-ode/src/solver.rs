@@ -2,6 +2,7 @@
 //! times, observers, statistics and errors. Methods know nothing of this loop.
 use num_traits::Float;
 
+use crate::bdf::BdfStepper;
 use crate::controller::{PiController, StepController};
 use crate::engine::{Engine, RkStepper};
 use crate::error::{num, OdeError};
@@ -214,12 +215,14 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
     /// Before any evaluation: [`OdeError::EmptyState`], [`OdeError::InvalidTolerance`] (each
     /// tolerance positive and finite), [`OdeError::DimensionMismatch`] (a per-component
     /// tolerance of another length), [`OdeError::InvalidSpan`], [`OdeError::OutputTimeOutsideSpan`],
-    /// [`OdeError::OutputTimesOutOfOrder`], [`OdeError::InvalidSetting`] (zero fixed steps, step
-    /// bounds), [`OdeError::NotAdaptive`] (no fixed steps for a method without an error estimate),
-    /// the error norm's [`OdeError::InvalidErrorComponents`] and
-    /// [`OdeError::ErrorComponentsSplitBlock`]. During the integration, with the work done so
-    /// far ([`OdeError::stats`]): [`OdeError::NonFinite`] (also for a non-finite `y0`),
-    /// [`OdeError::StepSizeTooSmall`], [`OdeError::MaxStepsExceeded`].
+    /// [`OdeError::OutputTimesOutOfOrder`], [`OdeError::InvalidSetting`] (zero fixed steps, fixed
+    /// steps for BDF, step bounds), [`OdeError::NotAdaptive`] (no fixed steps for a method
+    /// without an error estimate), the error norm's [`OdeError::InvalidErrorComponents`] and
+    /// [`OdeError::ErrorComponentsSplitBlock`], a Jacobian pattern of another size
+    /// ([`OdeError::DimensionMismatch`]). During the integration, with the work done so far
+    /// ([`OdeError::stats`]): [`OdeError::NonFinite`] (also for a non-finite `y0`),
+    /// [`OdeError::StepSizeTooSmall`], [`OdeError::MaxStepsExceeded`], and for the implicit
+    /// methods [`OdeError::SingularMatrix`] and [`OdeError::NewtonFailure`].
     pub fn solve<S, F>(&self, f: F, t0: T, t1: T, y0: &S) -> Result<Solution<T, S>, OdeError>
     where
         S: State<T>,
@@ -378,11 +381,7 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
                 events,
             ),
             Scheme::Rosenbrock(ros) => {
-                let pattern = self.sparsity(y0.len())?;
-                let floor = match &self.options.atol {
-                    Tolerance::Scalar(a) => vec![*a],
-                    Tolerance::PerComponent(v) => v.clone(),
-                };
+                let (pattern, floor) = (self.sparsity(y0.len())?, self.difference_floor());
                 self.drive(
                     sys,
                     t0,
@@ -393,6 +392,31 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
                     events,
                 )
             }
+            Scheme::Bdf => {
+                if let Some(steps) = self.options.fixed_steps {
+                    Scheme::Bdf.check_fixed_steps(steps)?;
+                }
+                let (pattern, floor) = (self.sparsity(y0.len())?, self.difference_floor());
+                let rtol = &self.options.rtol;
+                self.drive(
+                    sys,
+                    t0,
+                    t1,
+                    y0,
+                    observer,
+                    |y0| BdfStepper::new(y0, pattern, floor, rtol),
+                    events,
+                )
+            }
+        }
+    }
+
+    /// The finite-difference Jacobians' floor: the absolute tolerance, one value or one per
+    /// component.
+    fn difference_floor(&self) -> Vec<T> {
+        match &self.options.atol {
+            Tolerance::Scalar(a) => vec![*a],
+            Tolerance::PerComponent(v) => v.clone(),
         }
     }
 
@@ -722,6 +746,11 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 h: num(h),
                 stats: self.stats(),
             },
+            StepFailure::Newton => OdeError::NewtonFailure {
+                t: num(self.t),
+                h: num(h),
+                stats: self.stats(),
+            },
         }
     }
 
@@ -865,7 +894,6 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
         O: Observer<T, S> + ?Sized,
         C: StepController<T>,
     {
-        let error_order = self.engine.error_order();
         let dir = (self.t1 - self.t).signum();
         let span = (self.t1 - self.t).abs();
         let h_max = opts.h_max.unwrap_or(span).min(span);
@@ -932,7 +960,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
                 h = h * cast(0.1);
                 continue;
             }
-            let (ok, h_new) = ctrl.decide(err, h, error_order);
+            let (ok, h_new) = self.engine.decide(ctrl, err, h);
             if ok {
                 last_nonfinite = false;
                 last_failure = None;

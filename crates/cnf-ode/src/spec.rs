@@ -282,8 +282,8 @@ impl<T: Float> SolverSpecBuilder<T> {
     /// Each names the field: [`OdeError::InvalidTolerance`] ("rtol must be positive and finite,
     /// got -1", the rule [`crate::Solver`] applies too), [`OdeError::InvalidSetting`] (zero
     /// steps or step budget, an empty per-component tolerance, controller parameters out of
-    /// range), [`OdeError::NotAdaptive`] for tolerances without fixed steps on a fixed-step
-    /// method.
+    /// range, fixed steps for BDF), [`OdeError::NotAdaptive`] for tolerances without fixed steps
+    /// on a fixed-step method.
     pub fn build(self) -> Result<SolverSpec<T>, OdeError> {
         let steps = match self.fixed {
             Some(0) => {
@@ -293,7 +293,10 @@ impl<T: Float> SolverSpecBuilder<T> {
                     value: 0.0,
                 })
             }
-            Some(n) => StepSizing::Fixed(n),
+            Some(n) => {
+                self.method.scheme().check_fixed_steps(n)?;
+                StepSizing::Fixed(n)
+            }
             None => {
                 if !self.method.is_adaptive() {
                     return Err(OdeError::NotAdaptive {

@@ -2,12 +2,19 @@
 //!
 //! The driver knows a method only through [`Stepper`]: its orders, an attempt at a step that
 //! either succeeds with an error estimate or fails ([`Attempt`]), and the continuous extension
-//! of the last step (dense output, output times). The controller decides on the outcome. The
-//! explicit Runge-Kutta engines ([`crate::engine::Engine`], [`crate::small::ArrayEngine`]) and
-//! the Rosenbrock stepper are the implementations.
+//! of the last step (dense output, output times). The controller decides on the outcome, unless
+//! the method chooses its own steps ([`Stepper::decide`]: BDF picks step and order from its
+//! history). The explicit Runge-Kutta engines ([`crate::engine::Engine`],
+//! [`crate::small::ArrayEngine`]), the Rosenbrock stepper and the BDF stepper are the
+//! implementations.
+use num_traits::Float;
+
+use crate::controller::StepController;
 use crate::options::Tolerances;
 use crate::solution::Stats;
+use crate::state::State;
 use crate::system::OdeSystem;
+use crate::util::cast;
 
 /// The outcome of one attempted step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,6 +35,8 @@ pub(crate) enum Attempt<T> {
 pub(crate) enum StepFailure {
     /// The iteration matrix was singular to working precision.
     Singular,
+    /// The Newton iteration of an implicit step did not converge (with a fresh Jacobian).
+    Newton,
 }
 
 /// A continuous extension over one step of size h from y: y(t + theta h) = y + sum_j c_j(theta)
@@ -41,6 +50,36 @@ pub(crate) struct Interpolant {
     pub(crate) vectors: usize,
     /// Whether the weights are multiplied by h.
     pub(crate) times_h: bool,
+}
+
+impl Interpolant {
+    /// out = y + sum_j c_j(theta) v_j over `vectors` (at least `self.vectors` of them), with
+    /// `w` (as long) as scratch for the weights.
+    pub(crate) fn apply<T: Float, S: State<T>>(
+        &self,
+        (theta, h): (T, T),
+        y: &S,
+        vectors: &[S],
+        w: &mut [f64],
+        out: &mut S,
+    ) {
+        let w = &mut w[..self.vectors];
+        (self.weights)(theta.to_f64().unwrap_or(f64::NAN), w);
+        let out_s = out.as_mut_slice();
+        out_s.copy_from_slice(y.as_slice());
+        for (&wj, vj) in w.iter().zip(vectors) {
+            if wj != 0.0 {
+                let c = if self.times_h {
+                    h * cast::<T>(wj)
+                } else {
+                    cast::<T>(wj)
+                };
+                for (o, &v) in out_s.iter_mut().zip(vj.as_slice()) {
+                    *o = *o + c * v;
+                }
+            }
+        }
+    }
 }
 
 /// What the driver needs of a method (see the module's documentation).
@@ -81,6 +120,13 @@ pub(crate) trait Stepper<T, S> {
     /// The continuous extension of the last step as data to record: its vectors and weights
     /// (after `prepare_dense`).
     fn dense_vectors(&self) -> (&[S], Interpolant);
+    /// Whether to accept a computed attempt of size h with error norm `err` (finite), and the
+    /// next step size: the controller's decision, unless the method chooses its own steps
+    /// (BDF: step size and order from the error estimates of its history).
+    #[inline(always)]
+    fn decide<C: StepController<T>>(&mut self, ctrl: &mut C, err: T, h: T) -> (bool, T) {
+        ctrl.decide(err, h, self.error_order())
+    }
     /// The last attempt was accepted (carry over what the next step can reuse).
     fn accept(&mut self);
     /// The state was changed between steps (an event's action): forget everything carried over
