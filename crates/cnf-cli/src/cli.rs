@@ -179,8 +179,7 @@ fn non_negative_f64(s: &str) -> Result<f64, String> {
 #[derive(Debug, Clone, Args)]
 pub struct ArchArgs {
     /// Hidden widths, comma-separated [default: 64,64,64; tables: from the dimension and rows;
-    /// --context with flow matching: 3 layers of 64 (up to 8 modelled and context columns) or
-    /// 128].
+    /// --context with flow matching: 128,128,128].
     #[arg(long, value_delimiter = ',', value_parser = usize_in(1, MlpConfig::MAX_WIDTH))]
     pub hidden: Option<Vec<usize>>,
     /// Nonlinearity of the hidden layers [default: tanh].

@@ -58,7 +58,7 @@ fn a_conditional_flow_matching_run_takes_its_own_defaults() {
         ..conditional_fm(10)
     };
     let p = plan(dir.path(), "fm", &options);
-    let chosen = TableDefaults::conditional_flow_matching(800, 2, 2);
+    let chosen = TableDefaults::conditional_flow_matching(800, 2);
     let tr = p.config().training.clone().unwrap();
     assert_eq!(p.config().mlp.hidden, chosen.hidden);
     assert_eq!(tr.batch, chosen.batch);

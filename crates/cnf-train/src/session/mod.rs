@@ -304,7 +304,7 @@ impl RunPlan {
         let mut settings = None;
         let auto = prep.n_train.map(|n| {
             let a = match flow_matching {
-                Some(_) if k > 0 => TableDefaults::conditional_flow_matching(n, dim, k),
+                Some(_) if k > 0 => TableDefaults::conditional_flow_matching(n, dim),
                 _ => TableDefaults::choose(n, dim),
             };
             let whitened = prep.standardizer.as_ref().is_some_and(|s| s.is_whitened());
