@@ -328,7 +328,7 @@ const CFM_LR: f64 = 1e-3;
 /// How the learning rate of a conditional flow-matching run changes.
 const CFM_LR_SCHEDULE: LrSchedule = LrSchedule::Cosine;
 /// Iterations of a conditional flow-matching run.
-const CFM_ITERS: usize = 20_000;
+const CFM_ITERS: usize = 30_000;
 /// Validation interval of a conditional flow-matching run.
 const CFM_VAL_EVERY: usize = 1_000;
 /// Validations without improvement before a conditional flow-matching run stops.
