@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The sbibm benchmark of conditional flows (docs/sbi.md): per task, 10^4 simulated pairs, one
-# posterior p(theta | x) trained per objective with default flags, 10^4 posterior samples per
+# posterior p(theta | x) trained with default flags (objective "default": no --objective flag,
+# so the conditional default; "ml" or "fm": that objective), 10^4 posterior samples per
 # observation 1..10, and C2ST against the reference posterior (sbibm's samples for two moons
 # and SLCP, exact draws for gaussian linear). Prints a table and writes it to WORK/results.md.
+# C2ST runs one process at a time on one BLAS thread, to leave a shared machine usable.
 #
-#   benches/sbi/run.sh [--tasks "two_moons gaussian_linear slcp"] [--objectives "ml fm"]
+#   benches/sbi/run.sh [--tasks "two_moons gaussian_linear slcp"] [--objectives "default"]
 #                      [--observations "1 2 3 4 5 6 7 8 9 10"] [--sims 10000] [--work DIR]
 #
 # Needs: cargo; python3 with numpy + scikit-learn in $PYTHON (default /tmp/venv-sbi/bin/python,
@@ -14,7 +16,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TASKS="two_moons gaussian_linear slcp"
-OBJECTIVES="ml fm"
+OBJECTIVES="default"
 OBSERVATIONS="1 2 3 4 5 6 7 8 9 10"
 SIMS=10000
 SAMPLES=10000
@@ -50,9 +52,10 @@ dims() { case $1 in two_moons) echo "2 2" ;; gaussian_linear) echo "10 10" ;; sl
 TABLE="$WORK/results.md"
 {
     echo "commit $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo '+dirty'), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -m)"
+    echo "load before: $(uptime)"
     echo "command: benches/sbi/run.sh --tasks \"$TASKS\" --objectives \"$OBJECTIVES\" --observations \"$OBSERVATIONS\" --sims $SIMS"
     echo
-    echo "| task | objective | C2ST mean | C2ST per observation | train s | sample s (mean of $SAMPLES draws) |"
+    echo "| task | objective | C2ST mean | C2ST per observation | train s (iterations; load) | sample s (mean of $SAMPLES draws; load) |"
     echo "|---|---|---|---|---|---|"
 } > "$TABLE"
 
@@ -73,11 +76,15 @@ for task in $TASKS; do
     done
     for objective in $OBJECTIVES; do
         MODEL="$T/model-$objective"
+        flags=()
+        [ "$objective" = default ] || flags=(--objective "$objective")
         t0=$(now)
-        "$CNF" train --data "$T/sims.csv" --context "$CONTEXT" --objective "$objective" \
+        "$CNF" train --data "$T/sims.csv" --context "$CONTEXT" "${flags[@]}" \
             --no-plots --out "$MODEL" > "$T/train-$objective.log" 2>&1 \
             || { echo "cnf train failed ($T/train-$objective.log):"; tail -5 "$T/train-$objective.log"; exit 1; }
         train_s=$(elapsed "$t0" "$(now)")
+        train_load=$(cut -d' ' -f1 /proc/loadavg)
+        iterations=$(sed -n 's/^trained \([0-9]*\) iterations.*/\1/p' "$T/train-$objective.log")
         scores=""
         sample_total=0
         for k in $OBSERVATIONS; do
@@ -85,17 +92,18 @@ for task in $TASKS; do
             t0=$(now)
             "$CNF" sample --model "$MODEL" -n "$SAMPLES" --given "$T/given_$k.csv" --output "$POST"
             sample_total=$(awk -v a="$sample_total" -v b="$(elapsed "$t0" "$(now)")" 'BEGIN { print a + b }')
+            sample_load=$(cut -d' ' -f1 /proc/loadavg)
             if [ "$task" = gaussian_linear ]; then REF="$T/reference_$k.csv"
             elif [ "$task" = two_moons ]; then REF="$DATA/two_moons/reference_$k.csv"
             else REF="$DATA/$task/reference_$k.csv.bz2"; fi
-            acc=$("$PYTHON" "$ROOT/benches/sbi/c2st.py" "$REF" "$POST" --columns "$THETA")
+            acc=$(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$PYTHON" "$ROOT/benches/sbi/c2st.py" "$REF" "$POST" --columns "$THETA")
             echo "$task $objective observation $k: C2ST $acc"
             scores="$scores $acc"
         done
         n_obs=$(echo $OBSERVATIONS | wc -w)
         mean=$(echo $scores | tr ' ' '\n' | awk '{ s += $1 } END { printf "%.3f", s / NR }')
         sample_s=$(awk -v a="$sample_total" -v n="$n_obs" 'BEGIN { printf "%.3f", a / n }')
-        echo "| $task | $objective | $mean |$scores | $train_s | $sample_s |" >> "$TABLE"
+        echo "| $task | $objective | $mean |$scores | $train_s ($iterations; $train_load) | $sample_s ($sample_load) |" >> "$TABLE"
     done
 done
 

@@ -24,7 +24,9 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Append a `logp` column (log-density in data space) to a CSV of points.
     Density(DensityArgs),
-    /// Draw samples from a model.
+    /// Draw samples from a model, with its sampling solver: the model's solver, or for a
+    /// conditional flow-matching model the RK4 steps its config.json records (`sampler`);
+    /// --method/--steps/--rtol/--atol change the model's solver and sample with that.
     Sample(SampleArgs),
     /// Plot a 2-D model's density as a heat map.
     Plot(PlotArgs),
@@ -107,6 +109,24 @@ pub enum PathArg {
     Cosine,
 }
 
+/// How the learning rate changes over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LrScheduleArg {
+    /// The same rate throughout.
+    Constant,
+    /// Cosine annealing from --lr to 0 over the iterations.
+    Cosine,
+}
+
+impl From<LrScheduleArg> for cnf_train::optim::LrSchedule {
+    fn from(s: LrScheduleArg) -> Self {
+        match s {
+            LrScheduleArg::Constant => Self::Constant,
+            LrScheduleArg::Cosine => Self::Cosine,
+        }
+    }
+}
+
 /// How flow matching pairs data with base draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CouplingArg {
@@ -158,7 +178,8 @@ fn non_negative_f64(s: &str) -> Result<f64, String> {
 /// Architecture of the MLP (train, import).
 #[derive(Debug, Clone, Args)]
 pub struct ArchArgs {
-    /// Hidden widths, comma-separated [default: 64,64,64; tables: from the dimension and rows].
+    /// Hidden widths, comma-separated [default: 64,64,64; tables: from the dimension and rows;
+    /// --context with flow matching: 128,128,128].
     #[arg(long, value_delimiter = ',', value_parser = usize_in(1, MlpConfig::MAX_WIDTH))]
     pub hidden: Option<Vec<usize>>,
     /// Nonlinearity of the hidden layers [default: tanh].
@@ -246,7 +267,7 @@ pub struct TrainArgs {
     pub header: Option<cnf_train::data::HeaderMode>,
     /// Number of iterations (with --resume: the total to reach) [default: toy sets 1000,
     /// --objective fm 10000 (its iterations cost ~1/25 as much); tables chosen from their size,
-    /// with early stopping].
+    /// with early stopping; --context with flow matching 30000].
     #[arg(long, value_parser = usize_in(1, usize::MAX))]
     pub iters: Option<usize>,
     /// Minibatch size [default: 512; tables min(512, training rows)].
@@ -256,8 +277,12 @@ pub struct TrainArgs {
     /// checkpoint's.
     #[arg(long, value_parser = positive_f64)]
     pub lr: Option<f64>,
+    /// How the learning rate changes over the run [default: constant; --context with flow
+    /// matching: cosine].
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrScheduleArg>,
     /// Decoupled weight decay (AdamW) [default: toy sets 0; tables 1e-4 up to 5k training rows,
-    /// 1e-5 above].
+    /// 1e-5 above; --context with flow matching 0].
     #[arg(long)]
     pub weight_decay: Option<f64>,
     #[command(flatten)]
@@ -284,10 +309,11 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Validate every N iterations [default: toy sets 100, --objective fm 1000; tables 20 up to
-    /// 5k training rows, 100 above].
+    /// 5k training rows, 100 above; --context with flow matching 1000].
     #[arg(long, value_parser = usize_in(1, usize::MAX))]
     pub val_every: Option<usize>,
-    /// Training objective [default: ml].
+    /// Training objective [default: ml; with --context fm, which then also samples with RK4
+    /// steps (docs/sbi.md)].
     #[arg(long, value_enum)]
     pub objective: Option<ObjectiveArg>,
     /// Flow matching's probability path [default: straight].
@@ -318,7 +344,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = non_negative_f64)]
     pub local_error: Option<f64>,
     /// Stop after this many validations without improvement [default: toy sets never; tables
-    /// 10].
+    /// 10; --context with flow matching 5].
     #[arg(long)]
     pub patience: Option<usize>,
     /// Continue the run in --out from its checkpoint (settings come from its config.json).

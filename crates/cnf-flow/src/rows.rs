@@ -88,6 +88,9 @@ pub struct RowParallel<'a, T: Real, F: VectorField<T>> {
     penalties: bool,
     /// The context of every row, `(rows, k)` (empty for unconditional fields).
     context: &'a [T],
+    /// Whether `vjp` also gives d/dc: the context then counts as parameters after the
+    /// field's (see [`RowParallel::with_context_grad`]).
+    context_grad: bool,
 }
 
 impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
@@ -133,6 +136,7 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             blocks,
             penalties: false,
             context: &[],
+            context_grad: false,
         }
     }
 
@@ -155,9 +159,24 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
         self
     }
 
-    /// Number of parameters of the field.
+    /// The same rows with the context treated as parameters of the system: `num_params` adds
+    /// its `rows * k` values after the field's, and `vjp` accumulates d/dc there, so a solve's
+    /// parameter gradient ends with dL/dc (the context is constant along the solve, like the
+    /// weights).
+    pub fn with_context_grad(mut self, context_grad: bool) -> Self {
+        self.context_grad = context_grad;
+        self
+    }
+
+    /// Number of parameters of the system: the field's, then the context's values when its
+    /// gradient is asked for.
     pub fn num_params(&self) -> usize {
         self.field.num_params()
+            + if self.context_grad {
+                self.context.len()
+            } else {
+                0
+            }
     }
 
     /// v (rows, d).
@@ -231,14 +250,16 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
         let (div, f_tail) = f_rest.split_at_mut(rows);
         let (kin, frob) = f_tail[..2 * pen].split_at_mut(pen);
         let g_z = &mut out.a_y[..n];
-        let g_theta = out.a_p;
         let (field, bd, br) = (self.field, self.block * self.dim, self.block);
+        let (g_theta, g_c) = out.a_p.split_at_mut(field.num_params());
         let (bc, context) = (self.context_block(), self.context);
         let nb = self.blocks.len();
         if let [b] = self.blocks.as_mut_slice() {
             let x = Inputs::shared(t, z).with_context(context);
             let input = vjp_input(&b.probes, x, a_v, a_div).with_penalties(a_kin, a_frob);
-            let out = VjpOutput::new(v, div, g_z, g_theta).with_penalties(kin, frob);
+            let out = VjpOutput::new(v, div, g_z, g_theta)
+                .with_penalties(kin, frob)
+                .with_context_grad(g_c);
             field.vjp_batch(&mut b.scratch, input, out);
             return;
         }
@@ -255,12 +276,15 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             .zip(per_block_mut(kin, br, nb))
             .zip(per_block_mut(frob, br, nb))
             .zip(per_block(context, bc, nb))
+            .zip(per_block_mut(g_c, bc, nb))
             .for_each(
-                |(((((((((((b, z), a_v), a_div), v), div), g_z), a_k), a_f), k), f), c)| {
+                |((((((((((((b, z), a_v), a_div), v), div), g_z), a_k), a_f), k), f), c), gc)| {
                     b.g_theta.fill(T::zero());
                     let x = Inputs::shared(t, z).with_context(c);
                     let input = vjp_input(&b.probes, x, a_v, a_div).with_penalties(a_k, a_f);
-                    let out = VjpOutput::new(v, div, g_z, &mut b.g_theta).with_penalties(k, f);
+                    let out = VjpOutput::new(v, div, g_z, &mut b.g_theta)
+                        .with_penalties(k, f)
+                        .with_context_grad(gc);
                     field.vjp_batch(&mut b.scratch, input, out);
                 },
             );

@@ -85,6 +85,21 @@ pub fn default_solver() -> SolverSpec<f64> {
         .expect("valid default solver")
 }
 
+/// Fixed steps of [`conditional_sampler`].
+pub const CONDITIONAL_SAMPLER_STEPS: usize = 8;
+
+/// The sampling solver a conditional flow-matching run records (config.json's `sampler`):
+/// RK4 with [`CONDITIONAL_SAMPLER_STEPS`] steps. Its draws are as close to a tight adaptive
+/// solve's as the posterior's C2ST can tell, at a fraction of the default solver's evaluations
+/// (docs/sbi.md, "Defaults of conditional runs").
+pub fn conditional_sampler() -> SolverSpec<f64> {
+    SolverSpec::builder(Method::Rk4)
+        .fixed_steps(CONDITIONAL_SAMPLER_STEPS)
+        .max_steps(SOLVER_MAX_STEPS)
+        .build()
+        .expect("valid conditional sampler")
+}
+
 /// A refused solver setting as a one-line message naming its source: `source` is what the
 /// field names are prefixed with ("--" for flags, "config.json: solver." for the file):
 /// "--rtol must be positive and finite, got -1", "rk4 is a fixed-step method: give --steps".
@@ -174,6 +189,31 @@ pub fn describe_solver(spec: &SolverSpec<f64>) -> String {
                 ""
             }
         ),
+    }
+}
+
+/// config.json's optional `sampler` block: the `solver` block's form.
+mod sampler_block {
+    use cnf_ode::SolverSpec;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    struct Block(#[serde(with = "super::solver_block")] SolverSpec<f64>);
+
+    pub fn serialize<S: Serializer>(
+        spec: &Option<SolverSpec<f64>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match spec {
+            Some(spec) => super::solver_block::serialize(spec, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SolverSpec<f64>>, D::Error> {
+        Ok(Option::<Block>::deserialize(d)?.map(|b| b.0))
     }
 }
 
@@ -280,6 +320,10 @@ pub struct TrainingConfig {
     pub trace: crate::trainer::TraceKind,
     /// Adam's learning rate at the start.
     pub lr: f64,
+    /// How the learning rate changes over the run (absent: constant, as in every file
+    /// written before schedules).
+    #[serde(default, skip_serializing_if = "crate::optim::LrSchedule::is_constant")]
+    pub lr_schedule: crate::optim::LrSchedule,
     /// Decoupled weight decay.
     pub weight_decay: f64,
     /// Validation interval.
@@ -372,6 +416,15 @@ pub struct ModelConfig {
     /// earlier releases readable).
     #[serde(with = "solver_block")]
     pub solver: SolverSpec<f64>,
+    /// The solver of sampling solves when it is not `solver` (absent: `solver`, as in every
+    /// file written before it): a conditional flow-matching run records a fixed-step one,
+    /// whose draws match a tight solve's at a fraction of its evaluations (docs/sbi.md).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "sampler_block"
+    )]
+    pub sampler: Option<SolverSpec<f64>>,
     /// Standardisation fitted on the training split (None: the model sees raw data).
     pub standardizer: Option<Standardizer>,
     /// The training data.
@@ -428,6 +481,9 @@ impl ModelConfig {
             &format!("{CONFIG_FILE}: solver."),
             self.precision,
         )?;
+        if let Some(sampler) = &self.sampler {
+            check_solver_precision(sampler, &format!("{CONFIG_FILE}: sampler."), self.precision)?;
+        }
         let d = self.mlp.dim;
         if let Some(s) = &self.standardizer {
             if s.mean.len() != d || s.std.len() != d {

@@ -576,6 +576,7 @@ pub struct FlowMatchingObjective<T: Real> {
     /// Path, coupling and time distribution.
     pub fm: FlowMatching,
     work: Option<FmWork<T, MlpScratch<T>>>,
+    row_blocks: usize,
 }
 
 impl<T: Real> FlowMatchingObjective<T> {
@@ -586,7 +587,18 @@ impl<T: Real> FlowMatchingObjective<T> {
     pub fn new(fm: FlowMatching) -> Result<Self, TrainError> {
         fm.validate()
             .map_err(|e| TrainError::Invalid(format!("flow matching: {e}")))?;
-        Ok(Self { fm, work: None })
+        Ok(Self {
+            fm,
+            work: None,
+            row_blocks: 1,
+        })
+    }
+
+    /// The same objective computing each gradient in `blocks` row blocks in parallel
+    /// ([`FmWork::with_row_blocks`]; 1, the default, is one call on the training thread).
+    pub fn with_row_blocks(mut self, blocks: usize) -> Self {
+        self.row_blocks = blocks;
+        self
     }
 }
 
@@ -602,7 +614,10 @@ impl<T: Real> Objective<T, Mlp<T>> for FlowMatchingObjective<T> {
         rng: &mut StdRng,
         grad: &mut Vec<T>,
     ) -> Result<ObjectiveStep, TrainError> {
-        let work = self.work.get_or_insert_with(|| FmWork::new(&cnf.field));
+        let blocks = self.row_blocks;
+        let work = self
+            .work
+            .get_or_insert_with(|| FmWork::new(&cnf.field).with_row_blocks(blocks));
         grad.resize(cnf.field.num_params(), T::zero());
         let step = self
             .fm

@@ -50,6 +50,7 @@ fn config(d: usize, standardizer: Standardizer) -> ModelConfig {
     ModelConfig {
         mlp: MlpConfig::new(d, &[16, 16], Activation::Tanh),
         solver: default_solver(),
+        sampler: None,
         standardizer: Some(standardizer),
         data: DataSource::Toy {
             name: "test".into(),

@@ -88,7 +88,7 @@ pub fn sample(args: &SampleArgs) -> Result<(), TrainError> {
     let flow = session.flow(&args.solver.eval_options(args.f64))?;
     let report = write(&flow, args, &given)?;
     let total = args.n * rows;
-    let name = format!("{}, {}", flow.precision().as_str(), flow.describe_solver());
+    let name = format!("{}, {}", flow.precision().as_str(), flow.describe_sampler());
     if report.closed_early {
         eprintln!(
             "{} of {} samples written before the output was closed ({name}, {})",

@@ -12,7 +12,12 @@ use crate::report::{plot_model, plot_training_curve};
 
 /// The flow-matching settings of `--objective fm` (None for maximum likelihood).
 fn flow_matching(args: &TrainArgs) -> Result<Option<FlowMatching>, TrainError> {
-    if args.objective != Some(ObjectiveArg::Fm) {
+    // A conditional run's default objective is flow matching (docs/sbi.md, "Defaults").
+    let default = match args.context {
+        Some(_) => ObjectiveArg::Fm,
+        None => ObjectiveArg::Ml,
+    };
+    if args.objective.unwrap_or(default) != ObjectiveArg::Fm {
         if args.fm_path.is_some() || args.fm_sigma.is_some() || args.coupling.is_some() {
             return Err(TrainError::Invalid(
                 "--fm-path, --fm-sigma and --coupling need --objective fm".into(),
@@ -86,6 +91,7 @@ fn train_options(args: &TrainArgs) -> Result<TrainOptions, TrainError> {
         solver: args.solver.overrides(),
         batch: args.batch,
         lr: args.lr,
+        lr_schedule: args.lr_schedule.map(Into::into),
         weight_decay: args.weight_decay,
         trace: args.trace.map(Into::into),
         iters: args.iters,
@@ -176,6 +182,11 @@ fn check_resume_flags(args: &TrainArgs, config: &ModelConfig) -> Result<(), Trai
         .map(|t| cnf_train::session::TraceSetting::from(t).kind(config.mlp.dim));
     check_same("--trace", trace, tr.trace)?;
     check_same("--weight-decay", args.weight_decay, tr.weight_decay)?;
+    check_same(
+        "--lr-schedule",
+        args.lr_schedule.map(Into::into),
+        tr.lr_schedule,
+    )?;
     check_same("--val-every", args.val_every, tr.val_every)?;
     if args.objective.is_some() {
         let flags = "--objective/--fm-path/--fm-sigma/--coupling";

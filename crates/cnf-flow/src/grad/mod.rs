@@ -177,6 +177,8 @@ pub struct LossGrad<T> {
     pub grad: Vec<T>,
     /// dL/dx, `(B, d)`.
     pub grad_x: Vec<T>,
+    /// dL/dc, `(B, k)`, from [`Cnf::loss_and_grad_context`]; empty from the other methods.
+    pub grad_context: Vec<T>,
     /// Forward solve.
     pub forward: Stats,
     /// Backward pass (adjoint solve, or the VJPs of the reverse pass counted as evaluations).
@@ -236,6 +238,38 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         method: Differentiation<T>,
         options: &LossOptions<T>,
     ) -> Result<LossGrad<T>, FlowError> {
+        self.loss_and_grads(x, context, trace, method, options, false)
+    }
+
+    /// [`Cnf::loss_and_grad_given`] with the gradient with respect to the context as well:
+    /// `grad_context (B, k)` holds dL/dc_b (L the batch mean, so each row's is its own NLL's
+    /// gradient over B). The context is constant along the solve, so it enters the adjoint as
+    /// parameters do: `a_c = int a(t)^T df/dc dt` (the same reverse pass, one more product
+    /// per evaluation in the field's first layer).
+    ///
+    /// # Errors
+    /// As [`Cnf::loss_and_grad_given`].
+    pub fn loss_and_grad_context(
+        &self,
+        x: &[T],
+        context: &[T],
+        trace: &Trace<T>,
+        method: Differentiation<T>,
+        options: &LossOptions<T>,
+    ) -> Result<LossGrad<T>, FlowError> {
+        self.loss_and_grads(x, context, trace, method, options, true)
+    }
+
+    /// The loss and its gradients; with `context_grad` also dL/dc.
+    fn loss_and_grads(
+        &self,
+        x: &[T],
+        context: &[T],
+        trace: &Trace<T>,
+        method: Differentiation<T>,
+        options: &LossOptions<T>,
+        context_grad: bool,
+    ) -> Result<LossGrad<T>, FlowError> {
         let reg = options.regularisation;
         reg.validate()?;
         let t1 = options.end_time;
@@ -276,7 +310,8 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         let mut sys = Augmented {
             rows: RowParallel::new(&self.field, b, trace)
                 .with_penalties(penalised)
-                .with_context(context),
+                .with_context(context)
+                .with_context_grad(context_grad),
             split: n,
         };
         // dL/dz(T) = z(T) / B, dL/dD(T) = -1/B, dL/dK(T) = w_K / B, dL/dJ(T) = w_J / B.
@@ -329,6 +364,8 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             + reg.local_error * g.local_error;
         let mut grad_x = g.grad_y0;
         grad_x.truncate(n);
+        let mut grad = g.grad_p;
+        let grad_context = grad.split_off(self.field.num_params());
         Ok(LossGrad {
             loss: loss * inv_b,
             penalty,
@@ -337,8 +374,9 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
                 jacobian: frobenius,
                 local_error,
             },
-            grad: g.grad_p,
+            grad,
             grad_x,
+            grad_context,
             forward: g.forward,
             backward: g.backward,
         })

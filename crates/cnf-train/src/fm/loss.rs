@@ -35,6 +35,7 @@ use super::FmError;
 use cnf_field::field::{VjpInput, VjpOutput};
 use cnf_field::{Inputs, Real, Time, Trace, VectorField};
 use cnf_ode::cast;
+use rayon::prelude::*;
 
 /// One flow-matching batch: data `x (B, d)`, base draws `e (B, d)` already paired with `x` row
 /// by row, times `t (B)` in `[0, 1]`, and the path's extra noise `(B, d)` (may be empty when the
@@ -72,6 +73,10 @@ pub struct FmWork<T: Real, S> {
     t: Vec<T>,
     noise: Vec<T>,
     coupling: CouplingWork,
+    /// Row blocks of the gradient run in parallel (1: one call on this thread).
+    row_blocks: usize,
+    /// Each block's scratch and parameter gradient (with several blocks).
+    blocks: Vec<(S, Vec<T>)>,
 }
 
 impl<T: Real, S> FmWork<T, S> {
@@ -92,6 +97,80 @@ impl<T: Real, S> FmWork<T, S> {
             t: Vec::new(),
             noise: Vec::new(),
             coupling: CouplingWork::default(),
+            row_blocks: 1,
+            blocks: Vec::new(),
+        }
+    }
+
+    /// The same buffers computing the gradient in `blocks` row blocks in parallel (rayon),
+    /// each with its own scratch and parameter gradient, summed in block order. The loss and
+    /// gradient are those of one call up to the order of the gradient's sums; 1 (the default)
+    /// is one call on this thread.
+    pub fn with_row_blocks(mut self, blocks: usize) -> Self {
+        self.row_blocks = blocks.max(1);
+        self
+    }
+}
+
+/// Rows below which a block of the gradient is not worth a thread.
+const MIN_ROWS_PER_BLOCK: usize = 128;
+
+/// `v` and the gradient of the loss's rows in parallel row blocks: per block, `v` of its rows,
+/// `a_v = two (v - u)` and the VJP into the block's own gradient; then the blocks' gradients
+/// summed into `grad` in order. `rows` rows per block.
+#[allow(clippy::too_many_arguments)]
+fn blocked_gradient<T: Real, F: VectorField<T> + ?Sized>(
+    field: &F,
+    work: &mut FmWork<T, F::Scratch>,
+    t: &[T],
+    context: &[T],
+    n: usize,
+    rows: usize,
+    two: T,
+    grad: &mut [T],
+) {
+    let (d, k, np) = (field.dim(), field.context_dim(), field.num_params());
+    let b = t.len();
+    let nb = b.div_ceil(rows);
+    while work.blocks.len() < nb {
+        work.blocks.push((field.scratch(rows), vec![T::zero(); np]));
+    }
+    resize(&mut work.g_z, n);
+    resize(&mut work.a_div, b);
+    resize(&mut work.div, b);
+    let contexts: Vec<&[T]> = match k {
+        0 => vec![&[] as &[T]; nb],
+        k => context.chunks(rows * k).collect(),
+    };
+    work.blocks[..nb]
+        .par_iter_mut()
+        .zip(work.xt[..n].par_chunks(rows * d))
+        .zip(work.ut[..n].par_chunks(rows * d))
+        .zip(work.v[..n].par_chunks_mut(rows * d))
+        .zip(work.a[..n].par_chunks_mut(rows * d))
+        .zip(work.g_z[..n].par_chunks_mut(rows * d))
+        .zip(work.div[..b].par_chunks_mut(rows))
+        .zip(work.a_div[..b].par_chunks(rows))
+        .zip(t.par_chunks(rows))
+        .zip(contexts.into_par_iter())
+        .for_each(
+            |(((((((((block, xt), ut), v), a), g_z), div), a_div), t), c)| {
+                let (scratch, g) = block;
+                let x = Inputs::per_row(t, xt).with_context(c);
+                field.eval_batch(scratch, x, v);
+                for ((a, &v), &u) in a.iter_mut().zip(v.iter()).zip(ut) {
+                    *a = two * (v - u);
+                }
+                g.fill(T::zero());
+                g_z.fill(T::zero());
+                let input = VjpInput::new(x, Trace::Hutchinson(&[]), &*a, a_div);
+                field.vjp_batch(scratch, input, VjpOutput::new(v, div, g_z, g));
+            },
+        );
+    grad.fill(T::zero());
+    for (_, g) in &work.blocks[..nb] {
+        for (acc, &gi) in grad.iter_mut().zip(g) {
+            *acc = *acc + gi;
         }
     }
 }
@@ -152,7 +231,8 @@ fn resize<T: Real>(buf: &mut Vec<T>, n: usize) {
     }
 }
 
-/// The only call of [`VectorField::vjp_batch`] in this module tree: `v(t_b, x_t[b])` of the
+/// One of the two calls of [`VectorField::vjp_batch`] in this module tree (the other is
+/// [`blocked_gradient`]'s, per row block): `v(t_b, x_t[b])` of the
 /// batch (`work.xt`, `work.a` hold the points and `a_v`, `(B, d)`) and
 /// `g_theta += d/dtheta sum_b a_v[b] . v[b]` (zero divergence cotangent, an empty Hutchinson
 /// probe set so no tangent work). Adapt here if `vjp_batch`'s argument list changes.
@@ -236,14 +316,20 @@ fn run<T: Real, F: VectorField<T> + ?Sized, P: ProbabilityPath<T> + ?Sized>(
                     found: grad.len(),
                 });
             }
-            // a_v needs v: evaluate first, then the VJP (which evaluates v again on the way).
-            field.eval_batch(&mut work.scratch, x, &mut work.v[..n]);
             let two = scale + scale;
-            for k in 0..n {
-                work.a[k] = two * (work.v[k] - work.ut[k]);
+            let rows = b.div_ceil(work.row_blocks).max(MIN_ROWS_PER_BLOCK);
+            if rows < b {
+                blocked_gradient(field, work, batch.t, context, n, rows, two, grad);
+            } else {
+                // a_v needs v: evaluate first, then the VJP (which evaluates v again on the
+                // way).
+                field.eval_batch(&mut work.scratch, x, &mut work.v[..n]);
+                for k in 0..n {
+                    work.a[k] = two * (work.v[k] - work.ut[k]);
+                }
+                grad.fill(T::zero());
+                vjp_v_only(field, work, batch.t, context, n, grad);
             }
-            grad.fill(T::zero());
-            vjp_v_only(field, work, batch.t, context, n, grad);
         }
     }
     let sum = work.v[..n]

@@ -26,6 +26,12 @@ pub struct AdamConfig {
     /// Decoupled weight decay per unit learning rate: each step also does
     /// `p -= lr * weight_decay * p` (0 disables it).
     pub weight_decay: f64,
+    /// Cosine annealing over this many steps: step `t` (from 1) uses the learning rate
+    /// `lr * (1 + cos(pi * min(t - 1, n) / n)) / 2`, from `lr` down to 0 at step `n + 1`
+    /// (PyTorch's `CosineAnnealingLR` with `eta_min = 0`). 0: a constant `lr`, as in states
+    /// saved before schedules.
+    #[serde(default)]
+    pub cosine_steps: u64,
 }
 
 impl Default for AdamConfig {
@@ -36,6 +42,7 @@ impl Default for AdamConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            cosine_steps: 0,
         }
     }
 }
@@ -74,6 +81,32 @@ impl AdamConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// How a run's learning rate changes with the iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The same rate throughout.
+    #[default]
+    Constant,
+    /// Cosine annealing from the rate to 0 over the run's iterations
+    /// ([`AdamConfig::cosine_steps`]).
+    Cosine,
+}
+
+impl LrSchedule {
+    /// [`AdamConfig::cosine_steps`] for a run of `iters` iterations.
+    pub fn cosine_steps(self, iters: usize) -> u64 {
+        match self {
+            Self::Constant => 0,
+            Self::Cosine => iters as u64,
+        }
+    }
+    /// Whether the rate stays constant (config.json then leaves the schedule out).
+    pub fn is_constant(&self) -> bool {
+        *self == Self::Constant
     }
 }
 
@@ -122,6 +155,18 @@ impl<T: Float> Adam<T> {
         })
     }
 
+    /// The learning rate of the next step (`lr`, or its cosine-annealed value).
+    pub fn current_lr(&self) -> f64 {
+        let c = &self.config;
+        match c.cosine_steps {
+            0 => c.lr,
+            n => {
+                let done = self.step.min(n) as f64 / n as f64;
+                c.lr * 0.5 * (1.0 + (std::f64::consts::PI * done).cos())
+            }
+        }
+    }
+
     /// Number of updates taken so far.
     pub fn step_count(&self) -> u64 {
         self.step
@@ -159,6 +204,7 @@ impl<T: Float> Adam<T> {
                 grads: grads.len(),
             });
         }
+        let lr = self.current_lr();
         self.step += 1;
         let c = &self.config;
         let t = self.step as f64;
@@ -166,13 +212,13 @@ impl<T: Float> Adam<T> {
         // lose precision in `1 - beta^t` for small t.
         let bias1 = 1.0 - c.beta1.powf(t);
         let bias2 = 1.0 - c.beta2.powf(t);
+        let decay = cast::<T>(1.0 - lr * c.weight_decay);
         let (lr, beta1, beta2, eps) = (
-            cast::<T>(c.lr),
+            cast::<T>(lr),
             cast::<T>(c.beta1),
             cast::<T>(c.beta2),
             cast::<T>(c.eps),
         );
-        let decay = cast::<T>(1.0 - c.lr * c.weight_decay);
         let (bias1, bias2_sqrt) = (cast::<T>(bias1), cast::<T>(bias2.sqrt()));
         let one = T::one();
         for (((p, &g), m), v) in params
@@ -266,6 +312,60 @@ mod tests {
         opt.step(&mut p, &[0.0]).unwrap();
         // With g = 0 only the decay acts: p *= 1 - lr * wd.
         assert!((p[0] - 2.0 * 0.95).abs() < 1e-15);
+    }
+
+    /// The cosine schedule's learning rates are PyTorch's `CosineAnnealingLR` (eta_min 0):
+    /// lr at the first step, lr / 2 half way, 0 after the last; each step's size is that
+    /// learning rate (a first step moves a parameter by lr * sign(g)).
+    #[test]
+    fn cosine_schedule_anneals_from_lr_to_zero() {
+        let config = AdamConfig {
+            lr: 0.1,
+            cosine_steps: 4,
+            ..AdamConfig::default()
+        };
+        let mut opt = Adam::<f64>::new(1, config).unwrap();
+        let expected = [
+            0.1,
+            0.1 * (2.0 + 2f64.sqrt()) / 4.0,
+            0.05,
+            0.1 * (2.0 - 2f64.sqrt()) / 4.0,
+            0.0,
+            0.0,
+        ];
+        for (t, lr) in expected.into_iter().enumerate() {
+            assert!(
+                (opt.current_lr() - lr).abs() < 1e-15,
+                "step {t}: {}",
+                opt.current_lr()
+            );
+            opt.step(&mut [0.0], &[1.0]).unwrap();
+        }
+        let mut first = Adam::<f64>::new(1, config).unwrap();
+        let mut p = [1.0];
+        first.step(&mut p, &[-3.0]).unwrap();
+        assert!((p[0] - 1.1).abs() < 1e-9, "{}", p[0]);
+        // Without a schedule the rate stays lr.
+        let mut constant = adam::<f64>(1, 0.1);
+        for _ in 0..10 {
+            constant.step(&mut [0.0], &[1.0]).unwrap();
+        }
+        assert_eq!(constant.current_lr(), 0.1);
+    }
+
+    /// A state saved before schedules (no `cosine_steps`) reads as a constant rate.
+    #[test]
+    fn a_state_without_a_schedule_reads_as_constant() {
+        let old = r#"{"lr":0.01,"beta1":0.9,"beta2":0.999,"eps":1e-8,"weight_decay":0.0}"#;
+        let config: AdamConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(config.cosine_steps, 0);
+        assert_eq!(
+            config,
+            AdamConfig {
+                lr: 0.01,
+                ..AdamConfig::default()
+            }
+        );
     }
 
     #[test]

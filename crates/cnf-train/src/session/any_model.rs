@@ -85,6 +85,23 @@ impl AnyModel {
     pub fn dim(&self) -> usize {
         with_cnf!(self, c => c.dim())
     }
+
+    /// The same flow (weights and batching) solving with `solver`.
+    ///
+    /// # Errors
+    /// The solver's tolerances are not normal numbers in the flow's precision.
+    pub fn with_solver(&self, solver: &SolverSpec<f64>) -> Result<Self, TrainError> {
+        Ok(match self {
+            Self::F32(c) => Self::F32(Cnf {
+                solver: solver_in(solver)?,
+                ..c.clone()
+            }),
+            Self::F64(c) => Self::F64(Cnf {
+                solver: solver_in(solver)?,
+                ..c.clone()
+            }),
+        })
+    }
 }
 
 /// A model folder's flow loaded for use: data-space points in and out (f64, row-major), the
@@ -94,6 +111,9 @@ pub struct LoadedFlow {
     pub(crate) model: AnyModel,
     pub(crate) config: ModelConfig,
     pub(crate) solver: SolverSpec<f64>,
+    /// The same flow with the sampling solver (`sampler`).
+    pub(crate) sampling: AnyModel,
+    pub(crate) sampler: SolverSpec<f64>,
 }
 
 /// Receives a part of a table and its data-space log-densities.
@@ -122,6 +142,7 @@ impl LoadedFlow {
         let mlp = Mlp::<f64>::from_safetensors_bytes(weights, config.mlp.clone())?;
         let chunks = Batching::Chunks(SOLVE_POINTS);
         let solver = config.solver.clone();
+        let sampler = config.sampler.clone().unwrap_or_else(|| solver.clone());
         let model = match config.precision {
             Precision::F32 => AnyModel::F32(
                 Cnf::new(mlp.cast::<f32>(), solver_in::<f32>(&solver)?).with_batching(chunks),
@@ -131,9 +152,11 @@ impl LoadedFlow {
             }
         };
         Ok(Self {
+            sampling: model.with_solver(&sampler)?,
             model,
             config,
             solver,
+            sampler,
         })
     }
 
@@ -160,6 +183,15 @@ impl LoadedFlow {
     /// "dopri5 rtol 1e-5 atol 1e-5": the solver in the command line's words.
     pub fn describe_solver(&self) -> String {
         describe_solver(&self.solver)
+    }
+    /// The solver that samples are drawn with (config.json's `sampler`, else the model's
+    /// solver; with the changes asked for).
+    pub fn sampler(&self) -> &SolverSpec<f64> {
+        &self.sampler
+    }
+    /// "rk4 with 8 steps": the sampling solver in the command line's words.
+    pub fn describe_sampler(&self) -> String {
+        describe_solver(&self.sampler)
     }
     /// The precision the flow runs in.
     pub fn precision(&self) -> Precision {
@@ -320,7 +352,7 @@ impl LoadedFlow {
         given: &[f64],
         rng: &mut StdRng,
     ) -> Result<Vec<f64>, TrainError> {
-        with_cnf!(&self.model, c => {
+        with_cnf!(&self.sampling, c => {
             let given: Vec<_> = given.iter().map(|&v| cast(v)).collect();
             Ok(to_f64(&c.sample_given(&given, n, rng)?.points))
         })
@@ -446,7 +478,7 @@ impl LoadedFlow {
         out: &mut W,
     ) -> Result<SampleReport, TrainError> {
         let given = self.context_model_space(given)?;
-        with_cnf!(&self.model, c => {
+        with_cnf!(&self.sampling, c => {
             let given: Vec<_> = given.iter().map(|&v| cast(v)).collect();
             write_samples(c, &self.config, n, seed, &given, out)
         })

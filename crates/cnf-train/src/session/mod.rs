@@ -56,10 +56,11 @@ use crate::data::{Table, ToySet};
 use crate::error::TrainError;
 use crate::fm::FlowMatching;
 use crate::model::{
-    default_solver, file_sha256, solver_error, DataSource, FolderLock, Method, ModelConfig,
-    ModelDir, Precision,
+    conditional_sampler, default_solver, file_sha256, solver_error, DataSource, FolderLock, Method,
+    ModelConfig, ModelDir, Precision,
 };
 use crate::observers::checkpoint_iter;
+use crate::optim::LrSchedule;
 use crate::trainer::{Differentiation, Regularisers, TraceKind};
 use prepare::Prepared;
 
@@ -136,7 +137,8 @@ impl SolverOverrides {
 /// precision unless another is asked for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EvalOptions {
-    /// Changes to the model's solver.
+    /// Changes to the model's solver. Any change also replaces a model's sampling solver
+    /// (config.json's `sampler`): samples are then drawn with the changed model solver.
     pub solver: SolverOverrides,
     /// The precision to run in (None: the model's).
     pub precision: Option<Precision>,
@@ -179,6 +181,8 @@ pub struct TrainOptions {
     pub batch: Option<usize>,
     /// Adam's learning rate.
     pub lr: Option<f64>,
+    /// How the learning rate changes over the run.
+    pub lr_schedule: Option<LrSchedule>,
     /// Decoupled weight decay.
     pub weight_decay: Option<f64>,
     /// Trace of the training loss.
@@ -299,7 +303,10 @@ impl RunPlan {
         }
         let mut settings = None;
         let auto = prep.n_train.map(|n| {
-            let a = TableDefaults::choose(n, dim);
+            let a = match flow_matching {
+                Some(_) if k > 0 => TableDefaults::conditional_flow_matching(n, dim),
+                _ => TableDefaults::choose(n, dim),
+            };
             let whitened = prep.standardizer.as_ref().is_some_and(|s| s.is_whitened());
             settings = Some(a.describe(n, dim, whitened, options));
             a
@@ -322,6 +329,11 @@ impl RunPlan {
             mlp: MlpConfig::new(dim, &hidden, options.activation.unwrap_or(Activation::Tanh))
                 .with_context(k),
             solver: options.solver.apply(&default_solver())?,
+            // A conditional flow-matching run samples with fewer evaluations unless a solver
+            // is given (docs/sbi.md, "Defaults of conditional runs").
+            sampler: (auto.as_ref().is_some_and(|a| a.conditional_flow_matching)
+                && options.solver == SolverOverrides::default())
+            .then(conditional_sampler),
             standardizer: prep.standardizer.clone(),
             data: prep.source.clone(),
             seed,
@@ -338,6 +350,10 @@ impl RunPlan {
                 lr: options
                     .lr
                     .unwrap_or(auto.as_ref().map_or(DEFAULT_LR, |a| a.lr)),
+                lr_schedule: options.lr_schedule.unwrap_or(
+                    auto.as_ref()
+                        .map_or(LrSchedule::Constant, |a| a.lr_schedule),
+                ),
                 weight_decay: options
                     .weight_decay
                     .unwrap_or(auto.as_ref().map_or(0.0, |a| a.weight_decay)),
@@ -474,6 +490,7 @@ pub fn import_npz(
     let config = ModelConfig {
         mlp: mlp.config().clone(),
         solver,
+        sampler: None,
         standardizer: None,
         data: DataSource::Imported {
             path: npz.to_path_buf(),
@@ -603,12 +620,20 @@ impl Session {
     /// normal numbers in the precision.
     pub fn flow(&self, options: &EvalOptions) -> Result<LoadedFlow, TrainError> {
         let solver = options.solver.apply(&self.config.solver)?;
+        // Solver changes replace the sampler too: they apply to the model's solver, so
+        // `--rtol 1e-8` samples with a tight adaptive solve whatever the sampler.
+        let sampler = match &self.config.sampler {
+            Some(s) if options.solver == SolverOverrides::default() => s.clone(),
+            _ => solver.clone(),
+        };
         let precision = options.precision.unwrap_or(self.config.precision);
         let model = AnyModel::load(&self.dir, &self.config, &solver, precision)?;
         Ok(LoadedFlow {
+            sampling: model.with_solver(&sampler)?,
             model,
             config: self.config.clone(),
             solver,
+            sampler,
         })
     }
 

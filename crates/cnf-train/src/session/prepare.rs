@@ -6,6 +6,7 @@ use crate::data::{dequantize, integer_columns, read_table, toy_validation, SPLIT
 use crate::data::{ColumnSelection, ContextColumns, Standardizer, Table, ToySet};
 use crate::error::{DataError, TrainError};
 use crate::model::{file_sha256, DataSource};
+use crate::optim::LrSchedule;
 use crate::trainer::{Batches, TraceKind, EXACT_TRACE_MAX_DIM};
 
 /// Training data and the validation points (data space).
@@ -315,6 +316,24 @@ fn run_name(path: &Path) -> String {
     }
 }
 
+/// Hidden width of a conditional flow-matching run (64 left two moons' posterior at C2ST 0.75,
+/// 128 reached 0.51: docs/sbi.md).
+const CFM_WIDTH: usize = 128;
+/// Hidden layers of a conditional flow-matching run.
+const CFM_DEPTH: usize = 3;
+/// Minibatch of a conditional flow-matching run.
+const CFM_BATCH: usize = 512;
+/// Adam's learning rate of a conditional flow-matching run.
+const CFM_LR: f64 = 1e-3;
+/// How the learning rate of a conditional flow-matching run changes.
+const CFM_LR_SCHEDULE: LrSchedule = LrSchedule::Cosine;
+/// Iterations of a conditional flow-matching run.
+const CFM_ITERS: usize = 30_000;
+/// Validation interval of a conditional flow-matching run.
+const CFM_VAL_EVERY: usize = 1_000;
+/// Validations without improvement before a conditional flow-matching run stops.
+const CFM_PATIENCE: usize = 5;
+
 /// Settings chosen from a table's size and dimension when the options leave them open
 /// (docs/train.md, "Defaults for tables").
 #[derive(Debug, Clone, PartialEq)]
@@ -325,6 +344,8 @@ pub struct TableDefaults {
     pub batch: usize,
     /// Adam's learning rate.
     pub lr: f64,
+    /// How the learning rate changes over the run.
+    pub lr_schedule: LrSchedule,
     /// Trace of the training loss.
     pub trace: TraceKind,
     /// Iterations.
@@ -335,6 +356,9 @@ pub struct TableDefaults {
     pub val_every: usize,
     /// Decoupled weight decay.
     pub weight_decay: f64,
+    /// Whether these are the choices for a conditional run trained by flow matching
+    /// ([`TableDefaults::conditional_flow_matching`]).
+    pub conditional_flow_matching: bool,
 }
 
 impl TableDefaults {
@@ -354,6 +378,7 @@ impl TableDefaults {
             hidden: vec![width; depth],
             batch,
             lr: 1e-3,
+            lr_schedule: LrSchedule::Constant,
             trace: TraceKind::auto(d),
             // Small tables: many passes, stopped by validation; large ones: a few epochs.
             iters: if n_train <= 5_000 {
@@ -364,6 +389,29 @@ impl TableDefaults {
             patience: 10,
             val_every: if n_train <= 5_000 { 20 } else { 100 },
             weight_decay: if n_train <= 5_000 { 1e-4 } else { 1e-5 },
+            conditional_flow_matching: false,
+        }
+    }
+
+    /// The choices for a conditional run p(x | c) trained by flow matching on `n_train`
+    /// training rows of `d` modelled columns (a posterior on simulations), whatever the
+    /// context's width (it costs only the first layer): chosen by the sbibm benchmark's C2ST
+    /// and training time (docs/sbi.md, "Defaults of conditional runs"). A flow-matching
+    /// iteration costs no ODE solve, so many more of them fit in the time of maximum
+    /// likelihood's; validations (the exact NLL through the ODE) are spaced out to match.
+    pub fn conditional_flow_matching(n_train: usize, d: usize) -> Self {
+        let batch = n_train.clamp(1, CFM_BATCH);
+        Self {
+            hidden: vec![CFM_WIDTH; CFM_DEPTH],
+            batch,
+            lr: CFM_LR,
+            lr_schedule: CFM_LR_SCHEDULE,
+            trace: TraceKind::auto(d),
+            iters: CFM_ITERS,
+            patience: CFM_PATIENCE,
+            val_every: CFM_VAL_EVERY,
+            weight_decay: 0.0,
+            conditional_flow_matching: true,
         }
     }
 
@@ -376,12 +424,34 @@ impl TableDefaults {
         o: &super::TrainOptions,
     ) -> String {
         let given = |set: bool| if set { " (given)" } else { "" };
+        let (hidden_rule, batch_rule, decay_rule) = if self.conditional_flow_matching {
+            (
+                format!("conditional flow matching: {CFM_DEPTH} layers of {CFM_WIDTH}"),
+                format!("min({CFM_BATCH}, training rows)"),
+                "Adam, no decay",
+            )
+        } else {
+            (
+                "width from the dimension (64 up to 8 columns, 128 up to 32, 256 above), 2 \
+                 layers below 10k rows, 3 above"
+                    .to_string(),
+                "min(512, training rows)".to_string(),
+                "Adam; a small decoupled decay against overfitting",
+            )
+        };
+        let schedule = match o.lr_schedule.unwrap_or(self.lr_schedule) {
+            LrSchedule::Constant if o.lr_schedule.is_none() => String::new(),
+            LrSchedule::Constant => " constant (given)".into(),
+            LrSchedule::Cosine => format!(
+                " cosine-annealed to 0 over the iterations{}",
+                given(o.lr_schedule.is_some())
+            ),
+        };
         format!(
             "settings for {n_train} training rows x {d} columns:\n  \
-             hidden {:?}{}: width from the dimension (64 up to 8 columns, 128 up to 32, 256 \
-             above), 2 layers below 10k rows, 3 above\n  \
-             batch {}{}: min(512, training rows)\n  \
-             lr {:e}{}, weight decay {:e}{}: Adam; a small decoupled decay against overfitting\n  \
+             hidden {:?}{}: {hidden_rule}\n  \
+             batch {}{}: {batch_rule}\n  \
+             lr {:e}{}{schedule}, weight decay {:e}{}: {decay_rule}\n  \
              trace {:?}{}: exact (d tangents) up to {EXACT_TRACE_MAX_DIM} columns, Hutchinson \
              (Rademacher) above\n  \
              up to {} iterations{}, validation every {}{} with early stopping after {}{} \

@@ -128,6 +128,7 @@ impl Session {
         let adam_cfg = AdamConfig {
             lr: tr.lr,
             weight_decay: tr.weight_decay,
+            cosine_steps: tr.lr_schedule.cosine_steps(iters),
             ..AdamConfig::default()
         };
         let mut mlp = Mlp::<T>::new(config.mlp.clone(), config.seed)?;
@@ -147,6 +148,8 @@ impl Session {
             if let Some(lr) = given.lr {
                 adam.set_lr(lr)?;
             }
+            // A cosine schedule anneals over the iterations the resumed run reaches.
+            adam.config.cosine_steps = tr.lr_schedule.cosine_steps(iters);
             truncate_metrics(self, start)?;
         } else {
             // Everything the run needs exists and was checked: only now may an old run go.
@@ -209,7 +212,17 @@ impl Session {
             Ok(start)
         } else {
             match &tr.flow_matching {
-                Some(fm) => trainer.run_with(start, &mut FlowMatchingObjective::new(*fm)?),
+                Some(fm) => {
+                    // A conditional run splits each batch over the cores; an unconditional
+                    // one keeps one call, so its numbers stay those of earlier releases.
+                    let blocks = if k > 0 {
+                        rayon::current_num_threads()
+                    } else {
+                        1
+                    };
+                    let mut objective = FlowMatchingObjective::new(*fm)?.with_row_blocks(blocks);
+                    trainer.run_with(start, &mut objective)
+                }
                 None => trainer.run(start),
             }
         }

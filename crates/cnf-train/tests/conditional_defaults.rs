@@ -1,0 +1,208 @@
+//! The defaults of conditional runs (docs/sbi.md, "Defaults of conditional runs"): a
+//! conditional flow-matching run on a table takes `TableDefaults::conditional_flow_matching`,
+//! a cosine learning-rate schedule and a fixed-step sampling solver (config.json's `sampler`);
+//! unconditional and maximum-likelihood runs keep the table defaults and write config.json as
+//! before. Samples are drawn with the sampler unless solver changes are asked for, and its
+//! draws agree with a tight adaptive solve's from the same base points.
+use std::path::{Path, PathBuf};
+
+use cnf_train::model::{conditional_sampler, DataSource, Method, CONFIG_FILE};
+use cnf_train::optim::LrSchedule;
+use cnf_train::session::{
+    EvalOptions, ResumeOptions, RunPlan, Session, SolverOverrides, TableDefaults, TrainOptions,
+};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+/// `n` rows of the 2-D gaussian-linear task: theta ~ N(0, 0.1 I), x ~ N(theta, 0.1 I).
+fn simulations(dir: &Path, n: usize) -> PathBuf {
+    let mut rng = StdRng::seed_from_u64(11);
+    let sd = Normal::new(0.0, 0.1f64.sqrt()).unwrap();
+    let mut text = String::from("theta_1,theta_2,x_1,x_2\n");
+    for _ in 0..n {
+        let t = [sd.sample(&mut rng), sd.sample(&mut rng)];
+        let x = [t[0] + sd.sample(&mut rng), t[1] + sd.sample(&mut rng)];
+        text += &format!("{},{},{},{}\n", t[0], t[1], x[0], x[1]);
+    }
+    let path = dir.join("sims.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn plan(dir: &Path, name: &str, options: &TrainOptions) -> RunPlan {
+    let data = DataSource::from_name(simulations(dir, 1000).to_str().unwrap(), None).unwrap();
+    RunPlan::new(data, options, Some(dir.join(name))).unwrap()
+}
+
+fn conditional_fm(iters: usize) -> TrainOptions {
+    TrainOptions {
+        context: Some(vec!["x_1".into(), "x_2".into()]),
+        flow_matching: Some(Default::default()),
+        hidden: Some(vec![16, 16]),
+        iters: Some(iters),
+        val_every: Some(iters),
+        ..TrainOptions::default()
+    }
+}
+
+fn config_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap()).unwrap()
+}
+
+#[test]
+fn a_conditional_flow_matching_run_takes_its_own_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = TrainOptions {
+        hidden: None,
+        ..conditional_fm(10)
+    };
+    let p = plan(dir.path(), "fm", &options);
+    let chosen = TableDefaults::conditional_flow_matching(800, 2);
+    let tr = p.config().training.clone().unwrap();
+    assert_eq!(p.config().mlp.hidden, chosen.hidden);
+    assert_eq!(tr.batch, chosen.batch);
+    assert_eq!(tr.lr, chosen.lr);
+    assert_eq!(tr.lr_schedule, LrSchedule::Cosine);
+    assert_eq!(tr.patience, Some(chosen.patience));
+    assert_eq!(p.config().sampler, Some(conditional_sampler()));
+    assert!(p.settings().unwrap().contains("conditional flow matching"));
+    Session::start(p, false).unwrap().train(Vec::new()).unwrap();
+    let c = config_json(&dir.path().join("fm"));
+    assert_eq!(c["sampler"]["method"], "rk4");
+    assert_eq!(c["training"]["lr_schedule"], "cosine");
+
+    // Given settings win; a given solver leaves the sampler to it.
+    let given = TrainOptions {
+        lr_schedule: Some(LrSchedule::Constant),
+        solver: SolverOverrides {
+            rtol: Some(1e-4),
+            ..SolverOverrides::default()
+        },
+        ..conditional_fm(10)
+    };
+    let p = plan(dir.path(), "given", &given);
+    assert_eq!(p.config().sampler, None);
+    assert_eq!(
+        p.config().training.as_ref().unwrap().lr_schedule,
+        LrSchedule::Constant
+    );
+}
+
+/// Unconditional table runs and conditional maximum-likelihood runs keep the table defaults,
+/// and their config.json has neither a sampler nor a schedule (the form every release wrote).
+#[test]
+fn other_runs_keep_the_table_defaults_and_the_file_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let ml = TrainOptions {
+        flow_matching: None,
+        ..conditional_fm(2)
+    };
+    let unconditional = TrainOptions {
+        context: None,
+        flow_matching: None,
+        ..conditional_fm(2)
+    };
+    for (name, options) in [("ml", ml), ("plain", unconditional)] {
+        let p = plan(dir.path(), name, &options);
+        let d = p.config().columns.len();
+        let chosen = TableDefaults::choose(800, d);
+        let tr = p.config().training.clone().unwrap();
+        assert_eq!(
+            (tr.batch, tr.lr, tr.weight_decay),
+            (chosen.batch, chosen.lr, chosen.weight_decay)
+        );
+        assert_eq!(tr.lr_schedule, LrSchedule::Constant, "{name}");
+        assert_eq!(p.config().sampler, None, "{name}");
+        Session::start(p, false).unwrap().train(Vec::new()).unwrap();
+        let c = config_json(&dir.path().join(name));
+        assert!(c.get("sampler").is_none(), "{name}: {c}");
+        assert!(c["training"].get("lr_schedule").is_none(), "{name}: {c}");
+    }
+}
+
+/// Samples come from the sampler: the same numbers as asking for RK4 with its steps; any
+/// solver change replaces it (then the model's Dopri5 with the change draws). The sampler's
+/// draws are those of a tight adaptive solve (Dopri5 at 1e-9 in f64) from the same base points
+/// to within 1e-3 posterior standard deviations (the posterior sd is sqrt(0.05) = 0.22).
+#[test]
+fn samples_are_drawn_with_the_sampler_and_match_a_tight_solve() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(dir.path(), "fm", &conditional_fm(300));
+    Session::start(p, false).unwrap().train(Vec::new()).unwrap();
+    let session = Session::open(dir.path().join("fm")).unwrap();
+    let given = [0.3, -0.2];
+    let n = 2000;
+    let default = session
+        .sample_given(n, 4, &given, &EvalOptions::default())
+        .unwrap();
+    let rk4 = |steps| EvalOptions {
+        solver: SolverOverrides {
+            method: Some(Method::Rk4),
+            steps: Some(steps),
+            ..SolverOverrides::default()
+        },
+        ..EvalOptions::default()
+    };
+    let steps = conditional_sampler().fixed_steps().unwrap();
+    assert_eq!(
+        default,
+        session.sample_given(n, 4, &given, &rk4(steps)).unwrap()
+    );
+    assert_ne!(
+        default,
+        session.sample_given(n, 4, &given, &rk4(steps / 2)).unwrap()
+    );
+    let flow = session.flow(&EvalOptions::default()).unwrap();
+    assert_eq!(flow.sampler(), &conditional_sampler());
+    assert_eq!(flow.solver(), &session.config().solver);
+    let loose = EvalOptions {
+        solver: SolverOverrides {
+            rtol: Some(1e-3),
+            ..SolverOverrides::default()
+        },
+        ..EvalOptions::default()
+    };
+    let changed = session.flow(&loose).unwrap();
+    assert_eq!(changed.sampler(), changed.solver());
+    assert_eq!(changed.sampler().method(), Method::Dopri5);
+
+    let tight = EvalOptions {
+        solver: SolverOverrides {
+            rtol: Some(1e-9),
+            atol: Some(1e-9),
+            ..SolverOverrides::default()
+        },
+        precision: Some(cnf_train::model::Precision::F64),
+    };
+    let reference = session.sample_given(n, 4, &given, &tight).unwrap();
+    let sd = 0.05f64.sqrt();
+    let worst = default
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs() / sd)
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-3, "largest difference {worst:.2e} posterior sd");
+}
+
+/// A resumed cosine run anneals over the iterations it now reaches.
+#[test]
+fn a_resumed_cosine_run_anneals_to_its_new_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(dir.path(), "fm", &conditional_fm(4));
+    Session::start(p, false).unwrap().train(Vec::new()).unwrap();
+    let steps = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("checkpoint.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["adam"]["config"]["cosine_steps"].as_u64().unwrap()
+    };
+    let out = dir.path().join("fm");
+    assert_eq!(steps(&out), 4);
+    let resume = ResumeOptions {
+        iters: Some(10),
+        ..ResumeOptions::default()
+    };
+    let mut session = Session::start(RunPlan::resume(&out, resume).unwrap(), false).unwrap();
+    session.train(Vec::new()).unwrap();
+    assert_eq!(steps(&out), 10);
+}
