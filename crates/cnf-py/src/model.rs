@@ -164,7 +164,12 @@ impl Model {
     /// # Errors
     /// A context missing, unexpected or of the wrong width; more samples than memory can
     /// address; a failed solve, or a sample that is not finite.
-    pub fn sample(&self, n: usize, seed: u64, context: Option<Rows>) -> Result<Vec<f64>, TrainError> {
+    pub fn sample(
+        &self,
+        n: usize,
+        seed: u64,
+        context: Option<Rows>,
+    ) -> Result<Vec<f64>, TrainError> {
         let given = self
             .context_table(context, None)?
             .map_or_else(Vec::new, Table::into_data);
