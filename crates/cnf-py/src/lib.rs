@@ -21,7 +21,7 @@ use pyo3::types::PyBytes;
 mod model;
 mod ode;
 
-use model::Model;
+use model::{Model, Rows};
 
 create_exception!(
     cnf_rs,
@@ -89,13 +89,13 @@ fn detached<R: Send>(
 
 /// The rows of a float64 array, copied once into the owned buffer cnf-train's tables hold
 /// (read in place when C-contiguous, as the Python layer passes it).
-fn rows(x: &PyReadonlyArray2<'_, f64>) -> (Vec<f64>, usize, usize) {
-    let [n, d] = [x.shape()[0], x.shape()[1]];
+fn rows(x: &PyReadonlyArray2<'_, f64>) -> Rows {
+    let [n, width] = [x.shape()[0], x.shape()[1]];
     let data = match x.as_slice() {
         Ok(s) => s.to_vec(),
         Err(_) => x.as_array().iter().copied().collect(),
     };
-    (data, n, d)
+    Rows { data, n, width }
 }
 
 /// A method by name (`dopri5`, `rk4`, ...; see `Method::ALL`).
@@ -115,16 +115,21 @@ struct NativeModel {
 
 #[pymethods]
 impl NativeModel {
-    /// Fits a model to the rows of `x` (float64, `(n, d)`) as `cnf train` does for a table.
+    /// Fits a model to the rows of `x` (float64, `(n, d)`) as `cnf train` does for a table;
+    /// with `context` (`(n, k)`, columns named `context_columns`), the conditional density
+    /// p(x | c) as `cnf train --context`.
     #[staticmethod]
-    #[pyo3(signature = (x, columns, *, hidden=None, activation="tanh", iters=None, batch=None,
-        lr=None, weight_decay=None, patience=None, val_every=None, method=None, steps=None,
-        rtol=None, atol=None, precision="f32", seed=0, flow_matching=false, n_threads=None))]
+    #[pyo3(signature = (x, columns, context=None, context_columns=None, *, hidden=None,
+        activation="tanh", iters=None, batch=None, lr=None, weight_decay=None, patience=None,
+        val_every=None, method=None, steps=None, rtol=None, atol=None, precision="f32", seed=0,
+        flow_matching=false, n_threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         py: Python<'_>,
         x: PyReadonlyArray2<'_, f64>,
         columns: Vec<String>,
+        context: Option<PyReadonlyArray2<'_, f64>>,
+        context_columns: Option<Vec<String>>,
         hidden: Option<Vec<usize>>,
         activation: &str,
         iters: Option<usize>,
@@ -142,13 +147,31 @@ impl NativeModel {
         flow_matching: bool,
         n_threads: Option<usize>,
     ) -> PyResult<Self> {
-        let (data, n, d) = rows(&x);
-        if columns.len() != d {
-            return Err(PyValueError::new_err(format!(
-                "{} column names for {d} columns",
-                columns.len()
-            )));
-        }
+        let x = rows(&x);
+        let names_fit = |names: &[String], width: usize, what: &str| {
+            if names.len() == width {
+                Ok(())
+            } else {
+                Err(PyValueError::new_err(format!(
+                    "{} {what} names for {width} columns",
+                    names.len()
+                )))
+            }
+        };
+        names_fit(&columns, x.width, "column")?;
+        let context = match (context, context_columns) {
+            (None, None) => None,
+            (Some(c), Some(names)) => {
+                let c = rows(&c);
+                names_fit(&names, c.width, "context column")?;
+                Some((c, names))
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "context and context_columns go together",
+                ))
+            }
+        };
         let options = TrainOptions {
             seed: Some(seed),
             hidden,
@@ -187,7 +210,7 @@ impl NativeModel {
             ..TrainOptions::default()
         };
         let model = detached(py, n_threads, move || {
-            Model::fit(data, n, columns, &options)
+            Model::fit(x, columns, context, options)
         })?;
         Ok(Self { model })
     }
@@ -224,30 +247,37 @@ impl NativeModel {
         Ok((rebuild, self.to_bytes(py)?))
     }
 
-    /// Data-space log-densities of the rows of `x`.
-    #[pyo3(signature = (x, *, n_threads=None))]
+    /// Data-space log-densities of the rows of `x`; for a conditional model log p(x | c),
+    /// `context` one row per row of `x`.
+    #[pyo3(signature = (x, context=None, *, n_threads=None))]
     fn log_density<'py>(
         &self,
         py: Python<'py>,
         x: PyReadonlyArray2<'py, f64>,
+        context: Option<PyReadonlyArray2<'py, f64>>,
         n_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let (data, n, d) = rows(&x);
-        let logp = detached(py, n_threads, || self.model.log_density(data, n, d))?;
+        let (x, context) = (rows(&x), context.as_ref().map(rows));
+        let logp = detached(py, n_threads, || self.model.log_density(x, context))?;
         Ok(PyArray1::from_vec(py, logp))
     }
 
-    /// `n` samples, `(n, d)`, from the base points of `seed`.
-    #[pyo3(signature = (n, seed, *, n_threads=None))]
+    /// `n` samples, `(n, d)`, from the base points of `seed`; for a conditional model `n` for
+    /// each row `i` of `context` (`(m, k)`), `(m n, d)` with draw `j` at row `i n + j`.
+    #[pyo3(signature = (n, seed, context=None, *, n_threads=None))]
     fn sample<'py>(
         &self,
         py: Python<'py>,
         n: usize,
         seed: u64,
+        context: Option<PyReadonlyArray2<'py, f64>>,
         n_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let x = detached(py, n_threads, || self.model.sample(n, seed))?;
-        PyArray1::from_vec(py, x).reshape([n, self.model.dim()])
+        let context = context.as_ref().map(rows);
+        let x = detached(py, n_threads, || self.model.sample(n, seed, context))?;
+        let d = self.model.dim();
+        let rows = x.len() / d.max(1);
+        PyArray1::from_vec(py, x).reshape([rows, d])
     }
 
     /// Number of columns.
@@ -262,11 +292,24 @@ impl NativeModel {
         self.model.config().columns.clone()
     }
 
+    /// The context columns of a conditional model (empty: unconditional).
+    #[getter]
+    fn context_columns(&self) -> Vec<String> {
+        self.model.context_columns().to_vec()
+    }
+
     /// "f32" or "f64".
     #[getter]
     fn precision(&self) -> &'static str {
         self.model.config().precision.as_str()
     }
+}
+
+/// The GEMM path the flows run on in this process: "avx512" (the CPU has it) or "generic"
+/// (it has not, or `CNF_KERNEL=generic` was set before the first call).
+#[pyfunction]
+fn kernel() -> &'static str {
+    cnf_field::kernel::active()
 }
 
 /// Marks this process as a child after `fork` (registered with `os.register_at_fork`).
@@ -281,6 +324,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeModel>()?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(ode::solve, m)?)?;
+    m.add_function(wrap_pyfunction!(kernel, m)?)?;
     m.add(
         "METHODS",
         Method::ALL

@@ -80,29 +80,110 @@ impl Model {
         self.flow.dim()
     }
 
-    /// Data-space log-densities of the `n` rows of `x` (row-major, `d` columns: the model's
-    /// width, else the `cnf density` error), in solves of [`SOLVE_CHUNK`] rows as that command.
+    /// The context columns of a conditional model (empty for an unconditional one).
+    pub fn context_columns(&self) -> &[String] {
+        self.config().context.as_ref().map_or(&[], |c| &c.columns)
+    }
+
+    /// The rows of `context` as a table of the model's context columns (None for an
+    /// unconditional model); refused when missing for a conditional model, given to an
+    /// unconditional one, of another width, or, when scoring `points` points, not one row per
+    /// point (sampling passes None: it draws for every row).
+    fn context_table(
+        &self,
+        context: Option<Rows>,
+        points: Option<usize>,
+    ) -> Result<Option<Table>, TrainError> {
+        let (c, ctx) = match (context, &self.config().context) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(TrainError::Invalid(
+                    "the model is unconditional: it takes no context".into(),
+                ))
+            }
+            (None, Some(ctx)) => {
+                return Err(TrainError::Invalid(format!(
+                    "the model is conditional on {}: give a context",
+                    ctx.columns.join(", ")
+                )))
+            }
+            (Some(c), Some(ctx)) => (c, ctx),
+        };
+        if c.width != ctx.width() {
+            return Err(TrainError::Invalid(format!(
+                "the context has {} columns, the model is conditioned on {} ({})",
+                c.width,
+                ctx.width(),
+                ctx.columns.join(", ")
+            )));
+        }
+        if let Some(n) = points.filter(|&n| n != c.n) {
+            return Err(TrainError::Invalid(format!(
+                "{} context rows for {n} points: give one context row per point",
+                c.n
+            )));
+        }
+        Ok(Some(Table::new(c.n, c.width, c.data, ctx.columns.clone())?))
+    }
+
+    /// Data-space log-densities of the rows of `x` (the model's width, else the `cnf density`
+    /// error), given one row of `context` per point for a conditional model (log p(x | c)),
+    /// in solves of [`SOLVE_CHUNK`] rows as that command.
     ///
     /// # Errors
-    /// A wrong width or a non-finite value, a value beyond the model's precision (all
-    /// `TrainError::Invalid`/`Data`), a failed or non-finite solve (`Flow`).
-    pub fn log_density(&self, x: Vec<f64>, n: usize, d: usize) -> Result<Vec<f64>, TrainError> {
+    /// A wrong width or a non-finite value, a value beyond the model's precision, a context
+    /// missing, unexpected or of the wrong shape (all `TrainError::Invalid`/`Data`), a failed
+    /// or non-finite solve (`Flow`).
+    pub fn log_density(&self, x: Rows, context: Option<Rows>) -> Result<Vec<f64>, TrainError> {
+        let d = self.dim();
+        if x.width != d {
+            return Err(TrainError::Invalid(format!(
+                "the data has {} columns, the model expects {d}",
+                x.width
+            )));
+        }
         let columns = &self.config().columns;
-        let names = if d == self.dim() && columns.len() == d {
+        let names = if columns.len() == d {
             columns.clone()
         } else {
             default_names(d)
         };
-        let table = Table::new(n, d, x, names)?;
+        let n = x.n;
+        let table = Table::new(n, d, x.data, names)?;
+        let table = match self.context_table(context, Some(n))? {
+            Some(c) => table.concat_columns(&c)?,
+            None => table,
+        };
         Ok(self.flow.log_density_table(&table, 0)?.0)
     }
 
-    /// `n` samples in data space, row-major: the rows `cnf sample -n N --seed S` writes.
+    /// `n` samples in data space, row-major: the rows `cnf sample -n N --seed S` writes. A
+    /// conditional model draws `n` samples for each row `i` of `context`, draw `j` at row
+    /// `i n + j` (as `cnf sample --given FILE` orders them).
     ///
     /// # Errors
-    /// A failed solve, or a sample that is not finite.
-    pub fn sample(&self, n: usize, seed: u64) -> Result<Vec<f64>, TrainError> {
-        let x = self.flow.sample(n, seed)?;
+    /// A context missing, unexpected or of the wrong width; more samples than memory can
+    /// address; a failed solve, or a sample that is not finite.
+    pub fn sample(
+        &self,
+        n: usize,
+        seed: u64,
+        context: Option<Rows>,
+    ) -> Result<Vec<f64>, TrainError> {
+        let given = self
+            .context_table(context, None)?
+            .map_or_else(Vec::new, Table::into_data);
+        let rows = (given.len() / self.context_columns().len().max(1)).max(1);
+        if rows
+            .checked_mul(n)
+            .and_then(|m| m.checked_mul(self.dim()))
+            .is_none()
+        {
+            return Err(TrainError::Invalid(format!(
+                "{n} samples for each of {rows} context rows do not fit in memory addresses"
+            )));
+        }
+        let x = self.flow.sample_given(n, seed, &given)?;
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
             return Err(TrainError::Invalid(format!(
                 "sample {} is not finite in data space",
@@ -112,20 +193,40 @@ impl Model {
         Ok(x)
     }
 
-    /// Fits a model to `n` rows of `x` (row-major, `names.len()` columns) as `cnf train --data
-    /// TABLE` does, with its settings for a table of that size where `options` leaves them
-    /// open; the run's folder is a temporary one, and the best model is kept.
+    /// Fits a model to the rows of `x` (named `names`) as `cnf train --data TABLE` does, with
+    /// its settings for a table of that size where `options` leaves them open; with a
+    /// `context` (one row per row of `x`, named `context_names`), the conditional density
+    /// p(x | c) as `cnf train --context`. The run's folder is a temporary one, and the best
+    /// model is kept.
     ///
     /// # Errors
-    /// Bad input or settings (too few rows, a constant column, a non-finite value), a training
-    /// run that diverged.
+    /// Bad input or settings (too few rows, a constant column, a non-finite value, a context
+    /// of another number of rows, a name both a data and a context column), a training run
+    /// that diverged.
     pub fn fit(
-        x: Vec<f64>,
-        n: usize,
+        x: Rows,
         names: Vec<String>,
-        options: &TrainOptions,
+        context: Option<(Rows, Vec<String>)>,
+        mut options: TrainOptions,
     ) -> Result<Self, TrainError> {
-        let table = Table::new(n, names.len(), x, names)?;
+        let n = x.n;
+        let mut table = Table::new(n, x.width, x.data, names)?;
+        if let Some((c, context_names)) = context {
+            if c.n != n {
+                return Err(TrainError::Invalid(format!(
+                    "{} context rows for {n} data rows: give one context row per row",
+                    c.n
+                )));
+            }
+            if let Some(both) = table.names().iter().find(|n| context_names.contains(n)) {
+                return Err(TrainError::Invalid(format!(
+                    "column {both:?} is both a data column and a context column"
+                )));
+            }
+            let c = Table::new(c.n, c.width, c.data, context_names.clone())?;
+            table = table.concat_columns(&c)?;
+            options.context = Some(context_names);
+        }
         let source = DataSource::Table {
             path: PathBuf::from(ARRAY_SOURCE),
             sha256: None,
@@ -138,10 +239,21 @@ impl Model {
         // validation; ...: at least 10 rows in all".
         let label = PathBuf::from(format!("X, n_samples = {n}"));
         let scratch = tempfile::tempdir().map_err(TrainError::io("a temporary model folder"))?;
-        let plan = RunPlan::from_table(&table, source, &label, options, scratch.path().into())?;
+        let plan = RunPlan::from_table(&table, source, &label, &options, scratch.path().into())?;
         let mut session = Session::start(plan, false)?;
         session.train(Vec::new())?;
         let flow = session.flow(&EvalOptions::default())?;
         Ok(Self { flow })
     }
+}
+
+/// `n` rows of `width` values, row-major (a C-ordered 2-D array's buffer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    /// The values, `n * width` of them.
+    pub data: Vec<f64>,
+    /// Number of rows.
+    pub n: usize,
+    /// Values per row.
+    pub width: usize,
 }

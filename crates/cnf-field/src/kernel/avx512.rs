@@ -284,8 +284,7 @@ impl Lanes for f64 {
 /// other than tanh, a `B` with a column stride other than 1, or buffers too short for the
 /// shapes (the caller's fallback then decides).
 pub(crate) fn run<T: Lanes>(job: &mut GemmJob<'_, T>) -> bool {
-    // Both features the kernels enable (every AVX-512F CPU has FMA; a VM could mask it).
-    if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma")) {
+    if !super::simd_enabled() {
         return false;
     }
     let Some(plan) = plan(job) else {

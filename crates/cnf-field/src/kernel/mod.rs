@@ -69,6 +69,34 @@ pub enum Epilogue<'a, T> {
     },
 }
 
+/// The environment variable that chooses the GEMM path: `CNF_KERNEL=generic` runs every
+/// product on [`reference`] even where the CPU has AVX-512, so that both paths can be compared
+/// on one machine (any other value, or none, lets the CPU decide). Read once per process.
+pub const KERNEL_ENV: &str = "CNF_KERNEL";
+
+/// Whether products run on the AVX-512 kernel in this process: the CPU has AVX-512F and FMA
+/// (every AVX-512F CPU has FMA; a VM could mask it) and [`KERNEL_ENV`] does not ask for the
+/// generic path. Decided once.
+pub fn simd_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        let cpu = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        let cpu = false;
+        cpu && std::env::var_os(KERNEL_ENV).is_none_or(|v| v != "generic")
+    })
+}
+
+/// The GEMM path of this process: `"avx512"` or `"generic"` (see [`simd_enabled`]).
+pub fn active() -> &'static str {
+    if simd_enabled() {
+        "avx512"
+    } else {
+        "generic"
+    }
+}
+
 /// Runs `job` on the SIMD kernel when `simd` and the type and CPU have one, else on
 /// [`reference`].
 pub(crate) fn fused_gemm<T: Real>(mut job: GemmJob<'_, T>, simd: bool) {

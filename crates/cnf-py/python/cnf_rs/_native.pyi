@@ -14,6 +14,8 @@ class NativeModel:
     def fit(
         x: npt.NDArray[np.float64],
         columns: list[str],
+        context: npt.NDArray[np.float64] | None = None,
+        context_columns: list[str] | None = None,
         *,
         hidden: list[int] | None = None,
         activation: str = "tanh",
@@ -39,15 +41,26 @@ class NativeModel:
     def from_bytes(config_json: str, weights: bytes) -> NativeModel: ...
     def to_bytes(self) -> tuple[str, bytes]: ...
     def log_density(
-        self, x: npt.NDArray[np.float64], *, n_threads: int | None = None
+        self,
+        x: npt.NDArray[np.float64],
+        context: npt.NDArray[np.float64] | None = None,
+        *,
+        n_threads: int | None = None,
     ) -> npt.NDArray[np.float64]: ...
     def sample(
-        self, n: int, seed: int, *, n_threads: int | None = None
+        self,
+        n: int,
+        seed: int,
+        context: npt.NDArray[np.float64] | None = None,
+        *,
+        n_threads: int | None = None,
     ) -> npt.NDArray[np.float64]: ...
     @property
     def dim(self) -> int: ...
     @property
     def columns(self) -> list[str]: ...
+    @property
+    def context_columns(self) -> list[str]: ...
     @property
     def precision(self) -> str: ...
     def __reduce__(self) -> tuple[object, tuple[str, bytes]]: ...
@@ -65,4 +78,5 @@ def solve(
     steps: int | None = None,
     max_steps: int | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], tuple[int, int, int]]: ...
+def kernel() -> str: ...
 def _after_fork_in_child() -> None: ...

@@ -254,11 +254,14 @@ impl RunPlan {
 
     /// A new run on a table held in memory (bindings fit arrays no file holds), into `out`:
     /// prepared as a table file is; `source` is what config.json records as the data (a
-    /// [`DataSource::Table`], its split used) and `label` names the table in messages.
+    /// [`DataSource::Table`], its split used) and `label` names the table in messages. With
+    /// `options.context`, the table's last columns (named so) are the context of a conditional
+    /// run.
     ///
     /// # Errors
     /// `source` is not a table; the table is too small to split or cannot be standardised (a
-    /// constant column); a setting is invalid.
+    /// constant column); the context columns are not the table's last ones; a setting is
+    /// invalid.
     pub fn from_table(
         table: &Table,
         source: DataSource,
@@ -273,7 +276,9 @@ impl RunPlan {
             )));
         };
         let seed = options.seed.unwrap_or(0);
-        let prep = prepare::prepare_table(table, source, split, seed, label, "data".into(), &[])?;
+        let context = options.context.as_deref().unwrap_or_default();
+        let prep =
+            prepare::prepare_table(table, source, split, seed, label, "data".into(), context)?;
         Self::of_prepared(prep, options, out)
     }
 
