@@ -92,6 +92,9 @@ pub const CONDITIONAL_SAMPLER_STEPS: usize = 8;
 /// RK4 with [`CONDITIONAL_SAMPLER_STEPS`] steps. Its draws are as close to a tight adaptive
 /// solve's as the posterior's C2ST can tell, at a fraction of the default solver's evaluations
 /// (docs/sbi.md, "Defaults of conditional runs").
+///
+/// # Panics
+/// Never: the settings are constants that the spec's builder accepts.
 pub fn conditional_sampler() -> SolverSpec<f64> {
     SolverSpec::builder(Method::Rk4)
         .fixed_steps(CONDITIONAL_SAMPLER_STEPS)
