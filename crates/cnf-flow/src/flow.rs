@@ -604,7 +604,13 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         let draws = rows.checked_mul(n).ok_or_else(|| {
             FlowError::Invalid(format!("{n} draws for each of {rows} contexts overflow"))
         })?;
-        let z: Vec<T> = (0..draws * self.dim())
+        let values = draws.checked_mul(self.dim()).ok_or_else(|| {
+            FlowError::Invalid(format!(
+                "{draws} draws of dimension {} overflow",
+                self.dim()
+            ))
+        })?;
+        let z: Vec<T> = (0..values)
             .map(|_| cast::<T>(Distribution::<f64>::sample(&StandardNormal, rng)))
             .collect();
         // Each context row repeated for its n draws.

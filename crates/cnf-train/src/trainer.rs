@@ -188,6 +188,8 @@ impl Batches {
         let mut rng = iter_rng(seed, iter, 0);
         match self {
             Self::Toy(set) => set.sample(size, &mut rng).into_data(),
+            // No rows to draw from: an empty batch, which the objective refuses as empty points.
+            Self::Table(t) if t.n_rows() == 0 => Vec::new(),
             Self::Table(t) => {
                 // Rows gathered straight into the batch (one copy).
                 let mut out = Vec::with_capacity(size * t.n_cols());
@@ -819,6 +821,16 @@ mod tests {
             })
             .collect();
         Table::with_default_names(n, 2, data).unwrap()
+    }
+
+    /// A table without rows gives empty batches (which the objective refuses as empty points)
+    /// instead of panicking on an empty range.
+    #[test]
+    fn an_empty_table_gives_empty_batches() {
+        let empty = Table::with_default_names(0, 2, Vec::new()).unwrap();
+        assert!(Batches::Table(empty).batch(0, 0, 8).is_empty());
+        let rows = Batches::Table(gaussian_rows(5, 1)).batch(0, 0, 8);
+        assert_eq!(rows.len(), 16);
     }
 
     /// One rule for the automatic trace: exact up to `EXACT_TRACE_MAX_DIM` = 16 dimensions

@@ -111,11 +111,12 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Table, DataError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use npyz::WriterBuilder;
 
-    fn write_npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+    /// Writes `values` as a .npy array of `shape`.
+    pub(crate) fn write_npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
         path: &Path,
         shape: &[u64],
         values: &[T],

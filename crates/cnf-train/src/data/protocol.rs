@@ -28,13 +28,14 @@ pub fn toy_test(set: ToySet) -> Table {
     set.sample(10_000, &mut StdRng::seed_from_u64(TOY_TEST_SEED))
 }
 
-/// Reads a CSV or .npy table. A `.npy` file has no header row: a header mode other than
-/// `auto` is refused for it rather than ignored.
+/// Reads a CSV or .npy table. A `.npy` file has no header row: its columns are named x0, x1,
+/// ... (what `columns` and `drop` select by), and a header mode other than `auto` is refused
+/// for it rather than ignored.
 ///
 /// # Errors
 /// [`TrainError::Data`] with [`DataError::Npy`] for a header mode other than `auto` on a
-/// `.npy` file, otherwise the errors of [`read_npy`] (a `.npy` extension, any case) or
-/// [`read_csv`].
+/// `.npy` file or a selection naming a column it does not have, otherwise the errors of
+/// [`read_npy`] (a `.npy` extension, any case) or [`read_csv`].
 pub fn read_table(path: &Path, selection: &ColumnSelection) -> Result<Table, TrainError> {
     let is_npy = path
         .extension()
@@ -50,7 +51,20 @@ pub fn read_table(path: &Path, selection: &ColumnSelection) -> Result<Table, Tra
             }
             .into());
         }
-        read_npy(path)?
+        let table = read_npy(path)?;
+        // The columns of a .npy file are named by `default_names` (x0, x1, ...): the
+        // selection applies to those names as it does to a CSV header.
+        let kept = selection.resolve(table.names(), path)?;
+        if kept.iter().copied().eq(0..table.n_cols()) {
+            table
+        } else {
+            let data = table
+                .rows()
+                .flat_map(|row| kept.iter().map(move |&j| row[j]))
+                .collect();
+            let names = kept.iter().map(|&j| table.names()[j].clone()).collect();
+            Table::new(table.n_rows(), kept.len(), data, names)?
+        }
     } else {
         read_csv(path, selection)?
     })
@@ -72,5 +86,34 @@ mod tests {
             err.to_string(),
             "x.npy: a .npy file has no header row; header mode \"yes\" applies to CSV files"
         );
+    }
+
+    /// `columns` and `drop` select the columns of a .npy file by their names x0, x1, ...; an
+    /// unknown name is refused.
+    #[test]
+    fn a_selection_applies_to_npy_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.npy");
+        let values = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
+        crate::data::npy::tests::write_npy(&path, &[2, 3], &values);
+        let pick = |columns: Option<&[&str]>, drop: &[&str]| {
+            read_table(
+                &path,
+                &ColumnSelection {
+                    columns: columns.map(|c| c.iter().map(|s| s.to_string()).collect()),
+                    drop: drop.iter().map(|s| s.to_string()).collect(),
+                    ..ColumnSelection::default()
+                },
+            )
+        };
+        let all = pick(None, &[]).unwrap();
+        assert_eq!(all.data(), values);
+        let x2x0 = pick(Some(&["x2", "x0"]), &[]).unwrap();
+        assert_eq!(x2x0.names(), ["x2", "x0"]);
+        assert_eq!(x2x0.data(), [3.0, 1.0, 6.0, 4.0]);
+        let no_x1 = pick(None, &["x1"]).unwrap();
+        assert_eq!(no_x1.data(), [1.0, 3.0, 4.0, 6.0]);
+        assert!(pick(Some(&["x7"]), &[]).is_err());
+        assert!(pick(None, &["id"]).is_err());
     }
 }

@@ -240,8 +240,9 @@ impl Standardizer {
     /// would overflow), then `L^{-1}` when whitening.
     ///
     /// # Errors
-    /// [`DataError::ColumnCount`] if `table` does not have the fitted number of columns;
-    /// [`DataError::NonFiniteValue`] if a standardised value overflows `f64`.
+    /// [`DataError::ColumnCount`] if `table` (or `std`) does not have the fitted number of
+    /// columns; [`DataError::Shape`] if `cholesky` is not d x d; [`DataError::NonFiniteValue`]
+    /// if a standardised value overflows `f64`.
     pub fn transform(&self, table: &Table) -> Result<Table, DataError> {
         self.check_width(table)?;
         let d = table.n_cols();
@@ -275,11 +276,21 @@ impl Standardizer {
         -self.std.iter().map(|s| s.ln()).sum::<f64>() - whitening
     }
 
+    /// The table has the fitted number of columns, and the (public) fields agree with it: a
+    /// standard deviation per column, a d x d whitening factor.
     fn check_width(&self, table: &Table) -> Result<(), DataError> {
-        if table.n_cols() != self.mean.len() {
-            return Err(DataError::ColumnCount {
-                expected: self.mean.len(),
-                found: table.n_cols(),
+        let d = self.mean.len();
+        for found in [table.n_cols(), self.std.len()] {
+            if found != d {
+                return Err(DataError::ColumnCount { expected: d, found });
+            }
+        }
+        if let Some(l) = self.cholesky.as_ref().filter(|l| l.len() != d * d) {
+            return Err(DataError::Shape {
+                n_rows: d,
+                n_cols: d,
+                expected: d * d,
+                found: l.len(),
             });
         }
         Ok(())
@@ -428,6 +439,31 @@ mod tests {
             let data_space = normal_log_pdf(z, 0.0, 1.0) + s.log_det();
             assert!((data_space - normal_log_pdf(x, mean, std)).abs() < 1e-12);
         }
+    }
+
+    /// The public fields edited out of shape are refused, not indexed out of bounds.
+    #[test]
+    fn fields_out_of_shape_are_errors() {
+        let t = table(2, vec![1.0, 10.0, 2.0, 30.0, 3.0, 20.0, 6.0, 60.0]);
+        let mut s = Standardizer::fit(&t).unwrap();
+        s.cholesky = Some(vec![1.0, 0.0, 1.0]);
+        assert!(matches!(
+            s.transform(&t),
+            Err(DataError::Shape {
+                expected: 4,
+                found: 3,
+                ..
+            })
+        ));
+        s.cholesky = None;
+        s.std.pop();
+        assert!(matches!(
+            s.transform(&t),
+            Err(DataError::ColumnCount {
+                expected: 2,
+                found: 1
+            })
+        ));
     }
 
     #[test]

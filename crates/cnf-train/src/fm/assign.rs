@@ -75,9 +75,18 @@ pub fn linear_assignment(cost: &[f64], n: usize) -> Result<Vec<usize>, FmError> 
     Ok(work.solve(cost, n)?.to_vec())
 }
 
-/// Sum of `cost[i, perm[i]]`.
+/// Sum of `cost[i, perm[i]]`; NaN when `perm` reaches outside the `n x n` matrix (a column
+/// index of `n` or more, more rows than `n`, or a `cost` shorter than `n * n`).
 pub fn assignment_cost(cost: &[f64], n: usize, perm: &[usize]) -> f64 {
-    perm.iter().enumerate().map(|(i, &j)| cost[i * n + j]).sum()
+    perm.iter()
+        .enumerate()
+        .map(
+            |(i, &j)| match (i < n && j < n).then(|| cost.get(i * n + j)).flatten() {
+                Some(c) => *c,
+                None => f64::NAN,
+            },
+        )
+        .sum()
 }
 
 const NONE: usize = usize::MAX;
@@ -486,6 +495,15 @@ pub(crate) mod tests {
         let mut seen = vec![false; p.len()];
         p.iter()
             .all(|&j| j < p.len() && !std::mem::replace(&mut seen[j], true))
+    }
+
+    #[test]
+    fn the_cost_of_a_permutation_outside_the_matrix_is_nan() {
+        let cost = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(assignment_cost(&cost, 2, &[1, 0]), 5.0);
+        assert!(assignment_cost(&cost, 2, &[2, 0]).is_nan());
+        assert!(assignment_cost(&cost, 2, &[0, 1, 0]).is_nan());
+        assert!(assignment_cost(&cost[..3], 2, &[0, 1]).is_nan());
     }
 
     #[test]
