@@ -15,6 +15,12 @@ pub enum Trace<'a, T> {
     Hutchinson(&'a [T]),
 }
 
+impl<T> Trace<'static, T> {
+    /// No divergence at all: no tangents are carried (a Hutchinson estimate with zero probes),
+    /// for callers that need only v or its VJP (flow matching).
+    pub const NONE: Self = Trace::Hutchinson(&[]);
+}
+
 impl<T: Real> Trace<'_, T> {
     /// Number of tangent directions carried per point (`d` for exact, `k` for Hutchinson).
     pub fn tangents_per_point(&self, batch: usize, dim: usize) -> usize {
@@ -353,7 +359,7 @@ pub trait VectorField<T: Real>: Send + Sync {
                 a_v[b * d..][..d].copy_from_slice(&u[(b * nt + p) * d..][..d]);
             }
             g_z.fill(zero);
-            let input = VjpInput::new(x, Trace::Hutchinson(&[]), &a_v, &a_div);
+            let input = VjpInput::new(x, Trace::NONE, &a_v, &a_div);
             let out = VjpOutput::new(&mut v2, &mut div2, &mut g_z, &mut g_theta);
             self.vjp_batch(s, input, out);
             for (f, row) in frobenius[..batch].iter_mut().zip(g_z.chunks_exact(d)) {

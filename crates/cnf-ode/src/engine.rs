@@ -71,12 +71,12 @@ impl<T, S: State<T>> Stages<T> for Window<'_, S> {
 }
 
 /// Stages of `n` components stored one after another in one buffer.
-pub(crate) struct Flat<'a, T> {
+pub(crate) struct ContiguousStages<'a, T> {
     pub(crate) data: &'a [T],
     pub(crate) n: usize,
 }
 
-impl<T> Stages<T> for Flat<'_, T> {
+impl<T> Stages<T> for ContiguousStages<'_, T> {
     #[inline(always)]
     fn stage(&self, j: usize) -> &[T] {
         &self.data[j * self.n..(j + 1) * self.n]
@@ -652,7 +652,7 @@ impl<T: Float> Reverse<T> {
         a_p: &mut [T],
     ) -> usize {
         let (n, s) = (self.n, self.c.len());
-        let k = Flat { data: stages, n };
+        let k = ContiguousStages { data: stages, n };
         let mut vjps = 0;
         for i in (0..s).rev() {
             if !self.live[i] {
@@ -661,8 +661,8 @@ impl<T: Float> Reverse<T> {
             let (done, later) = self.g.split_at_mut((i + 1) * n);
             let col = &self.terms[self.rows[s + i].clone()];
             // Only slots i+1..=s are read: shift the indices by i + 1.
-            let later = Shifted {
-                inner: Flat { data: later, n },
+            let later = OffsetStages {
+                inner: ContiguousStages { data: later, n },
                 by: i + 1,
             };
             if !sum_terms(&mut self.kbar, col, &later) {
@@ -708,12 +708,12 @@ impl<T: Float> Reverse<T> {
 }
 
 /// Stages numbered from `by`: stage j of `inner` is stage j + by.
-struct Shifted<K> {
+struct OffsetStages<K> {
     inner: K,
     by: usize,
 }
 
-impl<T, K: Stages<T>> Stages<T> for Shifted<K> {
+impl<T, K: Stages<T>> Stages<T> for OffsetStages<K> {
     #[inline(always)]
     fn stage(&self, j: usize) -> &[T] {
         self.inner.stage(j - self.by)

@@ -585,7 +585,7 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
         let dense = self
             .dense
             .then(|| DenseSolution::new(engine.dense_vectors().1, t0, y0));
-        let mut run = Run {
+        let mut run = SolveState {
             engine,
             ys: [y0.clone(), y0.clone()],
             cur: 0,
@@ -689,7 +689,7 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
 }
 
 /// State of one solve.
-struct Run<'a, T, S, E> {
+struct SolveState<'a, T, S, E> {
     engine: E,
     /// The current state and the candidate of the next step: `ys[cur]` and `ys[1 - cur]`.
     /// Accepting a step flips `cur` rather than copying states.
@@ -715,11 +715,11 @@ enum Next {
     Continue,
     /// An event ended the step early (the rest of the span is still ahead).
     Cut,
-    /// The solve ends here ([`Run::stop`] says why).
+    /// The solve ends here ([`SolveState::stop`] says why).
     Stop,
 }
 
-impl<T: Float, S: State<T>, E: Stepper<T, S>> Run<'_, T, S, E> {
+impl<T: Float, S: State<T>, E: Stepper<T, S>> SolveState<'_, T, S, E> {
     /// The driver's step counts with the method's work.
     fn stats(&self) -> Stats {
         let work = self.engine.work();

@@ -19,7 +19,7 @@
 //! first layer reads each row's time from its time column, concat-squash gates are per row).
 //!
 //! The VJP is that of `v` only: the divergence cotangent is zero, and the trace is a Hutchinson
-//! estimator with *no* probes (`Trace::Hutchinson(&[])`), for which `tangents_per_point` is 0:
+//! estimator with *no* probes (`Trace::NONE`), for which `tangents_per_point` is 0:
 //! the MLP then carries no tangent rows at all (the path `eval_batch` takes) instead of `d`
 //! rows per point with [`Trace::Exact`]. The divergence it reports is 0 and unused. (The
 //! gradient tests check this against finite differences for the MLP of both layer kinds and a
@@ -163,7 +163,7 @@ fn blocked_gradient<T: Real, F: VectorField<T> + ?Sized>(
                 }
                 g.fill(T::zero());
                 g_z.fill(T::zero());
-                let input = VjpInput::new(x, Trace::Hutchinson(&[]), &*a, a_div);
+                let input = VjpInput::new(x, Trace::NONE, &*a, a_div);
                 field.vjp_batch(scratch, input, VjpOutput::new(v, div, g_z, g));
             },
         );
@@ -250,7 +250,7 @@ fn vjp_v_only<T: Real, F: VectorField<T> + ?Sized>(
     resize(&mut work.div, b);
     work.g_z[..n].fill(T::zero());
     let x = Inputs::per_row(t, &work.xt[..n]).with_context(context);
-    let input = VjpInput::new(x, Trace::Hutchinson(&[]), &work.a[..n], &work.a_div[..b]);
+    let input = VjpInput::new(x, Trace::NONE, &work.a[..n], &work.a_div[..b]);
     let out = VjpOutput::new(
         &mut work.v[..n],
         &mut work.div[..b],

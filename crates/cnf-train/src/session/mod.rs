@@ -539,7 +539,7 @@ fn default_out(name: &str) -> PathBuf {
 pub struct Session {
     dir: ModelDir,
     config: ModelConfig,
-    run: Option<train::Run>,
+    run: Option<train::PendingRun>,
 }
 
 impl Session {
@@ -580,7 +580,7 @@ impl Session {
         Ok(Self {
             dir: plan.dir,
             config: plan.config,
-            run: Some(train::Run {
+            run: Some(train::PendingRun {
                 prepared: Some(plan.prepared),
                 resume: plan.resume,
                 force,

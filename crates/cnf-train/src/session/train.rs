@@ -21,7 +21,7 @@ use crate::optim::{Adam, AdamConfig};
 use crate::trainer::{mean_nll_rows, FlowMatchingObjective, Observer, TrainSettings, Trainer};
 
 /// A session's training state between [`Session::start`] and [`Session::train`].
-pub(super) struct Run {
+pub(super) struct PendingRun {
     /// Taken by the first [`Session::train`].
     pub prepared: Option<Prepared>,
     pub resume: Option<ResumeOptions>,
