@@ -11,7 +11,7 @@ use cnf_ode::Method;
 use cnf_train::error::TrainError;
 use cnf_train::fm::{Coupling, FlowMatching, PathSpec, TimeDist};
 use cnf_train::model::Precision;
-use cnf_train::session::{SolverOverrides, TrainOptions};
+use cnf_train::session::{flow_matching_by_default, SolverOverrides, TrainOptions};
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -122,7 +122,7 @@ impl NativeModel {
     #[pyo3(signature = (x, columns, context=None, context_columns=None, *, hidden=None,
         activation="tanh", iters=None, batch=None, lr=None, weight_decay=None, patience=None,
         val_every=None, method=None, steps=None, rtol=None, atol=None, precision="f32", seed=0,
-        flow_matching=false, n_threads=None))]
+        flow_matching=None, n_threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         py: Python<'_>,
@@ -144,9 +144,12 @@ impl NativeModel {
         atol: Option<f64>,
         precision: &str,
         seed: u64,
-        flow_matching: bool,
+        flow_matching: Option<bool>,
         n_threads: Option<usize>,
     ) -> PyResult<Self> {
+        // None: the library's rule, as `cnf train` (flow matching for a conditional run).
+        let flow_matching =
+            flow_matching.unwrap_or_else(|| flow_matching_by_default(context.is_some()));
         let x = rows(&x);
         let names_fit = |names: &[String], width: usize, what: &str| {
             if names.len() == width {

@@ -3,7 +3,7 @@ use cnf_train::data::ColumnSelection;
 use cnf_train::error::TrainError;
 use cnf_train::fm::{Coupling, FlowMatching, PathSpec, TimeDist};
 use cnf_train::model::{DataSource, ModelConfig, Precision, METRICS_FILE, TRAINING_CURVE_FILE};
-use cnf_train::session::{ResumeOptions, RunPlan, Session, TrainOptions};
+use cnf_train::session::{flow_matching_by_default, ResumeOptions, RunPlan, Session, TrainOptions};
 use cnf_train::trainer::{Differentiation, Regularisers};
 
 use crate::cli::{CouplingArg, ObjectiveArg, PathArg, TrainArgs};
@@ -12,10 +12,9 @@ use crate::report::{plot_model, plot_training_curve};
 
 /// The flow-matching settings of `--objective fm` (None for maximum likelihood).
 fn flow_matching(args: &TrainArgs) -> Result<Option<FlowMatching>, TrainError> {
-    // A conditional run's default objective is flow matching (docs/sbi.md, "Defaults").
-    let default = match args.context {
-        Some(_) => ObjectiveArg::Fm,
-        None => ObjectiveArg::Ml,
+    let default = match flow_matching_by_default(args.context.is_some()) {
+        true => ObjectiveArg::Fm,
+        false => ObjectiveArg::Ml,
     };
     if args.objective.unwrap_or(default) != ObjectiveArg::Fm {
         if args.fm_path.is_some() || args.fm_sigma.is_some() || args.coupling.is_some() {

@@ -31,7 +31,7 @@ class NativeModel:
         atol: float | None = None,
         precision: str = "f32",
         seed: int = 0,
-        flow_matching: bool = False,
+        flow_matching: bool | None = None,
         n_threads: int | None = None,
     ) -> NativeModel: ...
     @staticmethod

@@ -57,8 +57,10 @@ class CNFDensity(DensityMixin, BaseEstimator):
         Tolerances of the adaptive solves (None: 1e-5, the peers' setting).
     precision : {"f32", "f64"}
         The precision training and evaluation run in.
-    objective : {"ml", "fm"}
-        Maximum likelihood through the ODE, or flow matching (straight paths).
+    objective : {"ml", "fm"} or None
+        Maximum likelihood through the ODE, or flow matching (straight paths). None: the
+        command's default, flow matching for a conditional fit (``context`` given), maximum
+        likelihood otherwise (docs/sbi.md, "Defaults of conditional runs").
     random_state : int, RandomState or None
         Seed of the split, initial weights and minibatches (None: 0, as the command).
     n_threads : int or None
@@ -94,7 +96,7 @@ class CNFDensity(DensityMixin, BaseEstimator):
         rtol=None,
         atol=None,
         precision="f32",
-        objective="ml",
+        objective=None,
         random_state=None,
         n_threads=None,
     ):
@@ -148,8 +150,8 @@ class CNFDensity(DensityMixin, BaseEstimator):
 
         Raises ``ValueError`` for bad input and ``SolverError`` when training diverges.
         """
-        if self.objective not in ("ml", "fm"):
-            raise ValueError(f'objective must be "ml" or "fm", got {self.objective!r}')
+        if self.objective not in ("ml", "fm", None):
+            raise ValueError(f'objective must be "ml", "fm" or None, got {self.objective!r}')
         X = self._check_X(X, reset=True)
         names = getattr(self, "feature_names_in_", None)
         columns = [str(c) for c in names] if names is not None else _default_names(X.shape[1])
@@ -182,7 +184,7 @@ class CNFDensity(DensityMixin, BaseEstimator):
             atol=self.atol,
             precision=self.precision,
             seed=self._seed(),
-            flow_matching=self.objective == "fm",
+            flow_matching=None if self.objective is None else self.objective == "fm",
             n_threads=self.n_threads,
         )
         self._adopt(model)

@@ -21,7 +21,7 @@ class CNFDensity(DensityMixin, BaseEstimator):
     rtol: float | None
     atol: float | None
     precision: str
-    objective: str
+    objective: str | None
     random_state: int | np.random.RandomState | None
     n_threads: int | None
     model_: NativeModel
@@ -44,7 +44,7 @@ class CNFDensity(DensityMixin, BaseEstimator):
         rtol: float | None = None,
         atol: float | None = None,
         precision: str = "f32",
-        objective: str = "ml",
+        objective: str | None = None,
         random_state: int | np.random.RandomState | None = None,
         n_threads: int | None = None,
     ) -> None: ...

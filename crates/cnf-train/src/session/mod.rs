@@ -164,6 +164,14 @@ impl TraceSetting {
     }
 }
 
+/// Whether a run trains by flow matching when no objective is asked for: a conditional run
+/// does (straight path, independent pairs; docs/sbi.md, "Defaults of conditional runs"), an
+/// unconditional one trains by maximum likelihood. The command line and the Python package
+/// both ask this one rule.
+pub fn flow_matching_by_default(conditional: bool) -> bool {
+    conditional
+}
+
 /// Settings of a new run; `None` (or the default) leaves a setting to the session, which
 /// chooses from the data ([`TableDefaults`] for tables, the objective's protocol for toy
 /// sets).
