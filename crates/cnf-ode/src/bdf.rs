@@ -15,11 +15,12 @@
 //! points. After k + 1 steps at one h, the next order (k - 1, k or k + 1) and step size come from
 //! the error estimates of the three orders.
 //!
-//! Work is saved where the algorithm allows: the Jacobian is evaluated at the start and then
-//! only when a Newton iteration fails with a Jacobian older than the current step; the LU of
-//! I - c J is kept until c changes (a new step size or order) or the Jacobian is refreshed, and
-//! across a rejection for the error estimate (the retry starts Newton with the old matrix and
-//! factorises the new one only if that iteration fails).
+//! Work is saved where the algorithm allows (scipy's choices throughout): the Jacobian is
+//! evaluated at the start and then only when a Newton iteration fails with a Jacobian older than
+//! the current step (with a fresh one the step is halved); the LU of I - c J is kept until c
+//! changes or the Jacobian is refreshed, and after a rejection for the error estimate it serves
+//! the smaller c too, over the steps that follow, until the next order selection or Newton
+//! failure (the iteration matrix only has to be close to I - c J).
 use num_traits::Float;
 
 use crate::controller::StepController;
@@ -146,10 +147,13 @@ pub(crate) struct BdfStepper<T, S> {
     lu: DenseLu<T>,
     /// c of the factorised I - c J, if it is valid.
     lu_c: Option<T>,
-    /// The next attempt may start Newton with the LU of another c: the attempt before it was
-    /// rejected for its error, not for its convergence (as scipy; the iteration matrix only
-    /// has to be close to I - c J).
+    /// Attempts may start Newton with the LU of another c (as scipy; the iteration matrix only
+    /// has to be close to I - c J): set by a rejection for the error estimate, kept over the
+    /// steps that follow at the size it chose, cleared by an order selection (a deliberate new
+    /// step size and order), a Newton failure, or a step size the method did not propose.
     keep_lu: bool,
+    /// The step size the last decision proposed (signed).
+    proposed_h: Option<T>,
     y_pred: S,
     psi: S,
     /// The correction d = y_new - y_pred of the last attempt.
@@ -220,6 +224,7 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
             lu: DenseLu::new(),
             lu_c: None,
             keep_lu: false,
+            proposed_h: None,
             y_pred: y0.clone(),
             psi: y0.clone(),
             corr: y0.clone(),
@@ -264,6 +269,12 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
         self.jac_valid = true;
         self.jac_fresh = true;
         self.lu_c = None;
+    }
+
+    /// A decision (accept?, next step size), remembered as the proposal.
+    fn propose(&mut self, accept: bool, h: T) -> (bool, T) {
+        self.proposed_h = Some(h);
+        (accept, h)
     }
 
     /// The LU of I - c J.
@@ -403,12 +414,19 @@ impl<T: Float, S: State<T>> Stepper<T, S> for BdfStepper<T, S> {
     fn name(&self) -> &'static str {
         "BDF"
     }
-    /// The current order (the initial step estimate sees order 1).
+    /// The current order.
     fn order(&self) -> u32 {
         self.order as u32
     }
     fn error_order(&self) -> u32 {
         self.order as u32 + 1
+    }
+    /// The first step is of order 1 with a local error of O(h^2): the exponent 1/2 (scipy's
+    /// `select_initial_step` for its BDF). HINIT's 1/order would ask h ~ 0.01 / ||f'||, a step
+    /// many decades too small on stiff problems, which the order-1 start then grows back from
+    /// by at most 10x per two steps.
+    fn initial_step_order(&self) -> u32 {
+        self.error_order()
     }
     fn is_adaptive(&self) -> bool {
         true
@@ -465,9 +483,11 @@ impl<T: Float, S: State<T>> Stepper<T, S> for BdfStepper<T, S> {
             }
         }
         let c = h * inv_alpha;
-        let keep_lu = std::mem::take(&mut self.keep_lu);
+        if self.proposed_h.take() != Some(h) {
+            self.keep_lu = false;
+        }
         let iters = loop {
-            let reusable = self.lu_c == Some(c) || (keep_lu && self.lu_c.is_some());
+            let reusable = self.lu_c == Some(c) || (self.keep_lu && self.lu_c.is_some());
             if !reusable {
                 if let Err(failure) = self.factorise(c) {
                     return Attempt::Failed(failure);
@@ -479,13 +499,14 @@ impl<T: Float, S: State<T>> Stepper<T, S> for BdfStepper<T, S> {
                 Newton::NonFinite => return Attempt::Done { err: T::nan() },
                 Newton::Diverged => {
                     self.work.newton_failures += 1;
+                    self.keep_lu = false;
                     if !self.jac_fresh {
                         // A Jacobian from an earlier step: refresh it at the prediction, retry.
                         self.evaluate_jacobian(sys, t_new, None);
-                    } else if self.lu_c != Some(c) {
-                        // The LU of another c: factorise this one and retry.
-                        self.lu_c = None;
                     } else {
+                        // With a fresh Jacobian the step is too large, also when the LU was of
+                        // another c (scipy's choice; refactorising at this h instead took more
+                        // LUs over a solve).
                         return Attempt::Failed(StepFailure::Newton);
                     }
                 }
@@ -530,11 +551,11 @@ impl<T: Float, S: State<T>> Stepper<T, S> for BdfStepper<T, S> {
         if err > T::one() {
             let factor = (safety * root(err, k + 1)).max(cast(MIN_FACTOR));
             self.keep_lu = true;
-            return (false, h * factor);
+            return self.propose(false, h * factor);
         }
         self.next_order = k;
         let Some((lower, higher)) = self.neighbours else {
-            return (true, h);
+            return self.propose(true, h);
         };
         // The order whose error allows the largest step (the lower one on ties).
         let candidates = [
@@ -553,7 +574,8 @@ impl<T: Float, S: State<T>> Stepper<T, S> for BdfStepper<T, S> {
                     }
                 });
         self.next_order = order;
-        (true, h * (safety * best).min(cast(MAX_FACTOR)))
+        self.keep_lu = false;
+        self.propose(true, h * (safety * best).min(cast(MAX_FACTOR)))
     }
     fn stages(&self) -> &[S] {
         &self.dense[..0]

@@ -946,10 +946,10 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> SolveState<'_, T, S, E> {
             let err = match self.engine.attempt(sys, self.t, h, y, y_new, Some(tol)) {
                 Attempt::Done { err } => err,
                 Attempt::Failed(failure) => {
-                    // Retry with a quarter of the step; reported if the steps collapse.
+                    // Retry with a smaller step; reported if the steps collapse.
                     last_failure = Some(failure);
                     self.stats.rejected += 1;
-                    h = h * cast(0.25);
+                    h = h * cast(failure.retry_factor());
                     continue;
                 }
             };
@@ -994,7 +994,7 @@ impl<T: Float, S: State<T>, E: Stepper<T, S>> SolveState<'_, T, S, E> {
         h_max: T,
         h_min: T,
     ) -> T {
-        let order = self.engine.order();
+        let order = self.engine.initial_step_order();
         let (t0, dir) = (self.t, (self.t1 - self.t).signum());
         let (y0, y1) = split(&mut self.ys, self.cur);
         let (f0, f1) = self.engine.derivative(sys, t0, y0);

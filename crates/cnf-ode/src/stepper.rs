@@ -39,6 +39,17 @@ pub(crate) enum StepFailure {
     Newton,
 }
 
+impl StepFailure {
+    /// The factor of the step size the attempt is retried with: half after a Newton failure
+    /// (as scipy's BDF and Radau), a quarter after a singular matrix.
+    pub(crate) fn retry_factor(self) -> f64 {
+        match self {
+            StepFailure::Newton => 0.5,
+            StepFailure::Singular => 0.25,
+        }
+    }
+}
+
 /// A continuous extension over one step of size h from y: y(t + theta h) = y + sum_j c_j(theta)
 /// v_j, with `weights` filling w_j(theta) and c_j = h w_j when `times_h` (Runge-Kutta stages
 /// are derivatives) or c_j = w_j (vectors already scaled, as Rosenbrock's dense terms).
@@ -86,10 +97,16 @@ impl Interpolant {
 pub(crate) trait Stepper<T, S> {
     /// The method's name, for errors.
     fn name(&self) -> &'static str;
-    /// Order of the propagated solution (the initial step size estimate uses it).
+    /// Order of the propagated solution.
     fn order(&self) -> u32;
     /// The local error estimate scales as h^error_order (the controller's exponent).
     fn error_order(&self) -> u32;
+    /// The exponent q of the initial step estimate, h ~ (0.01 / ||f'||)^(1/q): the order, as in
+    /// Hairer's HINIT, unless the method starts at an order whose error scales otherwise.
+    #[inline(always)]
+    fn initial_step_order(&self) -> u32 {
+        self.order()
+    }
     /// True when the method has an error estimate.
     fn is_adaptive(&self) -> bool;
     /// Work done so far: evaluations and linear algebra (steps are the driver's).
