@@ -1,15 +1,24 @@
 //! Work-precision of cnf-ode's stiff methods (Rodas5P, Rosenbrock23, BDF) against scipy's Radau
-//! and BDF on ROBER (to t = 1e11) and van der Pol (mu = 1e3, to t = 3000), in one run.
+//! and BDF on ROBER (to t = 1e11) and van der Pol (mu = 1e3, to t = 3000: MATLAB's vdp1000,
+//! y1' = y2, y2' = mu (1 - y1^2) y2 - y1, about two relaxation cycles), in one run.
 //!
 //! `cargo bench --bench stiff_work_precision` (scipy from `$SCIPY_PYTHON`, default
 //! `/tmp/venv-scipy/bin/python`; see benches/peers/scipy_stiff.py)
 //!
+//! References: ROBER's end point from the Bari test set; van der Pol's from our own Rodas5P solve
+//! at rtol 1e-12, atol 1e-15, checked against scipy's Radau at rtol 1e-10, atol 1e-13 (the
+//! `reference` line gives the largest relative difference).
+//!
 //! Prints scipy's JSON lines, then one line per (problem, method, rtol) of ours (the same
-//! tolerances, automatic finite-difference Jacobians as scipy's), then per problem and method a
-//! summary at equal achieved error: scipy's better method's NFE, LU count, Jacobian count and
-//! median time interpolated (log-log) at our error, against ours.
+//! tolerances, automatic finite-difference Jacobians as scipy's), then per problem, method and
+//! rtol a `summary` line at our achieved error: per quantity the smaller of scipy's two methods
+//! (log-log interpolated at our error, and which method it is) against ours, and whether ours is
+//! no larger. Evaluations are compared like with like: `nfe_total` counts every evaluation
+//! (Jacobians' columns included; cnf-ode's `Stats::nfe`), `nfe_excl_jacobian` leaves out the
+//! finite-difference Jacobians' evaluations (scipy's `nfev`).
 use std::hint::black_box;
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use cnf::ode::{Method, Solver, Stats};
@@ -17,6 +26,8 @@ use serde_json::{json, Value};
 
 const REPEATS: usize = 5;
 const RTOLS: [f64; 5] = [1e-4, 1e-5, 1e-6, 1e-7, 1e-8];
+const OURS: [Method; 3] = [Method::Rodas5p, Method::Rosenbrock23, Method::Bdf];
+const SCIPY: [&str; 2] = ["scipy Radau", "scipy BDF"];
 
 fn rober(_t: f64, y: &[f64], dy: &mut [f64]) {
     dy[0] = -0.04 * y[0] + 1e4 * y[1] * y[2];
@@ -26,7 +37,19 @@ fn rober(_t: f64, y: &[f64], dy: &mut [f64]) {
 
 fn vdp(_t: f64, y: &[f64], dy: &mut [f64]) {
     dy[0] = y[1];
-    dy[1] = 1e3 * ((1.0 - y[0] * y[0]) * y[1] - y[0]);
+    dy[1] = 1e3 * (1.0 - y[0] * y[0]) * y[1] - y[0];
+}
+
+type Rhs = fn(f64, &[f64], &mut [f64]);
+
+struct Problem {
+    name: &'static str,
+    f: Rhs,
+    y0: Vec<f64>,
+    t1: f64,
+    /// atol = atol_factor * rtol.
+    atol_factor: f64,
+    reference: Vec<f64>,
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -34,35 +57,41 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+fn rel_error(y: &[f64], reference: &[f64]) -> f64 {
+    y.iter()
+        .zip(reference)
+        .map(|(y, r)| ((y - r) / r).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Evaluations a solve spent on finite-difference Jacobians: BDF takes f at the Jacobian's point
+/// from its Newton iteration (n columns), Rosenbrock adds df/dt by one difference (n + 1). This
+/// is the arithmetic `tests/stiff.rs` (`counters_follow_the_methods_arithmetic`) asserts.
+fn jacobian_nfe(m: Method, n: usize, s: &Stats) -> usize {
+    match m {
+        Method::Bdf => n * s.jacobians,
+        _ => (n + 1) * s.jacobians,
+    }
+}
+
 /// One of our runs: largest relative error at the end point, work, median ms.
-fn run(
-    m: Method,
-    f: fn(f64, &[f64], &mut [f64]),
-    y0: &[f64],
-    t1: f64,
-    rtol: f64,
-    atol: f64,
-    reference: &[f64],
-) -> (f64, Stats, f64) {
-    let solver = Solver::new(m).rtol(rtol).atol(atol).max_steps(1_000_000);
+fn run(m: Method, p: &Problem, rtol: f64) -> (f64, Stats, f64) {
+    let solver = Solver::new(m)
+        .rtol(rtol)
+        .atol(rtol * p.atol_factor)
+        .max_steps(1_000_000);
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..REPEATS {
         let start = Instant::now();
         let sol = solver
-            .solve(f, 0.0, t1, &black_box(y0.to_vec()))
+            .solve(p.f, 0.0, p.t1, &black_box(p.y0.clone()))
             .expect("solves");
         times.push(start.elapsed().as_secs_f64() * 1e3);
         last = Some(sol);
     }
     let sol = last.expect("at least one run");
-    let err = sol
-        .y
-        .iter()
-        .zip(reference)
-        .map(|(y, r)| ((y - r) / r).abs())
-        .fold(0.0, f64::max);
-    (err, sol.stats, median(times))
+    (rel_error(&sol.y, &p.reference), sol.stats, median(times))
 }
 
 /// Log-log interpolation of `(error, value)` points (sorted by error) at `err`; None outside.
@@ -77,17 +106,28 @@ fn at_error(points: &[(f64, f64)], err: f64) -> Option<f64> {
     })
 }
 
-fn main() {
-    let python =
-        std::env::var("SCIPY_PYTHON").unwrap_or_else(|_| "/tmp/venv-scipy/bin/python".into());
-    let out = Command::new(&python)
+/// scipy's runs (its JSON lines), given the references on stdin; empty if scipy cannot run.
+fn scipy_runs(python: &str, problems: &[Problem]) -> Vec<Value> {
+    let refs: serde_json::Map<String, Value> = problems
+        .iter()
+        .map(|p| (p.name.to_string(), json!(p.reference)))
+        .collect();
+    let child = Command::new(python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/benches/peers/scipy_stiff.py"
         ))
         .arg(REPEATS.to_string())
-        .output();
-    let scipy: Vec<Value> = match out {
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
+    let out = child.and_then(|mut c| {
+        let mut stdin = c.stdin.take().expect("piped stdin");
+        stdin.write_all(Value::Object(refs).to_string().as_bytes())?;
+        drop(stdin);
+        c.wait_with_output()
+    });
+    match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
@@ -96,89 +136,110 @@ fn main() {
             eprintln!("scipy peer not run ({python}): ours only");
             Vec::new()
         }
-    };
+    }
+}
+
+fn main() {
+    let python =
+        std::env::var("SCIPY_PYTHON").unwrap_or_else(|_| "/tmp/venv-scipy/bin/python".into());
+    let mut problems = vec![
+        Problem {
+            name: "rober",
+            f: rober,
+            y0: vec![1.0, 0.0, 0.0],
+            t1: 1e11,
+            atol_factor: 1e-10,
+            reference: vec![
+                0.2083340149701255e-07,
+                0.8333360770334713e-13,
+                0.999_999_979_166_505,
+            ],
+        },
+        Problem {
+            name: "vdp_mu1e3",
+            f: vdp,
+            y0: vec![2.0, 0.0],
+            t1: 3000.0,
+            atol_factor: 1e-3,
+            reference: Vec::new(),
+        },
+    ];
+    problems[1].reference = Solver::new(Method::Rodas5p)
+        .rtol(1e-12)
+        .atol(1e-15)
+        .max_steps(10_000_000)
+        .solve(vdp, 0.0, 3000.0, &vec![2.0, 0.0])
+        .expect("the reference solve")
+        .y;
+    let scipy = scipy_runs(&python, &problems);
     for v in &scipy {
         println!("{v}");
     }
-    let vdp_ref: Vec<f64> = scipy
-        .iter()
-        .find(|v| v["reference"] == "vdp_mu1e3")
-        .and_then(|v| serde_json::from_value(v["y"].clone()).ok())
-        .unwrap_or_default();
-    let rober_ref = vec![
-        0.2083340149701255e-07,
-        0.8333360770334713e-13,
-        0.999_999_979_166_505,
-    ];
-    type Problem = (
-        &'static str,
-        fn(f64, &[f64], &mut [f64]),
-        Vec<f64>,
-        f64,
-        f64,
-        Vec<f64>,
-    );
-    let problems: Vec<Problem> = vec![
-        ("rober", rober, vec![1.0, 0.0, 0.0], 1e11, 1e-10, rober_ref),
-        ("vdp_mu1e3", vdp, vec![2.0, 0.0], 3000.0, 1e-3, vdp_ref),
-    ];
-    for (name, f, y0, t1, atol_factor, reference) in problems {
-        if reference.is_empty() {
-            eprintln!("{name}: no reference (the scipy peer computes it); skipped");
-            continue;
-        }
-        // scipy's curves: error -> nfe, nlu, ms per method.
+    if let Some(check) = scipy.iter().find(|v| v["check"] == "vdp_mu1e3") {
+        let y: Vec<f64> = serde_json::from_value(check["y"].clone()).unwrap_or_default();
+        println!(
+            "{}",
+            json!({"reference": "vdp_mu1e3", "method": "cnf-ode rodas5p", "rtol": 1e-12,
+                   "atol": 1e-15, "y": problems[1].reference,
+                   "rel_diff_to_scipy_radau_1e-10": rel_error(&y, &problems[1].reference)})
+        );
+    }
+    for p in &problems {
+        // scipy's curve of one quantity: (error, value) sorted by error.
         let curve = |solver: &str, key: &str| -> Vec<(f64, f64)> {
             let mut c: Vec<(f64, f64)> = scipy
                 .iter()
-                .filter(|v| v["problem"] == name && v["solver"] == solver)
+                .filter(|v| v["problem"] == p.name && v["solver"] == solver)
                 .map(|v| {
-                    (
-                        v["rel_error"].as_f64().unwrap_or(f64::NAN),
-                        v[key].as_f64().unwrap_or(f64::NAN),
-                    )
+                    let value = v[key].as_f64().unwrap_or(f64::NAN);
+                    (v["rel_error"].as_f64().unwrap_or(f64::NAN), value)
                 })
                 .collect();
             c.sort_by(|a, b| a.0.total_cmp(&b.0));
             c
         };
-        for m in [Method::Rodas5p, Method::Rosenbrock23, Method::Bdf] {
-            let mut ratios = Vec::new();
+        // The smaller of scipy's methods at error `err`, and which one.
+        let best = |key: &str, err: f64| -> Option<(f64, &str)> {
+            SCIPY
+                .iter()
+                .filter_map(|sv| Some((at_error(&curve(sv, key), err)?, *sv)))
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+        };
+        let n = p.y0.len();
+        for m in OURS {
             for rtol in RTOLS {
-                let (err, s, ms) = run(m, f, &y0, t1, rtol, rtol * atol_factor, &reference);
+                let (err, s, ms) = run(m, p, rtol);
+                let jac_nfe = jacobian_nfe(m, n, &s);
                 println!(
                     "{}",
-                    json!({"problem": name, "solver": format!("cnf-ode {m}"), "rtol": rtol,
-                           "rel_error": err, "nfe": s.nfe, "njev": s.jacobians,
+                    json!({"problem": p.name, "solver": format!("cnf-ode {m}"), "rtol": rtol,
+                           "rel_error": err, "nfe_total": s.nfe, "nfe_jacobian": jac_nfe,
+                           "nfe_excl_jacobian": s.nfe - jac_nfe, "njev": s.jacobians,
                            "nlu": s.factorisations, "steps": s.accepted, "rejected": s.rejected,
                            "newton_iterations": s.newton_iterations,
-                           "newton_failures": s.newton_failures, "ms": ms})
+                           "newton_failures": s.newton_failures, "ms": ms, "runs": REPEATS})
                 );
-                // The better scipy method at our error: the fewer evaluations.
-                let best = ["scipy Radau", "scipy BDF"]
-                    .iter()
-                    .filter_map(|sv| {
-                        Some((
-                            *sv,
-                            at_error(&curve(sv, "nfe"), err)?,
-                            at_error(&curve(sv, "nlu"), err)?,
-                            at_error(&curve(sv, "njev"), err)?,
-                            at_error(&curve(sv, "ms"), err)?,
-                        ))
-                    })
-                    .min_by(|a, b| a.1.total_cmp(&b.1));
-                if let Some((sv, nfe, nlu, njev, sms)) = best {
-                    ratios.push(json!({"rtol": rtol, "error": err, "peer": sv,
-                        "peer_nfe": nfe.round(), "nfe": s.nfe, "peer_nlu": nlu.round(),
-                        "nlu": s.factorisations, "peer_njev": njev.round(), "njev": s.jacobians,
-                        "peer_ms": sms, "ms": ms,
-                        "time_ratio_peer_over_ours": sms / ms}));
+                let ours = [
+                    ("nfe_total", s.nfe as f64),
+                    ("nfe_excl_jacobian", (s.nfe - jac_nfe) as f64),
+                    ("nlu", s.factorisations as f64),
+                    ("njev", s.jacobians as f64),
+                    ("ms", ms),
+                ];
+                let mut line = json!({"summary": p.name, "solver": format!("cnf-ode {m}"),
+                                      "rtol": rtol, "error": err});
+                for (key, value) in ours {
+                    line[key] = match best(key, err) {
+                        Some((peer, sv)) => json!({"ours": value, "scipy": peer, "peer": sv,
+                                                   "no_more": value <= peer.round()}),
+                        None => json!({"ours": value, "scipy": null}),
+                    };
                 }
+                if let Some((peer_ms, sv)) = best("ms", err) {
+                    line["time_ratio_scipy_over_ours"] = json!({"ratio": peer_ms / ms, "peer": sv});
+                }
+                println!("{line}");
             }
-            println!(
-                "{}",
-                json!({"summary": name, "solver": format!("cnf-ode {m}"), "at_equal_error": ratios})
-            );
         }
     }
 }
