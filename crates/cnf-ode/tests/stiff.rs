@@ -398,6 +398,59 @@ const SHORTFALLS: &[Shortfall] = &[
     },
 ];
 
+/// BDF is scipy's `BDF` (the same algorithm, the same choices of step, order, Jacobian and LU
+/// reuse): its counters are those scipy 1.17.1 reports for the same solves (steps = len(t) - 1,
+/// `njev`, `nlu`, and Newton iterations = `nfev` - 2, f(t0, y0) and the initial step's).
+#[test]
+fn bdf_does_scipys_bdf_work() {
+    fn vdp1000(_t: f64, y: &[f64], dy: &mut [f64]) {
+        dy[0] = y[1];
+        dy[1] = 1e3 * (1.0 - y[0] * y[0]) * y[1] - y[0];
+    }
+    type Case = (
+        &'static str,
+        fn(f64, &[f64], &mut [f64]),
+        &'static [f64],
+        f64,
+        f64,
+        f64,
+    );
+    // (problem, f, y0, t1, rtol, atol) and scipy's (steps, Jacobians, LU, nfev).
+    let cases: [(Case, [usize; 4]); 3] = [
+        (
+            ("rober", rober, &[1.0, 0.0, 0.0], 1e11, 1e-6, 1e-16),
+            [888, 22, 174, 2534],
+        ),
+        (
+            ("vdp1000", vdp1000, &[2.0, 0.0], 3000.0, 1e-5, 1e-8),
+            [1193, 110, 276, 3780],
+        ),
+        (
+            ("vdp1000", vdp1000, &[2.0, 0.0], 3000.0, 1e-6, 1e-9),
+            [1848, 102, 419, 5593],
+        ),
+    ];
+    for ((name, f, y0, t1, rtol, atol), [steps, njev, nlu, nfev]) in cases {
+        let s = Solver::new(Method::Bdf)
+            .rtol(rtol)
+            .atol(atol)
+            .solve(f, 0.0, t1, &y0.to_vec())
+            .unwrap()
+            .stats;
+        let ours = [
+            s.accepted,
+            s.jacobians,
+            s.factorisations,
+            s.newton_iterations,
+        ];
+        assert_eq!(
+            ours,
+            [steps, njev, nlu, nfev - 2],
+            "{name} rtol {rtol}: {s}"
+        );
+    }
+}
+
 /// BDF's first step on ROBER is scipy's `select_initial_step` for its order-1 start: with
 /// sc = atol + rtol |y0|, d0 = ||y0 / sc||, d1 = ||f0 / sc||, h0 = 0.01 d0 / d1 and
 /// d2 = ||(f(h0, y0 + h0 f0) - f0) / sc|| / h0, the step is min(100 h0, (0.01 / max(d1, d2))^(1/2))
