@@ -648,3 +648,156 @@ impl<T: Float, S: State<T>> Stepper<T, S> for RosenbrockStepper<T, S> {
         self.dense_ready = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Rodas5P's coefficients against the order conditions of Rosenbrock methods, independently
+    //! of any solve.
+    use super::{Rodas, RODAS5P};
+
+    /// A rooted tree: its subtrees.
+    #[derive(Debug, Clone)]
+    struct Tree(Vec<Tree>);
+
+    impl Tree {
+        fn order(&self) -> usize {
+            1 + self.0.iter().map(Tree::order).sum::<usize>()
+        }
+        /// gamma(t) = |t| times the product of the subtrees' gamma.
+        fn density(&self) -> f64 {
+            self.order() as f64 * self.0.iter().map(Tree::density).product::<f64>()
+        }
+    }
+
+    /// The trees whose subtrees are `kids` plus trees from `all[..below]` of total order
+    /// `left`, the indices non-increasing (so each multiset of subtrees is built once).
+    fn build(all: &[Tree], left: usize, below: usize, kids: &mut Vec<Tree>, out: &mut Vec<Tree>) {
+        if left == 0 {
+            out.push(Tree(kids.clone()));
+            return;
+        }
+        for i in (0..below).rev() {
+            if all[i].order() <= left {
+                kids.push(all[i].clone());
+                build(all, left - all[i].order(), i + 1, kids, out);
+                kids.pop();
+            }
+        }
+    }
+
+    /// Every rooted tree with at most `max` vertices, each once: a tree of order n is a
+    /// multiset of trees of total order n - 1.
+    fn trees(max: usize) -> Vec<Tree> {
+        let mut all: Vec<Tree> = Vec::new();
+        for n in 1..=max {
+            let mut new = Vec::new();
+            build(&all, n - 1, all.len(), &mut Vec::new(), &mut new);
+            all.extend(new);
+        }
+        all
+    }
+
+    /// The method in Hairer and Wanner's untransformed form: alpha (strictly lower), Gamma
+    /// (lower, gamma on the diagonal) and the weights b, from the transformed (a, C, m):
+    /// Gamma^-1 = diag(1 / gamma) - C, alpha = a Gamma, b = m Gamma.
+    fn untransformed(r: &Rodas, m: &[f64]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>) {
+        let s = r.c.len();
+        let mut ginv = vec![vec![0.0; s]; s];
+        for i in 0..s {
+            ginv[i][i] = 1.0 / r.gamma;
+            for (j, &c) in r.cm[i].iter().enumerate() {
+                ginv[i][j] = -c;
+            }
+        }
+        // Gamma by forward substitution, column by column (lower triangular).
+        let mut g = vec![vec![0.0; s]; s];
+        for j in 0..s {
+            for i in j..s {
+                let rhs = if i == j { 1.0 } else { 0.0 };
+                let sum: f64 = (j..i).map(|k| ginv[i][k] * g[k][j]).sum();
+                g[i][j] = (rhs - sum) / ginv[i][i];
+            }
+        }
+        let times_gamma = |row: &[f64]| -> Vec<f64> {
+            (0..s)
+                .map(|j| row.iter().enumerate().map(|(k, &x)| x * g[k][j]).sum())
+                .collect()
+        };
+        let alpha = (0..s).map(|i| times_gamma(r.a[i])).collect();
+        let b = times_gamma(m);
+        (alpha, g, b)
+    }
+
+    /// sum_j b_j Phi_j(t) - 1 / gamma(t), where a vertex with one child reaches it through
+    /// beta = alpha + Gamma (the Jacobian's terms) and a vertex with more through alpha only
+    /// (Hairer and Wanner IV.7: these are the Runge-Kutta conditions with that rule).
+    fn defect(t: &Tree, alpha: &[Vec<f64>], g: &[Vec<f64>], b: &[f64]) -> f64 {
+        fn phi(t: &Tree, alpha: &[Vec<f64>], g: &[Vec<f64>]) -> Vec<f64> {
+            let s = alpha.len();
+            let mut out = vec![1.0; s];
+            for kid in &t.0 {
+                let v = phi(kid, alpha, g);
+                for (i, o) in out.iter_mut().enumerate() {
+                    let row: f64 = (0..s)
+                        .map(|k| {
+                            let beta = if t.0.len() == 1 { g[i][k] } else { 0.0 };
+                            (alpha[i][k] + beta) * v[k]
+                        })
+                        .sum();
+                    *o *= row;
+                }
+            }
+            out
+        }
+        let p = phi(t, alpha, g);
+        b.iter().zip(&p).map(|(b, p)| b * p).sum::<f64>() - 1.0 / t.density()
+    }
+
+    #[test]
+    fn tree_counts_are_right() {
+        let counts: Vec<usize> = (1..=5)
+            .map(|n| trees(5).iter().filter(|t| t.order() == n).count())
+            .collect();
+        assert_eq!(counts, [1, 1, 2, 4, 9]);
+    }
+
+    #[test]
+    fn rodas5p_satisfies_the_order_conditions() {
+        let r = &RODAS5P;
+        let (alpha, g, b) = untransformed(r, r.b);
+        // c_i = sum_j alpha_ij and d_i = sum_j gamma_ij (the df/dt coefficients).
+        for i in 0..r.c.len() {
+            let c: f64 = alpha[i].iter().sum();
+            let d: f64 = g[i].iter().sum();
+            assert!((c - r.c[i]).abs() < 1e-12, "c[{i}] = {} vs {c}", r.c[i]);
+            assert!((d - r.d[i]).abs() < 1e-12, "d[{i}] = {} vs {d}", r.d[i]);
+        }
+        // Order 5: all 17 trees up to 5 vertices.
+        for t in trees(5) {
+            let e = defect(&t, &alpha, &g, &b);
+            assert!(
+                e.abs() < 1e-11,
+                "order {} tree {t:?}: defect {e:e}",
+                t.order()
+            );
+        }
+        // The embedded solution y_new - sum btilde_i k_i: order 4, and not 5 (else the
+        // estimate would measure nothing).
+        let m_hat: Vec<f64> = r.b.iter().zip(r.btilde).map(|(b, e)| b - e).collect();
+        let (_, _, b_hat) = untransformed(r, &m_hat);
+        let mut worst5: f64 = 0.0;
+        for t in trees(5) {
+            let e = defect(&t, &alpha, &g, &b_hat);
+            if t.order() <= 4 {
+                assert!(
+                    e.abs() < 1e-11,
+                    "embedded, order {} tree {t:?}: {e:e}",
+                    t.order()
+                );
+            } else {
+                worst5 = worst5.max(e.abs());
+            }
+        }
+        assert!(worst5 > 1e-6, "embedded method of order 5: {worst5:e}");
+    }
+}
