@@ -51,7 +51,12 @@ impl VectorField<f32> for TwoPass {
     ) {
         self.0.eval_div_batch(s, x, trace, v, div)
     }
-    fn vjp_batch(&self, s: &mut MlpScratch<f32>, input: VjpInput<'_, f32>, out: VjpOutput<'_, f32>) {
+    fn vjp_batch(
+        &self,
+        s: &mut MlpScratch<f32>,
+        input: VjpInput<'_, f32>,
+        out: VjpOutput<'_, f32>,
+    ) {
         self.0.vjp_batch(s, input, out)
     }
     fn context_dim(&self) -> usize {
@@ -98,13 +103,21 @@ fn main() {
     let width = args.get(1).copied().unwrap_or(128);
     let layers = args.get(2).copied().unwrap_or(3);
     let blocks = rayon::current_num_threads();
-    for (task, d, k) in [("two_moons", 2, 2), ("slcp", 5, 8), ("gaussian_linear", 10, 10)] {
+    for (task, d, k) in [
+        ("two_moons", 2, 2),
+        ("slcp", 5, 8),
+        ("gaussian_linear", 10, 10),
+    ] {
         let config = MlpConfig::new(d, &vec![width; layers], Activation::Tanh).with_context(k);
         let one = Mlp::<f32>::new(config, 0).expect("a valid network");
         let two = TwoPass(one.clone());
         let mut rng = StdRng::seed_from_u64(1);
-        let x: Vec<f32> = (0..batch * d).map(|_| rng.random_range(-2.0..2.0)).collect();
-        let c: Vec<f32> = (0..batch * k).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let x: Vec<f32> = (0..batch * d)
+            .map(|_| rng.random_range(-2.0..2.0))
+            .collect();
+        let c: Vec<f32> = (0..batch * k)
+            .map(|_| rng.random_range(-2.0..2.0))
+            .collect();
         let (mut w1, mut w2) = (
             FmWork::new(&one).with_row_blocks(blocks),
             FmWork::new(&two).with_row_blocks(blocks),

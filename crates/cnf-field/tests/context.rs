@@ -281,13 +281,22 @@ fn check_regression_vjp<T: Real>(p: &CondProblem, mlp: &Mlp<T>, u: &[T], x: Inpu
     let a_v: Vec<T> = v.iter().zip(u).map(|(&v, &u)| two * (v - u)).collect();
     let zeros = vec![T::zero(); p.batch];
     let [v2, _, g_z, g_th, g_c] = vjp_all(mlp, x, Trace::NONE, &a_v, &zeros);
-    for (name, a, b) in [("v", &fused[0], &v2), ("g_z", &fused[1], &g_z), ("g_theta", &fused[2], &g_th), ("g_context", &fused[3], &g_c)] {
+    for (name, a, b) in [
+        ("v", &fused[0], &v2),
+        ("g_z", &fused[1], &g_z),
+        ("g_theta", &fused[2], &g_th),
+        ("g_context", &fused[3], &g_c),
+    ] {
         assert_eq!(up(a), up(b), "{name}: one pass vs two");
     }
     let dual = regression_vjp(&DualField::new(mlp.clone()), x, u);
     for i in [0, 1, 3] {
         let err = normwise(&up(&fused[i]), &up(&dual[i]));
-        assert!(err < 1e-4, "{}: one pass vs the dual oracle: {err}", ["v", "g_z", "g_theta", "g_context"][i]);
+        assert!(
+            err < 1e-4,
+            "{}: one pass vs the dual oracle: {err}",
+            ["v", "g_z", "g_theta", "g_context"][i]
+        );
     }
 }
 
