@@ -46,7 +46,14 @@ done
 WORK=${WORK:-$(mktemp -d /tmp/cnf-sbi.XXXXXX)}
 mkdir -p "$WORK"
 step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-timed() { if [ -n "$LOCK" ]; then flock "$LOCK" "$@"; else "$@"; fi; }
+# timed FILE CMD..: runs CMD (under the lock, when given) and writes its wall seconds to FILE,
+# timed inside the lock so that waiting for it is not counted.
+timed() {
+    local file=$1; shift
+    local run=(bash -c 't0=$(date +%s.%N); "${@:2}"; rc=$?; t1=$(date +%s.%N);
+        awk -v a="$t0" -v b="$t1" "BEGIN { printf \"%.3f\n\", b - a }" > "$1"; exit $rc' _ "$file" "$@")
+    if [ -n "$LOCK" ]; then flock "$LOCK" "${run[@]}"; else "${run[@]}"; fi
+}
 PYTHON=${PYTHON:-/tmp/venv-sbi/bin/python}
 if step c2st && ! "$PYTHON" -c "import numpy, sklearn" 2>/dev/null; then
     python3 -m venv /tmp/venv-sbi && /tmp/venv-sbi/bin/pip install -q numpy scikit-learn
@@ -60,8 +67,6 @@ CNF="$ROOT/target/release/cnf"
 SIMULATE="$ROOT/target/release/examples/sbi_simulate"
 DATA="$ROOT/crates/cnf-train/tests/data/sbi"
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 names() { local p=$1 n=$2; seq -s, -f "${p}_%g" 1 "$n"; }
 dims() { case $1 in two_moons) echo "2 2" ;; gaussian_linear) echo "10 10" ;; slcp) echo "5 8" ;; *) echo "unknown task $1" >&2; exit 2 ;; esac; }
 load() { cut -d' ' -f1 /proc/loadavg; }
@@ -88,11 +93,10 @@ for task in $TASKS; do
         if step train; then
             flags=()
             [ "$objective" = default ] || flags=(--objective "$objective")
-            t0=$(now)
-            timed "$CNF" train --data "$T/sims.csv" --context "$CONTEXT" "${flags[@]}" \
+            timed "$T/train-$objective.seconds" "$CNF" train --data "$T/sims.csv" --context "$CONTEXT" "${flags[@]}" \
                 --no-plots --out "$MODEL" --force > "$T/train-$objective.log" 2>&1 \
                 || { echo "cnf train failed ($T/train-$objective.log):"; tail -5 "$T/train-$objective.log"; exit 1; }
-            train_s=$(elapsed "$t0" "$(now)")
+            train_s=$(cat "$T/train-$objective.seconds")
             iterations=$(sed -n 's/^trained \([0-9]*\) iterations.*/\1/p' "$T/train-$objective.log")
             echo "$train_s $iterations $(load)" > "$T/train-$objective.time"
             echo "$task $objective: trained in $train_s s ($iterations iterations, load $(load))"
@@ -100,9 +104,9 @@ for task in $TASKS; do
         for k in $OBSERVATIONS; do
             POST="$T/posterior-$objective-$k.csv"
             if step sample; then
-                t0=$(now)
-                timed "$CNF" sample --model "$MODEL" -n "$SAMPLES" --given "$T/given_$k.csv" --output "$POST"
-                echo "$(elapsed "$t0" "$(now)") $(load)" > "$T/sample-$objective-$k.time"
+                timed "$T/sample-$objective-$k.seconds" "$CNF" sample --model "$MODEL" -n "$SAMPLES" \
+                    --given "$T/given_$k.csv" --output "$POST"
+                echo "$(cat "$T/sample-$objective-$k.seconds") $(load)" > "$T/sample-$objective-$k.time"
             fi
             if step c2st; then
                 if [ "$task" = gaussian_linear ]; then REF="$T/reference_$k.csv"

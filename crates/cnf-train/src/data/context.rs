@@ -207,7 +207,7 @@ impl ContextColumns {
 /// standardiser's as before (`log_det` includes `L_r`; the shift does not depend on x).
 /// Returns false (and changes nothing) when `standardizer` does not whiten or the context's
 /// or the residual's covariance is singular.
-pub(crate) fn fit_conditional_whitening(
+pub fn fit_conditional_whitening(
     standardizer: &mut Standardizer,
     context: &mut ContextColumns,
     x: &[f64],
