@@ -137,10 +137,10 @@ TABLE="$WORK/results.md"
                 f="$T/c2st-$objective-$k.txt"
                 [ -f "$f" ] && scores="$scores $(cat "$f") ($k)"
             done
-            mean=$(echo "$scores" | tr ' ' '\n' | grep -v '(' | awk 'NF { s += $1; n++ } END { if (n) printf "%.3f (%d observations)", s / n, n; else print "not scored" }')
+            mean=$(echo "$scores" | tr ' ' '\n' | { grep -v '(' || true; } | awk 'NF { s += $1; n++ } END { if (n) printf "%.3f (%d observations)", s / n, n; else print "not scored" }')
             train="not trained"
             [ -f "$T/train-$objective.time" ] && train=$(awk '{ printf "%s (%s; %s)", $1, $2, $3 }' "$T/train-$objective.time")
-            sample=$(cat "$T"/sample-"$objective"-*.time 2>/dev/null | sort -n | awk '{ t[NR] = $1; l = l (l ? ", " : "") $2 } END { if (NR) printf "%s / %s / %s (%s)", t[1], t[int((NR + 1) / 2)], t[NR], l; else print "not sampled" }')
+            sample=$({ cat "$T"/sample-"$objective"-*.time 2>/dev/null || true; } | sort -n | awk '{ t[NR] = $1; l = l (l ? ", " : "") $2 } END { if (NR) printf "%s / %s / %s (%s)", t[1], t[int((NR + 1) / 2)], t[NR], l; else print "not sampled" }')
             echo "| $task | $objective | $mean |$scores | $train | $sample |"
         done
     done
