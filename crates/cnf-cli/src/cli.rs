@@ -267,7 +267,7 @@ pub struct TrainArgs {
     pub header: Option<cnf_train::data::HeaderMode>,
     /// Number of iterations (with --resume: the total to reach) [default: toy sets 1000,
     /// --objective fm 10000 (its iterations cost ~1/25 as much); tables chosen from their size,
-    /// with early stopping; --context with flow matching 30000].
+    /// with early stopping; --context with flow matching 20000].
     #[arg(long, value_parser = usize_in(1, usize::MAX))]
     pub iters: Option<usize>,
     /// Minibatch size [default: 512; tables min(512, training rows)].

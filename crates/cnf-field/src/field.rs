@@ -310,6 +310,29 @@ pub trait VectorField<T: Real>: Send + Sync {
     /// write the penalty integrands into `out.kinetic`, `out.frobenius` (empty = not wanted).
     fn vjp_batch(&self, s: &mut Self::Scratch, input: VjpInput<'_, T>, out: VjpOutput<'_, T>);
 
+    /// The VJP of `v` alone with a cotangent computed from `v` itself, as regression losses
+    /// need (flow matching's `a_v = 2 (v - u) / (B d)`): writes `out.v (B, d)` at `x`, then
+    /// `cotangent(v, a_v)` fills `a_v (B, d)`, then ACCUMULATES `d/dtheta a_v.v` into
+    /// `out.g_theta` and `d/dz a_v.v` into `out.g_z` (no trace: `a_div (B)` must be zeros and
+    /// `out.div` is written as [`VectorField::vjp_batch`] writes it with [`Trace::NONE`]).
+    ///
+    /// The default is [`VectorField::eval_batch`] followed by [`VectorField::vjp_batch`] (two
+    /// forward passes); a field that keeps its forward pass for the backward one (the MLP)
+    /// overrides it with one.
+    fn vjp_of_v(
+        &self,
+        s: &mut Self::Scratch,
+        x: Inputs<'_, T>,
+        cotangent: &mut dyn FnMut(&[T], &mut [T]),
+        a_v: &mut [T],
+        a_div: &[T],
+        out: VjpOutput<'_, T>,
+    ) {
+        self.eval_batch(s, x, out.v);
+        cotangent(out.v, a_v);
+        self.vjp_batch(s, VjpInput::new(x, Trace::NONE, a_v, a_div), out);
+    }
+
     /// `v`, the divergence and the RNODE penalty integrands of every point (Finlay et al. 2020):
     /// `kinetic[b] = |v_b|^2` and `frobenius[b]`, the squared Frobenius norm of `dv/dz` at
     /// `z_b`: exact for [`Trace::Exact`], an unbiased estimate `mean_p |J u_p|^2` (or

@@ -240,6 +240,86 @@ proptest! {
     }
 }
 
+/// `[v, g_z, g_theta, g_context]` of [`VectorField::vjp_of_v`] with the regression cotangent
+/// `a_v = 2 (v - u)` (gradients from zero).
+fn regression_vjp<T: Real, F: VectorField<T>>(f: &F, x: Inputs<'_, T>, u: &[T]) -> [Vec<T>; 4] {
+    let (d, k) = (f.dim(), f.context_dim());
+    let batch = x.batch(d);
+    let zero = T::zero();
+    let mut s = f.scratch(batch);
+    let (mut v, mut div, mut a_v, a_div) = (
+        vec![zero; batch * d],
+        vec![zero; batch],
+        vec![zero; batch * d],
+        vec![zero; batch],
+    );
+    let (mut g_z, mut g_th, mut g_c) = (
+        vec![zero; batch * d],
+        vec![zero; f.num_params()],
+        vec![zero; batch * k],
+    );
+    let two = T::one() + T::one();
+    let mut cotangent = |v: &[T], a: &mut [T]| {
+        for ((a, &v), &u) in a.iter_mut().zip(v).zip(u) {
+            *a = two * (v - u);
+        }
+    };
+    let out = VjpOutput::new(&mut v, &mut div, &mut g_z, &mut g_th).with_context_grad(&mut g_c);
+    f.vjp_of_v(&mut s, x, &mut cotangent, &mut a_v, &a_div, out);
+    [v, g_z, g_th, g_c]
+}
+
+/// The MLP's one-pass `vjp_of_v` against two passes: its own `eval_batch`, the cotangent
+/// `2 (v - u)` and `vjp_batch` (bit for bit, f64 and f32: the same kernels in the same order),
+/// and the dual-number oracle (which takes the trait's default, two passes).
+fn check_regression_vjp<T: Real>(p: &CondProblem, mlp: &Mlp<T>, u: &[T], x: Inputs<'_, T>) {
+    let fused = regression_vjp(mlp, x, u);
+    let d = mlp.dim();
+    let mut v = vec![T::zero(); x.batch(d) * d];
+    mlp.eval_batch(&mut mlp.scratch(p.batch), x, &mut v);
+    let two = T::one() + T::one();
+    let a_v: Vec<T> = v.iter().zip(u).map(|(&v, &u)| two * (v - u)).collect();
+    let zeros = vec![T::zero(); p.batch];
+    let [v2, _, g_z, g_th, g_c] = vjp_all(mlp, x, Trace::NONE, &a_v, &zeros);
+    for (name, a, b) in [
+        ("v", &fused[0], &v2),
+        ("g_z", &fused[1], &g_z),
+        ("g_theta", &fused[2], &g_th),
+        ("g_context", &fused[3], &g_c),
+    ] {
+        assert_eq!(up(a), up(b), "{name}: one pass vs two");
+    }
+    let dual = regression_vjp(&DualField::new(mlp.clone()), x, u);
+    for i in [0, 1, 3] {
+        let err = normwise(&up(&fused[i]), &up(&dual[i]));
+        assert!(
+            err < 1e-4,
+            "{}: one pass vs the dual oracle: {err}",
+            ["v", "g_z", "g_theta", "g_context"][i]
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Flow matching's one-pass VJP equals two passes, in f64 and f32.
+    #[test]
+    fn regression_vjp_is_two_passes_in_one(p in cond_problems()) {
+        let x = p.inputs(&p.z, &p.c);
+        check_regression_vjp(&p, &p.mlp, &p.a_v, x);
+        let m32: Mlp<f32> = p.mlp.cast();
+        let (z, c, u) = (to::<f32>(&p.z), to::<f32>(&p.c), to::<f32>(&p.a_v));
+        let ts = p.ts.as_ref().map(|t| to::<f32>(t));
+        let x32 = match &ts {
+            Some(ts) => Inputs::per_row(ts, &z),
+            None => Inputs::shared(p.t as f32, &z),
+        }
+        .with_context(&c);
+        check_regression_vjp(&p, &m32, &u, x32);
+    }
+}
+
 /// The context is sliced with the rows when the exact trace is evaluated in blocks: the same
 /// results (and d/dc) as one block.
 #[test]

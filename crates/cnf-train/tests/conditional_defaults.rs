@@ -6,7 +6,7 @@
 //! draws agree with a tight adaptive solve's from the same base points.
 use std::path::{Path, PathBuf};
 
-use cnf_train::model::{conditional_sampler, DataSource, Method, CONFIG_FILE};
+use cnf_train::model::{conditional_sampler, DataSource, Method, Precision, CONFIG_FILE};
 use cnf_train::optim::LrSchedule;
 use cnf_train::session::{
     EvalOptions, ResumeOptions, RunPlan, Session, SolverOverrides, TableDefaults, TrainOptions,
@@ -30,9 +30,36 @@ fn simulations(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
-fn plan(dir: &Path, name: &str, options: &TrainOptions) -> RunPlan {
-    let data = DataSource::from_name(simulations(dir, 1000).to_str().unwrap(), None).unwrap();
+/// `n` rows of a task whose posterior is not linear-Gaussian (so a trained flow is more than
+/// its linear-Gaussian start): theta ~ N(0, I), x = theta^2 + N(0, 0.1^2 I), so p(theta | x)
+/// has a mode near each of +-sqrt(x) per coordinate.
+fn bimodal_simulations(dir: &Path, n: usize) -> PathBuf {
+    let mut rng = StdRng::seed_from_u64(12);
+    let (prior, noise) = (
+        Normal::new(0.0, 1.0).unwrap(),
+        Normal::new(0.0, 0.1).unwrap(),
+    );
+    let mut text = String::from("theta_1,theta_2,x_1,x_2\n");
+    for _ in 0..n {
+        let t: [f64; 2] = [prior.sample(&mut rng), prior.sample(&mut rng)];
+        let x = [
+            t[0] * t[0] + noise.sample(&mut rng),
+            t[1] * t[1] + noise.sample(&mut rng),
+        ];
+        text += &format!("{},{},{},{}\n", t[0], t[1], x[0], x[1]);
+    }
+    let path = dir.join("bimodal.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn plan_on(data: &Path, dir: &Path, name: &str, options: &TrainOptions) -> RunPlan {
+    let data = DataSource::from_name(data.to_str().unwrap(), None).unwrap();
     RunPlan::new(data, options, Some(dir.join(name))).unwrap()
+}
+
+fn plan(dir: &Path, name: &str, options: &TrainOptions) -> RunPlan {
+    plan_on(&simulations(dir, 1000), dir, name, options)
 }
 
 fn conditional_fm(iters: usize) -> TrainOptions {
@@ -128,10 +155,11 @@ fn other_runs_keep_the_table_defaults_and_the_file_form() {
 #[test]
 fn samples_are_drawn_with_the_sampler_and_match_a_tight_solve() {
     let dir = tempfile::tempdir().unwrap();
-    let p = plan(dir.path(), "fm", &conditional_fm(300));
+    let data = bimodal_simulations(dir.path(), 1000);
+    let p = plan_on(&data, dir.path(), "fm", &conditional_fm(300));
     Session::start(p, false).unwrap().train(Vec::new()).unwrap();
     let session = Session::open(dir.path().join("fm")).unwrap();
-    let given = [0.3, -0.2];
+    let given = [0.8, 1.5];
     let n = 2000;
     let default = session
         .sample_given(n, 4, &given, &EvalOptions::default())
@@ -176,7 +204,9 @@ fn samples_are_drawn_with_the_sampler_and_match_a_tight_solve() {
         precision: Some(cnf_train::model::Precision::F64),
     };
     let reference = session.sample_given(n, 4, &given, &tight).unwrap();
-    let sd = 0.05f64.sqrt();
+    // In units of the posterior's scale: each mode has a standard deviation of about
+    // 0.1 / (2 sqrt(x)) >= 0.04 here.
+    let sd = 0.04;
     let worst = default
         .iter()
         .zip(&reference)
@@ -205,4 +235,37 @@ fn a_resumed_cosine_run_anneals_to_its_new_end() {
     let mut session = Session::start(RunPlan::resume(&out, resume).unwrap(), false).unwrap();
     session.train(Vec::new()).unwrap();
     assert_eq!(steps(&out), 10);
+}
+
+/// An untrained conditional model is the linear-Gaussian p(x | c) fitted to the training
+/// split: x is whitened given c (the residual of its least-squares regression on c, whitened),
+/// so a zero field's test NLL is that of the conditional of the joint Gaussian of `[x | c]`
+/// (`cnf eval`'s baseline, computed independently from the joint covariance). One Adam step
+/// of 1e-12 moves the field by ~1e-12, far below the 1e-8 nats allowed here.
+#[test]
+fn an_untrained_conditional_model_is_the_linear_gaussian_posterior() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = TrainOptions {
+        lr: Some(1e-12),
+        precision: Some(Precision::F64),
+        ..conditional_fm(1)
+    };
+    let p = plan(dir.path(), "start", &options);
+    let shift = p.config().context.as_ref().and_then(|c| c.shift.clone());
+    assert_eq!(shift.map(|g| g.len()), Some(4), "a 2 x 2 shift is recorded");
+    Session::start(p, false).unwrap().train(Vec::new()).unwrap();
+    let session = Session::open(dir.path().join("start")).unwrap();
+    let sims = dir.path().join("sims.csv");
+    let (eval, _) = session
+        .evaluate(sims.to_str().unwrap(), &EvalOptions::default())
+        .unwrap();
+    let baseline = eval.gaussian_nll.expect("the test split has the baseline");
+    assert!(
+        (eval.test_nll - baseline).abs() < 1e-8,
+        "untrained model {} vs linear-Gaussian {baseline}",
+        eval.test_nll
+    );
+    // The exact posterior is N(x / 2, 0.05 I): its expected NLL is ln(2 pi 0.05) + 1 = -0.158
+    // per pair; 100 test pairs give a standard error of about 0.1 nats.
+    assert!((eval.test_nll + 0.158).abs() < 0.35, "{}", eval.test_nll);
 }

@@ -737,6 +737,29 @@ impl<T: Real> VectorField<T> for Mlp<T> {
         self.vjp_rows(s, input, out);
     }
 
+    /// One forward pass kept for the backward one (the default evaluates `v` twice).
+    fn vjp_of_v(
+        &self,
+        s: &mut MlpScratch<T>,
+        x: Inputs<'_, T>,
+        cotangent: &mut dyn FnMut(&[T], &mut [T]),
+        a_v: &mut [T],
+        a_div: &[T],
+        out: VjpOutput<'_, T>,
+    ) {
+        let batch = x.batch(self.config.dim);
+        self.forward(s, &x, Some(&Trace::NONE), true, out.v);
+        self.contract(s, batch, &Trace::NONE, out.div);
+        cotangent(out.v, a_v);
+        let input = VjpInput::new(x, Trace::NONE, a_v, a_div);
+        let grads = Grads {
+            g_z: out.g_z,
+            g_theta: out.g_theta,
+            g_context: out.g_context,
+        };
+        self.backward(s, batch, &input, out.v, grads);
+    }
+
     fn eval_penalties_batch(
         &self,
         s: &mut MlpScratch<T>,

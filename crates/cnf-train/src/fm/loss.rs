@@ -157,14 +157,15 @@ fn blocked_gradient<T: Real, F: VectorField<T> + ?Sized>(
             |(((((((((block, xt), ut), v), a), g_z), div), a_div), t), c)| {
                 let (scratch, g) = block;
                 let x = Inputs::per_row(t, xt).with_context(c);
-                field.eval_batch(scratch, x, v);
-                for ((a, &v), &u) in a.iter_mut().zip(v.iter()).zip(ut) {
-                    *a = two * (v - u);
-                }
                 g.fill(T::zero());
                 g_z.fill(T::zero());
-                let input = VjpInput::new(x, Trace::NONE, &*a, a_div);
-                field.vjp_batch(scratch, input, VjpOutput::new(v, div, g_z, g));
+                let mut cotangent = |v: &[T], a: &mut [T]| {
+                    for ((a, &v), &u) in a.iter_mut().zip(v).zip(ut) {
+                        *a = two * (v - u);
+                    }
+                };
+                let out = VjpOutput::new(v, div, g_z, g);
+                field.vjp_of_v(scratch, x, &mut cotangent, a, a_div, out);
             },
         );
     grad.fill(T::zero());

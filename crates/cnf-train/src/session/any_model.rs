@@ -358,15 +358,23 @@ impl LoadedFlow {
         })
     }
 
-    /// Model-space points (f64, row-major) back in data space.
-    fn to_data_space(&self, z: Vec<f64>) -> Vec<f64> {
-        match &self.config.standardizer {
-            Some(s) => z
-                .chunks(self.dim().max(1))
-                .flat_map(|r| s.inverse_row(r))
-                .collect(),
-            None => z,
+    /// Model-space points (f64, row-major) back in data space; row `r` was drawn given the
+    /// model-space context row `r / n` of `given` (empty for an unconditional model).
+    fn to_data_space(&self, z: Vec<f64>, given: &[f64], n: usize) -> Vec<f64> {
+        let k = self.config.context_dim();
+        if self.config.standardizer.is_none() && k == 0 {
+            return z;
         }
+        z.chunks(self.dim().max(1))
+            .enumerate()
+            .flat_map(|(r, row)| {
+                let c = match k {
+                    0 => &[][..],
+                    k => &given[(r / n.max(1)) * k..][..k],
+                };
+                self.config.to_data_row(row, c)
+            })
+            .collect()
     }
 
     /// `n` samples in data space (`(n, d)` row-major) drawn with `rng`: base points z ~ N(0, I)
@@ -393,7 +401,7 @@ impl LoadedFlow {
     ) -> Result<Vec<f64>, TrainError> {
         let given = self.context_model_space(given)?;
         let z = self.sample_model_space(n, &given, rng)?;
-        Ok(self.to_data_space(z))
+        Ok(self.to_data_space(z, &given, n))
     }
 
     /// [`LoadedFlow::sample_given_with`] from `StdRng::seed_from_u64(seed)`.
@@ -440,7 +448,10 @@ impl LoadedFlow {
             let t: Vec<_> = times.iter().map(|&v| cast(v)).collect();
             c.trajectory(&x, &t)?.points.iter().map(|p| to_f64(p)).collect()
         });
-        Ok(paths.into_iter().map(|p| self.to_data_space(p)).collect())
+        Ok(paths
+            .into_iter()
+            .map(|p| self.to_data_space(p, &[], 1))
+            .collect())
     }
 
     /// Draws `n` samples from `seed` and writes them as CSV (a header with the model's column
@@ -607,11 +618,13 @@ fn write_samples<T: Real, W: Write>(
                     return Ok(report);
                 }
             }
-            // Back to data space (whitening included) when the model was standardised.
+            // Back to data space (whitening and the context's shift included) when the model
+            // was standardised.
+            let c = &context[i * k..][..k];
             let data: Option<Vec<f64>> = config
                 .standardizer
                 .as_ref()
-                .map(|s| s.inverse_row(&to_f64(row)));
+                .map(|_| config.to_data_row(&to_f64(row), &to_f64(c)));
             for (j, &v) in row.iter().enumerate() {
                 use std::fmt::Write as _;
                 field.clear();

@@ -320,8 +320,14 @@ impl RunPlan {
                 Some(_) if k > 0 => TableDefaults::conditional_flow_matching(n, dim),
                 _ => TableDefaults::choose(n, dim),
             };
-            let whitened = prep.standardizer.as_ref().is_some_and(|s| s.is_whitened());
-            settings = Some(a.describe(n, dim, whitened, options));
+            let start = if prep.context.as_ref().is_some_and(|c| c.shift.is_some()) {
+                prepare::Start::WhitenedGivenContext
+            } else if prep.standardizer.as_ref().is_some_and(|s| s.is_whitened()) {
+                prepare::Start::Whitened
+            } else {
+                prepare::Start::Standardised
+            };
+            settings = Some(a.describe(n, dim, start, options));
             a
         });
         let hidden = match (&options.hidden, &auto) {
