@@ -24,6 +24,11 @@ mod ode;
 
 use model::{Model, Rows};
 
+/// Rust's allocations in the extension: mimalloc keeps freed pages for reuse, where glibc's
+/// malloc in a process that has trained returns the solves' scratch to the kernel at each free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 create_exception!(
     cnf_rs,
     SolverError,
