@@ -35,6 +35,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--rows", type=int, default=10_000)
+    ap.add_argument("--peer", type=pathlib.Path,
+                    default=REPO / "target" / "release" / "examples" / "rust_peer",
+                    help="the Rust peer's binary (examples/rust_peer.rs)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     # Two moons, fitted briefly: a field with curvature, so solves take realistic steps.
@@ -45,7 +48,7 @@ def main():
     data += 0.1 * rng.standard_normal(data.shape)
     est = CNFDensity(hidden_layer_sizes=(64, 64, 64), max_iter=300, random_state=0).fit(data)
     x = data[rng.integers(0, len(data), args.rows)] + 0.01 * rng.standard_normal((args.rows, 2))
-    peer = REPO / "target" / "release" / "examples" / "rust_peer"
+    peer = args.peer
     with tempfile.TemporaryDirectory() as tmp:
         model = pathlib.Path(tmp) / "model"
         est.save(model)

@@ -1,9 +1,14 @@
 //! The Rust side of the Python overhead benchmark (`benches/overhead.py`): the work of
 //! `CNFDensity.score_samples` and `CNFDensity.sample` done by cnf-train directly, on the same
-//! model folder and rows, timed in the same run. Prints one JSON line of median seconds.
+//! model folder and rows, timed in the same run, on the extension's allocator. Prints one JSON
+//! line of median seconds.
 //!
 //! `cargo run --release -p cnf-py --example rust_peer -- MODEL_DIR POINTS.csv N_SAMPLES REPS`
 use std::time::Instant;
+
+/// The extension's allocator, so that the two sides differ only by the binding.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use cnf_field::{Mlp, Real};
 use cnf_flow::{Batching, Cnf};

@@ -3,6 +3,7 @@
 //! exceptions with the `cnf` command's one-line messages. The scikit-learn estimator and the
 //! `solve_ivp`-like result live in Python (`python/cnf_rs/`); the glue to cnf-train is
 //! `model.rs`, the ODE API `ode.rs`.
+use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,7 +15,7 @@ use cnf_train::model::Precision;
 use cnf_train::session::{flow_matching_by_default, SolverOverrides, TrainOptions};
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -22,6 +23,11 @@ mod model;
 mod ode;
 
 use model::{Model, Rows};
+
+/// Rust's allocations in the extension: mimalloc keeps freed pages for reuse, where glibc's
+/// malloc in a process that has trained returns the solves' scratch to the kernel at each free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 create_exception!(
     cnf_rs,
@@ -85,6 +91,18 @@ fn detached<R: Send>(
 ) -> PyResult<R> {
     py.detach(|| with_threads(n_threads, work).and_then(|r| r))
         .map_err(py_err)
+}
+
+/// Issues each of `warnings` as a Python `UserWarning`, attributed to the caller of the
+/// estimator's method (stack level 2: the method itself is level 1).
+fn warn_all(py: Python<'_>, warnings: Vec<String>) -> PyResult<()> {
+    let category = py.get_type::<PyUserWarning>();
+    for w in warnings {
+        // A message holds no NUL byte (column names come from a CSV header or Python str).
+        let message = CString::new(w.replace('\0', "")).unwrap_or_default();
+        PyErr::warn(py, &category, &message, 2)?;
+    }
+    Ok(())
 }
 
 /// The rows of a float64 array, copied once into the owned buffer cnf-train's tables hold
@@ -251,7 +269,8 @@ impl NativeModel {
     }
 
     /// Data-space log-densities of the rows of `x`; for a conditional model log p(x | c),
-    /// `context` one row per row of `x`.
+    /// `context` one row per row of `x` (a `UserWarning` per context column far outside the
+    /// training range, as `cnf density` warns).
     #[pyo3(signature = (x, context=None, *, n_threads=None))]
     fn log_density<'py>(
         &self,
@@ -261,12 +280,17 @@ impl NativeModel {
         n_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let (x, context) = (rows(&x), context.as_ref().map(rows));
-        let logp = detached(py, n_threads, || self.model.log_density(x, context))?;
+        let mut warnings = Vec::new();
+        let logp = detached(py, n_threads, || {
+            self.model.log_density(x, context, &mut warnings)
+        })?;
+        warn_all(py, warnings)?;
         Ok(PyArray1::from_vec(py, logp))
     }
 
     /// `n` samples, `(n, d)`, from the base points of `seed`; for a conditional model `n` for
-    /// each row `i` of `context` (`(m, k)`), `(m n, d)` with draw `j` at row `i n + j`.
+    /// each row `i` of `context` (`(m, k)`), `(m n, d)` with draw `j` at row `i n + j` (a
+    /// `UserWarning` per context column far outside the training range, as `cnf sample`).
     #[pyo3(signature = (n, seed, context=None, *, n_threads=None))]
     fn sample<'py>(
         &self,
@@ -277,7 +301,11 @@ impl NativeModel {
         n_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let context = context.as_ref().map(rows);
-        let x = detached(py, n_threads, || self.model.sample(n, seed, context))?;
+        let mut warnings = Vec::new();
+        let x = detached(py, n_threads, || {
+            self.model.sample(n, seed, context, &mut warnings)
+        })?;
+        warn_all(py, warnings)?;
         let d = self.model.dim();
         let rows = x.len() / d.max(1);
         PyArray1::from_vec(py, x).reshape([rows, d])
@@ -315,6 +343,14 @@ fn kernel() -> &'static str {
     cnf_field::kernel::active()
 }
 
+/// The rows (indices) that `fit` with `seed` trains on, validates on and holds out among `n`
+/// rows (its 80/10/10 split), for training a peer on the same rows.
+#[pyfunction]
+fn split_rows(n: usize, seed: u64) -> PyResult<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+    let [train, val, test] = model::split_rows(n, seed).map_err(py_err)?;
+    Ok((train, val, test))
+}
+
 /// Marks this process as a child after `fork` (registered with `os.register_at_fork`).
 #[pyfunction]
 fn _after_fork_in_child() {
@@ -328,6 +364,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(ode::solve, m)?)?;
     m.add_function(wrap_pyfunction!(kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(split_rows, m)?)?;
     m.add(
         "METHODS",
         Method::ALL

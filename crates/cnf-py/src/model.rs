@@ -88,11 +88,13 @@ impl Model {
     /// The rows of `context` as a table of the model's context columns (None for an
     /// unconditional model); refused when missing for a conditional model, given to an
     /// unconditional one, of another width, or, when scoring `points` points, not one row per
-    /// point (sampling passes None: it draws for every row).
+    /// point (sampling passes None: it draws for every row). A column far outside the
+    /// training range adds the `cnf` command's warning to `warnings`.
     fn context_table(
         &self,
         context: Option<Rows>,
         points: Option<usize>,
+        warnings: &mut Vec<String>,
     ) -> Result<Option<Table>, TrainError> {
         let (c, ctx) = match (context, &self.config().context) {
             (None, None) => return Ok(None),
@@ -123,18 +125,32 @@ impl Model {
                 c.n
             )));
         }
-        Ok(Some(Table::new(c.n, c.width, c.data, ctx.columns.clone())?))
+        let table = Table::new(c.n, c.width, c.data, ctx.columns.clone())?;
+        // The command prints these on stderr with a "warning: " prefix; Python's warnings
+        // module names the category itself.
+        warnings.extend(
+            ctx.far_outside(&table)
+                .into_iter()
+                .map(|w| w.strip_prefix("warning: ").unwrap_or(&w).to_string()),
+        );
+        Ok(Some(table))
     }
 
     /// Data-space log-densities of the rows of `x` (the model's width, else the `cnf density`
     /// error), given one row of `context` per point for a conditional model (log p(x | c)),
-    /// in solves of [`SOLVE_CHUNK`] rows as that command.
+    /// in solves of [`SOLVE_CHUNK`] rows as that command. A context column far outside the
+    /// training range adds that command's warning to `warnings`.
     ///
     /// # Errors
     /// A wrong width or a non-finite value, a value beyond the model's precision, a context
     /// missing, unexpected or of the wrong shape (all `TrainError::Invalid`/`Data`), a failed
     /// or non-finite solve (`Flow`).
-    pub fn log_density(&self, x: Rows, context: Option<Rows>) -> Result<Vec<f64>, TrainError> {
+    pub fn log_density(
+        &self,
+        x: Rows,
+        context: Option<Rows>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<f64>, TrainError> {
         let d = self.dim();
         if x.width != d {
             return Err(TrainError::Invalid(format!(
@@ -150,7 +166,7 @@ impl Model {
         };
         let n = x.n;
         let table = Table::new(n, d, x.data, names)?;
-        let table = match self.context_table(context, Some(n))? {
+        let table = match self.context_table(context, Some(n), warnings)? {
             Some(c) => table.concat_columns(&c)?,
             None => table,
         };
@@ -159,7 +175,8 @@ impl Model {
 
     /// `n` samples in data space, row-major: the rows `cnf sample -n N --seed S` writes. A
     /// conditional model draws `n` samples for each row `i` of `context`, draw `j` at row
-    /// `i n + j` (as `cnf sample --given FILE` orders them).
+    /// `i n + j` (as `cnf sample --given FILE` orders them). A context column far outside the
+    /// training range adds that command's warning to `warnings`.
     ///
     /// # Errors
     /// A context missing, unexpected or of the wrong width; more samples than memory can
@@ -169,9 +186,10 @@ impl Model {
         n: usize,
         seed: u64,
         context: Option<Rows>,
+        warnings: &mut Vec<String>,
     ) -> Result<Vec<f64>, TrainError> {
         let given = self
-            .context_table(context, None)?
+            .context_table(context, None, warnings)?
             .map_or_else(Vec::new, Table::into_data);
         let rows = (given.len() / self.context_columns().len().max(1)).max(1);
         if rows
@@ -245,6 +263,19 @@ impl Model {
         let flow = session.flow(&EvalOptions::default())?;
         Ok(Self { flow })
     }
+}
+
+/// The rows (indices from 0) that [`Model::fit`] trains on, validates on and holds out for `n`
+/// rows and `seed`: the `cnf train --data TABLE` split ([`SPLIT`]), so that a peer can be
+/// trained and compared on the same rows.
+///
+/// # Errors
+/// None for `n` below 2^53 (an index column is split as the table would be).
+pub fn split_rows(n: usize, seed: u64) -> Result<[Vec<usize>; 3], TrainError> {
+    // Row indices below 2^53 are exact as f64.
+    let index = Table::new(n, 1, (0..n).map(|i| i as f64).collect(), vec!["row".into()])?;
+    let (train, val, test) = index.split(SPLIT, seed)?;
+    Ok([train, val, test].map(|t| t.data().iter().map(|&i| i as usize).collect()))
 }
 
 /// `n` rows of `width` values, row-major (a C-ordered 2-D array's buffer).

@@ -196,7 +196,8 @@ class CNFDensity(DensityMixin, BaseEstimator):
 
         Rows are solved in blocks of 1024 (as ``cnf density``): a row's value depends only on
         the rows of its block, so splitting ``X`` (and its context) at multiples of 1024 (Dask
-        blocks, say) gives the same numbers bit for bit.
+        blocks, say) gives the same numbers bit for bit. A context column far outside the
+        training range gives a ``UserWarning`` with ``cnf density``'s message.
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
@@ -221,7 +222,9 @@ class CNFDensity(DensityMixin, BaseEstimator):
         ``i * n_samples + j`` (the rows of ``cnf sample -n N --seed S --given FILE``, without
         its ``given_row`` column); a single row ``(k,)`` gives ``(n_samples, n_features)``.
         With a torch-style shape the result is ``shape + (m, n_features)`` (torch's sample
-        shape, then batch shape), or ``shape + (n_features,)`` for a single row.
+        shape, then batch shape), or ``shape + (n_features,)`` for a single row. A context
+        column far outside the training range gives a ``UserWarning`` with ``cnf sample``'s
+        message.
         """
         check_is_fitted(self)
         batch = ()

@@ -3,6 +3,7 @@ folders take the context as `cnf train --context`, `cnf density` and `cnf sample
 
 import json
 import pickle
+import re
 import subprocess
 
 import numpy as np
@@ -227,3 +228,44 @@ def test_context_errors(fitted, small_conditional):
                                context=pd.DataFrame(c, columns=["a"]))
     with pytest.raises(ValueError, match="not the fitted context columns"):
         small_conditional.score_samples(x, context=pd.DataFrame(c, columns=["theta"]))
+
+
+def test_a_context_far_outside_the_training_range_warns_as_the_cli(small_conditional, tmp_path,
+                                                                    cnf_bin):
+    """The rule of `cnf density` and `cnf sample` (cnf-train's `ContextColumns::far_outside`:
+    more than one training standard deviation beyond the training split's range) and its
+    message, as a UserWarning attributed to the caller."""
+    import warnings
+
+    ctx = json.loads(small_conditional.model_.to_bytes()[0])["context"]
+    lo, hi, sd = ctx["min"][0], ctx["max"][0], ctx["std"][0]
+    x, _ = linear_gaussian(4, seed=12)
+    inside = np.array([[lo], [hi], [hi + 0.9 * sd], [0.5 * (lo + hi)]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        small_conditional.score_samples(x, context=inside)
+        small_conditional.sample(2, random_state=0, context=inside)
+    far = inside.copy()
+    far[2, 0] = 50.0
+    with pytest.warns(UserWarning) as caught:
+        logp = small_conditional.score_samples(x, context=far)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    named = re.fullmatch(r'context column "c0" is far outside the training range \[(\S+), '
+                         r"(\S+)\] \(row 3: 50\); the model extrapolates there", message)
+    assert named and [float(v) for v in named.groups()] == [lo, hi], message
+    assert caught[0].filename == __file__  # the caller's line, not the package's
+    assert np.all(np.isfinite(logp))  # a warning, not an error
+    with pytest.warns(UserWarning, match="^" + re.escape(message) + "$"):
+        small_conditional.sample(2, random_state=0, context=far)
+    # `cnf density` prints the same message on stderr, after its "warning: " prefix.
+    model = tmp_path / "model"
+    small_conditional.save(model)
+    points = tmp_path / "xc.csv"
+    np.savetxt(points, np.hstack([x, far]), delimiter=",", fmt="%.17g", header="x0,x1,c0",
+               comments="")
+    cli = subprocess.run(
+        [cnf_bin, "density", "--model", model, "--input", points, "--output",
+         tmp_path / "logp.csv"], check=True, capture_output=True, text=True,
+    )
+    assert f"warning: {message}" in cli.stderr.splitlines()

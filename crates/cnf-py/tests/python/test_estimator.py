@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from cnf_rs import CNFDensity
+from cnf_rs import CNFDensity, _native
 
 from conftest import FAST
 
@@ -65,6 +65,31 @@ def test_untrained_model_is_the_fitted_gaussian(data):
     line = m + t * np.array([[0.3, -0.2]])
     second = np.diff(est.score_samples(line), 2)
     np.testing.assert_allclose(second, second[0], rtol=1e-9)
+
+
+def gaussian_log_density(x, rows):
+    """log N(x; mean, covariance) of `rows` (the population covariance, divisor n)."""
+    m, S = rows.mean(axis=0), np.cov(rows.T, bias=True)
+    d = x - m
+    return -0.5 * np.einsum("ij,jk,ik->i", d, np.linalg.inv(S), d) - 0.5 * np.log(
+        np.linalg.det(2 * np.pi * S)
+    )
+
+
+def test_split_rows_are_the_rows_fit_trains_on(data):
+    """`_native.split_rows` gives fit's 80/10/10 split: the untrained model is exactly the
+    Gaussian of the training rows it names (whitening with their mean and covariance, a zero
+    field), and not that of another seed's rows."""
+    n = len(data)
+    train, val, test = _native.split_rows(n, 3)
+    assert (len(train), len(val), len(test)) == (480, 60, 60)
+    assert sorted(train + val + test) == list(range(n))
+    est = CNFDensity(max_iter=0, precision="f64", rtol=1e-10, atol=1e-10, random_state=3)
+    x = data[:50]
+    logp = est.fit(data).score_samples(x)
+    np.testing.assert_allclose(logp, gaussian_log_density(x, data[train]), rtol=0, atol=1e-8)
+    other = gaussian_log_density(x, data[_native.split_rows(n, 4)[0]])
+    assert np.max(np.abs(logp - other)) > 1e-4
 
 
 def test_get_set_params_round_trip():
