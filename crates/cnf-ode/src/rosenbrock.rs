@@ -703,14 +703,16 @@ mod tests {
     fn untransformed(r: &Rodas, m: &[f64]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>) {
         let s = r.c.len();
         let mut ginv = vec![vec![0.0; s]; s];
-        for i in 0..s {
-            ginv[i][i] = 1.0 / r.gamma;
+        for (i, row) in ginv.iter_mut().enumerate() {
+            row[i] = 1.0 / r.gamma;
             for (j, &c) in r.cm[i].iter().enumerate() {
-                ginv[i][j] = -c;
+                row[j] = -c;
             }
         }
-        // Gamma by forward substitution, column by column (lower triangular).
+        // Gamma by forward substitution, column by column (lower triangular): the indices
+        // are the formula's.
         let mut g = vec![vec![0.0; s]; s];
+        #[allow(clippy::needless_range_loop)]
         for j in 0..s {
             for i in j..s {
                 let rhs = if i == j { 1.0 } else { 0.0 };
