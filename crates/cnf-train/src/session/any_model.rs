@@ -489,10 +489,7 @@ impl LoadedFlow {
         out: &mut W,
     ) -> Result<SampleReport, TrainError> {
         let given = self.context_model_space(given)?;
-        with_cnf!(&self.sampling, c => {
-            let given: Vec<_> = given.iter().map(|&v| cast(v)).collect();
-            write_samples(c, &self.config, n, seed, &given, out)
-        })
+        with_cnf!(&self.sampling, c => write_samples(c, &self.config, n, seed, &given, out))
     }
 }
 
@@ -510,13 +507,15 @@ fn column_names(config: &ModelConfig) -> Vec<String> {
 }
 
 /// `n` draws for each row of `given` (model space, `(m, k)`; empty for an unconditional
-/// model, which counts as one row) written as CSV.
+/// model, which counts as one row) written as CSV. The context is cast to the model's
+/// precision for the solve only: the map back to data space shifts by the f64 context, as
+/// [`LoadedFlow::sample_given`] does, so both give the same rows in f32 as well.
 fn write_samples<T: Real, W: Write>(
     cnf: &Cnf<T, Mlp<T>>,
     config: &ModelConfig,
     n: usize,
     seed: u64,
-    given: &[T],
+    given: &[f64],
     out: &mut W,
 ) -> Result<SampleReport, TrainError> {
     let d = config.mlp.dim;
@@ -577,6 +576,7 @@ fn write_samples<T: Real, W: Write>(
     let mut rng = StdRng::seed_from_u64(seed);
     let mut field = String::with_capacity(32);
     let mut context = Vec::new();
+    let mut context_f64 = Vec::new();
     while report.written < total {
         let m = (total - report.written).min(STREAM_CHUNK);
         let z: Vec<T> = (0..m * d)
@@ -584,12 +584,14 @@ fn write_samples<T: Real, W: Write>(
             .collect();
         let offset = report.written;
         // Row r draws given row r / n (as `Cnf::sample_given` lays its rows out).
-        context.clear();
+        context_f64.clear();
         if k > 0 {
             for r in offset..offset + m {
-                context.extend_from_slice(&given[(r / n) * k..][..k]);
+                context_f64.extend_from_slice(&given[(r / n) * k..][..k]);
             }
         }
+        context.clear();
+        context.extend(context_f64.iter().map(|&v| cast::<T>(v)));
         let moved = cnf
             .transform_given(&z, &context, T::one(), T::zero())
             .map_err(|e| match e {
@@ -620,11 +622,11 @@ fn write_samples<T: Real, W: Write>(
             }
             // Back to data space (whitening and the context's shift included) when the model
             // was standardised.
-            let c = &context[i * k..][..k];
+            let c = &context_f64[i * k..][..k];
             let data: Option<Vec<f64>> = config
                 .standardizer
                 .as_ref()
-                .map(|_| config.to_data_row(&to_f64(row), &to_f64(c)));
+                .map(|_| config.to_data_row(&to_f64(row), c));
             for (j, &v) in row.iter().enumerate() {
                 use std::fmt::Write as _;
                 field.clear();
