@@ -90,9 +90,19 @@ enum Newton {
     NonFinite,
 }
 
+/// The scaled distance to the solution at which a Newton iteration stops: max(10 eps / rtol,
+/// min(0.03, sqrt(rtol))) with the smallest rtol (scipy's BDF and Radau).
+pub(crate) fn newton_tolerance<T: Float>(rtol: &Tolerance<T>) -> T {
+    let rtol = match rtol {
+        Tolerance::Scalar(r) => *r,
+        Tolerance::PerComponent(v) => v.iter().fold(T::infinity(), |a, &b| a.min(b)),
+    };
+    (cast::<T>(10.0) * T::epsilon() / rtol).max(cast::<T>(0.03).min(rtol.sqrt()))
+}
+
 /// The scaled RMS norm of `e` (over the norm's components; `e` is overwritten) with the error
 /// scale taken at `at`.
-fn norm_at<T: Float>(tol: &mut Tolerances<T>, at: &[T], e: &mut [T]) -> T {
+pub(crate) fn norm_at<T: Float>(tol: &mut Tolerances<T>, at: &[T], e: &mut [T]) -> T {
     let r = tol.norm_range();
     let at = &at[r.clone()];
     error_of(T::one(), (at, at), tol, &mut e[r], None)
@@ -183,12 +193,7 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
     /// tolerance (validated by the caller), which sets the Newton tolerance.
     pub(crate) fn new(y0: &S, pattern: Sparsity, floor: Vec<T>, rtol: &Tolerance<T>) -> Self {
         let n = y0.len();
-        let rtol = match rtol {
-            Tolerance::Scalar(r) => *r,
-            Tolerance::PerComponent(v) => v.iter().fold(T::infinity(), |a, &b| a.min(b)),
-        };
-        let newton_tol =
-            (cast::<T>(10.0) * T::epsilon() / rtol).max(cast::<T>(0.03).min(rtol.sqrt()));
+        let newton_tol = newton_tolerance(rtol);
         let mut gamma = [T::zero(); MAX_ORDER + 1];
         let mut alpha = [T::zero(); MAX_ORDER + 1];
         let mut error_const = [T::zero(); MAX_ORDER + 1];

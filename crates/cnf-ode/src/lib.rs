@@ -1,4 +1,4 @@
-//! # cnf-ode: explicit Runge-Kutta and stiff (Rosenbrock, BDF) solvers over any `num_traits::Float` state
+//! # cnf-ode: explicit Runge-Kutta and stiff (Rosenbrock, BDF, Radau) solvers over any `num_traits::Float` state
 //!
 //! ```
 //! use cnf_ode::{Method, Solver};
@@ -17,10 +17,11 @@
 //! - a **method** is a [`Tableau`] of constants: [`Euler`], [`Midpoint`], [`Heun`],
 //!   [`Rk4`] (fixed step), [`Bs3`], [`Dopri5`], [`Tsit5`], [`Dop853`] (adaptive); [`Method`]
 //!   names them all as one run-time value, with the stiff methods [`Method::Rodas5p`],
-//!   [`Method::Rosenbrock23`] (Rosenbrock) and [`Method::Bdf`] (variable order 1-5, Newton
-//!   with Jacobian and LU reuse), all with automatic Jacobians by finite differences, grouped
+//!   [`Method::Rosenbrock23`] (Rosenbrock), [`Method::Bdf`] (variable order 1-5, Newton
+//!   with Jacobian and LU reuse) and [`Method::Radau5`] (Radau IIA, implicit Runge-Kutta of
+//!   order 5, scipy's `Radau`), all with automatic Jacobians by finite differences, grouped
 //!   by a [`Sparsity`] pattern, or given by [`WithJacobian`], or exact by dual numbers through
-//!   [`Dual`]; a dense LU behind [`LinearSolver`]);
+//!   [`Dual`]; a dense LU, real and complex ([`ComplexLu`]), behind [`LinearSolver`]);
 //! - one **engine** performs a step of any tableau, its error estimate and its continuous
 //!   extension (`engine.rs`);
 //! - a **step-size controller** ([`StepController`]) decides acceptance: by default a
@@ -50,6 +51,7 @@
 #![warn(missing_docs)]
 mod batch;
 mod bdf;
+mod complex_lu;
 mod controller;
 mod engine;
 mod error;
@@ -61,6 +63,7 @@ mod method;
 mod norm;
 mod observer;
 mod options;
+mod radau;
 mod rosenbrock;
 mod small;
 mod solution;
@@ -78,6 +81,7 @@ pub use error::OdeError;
 pub use event::{Direction, Event, EventRecord, StopReason, SIGN_CHECKS};
 pub use grad::{Differentiation, GradSolution, PenaltyRefusal, VjpOut, VjpSystem};
 pub use jacobian::{finite_difference_jacobian, Sparsity};
+pub use complex_lu::ComplexLu;
 pub use linalg::{DenseLu, LinearSolver, Singular};
 pub use method::{Method, OdeMethod, Scheme, UnknownMethod};
 pub use norm::{Block, ErrorNorm, SampleLayout};

@@ -8,8 +8,9 @@ use crate::rosenbrock::{RosenbrockTableau, RODAS5P_TABLEAU, ROS23_TABLEAU};
 use crate::tableau::{Bs3, Dop853, Dopri5, Euler, Heun, Midpoint, Rk4, RkMethod, Tableau, Tsit5};
 
 /// What a method is to the solver: an explicit Runge-Kutta tableau, a Rosenbrock method
-/// (linearly implicit, for stiff problems: it needs the Jacobian, automatic by default), or the
-/// variable-order BDF (implicit, Newton on the same Jacobian).
+/// (linearly implicit, for stiff problems: it needs the Jacobian, automatic by default), the
+/// variable-order BDF or the Radau IIA collocation method (implicit, Newton on the same
+/// Jacobian).
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum Scheme {
@@ -20,6 +21,10 @@ pub enum Scheme {
     /// Variable-order (1-5), variable-step BDF in the NDF form (scipy's `BDF`, MATLAB's
     /// ode15s); it chooses its own steps and orders.
     Bdf,
+    /// Radau IIA of order 5 (scipy's `Radau`): implicit Runge-Kutta, 3 stages, simplified
+    /// Newton with one real and one complex LU; it chooses its own steps (scipy's predictive
+    /// controller).
+    Radau5,
 }
 
 impl Scheme {
@@ -29,6 +34,7 @@ impl Scheme {
             Self::Explicit(t) => t.name,
             Self::Rosenbrock(r) => r.name,
             Self::Bdf => "BDF",
+            Self::Radau5 => "Radau",
         }
     }
     /// Order of the propagated solution (BDF: its highest order).
@@ -37,22 +43,23 @@ impl Scheme {
             Self::Explicit(t) => t.order,
             Self::Rosenbrock(r) => r.order,
             Self::Bdf => crate::bdf::MAX_ORDER as u32,
+            Self::Radau5 => 5,
         }
     }
     /// The step-size controller the method is used with: the tableau's
-    /// ([`Tableau::controller`]), or [`PiParams::ROSENBROCK`] (which BDF, choosing its own
-    /// steps, does not consult).
+    /// ([`Tableau::controller`]), or [`PiParams::ROSENBROCK`] (which BDF and Radau, choosing
+    /// their own steps, do not consult).
     pub fn controller(self) -> PiParams {
         match self {
             Self::Explicit(t) => t.controller,
-            Self::Rosenbrock(_) | Self::Bdf => PiParams::ROSENBROCK,
+            Self::Rosenbrock(_) | Self::Bdf | Self::Radau5 => PiParams::ROSENBROCK,
         }
     }
     /// True for methods with an error estimate.
     pub fn is_adaptive(self) -> bool {
         match self {
             Self::Explicit(t) => t.is_adaptive(),
-            Self::Rosenbrock(_) | Self::Bdf => true,
+            Self::Rosenbrock(_) | Self::Bdf | Self::Radau5 => true,
         }
     }
     /// The one rule for `steps` fixed steps: every method takes them but BDF, which chooses
@@ -71,7 +78,7 @@ impl Scheme {
     pub fn tableau(self) -> Option<&'static Tableau> {
         match self {
             Self::Explicit(t) => Some(t),
-            Self::Rosenbrock(_) | Self::Bdf => None,
+            Self::Rosenbrock(_) | Self::Bdf | Self::Radau5 => None,
         }
     }
 }
@@ -98,7 +105,7 @@ impl<M: RkMethod> OdeMethod for M {
 
 /// The methods of `cnf-ode`, as one enum: the run-time counterpart of the unit
 /// structs [`Euler`], [`Dopri5`], ..., and the stiff methods [`Method::Rodas5p`],
-/// [`Method::Rosenbrock23`] and [`Method::Bdf`]. It parses from and prints as its lower-case name
+/// [`Method::Rosenbrock23`], [`Method::Bdf`] and [`Method::Radau5`]. It parses from and prints as its lower-case name
 /// (`"dopri5".parse::<Method>()`, alias `"rk45"` for Dopri5), and with the `serde` feature it
 /// (de)serialises as that name.
 ///
@@ -158,11 +165,34 @@ pub enum Method {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     Bdf,
+    /// Radau IIA of order 5 (name `radau`): implicit Runge-Kutta with 3 stages, L-stable,
+    /// stiffly accurate, a port of scipy's `Radau` doing its work step for step (simplified
+    /// Newton with one real and one complex LU per factorisation, Jacobian and LU reuse,
+    /// Gustafsson's predictive step-size controller, cubic collocation dense output); for
+    /// stiff problems at tight tolerances. It chooses its own step sizes (a
+    /// [`crate::Solver::controller`] is not consulted); fixed steps run its Newton iteration
+    /// to the solver's tolerances.
+    ///
+    /// ```
+    /// use cnf_ode::{Method, Solver};
+    /// // van der Pol with mu = 1000 over two relaxation periods.
+    /// let vdp = |_t: f64, y: &[f64], dy: &mut [f64]| {
+    ///     dy[0] = y[1];
+    ///     dy[1] = 1e3 * (1.0 - y[0] * y[0]) * y[1] - y[0];
+    /// };
+    /// let sol = Solver::new("radau".parse::<Method>()?).rtol(1e-6).atol(1e-9)
+    ///     .solve(vdp, 0.0, 3000.0, &[2.0, 0.0])?;
+    /// assert!((sol.y[0] + 1.5).abs() < 0.1);
+    /// // Each factorisation is a real and a complex LU (counted as 2, as scipy's `nlu`).
+    /// assert_eq!(sol.stats.factorisations % 2, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Radau5,
 }
 
 impl Method {
     /// Every method: the explicit ones ([`Method::EXPLICIT`]), then the stiff ones.
-    pub const ALL: [Method; 11] = [
+    pub const ALL: [Method; 12] = [
         Method::Euler,
         Method::Midpoint,
         Method::Heun,
@@ -174,6 +204,7 @@ impl Method {
         Method::Rodas5p,
         Method::Rosenbrock23,
         Method::Bdf,
+        Method::Radau5,
     ];
 
     /// The explicit Runge-Kutta methods, fixed-step ones first, in order of increasing order.
@@ -202,6 +233,7 @@ impl Method {
             Self::Rodas5p => "rodas5p",
             Self::Rosenbrock23 => "rosenbrock23",
             Self::Bdf => "bdf",
+            Self::Radau5 => "radau",
         }
     }
 
@@ -219,6 +251,7 @@ impl Method {
             Self::Rodas5p => Scheme::Rosenbrock(&RODAS5P_TABLEAU),
             Self::Rosenbrock23 => Scheme::Rosenbrock(&ROS23_TABLEAU),
             Self::Bdf => Scheme::Bdf,
+            Self::Radau5 => Scheme::Radau5,
         }
     }
 
@@ -327,7 +360,8 @@ mod tests {
                 &Method::Dop853,
                 &Method::Rodas5p,
                 &Method::Rosenbrock23,
-                &Method::Bdf
+                &Method::Bdf,
+                &Method::Radau5
             ]
         );
         assert_eq!("rk45".parse::<Method>(), Ok(Method::Dopri5));

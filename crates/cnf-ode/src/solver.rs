@@ -3,6 +3,7 @@
 use num_traits::Float;
 
 use crate::bdf::BdfStepper;
+use crate::radau::RadauStepper;
 use crate::controller::{PiController, StepController};
 use crate::engine::{Engine, RkStepper};
 use crate::error::{num, OdeError};
@@ -405,6 +406,21 @@ impl<M: OdeMethod, T: Float, C> Solver<M, T, C> {
                     y0,
                     observer,
                     |y0| BdfStepper::new(y0, pattern, floor, rtol),
+                    events,
+                )
+            }
+            Scheme::Radau5 => {
+                let (pattern, floor) = (self.sparsity(y0.len())?, self.difference_floor());
+                let (rtol, atol) = (&self.options.rtol, &self.options.atol);
+                // The Newton test's tolerances for fixed steps (checked again by the driver).
+                let newton_tol = Tolerances::new(rtol, atol, y0.len())?;
+                self.drive(
+                    sys,
+                    t0,
+                    t1,
+                    y0,
+                    observer,
+                    |y0| RadauStepper::new(y0, pattern, floor, rtol, newton_tol),
                     events,
                 )
             }
