@@ -93,7 +93,10 @@ impl<T: Float> LinearSolver<Complex<T>> for ComplexLu<T> {
         }
         for i in (0..n).rev() {
             let row = &lu[i * n + i + 1..(i + 1) * n];
-            let s = row.iter().zip(&b[i + 1..]).fold(zero, |s, (&u, &x)| s + u * x);
+            let s = row
+                .iter()
+                .zip(&b[i + 1..])
+                .fold(zero, |s, (&u, &x)| s + u * x);
             b[i] = (b[i] - s) / lu[i * n + i];
         }
     }
@@ -136,6 +139,9 @@ mod tests {
         let c = |re: f64, im: f64| Complex::new(re, im);
         // Row 2 = (1 + i) row 1.
         let a = [c(1.0, 0.0), c(0.0, 2.0), c(1.0, 1.0), c(-2.0, 2.0)];
-        assert_eq!(ComplexLu::new().factorise(&a, 2), Err(Singular { column: 1 }));
+        assert_eq!(
+            ComplexLu::new().factorise(&a, 2),
+            Err(Singular { column: 1 })
+        );
     }
 }

@@ -76,12 +76,12 @@ mod tableau;
 mod util;
 
 pub use batch::Batch;
+pub use complex_lu::ComplexLu;
 pub use controller::{IController, PiController, PiParams, StepController};
 pub use error::OdeError;
 pub use event::{Direction, Event, EventRecord, StopReason, SIGN_CHECKS};
 pub use grad::{Differentiation, GradSolution, PenaltyRefusal, VjpOut, VjpSystem};
 pub use jacobian::{finite_difference_jacobian, Sparsity};
-pub use complex_lu::ComplexLu;
 pub use linalg::{DenseLu, LinearSolver, Singular};
 pub use method::{Method, OdeMethod, Scheme, UnknownMethod};
 pub use norm::{Block, ErrorNorm, SampleLayout};

@@ -46,7 +46,11 @@ fn nodes() -> [f64; 3] {
 
 /// The error estimate's weights on Z (divided by h).
 fn error_weights() -> [f64; 3] {
-    [(-13.0 - 7.0 * s6()) / 3.0, (-13.0 + 7.0 * s6()) / 3.0, -1.0 / 3.0]
+    [
+        (-13.0 - 7.0 * s6()) / 3.0,
+        (-13.0 + 7.0 * s6()) / 3.0,
+        -1.0 / 3.0,
+    ]
 }
 
 /// The real eigenvalue of A^-1.
@@ -138,9 +142,7 @@ fn radau_weights(theta: f64, w: &mut [f64]) {
 fn predict_factor<T: Float>(h_abs: T, old: Option<(T, T)>, err: T) -> T {
     let quarter: T = cast(0.25);
     let multiplier = match old {
-        Some((h_old, err_old)) if err != T::zero() => {
-            h_abs / h_old * (err_old / err).powf(quarter)
-        }
+        Some((h_old, err_old)) if err != T::zero() => h_abs / h_old * (err_old / err).powf(quarter),
         _ => T::one(),
     };
     multiplier.min(T::one()) * err.powf(-quarter)
@@ -314,7 +316,12 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
     fn factorise(&mut self, h: T) -> Result<(), StepFailure> {
         let n = self.n;
         let (mr, mc) = (self.mu_real / h, self.mu_complex / h);
-        for ((r, c), &j) in self.m_real.iter_mut().zip(&mut self.m_complex).zip(&self.jac) {
+        for ((r, c), &j) in self
+            .m_real
+            .iter_mut()
+            .zip(&mut self.m_complex)
+            .zip(&self.jac)
+        {
             *r = -j;
             *c = Complex::new(-j, T::zero());
         }
@@ -379,7 +386,9 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
         let tm: [[T; 3]; 3] = T_MAT.map(|r| r.map(cast));
         let ti_complex: [Complex<T>; 3] = [0, 1, 2].map(|i| Complex::new(ti[1][i], ti[2][i]));
         for i in 0..3 {
-            self.z[i].as_mut_slice().copy_from_slice(self.z0[i].as_slice());
+            self.z[i]
+                .as_mut_slice()
+                .copy_from_slice(self.z0[i].as_slice());
         }
         combine(&ti, &self.z, &mut self.w);
         let mut norm_old: Option<T> = None;
@@ -472,10 +481,18 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
         }
         self.lu_real.solve_in_place(self.err.as_mut_slice());
         self.work.linear_solves += 1;
-        self.ytmp.as_mut_slice().copy_from_slice(self.err.as_slice());
+        self.ytmp
+            .as_mut_slice()
+            .copy_from_slice(self.err.as_slice());
         let r = tol.norm_range();
         let (a, b) = (&y.as_slice()[r.clone()], &y_new.as_slice()[r.clone()]);
-        error_of(T::one(), (a, b), tol, &mut self.ytmp.as_mut_slice()[r], None)
+        error_of(
+            T::one(),
+            (a, b),
+            tol,
+            &mut self.ytmp.as_mut_slice()[r],
+            None,
+        )
     }
 
     /// One attempt (see [`Stepper::attempt`]) with the Newton test's tolerances.

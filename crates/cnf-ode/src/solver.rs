@@ -3,7 +3,6 @@
 use num_traits::Float;
 
 use crate::bdf::BdfStepper;
-use crate::radau::RadauStepper;
 use crate::controller::{PiController, StepController};
 use crate::engine::{Engine, RkStepper};
 use crate::error::{num, OdeError};
@@ -13,6 +12,7 @@ use crate::method::{OdeMethod, Scheme};
 use crate::norm::ErrorNorm;
 use crate::observer::{AcceptedStep, Observer};
 use crate::options::{Options, Tolerance, Tolerances};
+use crate::radau::RadauStepper;
 use crate::rosenbrock::RosenbrockStepper;
 use crate::small::{self, ArrayEngine};
 use crate::solution::{DenseSolution, Solution, Stats};
