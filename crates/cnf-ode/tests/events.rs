@@ -53,7 +53,8 @@ fn times<S>(sol: &cnf_ode::Solution<f64, S>) -> Vec<f64> {
     sol.events.iter().map(|e| e.t).collect()
 }
 
-/// The adaptive methods (BDF through its interpolating polynomial) and RK4 and Euler with a few
+/// The adaptive methods (BDF through its interpolating polynomial, Radau through its
+/// collocation polynomial) and RK4 and Euler with a few
 /// fixed steps.
 fn methods() -> Vec<(Method, Option<usize>)> {
     vec![
@@ -62,6 +63,7 @@ fn methods() -> Vec<(Method, Option<usize>)> {
         (Method::Tsit5, None),
         (Method::Dop853, None),
         (Method::Bdf, None),
+        (Method::Radau5, None),
         (Method::Rk4, Some(3)),
         (Method::Euler, Some(1)),
     ]
@@ -306,6 +308,24 @@ fn bouncing_ball_matches_its_closed_form_over_100_bounces() {
     }
 }
 
+/// The ball through Radau: each impact's action restarts it (no extrapolated start, Jacobian or
+/// step-size memory from the old state), every impact is found, and since the collocation
+/// polynomial is exact on a parabola, the impact times are the closed form's up to rounding
+/// and the Newton iteration's tolerance, carried over 100 flights.
+#[test]
+fn bouncing_ball_through_radau_matches_its_closed_form() {
+    let n = 100;
+    let (sol, calls) = bounce(Method::Radau5, n, 1.0);
+    assert_restarts(Method::Radau5, &sol, &calls);
+    let worst = times(&sol)
+        .iter()
+        .zip(&bounce_times(n))
+        .map(|(t, w)| (t - w).abs())
+        .fold(0.0f64, f64::max);
+    println!("Radau: worst impact-time error over {n} bounces {worst:.2e}");
+    assert!(worst < 1e-11, "{worst:e}");
+}
+
 /// The ball through BDF. Each impact restarts it at order 1 (its history is dropped with the
 /// old state), and order 1 does not reproduce a parabola, so a flight's error is the
 /// tolerance's, not rounding: 100 impacts at rtol 1e-10, each found, and the method restarting
@@ -426,6 +446,7 @@ fn event_times_converge_to_the_closed_form() {
         Method::Tsit5,
         Method::Dop853,
         Method::Bdf,
+        Method::Radau5,
     ] {
         let mut errors = Vec::new();
         for tol in [1e-4, 1e-7, 1e-10] {
