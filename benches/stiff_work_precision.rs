@@ -1,4 +1,4 @@
-//! Work-precision of cnf-ode's stiff methods (Rodas5P, Rosenbrock23, BDF) against scipy's Radau
+//! Work-precision of cnf-ode's stiff methods (Rodas5P, Rosenbrock23, BDF, Radau) against scipy's Radau
 //! and BDF on ROBER (to t = 1e11) and van der Pol (mu = 1e3, to t = 3000: MATLAB's vdp1000,
 //! y1' = y2, y2' = mu (1 - y1^2) y2 - y1, about two relaxation cycles), in one run.
 //!
@@ -26,7 +26,12 @@ use serde_json::{json, Value};
 
 const REPEATS: usize = 5;
 const RTOLS: [f64; 5] = [1e-4, 1e-5, 1e-6, 1e-7, 1e-8];
-const OURS: [Method; 3] = [Method::Rodas5p, Method::Rosenbrock23, Method::Bdf];
+const OURS: [Method; 4] = [
+    Method::Rodas5p,
+    Method::Rosenbrock23,
+    Method::Bdf,
+    Method::Radau5,
+];
 const SCIPY: [&str; 2] = ["scipy Radau", "scipy BDF"];
 
 fn rober(_t: f64, y: &[f64], dy: &mut [f64]) {
@@ -64,12 +69,13 @@ fn rel_error(y: &[f64], reference: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Evaluations a solve spent on finite-difference Jacobians: BDF takes f at the Jacobian's point
-/// from its Newton iteration (n columns), Rosenbrock adds df/dt by one difference (n + 1). This
+/// Evaluations a solve spent on finite-difference Jacobians: BDF and Radau take f at the
+/// Jacobian's point from their iteration or step start (n columns), Rosenbrock adds df/dt by one
+/// difference (n + 1). This
 /// is the arithmetic `tests/stiff.rs` (`counters_follow_the_methods_arithmetic`) asserts.
 fn jacobian_nfe(m: Method, n: usize, s: &Stats) -> usize {
     match m {
-        Method::Bdf => n * s.jacobians,
+        Method::Bdf | Method::Radau5 => n * s.jacobians,
         _ => (n + 1) * s.jacobians,
     }
 }
