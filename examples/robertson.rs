@@ -1,5 +1,5 @@
 //! A stiff problem: Robertson's chemical kinetics (ROBER of the Bari test set) to t = 1e11,
-//! with Rodas5P, Rosenbrock23 and BDF chosen by name, the Jacobian automatic (finite differences),
+//! with Rodas5P, Rosenbrock23, BDF and Radau chosen by name, the Jacobian automatic (finite differences),
 //! against the test set's reference end point. Dopri5 is shown for contrast on [0, 40] only:
 //! stability, not accuracy, limits its steps.
 //!
@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:<13} {:>6} {:>8} {:>6} {:>5} {:>6} {:>6}",
         "method", "rtol", "digits", "nfe", "steps", "LU", "jac"
     );
-    for name in ["rodas5p", "rosenbrock23", "bdf"] {
+    for name in ["rodas5p", "rosenbrock23", "bdf", "radau"] {
         let method: Method = name.parse()?;
         for rtol in [1e-4, 1e-6, 1e-8] {
             let sol = Solver::new(method)
