@@ -565,6 +565,10 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             self.work.nfe += 1;
             err = self.error_norm(tol, (y, y_new), true);
         }
+        if !err.is_finite() {
+            // The driver retries at h / 10 without a decision: the LUs are of this h.
+            self.lu_h = None;
+        }
         self.t_att = t;
         self.h_att = h;
         self.y_att.as_mut_slice().copy_from_slice(y.as_slice());

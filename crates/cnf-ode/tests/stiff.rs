@@ -110,6 +110,36 @@ fn linear_stiff_system_matches_its_exponential() {
     }
 }
 
+/// Radau over f32 (the methods are generic over the float, the complex LU included): the stiff
+/// linear system against its closed form at a tolerance f32 can meet.
+#[test]
+fn radau_in_f32_matches_the_exponential() {
+    let p = Eigen {
+        lambda: [-1.0, -100.0, -1e4],
+    };
+    let a = p.matrix().map(|row| row.map(|x| x as f32));
+    let y0 = [1.0f32, 2.0, -1.0];
+    let sol = Solver::new(Method::Radau5)
+        .rtol(1e-4f32)
+        .atol(1e-6f32)
+        .solve(
+            move |_t: f32, y: &[f32], dy: &mut [f32]| {
+                for (d, row) in dy.iter_mut().zip(&a) {
+                    *d = row.iter().zip(y).map(|(a, y)| a * y).sum();
+                }
+            },
+            0.0,
+            2.0,
+            &y0.to_vec(),
+        )
+        .unwrap();
+    let exact = p.exact(2.0, &[1.0, 2.0, -1.0]);
+    let got: Vec<f64> = sol.y.iter().map(|&x| f64::from(x)).collect();
+    let err = max_abs_diff(&got, &exact);
+    assert!(err < 1e-3, "error {err:e} ({})", sol.stats);
+    assert!(sol.stats.accepted < 100, "{}", sol.stats);
+}
+
 /// Prothero-Robinson y' = lambda (y - phi(t)) + phi'(t), phi = sin, lambda = -1e6: the solution
 /// is phi itself; written generically so that df/dt and J are exact (dual numbers).
 struct ProtheroRobinson;
