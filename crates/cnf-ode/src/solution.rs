@@ -34,12 +34,13 @@ pub struct Stats {
     /// Jacobian evaluations (scipy's `njev`), by any means: user-supplied, finite differences or
     /// dual numbers.
     pub jacobians: usize,
-    /// LU factorisations of an iteration matrix (scipy's `nlu`).
+    /// LU factorisations of an iteration matrix (scipy's `nlu`; Radau: 2 per iteration matrix,
+    /// its real and its complex LU, as scipy counts them).
     pub factorisations: usize,
     /// Linear solves with a factorised matrix (one right-hand side each).
     pub linear_solves: usize,
     /// Newton iterations of implicit steps (scipy's and CVODE's `nniters`; BDF: one linear
-    /// solve and one evaluation each).
+    /// solve and one evaluation each; Radau: a real and a complex solve and 3 evaluations).
     pub newton_iterations: usize,
     /// Newton iterations that did not converge (CVODE's `nncfails`); each is retried with a
     /// fresh Jacobian or a smaller step.

@@ -5,7 +5,7 @@
 //! of the last step (dense output, output times). The controller decides on the outcome, unless
 //! the method chooses its own steps ([`Stepper::decide`]: BDF picks step and order from its
 //! history). The explicit Runge-Kutta engines ([`crate::engine::Engine`],
-//! [`crate::small::ArrayEngine`]), the Rosenbrock stepper and the BDF stepper are the
+//! [`crate::small::ArrayEngine`]), the Rosenbrock, BDF and Radau steppers are the
 //! implementations.
 use num_traits::Float;
 
