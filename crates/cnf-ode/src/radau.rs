@@ -212,14 +212,15 @@ pub(crate) struct RadauStepper<T, S> {
 
 impl<T: Float, S: State<T>> RadauStepper<T, S> {
     /// A stepper with buffers shaped as `y0`, the Jacobian's pattern (checked by the caller),
-    /// the finite differences' floor, and the tolerances (validated by the caller; the relative
-    /// one sets the Newton tolerance, both serve the Newton test of fixed steps).
+    /// the finite differences' floor, the relative tolerance (it sets the Newton tolerance) and
+    /// the tolerances of the Newton test of fixed steps (`None` if they are invalid: the driver
+    /// then refuses the solve before any step).
     pub(crate) fn new(
         y0: &S,
         pattern: Sparsity,
         floor: Vec<T>,
         rtol: &Tolerance<T>,
-        fixed_tol: Tolerances<T>,
+        fixed_tol: Option<Tolerances<T>>,
     ) -> Self {
         let n = y0.len();
         let three = || [y0.clone(), y0.clone(), y0.clone()];
@@ -229,7 +230,7 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             pattern,
             floor,
             newton_tol: newton_tolerance(rtol),
-            fixed_tol: Some(fixed_tol),
+            fixed_tol,
             fixed: false,
             c: nodes().map(cast),
             e: error_weights().map(cast),
@@ -319,9 +320,10 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             self.m_complex[d] = mc + self.m_complex[d];
         }
         self.lu_h = None;
-        self.work.factorisations += 2;
         let singular = |_| StepFailure::Singular;
+        self.work.factorisations += 1;
         self.lu_real.factorise(&self.m_real, n).map_err(singular)?;
+        self.work.factorisations += 1;
         self.lu_complex
             .factorise(&self.m_complex, n)
             .map_err(singular)?;
