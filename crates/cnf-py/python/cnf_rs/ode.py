@@ -25,7 +25,8 @@ def solve(f, t_span, y0, method="RK45", rtol=1e-3, atol=1e-6, t_eval=None, n_ste
 
     A drop-in for ``scipy.integrate.solve_ivp(f, t_span, y0, method=..., rtol=..., atol=...,
     t_eval=...)``: ``method`` is one of :data:`cnf_rs.METHODS` or scipy's ``"RK45"``
-    (Dormand-Prince, ``dopri5``), ``"RK23"`` (``bs3``) and ``"DOP853"``; the defaults
+    (Dormand-Prince, ``dopri5``), ``"RK23"`` (``bs3``), ``"DOP853"``, ``"Radau"`` (``radau``,
+    scipy's algorithm step for step) and ``"BDF"`` (``bdf``, likewise); the defaults
     ``rtol=1e-3, atol=1e-6`` are scipy's. ``f(t, y)`` receives ``y`` as a float64 array and
     returns the derivative (an array or a sequence). Without ``t_eval`` the output holds ``t0``
     and the end of every accepted step. Fixed-step methods (``"rk4"``, ``"euler"``, ...) take
