@@ -251,7 +251,8 @@ pub(crate) struct RosenbrockStepper<T, S> {
     jac: Vec<T>,
     dfdt: S,
     jac_valid: bool,
-    /// The iteration matrix M = I / (h gamma) - J, then its LU.
+    /// The iteration matrix M = I / (h gamma) - J (kept for the refinement's residual) and
+    /// its LU.
     m: Vec<T>,
     lu: DenseLu<T>,
     /// Stage vectors k_i.
@@ -263,6 +264,9 @@ pub(crate) struct RosenbrockStepper<T, S> {
     ftmp: S,
     w64: [f64; 4],
     work: Stats,
+    /// A stage's right-hand side and its residual, for the refinement of its solve.
+    rhs: Vec<T>,
+    residual: Vec<T>,
 }
 
 impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
@@ -299,6 +303,8 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
             ftmp: y0.clone(),
             w64: [0.0; 4],
             work: Stats::default(),
+            rhs: vec![T::zero(); n],
+            residual: vec![T::zero(); n],
         }
     }
 
@@ -344,9 +350,13 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
             .map_err(|_| StepFailure::Singular)
     }
 
-    /// k = M^-1 k in place.
+    /// k = M^-1 k in place, refined once with the residual in twice the precision
+    /// ([`LinearSolver::refine`]; see the module's notes on rounding).
     fn solve(&mut self, i: usize) {
-        self.lu.solve_in_place(self.k[i].as_mut_slice());
+        let k = self.k[i].as_mut_slice();
+        self.rhs.copy_from_slice(k);
+        self.lu.solve_in_place(k);
+        self.lu.refine(&self.m, &self.rhs, k, &mut self.residual);
         self.work.linear_solves += 1;
     }
 
