@@ -25,46 +25,34 @@ pub trait LinearSolver<T> {
     fn factorise(&mut self, a: &[T], n: usize) -> Result<(), Singular>;
     /// Overwrites `b` with the solution x of A x = b, A the last factorised matrix.
     fn solve_in_place(&self, b: &mut [T]);
-
-    /// One step of iterative refinement of `x`, an approximate solution of A x = b (A = `a`,
-    /// row-major, the matrix last given to [`factorise`](Self::factorise)): x += A^-1 (b - A x),
-    /// with the residual accumulated in twice the working precision ([`residual`]) and
-    /// `scratch` (n values) for it.
-    ///
-    /// The residual must be more accurate than the working precision: computed in it, it has
-    /// the size of the rounding errors it is meant to remove, and refinement only reaches a
-    /// componentwise backward-stable x. With it, x is the solution of A x = b for the given
-    /// `a` to working precision in every direction, including directions that A^-1 amplifies
-    /// relative to the others (a stiff iteration matrix I / (h gamma) - J maps a rounding
-    /// error eps |A| |x| of the elimination to h gamma eps |A| |x| along J's null space, e.g.
-    /// a conserved linear combination of the state).
-    fn refine(&self, a: &[T], b: &[T], x: &mut [T], scratch: &mut [T])
-    where
-        T: Float,
-    {
-        residual(a, b, x, scratch);
-        self.solve_in_place(scratch);
-        for (x, &d) in x.iter_mut().zip(scratch.iter()) {
-            *x = *x + d;
-        }
-    }
 }
 
-/// out = b - A x for the n x n row-major A (n = `b.len()`), each row as accurate as if
-/// computed in twice the working precision and rounded once: Ogita, Rump and Oishi's Dot2
-/// (SIAM J. Sci. Comput. 26, 2005), products split exactly with a fused multiply-add
-/// (TwoProduct) and sums with Knuth's TwoSum, the errors added up separately. About 8
-/// operations per entry instead of 2. For a type whose `mul_add` is not fused the products'
-/// errors read as zero and this is the ordinary residual.
-pub(crate) fn residual<T: Float>(a: &[T], b: &[T], x: &[T], out: &mut [T]) {
+/// out = b - (c x - J x) for the n x n row-major J (n = `b.len()`): the residual of
+/// (c I - J) x = b, the iteration matrix of an implicit method, each row as accurate as if
+/// computed in twice the working precision and rounded once. Ogita, Rump and Oishi's Dot2
+/// (SIAM J. Sci. Comput. 26, 2005): products split exactly with a fused multiply-add
+/// (TwoProduct), sums with Knuth's TwoSum, their errors added up separately; about 8
+/// operations per entry instead of 2. Taking c I - J rather than the matrix formed from it
+/// leaves out the rounding of c - J_ii too. For a type whose `mul_add` is not fused the
+/// products' errors read as zero and this is the ordinary residual.
+///
+/// Iterative refinement needs a residual more accurate than the working precision: computed
+/// in it, the residual has the size of the rounding errors it is meant to remove, and
+/// refinement stops at a componentwise backward-stable solution. With it, one step
+/// x += LU^-1 (b - (c I - J) x) gives the solution of the exact system to working precision in
+/// every direction, including those that (c I - J)^-1 amplifies relative to the others: along
+/// a null vector of J^T (a conserved linear combination of the state) a stiff iteration matrix
+/// maps an elimination error eps |L| |U| |x| to eps |L| |U| |x| / c.
+pub(crate) fn residual_shifted<T: Float>(c: T, j: &[T], b: &[T], x: &[T], out: &mut [T]) {
     let n = b.len();
-    debug_assert_eq!(a.len(), n * n);
-    for ((row, &bi), o) in a.chunks_exact(n).zip(b).zip(out.iter_mut()) {
+    debug_assert_eq!(j.len(), n * n);
+    let minus_c = -c;
+    for (i, ((row, &bi), o)) in j.chunks_exact(n).zip(b).zip(out.iter_mut()).enumerate() {
         let (mut s, mut err) = (bi, T::zero());
-        for (&aij, &xj) in row.iter().zip(x) {
-            // -aij xj = p + pe exactly.
-            let p = -aij * xj;
-            let pe = (-aij).mul_add(xj, -p);
+        for (&a, &xv) in row.iter().zip(x).chain([(&minus_c, &x[i])]) {
+            // a xv = p + pe exactly.
+            let p = a * xv;
+            let pe = a.mul_add(xv, -p);
             // s + p = t + te exactly.
             let t = s + p;
             let z = t - s;
@@ -193,38 +181,49 @@ mod tests {
 
     /// The residual in twice the precision keeps what the working-precision one rounds away:
     /// a product's low part, (1 + eps)(1 - eps) = 1 - eps^2, and a small term added to a large
-    /// one that later cancels.
+    /// one that later cancels; the shift enters as c I - J.
     #[test]
     fn residual_in_twice_the_precision() {
         let e = f64::EPSILON;
         let mut out = [0.0];
-        residual(&[1.0 + e], &[1.0], &[1.0 - e], &mut out);
-        assert_eq!(out[0], e * e);
-        assert_eq!(1.0 - (1.0 + e) * (1.0 - e), 0.0);
+        // c = 0, J = 1 + e: 1 - (0 - (1 + e)) (1 - e) ... = 1 + (1 + e)(1 - e) - 2 with b = -1.
+        residual_shifted(0.0, &[1.0 + e], &[-1.0], &[1.0 - e], &mut out);
+        assert_eq!(out[0], -e * e);
+        assert_eq!(-1.0 + (1.0 + e) * (1.0 - e), 0.0);
+        // c = 1, J = [[0, -1], [0, 1]]: c I - J = [[1, 1], [0, 0]].
         let mut out = [0.0; 2];
-        residual(
-            &[1.0, 1.0, 0.0, 1.0],
+        residual_shifted(
+            1.0,
+            &[0.0, -1.0, 0.0, 1.0],
             &[e / 4.0, 0.0],
             &[1.0, -1.0],
             &mut out,
         );
-        assert_eq!(out, [e / 4.0, 1.0]);
+        assert_eq!(out, [e / 4.0, 0.0]);
         assert_eq!(e / 4.0 - 1.0 + 1.0, 0.0);
     }
 
-    /// One refinement step leaves the solution of a well-conditioned system where it was and
-    /// corrects a perturbed one back to it.
+    /// One refinement step with the accurate residual corrects a perturbed solution back to
+    /// the solution.
     #[test]
     fn refinement_corrects_a_perturbed_solution() {
+        // c I - J with c = 4 and J = 4 I - a.
         let a = [4.0, -2.0, 1.0, -2.0, 4.0, -2.0, 1.0, -2.0, 4.0];
+        let j: Vec<f64> = (0..9)
+            .map(|k| if k % 4 == 0 { 4.0 - a[k] } else { -a[k] })
+            .collect();
         let b = [11.0, -16.0, 17.0];
         let mut lu = DenseLu::new();
         lu.factorise(&a, 3).unwrap();
         let mut x = b;
         lu.solve_in_place(&mut x);
-        let mut scratch = [0.0; 3];
         let mut y = [x[0] + 1e-3, x[1] - 2e-3, x[2]];
-        lu.refine(&a, &b, &mut y, &mut scratch);
+        let mut r = [0.0; 3];
+        residual_shifted(4.0, &j, &b, &y, &mut r);
+        lu.solve_in_place(&mut r);
+        for (y, d) in y.iter_mut().zip(r) {
+            *y += d;
+        }
         for (got, want) in y.iter().zip(x) {
             assert!((got - want).abs() < 1e-14, "{got} vs {want}");
         }

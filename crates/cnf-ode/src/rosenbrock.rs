@@ -16,7 +16,7 @@ use num_traits::Float;
 
 use crate::engine::error_of;
 use crate::jacobian::{jacobian, time_derivative, Sparsity};
-use crate::linalg::{DenseLu, LinearSolver};
+use crate::linalg::{residual_shifted, DenseLu, LinearSolver};
 use crate::options::Tolerances;
 use crate::solution::Stats;
 use crate::state::State;
@@ -251,8 +251,7 @@ pub(crate) struct RosenbrockStepper<T, S> {
     jac: Vec<T>,
     dfdt: S,
     jac_valid: bool,
-    /// The iteration matrix M = I / (h gamma) - J (kept for the refinement's residual) and
-    /// its LU.
+    /// The iteration matrix M = I / (h gamma) - J, then its LU.
     m: Vec<T>,
     lu: DenseLu<T>,
     /// Stage vectors k_i.
@@ -264,6 +263,8 @@ pub(crate) struct RosenbrockStepper<T, S> {
     ftmp: S,
     w64: [f64; 4],
     work: Stats,
+    /// 1 / (h gamma) of the last factorisation.
+    diag: T,
     /// A stage's right-hand side and its residual, for the refinement of its solve.
     rhs: Vec<T>,
     residual: Vec<T>,
@@ -303,6 +304,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
             ftmp: y0.clone(),
             w64: [0.0; 4],
             work: Stats::default(),
+            diag: T::one(),
             rhs: vec![T::zero(); n],
             residual: vec![T::zero(); n],
         }
@@ -338,6 +340,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
         }
         let n = self.n;
         let diag = T::one() / hgamma;
+        self.diag = diag;
         for (m, &j) in self.m.iter_mut().zip(&self.jac) {
             *m = -j;
         }
@@ -350,13 +353,17 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
             .map_err(|_| StepFailure::Singular)
     }
 
-    /// k = M^-1 k in place, refined once with the residual in twice the precision
-    /// ([`LinearSolver::refine`]; see the module's notes on rounding).
+    /// k = M^-1 k in place, refined once with the residual of (I / (h gamma) - J) k = r in
+    /// twice the precision (see the module's notes on rounding).
     fn solve(&mut self, i: usize) {
         let k = self.k[i].as_mut_slice();
         self.rhs.copy_from_slice(k);
         self.lu.solve_in_place(k);
-        self.lu.refine(&self.m, &self.rhs, k, &mut self.residual);
+        residual_shifted(self.diag, &self.jac, &self.rhs, k, &mut self.residual);
+        self.lu.solve_in_place(&mut self.residual);
+        for (x, &d) in k.iter_mut().zip(&self.residual) {
+            *x = *x + d;
+        }
         self.work.linear_solves += 1;
     }
 
