@@ -43,24 +43,37 @@ pub trait LinearSolver<T> {
 /// every direction, including those that (c I - J)^-1 amplifies relative to the others: along
 /// a null vector of J^T (a conserved linear combination of the state) a stiff iteration matrix
 /// maps an elimination error eps |L| |U| |x| to eps |L| |U| |x| / c.
-pub(crate) fn residual_shifted<T: Float>(c: T, j: &[T], b: &[T], x: &[T], out: &mut [T]) {
+pub(crate) fn residual_shifted<T: Float>(
+    c: T,
+    j: &[T],
+    (b, x): (&[T], &[T]),
+    (out, err): (&mut [T], &mut [T]),
+) {
     let n = b.len();
     debug_assert_eq!(j.len(), n * n);
-    let minus_c = -c;
-    for (i, ((row, &bi), o)) in j.chunks_exact(n).zip(b).zip(out.iter_mut()).enumerate() {
-        let (mut s, mut err) = (bi, T::zero());
-        for (&a, &xv) in row.iter().zip(x).chain([(&minus_c, &x[i])]) {
-            // a xv = p + pe exactly.
-            let p = a * xv;
-            let pe = a.mul_add(xv, -p);
-            // s + p = t + te exactly.
-            let t = s + p;
-            let z = t - s;
-            let te = (s - (t - z)) + (p - z);
-            s = t;
-            err = err + (te + pe);
+    // Column by column over all rows at once: the rows' sums are independent, so their
+    // dependency chains overlap (and vectorise) instead of running one after another.
+    // s + p = t + te and a xv = p + pe exactly.
+    let add = |s: &mut T, e: &mut T, a: T, xv: T| {
+        let p = a * xv;
+        let pe = a.mul_add(xv, -p);
+        let t = *s + p;
+        let z = t - *s;
+        *e = *e + (((*s - (t - z)) + (p - z)) + pe);
+        *s = t;
+    };
+    out.copy_from_slice(b);
+    err.fill(T::zero());
+    for ((s, e), &xv) in out.iter_mut().zip(err.iter_mut()).zip(x) {
+        add(s, e, -c, xv);
+    }
+    for (col, &xv) in x.iter().enumerate() {
+        for ((s, e), row) in out.iter_mut().zip(err.iter_mut()).zip(j.chunks_exact(n)) {
+            add(s, e, row[col], xv);
         }
-        *o = s + err;
+    }
+    for (s, &e) in out.iter_mut().zip(err.iter()) {
+        *s = *s + e;
     }
 }
 
@@ -187,7 +200,12 @@ mod tests {
         let e = f64::EPSILON;
         let mut out = [0.0];
         // c = 0, J = 1 + e: 1 - (0 - (1 + e)) (1 - e) ... = 1 + (1 + e)(1 - e) - 2 with b = -1.
-        residual_shifted(0.0, &[1.0 + e], &[-1.0], &[1.0 - e], &mut out);
+        residual_shifted(
+            0.0,
+            &[1.0 + e],
+            (&[-1.0], &[1.0 - e]),
+            (&mut out, &mut [0.0]),
+        );
         assert_eq!(out[0], -e * e);
         assert_eq!(-1.0 + (1.0 + e) * (1.0 - e), 0.0);
         // c = 1, J = [[0, -1], [0, 1]]: c I - J = [[1, 1], [0, 0]].
@@ -195,9 +213,8 @@ mod tests {
         residual_shifted(
             1.0,
             &[0.0, -1.0, 0.0, 1.0],
-            &[e / 4.0, 0.0],
-            &[1.0, -1.0],
-            &mut out,
+            (&[e / 4.0, 0.0], &[1.0, -1.0]),
+            (&mut out, &mut [0.0; 2]),
         );
         assert_eq!(out, [e / 4.0, 0.0]);
         assert_eq!(e / 4.0 - 1.0 + 1.0, 0.0);
@@ -219,7 +236,7 @@ mod tests {
         lu.solve_in_place(&mut x);
         let mut y = [x[0] + 1e-3, x[1] - 2e-3, x[2]];
         let mut r = [0.0; 3];
-        residual_shifted(4.0, &j, &b, &y, &mut r);
+        residual_shifted(4.0, &j, (&b, &y), (&mut r, &mut [0.0; 3]));
         lu.solve_in_place(&mut r);
         for (y, d) in y.iter_mut().zip(r) {
             *y += d;
