@@ -27,6 +27,56 @@ pub trait LinearSolver<T> {
     fn solve_in_place(&self, b: &mut [T]);
 }
 
+/// out = b - (c x - J x) for the n x n row-major J (n = `b.len()`): the residual of
+/// (c I - J) x = b, the iteration matrix of an implicit method, each row as accurate as if
+/// computed in twice the working precision and rounded once. Ogita, Rump and Oishi's Dot2
+/// (SIAM J. Sci. Comput. 26, 2005): products split exactly with a fused multiply-add
+/// (TwoProduct), sums with Knuth's TwoSum, their errors added up separately; about 8
+/// operations per entry instead of 2. Taking c I - J rather than the matrix formed from it
+/// leaves out the rounding of c - J_ii too. For a type whose `mul_add` is not fused the
+/// products' errors read as zero and this is the ordinary residual.
+///
+/// Iterative refinement needs a residual more accurate than the working precision: computed
+/// in it, the residual has the size of the rounding errors it is meant to remove, and
+/// refinement stops at a componentwise backward-stable solution. With it, one step
+/// x += LU^-1 (b - (c I - J) x) gives the solution of the exact system to working precision in
+/// every direction, including those that (c I - J)^-1 amplifies relative to the others: along
+/// a null vector of J^T (a conserved linear combination of the state) a stiff iteration matrix
+/// maps an elimination error eps |L| |U| |x| to eps |L| |U| |x| / c.
+pub(crate) fn residual_shifted<T: Float>(
+    c: T,
+    j: &[T],
+    (b, x): (&[T], &[T]),
+    (out, err): (&mut [T], &mut [T]),
+) {
+    let n = b.len();
+    debug_assert_eq!(j.len(), n * n);
+    // Column by column over all rows at once: the rows' sums are independent, so their
+    // dependency chains overlap (and vectorise) instead of running one after another.
+    // s + p = t + te and a xv = p + pe exactly.
+    let add = |s: &mut T, e: &mut T, a: T, xv: T| {
+        let p = a * xv;
+        let pe = a.mul_add(xv, -p);
+        let t = *s + p;
+        let z = t - *s;
+        *e = *e + (((*s - (t - z)) + (p - z)) + pe);
+        *s = t;
+    };
+    out.copy_from_slice(b);
+    err.fill(T::zero());
+    for ((s, e), &xv) in out.iter_mut().zip(err.iter_mut()).zip(x) {
+        add(s, e, -c, xv);
+    }
+    for (col, &xv) in x.iter().enumerate() {
+        for ((s, e), row) in out.iter_mut().zip(err.iter_mut()).zip(j.chunks_exact(n)) {
+            add(s, e, row[col], xv);
+        }
+    }
+    for (s, &e) in out.iter_mut().zip(err.iter()) {
+        *s = *s + e;
+    }
+}
+
 /// Dense LU with partial (row) pivoting, P A = L U, stored in place: O(n^3 / 3) to factorise,
 /// O(n^2) per solve. Buffers are kept between factorisations of the same size.
 #[derive(Debug, Clone, Default)]
@@ -138,6 +188,60 @@ mod tests {
         lu.factorise(&a, 3).unwrap();
         lu.solve_in_place(&mut b);
         for (got, want) in b.iter().zip(x) {
+            assert!((got - want).abs() < 1e-14, "{got} vs {want}");
+        }
+    }
+
+    /// The residual in twice the precision keeps what the working-precision one rounds away:
+    /// a product's low part, (1 + eps)(1 - eps) = 1 - eps^2, and a small term added to a large
+    /// one that later cancels; the shift enters as c I - J.
+    #[test]
+    fn residual_in_twice_the_precision() {
+        let e = f64::EPSILON;
+        let mut out = [0.0];
+        // c = 0, J = 1 + e: 1 - (0 - (1 + e)) (1 - e) ... = 1 + (1 + e)(1 - e) - 2 with b = -1.
+        residual_shifted(
+            0.0,
+            &[1.0 + e],
+            (&[-1.0], &[1.0 - e]),
+            (&mut out, &mut [0.0]),
+        );
+        assert_eq!(out[0], -e * e);
+        assert_eq!(-1.0 + (1.0 + e) * (1.0 - e), 0.0);
+        // c = 1, J = [[0, -1], [0, 1]]: c I - J = [[1, 1], [0, 0]].
+        let mut out = [0.0; 2];
+        residual_shifted(
+            1.0,
+            &[0.0, -1.0, 0.0, 1.0],
+            (&[e / 4.0, 0.0], &[1.0, -1.0]),
+            (&mut out, &mut [0.0; 2]),
+        );
+        assert_eq!(out, [e / 4.0, 0.0]);
+        assert_eq!(e / 4.0 - 1.0 + 1.0, 0.0);
+    }
+
+    /// One refinement step with the accurate residual corrects a perturbed solution back to
+    /// the solution.
+    #[test]
+    fn refinement_corrects_a_perturbed_solution() {
+        // c I - J with c = 4 and J = 4 I - a.
+        let a = [4.0, -2.0, 1.0, -2.0, 4.0, -2.0, 1.0, -2.0, 4.0];
+        let j: Vec<f64> = (0..9)
+            .map(|k| if k % 4 == 0 { 4.0 - a[k] } else { -a[k] })
+            .collect();
+        let b = [11.0, -16.0, 17.0];
+        let mut lu = DenseLu::new();
+        lu.factorise(&a, 3).unwrap();
+        let mut x = b;
+        lu.solve_in_place(&mut x);
+        let mut y = [x[0] + 1e-3, x[1] - 2e-3, x[2]];
+        let mut r = [0.0; 3];
+        residual_shifted(4.0, &j, (&b, &y), (&mut r, &mut [0.0; 3]));
+        lu.solve_in_place(&mut r);
+        for (y, d) in y.iter_mut().zip(r) {
+            *y += d;
+        }
+        for (got, want) in y.iter().zip(x) {
             assert!((got - want).abs() < 1e-14, "{got} vs {want}");
         }
     }

@@ -200,6 +200,9 @@ pub(crate) struct Options<T> {
     /// Where the Jacobian can be non-zero, for grouped finite differences (implicit methods;
     /// default dense).
     pub sparsity: Option<crate::jacobian::Sparsity>,
+    /// Refine each Rosenbrock stage solve once with its residual in twice the precision
+    /// (default off).
+    pub refine_stage_solves: bool,
 }
 
 impl<T: Float> Default for Options<T> {
@@ -216,6 +219,7 @@ impl<T: Float> Default for Options<T> {
             error_components: None,
             error_norm: ErrorNorm::Rms,
             sparsity: None,
+            refine_stage_solves: false,
         }
     }
 }
