@@ -25,6 +25,7 @@ use num_traits::Float;
 
 use crate::controller::StepController;
 use crate::engine::error_of;
+use crate::implicit::CurrentPoint;
 use crate::jacobian::{jacobian, Sparsity};
 use crate::linalg::{DenseLu, LinearSolver};
 use crate::options::{Tolerance, Tolerances};
@@ -146,8 +147,8 @@ pub(crate) struct BdfStepper<T, S> {
     history: bool,
     /// Steps accepted at the current h and order.
     n_equal: usize,
-    f0: S,
-    f0_valid: bool,
+    /// f at the current point, scratch and work.
+    cur: CurrentPoint<S>,
     jac: Vec<T>,
     jac_valid: bool,
     /// The Jacobian was evaluated during the current step (a Newton failure then shrinks the
@@ -173,7 +174,6 @@ pub(crate) struct BdfStepper<T, S> {
     f_pred: S,
     f: S,
     ytmp: S,
-    ftmp: S,
     /// Newton iterations of the last converged attempt.
     iters: usize,
     /// Error norms of orders k - 1 and k + 1 at the last attempt, when the order is due for
@@ -184,7 +184,6 @@ pub(crate) struct BdfStepper<T, S> {
     dense: Vec<S>,
     dense_ready: bool,
     w64: [f64; MAX_ORDER],
-    work: Stats,
 }
 
 impl<T: Float, S: State<T>> BdfStepper<T, S> {
@@ -220,8 +219,7 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
             h: T::zero(),
             history: false,
             n_equal: 0,
-            f0: y0.clone(),
-            f0_valid: false,
+            cur: CurrentPoint::new(y0),
             jac: vec![T::zero(); n * n],
             jac_valid: false,
             jac_fresh: false,
@@ -237,22 +235,12 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
             f_pred: y0.clone(),
             f: y0.clone(),
             ytmp: y0.clone(),
-            ftmp: y0.clone(),
             iters: 0,
             neighbours: None,
             next_order: 1,
             dense: vec![y0.clone(); MAX_ORDER],
             dense_ready: false,
             w64: [0.0; MAX_ORDER],
-            work: Stats::default(),
-        }
-    }
-
-    fn ensure_f0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) {
-        if !self.f0_valid {
-            sys.rhs(t, y, &mut self.f0);
-            self.work.nfe += 1;
-            self.f0_valid = true;
         }
     }
 
@@ -260,17 +248,17 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
     /// (t, y_pred) with f_pred.
     fn evaluate_jacobian<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: Option<&S>) {
         let (at, fy) = match y {
-            Some(y) => (y, &self.f0),
+            Some(y) => (y, &self.cur.f),
             None => (&self.y_pred, &self.f_pred),
         };
-        self.work.nfe += jacobian(
+        self.cur.work.nfe += jacobian(
             sys,
             (t, at, fy),
             (&self.pattern, &self.floor),
-            (&mut self.ytmp, &mut self.ftmp),
+            (&mut self.ytmp, &mut self.cur.scratch),
             &mut self.jac,
         );
-        self.work.jacobians += 1;
+        self.cur.work.jacobians += 1;
         self.jac_valid = true;
         self.jac_fresh = true;
         self.lu_c = None;
@@ -291,7 +279,7 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
         for i in 0..n {
             self.m[i * n + i] = self.m[i * n + i] + T::one();
         }
-        self.work.factorisations += 1;
+        self.cur.work.factorisations += 1;
         self.lu_c = None;
         self.lu
             .factorise(&self.m, n)
@@ -325,9 +313,13 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
     /// Starts the history at (t, y) for a first step of size h: D_0 = y, D_1 = h f(t, y),
     /// order 1.
     fn start<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, h: T, y: &S) {
-        self.ensure_f0(sys, t, y);
+        self.cur.ensure(sys, t, y);
         self.d[0].as_mut_slice().copy_from_slice(y.as_slice());
-        for (d, &f) in self.d[1].as_mut_slice().iter_mut().zip(self.f0.as_slice()) {
+        for (d, &f) in self.d[1]
+            .as_mut_slice()
+            .iter_mut()
+            .zip(self.cur.f.as_slice())
+        {
             *d = h * f;
         }
         for row in &mut self.d[2..] {
@@ -361,7 +353,7 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
                 &mut self.f
             };
             sys.rhs(t_new, y_new, f);
-            self.work.nfe += 1;
+            self.cur.work.nfe += 1;
             let f = f.as_slice();
             if f.iter().any(|x| !x.is_finite()) {
                 return Newton::NonFinite;
@@ -378,10 +370,13 @@ impl<T: Float, S: State<T>> BdfStepper<T, S> {
                 *o = c * fv - p - d;
             }
             self.lu.solve_in_place(self.dy.as_mut_slice());
-            self.work.linear_solves += 1;
-            self.work.newton_iterations += 1;
-            self.ftmp.as_mut_slice().copy_from_slice(self.dy.as_slice());
-            let norm = norm_at(tol, self.y_pred.as_slice(), self.ftmp.as_mut_slice());
+            self.cur.work.linear_solves += 1;
+            self.cur.work.newton_iterations += 1;
+            self.cur
+                .scratch
+                .as_mut_slice()
+                .copy_from_slice(self.dy.as_slice());
+            let norm = norm_at(tol, self.y_pred.as_slice(), self.cur.scratch.as_mut_slice());
             if !norm.is_finite() {
                 return Newton::Diverged;
             }
@@ -437,14 +432,13 @@ impl<T: Float, S: State<T>> Stepper<T, S> for BdfStepper<T, S> {
         true
     }
     fn work(&self) -> Stats {
-        self.work
+        self.cur.work
     }
     fn add_nfe(&mut self, n: usize) {
-        self.work.nfe += n;
+        self.cur.work.nfe += n;
     }
     fn derivative<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> (&S, &mut S) {
-        self.ensure_f0(sys, t, y);
-        (&self.f0, &mut self.ftmp)
+        self.cur.derivative(sys, t, y)
     }
     fn attempt<F: OdeSystem<T, S>>(
         &mut self,
@@ -469,7 +463,7 @@ impl<T: Float, S: State<T>> Stepper<T, S> for BdfStepper<T, S> {
             self.n_equal = 0;
         }
         if !self.jac_valid {
-            self.ensure_f0(sys, t, y);
+            self.cur.ensure(sys, t, y);
             self.evaluate_jacobian(sys, t, Some(y));
         }
         let k = self.order;
@@ -503,7 +497,7 @@ impl<T: Float, S: State<T>> Stepper<T, S> for BdfStepper<T, S> {
                 // A step into a region where f overflows: the driver shrinks it hard.
                 Newton::NonFinite => return Attempt::Done { err: T::nan() },
                 Newton::Diverged => {
-                    self.work.newton_failures += 1;
+                    self.cur.work.newton_failures += 1;
                     self.keep_lu = false;
                     if !self.jac_fresh {
                         // A Jacobian from an earlier step: refresh it at the prediction, retry.
@@ -521,7 +515,7 @@ impl<T: Float, S: State<T>> Stepper<T, S> for BdfStepper<T, S> {
         let (at, corr, scratch) = (
             y_new.as_slice(),
             self.corr.as_slice(),
-            self.ftmp.as_mut_slice(),
+            self.cur.scratch.as_mut_slice(),
         );
         let ec = self.error_const;
         let zero = T::zero();
@@ -659,12 +653,12 @@ impl<T: Float, S: State<T>> Stepper<T, S> for BdfStepper<T, S> {
         }
         self.neighbours = None;
         self.jac_fresh = false;
-        self.f0_valid = false;
+        self.cur.valid = false;
         self.dense_ready = false;
     }
     fn restart(&mut self) {
         self.history = false;
-        self.f0_valid = false;
+        self.cur.valid = false;
         self.jac_valid = false;
         self.jac_fresh = false;
         self.dense_ready = false;

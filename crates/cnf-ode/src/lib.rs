@@ -57,6 +57,7 @@ mod engine;
 mod error;
 mod event;
 mod grad;
+mod implicit;
 mod jacobian;
 mod linalg;
 mod method;

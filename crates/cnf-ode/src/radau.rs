@@ -25,6 +25,7 @@ use crate::bdf::{newton_tolerance, norm_at};
 use crate::complex_lu::ComplexLu;
 use crate::controller::StepController;
 use crate::engine::error_of;
+use crate::implicit::CurrentPoint;
 use crate::jacobian::{jacobian, Sparsity};
 use crate::linalg::{DenseLu, LinearSolver};
 use crate::options::{Tolerance, Tolerances};
@@ -154,9 +155,8 @@ pub(crate) struct RadauStepper<T, S> {
     e: [T; 3],
     mu_real: T,
     mu_complex: Complex<T>,
-    /// f(t, y) at the current point.
-    f: S,
-    f_valid: bool,
+    /// f at the current point, scratch and work.
+    cur: CurrentPoint<S>,
     jac: Vec<T>,
     jac_valid: bool,
     /// The Jacobian is at the current point or was refreshed for this step (scipy's
@@ -182,7 +182,6 @@ pub(crate) struct RadauStepper<T, S> {
     ze: S,
     err: S,
     ytmp: S,
-    ftmp: S,
     /// The attempt's start (t, h, y), for the polynomial once it is accepted.
     t_att: T,
     h_att: T,
@@ -207,7 +206,6 @@ pub(crate) struct RadauStepper<T, S> {
     /// The previous step's proposed size and error norm (the predictive controller's memory).
     old: Option<(T, T)>,
     w64: [f64; 3],
-    work: Stats,
 }
 
 impl<T: Float, S: State<T>> RadauStepper<T, S> {
@@ -236,8 +234,7 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             e: error_weights().map(cast),
             mu_real: cast(mr),
             mu_complex: Complex::new(cast(cr), cast(ci)),
-            f: y0.clone(),
-            f_valid: false,
+            cur: CurrentPoint::new(y0),
             jac: vec![T::zero(); n * n],
             jac_valid: false,
             jac_current: false,
@@ -256,7 +253,6 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             ze: y0.clone(),
             err: y0.clone(),
             ytmp: y0.clone(),
-            ftmp: y0.clone(),
             t_att: T::zero(),
             h_att: T::zero(),
             y_att: y0.clone(),
@@ -273,28 +269,19 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             entry_h_abs: T::zero(),
             old: None,
             w64: [0.0; 3],
-            work: Stats::default(),
-        }
-    }
-
-    fn ensure_f<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) {
-        if !self.f_valid {
-            sys.rhs(t, y, &mut self.f);
-            self.work.nfe += 1;
-            self.f_valid = true;
         }
     }
 
     /// J at (t, y) (f there is `f`); the LUs are then out of date.
     fn evaluate_jacobian<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) {
-        self.work.nfe += jacobian(
+        self.cur.work.nfe += jacobian(
             sys,
-            (t, y, &self.f),
+            (t, y, &self.cur.f),
             (&self.pattern, &self.floor),
-            (&mut self.ytmp, &mut self.ftmp),
+            (&mut self.ytmp, &mut self.cur.scratch),
             &mut self.jac,
         );
-        self.work.jacobians += 1;
+        self.cur.work.jacobians += 1;
         self.jac_valid = true;
         self.jac_current = true;
         self.jac_due = false;
@@ -321,9 +308,9 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
         }
         self.lu_h = None;
         let singular = |_| StepFailure::Singular;
-        self.work.factorisations += 1;
+        self.cur.work.factorisations += 1;
         self.lu_real.factorise(&self.m_real, n).map_err(singular)?;
-        self.work.factorisations += 1;
+        self.cur.work.factorisations += 1;
         self.lu_complex
             .factorise(&self.m_complex, n)
             .map_err(singular)?;
@@ -356,8 +343,11 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
     fn update_norm(&mut self, tol: &mut Tolerances<T>, y: &S) -> T {
         let mut sum = T::zero();
         for row in &self.dw {
-            self.ftmp.as_mut_slice().copy_from_slice(row.as_slice());
-            let e = norm_at(tol, y.as_slice(), self.ftmp.as_mut_slice());
+            self.cur
+                .scratch
+                .as_mut_slice()
+                .copy_from_slice(row.as_slice());
+            let e = norm_at(tol, y.as_slice(), self.cur.scratch.as_mut_slice());
             sum = sum + e * e;
         }
         (sum / cast(3.0)).sqrt()
@@ -393,7 +383,7 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
                 }
                 sys.rhs(t + h * self.c[i], &self.ytmp, &mut self.stage_f[i]);
             }
-            self.work.nfe += 3;
+            self.cur.work.nfe += 3;
             let finite = self
                 .stage_f
                 .iter()
@@ -414,8 +404,8 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             }
             self.lu_real.solve_in_place(self.dw[0].as_mut_slice());
             self.lu_complex.solve_in_place(&mut self.rhs_complex);
-            self.work.linear_solves += 2;
-            self.work.newton_iterations += 1;
+            self.cur.work.linear_solves += 2;
+            self.cur.work.newton_iterations += 1;
             {
                 let [_, d1, d2] = &mut self.dw;
                 let pairs = d1.as_mut_slice().iter_mut().zip(d2.as_mut_slice());
@@ -460,7 +450,11 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
     /// The error estimate: (mu_real / h I - J)^-1 (f(v) + Z^T E / h), its scaled norm at
     /// max(|y|, |y_new|); f(v) is `f` (v = y), or `ftmp` for the second estimate.
     fn error_norm(&mut self, tol: &mut Tolerances<T>, (y, y_new): (&S, &S), second: bool) -> T {
-        let f = if second { &self.ftmp } else { &self.f };
+        let f = if second {
+            &self.cur.scratch
+        } else {
+            &self.cur.f
+        };
         for (e, (&fv, &zv)) in self
             .err
             .as_mut_slice()
@@ -470,7 +464,7 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             *e = fv + zv;
         }
         self.lu_real.solve_in_place(self.err.as_mut_slice());
-        self.work.linear_solves += 1;
+        self.cur.work.linear_solves += 1;
         self.ytmp
             .as_mut_slice()
             .copy_from_slice(self.err.as_slice());
@@ -497,7 +491,7 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             self.step_start = false;
             self.entry_h_abs = self.proposal.unwrap_or(h.abs());
         }
-        self.ensure_f(sys, t, y);
+        self.cur.ensure(sys, t, y);
         if !self.jac_valid || self.jac_due {
             self.evaluate_jacobian(sys, t, y);
         }
@@ -516,7 +510,7 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             if converged {
                 break true;
             }
-            self.work.newton_failures += 1;
+            self.cur.work.newton_failures += 1;
             if self.jac_current {
                 break false;
             }
@@ -551,8 +545,8 @@ impl<T: Float, S: State<T>> RadauStepper<T, S> {
             {
                 *o = yv + ev;
             }
-            sys.rhs(t, &self.ytmp, &mut self.ftmp);
-            self.work.nfe += 1;
+            sys.rhs(t, &self.ytmp, &mut self.cur.scratch);
+            self.cur.work.nfe += 1;
             err = self.error_norm(tol, (y, y_new), true);
         }
         if !err.is_finite() {
@@ -591,14 +585,13 @@ impl<T: Float, S: State<T>> Stepper<T, S> for RadauStepper<T, S> {
         true
     }
     fn work(&self) -> Stats {
-        self.work
+        self.cur.work
     }
     fn add_nfe(&mut self, n: usize) {
-        self.work.nfe += n;
+        self.cur.work.nfe += n;
     }
     fn derivative<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> (&S, &mut S) {
-        self.ensure_f(sys, t, y);
-        (&self.f, &mut self.ftmp)
+        self.cur.derivative(sys, t, y)
     }
     fn attempt<F: OdeSystem<T, S>>(
         &mut self,
@@ -695,7 +688,7 @@ impl<T: Float, S: State<T>> Stepper<T, S> for RadauStepper<T, S> {
         std::mem::swap(&mut self.y_att, &mut self.y_prev);
         self.prev_span = Some((self.t_att, (self.t_att + self.h_att) - self.t_att));
         self.dense_ready = false;
-        self.f_valid = false;
+        self.cur.valid = false;
         self.rejected = false;
         self.step_start = true;
         if self.fixed {
@@ -704,7 +697,7 @@ impl<T: Float, S: State<T>> Stepper<T, S> for RadauStepper<T, S> {
     }
     fn restart(&mut self) {
         self.prev_span = None;
-        self.f_valid = false;
+        self.cur.valid = false;
         self.jac_valid = false;
         self.jac_current = false;
         self.jac_due = false;

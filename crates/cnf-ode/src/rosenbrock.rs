@@ -26,6 +26,7 @@
 use num_traits::Float;
 
 use crate::engine::error_of;
+use crate::implicit::CurrentPoint;
 use crate::jacobian::{jacobian, time_derivative, Sparsity};
 use crate::linalg::{residual_shifted, DenseLu, LinearSolver};
 use crate::options::Tolerances;
@@ -255,9 +256,8 @@ pub(crate) struct RosenbrockStepper<T, S> {
     pattern: Sparsity,
     /// The finite differences' floor per component (the absolute tolerance).
     floor: Vec<T>,
-    /// f(t, y) at the current point.
-    f0: S,
-    f0_valid: bool,
+    /// f at the current point, scratch and work.
+    cur: CurrentPoint<S>,
     /// J and df/dt at the current point.
     jac: Vec<T>,
     dfdt: S,
@@ -271,9 +271,7 @@ pub(crate) struct RosenbrockStepper<T, S> {
     dense: Vec<S>,
     dense_ready: bool,
     ytmp: S,
-    ftmp: S,
     w64: [f64; 4],
-    work: Stats,
     /// 1 / (h gamma) of the last factorisation.
     diag: T,
     /// The buffers of the stage solves' refinement, when it is asked for.
@@ -309,8 +307,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
             n,
             pattern,
             floor,
-            f0: y0.clone(),
-            f0_valid: false,
+            cur: CurrentPoint::new(y0),
             jac: vec![T::zero(); n * n],
             dfdt: y0.clone(),
             jac_valid: false,
@@ -320,23 +317,13 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
             dense: vec![y0.clone(); vectors],
             dense_ready: false,
             ytmp: y0.clone(),
-            ftmp: y0.clone(),
             w64: [0.0; 4],
-            work: Stats::default(),
             diag: T::one(),
             refinement: refine.then(|| Refinement {
                 rhs: vec![T::zero(); n],
                 residual: vec![T::zero(); n],
                 residual_err: vec![T::zero(); n],
             }),
-        }
-    }
-
-    fn ensure_f0<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) {
-        if !self.f0_valid {
-            sys.rhs(t, y, &mut self.f0);
-            self.work.nfe += 1;
-            self.f0_valid = true;
         }
     }
 
@@ -349,15 +336,15 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
         hgamma: T,
     ) -> Result<(), StepFailure> {
         if !self.jac_valid {
-            self.work.nfe += jacobian(
+            self.cur.work.nfe += jacobian(
                 sys,
-                (t, y, &self.f0),
+                (t, y, &self.cur.f),
                 (&self.pattern, &self.floor),
-                (&mut self.ytmp, &mut self.ftmp),
+                (&mut self.ytmp, &mut self.cur.scratch),
                 &mut self.jac,
             );
-            self.work.nfe += time_derivative(sys, (t, y, &self.f0), &mut self.dfdt);
-            self.work.jacobians += 1;
+            self.cur.work.nfe += time_derivative(sys, (t, y, &self.cur.f), &mut self.dfdt);
+            self.cur.work.jacobians += 1;
             self.jac_valid = true;
         }
         let n = self.n;
@@ -369,7 +356,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
         for i in 0..n {
             self.m[i * n + i] = self.m[i * n + i] + diag;
         }
-        self.work.factorisations += 1;
+        self.cur.work.factorisations += 1;
         self.lu
             .factorise(&self.m, n)
             .map_err(|_| StepFailure::Singular)
@@ -396,7 +383,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
                 }
             }
         }
-        self.work.linear_solves += 1;
+        self.cur.work.linear_solves += 1;
     }
 
     fn rodas<F: OdeSystem<T, S>>(
@@ -415,7 +402,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
             let (done, rest) = self.k.split_at_mut(i);
             let ki = rest[0].as_mut_slice();
             if i == 0 {
-                ki.copy_from_slice(self.f0.as_slice());
+                ki.copy_from_slice(self.cur.f.as_slice());
             } else {
                 let u = self.ytmp.as_mut_slice();
                 u.copy_from_slice(ys);
@@ -428,7 +415,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
                     }
                 }
                 sys.rhs(t + cast::<T>(r.c[i]) * h, &self.ytmp, &mut rest[0]);
-                self.work.nfe += 1;
+                self.cur.work.nfe += 1;
                 let ki = rest[0].as_mut_slice();
                 for (j, &cij) in r.cm[i].iter().enumerate() {
                     let c = cast::<T>(cij) * inv_h;
@@ -456,7 +443,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
             }
         }
         // The error vector sum_i btilde_i k_i into ftmp.
-        let e = self.ftmp.as_mut_slice();
+        let e = self.cur.scratch.as_mut_slice();
         e.fill(T::zero());
         for (kj, &b) in self.k.iter().zip(r.btilde) {
             if b != 0.0 {
@@ -478,7 +465,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
         for ((k, &f), &d) in self.k[0]
             .as_mut_slice()
             .iter_mut()
-            .zip(self.f0.as_slice())
+            .zip(self.cur.f.as_slice())
             .zip(self.dfdt.as_slice())
         {
             *k = (f + hd * d) * inv_hd;
@@ -494,15 +481,15 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
         {
             *u = yv + half * h * k1;
         }
-        sys.rhs(t + half * h, &self.ytmp, &mut self.ftmp);
-        self.work.nfe += 1;
+        sys.rhs(t + half * h, &self.ytmp, &mut self.cur.scratch);
+        self.cur.work.nfe += 1;
         // k2 = W^-1 (f1 - k1) + k1.
         {
             let (k1, k2) = self.k.split_at_mut(1);
             for ((x, &f1), &a) in k2[0]
                 .as_mut_slice()
                 .iter_mut()
-                .zip(self.ftmp.as_slice())
+                .zip(self.cur.scratch.as_slice())
                 .zip(k1[0].as_slice())
             {
                 *x = (f1 - a) * inv_hd;
@@ -526,7 +513,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
         // f2 = f(t + h, y_new) into k[2] (the next step's f0 when accepted), then
         // k3 = W^-1 (f2 - e32 (k2 - f1) - 2 (k1 - f0) + h df/dt) in ytmp.
         sys.rhs(t + h, y_new, &mut self.k[2]);
-        self.work.nfe += 1;
+        self.cur.work.nfe += 1;
         let e32: T = cast(E32);
         let two: T = cast(2.0);
         {
@@ -537,8 +524,8 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
                 self.k[2].as_slice(),
             );
             let (f0, f1, dt) = (
-                self.f0.as_slice(),
-                self.ftmp.as_slice(),
+                self.cur.f.as_slice(),
+                self.cur.scratch.as_slice(),
                 self.dfdt.as_slice(),
             );
             for (i, x) in k3.iter_mut().enumerate() {
@@ -546,7 +533,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
             }
         }
         self.lu.solve_in_place(self.ytmp.as_mut_slice());
-        self.work.linear_solves += 1;
+        self.cur.work.linear_solves += 1;
         // error = h / 6 (k1 - 2 k2 + k3) into ftmp.
         let sixth: T = h / cast(6.0);
         let (k1, k2, k3) = (
@@ -554,7 +541,7 @@ impl<T: Float, S: State<T>> RosenbrockStepper<T, S> {
             self.k[1].as_slice(),
             self.ytmp.as_slice(),
         );
-        for (i, e) in self.ftmp.as_mut_slice().iter_mut().enumerate() {
+        for (i, e) in self.cur.scratch.as_mut_slice().iter_mut().enumerate() {
             *e = sixth * (k1[i] - two * k2[i] + k3[i]);
         }
     }
@@ -574,14 +561,13 @@ impl<T: Float, S: State<T>> Stepper<T, S> for RosenbrockStepper<T, S> {
         true
     }
     fn work(&self) -> Stats {
-        self.work
+        self.cur.work
     }
     fn add_nfe(&mut self, n: usize) {
-        self.work.nfe += n;
+        self.cur.work.nfe += n;
     }
     fn derivative<F: OdeSystem<T, S>>(&mut self, sys: &mut F, t: T, y: &S) -> (&S, &mut S) {
-        self.ensure_f0(sys, t, y);
-        (&self.f0, &mut self.ftmp)
+        self.cur.derivative(sys, t, y)
     }
     fn attempt<F: OdeSystem<T, S>>(
         &mut self,
@@ -592,7 +578,7 @@ impl<T: Float, S: State<T>> Stepper<T, S> for RosenbrockStepper<T, S> {
         y_new: &mut S,
         tol: Option<&mut Tolerances<T>>,
     ) -> Attempt<T> {
-        self.ensure_f0(sys, t, y);
+        self.cur.ensure(sys, t, y);
         self.dense_ready = false;
         let gamma = match self.tab.kind {
             Kind::Rodas(r) => r.gamma,
@@ -614,7 +600,7 @@ impl<T: Float, S: State<T>> Stepper<T, S> for RosenbrockStepper<T, S> {
                     T::one(),
                     (y, y_new),
                     tol,
-                    &mut self.ftmp.as_mut_slice()[r],
+                    &mut self.cur.scratch.as_mut_slice()[r],
                     None,
                 )
             }
@@ -685,14 +671,14 @@ impl<T: Float, S: State<T>> Stepper<T, S> for RosenbrockStepper<T, S> {
         match self.tab.kind {
             // FSAL: f(t + h, y_new) is k[2].
             Kind::Ros23 => {
-                std::mem::swap(&mut self.f0, &mut self.k[2]);
-                self.f0_valid = true;
+                std::mem::swap(&mut self.cur.f, &mut self.k[2]);
+                self.cur.valid = true;
             }
-            Kind::Rodas(_) => self.f0_valid = false,
+            Kind::Rodas(_) => self.cur.valid = false,
         }
     }
     fn restart(&mut self) {
-        self.f0_valid = false;
+        self.cur.valid = false;
         self.jac_valid = false;
         self.dense_ready = false;
     }
