@@ -9,11 +9,11 @@ use pyo3::prelude::*;
 use crate::SolverError;
 
 /// What a solve returns to Python: output times `(m,)`, states `(n, m)` (scipy's layout), and
-/// the work done.
+/// the work done (evaluations, accepted and rejected steps, Jacobians, LU factorisations).
 type Solved<'py> = (
     Bound<'py, PyArray1<f64>>,
     Bound<'py, PyArray2<f64>>,
-    (usize, usize, usize),
+    (usize, usize, usize, usize, usize),
 );
 
 /// The exception of a cnf-ode error: a failure during the integration (with the work done so
@@ -129,11 +129,17 @@ pub fn solve<'py>(
         nfe,
         accepted,
         rejected,
+        jacobians,
+        factorisations,
         ..
     } = sol.stats;
     let m = ts.len();
     // States were recorded one time after another, (m, n); scipy's layout is (n, m).
     let y = PyArray1::from_vec(py, ys).reshape([m, n])?.transpose()?;
     let y = y.cast_into::<PyArray2<f64>>()?;
-    Ok((PyArray1::from_vec(py, ts), y, (nfe, accepted, rejected)))
+    Ok((
+        PyArray1::from_vec(py, ts),
+        y,
+        (nfe, accepted, rejected, jacobians, factorisations),
+    ))
 }

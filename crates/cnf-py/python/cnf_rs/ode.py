@@ -10,8 +10,11 @@ _ALIASES = {"rk45": "dopri5", "rk23": "bs3"}
 
 class OdeResult(dict):
     """The result of :func:`solve`, with the fields of scipy's ``OdeResult``: ``t`` (m,),
-    ``y`` (n, m), ``nfev``, ``njev`` (0), ``nlu`` (0), ``status`` (0), ``message``,
-    ``success`` (True: a failed solve raises), plus ``n_accepted`` and ``n_rejected``."""
+    ``y`` (n, m), ``nfev``, ``njev``, ``nlu``, ``status`` (0), ``message``, ``success`` (True: a
+    failed solve raises), plus ``n_accepted`` and ``n_rejected``. ``nfev`` counts every call of
+    ``f``, those of finite-difference Jacobians included (scipy's leaves those out); ``njev``
+    and ``nlu`` count Jacobians and LU factorisations as scipy's do (Radau: a real and a complex
+    LU per factorisation); both are 0 for the explicit methods."""
 
     __getattr__ = dict.__getitem__
 
@@ -42,12 +45,12 @@ def solve(f, t_span, y0, method="RK45", rtol=1e-3, atol=1e-6, t_eval=None, n_ste
     if y0.ndim != 1:
         raise ValueError(f"y0 must be 1-D, got shape {y0.shape}")
     te = None if t_eval is None else [float(t) for t in np.asarray(t_eval).ravel()]
-    t, y, (nfe, accepted, rejected) = _native.solve(
+    t, y, (nfe, accepted, rejected, njev, nlu) = _native.solve(
         f, t0, t1, y0.tolist(), method=name, rtol=float(rtol), atol=float(atol), t_eval=te,
         steps=n_steps, max_steps=max_steps,
     )
     return OdeResult(
-        t=t, y=y, nfev=nfe, njev=0, nlu=0, status=0, success=True,
+        t=t, y=y, nfev=nfe, njev=njev, nlu=nlu, status=0, success=True,
         message="The solver successfully reached the end of the integration interval.",
         n_accepted=accepted, n_rejected=rejected,
     )

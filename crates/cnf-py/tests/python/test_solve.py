@@ -78,3 +78,24 @@ def test_a_list_returning_rhs_and_errors():
     # y' = y^2, y(0) = 1 is 1 / (1 - t): the step size collapses at the pole t = 1.
     with pytest.raises(SolverError, match=r"step size .* below the minimum at t = 0\.9999"):
         solve(lambda t, y: y * y, (0, 2), [1.0])
+
+
+def rober(t, y):
+    d0 = -0.04 * y[0] + 1e4 * y[1] * y[2]
+    d2 = 3e7 * y[1] * y[1]
+    return np.array([d0, -d0 - d2, d2])
+
+
+def test_stiff_counters_are_scipys():
+    """BDF is scipy's BDF step for step (cnf-ode's `bdf_does_scipys_bdf_work`): on ROBER the
+    Jacobians and LU factorisations reported are scipy's own, and the explicit methods report
+    none."""
+    args = (rober, (0, 1e11), [1.0, 0.0, 0.0])
+    ours = solve(*args, method="BDF", rtol=1e-6, atol=1e-16)
+    ref = solve_ivp(*args, method="BDF", rtol=1e-6, atol=1e-16)
+    assert ours.njev > 0 and ours.nlu > 0
+    assert (ours.njev, ours.nlu, len(ours.t)) == (ref.njev, ref.nlu, len(ref.t))
+    radau = solve(*args, method="Radau", rtol=1e-6, atol=1e-10)
+    assert radau.nlu % 2 == 0 and radau.nlu > 0 and radau.njev > 0
+    explicit = solve(decay, (0, 1), [1.0], method="RK45")
+    assert (explicit.njev, explicit.nlu) == (0, 0)
