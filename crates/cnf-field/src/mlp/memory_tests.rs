@@ -153,18 +153,7 @@ fn the_scratch_estimate_is_what_ensure_makes() {
         let mlp = Mlp::<f32>::new(config, 3).unwrap();
         let mut s = MlpScratch::<f32>::default();
         s.ensure(&mlp.slots, 6, 5, true);
-        let bufs =
-            s.h.iter()
-                .chain(&s.u)
-                .chain(&s.tan)
-                .chain(&s.ds)
-                .chain(&s.d2s);
-        let made: usize = bufs
-            .chain(&s.g_primal)
-            .chain(&s.g_tangent)
-            .map(|b| b.len())
-            .sum();
-        assert_eq!(mlp.scratch_bytes(6, 5, true), Some(made * 4));
+        assert_eq!(mlp.scratch_bytes(6, 5, true), Some(values_held(&s) * 4));
     }
 }
 
@@ -190,19 +179,11 @@ fn a_very_wide_input_is_refused_with_the_figure_and_v_stays_cheap() {
     // The scratch for 50 points holds no tangents: a few MB, not gigabytes.
     let batch = 50;
     let mut s = mlp.scratch(batch);
-    let held = |s: &MlpScratch<f32>| -> usize {
-        let bufs =
-            s.h.iter()
-                .chain(&s.u)
-                .chain(&s.tan)
-                .chain(&s.ds)
-                .chain(&s.d2s);
-        bufs.chain(&s.g_primal)
-            .chain(&s.g_tangent)
-            .map(|b| b.len())
-            .sum()
-    };
-    assert!(held(&s) * 4 < 20_000_000, "{} bytes", held(&s) * 4);
+    assert!(
+        values_held(&s) * 4 < 20_000_000,
+        "{} bytes",
+        values_held(&s) * 4
+    );
     // v and a one-probe Hutchinson divergence work within a few MB.
     let z = points::<f32>(batch, d, 2);
     let mut v = vec![0.0f32; batch * d];
@@ -218,7 +199,11 @@ fn a_very_wide_input_is_refused_with_the_figure_and_v_stays_cheap() {
         &mut div,
     );
     assert!(div.iter().all(|x| x.is_finite()));
-    assert!(held(&s) * 4 < 60_000_000, "{} bytes", held(&s) * 4);
+    assert!(
+        values_held(&s) * 4 < 60_000_000,
+        "{} bytes",
+        values_held(&s) * 4
+    );
 }
 
 #[test]
