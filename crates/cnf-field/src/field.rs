@@ -289,6 +289,14 @@ pub trait VectorField<T: Real>: Send + Sync {
     /// Work buffers sized for `batch` points; methods grow them if given a larger batch and
     /// otherwise do not allocate.
     fn scratch(&self, batch: usize) -> Self::Scratch;
+    /// Work buffers for [`VectorField::eval_batch`] alone over `batch` points: no trace, no
+    /// reverse pass, as a solve that only moves points (sampling) needs. Fields whose
+    /// [`VectorField::scratch`] makes room for the exact trace and the reverse pass make only
+    /// the buffers of `v` here; the other methods still work with it (they grow it on demand).
+    /// The default is [`VectorField::scratch`].
+    fn eval_scratch(&self, batch: usize) -> Self::Scratch {
+        self.scratch(batch)
+    }
     /// `v(t, z)` for a batch at `x`: `x.z` is `(B, d)` row-major, `out` is `(B, d)`.
     fn eval_batch(&self, s: &mut Self::Scratch, x: Inputs<'_, T>, out: &mut [T]);
     /// `v` and the divergence together (one forward-tangent pass): `v (B, d)`, `div (B)`.

@@ -422,7 +422,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
         t0: T,
         t1: T,
     ) -> Result<(Vec<T>, Stats), FlowError> {
-        let rows = RowParallel::new(&self.field, x.len() / self.dim(), &Trace::Exact);
+        let rows = RowParallel::transport(&self.field, x.len() / self.dim());
         let mut sys = Transport {
             rows: rows.with_context(context),
         };
@@ -493,7 +493,7 @@ impl<T: Real, F: VectorField<T>> Cnf<T, F> {
             .par_chunks((n * d).max(1))
             .enumerate()
             .map(|(ci, xc)| {
-                let rows = RowParallel::new(&self.field, xc.len() / d, &Trace::Exact);
+                let rows = RowParallel::transport(&self.field, xc.len() / d);
                 let mut sys = Transport {
                     rows: rows.with_context(self.context_chunk(context, ci, n)),
                 };

@@ -28,7 +28,7 @@ struct RowBlock<T, S> {
     scratch: S,
     /// This block's probes, `(k, rows, d)`, for Hutchinson traces.
     probes: Option<Vec<T>>,
-    /// This block's parameter gradient (only with several blocks).
+    /// This block's parameter gradient (only with several blocks; made by the first `vjp`).
     g_theta: Vec<T>,
 }
 
@@ -96,11 +96,26 @@ pub struct RowParallel<'a, T: Real, F: VectorField<T>> {
 impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
     /// Blocks for `rows` points with `trace` (Hutchinson probes laid out `(k, rows, d)`).
     pub fn new(field: &'a F, rows: usize, trace: &Trace<T>) -> Self {
+        Self::blocks_with(field, rows, trace, F::scratch)
+    }
+
+    /// Blocks for `rows` points that are only moved ([`RowParallel::eval`], as sampling
+    /// does): each block's scratch is the field's [`VectorField::eval_scratch`], without the
+    /// room of the exact trace and the reverse pass that [`RowParallel::new`] makes.
+    pub fn transport(field: &'a F, rows: usize) -> Self {
+        Self::blocks_with(field, rows, &Trace::Exact, F::eval_scratch)
+    }
+
+    fn blocks_with(
+        field: &'a F,
+        rows: usize,
+        trace: &Trace<T>,
+        scratch: fn(&F, usize) -> F::Scratch,
+    ) -> Self {
         let threads = rayon::current_num_threads().max(1);
         let n_blocks = (rows / MIN_ROWS_PER_BLOCK).clamp(1, threads);
         let block = rows.div_ceil(n_blocks).max(1);
         let dim = field.dim();
-        let several = n_blocks > 1;
         let blocks = (0..n_blocks)
             .map(|i| {
                 let r0 = (i * block).min(rows);
@@ -119,13 +134,9 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
                     }
                 };
                 RowBlock {
-                    scratch: field.scratch(r1 - r0),
+                    scratch: scratch(field, r1 - r0),
                     probes,
-                    g_theta: if several {
-                        vec![T::zero(); field.num_params()]
-                    } else {
-                        Vec::new()
-                    },
+                    g_theta: Vec::new(),
                 }
             })
             .collect();
@@ -279,7 +290,8 @@ impl<'a, T: Real, F: VectorField<T>> RowParallel<'a, T, F> {
             .zip(per_block_mut(g_c, bc, nb))
             .for_each(
                 |((((((((((((b, z), a_v), a_div), v), div), g_z), a_k), a_f), k), f), c), gc)| {
-                    b.g_theta.fill(T::zero());
+                    b.g_theta.clear();
+                    b.g_theta.resize(field.num_params(), T::zero());
                     let x = Inputs::shared(t, z).with_context(c);
                     let input = vjp_input(&b.probes, x, a_v, a_div).with_penalties(a_k, a_f);
                     let out = VjpOutput::new(v, div, g_z, &mut b.g_theta)

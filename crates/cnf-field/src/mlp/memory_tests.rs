@@ -153,18 +153,7 @@ fn the_scratch_estimate_is_what_ensure_makes() {
         let mlp = Mlp::<f32>::new(config, 3).unwrap();
         let mut s = MlpScratch::<f32>::default();
         s.ensure(&mlp.slots, 6, 5, true);
-        let bufs =
-            s.h.iter()
-                .chain(&s.u)
-                .chain(&s.tan)
-                .chain(&s.ds)
-                .chain(&s.d2s);
-        let made: usize = bufs
-            .chain(&s.g_primal)
-            .chain(&s.g_tangent)
-            .map(|b| b.len())
-            .sum();
-        assert_eq!(mlp.scratch_bytes(6, 5, true), Some(made * 4));
+        assert_eq!(mlp.scratch_bytes(6, 5, true), Some(values_held(&s) * 4));
     }
 }
 
@@ -190,19 +179,11 @@ fn a_very_wide_input_is_refused_with_the_figure_and_v_stays_cheap() {
     // The scratch for 50 points holds no tangents: a few MB, not gigabytes.
     let batch = 50;
     let mut s = mlp.scratch(batch);
-    let held = |s: &MlpScratch<f32>| -> usize {
-        let bufs =
-            s.h.iter()
-                .chain(&s.u)
-                .chain(&s.tan)
-                .chain(&s.ds)
-                .chain(&s.d2s);
-        bufs.chain(&s.g_primal)
-            .chain(&s.g_tangent)
-            .map(|b| b.len())
-            .sum()
-    };
-    assert!(held(&s) * 4 < 20_000_000, "{} bytes", held(&s) * 4);
+    assert!(
+        values_held(&s) * 4 < 20_000_000,
+        "{} bytes",
+        values_held(&s) * 4
+    );
     // v and a one-probe Hutchinson divergence work within a few MB.
     let z = points::<f32>(batch, d, 2);
     let mut v = vec![0.0f32; batch * d];
@@ -218,7 +199,11 @@ fn a_very_wide_input_is_refused_with_the_figure_and_v_stays_cheap() {
         &mut div,
     );
     assert!(div.iter().all(|x| x.is_finite()));
-    assert!(held(&s) * 4 < 60_000_000, "{} bytes", held(&s) * 4);
+    assert!(
+        values_held(&s) * 4 < 60_000_000,
+        "{} bytes",
+        values_held(&s) * 4
+    );
 }
 
 #[test]
@@ -235,4 +220,92 @@ fn moderately_wide_inputs_fit_in_blocks() {
     );
     assert_eq!(mlp.exact_trace_block_rows(), 4);
     assert_eq!(mlp.cast::<f64>().exact_trace_block_rows(), 2);
+}
+
+/// Values held by a scratch's per-row buffers.
+fn values_held<T>(s: &MlpScratch<T>) -> usize {
+    let bufs =
+        s.h.iter()
+            .chain(&s.u)
+            .chain(&s.tan)
+            .chain(&s.ds)
+            .chain(&s.d2s);
+    bufs.chain(&s.g_primal)
+        .chain(&s.g_tangent)
+        .map(|b| b.len())
+        .sum()
+}
+
+/// `eval_scratch` (what a sampling solve makes) holds the buffers of `v` alone, and `v`
+/// computed in it is bit for bit `v` computed in the full scratch; the same scratch, grown on
+/// demand, then gives the exact trace and the VJP bit for bit as a fresh full scratch does.
+fn eval_scratch_is_small_and_exact<T: Real>() {
+    for kind in [LayerKind::Concat, LayerKind::ConcatSquash] {
+        let config = MlpConfig {
+            layer_kind: kind,
+            ..MlpConfig::new(3, &[24, 24, 24], Activation::Tanh)
+        }
+        .with_context(2);
+        let mlp = Mlp::<T>::new(config, 5).unwrap();
+        // 3 points run on the gemm crate, 40 on the fused kernel (FUSED_MIN_POINTS).
+        for batch in [3usize, 40] {
+            let z = points::<T>(batch, 3, 7);
+            let c = points::<T>(batch, 2, 8);
+            let x = Inputs::shared(cast::<T>(0.6), &z).with_context(&c);
+            let bits =
+                |v: &[T]| -> Vec<u64> { v.iter().map(|x| x.to_f64().unwrap().to_bits()).collect() };
+            let mut full = mlp.scratch(batch);
+            let mut small = mlp.eval_scratch(batch);
+            // No tangent buffers: under a third of the full scratch for d = 3.
+            assert!(small.u.iter().chain(&small.tan).all(|b| b.is_empty()));
+            assert!(
+                3 * values_held(&small) < values_held(&full),
+                "{kind:?}: {} of {} values",
+                values_held(&small),
+                values_held(&full)
+            );
+            let (mut v_full, mut v_small) =
+                (vec![T::zero(); batch * 3], vec![T::zero(); batch * 3]);
+            mlp.eval_batch(&mut full, x, &mut v_full);
+            mlp.eval_batch(&mut small, x, &mut v_small);
+            assert_eq!(bits(&v_full), bits(&v_small), "{kind:?} batch {batch}: v");
+            // Evaluating v grows nothing.
+            let held = values_held(&small);
+            mlp.eval_batch(&mut small, x, &mut v_small);
+            assert_eq!(values_held(&small), held);
+            // The exact trace and the VJP in the small scratch (grown on demand) against a
+            // fresh full scratch.
+            let with = |s: &mut MlpScratch<T>| -> Vec<Vec<u64>> {
+                let (mut v, mut div) = (vec![T::zero(); batch * 3], vec![T::zero(); batch]);
+                mlp.eval_div_batch(s, x, &Trace::Exact, &mut v, &mut div);
+                let a_v: Vec<T> = (0..batch * 3).map(|i| cast((i as f64).sin())).collect();
+                let a_div: Vec<T> = (0..batch).map(|i| cast((i as f64).cos())).collect();
+                let (mut v2, mut div2) = (vec![T::zero(); batch * 3], vec![T::zero(); batch]);
+                let mut g_z = vec![T::zero(); batch * 3];
+                let mut g_theta = vec![T::zero(); mlp.num_params()];
+                mlp.vjp_batch(
+                    s,
+                    VjpInput::new(x, Trace::Exact, &a_v, &a_div),
+                    VjpOutput::new(&mut v2, &mut div2, &mut g_z, &mut g_theta),
+                );
+                [v, div, v2, div2, g_z, g_theta]
+                    .iter()
+                    .map(|b| bits(b))
+                    .collect()
+            };
+            let grown = with(&mut small);
+            let fresh = with(&mut mlp.scratch(batch));
+            assert_eq!(grown, fresh, "{kind:?} batch {batch}: trace and VJP");
+        }
+    }
+}
+
+#[test]
+fn eval_scratch_is_small_and_exact_f64() {
+    eval_scratch_is_small_and_exact::<f64>();
+}
+
+#[test]
+fn eval_scratch_is_small_and_exact_f32() {
+    eval_scratch_is_small_and_exact::<f32>();
 }

@@ -667,6 +667,14 @@ impl<T: Real> VectorField<T> for Mlp<T> {
         s
     }
 
+    /// The buffers of `v` alone for `batch` points (no tangents, no reverse pass): what
+    /// `eval_batch` grows [`Mlp::scratch`] to, a fraction of the exact trace's.
+    fn eval_scratch(&self, batch: usize) -> MlpScratch<T> {
+        let mut s = MlpScratch::default();
+        s.ensure(&self.slots, batch, 0, false);
+        s
+    }
+
     fn eval_batch(&self, s: &mut MlpScratch<T>, x: Inputs<'_, T>, out: &mut [T]) {
         self.forward(s, &x, None, false, out);
     }
