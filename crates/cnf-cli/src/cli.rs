@@ -285,6 +285,11 @@ pub struct TrainArgs {
     /// 1e-5 above; --context with flow matching 0].
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// Decay of an exponential moving average of the weights: the average is validated and
+    /// kept, training goes on from the raw weights (0: none) [default: 0; --context with flow
+    /// matching 0.999].
+    #[arg(long)]
+    pub ema_decay: Option<f64>,
     #[command(flatten)]
     pub arch: ArchArgs,
     #[command(flatten)]

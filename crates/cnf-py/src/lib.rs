@@ -138,7 +138,7 @@ impl NativeModel {
     /// p(x | c) as `cnf train --context`.
     #[staticmethod]
     #[pyo3(signature = (x, columns, context=None, context_columns=None, *, hidden=None,
-        activation="tanh", iters=None, batch=None, lr=None, weight_decay=None, patience=None,
+        activation="tanh", iters=None, batch=None, lr=None, weight_decay=None, ema_decay=None, patience=None,
         val_every=None, method=None, steps=None, rtol=None, atol=None, precision="f32", seed=0,
         flow_matching=None, n_threads=None))]
     #[allow(clippy::too_many_arguments)]
@@ -154,6 +154,7 @@ impl NativeModel {
         batch: Option<usize>,
         lr: Option<f64>,
         weight_decay: Option<f64>,
+        ema_decay: Option<f64>,
         patience: Option<usize>,
         val_every: Option<usize>,
         method: Option<&str>,
@@ -211,6 +212,7 @@ impl NativeModel {
             batch,
             lr,
             weight_decay,
+            ema_decay,
             iters,
             val_every,
             patience,

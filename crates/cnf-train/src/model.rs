@@ -331,6 +331,10 @@ pub struct TrainingConfig {
     pub lr_schedule: crate::optim::LrSchedule,
     /// Decoupled weight decay.
     pub weight_decay: f64,
+    /// Decay of the moving average of the weights that is validated and kept (absent: 0, no
+    /// average, as in every file written before it).
+    #[serde(default, skip_serializing_if = "crate::optim::adam::is_zero")]
+    pub ema_decay: f64,
     /// Validation interval.
     pub val_every: usize,
     /// Iterations to train (absent in configs written before it was recorded).

@@ -106,7 +106,8 @@ impl<T: Real, F: VectorField<T>> Observer<T, F> for Metrics {
 pub struct Checkpoint<T> {
     /// Iterations done.
     pub iter: usize,
-    /// Current parameters.
+    /// Current parameters: the validated ones, so with a moving average of the weights the
+    /// average (the optimiser then holds the raw ones: [`Checkpoint::into_training`]).
     pub params: Vec<T>,
     /// Optimiser state.
     pub adam: Adam<T>,
@@ -114,6 +115,19 @@ pub struct Checkpoint<T> {
     pub best_val: f64,
     /// Validations since the best one.
     pub since_best: usize,
+}
+
+impl<T: Real> Checkpoint<T> {
+    /// The raw parameters and the optimiser to train on from (the average back in the
+    /// optimiser when it keeps one).
+    ///
+    /// # Errors
+    /// [`TrainError::Optim`] when the optimiser's average does not match the parameters.
+    pub fn into_training(self) -> Result<(Vec<T>, Adam<T>), TrainError> {
+        let (mut params, mut adam) = (self.params, self.adam);
+        adam.swap_average(&mut params)?;
+        Ok((params, adam))
+    }
 }
 
 impl<T: Real + DeserializeOwned> Checkpoint<T> {

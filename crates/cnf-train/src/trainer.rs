@@ -368,7 +368,9 @@ pub struct ValEvent {
 pub trait Observer<T: Real, F: VectorField<T> = Mlp<T>> {
     /// After every iteration.
     fn on_iter(&mut self, _ev: &IterEvent) {}
-    /// After every validation, with the model and optimiser as they are now.
+    /// After every validation, with the model validated and the optimiser: with a moving
+    /// average of the weights ([`crate::optim::AdamConfig::ema_decay`]) the model holds the
+    /// average and the optimiser the raw weights ([`Adam::swap_average`]).
     ///
     /// # Errors
     /// Whatever the observer's own work fails with (e.g. writing a file); the run stops with it.
@@ -721,6 +723,9 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
             penalties.push(ev.penalties);
             iter += 1;
             if iter.is_multiple_of(s.val_every.max(1)) || iter == s.iters {
+                // With a moving average of the weights, the average is what is validated and
+                // what observers see (and keep); training goes on from the raw weights.
+                self.adam.swap_average(self.cnf.field.params_mut())?;
                 let (val_nll, nfe_val) = mean_nll_rows(&self.cnf, &self.val)
                     .map_err(|e| diverged(iter, e.to_string()))?;
                 if !val_nll.is_finite() {
@@ -741,7 +746,9 @@ impl<T: Real, F: VectorField<T>> Trainer<'_, T, F> {
                 fwd.clear();
                 bwd.clear();
                 penalties.clear();
-                if self.tell_validation(&ev)?.is_break() {
+                let flow = self.tell_validation(&ev)?;
+                self.adam.swap_average(self.cnf.field.params_mut())?;
+                if flow.is_break() {
                     break;
                 }
             }

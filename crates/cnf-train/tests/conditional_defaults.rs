@@ -237,6 +237,73 @@ fn a_resumed_cosine_run_anneals_to_its_new_end() {
     assert_eq!(steps(&out), 10);
 }
 
+/// A conditional flow-matching run keeps a moving average of its weights (config.json's
+/// `training.ema_decay`): the kept model is the average (not the last iterate), and a run
+/// resumed half way ends with the parameters, average and optimiser state of one run.
+#[test]
+fn the_weight_average_is_kept_and_resumes_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    // A constant rate: a cosine run of 4 iterations anneals differently from one of 8.
+    let options = TrainOptions {
+        val_every: Some(4),
+        lr_schedule: Some(LrSchedule::Constant),
+        ..conditional_fm(8)
+    };
+    // Bimodal posteriors: training beats the linear-Gaussian start, so the kept model is the
+    // last validation's.
+    let sims = bimodal_simulations(dir.path(), 1000);
+    let once = plan_on(&sims, dir.path(), "once", &options);
+    let decay = once.config().training.as_ref().unwrap().ema_decay;
+    assert_eq!(
+        decay,
+        TableDefaults::conditional_flow_matching(800, 2).ema_decay
+    );
+    assert!(decay > 0.0);
+    Session::start(once, false)
+        .unwrap()
+        .train(Vec::new())
+        .unwrap();
+    let split = plan_on(
+        &sims,
+        dir.path(),
+        "split",
+        &TrainOptions {
+            iters: Some(4),
+            ..options
+        },
+    );
+    Session::start(split, false)
+        .unwrap()
+        .train(Vec::new())
+        .unwrap();
+    let resume = ResumeOptions {
+        iters: Some(8),
+        ..ResumeOptions::default()
+    };
+    let split = dir.path().join("split");
+    let mut session = Session::start(RunPlan::resume(&split, resume).unwrap(), false).unwrap();
+    session.train(Vec::new()).unwrap();
+    let checkpoint = |d: &Path| -> cnf_train::observers::Checkpoint<f32> {
+        serde_json::from_str(&std::fs::read_to_string(d.join("checkpoint.json")).unwrap()).unwrap()
+    };
+    let once = dir.path().join("once");
+    let (a, b) = (checkpoint(&once), checkpoint(&split));
+    assert_eq!(a.iter, 8);
+    assert_eq!(a.params, b.params);
+    assert_eq!(
+        serde_json::to_string(&a.adam).unwrap(),
+        serde_json::to_string(&b.adam).unwrap()
+    );
+    // The checkpoint's parameters are the validated average; the raw ones differ from it.
+    let (raw, _) = a.clone().into_training().unwrap();
+    assert_ne!(raw, a.params);
+    use cnf_field::field::VectorField;
+    let folder = cnf_train::model::ModelDir::new(&once);
+    let kept = folder.load_mlp::<f32>(&folder.config().unwrap()).unwrap();
+    assert_eq!(a.since_best, 0, "the last validation is the best");
+    assert_eq!(kept.params(), &a.params[..]);
+}
+
 /// An untrained conditional model is the linear-Gaussian p(x | c) fitted to the training
 /// split: x is whitened given c (the residual of its least-squares regression on c, whitened),
 /// so a zero field's test NLL is that of the conditional of the joint Gaussian of `[x | c]`

@@ -92,6 +92,7 @@ fn train_options(args: &TrainArgs) -> Result<TrainOptions, TrainError> {
         lr: args.lr,
         lr_schedule: args.lr_schedule.map(Into::into),
         weight_decay: args.weight_decay,
+        ema_decay: args.ema_decay,
         trace: args.trace.map(Into::into),
         iters: args.iters,
         val_every: args.val_every,
@@ -181,6 +182,7 @@ fn check_resume_flags(args: &TrainArgs, config: &ModelConfig) -> Result<(), Trai
         .map(|t| cnf_train::session::TraceSetting::from(t).kind(config.mlp.dim));
     check_same("--trace", trace, tr.trace)?;
     check_same("--weight-decay", args.weight_decay, tr.weight_decay)?;
+    check_same("--ema-decay", args.ema_decay, tr.ema_decay)?;
     check_same(
         "--lr-schedule",
         args.lr_schedule.map(Into::into),

@@ -23,6 +23,7 @@ class NativeModel:
         batch: int | None = None,
         lr: float | None = None,
         weight_decay: float | None = None,
+        ema_decay: float | None = None,
         patience: int | None = None,
         val_every: int | None = None,
         method: str | None = None,

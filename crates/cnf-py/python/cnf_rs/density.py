@@ -45,9 +45,10 @@ class CNFDensity(DensityMixin, BaseEstimator):
     activation : {"tanh", "softplus", "swish", "elu"}
     max_iter : int or None
         Training iterations (None: 2000 up to 5000 rows, else 20 epochs within 2000..20000).
-    batch_size, learning_rate, weight_decay, patience, validation_interval : optional
-        Minibatch size, Adam's rate, decoupled weight decay, validations without improvement
-        before stopping, iterations between validations (None: the command's choices).
+    batch_size, learning_rate, weight_decay, ema_decay, patience, validation_interval : optional
+        Minibatch size, Adam's rate, decoupled weight decay, decay of the moving average of
+        the weights that is validated and kept, validations without improvement before
+        stopping, iterations between validations (None: the command's choices).
     method : str or None
         ODE method (``"dopri5"``, ``"tsit5"``, ``"dop853"``, ``"bs3"``, or fixed-step
         ``"rk4"``, ``"euler"``, ... with ``n_steps``); None: dopri5.
@@ -89,6 +90,7 @@ class CNFDensity(DensityMixin, BaseEstimator):
         batch_size=None,
         learning_rate=None,
         weight_decay=None,
+        ema_decay=None,
         patience=None,
         validation_interval=None,
         method=None,
@@ -106,6 +108,7 @@ class CNFDensity(DensityMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.ema_decay = ema_decay
         self.patience = patience
         self.validation_interval = validation_interval
         self.method = method
@@ -176,6 +179,7 @@ class CNFDensity(DensityMixin, BaseEstimator):
             batch=self.batch_size,
             lr=self.learning_rate,
             weight_decay=self.weight_decay,
+            ema_decay=self.ema_decay,
             patience=self.patience,
             val_every=self.validation_interval,
             method=self.method,

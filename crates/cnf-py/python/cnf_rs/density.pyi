@@ -14,6 +14,7 @@ class CNFDensity(DensityMixin, BaseEstimator):
     batch_size: int | None
     learning_rate: float | None
     weight_decay: float | None
+    ema_decay: float | None
     patience: int | None
     validation_interval: int | None
     method: str | None
@@ -37,6 +38,7 @@ class CNFDensity(DensityMixin, BaseEstimator):
         batch_size: int | None = None,
         learning_rate: float | None = None,
         weight_decay: float | None = None,
+        ema_decay: float | None = None,
         patience: int | None = None,
         validation_interval: int | None = None,
         method: str | None = None,

@@ -32,6 +32,16 @@ pub struct AdamConfig {
     /// saved before schedules.
     #[serde(default)]
     pub cosine_steps: u64,
+    /// Decay of the exponential moving average of the parameters (Polyak averaging), in
+    /// `[0, 1)`; 0 keeps no average, as in states saved before it. Step `t` (from 1) does
+    /// `a = b a + (1 - b) p` with `b = min(ema_decay, (1 + t) / (10 + t))`: the warm-up keeps
+    /// the first steps from dragging the start along for thousands of steps.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ema_decay: f64,
+}
+
+pub(crate) fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for AdamConfig {
@@ -43,12 +53,13 @@ impl Default for AdamConfig {
             eps: 1e-8,
             weight_decay: 0.0,
             cosine_steps: 0,
+            ema_decay: 0.0,
         }
     }
 }
 
 impl AdamConfig {
-    /// Checks `lr > 0`, betas in `[0, 1)`, `eps > 0`, `weight_decay >= 0`.
+    /// Checks `lr > 0`, betas and `ema_decay` in `[0, 1)`, `eps > 0`, `weight_decay >= 0`.
     ///
     /// # Errors
     /// [`OptimError::BadSetting`] naming the first setting out of range or not finite.
@@ -73,6 +84,12 @@ impl AdamConfig {
                 self.weight_decay,
                 self.weight_decay >= 0.0,
                 "must be non-negative",
+            ),
+            (
+                "ema_decay",
+                self.ema_decay,
+                (0.0..1.0).contains(&self.ema_decay),
+                "must be in [0, 1)",
             ),
         ];
         for (name, value, ok, why) in checks {
@@ -110,8 +127,9 @@ impl LrSchedule {
     }
 }
 
-/// Adam state: first and second moment estimates and the step count.
-/// Serialisable so that training can resume exactly.
+/// Adam state: first and second moment estimates, the step count and, with
+/// [`AdamConfig::ema_decay`], the moving average of the parameters. Serialisable so that
+/// training can resume exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Adam<T> {
     /// Hyper-parameters; public so that a schedule can change them between steps (check them
@@ -120,6 +138,11 @@ pub struct Adam<T> {
     m: Vec<T>,
     v: Vec<T>,
     step: u64,
+    /// The other set of parameters when averaging ([`Adam::swap_average`]): the moving average
+    /// while the caller holds the raw parameters, the raw ones while it holds the average.
+    /// Empty when not averaging, or before the first step.
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    average: Vec<T>,
 }
 
 impl<T: Float> Adam<T> {
@@ -152,6 +175,7 @@ impl<T: Float> Adam<T> {
             m: vec![T::zero(); n_params],
             v: vec![T::zero(); n_params],
             step: 0,
+            average: Vec::new(),
         })
     }
 
@@ -175,6 +199,27 @@ impl<T: Float> Adam<T> {
     /// Number of parameters the optimiser holds moments for.
     pub fn n_params(&self) -> usize {
         self.m.len()
+    }
+
+    /// Exchanges `params` with the moving average of the parameters: a caller evaluates (and
+    /// keeps) the averaged model between two calls, then trains on from the raw parameters.
+    /// Does nothing when there is no average yet (no averaging, or no step taken).
+    ///
+    /// # Errors
+    /// [`OptimError::Length`] if `params` does not have [`Adam::n_params`] entries.
+    pub fn swap_average(&mut self, params: &mut [T]) -> Result<(), OptimError> {
+        if self.average.is_empty() {
+            return Ok(());
+        }
+        if params.len() != self.average.len() {
+            return Err(OptimError::Length {
+                expected: self.average.len(),
+                params: params.len(),
+                grads: params.len(),
+            });
+        }
+        params.swap_with_slice(&mut self.average);
+        Ok(())
     }
 
     /// Changes the learning rate (for schedules) and validates it.
@@ -233,6 +278,17 @@ impl<T: Float> Adam<T> {
             let m_hat = *m / bias1;
             let v_hat_sqrt = v.sqrt() / bias2_sqrt;
             *p = *p - lr * m_hat / (v_hat_sqrt + eps);
+        }
+        if c.ema_decay > 0.0 {
+            if self.average.is_empty() {
+                self.average = params.to_vec();
+            } else {
+                let b = c.ema_decay.min((1.0 + t) / (10.0 + t));
+                let (b, one_b) = (cast::<T>(b), cast::<T>(1.0 - b));
+                for (a, &p) in self.average.iter_mut().zip(params.iter()) {
+                    *a = b * *a + one_b * p;
+                }
+            }
         }
         Ok(())
     }
@@ -312,6 +368,88 @@ mod tests {
         opt.step(&mut p, &[0.0]).unwrap();
         // With g = 0 only the decay acts: p *= 1 - lr * wd.
         assert!((p[0] - 2.0 * 0.95).abs() < 1e-15);
+    }
+
+    /// The moving average is the weighted sum of the iterates its recursion implies: step 1's
+    /// weight is the product of the later `b_s`, step t's `(1 - b_t)` times the later ones, with
+    /// the warm-up `b_t = min(decay, (1 + t) / (10 + t))`; and averaging leaves the raw
+    /// iterates bit for bit as they are without it.
+    #[test]
+    fn ema_is_the_weighted_sum_of_the_iterates() {
+        let decay = 0.9;
+        let config = AdamConfig {
+            lr: 0.05,
+            ema_decay: decay,
+            ..AdamConfig::default()
+        };
+        let mut plain = Adam::<f64>::new(
+            2,
+            AdamConfig {
+                ema_decay: 0.0,
+                ..config
+            },
+        )
+        .unwrap();
+        let mut averaged = Adam::<f64>::new(2, config).unwrap();
+        let (mut p, mut q) = ([1.0, -0.5], [1.0, -0.5]);
+        let mut iterates = Vec::new();
+        for t in 1..=40 {
+            let g = [(t as f64).sin(), p[0] - 2.0 * p[1]];
+            plain.step(&mut p, &g).unwrap();
+            averaged.step(&mut q, &g).unwrap();
+            assert_eq!(p, q, "averaging changed the raw step {t}");
+            iterates.push(p);
+        }
+        let b = |t: usize| decay.min((1.0 + t as f64) / (10.0 + t as f64));
+        let mut expected = [0.0; 2];
+        for (i, x) in iterates.iter().enumerate() {
+            let t = i + 1;
+            let later: f64 = (t + 1..=iterates.len()).map(b).product();
+            let w = if t == 1 { later } else { (1.0 - b(t)) * later };
+            expected[0] += w * x[0];
+            expected[1] += w * x[1];
+        }
+        let mut avg = q;
+        averaged.swap_average(&mut avg).unwrap();
+        for (a, e) in avg.iter().zip(expected) {
+            assert!((a - e).abs() < 1e-13, "{a} vs {e}");
+        }
+        // Swapping back restores the raw parameters; a state without averaging swaps nothing.
+        averaged.swap_average(&mut avg).unwrap();
+        assert_eq!(avg, q);
+        let mut r = p;
+        plain.swap_average(&mut r).unwrap();
+        assert_eq!(r, p);
+    }
+
+    /// The average survives a round trip through JSON; a state without it leaves it out.
+    #[test]
+    fn ema_state_round_trips() {
+        let config = AdamConfig {
+            ema_decay: 0.99,
+            ..AdamConfig::default()
+        };
+        let mut opt = Adam::<f64>::new(2, config).unwrap();
+        let mut p = [0.3, 0.7];
+        for _ in 0..3 {
+            opt.step(&mut p, &[1.0, -1.0]).unwrap();
+        }
+        let back: Adam<f64> = serde_json::from_str(&serde_json::to_string(&opt).unwrap()).unwrap();
+        assert_eq!(back, opt);
+        let plain = Adam::<f64>::new(2, AdamConfig::default()).unwrap();
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("ema") && !text.contains("average"), "{text}");
+        let bad = AdamConfig {
+            ema_decay: 1.0,
+            ..AdamConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(OptimError::BadSetting {
+                name: "ema_decay",
+                ..
+            })
+        ));
     }
 
     /// The cosine schedule's learning rates are PyTorch's `CosineAnnealingLR` (eta_min 0):

@@ -193,6 +193,8 @@ pub struct TrainOptions {
     pub lr_schedule: Option<LrSchedule>,
     /// Decoupled weight decay.
     pub weight_decay: Option<f64>,
+    /// Decay of the moving average of the weights that is validated and kept (0: none).
+    pub ema_decay: Option<f64>,
     /// Trace of the training loss.
     pub trace: Option<TraceSetting>,
     /// Iterations.
@@ -376,6 +378,9 @@ impl RunPlan {
                 weight_decay: options
                     .weight_decay
                     .unwrap_or(auto.as_ref().map_or(0.0, |a| a.weight_decay)),
+                ema_decay: options
+                    .ema_decay
+                    .unwrap_or(auto.as_ref().map_or(0.0, |a| a.ema_decay)),
                 val_every: pick(options.val_every, |a| a.val_every, toy_val_every),
                 iters: Some(pick(options.iters, |a| a.iters, toy_iters)),
                 patience: options.patience.or(auto.as_ref().map(|a| a.patience)),

@@ -341,6 +341,8 @@ const CFM_ITERS: usize = 20_000;
 const CFM_VAL_EVERY: usize = 1_000;
 /// Validations without improvement before a conditional flow-matching run stops.
 const CFM_PATIENCE: usize = 5;
+/// Decay of the moving average of the weights of a conditional flow-matching run.
+const CFM_EMA_DECAY: f64 = 0.999;
 
 /// Where a new run on a table starts (what the settings report says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,6 +377,8 @@ pub struct TableDefaults {
     pub val_every: usize,
     /// Decoupled weight decay.
     pub weight_decay: f64,
+    /// Decay of the moving average of the weights that is validated and kept (0: none).
+    pub ema_decay: f64,
     /// Whether these are the choices for a conditional run trained by flow matching
     /// ([`TableDefaults::conditional_flow_matching`]).
     pub conditional_flow_matching: bool,
@@ -408,6 +412,7 @@ impl TableDefaults {
             patience: 10,
             val_every: if n_train <= 5_000 { 20 } else { 100 },
             weight_decay: if n_train <= 5_000 { 1e-4 } else { 1e-5 },
+            ema_decay: 0.0,
             conditional_flow_matching: false,
         }
     }
@@ -430,6 +435,7 @@ impl TableDefaults {
             patience: CFM_PATIENCE,
             val_every: CFM_VAL_EVERY,
             weight_decay: 0.0,
+            ema_decay: CFM_EMA_DECAY,
             conditional_flow_matching: true,
         }
     }
@@ -443,11 +449,12 @@ impl TableDefaults {
         o: &super::TrainOptions,
     ) -> String {
         let given = |set: bool| if set { " (given)" } else { "" };
-        let (hidden_rule, batch_rule, decay_rule) = if self.conditional_flow_matching {
+        let (hidden_rule, batch_rule, decay_rule, ema_rule) = if self.conditional_flow_matching {
             (
                 format!("conditional flow matching: {CFM_DEPTH} layers of {CFM_WIDTH}"),
                 format!("min({CFM_BATCH}, training rows)"),
                 "Adam, no decay",
+                "the average is validated and kept, training goes on from the raw weights",
             )
         } else {
             (
@@ -456,6 +463,7 @@ impl TableDefaults {
                     .to_string(),
                 "min(512, training rows)".to_string(),
                 "Adam; a small decoupled decay against overfitting",
+                "the validated model is the last iterate (0: no average)",
             )
         };
         let schedule = match o.lr_schedule.unwrap_or(self.lr_schedule) {
@@ -471,6 +479,7 @@ impl TableDefaults {
              hidden {:?}{}: {hidden_rule}\n  \
              batch {}{}: {batch_rule}\n  \
              lr {:e}{}{schedule}, weight decay {:e}{}: {decay_rule}\n  \
+             moving average of the weights {}{}: {ema_rule}\n  \
              trace {:?}{}: exact (d tangents) up to {EXACT_TRACE_MAX_DIM} columns, Hutchinson \
              (Rademacher) above\n  \
              up to {} iterations{}, validation every {}{} with early stopping after {}{} \
@@ -485,6 +494,8 @@ impl TableDefaults {
             given(o.lr.is_some()),
             o.weight_decay.unwrap_or(self.weight_decay),
             given(o.weight_decay.is_some()),
+            o.ema_decay.unwrap_or(self.ema_decay),
+            given(o.ema_decay.is_some()),
             o.trace.map_or(self.trace, |t| t.kind(d)),
             given(o.trace.is_some()),
             o.iters.unwrap_or(self.iters),

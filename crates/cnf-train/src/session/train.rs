@@ -129,6 +129,7 @@ impl Session {
             lr: tr.lr,
             weight_decay: tr.weight_decay,
             cosine_steps: tr.lr_schedule.cosine_steps(iters),
+            ema_decay: tr.ema_decay,
             ..AdamConfig::default()
         };
         let mut mlp = Mlp::<T>::new(config.mlp.clone(), config.seed)?;
@@ -141,10 +142,11 @@ impl Session {
                     "checkpoint does not match the model".into(),
                 ));
             }
-            mlp.params_mut().copy_from_slice(&ck.params);
             best = BestSoFar::of_checkpoint(&ck);
             start = ck.iter;
-            adam = ck.adam;
+            let (params, ck_adam) = ck.into_training()?;
+            mlp.params_mut().copy_from_slice(&params);
+            adam = ck_adam;
             if let Some(lr) = given.lr {
                 adam.set_lr(lr)?;
             }
