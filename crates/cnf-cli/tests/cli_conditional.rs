@@ -54,6 +54,8 @@ fn train_sample_density_eval_and_resume_a_conditional_model() {
     assert_eq!(c["columns"], serde_json::json!(["theta_1", "theta_2"]));
     assert_eq!(c["context"]["columns"], serde_json::json!(["x_1", "x_2"]));
     assert_eq!(c["mlp"]["context_dim"], 2);
+    // Flow matching keeps a moving average of the weights by default.
+    assert_eq!(c["training"]["ema_decay"], 0.999);
     // The context statistics are the training split's: x has standard deviation
     // sqrt(0.2) = 0.447 (within a few percent at 240 rows).
     for j in 0..2 {
@@ -123,7 +125,8 @@ fn train_sample_density_eval_and_resume_a_conditional_model() {
     let json = ok(&["eval", "--model", s(&model), "--data", s(&sims), "--json"]);
     let e: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(e["given"], serde_json::json!(["x_1", "x_2"]));
-    assert_eq!(e["n"], 30);
+    // A conditional run's test split is 5% of the rows (`CONDITIONAL_SPLIT`).
+    assert_eq!(e["n"], 15);
     assert!(e["test_nll"].as_f64().unwrap().is_finite());
     assert!(e["gaussian_nll"].as_f64().unwrap().is_finite());
     assert!(e["w2"].as_f64().unwrap() > 0.0);
@@ -155,6 +158,17 @@ fn train_sample_density_eval_and_resume_a_conditional_model() {
         "x_1",
     ]);
     assert!(e.contains("--context") && e.contains("conflicts"), "{e}");
+    let e = fails(&[
+        "train",
+        "--resume",
+        "--iters",
+        "8",
+        "--out",
+        s(&model),
+        "--ema-decay",
+        "0.5",
+    ]);
+    assert!(e.contains("--ema-decay") && e.contains("conflicts"), "{e}");
 }
 
 #[test]

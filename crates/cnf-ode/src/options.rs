@@ -178,8 +178,11 @@ pub(crate) struct Options<T> {
     pub rtol: Tolerance<T>,
     /// Absolute tolerance (default 1e-9).
     pub atol: Tolerance<T>,
-    /// Exactly N equal steps; `None`: adaptive (needs a method with an error estimate).
+    /// Exactly N steps; `None`: adaptive (needs a method with an error estimate).
     pub fixed_steps: Option<usize>,
+    /// Grading of fixed steps: step `i` of `N` ends at `t0 + (t1 - t0) (1 - (1 - i/N)^p)`
+    /// (1: equal steps; `p > 1`: steps shrink towards `t1`).
+    pub grading: f64,
     /// First step size; default Hairer's automatic estimate.
     pub h0: Option<T>,
     /// Largest step size magnitude; default the whole span.
@@ -211,6 +214,7 @@ impl<T: Float> Default for Options<T> {
             rtol: Tolerance::Scalar(crate::util::cast(1e-6)),
             atol: Tolerance::Scalar(crate::util::cast(1e-9)),
             fixed_steps: None,
+            grading: 1.0,
             h0: None,
             h_max: None,
             h_min: T::zero(),

@@ -340,3 +340,70 @@ fn nonlinear_orders() {
         );
     }
 }
+
+/// Graded fixed steps (`SolverSpec`'s `graded(p)`): step `i` of `N` ends at
+/// `t0 + (t1 - t0) (1 - (1 - i/N)^p)`, forwards and backwards in time, and RK4 keeps its order
+/// 4 on the graded grid (y' = cos(t) y, y = exp(sin t - sin t0) y0).
+#[test]
+fn graded_steps_end_on_the_power_grid_and_keep_order_4() {
+    use cnf_ode::{Method, SolverSpec};
+    for (t0, t1) in [(0.0, 2.0), (1.0, 0.0)] {
+        for p in [1.5, 2.0] {
+            let spec = SolverSpec::<f64>::builder(Method::Rk4)
+                .fixed_steps(8)
+                .graded(p)
+                .build()
+                .unwrap();
+            let mut ends = Vec::new();
+            spec.solver()
+                .solve_observed(
+                    |t, y, dy| dy[0] = t.cos() * y[0],
+                    t0,
+                    t1,
+                    &vec![1.0],
+                    &mut |s: &cnf_ode::AcceptedStep<'_, f64, Vec<f64>>| ends.push(s.t),
+                )
+                .unwrap();
+            assert_eq!(ends.len(), 8);
+            for (i, t) in ends.iter().enumerate() {
+                let grid = t0 + (t1 - t0) * (1.0 - (1.0 - (i + 1) as f64 / 8.0).powf(p));
+                assert!(
+                    (t - grid).abs() < 1e-15,
+                    "step {i} ends at {t}, grid {grid}"
+                );
+            }
+            let error = |n: usize| {
+                let spec = SolverSpec::<f64>::builder(Method::Rk4)
+                    .fixed_steps(n)
+                    .graded(p)
+                    .build()
+                    .unwrap();
+                let sol = spec
+                    .solver()
+                    .solve(|t, y, dy| dy[0] = t.cos() * y[0], t0, t1, &vec![1.0])
+                    .unwrap();
+                (sol.y[0] - (t1.sin() - t0.sin()).exp()).abs()
+            };
+            let (e16, e32, e64) = (error(16), error(32), error(64));
+            for (coarse, fine) in [(e16, e32), (e32, e64)] {
+                let order = (coarse / fine).log2();
+                assert!((3.7..4.3).contains(&order), "p {p}: order {order}");
+            }
+        }
+    }
+    // Equal steps are grading 1; a grading below 1, or one for adaptive steps, is refused.
+    let bad = SolverSpec::<f64>::builder(Method::Rk4)
+        .fixed_steps(4)
+        .graded(0.5)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("grading") && bad.contains("at least 1"),
+        "{bad}"
+    );
+    assert!(SolverSpec::<f64>::builder(Method::Dopri5)
+        .graded(2.0)
+        .build()
+        .is_err());
+}

@@ -208,6 +208,7 @@ impl NativeModel {
                 rtol,
                 atol,
                 per_sample_norm: None,
+                grading: None,
             },
             batch,
             lr,

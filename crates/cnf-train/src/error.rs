@@ -271,7 +271,7 @@ pub enum OptimError {
     /// An Adam hyper-parameter is out of range or not finite.
     #[error("invalid Adam setting {name} = {value}: {why}")]
     BadSetting {
-        /// The setting's name (`lr`, `beta1`, `beta2`, `eps` or `weight_decay`).
+        /// The setting's name (`lr`, `beta1`, `beta2`, `eps`, `weight_decay` or `ema_decay`).
         name: &'static str,
         /// The value given.
         value: f64,

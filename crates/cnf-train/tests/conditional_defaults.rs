@@ -245,9 +245,10 @@ fn the_weight_average_is_kept_and_resumes_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     // A constant rate: a cosine run of 4 iterations anneals differently from one of 8.
     let options = TrainOptions {
-        val_every: Some(4),
+        val_every: Some(20),
         lr_schedule: Some(LrSchedule::Constant),
-        ..conditional_fm(8)
+        lr: Some(3e-3),
+        ..conditional_fm(40)
     };
     // Bimodal posteriors: training beats the linear-Gaussian start, so the kept model is the
     // last validation's.
@@ -277,7 +278,7 @@ fn the_weight_average_is_kept_and_resumes_bit_for_bit() {
         .train(Vec::new())
         .unwrap();
     let resume = ResumeOptions {
-        iters: Some(8),
+        iters: Some(40),
         ..ResumeOptions::default()
     };
     let split = dir.path().join("split");
@@ -288,7 +289,7 @@ fn the_weight_average_is_kept_and_resumes_bit_for_bit() {
     };
     let once = dir.path().join("once");
     let (a, b) = (checkpoint(&once), checkpoint(&split));
-    assert_eq!(a.iter, 8);
+    assert_eq!(a.iter, 40);
     assert_eq!(a.params, b.params);
     assert_eq!(
         serde_json::to_string(&a.adam).unwrap(),
@@ -333,7 +334,7 @@ fn an_untrained_conditional_model_is_the_linear_gaussian_posterior() {
         eval.test_nll
     );
     // The exact posterior is N(x / 2, 0.05 I): its expected NLL is ln(2 pi 0.05) + 1 = -0.158
-    // per pair; 100 test pairs give a standard error of about 0.1 nats.
+    // per pair; the 50 test pairs (5%) give a standard error of about 0.14 nats.
     assert!((eval.test_nll + 0.158).abs() < 0.35, "{}", eval.test_nll);
 }
 

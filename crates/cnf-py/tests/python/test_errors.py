@@ -61,6 +61,8 @@ def test_bad_settings_are_value_errors(data):
         CNFDensity(**FAST, method="rk4").fit(data)
     with pytest.raises(ValueError, match="n_threads must be at least 1"):
         CNFDensity(**{**FAST, "n_threads": 0}).fit(data)
+    with pytest.raises(ValueError, match=r"ema_decay.*must be in \[0, 1\)"):
+        CNFDensity(**FAST, ema_decay=1.0).fit(data)
 
 
 def test_value_beyond_the_precision_is_refused(fitted):

@@ -97,6 +97,8 @@ pub struct SolverOverrides {
     pub atol: Option<f64>,
     /// Per-sample error norm (`false`: the batch RMS).
     pub per_sample_norm: Option<bool>,
+    /// Grading of fixed steps ([`cnf_ode::SolverSpecBuilder::graded`]; 1: equal steps).
+    pub grading: Option<f64>,
 }
 
 impl SolverOverrides {
@@ -128,6 +130,11 @@ impl SolverOverrides {
         };
         if let Some(n) = steps {
             b = b.fixed_steps(n);
+            // The base's grading goes with the base's steps; new steps are equal unless graded.
+            let kept = (self.method.is_none() && self.steps.is_none()).then(|| base.grading());
+            b = b.graded(self.grading.or(kept).unwrap_or(1.0));
+        } else if let Some(p) = self.grading {
+            b = b.graded(p);
         }
         b.build().map_err(|e| solver_error(e, "--"))
     }

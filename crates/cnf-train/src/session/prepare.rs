@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::context::fit_conditional_whitening;
-use crate::data::{dequantize, integer_columns, read_table, toy_validation, SPLIT};
+use crate::data::{
+    dequantize, integer_columns, read_table, toy_validation, CONDITIONAL_SPLIT, SPLIT,
+};
 use crate::data::{ColumnSelection, ContextColumns, Standardizer, Table, ToySet};
 use crate::error::{DataError, TrainError};
 use crate::model::{file_sha256, DataSource};
@@ -158,7 +160,11 @@ pub(crate) fn with_context(
         ),
         drop: Vec::new(),
         header,
-        split,
+        split: if split == SPLIT {
+            CONDITIONAL_SPLIT
+        } else {
+            split
+        },
     })
 }
 
