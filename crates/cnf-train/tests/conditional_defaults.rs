@@ -164,22 +164,35 @@ fn samples_are_drawn_with_the_sampler_and_match_a_tight_solve() {
     let default = session
         .sample_given(n, 4, &given, &EvalOptions::default())
         .unwrap();
-    let rk4 = |steps| EvalOptions {
+    let rk4 = |steps, grading| EvalOptions {
         solver: SolverOverrides {
             method: Some(Method::Rk4),
             steps: Some(steps),
+            grading,
             ..SolverOverrides::default()
         },
         ..EvalOptions::default()
     };
-    let steps = conditional_sampler().fixed_steps().unwrap();
+    let sampler = conditional_sampler();
+    let (steps, grading) = (sampler.fixed_steps().unwrap(), sampler.grading());
     assert_eq!(
         default,
-        session.sample_given(n, 4, &given, &rk4(steps)).unwrap()
+        session
+            .sample_given(n, 4, &given, &rk4(steps, Some(grading)))
+            .unwrap()
+    );
+    // Other steps, or the same steps equal (a new method's steps are ungraded unless asked).
+    assert_ne!(
+        default,
+        session
+            .sample_given(n, 4, &given, &rk4(steps / 2, Some(grading)))
+            .unwrap()
     );
     assert_ne!(
         default,
-        session.sample_given(n, 4, &given, &rk4(steps / 2)).unwrap()
+        session
+            .sample_given(n, 4, &given, &rk4(steps, None))
+            .unwrap()
     );
     let flow = session.flow(&EvalOptions::default()).unwrap();
     assert_eq!(flow.sampler(), &conditional_sampler());
