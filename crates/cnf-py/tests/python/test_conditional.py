@@ -185,6 +185,9 @@ def test_python_reads_and_matches_a_conditional_model_of_the_cli(tmp_path, cnf_b
     assert fitted.model_.to_bytes()[1] == est.model_.to_bytes()[1]
     config = json.loads(fitted.model_.to_bytes()[0])
     assert config["context"]["columns"] == ["theta"]
+    # The same 90/5/5 split as the command's (CONDITIONAL_SPLIT).
+    cli_config = json.loads((model / "config.json").read_text())
+    assert config["data"]["split"] == cli_config["data"]["split"] == [0.9, 0.05, 0.05]
 
 
 @pytest.fixture(scope="module")

@@ -124,18 +124,15 @@ impl SolverOverrides {
         if let (None, Some(c)) = (self.method, base.explicit_controller()) {
             b = b.controller(c);
         }
-        let steps = match self.method {
-            Some(_) => self.steps,
-            None => self.steps.or(base.fixed_steps()),
+        // The base's grading goes with the base's steps; new steps are equal unless graded.
+        let (steps, grading) = match (self.method, self.steps) {
+            (None, None) => (base.fixed_steps(), base.grading()),
+            (_, steps) => (steps, 1.0),
         };
         if let Some(n) = steps {
             b = b.fixed_steps(n);
-            // The base's grading goes with the base's steps; new steps are equal unless graded.
-            let kept = (self.method.is_none() && self.steps.is_none()).then(|| base.grading());
-            b = b.graded(self.grading.or(kept).unwrap_or(1.0));
-        } else if let Some(p) = self.grading {
-            b = b.graded(p);
         }
+        b = b.graded(self.grading.unwrap_or(grading));
         b.build().map_err(|e| solver_error(e, "--"))
     }
 }
@@ -271,9 +268,9 @@ impl RunPlan {
 
     /// A new run on a table held in memory (bindings fit arrays no file holds), into `out`:
     /// prepared as a table file is; `source` is what config.json records as the data (a
-    /// [`DataSource::Table`], its split used) and `label` names the table in messages. With
-    /// `options.context`, the table's last columns (named so) are the context of a conditional
-    /// run.
+    /// [`DataSource::Table`], its split used, a conditional run's as `cnf train --context`
+    /// chooses it) and `label` names the table in messages. With `options.context`, the table's
+    /// last columns (named so) are the context of a conditional run.
     ///
     /// # Errors
     /// `source` is not a table; the table is too small to split or cannot be standardised (a
@@ -281,19 +278,21 @@ impl RunPlan {
     /// invalid.
     pub fn from_table(
         table: &Table,
-        source: DataSource,
+        mut source: DataSource,
         label: &Path,
         options: &TrainOptions,
         out: PathBuf,
     ) -> Result<Self, TrainError> {
-        let DataSource::Table { split, .. } = source else {
+        let context = options.context.as_deref().unwrap_or_default();
+        let DataSource::Table { split, .. } = &mut source else {
             return Err(TrainError::Invalid(format!(
                 "a table held in memory is recorded as a table, not as {}",
                 source.describe()
             )));
         };
+        *split = prepare::split_of_new_run(*split, !context.is_empty());
+        let split = *split;
         let seed = options.seed.unwrap_or(0);
-        let context = options.context.as_deref().unwrap_or_default();
         let prep =
             prepare::prepare_table(table, source, split, seed, label, "data".into(), context)?;
         Self::of_prepared(prep, options, out)

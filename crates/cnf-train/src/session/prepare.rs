@@ -160,12 +160,19 @@ pub(crate) fn with_context(
         ),
         drop: Vec::new(),
         header,
-        split: if split == SPLIT {
-            CONDITIONAL_SPLIT
-        } else {
-            split
-        },
+        split: split_of_new_run(split, true),
     })
+}
+
+/// The split of a new run's table: a conditional run's simulations take
+/// [`CONDITIONAL_SPLIT`] in place of the default [`SPLIT`]; any other split (a resumed run's,
+/// recorded in config.json) stays.
+pub(crate) fn split_of_new_run(split: [f64; 3], conditional: bool) -> [f64; 3] {
+    if conditional && split == SPLIT {
+        CONDITIONAL_SPLIT
+    } else {
+        split
+    }
 }
 
 /// Loads the training data that `source` names, split with `seed`; the last columns of a
