@@ -147,28 +147,19 @@ fn train_sample_density_eval_and_resume_a_conditional_model() {
         "--no-plots",
     ]);
     assert_eq!(json_file(&model.join("checkpoint.json"))["iter"], 6);
-    let e = fails(&[
-        "train",
-        "--resume",
-        "--iters",
-        "8",
-        "--out",
-        s(&model),
-        "--context",
-        "x_1",
-    ]);
-    assert!(e.contains("--context") && e.contains("conflicts"), "{e}");
-    let e = fails(&[
-        "train",
-        "--resume",
-        "--iters",
-        "8",
-        "--out",
-        s(&model),
-        "--ema-decay",
-        "0.5",
-    ]);
-    assert!(e.contains("--ema-decay") && e.contains("conflicts"), "{e}");
+    for (flag, value) in [("--context", "x_1"), ("--ema-decay", "0.5")] {
+        let e = fails(&[
+            "train",
+            "--resume",
+            "--iters",
+            "8",
+            "--out",
+            s(&model),
+            flag,
+            value,
+        ]);
+        assert!(e.contains(flag) && e.contains("conflicts"), "{e}");
+    }
 }
 
 #[test]

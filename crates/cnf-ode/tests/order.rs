@@ -349,13 +349,16 @@ fn graded_steps_end_on_the_power_grid_and_keep_order_4() {
     use cnf_ode::{Method, SolverSpec};
     for (t0, t1) in [(0.0, 2.0), (1.0, 0.0)] {
         for p in [1.5, 2.0] {
-            let spec = SolverSpec::<f64>::builder(Method::Rk4)
-                .fixed_steps(8)
-                .graded(p)
-                .build()
-                .unwrap();
+            let graded_rk4 = |n: usize| {
+                SolverSpec::<f64>::builder(Method::Rk4)
+                    .fixed_steps(n)
+                    .graded(p)
+                    .build()
+                    .unwrap()
+                    .solver()
+            };
             let mut ends = Vec::new();
-            spec.solver()
+            graded_rk4(8)
                 .solve_observed(
                     |t, y, dy| dy[0] = t.cos() * y[0],
                     t0,
@@ -373,13 +376,7 @@ fn graded_steps_end_on_the_power_grid_and_keep_order_4() {
                 );
             }
             let error = |n: usize| {
-                let spec = SolverSpec::<f64>::builder(Method::Rk4)
-                    .fixed_steps(n)
-                    .graded(p)
-                    .build()
-                    .unwrap();
-                let sol = spec
-                    .solver()
+                let sol = graded_rk4(n)
                     .solve(|t, y, dy| dy[0] = t.cos() * y[0], t0, t1, &vec![1.0])
                     .unwrap();
                 (sol.y[0] - (t1.sin() - t0.sin()).exp()).abs()
