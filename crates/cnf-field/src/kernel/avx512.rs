@@ -510,12 +510,21 @@ impl<T: Lanes> Gemm<T> {
         unsafe {
             let a: [*const T; MR] =
                 std::array::from_fn(|r| self.a.add((i0 + r).min(self.m - 1) * self.rsa));
-            let mut acc = [[T::v_zero(); NV]; MR];
-            for p in 0..self.k {
+            let row_of_b = |p: usize| -> [T::V; NV] {
                 let b = self.b.add(p * self.ldb + j0);
-                let bv: [T::V; NV] = std::array::from_fn(|v| {
+                std::array::from_fn(|v| {
                     T::v_load(b.add(v * T::L), if v + 1 == NV { last } else { full })
-                });
+                })
+            };
+            // The first product initialises the accumulators (k >= 1, see `plan`): a zeroed
+            // array would be written to the stack by a memset on every tile.
+            let bv = row_of_b(0);
+            let mut acc: [[T::V; NV]; MR] = std::array::from_fn(|r| {
+                let x = T::v_splat(*a[r]);
+                std::array::from_fn(|v| T::v_mul(x, bv[v]))
+            });
+            for p in 1..self.k {
+                let bv = row_of_b(p);
                 for r in 0..MR {
                     let x = T::v_splat(*a[r].add(p * self.csa));
                     for v in 0..NV {

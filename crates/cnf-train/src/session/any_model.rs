@@ -9,6 +9,7 @@ use cnf_ode::{cast, SolverSpec, Stats};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 
 use crate::data::Table;
 use crate::error::TrainError;
@@ -544,37 +545,19 @@ fn write_samples<T: Real, W: Write>(
         }
     }
     let mut report = SampleReport::default();
-    // The csv crate's writer (names with commas or quotes are quoted). A closed pipe ends the
-    // output quietly; any other write error is reported.
-    let mut w = csv::WriterBuilder::new()
-        .buffer_capacity(1 << 16)
-        .from_writer(&mut *out);
-    let io = |r: std::io::Result<()>| -> Result<bool, TrainError> {
-        match r {
+    // A closed pipe ends the output quietly; any other write error is reported.
+    let mut put = |bytes: &[u8]| -> Result<bool, TrainError> {
+        match out.write_all(bytes) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
             Err(e) => Err(TrainError::io("writing the samples")(e)),
         }
     };
-    let csv = |r: Result<(), csv::Error>| -> Result<bool, TrainError> {
-        match r.map_err(csv::Error::into_kind) {
-            Ok(()) => Ok(true),
-            Err(csv::ErrorKind::Io(e)) => io(Err(e)),
-            Err(other) => Err(TrainError::Invalid(format!(
-                "writing the samples: {other:?}"
-            ))),
-        }
-    };
-    let header = indexed
-        .then(|| GIVEN_ROW.to_string())
-        .into_iter()
-        .chain(column_names(config));
-    if !csv(w.write_record(header))? {
+    if !put(&csv_header(config, indexed)?)? {
         report.closed_early = true;
         return Ok(report);
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut field = String::with_capacity(32);
     let mut context = Vec::new();
     let mut context_f64 = Vec::new();
     while report.written < total {
@@ -592,73 +575,122 @@ fn write_samples<T: Real, W: Write>(
         }
         context.clear();
         context.extend(context_f64.iter().map(|&v| cast::<T>(v)));
-        let moved = cnf
-            .transform_given(&z, &context, T::one(), T::zero())
-            .map_err(|e| match e {
-                // Name the sample by its index in the whole draw, not in this chunk.
-                FlowError::Solve {
-                    sample: Some(i),
-                    t,
-                    message,
-                    stats,
-                } => FlowError::Solve {
-                    sample: Some(i + offset),
-                    t,
-                    message,
-                    stats,
-                },
-                other => other,
-            })?;
-        report.stats += moved.stats;
-        for (i, row) in moved.points.chunks_exact(d).enumerate() {
-            if indexed {
-                use std::fmt::Write as _;
-                field.clear();
-                let _ = write!(field, "{}", (offset + i) / n);
-                if !csv(w.write_field(&field))? {
-                    report.closed_early = true;
-                    return Ok(report);
-                }
-            }
-            // Back to data space (whitening and the context's shift included) when the model
-            // was standardised.
-            let c = &context_f64[i * k..][..k];
-            let data: Option<Vec<f64>> = config
-                .standardizer
-                .as_ref()
-                .map(|_| config.to_data_row(&to_f64(row), c));
-            for (j, &v) in row.iter().enumerate() {
-                use std::fmt::Write as _;
-                field.clear();
-                let ok = match &data {
-                    Some(x) => {
-                        let x = x[j];
-                        x.is_finite() && write!(field, "{x}").is_ok()
-                    }
-                    None => v.is_finite() && write!(field, "{v}").is_ok(),
+        // The solves of SOLVE_POINTS rows (the flow's batching, so the rows are those of one
+        // `sample` call) run in parallel, each writing its rows as CSV text after it: the text
+        // of one block is formatted while others solve.
+        let blocks: Vec<Result<(Vec<u8>, usize, Stats), TrainError>> = z
+            .par_chunks(SOLVE_POINTS * d)
+            .enumerate()
+            .map(|(b, zb)| {
+                let (r0, rows) = (b * SOLVE_POINTS, zb.len() / d);
+                let moved = cnf
+                    .transform_given(zb, &context[r0 * k..(r0 + rows) * k], T::one(), T::zero())
+                    .map_err(|e| match e {
+                        // Name the sample by its index in the whole draw, not in this block.
+                        FlowError::Solve {
+                            sample: Some(i),
+                            t,
+                            message,
+                            stats,
+                        } => FlowError::Solve {
+                            sample: Some(i + offset + r0),
+                            t,
+                            message,
+                            stats,
+                        },
+                        other => other,
+                    })?;
+                let rows_at = RowsAt {
+                    first: offset + r0,
+                    draws_per_given: n,
+                    indexed,
                 };
-                if !ok {
-                    return Err(FlowError::NonFiniteOutput {
-                        sample: offset + i,
-                        quantity: "sample",
-                        precision: T::NAME,
-                    }
-                    .into());
-                }
-                if !csv(w.write_field(&field))? {
-                    report.closed_early = true;
-                    return Ok(report);
-                }
-            }
-            if !csv(w.write_record(None::<&[u8]>))? {
+                let context = &context_f64[r0 * k..(r0 + rows) * k];
+                let text = csv_rows(config, &moved.points, context, &rows_at)?;
+                Ok((text, rows, moved.stats))
+            })
+            .collect();
+        for block in blocks {
+            let (text, rows, stats) = block?;
+            report.stats += stats;
+            if !put(&text)? {
                 report.closed_early = true;
                 return Ok(report);
             }
-            report.written += 1;
+            report.written += rows;
         }
     }
-    if !io(w.flush())? {
-        report.closed_early = true;
+    match out.flush() {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => report.closed_early = true,
+        Err(e) => return Err(TrainError::io("writing the samples")(e)),
     }
     Ok(report)
+}
+
+/// The header line of the samples' CSV, through the csv crate (names with commas or quotes
+/// are quoted).
+fn csv_header(config: &ModelConfig, indexed: bool) -> Result<Vec<u8>, TrainError> {
+    let header = indexed
+        .then(|| GIVEN_ROW.to_string())
+        .into_iter()
+        .chain(column_names(config));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let invalid = |e: String| TrainError::Invalid(format!("writing the samples' header: {e}"));
+    w.write_record(header).map_err(|e| invalid(e.to_string()))?;
+    w.into_inner().map_err(|e| invalid(e.to_string()))
+}
+
+/// Where a block of sample rows sits in the whole draw.
+struct RowsAt {
+    /// Index of the block's first row.
+    first: usize,
+    /// Draws per given row (row r draws given row r / this).
+    draws_per_given: usize,
+    /// Whether a first column holds the given row's index.
+    indexed: bool,
+}
+
+/// Model-space `points (rows, d)` as CSV lines in data space (whitening and the context's shift
+/// undone when the model was standardised, in f64): the shortest text that reads back to each
+/// number (numbers never need quoting).
+///
+/// # Errors
+/// A sample is not finite (named by its index in the whole draw).
+fn csv_rows<T: Real>(
+    config: &ModelConfig,
+    points: &[T],
+    context: &[f64],
+    at: &RowsAt,
+) -> Result<Vec<u8>, TrainError> {
+    use std::io::Write as _;
+    let (d, k) = (config.mlp.dim, config.context_dim());
+    let mut text = Vec::with_capacity(points.len() * 12);
+    for (i, row) in points.chunks_exact(d).enumerate() {
+        let sample = at.first + i;
+        let non_finite = || FlowError::NonFiniteOutput {
+            sample,
+            quantity: "sample",
+            precision: T::NAME,
+        };
+        if at.indexed {
+            // Writing to a Vec cannot fail.
+            let _ = write!(text, "{},", sample / at.draws_per_given);
+        }
+        let data = config
+            .standardizer
+            .as_ref()
+            .map(|_| config.to_data_row(&to_f64(row), &context[i * k..][..k]));
+        for j in 0..d {
+            let ok = match &data {
+                Some(x) => x[j].is_finite() && write!(text, "{}", x[j]).is_ok(),
+                None => row[j].is_finite() && write!(text, "{}", row[j]).is_ok(),
+            };
+            if !ok {
+                return Err(non_finite().into());
+            }
+            text.push(if j + 1 == d { b'\n' } else { b',' });
+        }
+    }
+    Ok(text)
 }
