@@ -45,6 +45,8 @@ pub struct MlpScratch<T> {
     pub(super) row_gates: bool,
     /// `W^T` of every layer for the fused kernel, repacked only when the weights change.
     pub(super) packed: Vec<PackedT<T>>,
+    /// Layer 0's bias with a shared time and context folded in (see `forward`).
+    pub(super) bias0: Vec<T>,
     /// Tangents per point of the last forward pass.
     pub(super) nt: usize,
     /// Runs every product on the `gemm` crate with separate elementwise passes (the tests'
@@ -163,6 +165,22 @@ impl<T: Real> Mlp<T> {
         }
     }
 
+    /// `bias0 = b0 + W0[:, d..] [t, c]`: layer 0's bias (effective at time `t` for
+    /// concat-squash) with the time column (concat) and the context `c` shared by every row.
+    fn fold_first_bias(&self, s: &mut MlpScratch<T>, t: T, c: &[T]) {
+        let (d, slot) = (self.config.dim, self.slots[0]);
+        let (w, bias) = self.weights_at(&s.w_eff, &s.b_eff, 0, false);
+        let timed = self.config.context_start() > d;
+        s.bias0.clear();
+        for (row, &b) in w.chunks_exact(slot.inp).zip(bias).take(slot.out) {
+            let mut acc = if timed { b + row[d] * t } else { b };
+            for (&wj, &cj) in row[slot.inp - c.len()..].iter().zip(c) {
+                acc = acc + wj * cj;
+            }
+            s.bias0.push(acc);
+        }
+    }
+
     /// Primal pass writing `v`, plus (if `trace` is given) the tangent pass for the trace's
     /// directions; `second` also records `s''` for the reverse pass.
     pub(super) fn forward(
@@ -187,14 +205,28 @@ impl<T: Real> Mlp<T> {
         // h0 = [z, t, c] for concat, [z, c] for concat-squash (time enters through the gates).
         let width0 = self.slots[0].inp;
         let timed = self.config.context_start() > d;
+        s.fused = !s.oracle && batch >= FUSED_MIN_POINTS;
+        let simd = s.fused;
+        // On the fused kernel, a time shared by the batch and a context shared by every row
+        // (draws for one observation) add the same vector to every row of layer 0's product:
+        // folded into its bias once, the product runs over z alone (d columns, not d + 1 + k).
+        // Decided by the inputs alone, so v is the same with and without the reverse pass,
+        // which still gets the whole h0.
+        let fold = simd && k > 0 && matches!(x.t, Time::Shared(_)) && rows_equal(x.context, k);
+        let fill_h0 = !fold || second;
         let row_times = match x.t {
             Time::Shared(t) => {
                 s.row_gates = false;
                 self.fold_gates(s, t);
-                for (row, zb) in s.h[0].chunks_exact_mut(width0).zip(z.chunks_exact(d)) {
-                    row[..d].copy_from_slice(zb);
-                    if timed {
-                        row[d] = t;
+                if fold {
+                    self.fold_first_bias(s, t, &x.context[..k]);
+                }
+                if fill_h0 {
+                    for (row, zb) in s.h[0].chunks_exact_mut(width0).zip(z.chunks_exact(d)) {
+                        row[..d].copy_from_slice(zb);
+                        if timed {
+                            row[d] = t;
+                        }
                     }
                 }
                 None
@@ -215,7 +247,7 @@ impl<T: Real> Mlp<T> {
                 s.row_gates.then_some(ts)
             }
         };
-        if k > 0 {
+        if k > 0 && fill_h0 {
             let rows = s.h[0]
                 .chunks_exact_mut(width0)
                 .zip(x.context.chunks_exact(k));
@@ -228,8 +260,6 @@ impl<T: Real> Mlp<T> {
         }
 
         let last = self.slots.len() - 1;
-        s.fused = !s.oracle && batch >= FUSED_MIN_POINTS;
-        let simd = s.fused;
         let act = self.config.activation;
         for (l, slot) in self.slots.iter().enumerate() {
             if let Some(ts) = row_times {
@@ -238,6 +268,7 @@ impl<T: Real> Mlp<T> {
             }
             let (out, inp) = (slot.out, slot.inp);
             let (w, bias) = self.weights_at(&s.w_eff, &s.b_eff, l, false);
+            let bias = if l == 0 && fold { &s.bias0[..] } else { bias };
             // W^T as B: packed row-major, or W itself (B column-major) for the gemm crate and
             // for a narrow output layer (the kernel's dot-product layout).
             let wt = if !simd || (l == last && narrow::<T>(out)) {
@@ -247,7 +278,12 @@ impl<T: Real> Mlp<T> {
                 s.packed[l].view()
             };
             let (h_done, h_next) = s.h.split_at_mut(l + 1);
-            let h_in = &h_done[l][..batch * inp];
+            // Layer 0 with the time and context folded in multiplies z by W0[:, :d], the first
+            // d rows of W0^T.
+            let (h_in, k_in) = match l == 0 && fold {
+                true => (z, d),
+                false => (&h_done[l][..batch * inp], inp),
+            };
             let primal: &mut [T] = if l == last {
                 v
             } else {
@@ -271,9 +307,9 @@ impl<T: Real> Mlp<T> {
             };
             let job = GemmJob {
                 m: batch,
-                k: inp,
+                k: k_in,
                 n: out,
-                a: (h_in, inp, 1),
+                a: (h_in, k_in, 1),
                 b: wt,
                 c: primal,
                 epilogue,
@@ -472,4 +508,16 @@ impl<T: Real> Mlp<T> {
         let jt = &s.tan[self.slots.len() - 1];
         contract_tangents(batch, s.nt, d, norm, &s.u[0], jt, div);
     }
+}
+
+/// Whether every row of `c (B, k)` equals the first, value and sign (`k > 0`).
+fn rows_equal<T: Real>(c: &[T], k: usize) -> bool {
+    let Some(first) = c.get(..k) else {
+        return false;
+    };
+    c.chunks_exact(k).all(|row| {
+        row.iter()
+            .zip(first)
+            .all(|(&p, &q)| p == q && p.is_sign_negative() == q.is_sign_negative())
+    })
 }

@@ -1,7 +1,8 @@
 //! The fast path on the fused SIMD kernel against the same passes on the oracle (the `gemm`
 //! crate with separate elementwise passes): `v`, the trace and the VJP with penalties, f32 and
 //! f64, over random architectures (widths around the kernel's 16-lane panels, context widths 0
-//! to 3) and batches, at a shared time and at per-row times.
+//! to 3) and batches, at a shared time and at per-row times, with a context per row or one
+//! context shared by every row (which the fast path folds into layer 0's bias).
 
 use super::*;
 use crate::field::{rademacher_probes, VjpInput, VjpOutput};
@@ -9,12 +10,14 @@ use proptest::prelude::*;
 use rand::Rng;
 
 /// Every output of one `vjp_batch` with penalties (and `d/dc`), then `eval_batch`'s `v`, at
-/// time 0.3 or at the per-row times `ts`, with a context when the network takes one.
+/// time 0.3 or at the per-row times `ts`, with a context when the network takes one (the same
+/// for every row when `shared`).
 fn outputs<T: Real>(
     mlp: &Mlp<T>,
     z: &[T],
     ts: Option<&[T]>,
     probes: Option<&[T]>,
+    shared: bool,
     oracle: bool,
 ) -> Vec<Vec<T>> {
     let (dim, n, k) = (mlp.config().dim, mlp.num_params(), mlp.config().context_dim);
@@ -29,7 +32,10 @@ fn outputs<T: Real>(
         wave(batch, 0.9),
         wave(batch, 0.4),
     );
-    let context = wave(batch * k, 0.5);
+    let context = match shared {
+        true => wave(k, 0.5).repeat(batch),
+        false => wave(batch * k, 0.5),
+    };
     let mut s = mlp.scratch(batch);
     s.oracle = oracle;
     let x = match ts {
@@ -68,6 +74,7 @@ fn check<T: Real>(
     seed: u64,
     hutchinson: bool,
     per_row: bool,
+    shared: bool,
     tol: f64,
 ) -> Result<(), TestCaseError> {
     let mlp = Mlp::<T>::new(config, seed).expect("valid config");
@@ -82,8 +89,8 @@ fn check<T: Real>(
         .map(|_| cast::<T>(rng.random_range(-1.0..1.5)))
         .collect();
     let ts = per_row.then_some(&ts[..]);
-    let fast = outputs(&mlp, &z, ts, probes, false);
-    let oracle = outputs(&mlp, &z, ts, probes, true);
+    let fast = outputs(&mlp, &z, ts, probes, shared, false);
+    let oracle = outputs(&mlp, &z, ts, probes, shared, true);
     let names = [
         "v",
         "div",
@@ -138,27 +145,41 @@ proptest! {
     fn simd_forward_and_vjp_match_oracle_f32(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f32>(config, batch, seed, hutchinson, false, 2e-5)?;
+        check::<f32>(config, batch, seed, hutchinson, false, false, 2e-5)?;
     }
 
     #[test]
     fn simd_forward_and_vjp_match_oracle_f64(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f64>(config, batch, seed, hutchinson, false, 1e-13)?;
+        check::<f64>(config, batch, seed, hutchinson, false, false, 1e-13)?;
     }
 
     #[test]
     fn simd_per_row_times_match_oracle_f32(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f32>(config, batch, seed, hutchinson, true, 2e-5)?;
+        check::<f32>(config, batch, seed, hutchinson, true, false, 2e-5)?;
     }
 
     #[test]
     fn simd_per_row_times_match_oracle_f64(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f64>(config, batch, seed, hutchinson, true, 1e-13)?;
+        check::<f64>(config, batch, seed, hutchinson, true, false, 1e-13)?;
+    }
+
+    #[test]
+    fn simd_shared_context_matches_oracle_f32(
+        config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
+    ) {
+        check::<f32>(config, batch, seed, hutchinson, false, true, 2e-5)?;
+    }
+
+    #[test]
+    fn simd_shared_context_matches_oracle_f64(
+        config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
+    ) {
+        check::<f64>(config, batch, seed, hutchinson, false, true, 1e-13)?;
     }
 }
