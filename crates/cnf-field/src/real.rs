@@ -74,12 +74,19 @@ pub trait Real: Float + FromPrimitive + Send + Sync + Debug + Display + Default 
     /// `ln(1 + x)` for `0 <= x <= 1` (softplus's `ln(1 + e^-|x|)`), branch-free: f64 <= 2 ulp
     /// from glibc's `log1p` on that interval; f32 through f64. NaN gives NaN.
     fn ln_1p_unit_fast(self) -> Self;
+    /// The value's bit pattern, widened to 64 bits: equal exactly for the same bits (so `-0`
+    /// differs from `0`, and a NaN equals only the same NaN).
+    fn bits(self) -> u64;
 }
 
 macro_rules! impl_real {
     ($t:ty, $name:literal, $tanh:path, $tanh_sech2:path, $exp:path, $expm1_exp:path, $ln_1p:path) => {
         impl Real for $t {
             const NAME: &'static str = $name;
+
+            fn bits(self) -> u64 {
+                u64::from(self.to_bits())
+            }
 
             fn gemm(
                 m: usize,

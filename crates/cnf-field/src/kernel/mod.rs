@@ -180,8 +180,7 @@ pub(crate) fn reference<T: Real>(job: GemmJob<'_, T>) {
 }
 
 /// `W^T` of a layer's `W (n x k)`, row-major `(k, n)` with rows padded to whole 64-byte lines and
-/// starting on one (the kernel's `B`); rebuilt only when `W` changes (compared value and sign,
-/// so bit for bit up to NaN payloads).
+/// starting on one (the kernel's `B`); rebuilt only when `W` changes (compared bit for bit).
 #[derive(Clone, Debug, Default)]
 pub struct PackedT<T> {
     src: Vec<T>,
@@ -257,13 +256,15 @@ impl<T> std::ops::DerefMut for AlignedBuf<T> {
     }
 }
 
-/// Equal values with equal signs everywhere (so `-0` differs from `0`; NaN differs from all).
+/// The same bits everywhere (so `-0` differs from `0`), compared as integers in blocks without
+/// early exits within a block, so the comparison runs on vectors.
 fn same_bits<T: Real>(a: &[T], b: &[T]) -> bool {
     a.len() == b.len()
-        && a.chunks(32).zip(b.chunks(32)).all(|(x, y)| {
-            x.iter().zip(y).fold(true, |ok, (&p, &q)| {
-                ok & (p == q) & (p.is_sign_negative() == q.is_sign_negative())
-            })
+        && a.chunks(64).zip(b.chunks(64)).all(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .fold(0u64, |diff, (&p, &q)| diff | (p.bits() ^ q.bits()))
+                == 0
         })
 }
 
