@@ -6,7 +6,7 @@
 //! MODEL_DIR is a `cnf train --context` folder, GIVEN.csv a one-row file of its context columns.
 //! For each solver (the tight reference Dopri5 at rtol = atol = 1e-9 in f64, the model's
 //! default Dopri5 at 1e-5, the model's sampler, RK4 with 16, 8, 6, 4 and 2 equal steps, RK4
-//! graded 1.5 in 8, 6 and 5 steps and graded 2 in 6, midpoint with 8 and 4) and each
+//! graded 1.5 in 8, 6, 5 and 4 steps and graded 2 in 6, midpoint with 8 and 4) and each
 //! batching (one solve of all N draws, or parallel solves of 1024), the same base draws are moved
 //! to the data side; one JSON line gives the median wall time of the draw (ms, 7 repeats, the
 //! context's standardisation and the base draws included), the field evaluations per draw, and
@@ -134,6 +134,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         graded(Method::Rk4, 6, 1.5)?,
         graded(Method::Rk4, 6, 2.0)?,
         graded(Method::Rk4, 5, 1.5)?,
+        graded(Method::Rk4, 4, 1.5)?,
         fixed(Method::Rk4, 4)?,
         fixed(Method::Rk4, 2)?,
         fixed(Method::Midpoint, 8)?,

@@ -190,7 +190,7 @@ impl LoadedFlow {
     pub fn sampler(&self) -> &SolverSpec<f64> {
         &self.sampler
     }
-    /// "rk4 with 6 steps graded 1.5": the sampling solver in the command line's words.
+    /// "rk4 with 4 steps graded 1.5": the sampling solver in the command line's words.
     pub fn describe_sampler(&self) -> String {
         describe_solver(&self.sampler)
     }
