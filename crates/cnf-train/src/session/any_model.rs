@@ -578,7 +578,7 @@ fn write_samples<T: Real, W: Write>(
         // The solves of SOLVE_POINTS rows (the flow's batching, so the rows are those of one
         // `sample` call) run in parallel, each writing its rows as CSV text after it: the text
         // of one block is formatted while others solve.
-        let blocks: Vec<Result<(Vec<u8>, usize, Stats), TrainError>> = z
+        let blocks: Vec<Result<CsvBlock, TrainError>> = z
             .par_chunks(SOLVE_POINTS * d)
             .enumerate()
             .map(|(b, zb)| {
@@ -627,6 +627,9 @@ fn write_samples<T: Real, W: Write>(
     }
     Ok(report)
 }
+
+/// A block of sample rows as CSV text, its number of rows and the work of its solve.
+type CsvBlock = (Vec<u8>, usize, Stats);
 
 /// The header line of the samples' CSV, through the csv crate (names with commas or quotes
 /// are quoted).
