@@ -258,7 +258,7 @@ impl<T> std::ops::DerefMut for AlignedBuf<T> {
 
 /// The same bits everywhere (so `-0` differs from `0`), compared as integers in blocks without
 /// early exits within a block, so the comparison runs on vectors.
-fn same_bits<T: Real>(a: &[T], b: &[T]) -> bool {
+pub(crate) fn same_bits<T: Real>(a: &[T], b: &[T]) -> bool {
     a.len() == b.len()
         && a.chunks(64).zip(b.chunks(64)).all(|(x, y)| {
             x.iter()

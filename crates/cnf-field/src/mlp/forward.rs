@@ -9,7 +9,9 @@ use crate::dual::grow;
 use crate::field::{
     contract_tangents, frobenius_from_tangents, kinetic_from_v, Inputs, Time, Trace,
 };
-use crate::kernel::{fused_gemm, narrow, AlignedBuf, Derivatives, Epilogue, GemmJob, PackedT};
+use crate::kernel::{
+    fused_gemm, narrow, same_bits, AlignedBuf, Derivatives, Epilogue, GemmJob, PackedT,
+};
 use crate::real::Real;
 
 /// Work buffers of the MLP fast path (grown on demand, never shrunk).
@@ -511,12 +513,7 @@ impl<T: Real> Mlp<T> {
 }
 
 /// Whether every row of `c (B, k)` (`k > 0`, at least one row) is the same bits as the first:
-/// then each value equals the one a row before it, checked in one pass that runs on vectors.
+/// then each value equals the one a row before it.
 fn rows_equal<T: Real>(c: &[T], k: usize) -> bool {
-    c.len() >= k
-        && c[k..]
-            .iter()
-            .zip(c)
-            .fold(0u64, |diff, (&p, &q)| diff | (p.bits() ^ q.bits()))
-            == 0
+    c.len() >= k && same_bits(&c[k..], &c[..c.len() - k])
 }

@@ -545,15 +545,15 @@ fn write_samples<T: Real, W: Write>(
         }
     }
     let mut report = SampleReport::default();
-    // A closed pipe ends the output quietly; any other write error is reported.
-    let mut put = |bytes: &[u8]| -> Result<bool, TrainError> {
-        match out.write_all(bytes) {
+    // A closed pipe ends the output quietly (false); any other write error is reported.
+    let io = |r: std::io::Result<()>| -> Result<bool, TrainError> {
+        match r {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
             Err(e) => Err(TrainError::io("writing the samples")(e)),
         }
     };
-    if !put(&csv_header(config, indexed)?)? {
+    if !io(out.write_all(&csv_header(config, indexed)?))? {
         report.closed_early = true;
         return Ok(report);
     }
@@ -613,17 +613,15 @@ fn write_samples<T: Real, W: Write>(
         for block in blocks {
             let (text, rows, stats) = block?;
             report.stats += stats;
-            if !put(&text)? {
+            if !io(out.write_all(&text))? {
                 report.closed_early = true;
                 return Ok(report);
             }
             report.written += rows;
         }
     }
-    match out.flush() {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => report.closed_early = true,
-        Err(e) => return Err(TrainError::io("writing the samples")(e)),
+    if !io(out.flush())? {
+        report.closed_early = true;
     }
     Ok(report)
 }
