@@ -67,16 +67,27 @@ fn outputs<T: Real>(
     o
 }
 
+/// The inputs a case varies: how time and context are given.
+#[derive(Clone, Copy, PartialEq)]
+enum Case {
+    /// One time for the batch, a context per row.
+    SharedTime,
+    /// A time per row, a context per row.
+    PerRowTimes,
+    /// One time for the batch, one context for every row (folded into layer 0's bias).
+    SharedContext,
+}
+
 /// Fast and oracle outputs agree to `tol` relative to each output's largest entry.
 fn check<T: Real>(
     config: MlpConfig,
     batch: usize,
     seed: u64,
     hutchinson: bool,
-    per_row: bool,
-    shared: bool,
+    case: Case,
     tol: f64,
 ) -> Result<(), TestCaseError> {
+    let (per_row, shared) = (case == Case::PerRowTimes, case == Case::SharedContext);
     let mlp = Mlp::<T>::new(config, seed).expect("valid config");
     let dim = mlp.config().dim;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -145,41 +156,41 @@ proptest! {
     fn simd_forward_and_vjp_match_oracle_f32(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f32>(config, batch, seed, hutchinson, false, false, 2e-5)?;
+        check::<f32>(config, batch, seed, hutchinson, Case::SharedTime, 2e-5)?;
     }
 
     #[test]
     fn simd_forward_and_vjp_match_oracle_f64(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f64>(config, batch, seed, hutchinson, false, false, 1e-13)?;
+        check::<f64>(config, batch, seed, hutchinson, Case::SharedTime, 1e-13)?;
     }
 
     #[test]
     fn simd_per_row_times_match_oracle_f32(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f32>(config, batch, seed, hutchinson, true, false, 2e-5)?;
+        check::<f32>(config, batch, seed, hutchinson, Case::PerRowTimes, 2e-5)?;
     }
 
     #[test]
     fn simd_per_row_times_match_oracle_f64(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f64>(config, batch, seed, hutchinson, true, false, 1e-13)?;
+        check::<f64>(config, batch, seed, hutchinson, Case::PerRowTimes, 1e-13)?;
     }
 
     #[test]
     fn simd_shared_context_matches_oracle_f32(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f32>(config, batch, seed, hutchinson, false, true, 2e-5)?;
+        check::<f32>(config, batch, seed, hutchinson, Case::SharedContext, 2e-5)?;
     }
 
     #[test]
     fn simd_shared_context_matches_oracle_f64(
         config in configs(), batch in 1usize..60, seed in any::<u64>(), hutchinson in any::<bool>()
     ) {
-        check::<f64>(config, batch, seed, hutchinson, false, true, 1e-13)?;
+        check::<f64>(config, batch, seed, hutchinson, Case::SharedContext, 1e-13)?;
     }
 }
